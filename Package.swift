@@ -1,0 +1,54 @@
+// swift-tools-version:6.0
+// Parley: a real-time media and messaging engine for Linux.
+// No Swift package dependencies: the C libraries of the field come in as
+// system-library targets under CSystemLibs/ (see ../shared/DESIGN.md).
+import PackageDescription
+
+let package = Package(
+    name: "Parley",
+    products: [
+        .executable(name: "parley", targets: ["parley"]),
+    ],
+    targets: [
+        // MARK: C bridging
+        .target(name: "CLinux", path: "CSystemLibs/CLinux"),
+        .systemLibrary(name: "COpus", path: "CSystemLibs/COpus", pkgConfig: "opus",
+                       providers: [.apt(["libopus-dev"])]),
+        .systemLibrary(name: "CFFmpeg", path: "CSystemLibs/CFFmpeg", pkgConfig: "libavformat",
+                       providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev",
+                                         "libswscale-dev", "libswresample-dev"])]),
+        .systemLibrary(name: "CSRTP", path: "CSystemLibs/CSRTP", pkgConfig: "libsrtp2",
+                       providers: [.apt(["libsrtp2-dev"])]),
+        .systemLibrary(name: "COpenSSL", path: "CSystemLibs/COpenSSL", pkgConfig: "openssl",
+                       providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CSQLite", path: "CSystemLibs/CSQLite", pkgConfig: "sqlite3",
+                       providers: [.apt(["libsqlite3-dev"])]),
+
+        // MARK: Swift modules, bottom to top
+        .target(name: "ParleyCore"),
+        .target(name: "ParleyIO", dependencies: ["ParleyCore", "CLinux", "COpenSSL"]),
+        .target(name: "ParleyRTP", dependencies: ["ParleyCore"]),
+        .target(name: "ParleySTUN", dependencies: ["ParleyCore", "COpenSSL"]),
+        .target(name: "ParleySRTP", dependencies: ["ParleyCore", "CSRTP"]),
+        .target(name: "ParleyHTTP", dependencies: ["ParleyCore", "COpenSSL"]),
+        .target(name: "ParleyRelay", dependencies: ["ParleyCore", "ParleyIO", "ParleyRTP", "ParleySTUN", "ParleySRTP"]),
+        .target(name: "ParleyMedia", dependencies: ["ParleyCore", "CFFmpeg", "COpus"]),
+        .target(name: "ParleyTranscode", dependencies: ["ParleyCore", "ParleyMedia", "CSQLite"]),
+        .target(name: "ParleyServer", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyRelay",
+                                                     "ParleySRTP", "ParleyTranscode"]),
+        .executableTarget(name: "parley", dependencies: ["ParleyCore", "ParleyServer", "ParleyTranscode"]),
+
+        // MARK: Tests, one target per module
+        .testTarget(name: "SystemLibsTests", dependencies: ["CLinux", "COpus", "CFFmpeg", "CSRTP", "COpenSSL", "CSQLite"]),
+        .testTarget(name: "ParleyCoreTests", dependencies: ["ParleyCore"]),
+        .testTarget(name: "ParleyIOTests", dependencies: ["ParleyIO", "CLinux"]),
+        .testTarget(name: "ParleyRTPTests", dependencies: ["ParleyRTP"]),
+        .testTarget(name: "ParleySTUNTests", dependencies: ["ParleySTUN"]),
+        .testTarget(name: "ParleySRTPTests", dependencies: ["ParleySRTP"]),
+        .testTarget(name: "ParleyHTTPTests", dependencies: ["ParleyHTTP"]),
+        .testTarget(name: "ParleyRelayTests", dependencies: ["ParleyRelay", "ParleyIO"]),
+        .testTarget(name: "ParleyMediaTests", dependencies: ["ParleyMedia"]),
+        .testTarget(name: "ParleyTranscodeTests", dependencies: ["ParleyTranscode"]),
+        .testTarget(name: "ParleyServerTests", dependencies: ["ParleyServer", "ParleyIO", "ParleyHTTP", "ParleySRTP"]),
+    ]
+)

@@ -1,0 +1,2 @@
+/// ParleyHTTP: see ../shared/DESIGN.md for what this module owns.
+public enum ParleyHTTPModule {}

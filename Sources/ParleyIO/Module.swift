@@ -1,0 +1,2 @@
+/// ParleyIO: see ../shared/DESIGN.md for what this module owns.
+public enum ParleyIOModule {}

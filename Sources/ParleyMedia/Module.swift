@@ -1,0 +1,2 @@
+/// ParleyMedia: see ../shared/DESIGN.md for what this module owns.
+public enum ParleyMediaModule {}

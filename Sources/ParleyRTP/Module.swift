@@ -1,0 +1,2 @@
+/// ParleyRTP: see ../shared/DESIGN.md for what this module owns.
+public enum ParleyRTPModule {}

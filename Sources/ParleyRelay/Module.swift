@@ -1,0 +1,2 @@
+/// ParleyRelay: see ../shared/DESIGN.md for what this module owns.
+public enum ParleyRelayModule {}

@@ -1,0 +1,2 @@
+/// ParleySRTP: see ../shared/DESIGN.md for what this module owns.
+public enum ParleySRTPModule {}

@@ -1,0 +1,2 @@
+/// ParleySTUN: see ../shared/DESIGN.md for what this module owns.
+public enum ParleySTUNModule {}

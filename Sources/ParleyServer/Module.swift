@@ -1,0 +1,2 @@
+/// ParleyServer: see ../shared/DESIGN.md for what this module owns.
+public enum ParleyServerModule {}

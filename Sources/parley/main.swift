@@ -1,1 +1,64 @@
-print("parley")
+import Foundation
+import ParleyCore
+import ParleyServer
+
+/// `parley`: one executable, one subcommand per job. Each subcommand parses
+/// its own flags and answers `--help`; exit codes follow `ExitCode`.
+let version = "0.1.0"
+
+struct Subcommand {
+    let name: String
+    let summary: String
+    let run: ([String]) -> Int32
+}
+
+let subcommands: [Subcommand] = [
+    Subcommand(name: "serve", summary: "run the call server daemon (SFU, STUN, signalling, HTTP)", run: ServeCommand.main),
+]
+
+@MainActor func usage() -> String {
+    var s = """
+    parley \(version): a real-time media and messaging engine
+
+    Usage: parley <command> [options]
+
+    Commands:
+
+    """
+    let width = subcommands.map(\.name.count).max() ?? 0
+    for c in subcommands {
+        s += "  \(c.name)\(String(repeating: " ", count: width - c.name.count + 2))\(c.summary)\n"
+    }
+    s += """
+
+    Options:
+      --help       show this help (every command takes --help too)
+      --version    print the version
+
+    """
+    return s
+}
+
+var args = Array(CommandLine.arguments.dropFirst())
+guard let first = args.first else {
+    FileHandle.standardError.write(Data(usage().utf8))
+    exit(ExitCode.usage)
+}
+switch first {
+case "--help", "-h", "help":
+    if args.count > 1, let c = subcommands.first(where: { $0.name == args[1] }) {
+        exit(c.run(["--help"]))
+    }
+    print(usage(), terminator: "")
+    exit(ExitCode.ok)
+case "--version", "version":
+    print("parley \(version)")
+    exit(ExitCode.ok)
+default:
+    guard let c = subcommands.first(where: { $0.name == first }) else {
+        FileHandle.standardError.write(Data("parley: unknown command '\(first)'\n\n\(usage())".utf8))
+        exit(ExitCode.usage)
+    }
+    args.removeFirst()
+    exit(c.run(args))
+}

@@ -1,2 +1,0 @@
-/// ParleyServer: see ../shared/DESIGN.md for what this module owns.
-public enum ParleyServerModule {}

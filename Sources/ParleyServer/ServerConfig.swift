@@ -1,0 +1,185 @@
+import Foundation
+import ParleyCore
+
+/// The daemon's configuration: embedded defaults, then `parley.json` (or
+/// `--config FILE`), then flags. Every key in the file has a flag of the same
+/// name; flags win. See docs/operations.md for the table.
+public struct ServerConfig: Sendable, Equatable {
+    /// HTTP + WebSocket listener.
+    public var listen = HostPort(host: "127.0.0.1", port: 7700)
+    /// Media UDP ports: one per event loop, taken from the front of the range.
+    public var mediaPorts: ClosedRange<Int> = 7710...7749
+    /// Plain STUN service; nil when `off`.
+    public var stun: HostPort? = HostPort(host: "127.0.0.1", port: 3478)
+    /// Host the media sockets bind to (and advertise in join replies).
+    public var mediaHost = "127.0.0.1"
+    public var dataDir = "./var"
+    public var logLevel: LogLevel = .info
+    /// Event loops (threads); 0 = one per core.
+    public var loops = 0
+    /// Datagrams per recvmmsg/sendmmsg call.
+    public var udpBatch = 64
+    /// Plain ws:// and http:// instead of TLS; only allowed on loopback.
+    public var insecure = false
+    public var tlsCert: String?
+    public var tlsKey: String?
+    public var maxParticipantsPerRoom = 100
+    public var maxRoomsPerLoop = 1000
+    /// Seconds a media session outlives its dropped signalling connection.
+    public var reconnectGraceSeconds = 15
+    /// Seconds of silence (no media, no STUN) before a participant is removed.
+    public var participantTimeoutSeconds = 30
+
+    public init() {}
+
+    public struct HostPort: Sendable, Equatable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+        public init(host: String, port: Int) { self.host = host; self.port = port }
+        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+        public static func parse(_ s: String, key: String) throws -> HostPort {
+            var host: Substring, portText: Substring
+            if s.hasPrefix("[") {
+                guard let close = s.firstIndex(of: "]"), s[s.index(after: close)...].hasPrefix(":") else {
+                    throw ConfigError(key: key, "expected [IPv6]:PORT, got \"\(s)\"")
+                }
+                host = s[s.index(after: s.startIndex)..<close]
+                portText = s[s.index(close, offsetBy: 2)...]
+            } else {
+                guard let colon = s.lastIndex(of: ":") else { throw ConfigError(key: key, "expected HOST:PORT, got \"\(s)\"") }
+                host = s[..<colon]
+                portText = s[s.index(after: colon)...]
+            }
+            guard !host.isEmpty else { throw ConfigError(key: key, "missing host in \"\(s)\"") }
+            guard let port = Int(portText), (0...65535).contains(port) else {
+                throw ConfigError(key: key, "port must be 0-65535, got \"\(portText)\"")
+            }
+            return HostPort(host: String(host), port: port)
+        }
+    }
+
+    /// The keys a config file may hold (and the flags that override them).
+    public static let keys: [(key: String, help: String)] = [
+        ("listen", "HOST:PORT of the HTTP/WebSocket listener (default 127.0.0.1:7700)"),
+        ("media-ports", "A-B, UDP ports for media, one per event loop (default 7710-7749)"),
+        ("media-host", "address media sockets bind to and advertise (default 127.0.0.1)"),
+        ("stun", "HOST:PORT of the plain STUN service, or off (default 127.0.0.1:3478)"),
+        ("data-dir", "directory for the database, secret, certificates, recordings (default ./var)"),
+        ("log-level", "debug, info, warn or error (default info)"),
+        ("loops", "event loop threads, 0 = one per core (default 0)"),
+        ("udp-batch", "datagrams per recvmmsg/sendmmsg call (default 64)"),
+        ("insecure", "serve plain ws:// and http://, loopback only (default false)"),
+        ("tls-cert", "PEM certificate file (default: self-signed in DATA-DIR/tls)"),
+        ("tls-key", "PEM private key file"),
+        ("max-participants", "participants per room (default 100)"),
+        ("max-rooms-per-loop", "rooms per event loop (default 1000)"),
+        ("reconnect-grace", "seconds a media session survives a dropped connection (default 15)"),
+        ("participant-timeout", "seconds of silence before a participant is removed (default 30)"),
+    ]
+
+    static let booleanKeys: Set<String> = ["insecure"]
+
+    /// Sets one key from its textual form (a flag value or a JSON scalar).
+    public mutating func set(_ key: String, _ value: String) throws {
+        func int(_ range: ClosedRange<Int>) throws -> Int {
+            guard let v = Int(value), range.contains(v) else {
+                throw ConfigError(key: key, "must be an integer in \(range.lowerBound)-\(range.upperBound), got \"\(value)\"")
+            }
+            return v
+        }
+        switch key {
+        case "listen": listen = try HostPort.parse(value, key: key)
+        case "media-ports":
+            let parts = value.split(separator: "-", omittingEmptySubsequences: false)
+            guard parts.count == 2, let a = Int(parts[0]), let b = Int(parts[1]),
+                  (1...65535).contains(a), (1...65535).contains(b), a <= b else {
+                throw ConfigError(key: key, "expected A-B with 1 <= A <= B <= 65535, got \"\(value)\"")
+            }
+            mediaPorts = a...b
+        case "media-host": mediaHost = value
+        case "stun": stun = value == "off" ? nil : try HostPort.parse(value, key: key)
+        case "data-dir":
+            guard !value.isEmpty else { throw ConfigError(key: key, "must not be empty") }
+            dataDir = value
+        case "log-level":
+            guard let l = LogLevel(name: value) else { throw ConfigError(key: key, "must be debug, info, warn or error, got \"\(value)\"") }
+            logLevel = l
+        case "loops": loops = try int(0...256)
+        case "udp-batch": udpBatch = try int(1...1024)
+        case "insecure":
+            guard let b = ["true": true, "false": false][value] else { throw ConfigError(key: key, "must be true or false") }
+            insecure = b
+        case "tls-cert": tlsCert = value
+        case "tls-key": tlsKey = value
+        case "max-participants": maxParticipantsPerRoom = try int(1...10_000)
+        case "max-rooms-per-loop": maxRoomsPerLoop = try int(1...1_000_000)
+        case "reconnect-grace": reconnectGraceSeconds = try int(0...3600)
+        case "participant-timeout": participantTimeoutSeconds = try int(1...3600)
+        default: throw ConfigError(key: key, "unknown key")
+        }
+    }
+
+    /// Loads a JSON object of keys → scalars.
+    public mutating func load(file path: String) throws {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError(key: nil, "cannot read config file \(path)")
+        }
+        let obj: Any
+        do { obj = try JSONSerialization.jsonObject(with: data) } catch {
+            throw ConfigError(key: nil, "\(path) is not valid JSON: \(error.localizedDescription)")
+        }
+        guard let dict = obj as? [String: Any] else { throw ConfigError(key: nil, "\(path) must hold a JSON object") }
+        for key in dict.keys.sorted() {
+            let v = dict[key]!
+            let text: String
+            switch v {
+            case let n as NSNumber where String(cString: n.objCType) == "c":
+                text = n.boolValue ? "true" : "false"
+            case let n as NSNumber:
+                if Self.booleanKeys.contains(key) { throw ConfigError(key: key, "must be true or false (in \(path))") }
+                text = n.stringValue
+            case let s as String: text = s
+            default: throw ConfigError(key: key, "must be a string, number or boolean (in \(path))")
+            }
+            do { try set(key, text) } catch let e as ConfigError {
+                throw ConfigError(key: key, "\(e.message) (in \(path))")
+            }
+        }
+    }
+
+    /// Checks combinations that single keys cannot.
+    public func validate() throws {
+        if insecure && !Self.isLoopback(listen.host) {
+            throw ConfigError(key: "insecure", "plain ws:// is only allowed on a loopback address, not \(listen.host)")
+        }
+        if (tlsCert == nil) != (tlsKey == nil) {
+            throw ConfigError(key: tlsCert == nil ? "tls-cert" : "tls-key", "tls-cert and tls-key go together")
+        }
+    }
+
+    public static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
+    /// Defaults, then the config file (explicit `--config`, else ./parley.json if present), then flags.
+    public static func resolve(flags: [String: String], switches: Set<String>) throws -> ServerConfig {
+        var c = ServerConfig()
+        if let path = flags["config"] {
+            try c.load(file: path)
+        } else if FileManager.default.fileExists(atPath: "parley.json") {
+            try c.load(file: "parley.json")
+        }
+        for (k, v) in flags where k != "config" { try c.set(k, v) }
+        for s in switches where booleanKeys.contains(s) { try c.set(s, "true") }
+        try c.validate()
+        return c
+    }
+}
+
+public struct ConfigError: Error, CustomStringConvertible {
+    public let key: String?
+    public let message: String
+    public init(key: String?, _ message: String) { self.key = key; self.message = message }
+    public var description: String { key.map { "config: \($0): \(message)" } ?? "config: \(message)" }
+}

@@ -1,0 +1,58 @@
+import XCTest
+@testable import ParleyServer
+
+final class ServerConfigTests: XCTestCase {
+    func testDefaultsMatchTheDesignTable() throws {
+        let c = try ServerConfig.resolve(flags: [:], switches: [])
+        XCTAssertEqual(c.listen.description, "127.0.0.1:7700")
+        XCTAssertEqual(c.mediaPorts, 7710...7749)
+        XCTAssertEqual(c.stun?.description, "127.0.0.1:3478")
+        XCTAssertEqual(c.dataDir, "./var")
+    }
+
+    func testFlagsOverrideTheFile() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cfg-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let file = dir.appendingPathComponent("parley.json").path
+        try #"{"listen": "127.0.0.1:9000", "media-ports": "20000-20003", "stun": "off", "loops": 2, "insecure": true}"#
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        let c = try ServerConfig.resolve(flags: ["config": file, "listen": "127.0.0.1:9100"], switches: [])
+        XCTAssertEqual(c.listen.port, 9100)
+        XCTAssertEqual(c.mediaPorts, 20000...20003)
+        XCTAssertNil(c.stun)
+        XCTAssertEqual(c.loops, 2)
+        XCTAssertTrue(c.insecure)
+    }
+
+    func testBadValuesGiveErrorsNamingTheKey() {
+        let cases: [(String, String, String)] = [
+            ("listen", "nohost", "expected HOST:PORT"),
+            ("listen", "127.0.0.1:99999", "port must be"),
+            ("media-ports", "7749-7710", "expected A-B"),
+            ("log-level", "loud", "must be debug"),
+            ("loops", "-1", "must be an integer"),
+            ("bogus", "1", "unknown key"),
+        ]
+        for (key, value, fragment) in cases {
+            XCTAssertThrowsError(try ServerConfig.resolve(flags: [key: value], switches: []), "\(key)=\(value)") { e in
+                let text = String(describing: e)
+                XCTAssertTrue(text.contains(key) && text.contains(fragment), text)
+            }
+        }
+    }
+
+    func testInsecureOnlyOnLoopback() {
+        XCTAssertThrowsError(try ServerConfig.resolve(flags: ["listen": "0.0.0.0:7700"], switches: ["insecure"]))
+        XCTAssertNoThrow(try ServerConfig.resolve(flags: ["listen": "[::1]:7700"], switches: ["insecure"]))
+    }
+
+    func testFileWithWrongTypesIsRejected() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("bad-\(getpid()).json").path
+        try #"{"insecure": 1}"#.write(toFile: file, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try ServerConfig.resolve(flags: ["config": file], switches: []))
+        try "not json".write(toFile: file, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try ServerConfig.resolve(flags: ["config": file], switches: [])) { e in
+            XCTAssertTrue(String(describing: e).contains("not valid JSON"))
+        }
+    }
+}

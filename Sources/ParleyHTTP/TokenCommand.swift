@@ -1,4 +1,5 @@
 import Foundation
+import ParleyCore
 
 /// `parley token`: mints an access token signed with the server secret.
 ///
@@ -44,75 +45,59 @@ public enum TokenCommand {
             options = try parse(args)
         } catch let error as UsageError {
             printError("parley token: \(error.message)\n\(usage)")
-            return 2
+            return ExitCode.usage
         } catch {
-            return 2
+            return ExitCode.usage
         }
         if options.help {
             print(usage, terminator: "")
-            return 0
+            return ExitCode.ok
         }
         let secret: [UInt8]
         do {
             secret = try ServerSecret.loadOrCreate(dataDir: options.dataDir)
         } catch {
             printError("parley token: cannot load the signing secret: \(error)\n")
-            return 1
+            return ExitCode.failure
         }
         let now = Int64(Date().timeIntervalSince1970)
         let claims = TokenClaims(subject: options.user!, room: options.room, issuedAt: now, expiresAt: now + options.ttl,
                                  canPublish: options.canPublish, canRecord: options.canRecord, isAdmin: options.admin)
         print(JWT.sign(claims, secret: secret))
-        return 0
+        return ExitCode.ok
     }
 
     static func parse(_ arguments: [String]) throws -> Options {
-        var args = arguments[...]
-        if args.first == "token" { args = args.dropFirst() }
-        var o = Options()
-        while let arg = args.popFirst() {
-            var name = arg
-            var inlineValue: String?
-            if arg.hasPrefix("--"), let eq = arg.firstIndex(of: "=") {
-                name = String(arg[..<eq])
-                inlineValue = String(arg[arg.index(after: eq)...])
-            }
-            func value() throws -> String {
-                if let inlineValue { return inlineValue }
-                guard let v = args.popFirst(), !v.hasPrefix("--") else { throw UsageError(message: "\(name) needs a value") }
-                return v
-            }
-            func flag() throws -> Bool {
-                if inlineValue != nil { throw UsageError(message: "\(name) takes no value") }
-                return true
-            }
-            switch name {
-            case "-h", "--help": o.help = try flag()
-            case "--user":
-                let v = try value()
-                guard !v.isEmpty else { throw UsageError(message: "--user must not be empty") }
-                o.user = v
-            case "--room":
-                let v = try value()
-                guard !v.isEmpty else { throw UsageError(message: "--room must not be empty") }
-                o.room = v == "*" ? nil : v
-            case "--ttl":
-                let v = try value()
-                guard let seconds = TokenDuration.parse(v) else {
-                    throw UsageError(message: "invalid --ttl \"\(v)\" (use e.g. 90s, 30m, 1h, 2d; at most 366d)")
-                }
-                o.ttl = seconds
-            case "--can-publish": o.canPublish = try flag()
-            case "--can-record": o.canRecord = try flag()
-            case "--admin": o.admin = try flag()
-            case "--data-dir":
-                let v = try value()
-                guard !v.isEmpty else { throw UsageError(message: "--data-dir must not be empty") }
-                o.dataDir = v
-            default:
-                throw UsageError(message: "unknown argument \"\(arg)\"")
-            }
+        var args = arguments
+        if args.first == "token" { args.removeFirst() }
+        let parsed: Arguments
+        do {
+            parsed = try Arguments(args, options: ["user", "room", "ttl", "data-dir"],
+                                   flags: ["can-publish", "can-record", "admin"])
+        } catch {
+            throw UsageError(message: "\(error)")
         }
+        if let extra = parsed.positionals.first { throw UsageError(message: "unexpected argument \"\(extra)\"") }
+        func value(_ name: String) throws -> String? {
+            guard let v = parsed[name] else { return nil }
+            // `--user --room x` would otherwise mint a token for user "--room".
+            guard !v.isEmpty, !v.hasPrefix("--") else { throw UsageError(message: "--\(name) needs a value") }
+            return v
+        }
+        var o = Options()
+        o.help = parsed.wantsHelp
+        o.user = try value("user")
+        if let room = try value("room") { o.room = room == "*" ? nil : room }
+        if let ttl = try value("ttl") {
+            guard let seconds = TokenDuration.parse(ttl) else {
+                throw UsageError(message: "invalid --ttl \"\(ttl)\" (use e.g. 90s, 30m, 1h, 2d; at most 366d)")
+            }
+            o.ttl = seconds
+        }
+        if let dir = try value("data-dir") { o.dataDir = dir }
+        o.canPublish = parsed.has("can-publish")
+        o.canRecord = parsed.has("can-record")
+        o.admin = parsed.has("admin")
         if !o.help && o.user == nil { throw UsageError(message: "--user is required") }
         return o
     }

@@ -50,7 +50,10 @@ final class SRTPContextTests: XCTestCase {
             let rtcp = Self.rtcpReceiverReport()
             let srtcp = try tx.protect(rtcp, rtcp: true)
             XCTAssertEqual(srtcp.count, rtcp.count + suite.rtcpOverhead)
-            XCTAssertEqual(srtcp[srtcp.count - suite.tagLength - 4] & 0x80, 0x80, "E flag: SRTCP payload encrypted")
+            // The E flag + SRTCP index sit before the tag for AES-CM (RFC 3711 §3.4)
+            // but after it for AEAD (RFC 7714 §9.1).
+            let indexOffset = suite == .aeadAES128GCM ? srtcp.count - 4 : srtcp.count - suite.tagLength - 4
+            XCTAssertEqual(srtcp[indexOffset] & 0x80, 0x80, "E flag: SRTCP payload encrypted (\(suite))")
             XCTAssertEqual(try rx.unprotect(srtcp, rtcp: true), rtcp)
         }
     }

@@ -1,6 +1,8 @@
 import Foundation
 import ParleyCore
+import ParleyHTTP
 import ParleyServer
+import ParleyTranscode
 
 /// `parley`: one executable, one subcommand per job. Each subcommand parses
 /// its own flags and answers `--help`; exit codes follow `ExitCode`.
@@ -14,6 +16,8 @@ struct Subcommand {
 
 let subcommands: [Subcommand] = [
     Subcommand(name: "serve", summary: "run the call server daemon (SFU, STUN, signalling, HTTP)", run: ServeCommand.main),
+    Subcommand(name: "token", summary: "mint a signed access token for a user and room", run: TokenCommand.main),
+    Subcommand(name: "transcode", summary: "turn a video into an HLS adaptive-bitrate ladder", run: TranscodeCommand.main),
 ]
 
 @MainActor func usage() -> String {

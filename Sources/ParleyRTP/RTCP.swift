@@ -62,6 +62,12 @@ public struct RTCPPacketView {
     /// For RTPFB/PSFB (RFC 4585 §6.1): the media source SSRC.
     public var mediaSSRC: UInt32? { body.count >= 8 ? body.u32(4) : nil }
 
+    /// For a sender report: its NTP timestamp, read in place (for LSR/DLSR
+    /// bookkeeping without decoding the report blocks).
+    public var senderReportNTPTimestamp: UInt64? {
+        packetType == RTCP.PacketType.senderReport && body.count >= 24 ? body.u64(4) : nil
+    }
+
     /// Parses one RTCP packet that fills `bytes` exactly.
     public init(parsing bytes: UnsafeRawBufferPointer) throws(RTPError) {
         guard bytes.count >= RTCP.headerSize else { throw .truncated(need: RTCP.headerSize, have: bytes.count) }

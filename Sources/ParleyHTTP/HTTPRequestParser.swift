@@ -94,6 +94,17 @@ public struct HTTPRequestParser: Sendable {
     /// True when the last request was not keep-alive and is complete: close the connection.
     public var isClosed: Bool { if case .closed = state { return true } else { return false } }
 
+    /// Removes and returns the bytes buffered past the last event. After a
+    /// `101 Switching Protocols` (WebSocket upgrade) these belong to the new
+    /// protocol: hand them to the WebSocket decoder before newly read bytes.
+    public mutating func takeBufferedBytes() -> [UInt8] {
+        let rest = Array(buffer[readIndex...])
+        buffer.removeAll(keepingCapacity: true)
+        readIndex = 0
+        scanIndex = 0
+        return rest
+    }
+
     /// Appends received bytes.
     public mutating func append<C: Collection>(_ bytes: C) where C.Element == UInt8 {
         if case .closed = state { return }

@@ -66,6 +66,8 @@ public final class SRTPContext {
     /// Smallest fixed RTP header (RFC 3550 §5.1) and RTCP header (§6.4).
     static let rtpHeaderLength = 12
     static let rtcpHeaderLength = 8
+    /// Largest packet handled: a UDP datagram cannot carry more.
+    public static let maxPacketLength = 65_535
 
     /// - Parameters:
     ///   - replayWindow: RTP replay window in packets (64…32767; default 1024,
@@ -121,7 +123,7 @@ public final class SRTPContext {
     @inline(__always)
     public func protectRTP(_ buffer: UnsafeMutableRawBufferPointer, length: Int) throws(SRTPError) -> Int {
         precondition(direction == .outbound, "protectRTP on an inbound SRTPContext")
-        guard length >= Self.rtpHeaderLength, length <= buffer.count, let base = buffer.baseAddress,
+        guard length >= Self.rtpHeaderLength, length <= min(buffer.count, Self.maxPacketLength), let base = buffer.baseAddress,
               base.load(as: UInt8.self) >> 6 == 2 else { throw .malformedPacket }
         guard buffer.count - length >= suite.rtpOverhead else {
             throw .bufferTooSmall(needed: suite.rtpOverhead, available: buffer.count - length)
@@ -138,7 +140,7 @@ public final class SRTPContext {
     @inline(__always)
     public func unprotectRTP(_ buffer: UnsafeMutableRawBufferPointer, length: Int) throws(SRTPError) -> Int {
         precondition(direction == .inbound, "unprotectRTP on an outbound SRTPContext")
-        guard length >= Self.rtpHeaderLength + suite.tagLength, length <= buffer.count, let base = buffer.baseAddress,
+        guard length >= Self.rtpHeaderLength + suite.tagLength, length <= min(buffer.count, Self.maxPacketLength), let base = buffer.baseAddress,
               base.load(as: UInt8.self) >> 6 == 2 else { throw .malformedPacket }
         var len = Int32(length)
         let status = srtp_unprotect(session, base, &len)
@@ -153,7 +155,7 @@ public final class SRTPContext {
     @inline(__always)
     public func protectRTCP(_ buffer: UnsafeMutableRawBufferPointer, length: Int) throws(SRTPError) -> Int {
         precondition(direction == .outbound, "protectRTCP on an inbound SRTPContext")
-        guard length >= Self.rtcpHeaderLength, length <= buffer.count, let base = buffer.baseAddress,
+        guard length >= Self.rtcpHeaderLength, length <= min(buffer.count, Self.maxPacketLength), let base = buffer.baseAddress,
               base.load(as: UInt8.self) >> 6 == 2 else { throw .malformedPacket }
         guard buffer.count - length >= suite.rtcpOverhead else {
             throw .bufferTooSmall(needed: suite.rtcpOverhead, available: buffer.count - length)
@@ -168,7 +170,7 @@ public final class SRTPContext {
     @inline(__always)
     public func unprotectRTCP(_ buffer: UnsafeMutableRawBufferPointer, length: Int) throws(SRTPError) -> Int {
         precondition(direction == .inbound, "unprotectRTCP on an outbound SRTPContext")
-        guard length >= Self.rtcpHeaderLength + suite.rtcpOverhead, length <= buffer.count,
+        guard length >= Self.rtcpHeaderLength + suite.rtcpOverhead, length <= min(buffer.count, Self.maxPacketLength),
               let base = buffer.baseAddress, base.load(as: UInt8.self) >> 6 == 2 else { throw .malformedPacket }
         var len = Int32(length)
         let status = srtp_unprotect_rtcp(session, base, &len)

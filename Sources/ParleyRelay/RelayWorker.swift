@@ -20,7 +20,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     /// Index of this worker (its loop) in the relay.
     public let index: Int
     /// The media endpoint announced to clients (`host:port`).
-    public let endpoint: String
+    public private(set) var endpoint: String = ""
     /// The bound media address.
     public var localAddress: SocketAddress { socket.localAddress }
 
@@ -239,7 +239,8 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
             case .stun:
                 handleSTUN(bytes, from: d.source)
             default:
-                tally.drop(.unknownProtocol)
+                // RTP's first byte but too short to classify: malformed; anything else: not ours.
+                tally.drop((128...191).contains(bytes.first ?? 0) ? .malformed : .unknownProtocol)
             }
         }
         flush()

@@ -53,7 +53,7 @@ public final class STUNService: UDPSocketHandler, @unchecked Sendable {
     public func close() { socket.close() }
 
     public func udpSocket(_ socket: UDPSocket, didReceive batch: UDPReceiveBatch) {
-        let out = socket.sendBatch
+        let out: UDPSendBatch = socket.sendBatch
         var ok = 0, bad = 0
         for i in 0..<batch.count {
             let d = batch[i]

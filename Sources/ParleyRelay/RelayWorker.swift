@@ -248,9 +248,10 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
 
     /// Sends what is queued and moves the batch tallies to the metrics.
     private func flush() {
-        socket.sendBatch.flush()
+        // Count first: whoever receives what we send may read the metrics.
         tally.flush(to: metrics)
         tally = BatchCounters()
+        socket.sendBatch.flush()
     }
 
     /// Queues `bytes` for `dest`: by reference when nobody needs a private

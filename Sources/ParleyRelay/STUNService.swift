@@ -66,8 +66,9 @@ public final class STUNService: UDPSocketHandler, @unchecked Sendable {
             }
             if success { ok += 1 } else { bad += 1 }
         }
-        out.flush()
+        // Count before sending so a client that got its answer sees the count.
         if ok > 0 { answered.inc(ok) }
         if bad > 0 { rejected.inc(bad) }
+        out.flush()
     }
 }

@@ -6,18 +6,30 @@
 public struct AuthClaims: Sendable, Equatable {
     /// `sub`: the participant id.
     public var subject: String
-    /// `room`: the only room this token may join.
-    public var room: String
+    /// `room`: the only room this token may join; nil means any room (then
+    /// `auth` names the room).
+    public var room: String?
     /// `exp`: seconds since the epoch.
     public var expiresAt: Int
     /// `pub`: may publish tracks.
     public var canPublish: Bool
     /// `rec`: may start and stop recordings.
     public var canRecord: Bool
-    /// `adm`: may use the admin API.
+    /// `adm`: may use the admin API, join any room.
     public var isAdmin: Bool
 
-    public init(subject: String, room: String, expiresAt: Int, canPublish: Bool = true, canRecord: Bool = false, isAdmin: Bool = false) {
+    /// The room a connection authenticating with these claims enters.
+    public func resolveRoom(requested: String?) throws(SignallingError) -> String {
+        switch (room, requested) {
+        case (let r?, let q?) where r != q && !isAdmin:
+            throw SignallingError(.wrongRoom, "the token is for room \"\(r)\", not \"\(q)\"")
+        case (_, let q?): return q
+        case (let r?, nil): return r
+        case (nil, nil): throw SignallingError(.badRequest, "this token is valid for any room: name one in \"room\"")
+        }
+    }
+
+    public init(subject: String, room: String?, expiresAt: Int, canPublish: Bool = true, canRecord: Bool = false, isAdmin: Bool = false) {
         self.subject = subject
         self.room = room
         self.expiresAt = expiresAt
@@ -35,12 +47,15 @@ public enum AuthFailure: Error, Sendable, Equatable {
     case badSignature
     /// `exp` is in the past.
     case expired
+    /// `nbf` is in the future.
+    case notYetValid
 
     public var signallingError: SignallingError {
         switch self {
         case .malformed(let m): return SignallingError(.invalidToken, "token is malformed: \(m)")
         case .badSignature: return SignallingError(.invalidToken, "token signature does not verify")
         case .expired: return SignallingError(.tokenExpired, "token has expired")
+        case .notYetValid: return SignallingError(.invalidToken, "token is not valid yet")
         }
     }
 }

@@ -147,8 +147,8 @@ public final class SignallingCore {
         case .ping:
             return signallingReply(id: m.id, type: "ping", ["time": JSONValue(clock())])
         case .join(let room, let publish, let subscribe, let suiteName):
-            if let room, room != s.claims.room {
-                throw SignallingError(.wrongRoom, "the token is for room \"\(s.claims.room)\", not \"\(room)\"")
+            if let room, room != key.room {
+                throw SignallingError(.wrongRoom, "this session is in room \"\(key.room)\", not \"\(room)\"")
             }
             guard s.joined == nil else { throw SignallingError(.alreadyJoined, "already joined \(key.room)") }
             if publish && !s.claims.canPublish { throw SignallingError(.forbidden, "this token may not publish") }
@@ -255,11 +255,12 @@ public final class SignallingCore {
             log.info("auth refused", ["reason": .string("\(f)")])
             throw f.signallingError
         }
-        if let room, room != claims.room {
+        let resolved: String
+        do { resolved = try claims.resolveRoom(requested: room) } catch {
             metrics.authFailures.inc()
-            throw SignallingError(.wrongRoom, "the token is for room \"\(claims.room)\", not \"\(room)\"")
+            throw error
         }
-        let key = ParticipantKey(room: claims.room, id: claims.subject)
+        let key = ParticipantKey(room: resolved, id: claims.subject)
         var resumed = false
         if let s = sessions[key] {
             if let old = s.connection, let oc = connections[old] {

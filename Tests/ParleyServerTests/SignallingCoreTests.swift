@@ -1,6 +1,7 @@
 import XCTest
 @testable import ParleyServer
 import ParleyCore
+import ParleySRTP
 
 /// The signalling state machine driven with JSON text, as a client sends it.
 /// The media side here is a small in-memory backend that records calls: the
@@ -30,7 +31,7 @@ final class SignallingCoreTests: XCTestCase {
             return MediaGrant(host: "127.0.0.1", port: 7710, iceUfrag: "u\(participant)", icePassword: "p", ssrcs: [.audio: nextSSRC, .video: nextSSRC + 1])
         }
         func leave(room: String, participant: String) { calls.append("leave \(room) \(participant)") }
-        func publish(room: String, participant: String, track: TrackSpec, ssrc: UInt32) throws(SignallingError) { calls.append("publish \(participant) \(ssrc)") }
+        func publish(room: String, participant: String, track: TrackDescription, ssrc: UInt32) throws(SignallingError) { calls.append("publish \(participant) \(ssrc)") }
         func unpublish(room: String, participant: String, ssrc: UInt32) { calls.append("unpublish \(participant) \(ssrc)") }
         func subscribe(room: String, subscriber: String, publisher: String, ssrc: UInt32) throws(SignallingError) -> UInt32 {
             calls.append("subscribe \(subscriber) \(publisher) \(ssrc)")
@@ -87,7 +88,7 @@ final class SignallingCoreTests: XCTestCase {
         let msgs: [ClientMessage] = [
             ClientMessage(id: 1, request: .auth(token: "t", room: "r")),
             ClientMessage(id: "a", request: .join(room: nil, publish: true, subscribe: false, suite: "AEAD_AES_128_GCM")),
-            ClientMessage(id: 3, request: .publish([TrackSpec(kind: .audio, codec: "opus", payloadType: 111, clockRate: 48000, channels: 2)])),
+            ClientMessage(id: 3, request: .publish([TrackDescription(kind: .audio, codec: "opus", payloadType: 111, clockRate: 48000, channels: 2)])),
             ClientMessage(id: 4, request: .subscribe(track: "bob/7")),
             ClientMessage(id: 5, request: .mute(track: "bob/7", muted: false)),
             ClientMessage(id: 6, request: .ping),
@@ -154,7 +155,7 @@ final class SignallingCoreTests: XCTestCase {
         XCTAssertEqual(r["srtp"]?["suite"], "AES_CM_128_HMAC_SHA1_80")
         let send = try XCTUnwrap(r["srtp"]?["send"]?.stringValue)
         let recv = try XCTUnwrap(r["srtp"]?["receive"]?.stringValue)
-        let k = try XCTUnwrap(SRTPKeyMaterial(suite: .aesCM128HmacSHA1_80, inline: send))
+        let k = try SRTPKeyMaterial(suite: .aesCM128HmacSHA1_80, inlineKeyParams: send)
         XCTAssertEqual(k.keyAndSalt.count, 30)
         XCTAssertNotEqual(send, recv, "each direction has its own key")
         // A second participant gets different keys.

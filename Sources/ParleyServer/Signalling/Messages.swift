@@ -6,13 +6,13 @@
 /// and pushes events (no `id`) when something changes in the room.
 
 /// What kind of media a track carries.
-public enum TrackKind: String, Sendable, Equatable, CaseIterable {
+public enum MediaKind: String, Sendable, Equatable, CaseIterable {
     case audio, video
 }
 
 /// A track as a publisher declares it in `publish`.
-public struct TrackSpec: Sendable, Equatable {
-    public var kind: TrackKind
+public struct TrackDescription: Sendable, Equatable {
+    public var kind: MediaKind
     /// Codec name as in SDP rtpmap, e.g. `opus`, `VP8`, `H264`.
     public var codec: String
     /// RTP payload type, 0-127.
@@ -25,7 +25,7 @@ public struct TrackSpec: Sendable, Equatable {
     /// Absent: the granted SSRC for `kind`.
     public var ssrc: UInt32?
 
-    public init(kind: TrackKind, codec: String, payloadType: UInt8, clockRate: Int, channels: Int = 1, ssrc: UInt32? = nil) {
+    public init(kind: MediaKind, codec: String, payloadType: UInt8, clockRate: Int, channels: Int = 1, ssrc: UInt32? = nil) {
         self.kind = kind
         self.codec = codec
         self.payloadType = payloadType
@@ -36,11 +36,11 @@ public struct TrackSpec: Sendable, Equatable {
 }
 
 /// A published track as other participants see it.
-public struct TrackInfo: Sendable, Equatable {
+public struct RoomTrack: Sendable, Equatable {
     /// Room-unique id: `<participant>/<ssrc>`.
     public var id: String
     public var participant: String
-    public var spec: TrackSpec
+    public var spec: TrackDescription
     public var ssrc: UInt32
     public var muted: Bool
 
@@ -62,7 +62,7 @@ public enum ClientRequest: Sendable, Equatable {
     /// Enter the room of the token (or `room`, which must match it).
     case join(room: String?, publish: Bool, subscribe: Bool, suite: String?)
     case leave
-    case publish([TrackSpec])
+    case publish([TrackDescription])
     case unpublish(track: String)
     case subscribe(track: String)
     case unsubscribe(track: String)
@@ -143,9 +143,9 @@ public struct ClientMessage: Sendable, Equatable {
             guard let list = o["tracks"]?.arrayValue, !list.isEmpty, list.count <= 16 else {
                 throw fail("\"tracks\" must be an array of 1 to 16 tracks")
             }
-            var specs: [TrackSpec] = []
+            var specs: [TrackDescription] = []
             for (n, t) in list.enumerated() {
-                do { specs.append(try TrackSpec(json: t)) } catch let e {
+                do { specs.append(try TrackDescription(json: t)) } catch let e {
                     throw fail("tracks[\(n)]: \(e.message)")
                 }
             }
@@ -184,12 +184,12 @@ public struct ClientMessage: Sendable, Equatable {
     }
 }
 
-extension TrackSpec {
+extension TrackDescription {
     struct FieldError: Error { let message: String }
 
     init(json: JSONValue) throws(FieldError) {
         guard case .object(let o) = json else { throw FieldError(message: "a track must be an object") }
-        guard let k = o["kind"]?.stringValue, let kind = TrackKind(rawValue: k) else {
+        guard let k = o["kind"]?.stringValue, let kind = MediaKind(rawValue: k) else {
             throw FieldError(message: "\"kind\" must be \"audio\" or \"video\"")
         }
         guard let codec = o["codec"]?.stringValue, !codec.isEmpty, codec.utf8.count <= 32 else {
@@ -289,7 +289,7 @@ public struct SignallingError: Error, Sendable, Equatable, CustomStringConvertib
 public enum ServerEvent: Sendable, Equatable {
     case participantJoined(participant: String)
     case participantLeft(participant: String, reason: String)
-    case trackPublished(TrackInfo)
+    case trackPublished(RoomTrack)
     case trackUnpublished(track: String, participant: String)
     case trackMuted(track: String, participant: String, muted: Bool)
     case recordingStarted(room: String)

@@ -1,5 +1,6 @@
 import Foundation
 import ParleyCore
+import ParleySRTP
 
 /// The signalling state machine: connections, participant sessions, rooms.
 ///
@@ -42,7 +43,7 @@ public final class SignallingCore {
         var keys: SRTPSessionKeys
         var grant: MediaGrant
         /// Published tracks by id.
-        var tracks: [String: TrackInfo] = [:]
+        var tracks: [String: RoomTrack] = [:]
         /// Subscribed track id → SSRC the subscriber receives.
         var subscriptions: [String: UInt32] = [:]
         var joinedAt: Int
@@ -152,10 +153,10 @@ public final class SignallingCore {
             }
             guard s.joined == nil else { throw SignallingError(.alreadyJoined, "already joined \(key.room)") }
             if publish && !s.claims.canPublish { throw SignallingError(.forbidden, "this token may not publish") }
-            var suite = SRTPKeyMaterial.Suite.aesCM128HmacSHA1_80
+            var suite = SRTPSuite.default
             if let suiteName {
-                guard let s = SRTPKeyMaterial.Suite(rawValue: suiteName) else {
-                    throw SignallingError(.unsupported, "SRTP suite \(suiteName) is not supported (\(SRTPKeyMaterial.Suite.allCases.map(\.rawValue).joined(separator: ", ")))")
+                guard let s = SRTPSuite(sdesName: suiteName) else {
+                    throw SignallingError(.unsupported, "SRTP suite \(suiteName) is not supported (\(SRTPSuite.allCases.map(\.sdesName).joined(separator: ", ")))")
                 }
                 suite = s
             }
@@ -178,7 +179,7 @@ public final class SignallingCore {
         case .publish(let specs):
             guard var j = s.joined else { throw SignallingError(.notJoined, "join first") }
             guard j.publish else { throw SignallingError(.forbidden, "joined without publish") }
-            var infos: [TrackInfo] = []
+            var infos: [RoomTrack] = []
             for spec in specs {
                 let ssrc = spec.ssrc ?? j.grant.ssrcs[spec.kind] ?? 0
                 guard ssrc != 0, j.grant.ssrcs.values.contains(ssrc) else {
@@ -190,7 +191,7 @@ public final class SignallingCore {
                 }
                 var sp = spec
                 sp.ssrc = ssrc
-                infos.append(TrackInfo(id: id, participant: key.id, spec: sp, ssrc: ssrc, muted: false))
+                infos.append(RoomTrack(id: id, participant: key.id, spec: sp, ssrc: ssrc, muted: false))
             }
             for t in infos {
                 try backend.publish(room: key.room, participant: key.id, track: t.spec, ssrc: t.ssrc)
@@ -314,14 +315,14 @@ public final class SignallingCore {
 
     // MARK: Rooms
 
-    private func findTrack(room: String, id: String) -> TrackInfo? {
+    private func findTrack(room: String, id: String) -> RoomTrack? {
         guard let slash = id.firstIndex(of: "/") else { return nil }
         let owner = String(id[..<slash])
         return sessions[ParticipantKey(room: room, id: owner)]?.joined?.tracks[id]
     }
 
     /// Subscribers of a track that went away forget it (the relay already did).
-    private func dropSubscriptions(to t: TrackInfo, room: String) {
+    private func dropSubscriptions(to t: RoomTrack, room: String) {
         for id in rooms[room] ?? [] {
             guard let s = sessions[ParticipantKey(room: room, id: id)], var j = s.joined,
                   j.subscriptions.removeValue(forKey: t.id) != nil else { continue }

@@ -80,7 +80,7 @@ public final class SignallingClient: @unchecked Sendable {
     public func nextEvent(_ type: String? = nil, timeout: Double = 10) throws -> JSONValue {
         var event: JSONValue?
         try wait(timeout: timeout, what: "event \(type ?? "any")") { c in
-            if let i = c.inbox.firstIndex(where: { $0["id"] == nil && (type == nil || $0["type"]?.stringValue == type) }) {
+            if let i = c.inbox.firstIndex(where: { ($0["id"] ?? .null) == .null && (type == nil || $0["type"]?.stringValue == type) }) {
                 event = c.inbox.remove(at: i)
                 return true
             }

@@ -1,0 +1,331 @@
+import Foundation
+import CFFmpeg
+import ParleyMedia
+
+/// The one error type of ParleyTranscode.
+public enum TranscodeError: Error, CustomStringConvertible {
+    /// The input cannot be turned into a ladder (not a video, truncated, ...).
+    case badInput(String)
+    /// Options that make no sense.
+    case usage(String)
+    /// Anything else: an encoder or a file system step failed.
+    case failed(String)
+    /// Stopped on request (a worker shutting down).
+    case cancelled
+
+    public var description: String {
+        switch self {
+        case .badInput(let s), .usage(let s), .failed(let s): return s
+        case .cancelled: return "cancelled"
+        }
+    }
+}
+
+/// What `parley transcode` does, as values.
+public struct TranscodeOptions: Sendable, Codable {
+    public var input: String
+    public var output: String
+    /// `--ladder` spec, nil = Apple's rungs up to the source resolution.
+    public var ladder: String?
+    public var segmentSeconds: Double = 4
+    public var format: SegmentFormat = .fmp4
+    /// x264 preset (`veryfast` by default: real time on small machines).
+    public var preset: String = "veryfast"
+    public var audioBitRate: Int = 128_000
+    public var thumbnails = true
+    /// Threads per x264 encoder (0: libx264's choice).
+    public var encoderThreads: Int = 0
+
+    public init(input: String, output: String) { self.input = input; self.output = output }
+}
+
+/// Progress of a running transcode.
+public struct TranscodeProgress: Sendable {
+    public var frames: Int
+    public var mediaSeconds: Double
+    public var totalSeconds: Double
+    public var elapsed: Double
+    public var fraction: Double { totalSeconds > 0 ? min(1, mediaSeconds / totalSeconds) : 0 }
+    public var fps: Double { elapsed > 0 ? Double(frames) / elapsed : 0 }
+    public var speed: Double { elapsed > 0 ? mediaSeconds / elapsed : 0 }
+    public var eta: Double { speed > 0 ? max(0, (totalSeconds - mediaSeconds) / speed) : 0 }
+}
+
+/// One finished rendition.
+public struct RenditionResult: Sendable, Codable {
+    public var name: String
+    public var kind: String  // "video" or "audio"
+    public var width: Int
+    public var height: Int
+    public var targetBitRate: Int
+    public var codecs: String
+    public var initBytes: Int
+    public var segments: [Segment]
+
+    public var duration: Double { segments.reduce(0) { $0 + $1.duration } }
+    public var totalBytes: Int { segments.reduce(0) { $0 + $1.bytes } }
+    public var averageBitRate: Int { duration > 0 ? Int((Double(totalBytes) * 8 / duration).rounded(.up)) : 0 }
+    public var peakBitRate: Int { segments.map(\.bitRate).max() ?? 0 }
+}
+
+/// The result of a transcode: what the playlists and manifest describe.
+public struct TranscodeResult: Sendable {
+    public var output: String
+    public var duration: Double
+    public var frameRate: Double
+    public var format: SegmentFormat
+    public var segmentSeconds: Double
+    public var video: [RenditionResult]
+    public var audio: RenditionResult?
+    public var thumbnails: [String]
+    public var elapsed: Double
+    public var frames: Int
+}
+
+/// Decode once, scale and encode every rung concurrently, package into
+/// segments, then write playlists, thumbnails and the manifest. The ladder
+/// is built in a temporary sibling directory and renamed into place.
+public final class Transcoder {
+    public let options: TranscodeOptions
+    /// Called on the decode thread about twice a second.
+    public var onProgress: ((TranscodeProgress) -> Void)?
+    /// Set from any thread to stop early (the transcode throws `.cancelled`).
+    public var shouldCancel: (() -> Bool)?
+
+    public init(options: TranscodeOptions) { self.options = options }
+
+    public func run() throws -> TranscodeResult {
+        MediaLog.quiet()
+        let input = options.input
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: input, isDirectory: &isDir), !isDir.boolValue else {
+            throw TranscodeError.badInput("\(input): no such file")
+        }
+        if let size = (try? fm.attributesOfItem(atPath: input))?[.size] as? NSNumber, size.intValue == 0 {
+            throw TranscodeError.badInput("\(input): empty file (0 bytes)")
+        }
+        guard options.segmentSeconds >= 1, options.segmentSeconds <= 60 else {
+            throw TranscodeError.usage("--segment-seconds must be between 1 and 60")
+        }
+        let out = URL(fileURLWithPath: options.output).standardizedFileURL
+        let parent = out.deletingLastPathComponent()
+        try fm.createDirectory(at: parent, withIntermediateDirectories: true)
+        let tmp = parent.appendingPathComponent(".\(out.lastPathComponent).partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try fm.createDirectory(at: tmp, withIntermediateDirectories: false)
+        do {
+            var result = try transcode(into: tmp)
+            try Publish.replace(out, with: tmp)
+            result.output = out.path
+            return result
+        } catch {
+            try? fm.removeItem(at: tmp)
+            throw error
+        }
+    }
+
+    private func transcode(into dir: URL) throws -> TranscodeResult {
+        let started = Date()
+        let input = options.input
+        let demuxer: Demuxer
+        do { demuxer = try Demuxer(url: input) } catch let e as MediaError {
+            throw TranscodeError.badInput("\(input): not a media file we can read (\(e.message))")
+        }
+        guard let vinfo = demuxer.bestStream(.video) else {
+            throw TranscodeError.badInput("\(input): no video stream")
+        }
+        let vdec: Decoder
+        do { vdec = try Decoder(demuxer: demuxer, stream: vinfo) } catch {
+            throw TranscodeError.badInput("\(input): unsupported video codec '\(vinfo.codecName)'")
+        }
+        guard vinfo.width > 0, vinfo.height > 0 else {
+            throw TranscodeError.badInput("\(input): video stream has no picture size (codec '\(vinfo.codecName)')")
+        }
+        var adec: Decoder?
+        if let ainfo = demuxer.bestStream(.audio) {
+            adec = try? Decoder(demuxer: demuxer, stream: ainfo, threads: 1)
+        }
+        demuxer.discardAll(except: Set([vinfo.index] + (adec.map { [$0.stream.index] } ?? [])))
+
+        let rungs: [Rung]
+        do { rungs = try Ladder.pick(sourceWidth: vinfo.width, sourceHeight: vinfo.height, spec: options.ladder) } catch {
+            throw TranscodeError.usage("\(error)")
+        }
+        var fps = vinfo.frameRate
+        if fps.num <= 0 || fps.den <= 0 || fps.double > 240 { fps = Rational(30, 1) }
+        let tb = vinfo.timeBase
+        let frameDuration = max(1, Rational(fps.den, fps.num).rescale(1, to: tb))
+        let segmentTicks = Int64((options.segmentSeconds / tb.double).rounded())
+        let segmentFrames = max(1, Int((options.segmentSeconds * fps.double).rounded()))
+        let total = vinfo.duration > 0 ? vinfo.duration : demuxer.duration
+        let settings = VideoSettings(preset: options.preset, segmentFrames: segmentFrames, frameRate: fps,
+                                     timeBase: tb, frameDuration: frameDuration, threads: options.encoderThreads)
+
+        let fm = FileManager.default
+        var audio: AudioRenditionEncoder?
+        if let adec {
+            let adir = dir.appendingPathComponent("audio")
+            try fm.createDirectory(at: adir, withIntermediateDirectories: true)
+            audio = try AudioRenditionEncoder(decoder: adec, bitRate: options.audioBitRate, format: options.format,
+                                              dir: adir, segmentSeconds: options.segmentSeconds)
+        }
+        let thumbsDir = dir.appendingPathComponent("thumbs")
+        if options.thumbnails { try fm.createDirectory(at: thumbsDir, withIntermediateDirectories: true) }
+
+        var workers: [VideoRenditionEncoder] = []
+        var thumbnailer: Thumbnailer?
+        var thumbnails: [String] = []
+        var origin: Int64?
+        var lastPTS: Int64 = 0
+        var nextBoundary: Int64 = 0
+        var frames = 0
+        var decodeErrors = 0
+        var lastReport = Date()
+        let pkt = Packet()
+        let frame = Frame()
+        let aframe = Frame()
+
+        func abortWorkers() {
+            for w in workers { w.queue.cancel() }
+            for w in workers { w.wait() }
+        }
+        func firstWorkerError() -> Error? { workers.lazy.compactMap(\.error).first }
+
+        func handleVideoFrame() throws {
+            var pts = frame.bestEffortTimestamp
+            if pts == Packet.noPTS { pts = (origin ?? 0) + Int64(frames) * frameDuration }
+            if frames > 0, pts <= lastPTS { pts = lastPTS + frameDuration }  // keep pts increasing
+            frame.pts = pts
+            if origin == nil {
+                origin = pts
+                nextBoundary = pts
+                let src = (width: frame.width, height: frame.height, format: frame.pixelFormat)
+                for r in rungs {
+                    let rdir = dir.appendingPathComponent(r.name)
+                    try fm.createDirectory(at: rdir, withIntermediateDirectories: true)
+                    workers.append(try VideoRenditionEncoder(rung: r, settings: settings, format: options.format, dir: rdir,
+                                                             source: src, originPTS: pts))
+                }
+                for w in workers { w.start() }
+                if options.thumbnails { thumbnailer = try Thumbnailer(dir: thumbsDir, source: src) }
+            }
+            // A segment starts at the first frame at or past each boundary
+            // (half a frame of slack for rounded timestamps): the same frame in every rung.
+            var boundary = false
+            if pts >= nextBoundary - frameDuration / 2 {
+                boundary = true
+                while nextBoundary - frameDuration / 2 <= pts { nextBoundary += segmentTicks }
+                if let t = thumbnailer { thumbnails.append(try t.write(frame, index: thumbnails.count)) }
+            }
+            lastPTS = pts
+            frames += 1
+            for w in workers {
+                if !w.queue.put(FrameQueue.Item(frame: frame.clone(), boundary: boundary)) {
+                    throw TranscodeError.failed("encoding \(w.rung.name) failed: \(w.error.map { "\($0)" } ?? "stopped")")
+                }
+            }
+            frame.unref()
+            if let cb = onProgress, Date().timeIntervalSince(lastReport) >= 0.5 {
+                lastReport = Date()
+                cb(TranscodeProgress(frames: frames, mediaSeconds: Double(pts - origin!) * tb.double,
+                                     totalSeconds: total, elapsed: Date().timeIntervalSince(started)))
+            }
+        }
+
+        func decodeVideo(_ p: Packet?) throws {
+            var sent = false
+            while !sent {
+                // A corrupt packet is dropped and counted, not fatal.
+                do { sent = try vdec.send(p) } catch { decodeErrors += 1; sent = true }
+                while true {
+                    let got: Bool
+                    do { got = try vdec.receive(into: frame) } catch { decodeErrors += 1; break }
+                    if !got { break }
+                    try handleVideoFrame()
+                }
+            }
+        }
+
+        func decodeAudio(_ p: Packet?) throws {
+            guard let adec, let audio else { return }
+            do { _ = try adec.send(p) } catch { decodeErrors += 1; return }
+            while true {
+                do { guard try adec.receive(into: aframe) else { break } } catch { decodeErrors += 1; continue }
+                try audio.push(aframe)
+                aframe.unref()
+            }
+        }
+
+        do {
+            while try demuxer.read(into: pkt) {
+                if shouldCancel?() == true { throw TranscodeError.cancelled }
+                if pkt.streamIndex == vinfo.index { try decodeVideo(pkt) }
+                else if pkt.streamIndex == adec?.stream.index { try decodeAudio(pkt) }
+                pkt.unref()
+            }
+            try decodeVideo(nil)
+            try decodeAudio(nil)
+            if audio != nil { try audio!.push(nil) }
+        } catch let e as MediaError {
+            abortWorkers()
+            if frames == 0 { throw TranscodeError.badInput("\(input): cannot decode video (\(e.message))") }
+            throw TranscodeError.badInput("\(input): read failed after \(frames) frames, truncated or corrupt (\(e.message))")
+        } catch {
+            abortWorkers()
+            throw error
+        }
+        guard frames > 0, let origin else {
+            abortWorkers()
+            throw TranscodeError.badInput("\(input): no decodable video frames (\(vinfo.codecName))")
+        }
+        let decoded = Double(lastPTS - origin + frameDuration) * tb.double
+        if total > 0, decoded < total * 0.9 - 0.5 {
+            abortWorkers()
+            throw TranscodeError.badInput(String(format: "%@: truncated: decoded %.2f s of %.2f s", input, decoded, total))
+        }
+        for w in workers { w.finish(endPTS: lastPTS + frameDuration) }
+        for w in workers { w.wait() }
+        if let e = firstWorkerError() { throw TranscodeError.failed("encoding failed: \(e)") }
+
+        let video = workers.map { w in
+            RenditionResult(name: w.rung.name, kind: "video", width: w.rung.width, height: w.rung.height,
+                            targetBitRate: w.rung.bitRate, codecs: w.codecs, initBytes: w.initBytes, segments: w.segments)
+        }
+        let audioResult = audio.map { a in
+            RenditionResult(name: "audio", kind: "audio", width: 0, height: 0, targetBitRate: a.bitRate,
+                            codecs: "mp4a.40.2", initBytes: a.initBytes, segments: a.segments)
+        }
+        let result = TranscodeResult(output: dir.path, duration: decoded, frameRate: fps.double, format: options.format,
+                                     segmentSeconds: options.segmentSeconds, video: video, audio: audioResult,
+                                     thumbnails: thumbnails, elapsed: Date().timeIntervalSince(started), frames: frames)
+        try Playlists.write(result, to: dir)
+        try Manifest.write(result, input: input, to: dir)
+        onProgress?(TranscodeProgress(frames: frames, mediaSeconds: decoded, totalSeconds: decoded,
+                                      elapsed: result.elapsed))
+        return result
+    }
+}
+
+/// Moving a finished ladder into place.
+enum Publish {
+    /// Renames `tmp` to `out`; an existing `out` is moved aside first and
+    /// removed after, so `out` is either the old ladder or the new one.
+    static func replace(_ out: URL, with tmp: URL) throws {
+        let fm = FileManager.default
+        var old: URL?
+        if fm.fileExists(atPath: out.path) {
+            let aside = out.deletingLastPathComponent().appendingPathComponent(".\(out.lastPathComponent).old-\(getpid())")
+            try? fm.removeItem(at: aside)
+            if rename(out.path, aside.path) != 0 {
+                throw TranscodeError.failed("cannot move old \(out.path) aside: \(String(cString: strerror(errno)))")
+            }
+            old = aside
+        }
+        if rename(tmp.path, out.path) != 0 {
+            let msg = String(cString: strerror(errno))
+            if let old { _ = rename(old.path, out.path) }
+            throw TranscodeError.failed("cannot rename the ladder into \(out.path): \(msg)")
+        }
+        if let old { try? fm.removeItem(at: old) }
+    }
+}

@@ -368,6 +368,19 @@ public final class SignallingCore {
         broadcast(room: room, on ? .recordingStarted(room: room) : .recordingStopped(room: room))
     }
 
+    /// The relay removed a participant that sent nothing for its timeout: the
+    /// session ends as if it had left (reason `media_timeout`); its
+    /// connection, if any, stays and may join again.
+    public func mediaTimedOut(room: String, participant: String) {
+        guard let s = sessions[ParticipantKey(room: room, id: participant)], s.joined != nil else { return }
+        leaveMedia(s, reason: "media_timeout")
+        if let cid = s.connection, let c = connections[cid] {
+            send(c, ServerEvent.participantLeft(participant: participant, reason: "media_timeout").json)
+        } else {
+            sessions[s.key] = nil
+        }
+    }
+
     /// Removes a participant now (admin kick). Returns false when not found.
     public func kick(room: String, participant: String) -> Bool {
         let key = ParticipantKey(room: room, id: participant)

@@ -91,6 +91,9 @@ public final class EventLoop: @unchecked Sendable, CustomStringConvertible {
     public private(set) var registrationCount = 0
 
     private let queue = Mutex<[@Sendable () -> Void]>([])
+    /// Set (under `queue`'s lock) once the loop has run its last tasks; later
+    /// `execute` calls are refused so `submit` can fail instead of waiting forever.
+    private let queueClosed = Mutex<Bool>(false)
     private var draining: [@Sendable () -> Void] = []
     private let wakePending = Atomic<Bool>(false)
 
@@ -175,13 +178,20 @@ public final class EventLoop: @unchecked Sendable, CustomStringConvertible {
     /// run in the order they were posted from one thread. Multiple producers,
     /// one consumer: a mutex-guarded array swapped out by the loop, plus an
     /// eventfd write only when no wake-up is already pending. Tasks posted
-    /// after the loop stopped are dropped.
-    public func execute(_ task: @escaping @Sendable () -> Void) {
-        queue.withLock { $0.append(task) }
+    /// after the loop stopped are refused: the call returns false.
+    @discardableResult
+    public func execute(_ task: @escaping @Sendable () -> Void) -> Bool {
+        let accepted = queueClosed.withLock { closed -> Bool in
+            if closed { return false }
+            queue.withLock { $0.append(task) }
+            return true
+        }
+        guard accepted else { return false }
         if !wakePending.exchange(true, ordering: .acquiringAndReleasing) {
             var one: UInt64 = 1
             _ = Glibc.write(wakeFD, &one, 8)
         }
+        return true
     }
 
     /// Runs `body` on the loop and blocks the calling thread until it returns.
@@ -190,10 +200,11 @@ public final class EventLoop: @unchecked Sendable, CustomStringConvertible {
     public func submit<T>(_ body: @escaping @Sendable () throws -> T) throws -> T {
         if inEventLoop { return try body() }
         let box = SubmitBox<T>()
-        execute {
+        let accepted = execute {
             let r = Result { try body() }
             box.complete(r)
         }
+        guard accepted else { throw SystemError(errno: ESHUTDOWN, function: "EventLoop.submit") }
         return try box.wait().get()
     }
 
@@ -382,7 +393,10 @@ public final class EventLoop: @unchecked Sendable, CustomStringConvertible {
             runDueTimers()
             if wake { drainTasks() }
         }
-        // Run what was posted before we stopped, then close our descriptors.
+        // Run what was posted before we stopped (refusing anything later, so a
+        // blocked `submit` fails instead of hanging), then close our descriptors.
+        drainTasks()
+        queueClosed.withLock { $0 = true }
         drainTasks()
         stateValue.store(State.stopped.rawValue, ordering: .releasing)
         heap.removeAll()

@@ -189,6 +189,14 @@ final class EventLoopTests: XCTestCase {
         XCTAssertEqual(noted.load(ordering: .relaxed), SIGTERM)
         XCTAssertFalse(sock.isOpen)
         XCTAssertEqual(openFDCount(), before)
+        // The group blocked SIGINT/SIGTERM in this (XCTest's) thread; none is
+        // pending (the signalfd consumed it), so restore the mask.
+        var set = sigset_t()
+        sigemptyset(&set); sigaddset(&set, SIGINT); sigaddset(&set, SIGTERM)
+        var pending = sigset_t()
+        sigpending(&pending)
+        XCTAssertEqual(sigismember(&pending, SIGTERM), 0)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 }
 

@@ -46,7 +46,9 @@ private let libsrtpInitStatus: srtp_err_status_t = srtp_init()
 ///
 /// Packets are processed in place, in a caller-provided buffer whose spare
 /// capacity covers the suite's overhead (`SRTPSuite.maxOverhead` always
-/// does); nothing is allocated per packet.
+/// does); this wrapper allocates nothing per packet. (Debian's libsrtp2 is
+/// built on NSS, whose cipher contexts do allocate inside libsrtp2: see
+/// docs/benchmarks.md, "SRTP".)
 ///
 /// Threading: a context is not thread-safe. Use each one from one thread at
 /// a time (in Parley, the event loop that owns the room); different contexts

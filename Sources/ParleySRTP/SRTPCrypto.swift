@@ -1,0 +1,175 @@
+import COpenSSL
+
+// The cryptographic primitives under SRTPContext, over OpenSSL 3's libcrypto
+// (AES-NI, SHA-NI). Everything here is set up once per context; the packet
+// path only resets IVs and copies precomputed hash states, so it allocates
+// nothing.
+
+// MARK: - Key derivation (RFC 3711 §4.3)
+
+/// SRTP key derivation labels (RFC 3711 §4.3.2).
+enum SRTPLabel: UInt8 {
+    case rtpEncryption = 0, rtpAuthentication = 1, rtpSalt = 2
+    case rtcpEncryption = 3, rtcpAuthentication = 4, rtcpSalt = 5
+}
+
+/// The AES-CM PRF of RFC 3711 §4.3.3 with key_derivation_rate 0 (r = 0):
+/// x = (label ‖ 0⁴⁸) XOR master salt, right-aligned in 112 bits; the session
+/// key is the AES-128-CTR keystream from IV = x · 2¹⁶. RFC 7714 §11 uses the
+/// same PRF for AEAD_AES_128_GCM with its 96-bit salt (libsrtp zero-pads it
+/// to 112 bits, which is what `masterSalt + [0, 0]` does here).
+func srtpDeriveKey(masterKey: [UInt8], masterSalt: [UInt8], label: SRTPLabel, length: Int) throws(SRTPError) -> [UInt8] {
+    precondition(masterKey.count == 16 && masterSalt.count <= 14 && length <= 32)
+    var iv = [UInt8](repeating: 0, count: 16)
+    for i in 0..<masterSalt.count { iv[i] = masterSalt[i] }
+    iv[7] ^= label.rawValue
+    var out = [UInt8](repeating: 0, count: length)
+    guard let ctx = EVP_CIPHER_CTX_new() else { throw .library(status: 0, function: "EVP_CIPHER_CTX_new") }
+    defer { EVP_CIPHER_CTX_free(ctx) }
+    var outLength: Int32 = 0
+    let ok = masterKey.withUnsafeBufferPointer { key in
+        iv.withUnsafeBufferPointer { ivp in
+            out.withUnsafeMutableBufferPointer { o in
+                // AES-CTR over zeros = the keystream itself.
+                EVP_EncryptInit_ex(ctx, EVP_aes_128_ctr(), nil, key.baseAddress, ivp.baseAddress) == 1
+                    && EVP_EncryptUpdate(ctx, o.baseAddress, &outLength, o.baseAddress, Int32(length)) == 1
+            }
+        }
+    }
+    guard ok, outLength == Int32(length) else { throw .library(status: 0, function: "AES-CM PRF") }
+    return out
+}
+
+// MARK: - AES (CTR or GCM) with a preallocated EVP context
+
+/// One keyed EVP cipher context; the packet path only sets a new IV on it
+/// (`EVP_CipherInit_ex(ctx, NULL, NULL, NULL, iv, enc)`, which allocates nothing).
+final class SRTPCipher {
+    enum Mode { case ctr, gcm }
+    let ctx: OpaquePointer
+    let mode: Mode
+    let encrypt: Int32
+
+    init(mode: Mode, key: [UInt8], encrypt: Bool) throws(SRTPError) {
+        guard let ctx = EVP_CIPHER_CTX_new() else { throw .library(status: 0, function: "EVP_CIPHER_CTX_new") }
+        self.ctx = ctx
+        self.mode = mode
+        self.encrypt = encrypt ? 1 : 0
+        let cipher = mode == .ctr ? EVP_aes_128_ctr() : EVP_aes_128_gcm()
+        let ok = key.withUnsafeBufferPointer { EVP_CipherInit_ex(ctx, cipher, nil, $0.baseAddress, nil, self.encrypt) }
+        guard ok == 1 else { throw .library(status: ok, function: "EVP_CipherInit_ex") }
+    }
+
+    deinit { EVP_CIPHER_CTX_free(ctx) }
+
+    /// AES-CTR from `iv` (16 bytes) over `data[0..<count]`, in place.
+    @inline(__always)
+    func ctr(iv: UnsafePointer<UInt8>, _ data: UnsafeMutablePointer<UInt8>, _ count: Int) -> Bool {
+        var n: Int32 = 0
+        guard EVP_CipherInit_ex(ctx, nil, nil, nil, iv, encrypt) == 1 else { return false }
+        return count == 0 || EVP_CipherUpdate(ctx, data, &n, data, Int32(count)) == 1
+    }
+
+    /// AES-GCM seal in place: `aad` (one or two pieces), `data` encrypted,
+    /// the 16-byte tag written to `tag`.
+    @inline(__always)
+    func seal(iv: UnsafePointer<UInt8>, aad: UnsafePointer<UInt8>, _ aadCount: Int,
+              aad2: UnsafePointer<UInt8>?, _ aad2Count: Int,
+              _ data: UnsafeMutablePointer<UInt8>, _ count: Int, tag: UnsafeMutablePointer<UInt8>) -> Bool {
+        var n: Int32 = 0
+        guard EVP_CipherInit_ex(ctx, nil, nil, nil, iv, 1) == 1,
+              EVP_CipherUpdate(ctx, nil, &n, aad, Int32(aadCount)) == 1 else { return false }
+        if let aad2, aad2Count > 0, EVP_CipherUpdate(ctx, nil, &n, aad2, Int32(aad2Count)) != 1 { return false }
+        if count > 0, EVP_CipherUpdate(ctx, data, &n, data, Int32(count)) != 1 { return false }
+        // GCM has no final block: Final writes nothing (the scratch pointer is never written).
+        guard EVP_CipherFinal_ex(ctx, tag, &n) == 1 else { return false }
+        return EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1
+    }
+
+    /// AES-GCM open in place: false when the tag does not verify (the
+    /// decrypted bytes are then garbage and the packet must be dropped).
+    @inline(__always)
+    func open(iv: UnsafePointer<UInt8>, aad: UnsafePointer<UInt8>, _ aadCount: Int,
+              aad2: UnsafePointer<UInt8>?, _ aad2Count: Int,
+              _ data: UnsafeMutablePointer<UInt8>, _ count: Int, tag: UnsafeMutablePointer<UInt8>) -> Bool {
+        var n: Int32 = 0
+        guard EVP_CipherInit_ex(ctx, nil, nil, nil, iv, 0) == 1,
+              EVP_CipherUpdate(ctx, nil, &n, aad, Int32(aadCount)) == 1 else { return false }
+        if let aad2, aad2Count > 0, EVP_CipherUpdate(ctx, nil, &n, aad2, Int32(aad2Count)) != 1 { return false }
+        if count > 0, EVP_CipherUpdate(ctx, data, &n, data, Int32(count)) != 1 { return false }
+        guard EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, tag) == 1 else { return false }
+        // Final compares the tag in constant time (CRYPTO_memcmp inside OpenSSL).
+        return EVP_CipherFinal_ex(ctx, tag, &n) == 1
+    }
+}
+
+// MARK: - HMAC-SHA1 with precomputed pads
+
+/// The low-level SHA-1 block functions. OpenSSL 3 marks them deprecated in
+/// favour of EVP, but measured on this machine (tools/bench/srtp) every EVP
+/// route to a keyed HMAC re-use allocates: EVP_MAC_init reinit 2 mallocs,
+/// EVP_MD_CTX_copy_ex 2, EVP_MAC_CTX_dup 11 per packet. Copying a
+/// precomputed SHA_CTX (inner and outer pad already absorbed) allocates
+/// nothing and is the fastest. The functions remain exported by libcrypto 3.x.
+/// They are reached through this protocol so that the deprecation warning
+/// stays in one place (a deprecated witness of a non-deprecated requirement).
+protocol SHA1BlockFunctions {
+    static func initialize(_ c: UnsafeMutablePointer<SHA_CTX>)
+    static func update(_ c: UnsafeMutablePointer<SHA_CTX>, _ data: UnsafeRawPointer, _ count: Int)
+    static func finish(_ c: UnsafeMutablePointer<SHA_CTX>, _ digest: UnsafeMutablePointer<UInt8>)
+}
+
+enum LibcryptoSHA1 {}
+
+extension LibcryptoSHA1: SHA1BlockFunctions {
+    @available(*, deprecated, message: "OpenSSL 3 low-level SHA-1; see SHA1BlockFunctions")
+    @inline(__always) static func initialize(_ c: UnsafeMutablePointer<SHA_CTX>) { _ = SHA1_Init(c) }
+    @available(*, deprecated, message: "OpenSSL 3 low-level SHA-1; see SHA1BlockFunctions")
+    @inline(__always) static func update(_ c: UnsafeMutablePointer<SHA_CTX>, _ data: UnsafeRawPointer, _ count: Int) {
+        _ = SHA1_Update(c, data, count)
+    }
+    @available(*, deprecated, message: "OpenSSL 3 low-level SHA-1; see SHA1BlockFunctions")
+    @inline(__always) static func finish(_ c: UnsafeMutablePointer<SHA_CTX>, _ digest: UnsafeMutablePointer<UInt8>) {
+        _ = SHA1_Final(digest, c)
+    }
+}
+
+/// HMAC-SHA1 (RFC 2104) keyed once: the inner and outer pad blocks are
+/// hashed at setup; per message the saved states are copied (a 96-byte struct).
+struct HMACSHA1<SHA: SHA1BlockFunctions> {
+    /// [inner, outer, work] hash states, allocated once.
+    private let states: UnsafeMutablePointer<SHA_CTX>
+
+    init(key: [UInt8]) {
+        precondition(key.count <= 64)
+        states = .allocate(capacity: 3)
+        states.initialize(repeating: SHA_CTX(), count: 3)
+        var pad = [UInt8](repeating: 0x36, count: 64)
+        for i in 0..<key.count { pad[i] ^= key[i] }
+        SHA.initialize(states)
+        pad.withUnsafeBytes { SHA.update(states, $0.baseAddress!, 64) }
+        for i in 0..<64 { pad[i] ^= 0x36 ^ 0x5C }
+        SHA.initialize(states + 1)
+        pad.withUnsafeBytes { SHA.update(states + 1, $0.baseAddress!, 64) }
+        for i in 0..<64 { pad[i] = 0 }
+    }
+
+    func destroy() {
+        OPENSSL_cleanse(states, 3 * MemoryLayout<SHA_CTX>.size)
+        states.deallocate()
+    }
+
+    /// HMAC over `data[0..<count] ‖ trailer[0..<trailerCount]` into `digest` (20 bytes).
+    @inline(__always)
+    func mac(_ data: UnsafeRawPointer, _ count: Int, trailer: UnsafeRawPointer, _ trailerCount: Int,
+             into digest: UnsafeMutablePointer<UInt8>) {
+        let work = states + 2
+        work.pointee = states.pointee
+        SHA.update(work, data, count)
+        if trailerCount > 0 { SHA.update(work, trailer, trailerCount) }
+        SHA.finish(work, digest)
+        work.pointee = states[1]
+        SHA.update(work, digest, 20)
+        SHA.finish(work, digest)
+    }
+}

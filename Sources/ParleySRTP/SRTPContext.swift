@@ -67,7 +67,7 @@ public final class SRTPContext {
     private let salts: UnsafeMutablePointer<UInt8>
     /// Per-packet scratch: IV at 0 (16), digest at 16 (20), trailer at 40 (4).
     private let scratch: UnsafeMutablePointer<UInt8>
-    private var streams: SRTPStreamTable
+    private(set) var streams: SRTPStreamTable
 
     /// Smallest fixed RTP header (RFC 3550 §5.1) and RTCP header (§6.4).
     static let rtpHeaderLength = 12
@@ -82,43 +82,32 @@ public final class SRTPContext {
     ///   - allowRetransmit: outbound only; lets the same sequence number be
     ///     protected again (a NACK resend of the *identical* packet). Never
     ///     enable it for packets whose payload differs: it would reuse keystream.
-    public init(material: SRTPKeyMaterial, direction: Direction, replayWindow: Int = 1024,
-                allowRetransmit: Bool = false) throws(SRTPError) {
+    public convenience init(material: SRTPKeyMaterial, direction: Direction, replayWindow: Int = 1024,
+                            allowRetransmit: Bool = false) throws(SRTPError) {
+        try self.init(suite: material.suite, keys: SRTPSessionKeys(deriving: material), direction: direction,
+                      replayWindow: replayWindow, allowRetransmit: allowRetransmit)
+    }
+
+    /// A context from session keys directly (RFC test vectors give those).
+    init(suite: SRTPSuite, keys: SRTPSessionKeys, direction: Direction, replayWindow: Int = 1024,
+         allowRetransmit: Bool = false) throws(SRTPError) {
         guard (64..<0x8000).contains(replayWindow) else {
             throw .invalidKeyMaterial("replay window \(replayWindow) outside 64..<32768")
         }
-        suite = material.suite
+        self.suite = suite
         self.direction = direction
         self.allowRetransmit = allowRetransmit
-        tagLength = material.suite.tagLength
-        isGCM = material.suite == .aeadAES128GCM
-
-        let key = material.masterKey, salt = material.masterSalt
-        let saltLength = material.suite.saltLength
-        func derive(_ label: SRTPLabel, _ n: Int) throws(SRTPError) -> [UInt8] {
-            try srtpDeriveKey(masterKey: key, masterSalt: salt, label: label, length: n)
-        }
+        tagLength = suite.tagLength
+        isGCM = suite == .aeadAES128GCM
         let mode: SRTPCipher.Mode = isGCM ? .gcm : .ctr
-        var rtpKey = try derive(.rtpEncryption, 16), rtcpKey = try derive(.rtcpEncryption, 16)
-        let rtpSalt = try derive(.rtpSalt, saltLength), rtcpSalt = try derive(.rtcpSalt, saltLength)
-        rtpCipher = try SRTPCipher(mode: mode, key: rtpKey, encrypt: direction == .outbound)
-        rtcpCipher = try SRTPCipher(mode: mode, key: rtcpKey, encrypt: direction == .outbound)
-        if isGCM {
-            rtpAuth = nil
-            rtcpAuth = nil
-        } else {
-            var a = try derive(.rtpAuthentication, 20), b = try derive(.rtcpAuthentication, 20)
-            rtpAuth = HMACSHA1(key: a)
-            rtcpAuth = HMACSHA1(key: b)
-            for i in 0..<20 { a[i] = 0; b[i] = 0 }
-        }
-        for i in 0..<16 { rtpKey[i] = 0; rtcpKey[i] = 0 }
+        rtpCipher = try SRTPCipher(mode: mode, key: keys.rtpKey, encrypt: direction == .outbound)
+        rtcpCipher = try SRTPCipher(mode: mode, key: keys.rtcpKey, encrypt: direction == .outbound)
+        rtpAuth = isGCM ? nil : HMACSHA1(key: keys.rtpAuthKey)
+        rtcpAuth = isGCM ? nil : HMACSHA1(key: keys.rtcpAuthKey)
         salts = .allocate(capacity: 32)
         salts.initialize(repeating: 0, count: 32)
-        for i in 0..<saltLength {
-            salts[i] = rtpSalt[i]
-            salts[16 + i] = rtcpSalt[i]
-        }
+        for i in 0..<min(14, keys.rtpSalt.count) { salts[i] = keys.rtpSalt[i] }
+        for i in 0..<min(14, keys.rtcpSalt.count) { salts[16 + i] = keys.rtcpSalt[i] }
         scratch = .allocate(capacity: 48)
         scratch.initialize(repeating: 0, count: 48)
         streams = SRTPStreamTable(replayWindow: replayWindow)

@@ -20,6 +20,7 @@ enum SRTPLabel: UInt8 {
 /// to 112 bits, which is what `masterSalt + [0, 0]` does here).
 func srtpDeriveKey(masterKey: [UInt8], masterSalt: [UInt8], label: SRTPLabel, length: Int) throws(SRTPError) -> [UInt8] {
     precondition(masterKey.count == 16 && masterSalt.count <= 14 && length <= 32)
+    if length == 0 { return [] }
     var iv = [UInt8](repeating: 0, count: 16)
     for i in 0..<masterSalt.count { iv[i] = masterSalt[i] }
     iv[7] ^= label.rawValue
@@ -38,6 +39,31 @@ func srtpDeriveKey(masterKey: [UInt8], masterSalt: [UInt8], label: SRTPLabel, le
     }
     guard ok, outLength == Int32(length) else { throw .library(status: 0, function: "AES-CM PRF") }
     return out
+}
+
+/// The session keys of one SRTP cryptographic context (RFC 3711 §4.3):
+/// encryption key, authentication key (AES-CM only) and salt for SRTP and SRTCP.
+struct SRTPSessionKeys {
+    var rtpKey: [UInt8], rtpAuthKey: [UInt8], rtpSalt: [UInt8]
+    var rtcpKey: [UInt8], rtcpAuthKey: [UInt8], rtcpSalt: [UInt8]
+
+    init(rtpKey: [UInt8], rtpAuthKey: [UInt8] = [], rtpSalt: [UInt8],
+         rtcpKey: [UInt8], rtcpAuthKey: [UInt8] = [], rtcpSalt: [UInt8]) {
+        (self.rtpKey, self.rtpAuthKey, self.rtpSalt) = (rtpKey, rtpAuthKey, rtpSalt)
+        (self.rtcpKey, self.rtcpAuthKey, self.rtcpSalt) = (rtcpKey, rtcpAuthKey, rtcpSalt)
+    }
+
+    /// Derives all six from the master key and salt (labels 0…5; GCM needs no authentication keys).
+    init(deriving m: SRTPKeyMaterial) throws(SRTPError) {
+        func derive(_ label: SRTPLabel, _ n: Int) throws(SRTPError) -> [UInt8] {
+            try srtpDeriveKey(masterKey: m.masterKey, masterSalt: m.masterSalt, label: label, length: n)
+        }
+        let authLength = m.suite == .aeadAES128GCM ? 0 : 20
+        self.init(rtpKey: try derive(.rtpEncryption, 16), rtpAuthKey: try derive(.rtpAuthentication, authLength),
+                  rtpSalt: try derive(.rtpSalt, m.suite.saltLength),
+                  rtcpKey: try derive(.rtcpEncryption, 16), rtcpAuthKey: try derive(.rtcpAuthentication, authLength),
+                  rtcpSalt: try derive(.rtcpSalt, m.suite.saltLength))
+    }
 }
 
 // MARK: - AES (CTR or GCM) with a preallocated EVP context

@@ -10,7 +10,7 @@ final class LibsrtpPeer {
     private static let initStatus: srtp_err_status_t = srtp_init()
     private var session: srtp_t?
 
-    init(material: SRTPKeyMaterial, outbound: Bool, window: Int = 1024) throws {
+    init(material: SRTPKeyMaterial, outbound: Bool, window: Int = 1024, rtcpAuthenticateOnly: Bool = false) throws {
         guard Self.initStatus == srtp_err_status_ok else { throw Failure.status(Self.initStatus.rawValue) }
         var policy = srtp_policy_t()
         switch material.suite {
@@ -21,6 +21,8 @@ final class LibsrtpPeer {
             srtp_crypto_policy_set_aes_gcm_128_16_auth(&policy.rtp)
             srtp_crypto_policy_set_aes_gcm_128_16_auth(&policy.rtcp)
         }
+        // SRTCP with E = 0: authenticated, payload in the clear (RFC 3711 §3.4).
+        if rtcpAuthenticateOnly { policy.rtcp.sec_serv = sec_serv_auth }
         policy.ssrc.type = outbound ? ssrc_any_outbound : ssrc_any_inbound
         policy.window_size = UInt(window)
         policy.next = nil

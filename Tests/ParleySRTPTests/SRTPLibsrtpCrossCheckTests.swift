@@ -135,3 +135,26 @@ final class SRTPLibsrtpCrossCheckTests: XCTestCase {
         }
     }
 }
+
+extension SRTPLibsrtpCrossCheckTests {
+    /// libsrtp sending authenticated-only SRTCP (E = 0): Parley verifies it
+    /// and leaves the payload as it is.
+    func testUnencryptedSRTCPFromLibsrtp() throws {
+        for suite in SRTPSuite.allCases {
+            let m = SRTPKeyMaterial.random(suite: suite)
+            let libOut = try LibsrtpPeer(material: m, outbound: true, rtcpAuthenticateOnly: true)
+            let parleyIn = try SRTPContext(material: m, direction: .inbound)
+            for i in 0..<5 {
+                let plain = Self.rtcp(ssrc: 7, extra: i, seed: UInt32(i))
+                let srtcp = try libOut.protect(plain, rtcp: true)
+                XCTAssertEqual(Array(srtcp.prefix(plain.count)), plain, "\(suite): payload in the clear")
+                var forged = srtcp
+                forged[10] ^= 0x40
+                XCTAssertThrowsError(try parleyIn.unprotect(forged, rtcp: true)) {
+                    XCTAssertEqual($0 as? SRTPError, .authenticationFailed)
+                }
+                XCTAssertEqual(try parleyIn.unprotect(srtcp, rtcp: true), plain, "\(suite) \(i)")
+            }
+        }
+    }
+}

@@ -58,16 +58,23 @@ public final class SRTPContext {
     private let tagLength: Int
     private let isGCM: Bool
 
-    private let rtpCipher: SRTPCipher
-    private let rtcpCipher: SRTPCipher
-    /// AES-CM only (GCM authenticates inside the cipher).
+    /// GCM only: keyed EVP AES-GCM contexts.
+    private let rtpCipher: AESGCMCipher?
+    private let rtcpCipher: AESGCMCipher?
+    /// AES-CM only: keystream generators and HMAC-SHA1 (GCM authenticates inside the cipher).
+    private let rtpKeystream: AESCMKeystream?
+    private let rtcpKeystream: AESCMKeystream?
     private let rtpAuth: HMACSHA1<LibcryptoSHA1>?
     private let rtcpAuth: HMACSHA1<LibcryptoSHA1>?
     /// Session salts: RTP at 0, RTCP at 16 (14 bytes for AES-CM, 12 for GCM).
     private let salts: UnsafeMutablePointer<UInt8>
     /// Per-packet scratch: IV at 0 (16), digest at 16 (20), trailer at 40 (4).
     private let scratch: UnsafeMutablePointer<UInt8>
-    private(set) var streams: SRTPStreamTable
+    /// Per-SSRC state, behind a pointer allocated once: mutating it through a
+    /// class's stored `var` would cost a dynamic exclusivity check per access.
+    private let table: UnsafeMutablePointer<SRTPStreamTable>
+    /// A snapshot of the per-SSRC state (tests).
+    var streams: SRTPStreamTable { table.pointee }
 
     /// Smallest fixed RTP header (RFC 3550 §5.1) and RTCP header (§6.4).
     static let rtpHeaderLength = 12
@@ -99,9 +106,11 @@ public final class SRTPContext {
         self.allowRetransmit = allowRetransmit
         tagLength = suite.tagLength
         isGCM = suite == .aeadAES128GCM
-        let mode: SRTPCipher.Mode = isGCM ? .gcm : .ctr
-        rtpCipher = try SRTPCipher(mode: mode, key: keys.rtpKey, encrypt: direction == .outbound)
-        rtcpCipher = try SRTPCipher(mode: mode, key: keys.rtcpKey, encrypt: direction == .outbound)
+        let outbound = direction == .outbound
+        rtpCipher = isGCM ? try AESGCMCipher(key: keys.rtpKey, encrypt: outbound) : nil
+        rtcpCipher = isGCM ? try AESGCMCipher(key: keys.rtcpKey, encrypt: outbound) : nil
+        rtpKeystream = isGCM ? nil : try AESCMKeystream(key: keys.rtpKey)
+        rtcpKeystream = isGCM ? nil : try AESCMKeystream(key: keys.rtcpKey)
         rtpAuth = isGCM ? nil : HMACSHA1(key: keys.rtpAuthKey)
         rtcpAuth = isGCM ? nil : HMACSHA1(key: keys.rtcpAuthKey)
         salts = .allocate(capacity: 32)
@@ -110,7 +119,8 @@ public final class SRTPContext {
         for i in 0..<min(14, keys.rtcpSalt.count) { salts[16 + i] = keys.rtcpSalt[i] }
         scratch = .allocate(capacity: 48)
         scratch.initialize(repeating: 0, count: 48)
-        streams = SRTPStreamTable(replayWindow: replayWindow)
+        table = .allocate(capacity: 1)
+        table.initialize(to: SRTPStreamTable(replayWindow: replayWindow))
     }
 
     deinit {
@@ -120,7 +130,9 @@ public final class SRTPContext {
         salts.deallocate()
         OPENSSL_cleanse(scratch, 48)
         scratch.deallocate()
-        streams.destroy()
+        table.pointee.destroy()
+        table.deinitialize(count: 1)
+        table.deallocate()
     }
 
     // MARK: - Byte helpers
@@ -213,27 +225,29 @@ public final class SRTPContext {
         let p = try validate(buffer, length, .outbound, minLength: Self.rtpHeaderLength, spare: tagLength)
         guard let header = Self.rtpHeaderLength(p, limit: length) else { throw .malformedPacket }
         let ssrc = Self.be32(p + 8)
-        let slot = streams.find(ssrc) ?? streams.insert(ssrc)
-        let s = streams.streams[slot]
+        let slot = table.pointee.find(ssrc) ?? table.pointee.insert(ssrc)
+        let s = table.pointee.streams[slot]
         let index = SRTPStreamTable.estimateIndex(seq: Self.be16(p + 2), highest: s.rtpHighest, seen: s.rtpSeen)
-        switch streams.rtpCheck(slot, index) {
+        switch table.pointee.rtpCheck(slot, index) {
         case .fresh: break
         case .seen where allowRetransmit: break
         case .seen, .old: throw .replayed
         }
         let iv = rtpIV(ssrc: ssrc, index: index)
         if let auth = rtpAuth {
-            guard rtpCipher.ctr(iv: iv, p + header, length - header) else { throw .library(status: 0, function: "AES-CTR") }
+            guard rtpKeystream.unsafelyUnwrapped.apply(iv: iv, p + header, length - header) else {
+                throw .library(status: 0, function: "AES-CM")
+            }
             let roc = scratch + 40
             Self.store32(UInt32(truncatingIfNeeded: index >> 16), roc)
             auth.mac(p, length, trailer: roc, 4, into: scratch + 16)
             (p + length).update(from: scratch + 16, count: tagLength)
         } else {
-            guard rtpCipher.seal(iv: iv, aad: p, header, aad2: nil, 0, p + header, length - header, tag: p + length) else {
+            guard rtpCipher.unsafelyUnwrapped.seal(iv: iv, aad: p, header, aad2: nil, 0, p + header, length - header, tag: p + length) else {
                 throw .library(status: 0, function: "AES-GCM seal")
             }
         }
-        streams.rtpRecord(slot, index)
+        table.pointee.rtpRecord(slot, index)
         return length + tagLength
     }
 
@@ -246,13 +260,13 @@ public final class SRTPContext {
         let end = length - tagLength
         guard let header = Self.rtpHeaderLength(p, limit: end) else { throw .malformedPacket }
         let ssrc = Self.be32(p + 8)
-        let slot = streams.find(ssrc)
+        let slot = table.pointee.find(ssrc)
         let seq = Self.be16(p + 2)
         let index: UInt64
         if let slot {
-            let s = streams.streams[slot]
+            let s = table.pointee.streams[slot]
             index = SRTPStreamTable.estimateIndex(seq: seq, highest: s.rtpHighest, seen: s.rtpSeen)
-            guard streams.rtpCheck(slot, index) == .fresh else { throw .replayed }
+            guard table.pointee.rtpCheck(slot, index) == .fresh else { throw .replayed }
         } else {
             index = UInt64(seq)
         }
@@ -262,14 +276,16 @@ public final class SRTPContext {
             auth.mac(p, end, trailer: roc, 4, into: scratch + 16)
             guard CRYPTO_memcmp(scratch + 16, p + end, tagLength) == 0 else { throw .authenticationFailed }
             let iv = rtpIV(ssrc: ssrc, index: index)
-            guard rtpCipher.ctr(iv: iv, p + header, end - header) else { throw .library(status: 0, function: "AES-CTR") }
+            guard rtpKeystream.unsafelyUnwrapped.apply(iv: iv, p + header, end - header) else {
+                throw .library(status: 0, function: "AES-CM")
+            }
         } else {
             let iv = rtpIV(ssrc: ssrc, index: index)
-            guard rtpCipher.open(iv: iv, aad: p, header, aad2: nil, 0, p + header, end - header, tag: p + end) else {
+            guard rtpCipher.unsafelyUnwrapped.open(iv: iv, aad: p, header, aad2: nil, 0, p + header, end - header, tag: p + end) else {
                 throw .authenticationFailed
             }
         }
-        streams.rtpRecord(slot ?? streams.insert(ssrc), index)
+        table.pointee.rtpRecord(slot ?? table.pointee.insert(ssrc), index)
         return end
     }
 
@@ -279,12 +295,14 @@ public final class SRTPContext {
     public func protectRTCP(_ buffer: UnsafeMutableRawBufferPointer, length: Int) throws(SRTPError) -> Int {
         let p = try validate(buffer, length, .outbound, minLength: Self.rtcpHeaderLength, spare: suite.rtcpOverhead)
         let ssrc = Self.be32(p + 4)
-        let slot = streams.find(ssrc) ?? streams.insert(ssrc)
-        let index = streams.nextRTCPIndex(slot)
+        let slot = table.pointee.find(ssrc) ?? table.pointee.insert(ssrc)
+        let index = table.pointee.nextRTCPIndex(slot)
         let iv = rtcpIV(ssrc: ssrc, index: index)
         if let auth = rtcpAuth {
             // RFC 3711 §3.4: header ‖ encrypted payload ‖ E‖index ‖ tag; the tag covers the index.
-            guard rtcpCipher.ctr(iv: iv, p + 8, length - 8) else { throw .library(status: 0, function: "AES-CTR") }
+            guard rtcpKeystream.unsafelyUnwrapped.apply(iv: iv, p + 8, length - 8) else {
+                throw .library(status: 0, function: "AES-CM")
+            }
             Self.store32(0x8000_0000 | index, p + length)
             auth.mac(p, length + 4, trailer: p, 0, into: scratch + 16)
             (p + length + 4).update(from: scratch + 16, count: tagLength)
@@ -292,7 +310,7 @@ public final class SRTPContext {
             // RFC 7714 §9: header ‖ ciphertext ‖ tag ‖ E‖index; AAD = header ‖ E‖index.
             let trailer = p + length + 16
             Self.store32(0x8000_0000 | index, trailer)
-            guard rtcpCipher.seal(iv: iv, aad: p, 8, aad2: trailer, 4, p + 8, length - 8, tag: p + length) else {
+            guard rtcpCipher.unsafelyUnwrapped.seal(iv: iv, aad: p, 8, aad2: trailer, 4, p + 8, length - 8, tag: p + length) else {
                 throw .library(status: 0, function: "AES-GCM seal")
             }
         }
@@ -309,23 +327,25 @@ public final class SRTPContext {
         let encrypted = word & 0x8000_0000 != 0
         let index = word & 0x7FFF_FFFF
         let ssrc = Self.be32(p + 4)
-        let slot = streams.find(ssrc)
-        guard streams.rtcpIsFresh(slot, index) else { throw .replayed }
+        let slot = table.pointee.find(ssrc)
+        guard table.pointee.rtcpIsFresh(slot, index) else { throw .replayed }
         if let auth = rtcpAuth {
             auth.mac(p, plainLength + 4, trailer: p, 0, into: scratch + 16)
             guard CRYPTO_memcmp(scratch + 16, p + plainLength + 4, tagLength) == 0 else { throw .authenticationFailed }
             if encrypted {
                 let iv = rtcpIV(ssrc: ssrc, index: index)
-                guard rtcpCipher.ctr(iv: iv, p + 8, plainLength - 8) else { throw .library(status: 0, function: "AES-CTR") }
+                guard rtcpKeystream.unsafelyUnwrapped.apply(iv: iv, p + 8, plainLength - 8) else {
+                throw .library(status: 0, function: "AES-CM")
+            }
             }
         } else {
             let iv = rtcpIV(ssrc: ssrc, index: index)
             let ok = encrypted
-                ? rtcpCipher.open(iv: iv, aad: p, 8, aad2: trailer, 4, p + 8, plainLength - 8, tag: p + plainLength)
-                : rtcpCipher.open(iv: iv, aad: p, plainLength, aad2: trailer, 4, p + 8, 0, tag: p + plainLength)
+                ? rtcpCipher.unsafelyUnwrapped.open(iv: iv, aad: p, 8, aad2: trailer, 4, p + 8, plainLength - 8, tag: p + plainLength)
+                : rtcpCipher.unsafelyUnwrapped.open(iv: iv, aad: p, plainLength, aad2: trailer, 4, p + 8, 0, tag: p + plainLength)
             guard ok else { throw .authenticationFailed }
         }
-        streams.rtcpRecord(slot ?? streams.insert(ssrc), index)
+        table.pointee.rtcpRecord(slot ?? table.pointee.insert(ssrc), index)
         return plainLength
     }
 

@@ -66,35 +66,21 @@ struct SRTPSessionKeys {
     }
 }
 
-// MARK: - AES (CTR or GCM) with a preallocated EVP context
+// MARK: - AES-GCM with a preallocated EVP context
 
-/// One keyed EVP cipher context; the packet path only sets a new IV on it
-/// (`EVP_CipherInit_ex(ctx, NULL, NULL, NULL, iv, enc)`, which allocates nothing).
-final class SRTPCipher {
-    enum Mode { case ctr, gcm }
+/// One keyed EVP AES-128-GCM context; the packet path only sets a new IV on
+/// it (`EVP_CipherInit_ex(ctx, NULL, NULL, NULL, iv, enc)`, which allocates nothing).
+final class AESGCMCipher {
     let ctx: OpaquePointer
-    let mode: Mode
-    let encrypt: Int32
 
-    init(mode: Mode, key: [UInt8], encrypt: Bool) throws(SRTPError) {
+    init(key: [UInt8], encrypt: Bool) throws(SRTPError) {
         guard let ctx = EVP_CIPHER_CTX_new() else { throw .library(status: 0, function: "EVP_CIPHER_CTX_new") }
         self.ctx = ctx
-        self.mode = mode
-        self.encrypt = encrypt ? 1 : 0
-        let cipher = mode == .ctr ? EVP_aes_128_ctr() : EVP_aes_128_gcm()
-        let ok = key.withUnsafeBufferPointer { EVP_CipherInit_ex(ctx, cipher, nil, $0.baseAddress, nil, self.encrypt) }
+        let ok = key.withUnsafeBufferPointer { EVP_CipherInit_ex(ctx, EVP_aes_128_gcm(), nil, $0.baseAddress, nil, encrypt ? 1 : 0) }
         guard ok == 1 else { throw .library(status: ok, function: "EVP_CipherInit_ex") }
     }
 
     deinit { EVP_CIPHER_CTX_free(ctx) }
-
-    /// AES-CTR from `iv` (16 bytes) over `data[0..<count]`, in place.
-    @inline(__always)
-    func ctr(iv: UnsafePointer<UInt8>, _ data: UnsafeMutablePointer<UInt8>, _ count: Int) -> Bool {
-        var n: Int32 = 0
-        guard EVP_CipherInit_ex(ctx, nil, nil, nil, iv, encrypt) == 1 else { return false }
-        return count == 0 || EVP_CipherUpdate(ctx, data, &n, data, Int32(count)) == 1
-    }
 
     /// AES-GCM seal in place: `aad` (one or two pieces), `data` encrypted,
     /// the 16-byte tag written to `tag`.
@@ -126,6 +112,73 @@ final class SRTPCipher {
         guard EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, tag) == 1 else { return false }
         // Final compares the tag in constant time (CRYPTO_memcmp inside OpenSSL).
         return EVP_CipherFinal_ex(ctx, tag, &n) == 1
+    }
+}
+
+// MARK: - AES-CM keystream from AES-ECB
+
+/// AES in counter mode as SRTP uses it (RFC 3711 §4.1.1): block j of the
+/// keystream is AES_k(IV + j), with the IV's low 16 bits zero so j simply
+/// fills them. Measured with OpenSSL 3.0 on this machine, re-setting the IV
+/// of an EVP CTR context costs more than encrypting a 188-byte payload
+/// (`EVP_CipherInit_ex` looks parameters up by name), so the counter blocks
+/// are built here and encrypted with one keyed ECB context that is never
+/// re-initialised, in chunks through a preallocated scratch buffer.
+final class AESCMKeystream {
+    private let ctx: OpaquePointer
+    private let blocks: UnsafeMutablePointer<UInt8>
+    static let chunk = 512
+
+    init(key: [UInt8]) throws(SRTPError) {
+        guard let ctx = EVP_CIPHER_CTX_new() else { throw .library(status: 0, function: "EVP_CIPHER_CTX_new") }
+        self.ctx = ctx
+        blocks = .allocate(capacity: Self.chunk)
+        blocks.initialize(repeating: 0, count: Self.chunk)
+        let ok = key.withUnsafeBufferPointer { EVP_CipherInit_ex(ctx, EVP_aes_128_ecb(), nil, $0.baseAddress, nil, 1) }
+        guard ok == 1, EVP_CIPHER_CTX_set_padding(ctx, 0) == 1 else { throw .library(status: ok, function: "EVP_CipherInit_ex") }
+    }
+
+    deinit {
+        EVP_CIPHER_CTX_free(ctx)
+        OPENSSL_cleanse(blocks, Self.chunk)
+        blocks.deallocate()
+    }
+
+    /// XORs the keystream from `iv` (16 bytes, low 16 bits zero) into
+    /// `data[0..<count]`; at most 2¹⁶ blocks (1 MiB), far above a datagram.
+    @inline(__always)
+    func apply(iv: UnsafePointer<UInt8>, _ data: UnsafeMutablePointer<UInt8>, _ count: Int) -> Bool {
+        let raw = UnsafeRawPointer(iv)
+        let high = raw.loadUnaligned(as: UInt64.self)
+        let low = raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self) & 0x0000_FFFF_FFFF_FFFF
+        let out = UnsafeMutableRawPointer(blocks)
+        var j: UInt16 = 0
+        var done = 0
+        while done < count {
+            let n = min(Self.chunk, count - done)
+            let nBlocks = (n + 15) >> 4
+            for b in 0..<nBlocks {
+                // Bytes 14 and 15 of the block hold j big-endian (little-endian loads: bits 48…63).
+                out.storeBytes(of: high, toByteOffset: b << 4, as: UInt64.self)
+                out.storeBytes(of: low | UInt64(j.byteSwapped) << 48, toByteOffset: b << 4 + 8, as: UInt64.self)
+                j &+= 1
+            }
+            var written: Int32 = 0
+            guard EVP_CipherUpdate(ctx, blocks, &written, blocks, Int32(nBlocks << 4)) == 1 else { return false }
+            let d = UnsafeMutableRawPointer(data + done)
+            var i = 0
+            while i + 8 <= n {
+                d.storeBytes(of: d.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                             ^ out.load(fromByteOffset: i, as: UInt64.self), toByteOffset: i, as: UInt64.self)
+                i += 8
+            }
+            while i < n {
+                data[done + i] ^= blocks[i]
+                i += 1
+            }
+            done += n
+        }
+        return true
     }
 }
 

@@ -243,7 +243,8 @@ public final class SRTPContext {
             auth.mac(p, length, trailer: roc, 4, into: scratch + 16)
             (p + length).update(from: scratch + 16, count: tagLength)
         } else {
-            guard rtpCipher.unsafelyUnwrapped.seal(iv: iv, aad: p, header, aad2: nil, 0, p + header, length - header, tag: p + length) else {
+            let gcm = rtpCipher.unsafelyUnwrapped
+            guard gcm.seal(iv: iv, aad: p, header, aad2: nil, 0, p + header, length - header, tag: p + length) else {
                 throw .library(status: 0, function: "AES-GCM seal")
             }
         }
@@ -281,7 +282,8 @@ public final class SRTPContext {
             }
         } else {
             let iv = rtpIV(ssrc: ssrc, index: index)
-            guard rtpCipher.unsafelyUnwrapped.open(iv: iv, aad: p, header, aad2: nil, 0, p + header, end - header, tag: p + end) else {
+            let gcm = rtpCipher.unsafelyUnwrapped
+            guard gcm.open(iv: iv, aad: p, header, aad2: nil, 0, p + header, end - header, tag: p + end) else {
                 throw .authenticationFailed
             }
         }
@@ -310,7 +312,8 @@ public final class SRTPContext {
             // RFC 7714 §9: header ‖ ciphertext ‖ tag ‖ E‖index; AAD = header ‖ E‖index.
             let trailer = p + length + 16
             Self.store32(0x8000_0000 | index, trailer)
-            guard rtcpCipher.unsafelyUnwrapped.seal(iv: iv, aad: p, 8, aad2: trailer, 4, p + 8, length - 8, tag: p + length) else {
+            let gcm = rtcpCipher.unsafelyUnwrapped
+            guard gcm.seal(iv: iv, aad: p, 8, aad2: trailer, 4, p + 8, length - 8, tag: p + length) else {
                 throw .library(status: 0, function: "AES-GCM seal")
             }
         }
@@ -335,14 +338,16 @@ public final class SRTPContext {
             if encrypted {
                 let iv = rtcpIV(ssrc: ssrc, index: index)
                 guard rtcpKeystream.unsafelyUnwrapped.apply(iv: iv, p + 8, plainLength - 8) else {
-                throw .library(status: 0, function: "AES-CM")
-            }
+                    throw .library(status: 0, function: "AES-CM")
+                }
             }
         } else {
             let iv = rtcpIV(ssrc: ssrc, index: index)
+            let gcm = rtcpCipher.unsafelyUnwrapped
+            // E = 0 (RFC 7714 §9.2): the whole RTCP packet is associated data, nothing is encrypted.
             let ok = encrypted
-                ? rtcpCipher.unsafelyUnwrapped.open(iv: iv, aad: p, 8, aad2: trailer, 4, p + 8, plainLength - 8, tag: p + plainLength)
-                : rtcpCipher.unsafelyUnwrapped.open(iv: iv, aad: p, plainLength, aad2: trailer, 4, p + 8, 0, tag: p + plainLength)
+                ? gcm.open(iv: iv, aad: p, 8, aad2: trailer, 4, p + 8, plainLength - 8, tag: p + plainLength)
+                : gcm.open(iv: iv, aad: p, plainLength, aad2: trailer, 4, p + 8, 0, tag: p + plainLength)
             guard ok else { throw .authenticationFailed }
         }
         table.pointee.rtcpRecord(slot ?? table.pointee.insert(ssrc), index)

@@ -15,9 +15,9 @@ enum SRTPLabel: UInt8 {
 
 /// The AES-CM PRF of RFC 3711 §4.3.3 with key_derivation_rate 0 (r = 0):
 /// x = (label ‖ 0⁴⁸) XOR master salt, right-aligned in 112 bits; the session
-/// key is the AES-128-CTR keystream from IV = x · 2¹⁶. RFC 7714 §11 uses the
+/// key is the AES-CM keystream from IV = x · 2¹⁶. RFC 7714 §11 uses the
 /// same PRF for AEAD_AES_128_GCM with its 96-bit salt (libsrtp zero-pads it
-/// to 112 bits, which is what `masterSalt + [0, 0]` does here).
+/// to 112 bits; so does the zero-filled IV here).
 func srtpDeriveKey(masterKey: [UInt8], masterSalt: [UInt8], label: SRTPLabel, length: Int) throws(SRTPError) -> [UInt8] {
     precondition(masterKey.count == 16 && masterSalt.count <= 14 && length <= 32)
     if length == 0 { return [] }
@@ -25,19 +25,12 @@ func srtpDeriveKey(masterKey: [UInt8], masterSalt: [UInt8], label: SRTPLabel, le
     for i in 0..<masterSalt.count { iv[i] = masterSalt[i] }
     iv[7] ^= label.rawValue
     var out = [UInt8](repeating: 0, count: length)
-    guard let ctx = EVP_CIPHER_CTX_new() else { throw .library(status: 0, function: "EVP_CIPHER_CTX_new") }
-    defer { EVP_CIPHER_CTX_free(ctx) }
-    var outLength: Int32 = 0
-    let ok = masterKey.withUnsafeBufferPointer { key in
-        iv.withUnsafeBufferPointer { ivp in
-            out.withUnsafeMutableBufferPointer { o in
-                // AES-CTR over zeros = the keystream itself.
-                EVP_EncryptInit_ex(ctx, EVP_aes_128_ctr(), nil, key.baseAddress, ivp.baseAddress) == 1
-                    && EVP_EncryptUpdate(ctx, o.baseAddress, &outLength, o.baseAddress, Int32(length)) == 1
-            }
-        }
+    // AES-CM over zeros = the keystream itself.
+    let keystream = try AESCMKeystream(key: masterKey)
+    let ok = iv.withUnsafeBufferPointer { ivp in
+        out.withUnsafeMutableBufferPointer { keystream.apply(iv: ivp.baseAddress!, $0.baseAddress!, length) }
     }
-    guard ok, outLength == Int32(length) else { throw .library(status: 0, function: "AES-CM PRF") }
+    guard ok else { throw .library(status: 0, function: "AES-CM PRF") }
     return out
 }
 
@@ -76,7 +69,9 @@ final class AESGCMCipher {
     init(key: [UInt8], encrypt: Bool) throws(SRTPError) {
         guard let ctx = EVP_CIPHER_CTX_new() else { throw .library(status: 0, function: "EVP_CIPHER_CTX_new") }
         self.ctx = ctx
-        let ok = key.withUnsafeBufferPointer { EVP_CipherInit_ex(ctx, EVP_aes_128_gcm(), nil, $0.baseAddress, nil, encrypt ? 1 : 0) }
+        let ok = key.withUnsafeBufferPointer {
+            EVP_CipherInit_ex(ctx, EVP_aes_128_gcm(), nil, $0.baseAddress, nil, encrypt ? 1 : 0)
+        }
         guard ok == 1 else { throw .library(status: ok, function: "EVP_CipherInit_ex") }
     }
 

@@ -83,14 +83,7 @@ final class AESGCMCipher {
     func seal(iv: UnsafePointer<UInt8>, aad: UnsafePointer<UInt8>, _ aadCount: Int,
               aad2: UnsafePointer<UInt8>?, _ aad2Count: Int,
               _ data: UnsafeMutablePointer<UInt8>, _ count: Int, tag: UnsafeMutablePointer<UInt8>) -> Bool {
-        var n: Int32 = 0
-        guard EVP_CipherInit_ex(ctx, nil, nil, nil, iv, 1) == 1,
-              EVP_CipherUpdate(ctx, nil, &n, aad, Int32(aadCount)) == 1 else { return false }
-        if let aad2, aad2Count > 0, EVP_CipherUpdate(ctx, nil, &n, aad2, Int32(aad2Count)) != 1 { return false }
-        if count > 0, EVP_CipherUpdate(ctx, data, &n, data, Int32(count)) != 1 { return false }
-        // GCM has no final block: Final writes nothing (the scratch pointer is never written).
-        guard EVP_CipherFinal_ex(ctx, tag, &n) == 1 else { return false }
-        return EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1
+        run(encrypt: true, iv: iv, aad, aadCount, aad2, aad2Count, data, count, tag)
     }
 
     /// AES-GCM open in place: false when the tag does not verify (the
@@ -99,14 +92,24 @@ final class AESGCMCipher {
     func open(iv: UnsafePointer<UInt8>, aad: UnsafePointer<UInt8>, _ aadCount: Int,
               aad2: UnsafePointer<UInt8>?, _ aad2Count: Int,
               _ data: UnsafeMutablePointer<UInt8>, _ count: Int, tag: UnsafeMutablePointer<UInt8>) -> Bool {
+        run(encrypt: false, iv: iv, aad, aadCount, aad2, aad2Count, data, count, tag)
+    }
+
+    @inline(__always)
+    private func run(encrypt: Bool, iv: UnsafePointer<UInt8>, _ aad: UnsafePointer<UInt8>, _ aadCount: Int,
+                     _ aad2: UnsafePointer<UInt8>?, _ aad2Count: Int,
+                     _ data: UnsafeMutablePointer<UInt8>, _ count: Int, _ tag: UnsafeMutablePointer<UInt8>) -> Bool {
         var n: Int32 = 0
-        guard EVP_CipherInit_ex(ctx, nil, nil, nil, iv, 0) == 1,
+        guard EVP_CipherInit_ex(ctx, nil, nil, nil, iv, encrypt ? 1 : 0) == 1,
               EVP_CipherUpdate(ctx, nil, &n, aad, Int32(aadCount)) == 1 else { return false }
         if let aad2, aad2Count > 0, EVP_CipherUpdate(ctx, nil, &n, aad2, Int32(aad2Count)) != 1 { return false }
         if count > 0, EVP_CipherUpdate(ctx, data, &n, data, Int32(count)) != 1 { return false }
-        guard EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, tag) == 1 else { return false }
-        // Final compares the tag in constant time (CRYPTO_memcmp inside OpenSSL).
-        return EVP_CipherFinal_ex(ctx, tag, &n) == 1
+        if encrypt {
+            // GCM has no final block: Final writes nothing to `tag`; GET_TAG then does.
+            return EVP_CipherFinal_ex(ctx, tag, &n) == 1 && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1
+        }
+        // Final compares the expected tag in constant time (CRYPTO_memcmp inside OpenSSL).
+        return EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, tag) == 1 && EVP_CipherFinal_ex(ctx, tag, &n) == 1
     }
 }
 

@@ -16,6 +16,20 @@ static double cpu_seconds(void) {
     return t.tv_sec + t.tv_nsec / 1e9;
 }
 
+// CPU seconds for `iterations` copies + protects (+ unprotects when rx), or -1.
+static double timed(srtp_t tx, srtp_t rx, unsigned char *plain, int size, int iterations) {
+    unsigned char buf[1500];
+    double t0 = cpu_seconds();
+    for (int i = 0; i < iterations; i++) {
+        plain[2] = (unsigned char)(i >> 8); plain[3] = (unsigned char)i;
+        memcpy(buf, plain, size);
+        int len = size;
+        if (srtp_protect(tx, buf, &len) != srtp_err_status_ok) return -1;
+        if (rx && srtp_unprotect(rx, buf, &len) != srtp_err_status_ok) return -1;
+    }
+    return cpu_seconds() - t0;
+}
+
 static int run(const char *name, int gcm, int size, int iterations, long (*count)(void)) {
     unsigned char key[30];
     for (int i = 0; i < 30; i++) key[i] = (unsigned char)(i * 7 + 1);
@@ -36,32 +50,18 @@ static int run(const char *name, int gcm, int size, int iterations, long (*count
     srtp_t stx, srx, stx2;
     if (srtp_create(&stx, &tx) || srtp_create(&srx, &rx) || srtp_create(&stx2, &tx)) return 1;
 
-    unsigned char plain[1200], buf[1500];
+    unsigned char plain[1200];
     memset(plain, 0xAB, sizeof plain);
     plain[0] = 0x80; plain[1] = 96;
     plain[8] = 0xCA; plain[9] = 0xFE; plain[10] = 0xBA; plain[11] = 0xBE;
     long m0 = count ? count() : 0;
-    double t0 = cpu_seconds();
-    for (int i = 0; i < iterations; i++) {
-        plain[2] = (unsigned char)(i >> 8); plain[3] = (unsigned char)i;
-        memcpy(buf, plain, size);
-        int len = size;
-        if (srtp_protect(stx, buf, &len) != srtp_err_status_ok) return 2;
-        if (srtp_unprotect(srx, buf, &len) != srtp_err_status_ok) return 3;
-    }
-    double t1 = cpu_seconds();
+    double roundtrip = timed(stx, srx, plain, size, iterations);
     long m1 = count ? count() : 0;
-    double t2 = cpu_seconds();
-    for (int i = 0; i < iterations; i++) {
-        plain[2] = (unsigned char)(i >> 8); plain[3] = (unsigned char)i;
-        memcpy(buf, plain, size);
-        int len = size;
-        if (srtp_protect(stx2, buf, &len) != srtp_err_status_ok) return 4;
-    }
-    double t3 = cpu_seconds();
-    if (count) printf("%s %d %.0f %.0f %.1f\n", name, size, iterations / (t1 - t0), (t3 - t2) / iterations * 1e9,
+    double protect = timed(stx2, NULL, plain, size, iterations);
+    if (roundtrip < 0 || protect < 0) return 2;
+    if (count) printf("%s %d %.0f %.0f %.1f\n", name, size, iterations / roundtrip, protect / iterations * 1e9,
                       (double)(m1 - m0) / iterations);
-    else printf("%s %d %.0f %.0f n/a\n", name, size, iterations / (t1 - t0), (t3 - t2) / iterations * 1e9);
+    else printf("%s %d %.0f %.0f n/a\n", name, size, iterations / roundtrip, protect / iterations * 1e9);
     srtp_dealloc(stx); srtp_dealloc(srx); srtp_dealloc(stx2);
     return 0;
 }

@@ -141,13 +141,17 @@ static struct result step(double rate, double secs) {
         int64_t t = now_ns(CLOCK_MONOTONIC);
         if (t >= end) break;
         long long due = (long long)((t - t0) * rate / 1e9);
+        int busy = due_total < due;
         while (due_total < due) {
             int c = (int)(due - due_total); if (c > SBATCH) c = SBATCH;
             send_batch(pub_list[next], c);
             next = (next + 1) % npub;
             due_total += c;
         }
-        receive_all(0);
+        // Block (up to 1 ms) when nothing is due instead of spinning: a
+        // spinning generator starves ksoftirqd on its core, and loopback
+        // delivery then waits behind it (hundreds of ms of fake latency).
+        receive_all(busy ? 0 : 1);
     }
     // Drain: until nothing (of this step or older ones) arrived for 300 ms,
     // so an overloaded step's backlog cannot leak into the next one.

@@ -225,7 +225,15 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
             tally.bytesIn += bytes.count
             switch MediaDemultiplexer.classify(bytes) {
             case .rtp:
-                guard let p = byAddress[d.source] else { tally.drop(.unknownSource); continue }
+                guard let p = byAddress[d.source] else {
+                    // Not latched: an SRTP packet that authenticates with its SSRC owner's key latches.
+                    if let (p, plain) = latchBySRTP(bytes, from: d.source) {
+                        p.packetsIn += 1
+                        p.bytesIn += bytes.count
+                        forwardRTP(from: p, plain, plaintext: true)
+                    }
+                    continue
+                }
                 p.lastSeenMs = nowMs
                 p.packetsIn += 1
                 p.bytesIn += bytes.count
@@ -283,8 +291,30 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         return UnsafeRawBufferPointer(rebasing: bytes[0..<n])
     }
 
-    private func forwardRTP(from p: Participant, _ raw: UnsafeRawBufferPointer) {
-        guard let bytes = inbound(p, raw, isRTCP: false) else { return }
+    /// An RTP packet from an address nobody has latched (DESIGN.md: an SRTP
+    /// packet that authenticates with the participant's key latches, so tools
+    /// without STUN, like ffmpeg, can publish). The SSRC names the candidate
+    /// publisher; only one with an SRTP hook qualifies, and only if the packet
+    /// authenticates (and is no replay). Anything else is dropped and counted,
+    /// and never latches. Returns the publisher and the plaintext.
+    private func latchBySRTP(_ bytes: UnsafeRawBufferPointer, from source: SocketAddress) -> (Participant, UnsafeRawBufferPointer)? {
+        guard bytes.count >= 12 else { tally.drop(.malformed); return nil }
+        let ssrc = UInt32(bytes[8]) << 24 | UInt32(bytes[9]) << 16 | UInt32(bytes[10]) << 8 | UInt32(bytes[11])
+        for r in rooms.values {
+            guard let t = r.tracksBySSRC[ssrc] else { continue }
+            let p = t.publisher
+            guard p.crypto != nil else { break }
+            guard let plain = inbound(p, bytes, isRTCP: false) else { return nil } // counted as auth_failed
+            p.lastSeenMs = nowMs
+            latch(p, source)
+            return (p, plain)
+        }
+        tally.drop(.unknownSource)
+        return nil
+    }
+
+    private func forwardRTP(from p: Participant, _ raw: UnsafeRawBufferPointer, plaintext: Bool = false) {
+        guard let bytes = plaintext ? raw : inbound(p, raw, isRTCP: false) else { return }
         guard let rtp = try? RTPPacketView(parsing: bytes) else { tally.drop(.malformed); return }
         guard let t = p.publishedTrack(rtp.ssrc) else { tally.drop(.unknownSSRC); return }
         let seq = rtp.sequenceNumber

@@ -427,6 +427,9 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     }
 
     private func handleSTUN(_ bytes: UnsafeRawBufferPointer, from source: SocketAddress) {
+        // Any STUN from a latched address (consent checks, keepalive
+        // indications) counts as activity for the timeout; it moves nothing.
+        if let p = byAddress[source] { p.lastSeenMs = nowMs }
         // With USERNAME: ICE short-term credentials (authenticate, then latch).
         // Without: plain public-address discovery, no session change.
         let hasUsername = (try? STUNMessageView(parsing: bytes))?.username != nil

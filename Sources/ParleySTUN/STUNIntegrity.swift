@@ -48,9 +48,11 @@ public enum STUNIntegrity {
         return (c ^ 0xFFFF_FFFF) ^ STUN.fingerprintXOR
     }
 
-    /// HMAC over the concatenation of `parts` into `out` (20 or 32 bytes),
-    /// on this thread's reusable EVP_MAC contexts: no allocation per call.
-    static func hmac(sha256: Bool, key: UnsafeRawBufferPointer, _ parts: UnsafeRawBufferPointer...,
+    /// HMAC over `first` followed by `second` into `out` (20 or 32 bytes),
+    /// on this thread's reusable EVP_MAC contexts: no allocation per call
+    /// (two fixed parameters rather than a variadic, which would build an array).
+    static func hmac(sha256: Bool, key: UnsafeRawBufferPointer, _ first: UnsafeRawBufferPointer,
+                     _ second: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
                      into out: UnsafeMutableRawBufferPointer) {
         let size = sha256 ? STUN.sha256Size : STUN.sha1Size
         precondition(out.count >= size)
@@ -60,8 +62,11 @@ public enum STUNIntegrity {
             // A non-null pointer even for an empty key: NULL would mean "keep the previous key".
             let k = key.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? UnsafePointer(z)
             var ok = EVP_MAC_init(ctx, k, key.count, nil) == 1
-            for part in parts where part.count > 0 {
-                ok = ok && EVP_MAC_update(ctx, part.baseAddress!.assumingMemoryBound(to: UInt8.self), part.count) == 1
+            if first.count > 0 {
+                ok = ok && EVP_MAC_update(ctx, first.baseAddress!.assumingMemoryBound(to: UInt8.self), first.count) == 1
+            }
+            if second.count > 0 {
+                ok = ok && EVP_MAC_update(ctx, second.baseAddress!.assumingMemoryBound(to: UInt8.self), second.count) == 1
             }
             var written = 0
             ok = ok && EVP_MAC_final(ctx, out.baseAddress!.assumingMemoryBound(to: UInt8.self), &written, out.count) == 1

@@ -119,8 +119,8 @@ final class UDPSocketTests: XCTestCase {
              try UDPSocket(loop: loop, bindTo: .ipv4Loopback(port: 0), handler: NullUDP()))
         }
         try loop.submit {
-            [UInt8](repeating: 1, count: 1000).withUnsafeBytes { tx.send($0, to: rx.localAddress) }
-            [UInt8](repeating: 2, count: 100).withUnsafeBytes { tx.send($0, to: rx.localAddress) }
+            _ = [UInt8](repeating: 1, count: 1000).withUnsafeBytes { tx.send($0, to: rx.localAddress) }
+            _ = [UInt8](repeating: 2, count: 100).withUnsafeBytes { tx.send($0, to: rx.localAddress) }
         }
         wait(for: [got], timeout: 30)
         try loop.submit {

@@ -52,7 +52,10 @@ public final class Relay: Sendable {
     /// Not from a loop thread.
     public func shutdown() {
         for w in workers { try? w.loop.submit { w.close() } }
-        directory.withLock { $0.removeAll() }
+        directory.withLock { dir in
+            dir.removeAll()
+            roomCounts.withLock { for i in $0.indices { $0[i] = 0 } }
+        }
     }
 
     private func worker(for room: String) -> RelayWorker? {

@@ -86,3 +86,5 @@ int parley_accept4_nonblock(int fd, struct sockaddr *addr, socklen_t *len) {
 int parley_socket_nonblock(int domain, int type, int protocol) {
     return socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
 }
+
+void parley_set_thread_name(const char *name) { pthread_setname_np(pthread_self(), name); }

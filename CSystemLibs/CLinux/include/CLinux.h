@@ -59,6 +59,9 @@ int parley_udp_segment(void);
 int parley_ip_pktinfo(void);
 int parley_ipv6_recvpktinfo(void);
 
+/// Names the calling thread (visible in top -H, /proc/self/task/*/comm); max 15 chars.
+void parley_set_thread_name(const char *name);
+
 int parley_accept4_nonblock(int fd, struct sockaddr *addr, socklen_t *len);
 int parley_socket_nonblock(int domain, int type, int protocol);
 

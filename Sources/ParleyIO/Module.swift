@@ -1,2 +1,0 @@
-/// ParleyIO: see ../shared/DESIGN.md for what this module owns.
-public enum ParleyIOModule {}

@@ -1,2 +1,0 @@
-/// ParleyRTP: see ../shared/DESIGN.md for what this module owns.
-public enum ParleyRTPModule {}

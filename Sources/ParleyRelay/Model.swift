@@ -1,0 +1,137 @@
+import ParleyCore
+
+/// Identifies a participant within the relay (unique per `Relay`).
+public struct ParticipantID: Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    public var description: String { String(rawValue) }
+}
+
+/// What a track carries.
+public enum TrackKind: String, Sendable, Equatable {
+    case audio, video
+}
+
+/// A track a participant will publish, as asked for in a join.
+public struct TrackSpec: Sendable, Equatable {
+    public var kind: TrackKind
+    /// RTP payload type (0...127, not 72...79 that would look like RTCP on a muxed port).
+    public var payloadType: UInt8
+    /// RTP clock rate in Hz (48000 Opus, 90000 video).
+    public var clockRate: UInt32
+    /// A requested SSRC; nil lets the relay grant a random unused one.
+    public var ssrc: UInt32?
+
+    public init(kind: TrackKind, payloadType: UInt8, clockRate: UInt32, ssrc: UInt32? = nil) {
+        self.kind = kind; self.payloadType = payloadType; self.clockRate = clockRate; self.ssrc = ssrc
+    }
+
+    /// Opus audio, PT 111, 48 kHz.
+    public static func opus(ssrc: UInt32? = nil) -> TrackSpec { TrackSpec(kind: .audio, payloadType: 111, clockRate: 48000, ssrc: ssrc) }
+    /// Video (VP8/H.264), PT 96, 90 kHz.
+    public static func video(ssrc: UInt32? = nil) -> TrackSpec { TrackSpec(kind: .video, payloadType: 96, clockRate: 90000, ssrc: ssrc) }
+}
+
+/// A published track as the relay knows it.
+public struct TrackInfo: Sendable, Equatable {
+    public var ssrc: UInt32
+    public var kind: TrackKind
+    public var payloadType: UInt8
+    public var clockRate: UInt32
+    public var publisher: ParticipantID
+    public var muted: Bool
+}
+
+/// What a successful join returns: where to send media and how to authenticate.
+public struct ParticipantGrant: Sendable, Equatable {
+    public var id: ParticipantID
+    public var room: String
+    /// host:port of the room's loop media socket (the advertised address).
+    public var endpoint: SocketAddressText
+    /// ICE-style short-term credentials: the client sends STUN Binding
+    /// requests with USERNAME `ufrag` (or `ufrag:anything`) and
+    /// MESSAGE-INTEGRITY keyed with `password`; a valid one latches its address.
+    public var ufrag: String
+    public var password: String
+    /// The participant's own tracks with the SSRCs granted.
+    public var tracks: [TrackInfo]
+}
+
+/// A `host:port` string (what the signalling layer hands to clients).
+public typealias SocketAddressText = String
+
+/// A snapshot of one participant.
+public struct ParticipantStats: Sendable, Equatable {
+    public var id: ParticipantID
+    /// The latched media address, if any (`"1.2.3.4:5000"`).
+    public var address: String?
+    public var published: [TrackInfo]
+    /// SSRCs of the tracks this participant currently receives.
+    public var subscribedSSRCs: [UInt32]
+    /// Packets and bytes received from this participant.
+    public var packetsIn: Int
+    public var bytesIn: Int
+    /// Copies of this participant's packets sent to subscribers.
+    public var packetsForwarded: Int
+}
+
+/// A snapshot of one room.
+public struct RoomStats: Sendable, Equatable {
+    public var name: String
+    /// Index of the event loop the room lives on.
+    public var loopIndex: Int
+    public var participants: [ParticipantStats]
+    public var packetsIn: Int
+    public var packetsOut: Int
+    public var nacksServed: Int
+    public var keyframeRequestsForwarded: Int
+    public var keyframeRequestsThrottled: Int
+}
+
+/// What a created room reports.
+public struct RoomInfo: Sendable, Equatable {
+    public var name: String
+    public var loopIndex: Int
+    /// The media endpoint every participant of the room sends to.
+    public var endpoint: SocketAddressText
+}
+
+/// Things the relay decides on its own that the signalling layer wants to know.
+public enum RelayEvent: Sendable, Equatable {
+    /// A participant sent nothing for the timeout and was removed.
+    case participantTimedOut(room: String, participant: ParticipantID)
+    /// A participant's media address was latched (or moved) by an authenticated packet.
+    case participantLatched(room: String, participant: ParticipantID, address: String)
+}
+
+/// Relay tuning and limits. Defaults are the production ones.
+public struct RelayConfig: Sendable {
+    /// Rooms one event loop may carry; more → `RelayError.tooManyRooms`.
+    public var maxRoomsPerLoop = 500
+    /// Participants per room; more → `RelayError.roomFull`.
+    public var maxParticipantsPerRoom = 50
+    /// A participant that sends nothing (media, RTCP or STUN) for this long is removed. Zero disables.
+    public var participantTimeout: Duration = .seconds(30)
+    /// How often timeouts are checked and receiver reports sent to publishers.
+    public var housekeepingInterval: Duration = .seconds(1)
+    /// Minimum interval between keyframe requests (PLI/FIR) forwarded to one track's publisher.
+    public var keyframeRequestInterval: Duration = .seconds(1)
+    /// Retransmission buffer slots per video track (a power of two; ~1 s at 2.5 Mbit/s of 1200-byte packets fits in 512).
+    public var videoRetransmissionSlots = 512
+    /// Retransmission buffer slots per audio track (0: audio NACKs are not answered).
+    public var audioRetransmissionSlots = 64
+    /// Packets older than this are not retransmitted.
+    public var retransmissionMaxAge: Duration = .seconds(1)
+    /// Host (IP) announced in grants instead of the bound one (e.g. the public IP when bound to 0.0.0.0).
+    public var announcedHost: String? = nil
+    /// Datagrams per recvmmsg / sendmmsg on the media socket.
+    public var batchSize = 64
+    /// Socket buffer sizes of the media socket (large: receive-buffer drops are the usual failure).
+    public var socketBufferSize = 8 << 20
+    /// Where relay metrics are registered.
+    public var metrics: MetricsRegistry = .shared
+    /// Called (on the room's loop) for timeouts and latches.
+    public var onEvent: (@Sendable (RelayEvent) -> Void)? = nil
+
+    public init() {}
+}

@@ -1,2 +1,0 @@
-/// ParleyRelay: see ../shared/DESIGN.md for what this module owns.
-public enum ParleyRelayModule {}

@@ -1,0 +1,62 @@
+import ParleyIO
+
+/// Hop-by-hop SRTP slot for one participant (filled by ParleySRTP contexts
+/// in the signalling layer; the relay never builds keys itself).
+///
+/// Both closures run on the room's loop, on the packet path: they must not
+/// allocate or block. `unprotect` uses the participant's inbound context
+/// (what it publishes), `protect` its outbound context (what it receives).
+public struct ParticipantCrypto: @unchecked Sendable {
+    /// Turns an SRTP (`isRTCP == false`) or SRTCP packet into plaintext in
+    /// place. Returns the plaintext length, or nil when authentication fails
+    /// (the packet is dropped and counted as `auth_failed`).
+    public var unprotect: (_ packet: UnsafeMutableRawBufferPointer, _ isRTCP: Bool) -> Int?
+    /// Protects a plaintext packet in place: the first `length` bytes of
+    /// `buffer` hold it and `buffer` has room for the tag. Returns the
+    /// protected length, or nil to drop.
+    public var protect: (_ buffer: UnsafeMutableRawBufferPointer, _ length: Int, _ isRTCP: Bool) -> Int?
+
+    public init(unprotect: @escaping (_ packet: UnsafeMutableRawBufferPointer, _ isRTCP: Bool) -> Int?,
+                protect: @escaping (_ buffer: UnsafeMutableRawBufferPointer, _ length: Int, _ isRTCP: Bool) -> Int?) {
+        self.unprotect = unprotect
+        self.protect = protect
+    }
+}
+
+/// One member of a room: a media address (once latched), the tracks it
+/// publishes and the tracks it receives. Loop only.
+final class Participant {
+    let id: ParticipantID
+    unowned let router: Router
+    let ufrag: String
+    let password: String
+    /// `password` as bytes: the MESSAGE-INTEGRITY key (RFC 8489 §9.2.2 short-term).
+    let key: [UInt8]
+    /// The latched media address; nil until an authenticated packet arrives.
+    var address: SocketAddress?
+    /// Monotonic ms of the last packet of any kind from this participant.
+    var lastSeenMs: UInt64
+    /// Tracks this participant publishes (1–3 usually: a linear scan beats a map).
+    var published: [Track] = []
+    /// Tracks this participant receives.
+    var receiving: [Track] = []
+    var crypto: ParticipantCrypto?
+    var packetsIn = 0
+    var bytesIn = 0
+    var removed = false
+
+    init(id: ParticipantID, router: Router, ufrag: String, password: String, nowMs: UInt64) {
+        self.id = id
+        self.router = router
+        self.ufrag = ufrag
+        self.password = password
+        key = Array(password.utf8)
+        lastSeenMs = nowMs
+    }
+
+    /// The published track with this SSRC, if any.
+    @inline(__always) func publishedTrack(_ ssrc: UInt32) -> Track? {
+        for t in published where t.ssrc == ssrc { return t }
+        return nil
+    }
+}

@@ -1,0 +1,106 @@
+import ParleyCore
+
+/// Why the relay dropped a datagram (the `reason` label of
+/// `parley_relay_dropped_total`).
+enum DropReason: Int, CaseIterable {
+    /// Source address is not a latched participant.
+    case unknownSource
+    /// First byte is none of STUN / RTP / RTCP (RFC 7983).
+    case unknownProtocol
+    /// RTP/RTCP/STUN that does not parse.
+    case malformed
+    /// RTP with an SSRC the sender was not granted.
+    case unknownSSRC
+    /// The track is muted by its publisher.
+    case muted
+    /// SRTP/SRTCP authentication failed (crypto hook).
+    case authFailed
+    /// STUN that is not a Binding request, or fails its credentials.
+    case stunRejected
+
+    var label: String {
+        switch self {
+        case .unknownSource: return "unknown_source"
+        case .unknownProtocol: return "unknown_protocol"
+        case .malformed: return "malformed"
+        case .unknownSSRC: return "unknown_ssrc"
+        case .muted: return "muted"
+        case .authFailed: return "auth_failed"
+        case .stunRejected: return "stun_rejected"
+        }
+    }
+}
+
+/// The relay's counters in the process registry. Shared by every loop
+/// (atomic adds); the packet path accumulates per `recvmmsg` batch in a
+/// `BatchCounters` and adds once per batch.
+final class RelayMetrics: Sendable {
+    let packetsIn, bytesIn, packetsOut, bytesOut: Counter
+    let dropped: [Counter]
+    let nacksServed, nacksMissed: Counter
+    let keyframeForwarded, keyframeThrottled: Counter
+    let stunBindings: Counter
+    let rtcpIn: Counter
+    let receiverReports: Counter
+    let rooms: Gauge
+    let participants: Gauge
+    let timeouts: Counter
+    let registry: MetricsRegistry
+
+    init(_ r: MetricsRegistry) {
+        registry = r
+        packetsIn = r.counter("parley_relay_packets_in_total", help: "RTP/RTCP/STUN datagrams received on media ports.")
+        bytesIn = r.counter("parley_relay_bytes_in_total", help: "Bytes received on media ports.")
+        packetsOut = r.counter("parley_relay_packets_out_total", help: "Datagrams sent from media ports (forwarded, retransmitted, generated).")
+        bytesOut = r.counter("parley_relay_bytes_out_total", help: "Bytes sent from media ports.")
+        let help = "Datagrams the relay dropped, by reason."
+        dropped = DropReason.allCases.map { r.counter("parley_relay_dropped_total", help: help, labels: [("reason", $0.label)]) }
+        nacksServed = r.counter("parley_relay_nack_packets_total", help: "Packets requested by NACK, by result.", labels: [("result", "served")])
+        nacksMissed = r.counter("parley_relay_nack_packets_total", help: "Packets requested by NACK, by result.", labels: [("result", "missed")])
+        keyframeForwarded = r.counter("parley_relay_keyframe_requests_total", help: "PLI/FIR from subscribers, by result.", labels: [("result", "forwarded")])
+        keyframeThrottled = r.counter("parley_relay_keyframe_requests_total", help: "PLI/FIR from subscribers, by result.", labels: [("result", "throttled")])
+        stunBindings = r.counter("parley_relay_stun_bindings_total", help: "STUN Binding requests answered with success on media ports.")
+        rtcpIn = r.counter("parley_relay_rtcp_packets_in_total", help: "RTCP compound packets received from participants.")
+        receiverReports = r.counter("parley_relay_receiver_reports_total", help: "RTCP RR packets the relay sent to publishers.")
+        rooms = r.gauge("parley_relay_rooms", help: "Rooms open.")
+        participants = r.gauge("parley_relay_participants", help: "Participants in all rooms.")
+        timeouts = r.counter("parley_relay_participant_timeouts_total", help: "Participants removed for sending nothing.")
+    }
+
+    /// `parley_relay_room_participants{room=…}`.
+    func roomGauge(_ room: String) -> Gauge {
+        registry.gauge("parley_relay_room_participants", help: "Participants per room.", labels: [("room", room)])
+    }
+
+    func counter(_ r: DropReason) -> Counter { dropped[r.rawValue] }
+}
+
+/// Per-batch tallies, flushed to `RelayMetrics` once per `recvmmsg` batch.
+struct BatchCounters {
+    var packetsIn = 0, bytesIn = 0, packetsOut = 0, bytesOut = 0
+    var drops = (0, 0, 0, 0, 0, 0, 0)
+
+    @inline(__always) mutating func drop(_ r: DropReason) {
+        switch r {
+        case .unknownSource: drops.0 += 1
+        case .unknownProtocol: drops.1 += 1
+        case .malformed: drops.2 += 1
+        case .unknownSSRC: drops.3 += 1
+        case .muted: drops.4 += 1
+        case .authFailed: drops.5 += 1
+        case .stunRejected: drops.6 += 1
+        }
+    }
+
+    func flush(to m: RelayMetrics) {
+        if packetsIn > 0 { m.packetsIn.inc(packetsIn); m.bytesIn.inc(bytesIn) }
+        if packetsOut > 0 { m.packetsOut.inc(packetsOut); m.bytesOut.inc(bytesOut) }
+        if drops.0 > 0 { m.counter(.unknownSource).inc(drops.0) }
+        if drops.1 > 0 { m.counter(.unknownProtocol).inc(drops.1) }
+        if drops.2 > 0 { m.counter(.malformed).inc(drops.2) }
+        if drops.3 > 0 { m.counter(.unknownSSRC).inc(drops.3) }
+        if drops.4 > 0 { m.counter(.muted).inc(drops.4) }
+        if drops.5 > 0 { m.counter(.authFailed).inc(drops.5) }
+        if drops.6 > 0 { m.counter(.stunRejected).inc(drops.6) }
+    }
+}

@@ -1,0 +1,519 @@
+import ParleyCore
+import ParleyIO
+import ParleyRTP
+import ParleySTUN
+
+/// The relay on one event loop: that loop's media socket, the rooms pinned
+/// to the loop, and the packet path.
+///
+/// Datagrams arrive in `recvmmsg` batches and are demultiplexed by their
+/// first byte (RFC 7983): STUN goes to the Binding responder, RTP and RTCP
+/// to the sender's `Router`. The sender is found by source address among
+/// latched participants only; anything else is dropped and counted. Every
+/// forwarded copy is queued on the socket's `sendmmsg` batch, flushed once
+/// at the end of the receive batch. One clock read per batch.
+///
+/// Loop-bound: every method must run on `loop` (use `Relay` from other threads).
+public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
+    /// The loop this worker and its rooms live on.
+    public let loop: EventLoop
+    /// Index of this worker (its loop) in the relay.
+    public let index: Int
+    /// The media endpoint announced to clients (`host:port`).
+    public private(set) var endpoint: String = ""
+    /// The bound media address.
+    public var localAddress: SocketAddress { socket.localAddress }
+
+    let config: RelayConfig
+    let metrics: RelayMetrics
+    private(set) var socket: UDPSocket!
+    private(set) var rooms: [String: Router] = [:]
+    private var byAddress: [SocketAddress: Participant] = [:]
+    private var byUfrag: [String: Participant] = [:]
+    private var byID: [ParticipantID: Participant] = [:]
+    private var nextParticipant: UInt32 = 1
+    private var housekeeping: TimerHandle?
+    private let responder = BindingResponder(software: "parley", alwaysFingerprint: true)
+    /// Scratch space for RTCP we build (RR, PLI, FIR) before queuing copies.
+    private let scratch: UnsafeMutableRawBufferPointer
+    // Per batch: the one clock read, and tallies flushed to metrics at the end.
+    private var nowNs: UInt64 = 0
+    private var nowMs: UInt64 = 0
+    private var tally = BatchCounters()
+
+    /// Binds the media socket on `loop` and starts housekeeping. Loop only.
+    public init(loop: EventLoop, index: Int, bindTo address: SocketAddress, config: RelayConfig) throws(RelayError) {
+        loop.preconditionInLoop()
+        self.loop = loop
+        self.index = index
+        self.config = config
+        metrics = RelayMetrics(config.metrics)
+        scratch = .allocate(byteCount: 1500, alignment: 16)
+        var opts = UDPSocket.Options()
+        opts.batchSize = config.batchSize
+        opts.receiveBufferSize = config.socketBufferSize
+        opts.sendBufferSize = config.socketBufferSize
+        opts.metrics = config.metrics
+        do {
+            socket = try UDPSocket(loop: loop, bindTo: address, options: opts, handler: self)
+        } catch {
+            scratch.deallocate()
+            throw .bindFailed(address: address.description, reason: error.description)
+        }
+        let bound = socket.localAddress
+        if let host = config.announcedHost {
+            endpoint = host.contains(":") ? "[\(host)]:\(bound.port)" : "\(host):\(bound.port)"
+        } else {
+            endpoint = bound.description
+        }
+        nowNs = MonotonicTime.now().nanoseconds
+        nowMs = nowNs / 1_000_000
+        housekeeping = loop.scheduleRepeatingTimer(every: config.housekeepingInterval) { [weak self] in self?.runHousekeeping() }
+    }
+
+    deinit { scratch.deallocate() }
+
+    /// Closes every room and the socket. Loop only.
+    public func close() {
+        loop.preconditionInLoop()
+        for name in Array(rooms.keys) { _ = closeRoom(name) }
+        if let h = housekeeping { loop.cancelTimer(h); housekeeping = nil }
+        socket?.close()
+    }
+
+    // MARK: Control (loop only)
+
+    /// Number of rooms on this loop.
+    public var roomCount: Int { rooms.count }
+
+    /// Opens a room on this loop.
+    public func createRoom(_ name: String) -> Result<RoomInfo, RelayError> {
+        loop.preconditionInLoop()
+        guard !name.isEmpty, name.utf8.count <= 128 else { return .failure(.invalidRequest("room names are 1-128 bytes")) }
+        guard rooms[name] == nil else { return .failure(.roomExists(name)) }
+        guard rooms.count < config.maxRoomsPerLoop else { return .failure(.tooManyRooms(limit: config.maxRoomsPerLoop)) }
+        rooms[name] = Router(name: name, config: config, participantsGauge: metrics.roomGauge(name))
+        metrics.rooms.inc()
+        return .success(RoomInfo(name: name, loopIndex: index, endpoint: endpoint))
+    }
+
+    /// Closes a room, removing its participants.
+    public func closeRoom(_ name: String) -> Result<Void, RelayError> {
+        loop.preconditionInLoop()
+        guard let r = rooms[name] else { return .failure(.noSuchRoom(name)) }
+        for p in r.participants { remove(p) }
+        rooms[name] = nil
+        metrics.rooms.dec()
+        return .success(())
+    }
+
+    /// Adds a participant publishing `tracks` to room `room`; it receives
+    /// every other participant's tracks and they receive its tracks.
+    public func addParticipant(room: String, tracks: [TrackSpec]) -> Result<ParticipantGrant, RelayError> {
+        loop.preconditionInLoop()
+        guard let r = rooms[room] else { return .failure(.noSuchRoom(room)) }
+        var ufrag = Credentials.random(8)
+        while byUfrag[ufrag] != nil { ufrag = Credentials.random(8) }
+        let id = ParticipantID(rawValue: UInt32(index & 0xFF) << 24 | nextParticipant)
+        nextParticipant = nextParticipant >= 0xFF_FFFF ? 1 : nextParticipant + 1
+        let p: Participant
+        do {
+            p = try r.addParticipant(id: id, ufrag: ufrag, password: Credentials.random(24), tracks: tracks,
+                                     nowMs: MonotonicTime.now().milliseconds)
+        } catch {
+            return .failure(error)
+        }
+        byUfrag[ufrag] = p
+        byID[id] = p
+        metrics.participants.inc()
+        return .success(ParticipantGrant(id: id, room: room, endpoint: endpoint, ufrag: p.ufrag, password: p.password,
+                                         tracks: p.published.map(\.info)))
+    }
+
+    /// Removes a participant from its room.
+    public func removeParticipant(room: String, _ id: ParticipantID) -> Result<Void, RelayError> {
+        loop.preconditionInLoop()
+        switch participant(room, id) {
+        case .failure(let e): return .failure(e)
+        case .success(let p): remove(p); return .success(())
+        }
+    }
+
+    /// Starts or stops delivery of track `ssrc` to participant `subscriber`.
+    public func setSubscribed(room: String, subscriber: ParticipantID, ssrc: UInt32, _ subscribed: Bool) -> Result<Void, RelayError> {
+        loop.preconditionInLoop()
+        switch participant(room, subscriber) {
+        case .failure(let e): return .failure(e)
+        case .success(let p): return Result { () throws(RelayError) in try p.router.setSubscribed(p, ssrc: ssrc, subscribed) }
+        }
+    }
+
+    /// Publisher-side mute of track `ssrc` (nothing is forwarded while muted).
+    public func setMuted(room: String, ssrc: UInt32, _ muted: Bool) -> Result<Void, RelayError> {
+        loop.preconditionInLoop()
+        guard let r = rooms[room] else { return .failure(.noSuchRoom(room)) }
+        return Result { () throws(RelayError) in try r.setMuted(ssrc: ssrc, muted) }
+    }
+
+    /// Installs (or clears) a participant's SRTP hooks.
+    public func setCrypto(room: String, participant id: ParticipantID, _ crypto: ParticipantCrypto?) -> Result<Void, RelayError> {
+        loop.preconditionInLoop()
+        switch participant(room, id) {
+        case .failure(let e): return .failure(e)
+        case .success(let p):
+            p.crypto = crypto
+            p.router.addressChanged(p) // destinations note who needs a per-subscriber copy
+            return .success(())
+        }
+    }
+
+    /// A snapshot of a room.
+    public func stats(room: String) -> Result<RoomStats, RelayError> {
+        loop.preconditionInLoop()
+        guard let r = rooms[room] else { return .failure(.noSuchRoom(room)) }
+        return .success(r.stats(loopIndex: index))
+    }
+
+    /// Latches `address` for a participant without STUN: for trusted
+    /// in-process callers only (the bench, which drives fixed addresses).
+    func latchForTrustedCaller(room: String, _ id: ParticipantID, address: SocketAddress) -> Result<Void, RelayError> {
+        switch participant(room, id) {
+        case .failure(let e): return .failure(e)
+        case .success(let p): latch(p, address); return .success(())
+        }
+    }
+
+    private func participant(_ room: String, _ id: ParticipantID) -> Result<Participant, RelayError> {
+        guard rooms[room] != nil else { return .failure(.noSuchRoom(room)) }
+        guard let p = byID[id], p.router.name == room else { return .failure(.noSuchParticipant(id)) }
+        return .success(p)
+    }
+
+    private func remove(_ p: Participant) {
+        guard !p.removed else { return }
+        p.router.removeParticipant(p)
+        if let a = p.address, byAddress[a] === p { byAddress[a] = nil }
+        byUfrag[p.ufrag] = nil
+        byID[p.id] = nil
+        metrics.participants.dec()
+    }
+
+    /// Sets `p`'s media address (after authentication) and rebuilds the
+    /// destinations that include it. An address belongs to one participant.
+    private func latch(_ p: Participant, _ address: SocketAddress) {
+        if p.address == address { return }
+        if let old = p.address, byAddress[old] === p { byAddress[old] = nil }
+        if let other = byAddress[address], other !== p {
+            other.address = nil
+            other.router.addressChanged(other)
+        }
+        p.address = address
+        byAddress[address] = p
+        p.router.addressChanged(p)
+        config.onEvent?(.participantLatched(room: p.router.name, participant: p.id, address: address.description))
+    }
+
+    // MARK: Packet path
+
+    public func udpSocket(_ socket: UDPSocket, didReceive batch: UDPReceiveBatch) {
+        nowNs = MonotonicTime.now().nanoseconds
+        nowMs = nowNs / 1_000_000
+        for i in 0..<batch.count {
+            let d = batch[i]
+            let bytes = d.bytes
+            tally.packetsIn += 1
+            tally.bytesIn += bytes.count
+            switch MediaDemultiplexer.classify(bytes) {
+            case .rtp:
+                guard let p = byAddress[d.source] else {
+                    // Not latched: an SRTP packet that authenticates with its SSRC owner's key latches.
+                    if let (p, plain) = latchBySRTP(bytes, from: d.source) {
+                        p.packetsIn += 1
+                        p.bytesIn += bytes.count
+                        forwardRTP(from: p, plain, plaintext: true)
+                    }
+                    continue
+                }
+                p.lastSeenMs = nowMs
+                p.packetsIn += 1
+                p.bytesIn += bytes.count
+                forwardRTP(from: p, bytes)
+            case .rtcp:
+                guard let p = byAddress[d.source] else { tally.drop(.unknownSource); continue }
+                p.lastSeenMs = nowMs
+                p.packetsIn += 1
+                p.bytesIn += bytes.count
+                handleRTCP(from: p, bytes)
+            case .stun:
+                handleSTUN(bytes, from: d.source)
+            default:
+                // RTP's first byte but too short to classify: malformed; anything else: not ours.
+                tally.drop((128...191).contains(bytes.first ?? 0) ? .malformed : .unknownProtocol)
+            }
+        }
+        flush()
+    }
+
+    /// Sends what is queued and moves the batch tallies to the metrics.
+    private func flush() {
+        // Count first: whoever receives what we send may read the metrics.
+        tally.flush(to: metrics)
+        tally = BatchCounters()
+        socket.sendBatch.flush()
+    }
+
+    /// Queues `bytes` for `dest`: by reference when nobody needs a private
+    /// copy, else copied (and protected with the subscriber's hook).
+    @inline(__always)
+    private func queue(_ bytes: UnsafeRawBufferPointer, to dest: SocketAddress, subscriber: Participant?,
+                       isRTCP: Bool, byReference: Bool) {
+        if let c = subscriber?.crypto {
+            socket.sendBatch.append(to: dest) { buf in
+                guard bytes.count <= buf.count else { return 0 }
+                buf.copyMemory(from: bytes)
+                return c.protect(buf, bytes.count, isRTCP) ?? 0
+            }
+        } else if byReference {
+            socket.sendBatch.appendNoCopy(bytes, to: dest)
+        } else {
+            socket.sendBatch.append(bytes, to: dest)
+        }
+        tally.packetsOut += 1
+        tally.bytesOut += bytes.count
+    }
+
+    /// Runs the inbound crypto hook, if any: returns the plaintext view or nil (dropped).
+    @inline(__always)
+    private func inbound(_ p: Participant, _ bytes: UnsafeRawBufferPointer, isRTCP: Bool) -> UnsafeRawBufferPointer? {
+        guard let c = p.crypto else { return bytes }
+        let m = UnsafeMutableRawBufferPointer(mutating: bytes)
+        guard let n = c.unprotect(m, isRTCP), n <= bytes.count else { tally.drop(.authFailed); return nil }
+        return UnsafeRawBufferPointer(rebasing: bytes[0..<n])
+    }
+
+    /// An RTP packet from an address nobody has latched (DESIGN.md: an SRTP
+    /// packet that authenticates with the participant's key latches, so tools
+    /// without STUN, like ffmpeg, can publish). The SSRC names the candidate
+    /// publisher; only one with an SRTP hook qualifies, and only if the packet
+    /// authenticates (and is no replay). Anything else is dropped and counted,
+    /// and never latches. Returns the publisher and the plaintext.
+    private func latchBySRTP(_ bytes: UnsafeRawBufferPointer, from source: SocketAddress) -> (Participant, UnsafeRawBufferPointer)? {
+        guard bytes.count >= 12 else { tally.drop(.malformed); return nil }
+        let ssrc = UInt32(bytes[8]) << 24 | UInt32(bytes[9]) << 16 | UInt32(bytes[10]) << 8 | UInt32(bytes[11])
+        for r in rooms.values {
+            guard let t = r.tracksBySSRC[ssrc] else { continue }
+            let p = t.publisher
+            guard p.crypto != nil else { break }
+            guard let plain = inbound(p, bytes, isRTCP: false) else { return nil } // counted as auth_failed
+            p.lastSeenMs = nowMs
+            latch(p, source)
+            return (p, plain)
+        }
+        tally.drop(.unknownSource)
+        return nil
+    }
+
+    private func forwardRTP(from p: Participant, _ raw: UnsafeRawBufferPointer, plaintext: Bool = false) {
+        guard let bytes = plaintext ? raw : inbound(p, raw, isRTCP: false) else { return }
+        guard let rtp = try? RTPPacketView(parsing: bytes) else { tally.drop(.malformed); return }
+        guard let t = p.publishedTrack(rtp.ssrc) else { tally.drop(.unknownSSRC); return }
+        let seq = rtp.sequenceNumber
+        t.statistics.update(sequenceNumber: seq, timestamp: rtp.timestamp, arrivalTime: nowNs)
+        t.packetsIn += 1
+        t.bytesIn += bytes.count
+        p.router.packetsIn += 1
+        t.retransmission?.store(bytes, sequence: seq, nowMs: nowMs)
+        guard !t.muted else { tally.drop(.muted); return }
+        let n = t.destinations.count
+        guard n > 0 else { return }
+        if t.needsPerDestinationCopy || p.crypto != nil {
+            // The receive buffer now holds plaintext (or some subscriber needs its own SRTP): copy per destination.
+            for i in 0..<n {
+                queue(bytes, to: t.destinations[i], subscriber: t.destinationParticipants[i], isRTCP: false, byReference: false)
+            }
+        } else {
+            t.destinations.withUnsafeBufferPointer { dests in
+                for d in dests { socket.sendBatch.appendNoCopy(bytes, to: d) }
+            }
+            tally.packetsOut += n
+            tally.bytesOut += n * bytes.count
+        }
+        t.packetsForwarded += n
+        p.router.packetsOut += n
+    }
+
+    private func handleRTCP(from p: Participant, _ raw: UnsafeRawBufferPointer) {
+        guard let bytes = inbound(p, raw, isRTCP: true) else { return }
+        guard let compound = try? RTCPCompoundView(parsing: bytes) else { tally.drop(.malformed); return }
+        metrics.rtcpIn.inc()
+        let router = p.router
+        var senderReportTrack: Track?
+        for pkt in compound {
+            switch pkt.packetType {
+            case RTCP.PacketType.senderReport:
+                // RFC 3550 §6.4.1: SSRC, NTP timestamp (64 bits) follow the header.
+                guard let s = pkt.senderSSRC, let t = p.publishedTrack(s), pkt.body.count >= 24 else { continue }
+                let b = pkt.body
+                var ntp: UInt64 = 0
+                for k in 4..<12 { ntp = ntp << 8 | UInt64(b[k]) }
+                t.statistics.senderReportReceived(ntpTimestamp: ntp, arrivalTime: nowNs)
+                senderReportTrack = t
+            case RTCP.PacketType.transportFeedback where pkt.count == RTCP.Format.genericNACK:
+                guard let m = pkt.mediaSSRC, let t = router.tracksBySSRC[m], t.isSubscribed(p),
+                      let dest = p.address else { continue }
+                answerNACK(pkt, track: t, subscriber: p, dest: dest)
+            case RTCP.PacketType.payloadFeedback where pkt.count == RTCP.Format.pictureLossIndication:
+                guard let m = pkt.mediaSSRC, let t = router.tracksBySSRC[m], t.isSubscribed(p) else { continue }
+                requestKeyframe(t, fir: false)
+            case RTCP.PacketType.payloadFeedback where pkt.count == RTCP.Format.fullIntraRequest:
+                // RFC 5104 §4.3.1.2: FCI entries of (SSRC, seq nr, reserved).
+                let b = pkt.body
+                var off = 8
+                while off + 8 <= b.count {
+                    let ssrc = UInt32(b[off]) << 24 | UInt32(b[off + 1]) << 16 | UInt32(b[off + 2]) << 8 | UInt32(b[off + 3])
+                    if let t = router.tracksBySSRC[ssrc], t.isSubscribed(p) { requestKeyframe(t, fir: true) }
+                    off += 8
+                }
+            default:
+                continue // RR, SDES, BYE, APP, REMB: consumed here
+            }
+        }
+        // Publishers' SR go to the track's receivers (lip sync needs the NTP↔RTP mapping).
+        if let t = senderReportTrack, !t.muted {
+            for i in 0..<t.destinations.count {
+                queue(bytes, to: t.destinations[i], subscriber: t.destinationParticipants[i], isRTCP: true, byReference: p.crypto == nil)
+            }
+        }
+    }
+
+    private func answerNACK(_ pkt: RTCPPacketView, track t: Track, subscriber p: Participant, dest: SocketAddress) {
+        guard let ring = t.retransmission else { return }
+        let maxAge = UInt64(config.retransmissionMaxAge.millisecondsRoundedUp)
+        var served = 0, missed = 0
+        RTCPGenericNACK.forEachLost(in: pkt) { seq in
+            if let stored = ring.packet(sequence: seq, nowMs: nowMs, maxAgeMs: maxAge) {
+                // Copied: the ring slot may be overwritten before the batch is flushed.
+                queue(stored, to: dest, subscriber: p, isRTCP: false, byReference: false)
+                served += 1
+            } else {
+                missed += 1
+            }
+        }
+        t.publisher.router.nacksServed += served
+        if served > 0 { metrics.nacksServed.inc(served) }
+        if missed > 0 { metrics.nacksMissed.inc(missed) }
+    }
+
+    /// Forwards a keyframe request to the publisher of `t`, at most one per
+    /// `keyframeRequestInterval` per track (mediasoup does the same).
+    private func requestKeyframe(_ t: Track, fir: Bool) {
+        let router = t.publisher.router
+        let interval = UInt64(config.keyframeRequestInterval.millisecondsRoundedUp)
+        if let last = t.lastKeyframeRequestMs, nowMs &- last < interval {
+            router.keyframeRequestsThrottled += 1
+            metrics.keyframeThrottled.inc()
+            return
+        }
+        guard let dest = t.publisher.address else { return }
+        t.lastKeyframeRequestMs = nowMs
+        router.keyframeRequestsForwarded += 1
+        metrics.keyframeForwarded.inc()
+        let n: Int
+        if fir {
+            t.firSequence &+= 1
+            let f = RTCPFullIntraRequest(senderSSRC: router.relaySSRC, entries: [RTCPFIREntry(ssrc: t.ssrc, sequenceNumber: t.firSequence)])
+            n = (try? f.write(into: scratch)) ?? 0
+        } else {
+            n = (try? RTCPPictureLossIndication(senderSSRC: router.relaySSRC, mediaSSRC: t.ssrc).write(into: scratch)) ?? 0
+        }
+        guard n > 0 else { return }
+        queue(UnsafeRawBufferPointer(rebasing: scratch[0..<n]), to: dest, subscriber: t.publisher, isRTCP: true, byReference: false)
+    }
+
+    private func handleSTUN(_ bytes: UnsafeRawBufferPointer, from source: SocketAddress) {
+        // With USERNAME: ICE short-term credentials (authenticate, then latch).
+        // Without: plain public-address discovery, no session change.
+        let hasUsername = (try? STUNMessageView(parsing: bytes))?.username != nil
+        let stunSource = STUNAddress(source)
+        var outcome: BindingOutcome<Participant>?
+        socket.sendBatch.append(to: source, maxLength: 512) { out in
+            do {
+                if hasUsername {
+                    outcome = try responder.respond(to: bytes, from: stunSource, into: out) { username in
+                        self.lookup(username).map { STUNCredential(key: $0.key, participant: $0) }
+                    }
+                } else {
+                    let o = try responder.respond(to: bytes, from: stunSource, into: out)
+                    switch o {
+                    case .success(let n, _): outcome = .success(length: n, participant: nil)
+                    case .errorResponse(let n, let c): outcome = .errorResponse(length: n, code: c)
+                    }
+                }
+                return outcome?.length ?? 0
+            } catch {
+                return 0
+            }
+        }
+        switch outcome {
+        case .success(let n, let who)?:
+            tally.packetsOut += 1
+            tally.bytesOut += n
+            metrics.stunBindings.inc()
+            if let p = who {
+                p.lastSeenMs = nowMs
+                latch(p, source)
+            }
+        case .errorResponse(let n, _)?:
+            tally.packetsOut += 1
+            tally.bytesOut += n
+            tally.drop(.stunRejected)
+        case nil:
+            tally.drop(.stunRejected)
+        }
+    }
+
+    /// USERNAME is `ufrag` or `ufrag:peer-ufrag` (RFC 8445 §7.2.2).
+    private func lookup(_ username: UnsafeRawBufferPointer) -> Participant? {
+        var end = username.count
+        if let colon = username.firstIndex(of: UInt8(ascii: ":")) { end = colon }
+        guard end > 0, end <= 64 else { return nil }
+        let ufrag = String(decoding: UnsafeRawBufferPointer(rebasing: username[0..<end]), as: UTF8.self)
+        return byUfrag[ufrag]
+    }
+
+    // MARK: Housekeeping
+
+    /// Removes timed-out participants and sends RRs to publishers (the
+    /// repeating timer calls it; tests may too, on the loop).
+    func runHousekeeping(checkTimeouts: Bool = true) {
+        nowNs = MonotonicTime.now().nanoseconds
+        nowMs = nowNs / 1_000_000
+        let timeout = UInt64(config.participantTimeout.millisecondsRoundedUp)
+        for r in rooms.values {
+            for p in r.participants {
+                if checkTimeouts, timeout > 0, nowMs &- p.lastSeenMs > timeout {
+                    remove(p)
+                    metrics.timeouts.inc()
+                    config.onEvent?(.participantTimedOut(room: r.name, participant: p.id))
+                    continue
+                }
+                sendReceiverReport(to: p, router: r)
+            }
+        }
+        flush()
+    }
+
+    /// RFC 3550 §6.4.2: one RR per publisher with a block per track it sends us.
+    private func sendReceiverReport(to p: Participant, router r: Router) {
+        guard let dest = p.address, !p.published.isEmpty else { return }
+        var blocks: [RTCPReportBlock] = []
+        for t in p.published where t.packetsIn > 0 {
+            blocks.append(t.statistics.makeReportBlock(ssrc: t.ssrc, now: nowNs))
+        }
+        guard !blocks.isEmpty else { return }
+        let rr = RTCPReceiverReport(ssrc: r.relaySSRC, reports: Array(blocks.prefix(31)))
+        guard let n = try? rr.write(into: scratch), n > 0 else { return }
+        queue(UnsafeRawBufferPointer(rebasing: scratch[0..<n]), to: dest, subscriber: p, isRTCP: true, byReference: false)
+        metrics.receiverReports.inc()
+    }
+}

@@ -1,0 +1,84 @@
+import ParleyIO
+import ParleyRTP
+
+/// A publisher's media stream (one SSRC) and who receives it: mediasoup's
+/// Producer and its Consumers in one object. Loop only.
+final class Track {
+    let ssrc: UInt32
+    let kind: TrackKind
+    let payloadType: UInt8
+    let clockRate: UInt32
+    unowned let publisher: Participant
+    /// Publisher-side mute: nothing is forwarded while set.
+    var muted = false
+    /// Participants subscribed to this track, latched or not.
+    private(set) var subscribers: [Participant] = []
+    /// What the packet path walks: the latched addresses of `subscribers`,
+    /// recomputed on every (un)subscribe or latch, never per packet.
+    private(set) var destinations: [SocketAddress] = []
+    /// Parallel to `destinations` (for per-subscriber SRTP protect).
+    private(set) var destinationParticipants: [Participant] = []
+    /// True when some destination has an outbound crypto hook (the packet
+    /// must then be copied per subscriber instead of sent by reference).
+    private(set) var needsPerDestinationCopy = false
+    /// The last packets for NACK answers; nil when disabled for this kind.
+    let retransmission: RetransmissionBuffer?
+    /// RFC 3550 receive statistics, for our RR to the publisher.
+    var statistics: RTPReceiveStatistics
+    /// Monotonic ms of the last keyframe request sent to the publisher; nil before the first.
+    var lastKeyframeRequestMs: UInt64?
+    /// FIR command sequence number (RFC 5104 §4.3.1.1), incremented per FIR we send.
+    var firSequence: UInt8 = 0
+    var packetsIn = 0
+    var bytesIn = 0
+    var packetsForwarded = 0
+
+    init(spec: TrackSpec, ssrc: UInt32, publisher: Participant, retransmissionSlots: Int) {
+        self.ssrc = ssrc
+        kind = spec.kind
+        payloadType = spec.payloadType
+        clockRate = spec.clockRate
+        self.publisher = publisher
+        retransmission = retransmissionSlots > 0 ? RetransmissionBuffer(slots: retransmissionSlots) : nil
+        statistics = RTPReceiveStatistics(clockRate: spec.clockRate, probation: 0)
+    }
+
+    var info: TrackInfo {
+        TrackInfo(ssrc: ssrc, kind: kind, payloadType: payloadType, clockRate: clockRate, publisher: publisher.id, muted: muted)
+    }
+
+    func isSubscribed(_ p: Participant) -> Bool { subscribers.contains { $0 === p } }
+
+    /// Adds `p` as a subscriber; false if it already was one.
+    @discardableResult
+    func addSubscriber(_ p: Participant) -> Bool {
+        guard p !== publisher, !isSubscribed(p) else { return false }
+        subscribers.append(p)
+        p.receiving.append(self)
+        recomputeDestinations()
+        return true
+    }
+
+    /// Removes `p` as a subscriber; false if it was not one.
+    @discardableResult
+    func removeSubscriber(_ p: Participant) -> Bool {
+        guard let i = subscribers.firstIndex(where: { $0 === p }) else { return false }
+        subscribers.remove(at: i)
+        p.receiving.removeAll { $0 === self }
+        recomputeDestinations()
+        return true
+    }
+
+    /// Rebuilds `destinations` from the subscribers' latched addresses.
+    func recomputeDestinations() {
+        destinations.removeAll(keepingCapacity: true)
+        destinationParticipants.removeAll(keepingCapacity: true)
+        needsPerDestinationCopy = false
+        for s in subscribers {
+            guard let a = s.address else { continue }
+            destinations.append(a)
+            destinationParticipants.append(s)
+            if s.crypto != nil { needsPerDestinationCopy = true }
+        }
+    }
+}

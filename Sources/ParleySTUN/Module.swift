@@ -1,2 +1,0 @@
-/// ParleySTUN: see ../shared/DESIGN.md for what this module owns.
-public enum ParleySTUNModule {}

@@ -1,0 +1,189 @@
+import Foundation
+import Synchronization
+import ParleyCore
+import ParleyHTTP
+import ParleyIO
+
+/// A request as a route handler sees it.
+public struct HTTPServerRequest: Sendable {
+    public var head: HTTPRequestHead
+    public var method: String { head.method }
+    /// Percent-decoded path, e.g. `/admin/rooms/standup/participants/alice`.
+    public var path: String
+    /// Decoded query parameters, in order.
+    public var query: [(name: String, value: String)]
+    public var body: [UInt8]
+    public var remoteAddress: SocketAddress
+    /// The part of `path` after the route's prefix (empty for exact routes).
+    public var pathRemainder: String = ""
+
+    public func queryValue(_ name: String) -> String? { query.first { $0.name == name }?.value }
+
+    /// The token in `Authorization: Bearer <token>`, or nil.
+    public var bearerToken: String? {
+        guard let h = head.headers["Authorization"] else { return nil }
+        let parts = h.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        return parts[1].trimmingCharacters(in: .whitespaces)
+    }
+}
+
+/// What a response carries after its head.
+public enum HTTPResponseBody: Sendable {
+    case bytes([UInt8])
+    /// `length` bytes of the file at `path` from `offset`, streamed in chunks
+    /// with backpressure (the file is opened when the response is written;
+    /// if it cannot be, the client gets a 404 instead).
+    case file(path: String, offset: Int, length: Int)
+}
+
+/// A response from a route handler.
+public struct HTTPServerResponse: Sendable {
+    public var status: HTTPStatus
+    public var headers: HTTPHeaders
+    public var body: HTTPResponseBody
+
+    public init(status: HTTPStatus, headers: HTTPHeaders = HTTPHeaders(), body: HTTPResponseBody = .bytes([])) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    public static func json(_ status: HTTPStatus = .ok, _ value: JSONValue) -> HTTPServerResponse {
+        var h = HTTPHeaders()
+        h.add("Content-Type", "application/json")
+        return HTTPServerResponse(status: status, headers: h, body: .bytes(Array((value.serialized + "\n").utf8)))
+    }
+
+    public static func text(_ status: HTTPStatus, _ text: String, contentType: String = "text/plain; charset=utf-8") -> HTTPServerResponse {
+        var h = HTTPHeaders()
+        h.add("Content-Type", contentType)
+        return HTTPServerResponse(status: status, headers: h, body: .bytes(Array(text.utf8)))
+    }
+
+    /// `{"error": message}` with `status`.
+    public static func error(_ status: HTTPStatus, _ message: String) -> HTTPServerResponse {
+        json(status, ["error": .string(message)])
+    }
+
+    /// A whole file (200), or 404 when it does not exist. The type is the caller's.
+    public static func file(_ path: String, contentType: String) -> HTTPServerResponse {
+        var st = stat()
+        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return .error(.notFound, "not found") }
+        var h = HTTPHeaders()
+        h.add("Content-Type", contentType)
+        return HTTPServerResponse(status: .ok, headers: h, body: .file(path: path, offset: 0, length: Int(st.st_size)))
+    }
+}
+
+/// Completes one request. `respond` may be called from any thread, exactly
+/// once; the response is written on the connection's loop. If the handler
+/// drops the responder without responding, the client gets a 500.
+public final class HTTPResponder: Sendable {
+    private let deliver: Mutex<(@Sendable (HTTPServerResponse) -> Void)?>
+
+    init(_ deliver: @escaping @Sendable (HTTPServerResponse) -> Void) { self.deliver = Mutex(deliver) }
+
+    public func respond(_ response: HTTPServerResponse) {
+        let d = deliver.withLock { d -> (@Sendable (HTTPServerResponse) -> Void)? in
+            let x = d
+            d = nil
+            return x
+        }
+        d?(response)
+    }
+
+    deinit {
+        if let d = deliver.withLock({ $0 }) { d(.error(.internalServerError, "the handler did not respond")) }
+    }
+}
+
+/// Handles a request; answers through the responder (now or later, from any thread).
+public typealias HTTPHandler = @Sendable (HTTPServerRequest, HTTPResponder) -> Void
+
+/// Accepts WebSocket connections on a path (see `HTTPServer`). Called on the
+/// connection's loop.
+public protocol WebSocketService: AnyObject, Sendable {
+    /// The handshake succeeded; `ws` is open.
+    func webSocketOpened(_ ws: WebSocketConnection, request: HTTPServerRequest)
+    /// A complete text message.
+    func webSocket(_ ws: WebSocketConnection, received text: String)
+    /// The connection is gone; called once.
+    func webSocketClosed(_ ws: WebSocketConnection)
+}
+
+/// The route table: method + exact path or path prefix → handler, and
+/// WebSocket paths. Routes may be added at any time (thread-safe); the
+/// longest matching prefix wins, exact matches before prefixes.
+public final class HTTPRouter: Sendable {
+    public enum PathMatch: Sendable, Equatable {
+        case exact(String)
+        /// Matches the prefix itself and anything below it (`/hls/` matches `/hls/a/b.m3u8`).
+        case prefix(String)
+    }
+
+    struct Route: Sendable {
+        var method: String?
+        var match: PathMatch
+        var handler: HTTPHandler
+    }
+
+    private let state = Mutex<(routes: [Route], sockets: [String: any WebSocketService])>(([], [:]))
+
+    public init() {}
+
+    /// Registers `handler` for `method` (nil: any method) on `match`.
+    public func add(_ method: String?, _ match: PathMatch, _ handler: @escaping HTTPHandler) {
+        state.withLock { $0.routes.append(Route(method: method, match: match, handler: handler)) }
+    }
+
+    /// Registers a handler that answers at once.
+    public func add(_ method: String?, _ match: PathMatch, sync handler: @escaping @Sendable (HTTPServerRequest) -> HTTPServerResponse) {
+        add(method, match) { req, responder in responder.respond(handler(req)) }
+    }
+
+    /// Serves WebSocket upgrades on `path` with `service`.
+    public func addWebSocket(_ path: String, _ service: any WebSocketService) {
+        state.withLock { $0.sockets[path] = service }
+    }
+
+    func webSocketService(for path: String) -> (any WebSocketService)? {
+        state.withLock { $0.sockets[path] }
+    }
+
+    enum Resolution {
+        case handler(HTTPHandler, remainder: String)
+        case notFound
+        case methodNotAllowed(allow: [String])
+    }
+
+    func resolve(method: String, path: String) -> Resolution {
+        let routes = state.withLock { $0.routes }
+        var best: (route: Route, score: Int, remainder: String)?
+        var allowed: Set<String> = []
+        var pathMatched = false
+        for r in routes {
+            let score: Int
+            var remainder = ""
+            switch r.match {
+            case .exact(let p):
+                guard p == path else { continue }
+                score = Int.max
+            case .prefix(let p):
+                guard path.hasPrefix(p) else { continue }
+                score = p.count
+                remainder = String(path.dropFirst(p.count))
+            }
+            pathMatched = true
+            let methodOK = r.method == nil || r.method == method || (method == "HEAD" && r.method == "GET")
+            if !methodOK {
+                if let m = r.method { allowed.insert(m) }
+                continue
+            }
+            if best == nil || score > best!.score { best = (r, score, remainder) }
+        }
+        if let best { return .handler(best.route.handler, remainder: best.remainder) }
+        if pathMatched { return .methodNotAllowed(allow: allowed.sorted()) }
+        return .notFound
+    }
+}

@@ -1,0 +1,399 @@
+import Foundation
+import Synchronization
+import ParleyCore
+import ParleyHTTP
+import ParleyIO
+
+/// The HTTP/1.1 + WebSocket server: one listening socket on the first loop,
+/// accepted connections handed round-robin to the group's loops (signalling is
+/// not the packet path; one accept loop is plenty). TLS when a `TLSContext`
+/// is given, plain otherwise.
+///
+/// ```swift
+/// let router = HTTPRouter()
+/// router.add("GET", .exact("/healthz"), sync: { _ in .json(["status": "ok"]) })
+/// let server = HTTPServer(group: group, router: router, tls: nil)
+/// let bound = try server.start(at: SocketAddress("127.0.0.1:7700")!)
+/// ```
+public final class HTTPServer: Sendable {
+    public let group: EventLoopGroup
+    public let router: HTTPRouter
+    public let tls: TLSContext?
+    let logger: Logger
+    let options: TCPOptions
+    private let listener = Mutex<TCPListener?>(nil)
+
+    /// - Parameters:
+    ///   - idleTimeout: a connection with no traffic this long is closed
+    ///     (WebSocket connections get a ping every third of it, so only dead
+    ///     peers hit it).
+    public init(group: EventLoopGroup, router: HTTPRouter, tls: TLSContext?, idleTimeout: Duration = .seconds(60),
+                logger: Logger = Logger(label: "parley.http")) {
+        self.group = group
+        self.router = router
+        self.tls = tls
+        self.logger = logger
+        var o = TCPOptions()
+        o.idleTimeout = idleTimeout
+        o.highWaterMark = 4 << 20
+        o.lowWaterMark = 1 << 20
+        self.options = o
+    }
+
+    /// Binds and starts accepting. Returns the bound address (the real port
+    /// when `address` has port 0). Any thread but the loops'.
+    @discardableResult
+    public func start(at address: SocketAddress) throws -> SocketAddress {
+        let loop = group.loops[0]
+        let group = self.group, options = self.options, tls = self.tls, router = self.router, logger = self.logger
+        let l = try loop.submit { () throws -> TCPListener in
+            try TCPListener(loop: loop, bindTo: address, reusePort: false) { sock in
+                let target = group.next()
+                let adopt: @Sendable () -> Void = {
+                    let h = HTTPConnectionHandler(router: router, logger: logger)
+                    do { try TCPConnection.adopt(sock, on: target, options: options, tls: tls, handler: h) } catch {
+                        logger.warn("adopt failed", ["error": .string("\(error)")])
+                    }
+                }
+                if target === loop { adopt() } else { target.execute(adopt) }
+            }
+        }
+        listener.withLock { $0 = l }
+        return l.localAddress
+    }
+
+    /// Stops accepting (open connections stay until the loops shut down).
+    public func stop() {
+        guard let l = listener.withLock({ l -> TCPListener? in let x = l; l = nil; return x }) else { return }
+        if l.loop.inEventLoop { l.close() } else { try? l.loop.submit { l.close() } }
+    }
+}
+
+private let connectionIDs = Atomic<UInt64>(0)
+
+/// A WebSocket connection after the handshake. `send`/`close` may be called
+/// from any thread; they hop to the connection's loop.
+public final class WebSocketConnection: SignallingTransport, @unchecked Sendable {
+    /// Process-unique id.
+    public let id: UInt64
+    public let loop: EventLoop
+    public let remoteAddress: SocketAddress
+    /// Loop-confined.
+    weak var tcp: TCPConnection?
+    var closing = false
+    let encoder = WebSocketFrameEncoder(role: .server)
+
+    init(loop: EventLoop, tcp: TCPConnection) {
+        self.id = connectionIDs.wrappingAdd(1, ordering: .relaxed).newValue
+        self.loop = loop
+        self.tcp = tcp
+        self.remoteAddress = tcp.remoteAddress
+    }
+
+    /// Sends one text message.
+    public func send(text: String) {
+        let frame = encoder.text(text)
+        run { ws in
+            guard !ws.closing, let tcp = ws.tcp else { return }
+            tcp.write(frame)
+        }
+    }
+
+    /// Sends a close frame and closes the TCP connection once it is flushed.
+    public func close(code: UInt16, reason: String) {
+        run { ws in ws.closeNow(code: WebSocketCloseCode(code), reason: reason) }
+    }
+
+    func closeNow(code: WebSocketCloseCode, reason: String) {
+        guard !closing, let tcp else { return }
+        closing = true
+        tcp.write(encoder.close(code: code, reason: String(reason.utf8.prefix(120)) ?? ""))
+        tcp.close()
+    }
+
+    private func run(_ body: @escaping @Sendable (WebSocketConnection) -> Void) {
+        if loop.inEventLoop { body(self) } else { loop.execute { body(self) } }
+    }
+}
+
+/// One accepted connection: HTTP requests (pipelined, answered in order),
+/// then possibly a WebSocket. Loop-confined.
+final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
+    enum Mode { case http, websocket, closed }
+
+    let router: HTTPRouter
+    let logger: Logger
+    var mode = Mode.http
+    var parser = HTTPRequestParser()
+    var head: HTTPRequestHead?
+    var body: [UInt8] = []
+    /// A request is being handled; later requests wait in the parser.
+    var awaitingResponse = false
+    var file: FileStream?
+    var keepAliveAfterFile = true
+    weak var connection: TCPConnection?
+
+    // WebSocket mode
+    var decoder = WebSocketMessageDecoder(role: .server)
+    var ws: WebSocketConnection?
+    var wsService: (any WebSocketService)?
+    var pingTimer: TimerHandle?
+
+    static let metrics = HTTPMetrics()
+
+    init(router: HTTPRouter, logger: Logger) {
+        self.router = router
+        self.logger = logger
+    }
+
+    func connectionDidBecomeActive(_ connection: TCPConnection) { self.connection = connection }
+
+    func connection(_ connection: TCPConnection, didRead bytes: UnsafeRawBufferPointer) {
+        self.connection = connection
+        switch mode {
+        case .http:
+            parser.append(bytes)
+            processRequests(connection)
+        case .websocket:
+            decoder.append(bytes)
+            processFrames(connection)
+        case .closed:
+            break
+        }
+    }
+
+    func connection(_ connection: TCPConnection, writabilityChanged writable: Bool) {
+        if writable { pumpFile(connection) }
+    }
+
+    func connectionDidDrain(_ connection: TCPConnection) { pumpFile(connection) }
+
+    func connection(_ connection: TCPConnection, didCloseWith reason: TCPCloseReason) {
+        let wasWS = mode == .websocket
+        mode = .closed
+        file?.close()
+        file = nil
+        if let t = pingTimer { connection.loop.cancelTimer(t); pingTimer = nil }
+        if wasWS, let ws, let wsService {
+            ws.closing = true
+            wsService.webSocketClosed(ws)
+        }
+        ws = nil
+        wsService = nil
+    }
+
+    // MARK: HTTP
+
+    private func processRequests(_ c: TCPConnection) {
+        while mode == .http && !awaitingResponse {
+            let event: HTTPRequestParser.Event
+            do { event = try parser.next() } catch {
+                Self.metrics.badRequests.inc()
+                write(HTTPServerResponse.text(error.status, error.status.reason + "\n"), head: nil, keepAlive: false, on: c)
+                return
+            }
+            switch event {
+            case .needMoreData: return
+            case .head(let h):
+                head = h
+                body = []
+            case .body(let b): body.append(contentsOf: b)
+            case .end:
+                guard let h = head else { return }
+                head = nil
+                dispatch(h, body, on: c)
+            }
+        }
+    }
+
+    private func dispatch(_ h: HTTPRequestHead, _ body: [UInt8], on c: TCPConnection) {
+        Self.metrics.requests.inc()
+        guard let target = HTTPTarget(h.target) else {
+            write(.error(.badRequest, "bad request target"), head: h, keepAlive: false, on: c)
+            return
+        }
+        var req = HTTPServerRequest(head: h, path: target.path, query: target.query, body: body, remoteAddress: c.remoteAddress)
+        if WebSocketHandshake.isUpgradeRequest(h) || router.webSocketService(for: target.path) != nil {
+            if let service = router.webSocketService(for: target.path) {
+                upgrade(req, service, on: c)
+                return
+            }
+        }
+        switch router.resolve(method: h.method, path: target.path) {
+        case .notFound:
+            write(.error(.notFound, "no route for \(target.path)"), head: h, keepAlive: h.keepAlive, on: c)
+        case .methodNotAllowed(let allow):
+            var r = HTTPServerResponse.error(.methodNotAllowed, "\(h.method) is not allowed on \(target.path)")
+            r.headers.add("Allow", allow.joined(separator: ", "))
+            write(r, head: h, keepAlive: h.keepAlive, on: c)
+        case .handler(let handler, let remainder):
+            req.pathRemainder = remainder
+            awaitingResponse = true
+            let loop = c.loop
+            let responder = HTTPResponder { [weak self, weak c] response in
+                let me = self, conn = c
+                let finish: @Sendable () -> Void = {
+                    guard let self = me, let c = conn, self.mode == .http else { return }
+                    self.awaitingResponse = false
+                    self.write(response, head: h, keepAlive: h.keepAlive, on: c)
+                    if self.mode == .http && !self.awaitingResponse { self.processRequests(c) }
+                }
+                if loop.inEventLoop { finish() } else { loop.execute(finish) }
+            }
+            handler(req, responder)
+        }
+    }
+
+    private func write(_ response: HTTPServerResponse, head: HTTPRequestHead?, keepAlive: Bool, on c: TCPConnection) {
+        var keepAlive = keepAlive
+        var response = response
+        if case .file(let path, let offset, let length) = response.body {
+            if let f = FileStream(path: path, offset: offset, length: length) {
+                file = f
+            } else {
+                response = .error(.notFound, "not found")
+            }
+        }
+        let isHead = head?.method == "HEAD"
+        var out = HTTPResponse(status: response.status, headers: response.headers)
+        switch response.body {
+        case .bytes(let b):
+            if isHead {
+                out.headers.set("Content-Length", String(b.count))
+            } else {
+                out.body = b
+            }
+        case .file(_, _, let length):
+            out.headers.set("Content-Length", String(length))
+        }
+        if response.status.code >= 400 { Self.metrics.errors.inc() }
+        if parser.isClosed { keepAlive = false }
+        c.write(out.serialized(keepAlive: keepAlive, date: Int(Date().timeIntervalSince1970)))
+        if file != nil && !isHead {
+            keepAliveAfterFile = keepAlive
+            pumpFile(c)
+            return
+        }
+        file?.close()
+        file = nil
+        if !keepAlive { mode = .closed; c.close() }
+    }
+
+    /// Streams the pending file while the connection takes it.
+    private func pumpFile(_ c: TCPConnection) {
+        guard let f = file else { return }
+        while c.isWritable && c.pendingWriteBytes < 256 << 10 {
+            switch f.next() {
+            case .chunk(let b): b.withUnsafeBytes { c.write($0) }
+            case .done:
+                f.close()
+                file = nil
+                if !keepAliveAfterFile { mode = .closed; c.close(); return }
+                if !awaitingResponse { processRequests(c) }
+                return
+            case .failed:
+                f.close()
+                file = nil
+                mode = .closed
+                c.abort()
+                return
+            }
+        }
+    }
+
+    // MARK: WebSocket
+
+    private func upgrade(_ req: HTTPServerRequest, _ service: any WebSocketService, on c: TCPConnection) {
+        let response: HTTPResponse
+        do { response = try WebSocketHandshake.response(to: req.head) } catch {
+            Self.metrics.errors.inc()
+            var r = error.response
+            r.headers.set("Connection", "close")
+            c.write(r.serialized(keepAlive: false))
+            mode = .closed
+            c.close()
+            return
+        }
+        c.write(response.serialized(keepAlive: true))
+        mode = .websocket
+        Self.metrics.upgrades.inc()
+        let ws = WebSocketConnection(loop: c.loop, tcp: c)
+        self.ws = ws
+        self.wsService = service
+        // Keep NAT bindings and the idle timer honest: ping at a third of the idle timeout.
+        let interval = (c.options.idleTimeout ?? .seconds(60)) / 3
+        pingTimer = c.loop.scheduleRepeatingTimer(every: interval) { [weak self, weak c] in
+            guard let self, let c, self.mode == .websocket else { return }
+            c.write(self.ws?.encoder.ping() ?? [])
+        }
+        service.webSocketOpened(ws, request: req)
+        if parser.bufferedByteCount > 0 {
+            // The client sent frames before seeing 101; the parser holds them
+            // and offers no way to take them back, so refuse (RFC 6455 §4.1: the
+            // client must wait for the handshake response).
+            ws.closeNow(code: .protocolError, reason: "data before handshake completed")
+        }
+    }
+
+    private func processFrames(_ c: TCPConnection) {
+        guard let ws, let wsService else { return }
+        while mode == .websocket && !ws.closing {
+            let m: WebSocketMessage?
+            do { m = try decoder.nextMessage() } catch {
+                Self.metrics.wsErrors.inc()
+                ws.closeNow(code: error.closeCode, reason: error.reason)
+                return
+            }
+            guard let m else { return }
+            switch m {
+            case .text(let t): wsService.webSocket(ws, received: t)
+            case .binary: ws.closeNow(code: .unsupportedData, reason: "binary messages are not part of the protocol")
+            case .ping(let p): c.write(ws.encoder.pong(p))
+            case .pong: break
+            case .close(let code, _):
+                ws.closeNow(code: code ?? .normalClosure, reason: "")
+            }
+        }
+    }
+}
+
+/// Reads a file region in chunks on the loop thread. Local files only: a read
+/// blocks the loop for one chunk at most.
+final class FileStream {
+    enum Step { case chunk([UInt8]), done, failed }
+    let fd: Int32
+    var offset: Int
+    var remaining: Int
+    static let chunkSize = 64 << 10
+
+    init?(path: String, offset: Int, length: Int) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        self.fd = fd
+        self.offset = offset
+        self.remaining = length
+    }
+
+    func next() -> Step {
+        guard remaining > 0 else { return .done }
+        let n = min(remaining, Self.chunkSize)
+        var buf = [UInt8](repeating: 0, count: n)
+        let r = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, n, off_t(offset)) }
+        if r < 0 && errno == EINTR { return next() }
+        guard r > 0 else { return .failed }
+        offset += r
+        remaining -= r
+        if r < n { buf.removeLast(n - r) }
+        return .chunk(buf)
+    }
+
+    func close() { _ = Glibc.close(fd) }
+}
+
+struct HTTPMetrics {
+    let requests = MetricsRegistry.shared.counter("parley_http_requests_total", help: "HTTP requests received")
+    let errors = MetricsRegistry.shared.counter("parley_http_error_responses_total", help: "HTTP responses with status >= 400")
+    let badRequests = MetricsRegistry.shared.counter("parley_http_malformed_requests_total", help: "Requests the parser refused")
+    let upgrades = MetricsRegistry.shared.counter("parley_http_websocket_upgrades_total", help: "WebSocket handshakes completed")
+    let wsErrors = MetricsRegistry.shared.counter("parley_http_websocket_protocol_errors_total", help: "WebSocket connections closed for a protocol error")
+}

@@ -1,0 +1,126 @@
+import Foundation
+import Synchronization
+import ParleyCore
+import ParleyHTTP
+import ParleyIO
+import ParleyRelay
+
+/// The daemon's TCP front end: one HTTP/WebSocket listener (TLS unless
+/// `insecure`) with `/healthz`, `/metrics`, `/ws` signalling wired to the
+/// relay, and the admin API. The daemon adds its own routes to `router`
+/// (`/hls/…`, `POST /jobs`) before or after `start`.
+///
+/// ```swift
+/// let sink = RelayEventSink()
+/// var rc = RelayConfig(); rc.onEvent = sink.deliver
+/// let relay = try Relay(loops: group.loops, mediaAddresses: …, config: rc)
+/// let front = try ServerFrontEnd.start(group: group, config: config, relay: relay, events: sink)
+/// front.readyLines.forEach { print($0) }
+/// ```
+public final class ServerFrontEnd: Sendable {
+    public let router: HTTPRouter
+    public let http: HTTPServer
+    /// nil when started without a relay (HTTP only).
+    public let signalling: SignallingService?
+    public let backend: RelayMediaBackend?
+    /// The bound listener address (real port when `listen` had port 0).
+    public let address: SocketAddress
+    /// `https` or `http`.
+    public let scheme: String
+    /// Lines to print on stdout once ready (`listening https 127.0.0.1:7700`, the certificate fingerprint).
+    public let readyLines: [String]
+
+    public struct StartError: Error, CustomStringConvertible {
+        public let description: String
+        init(_ d: String) { description = d }
+    }
+
+    private init(router: HTTPRouter, http: HTTPServer, signalling: SignallingService?, backend: RelayMediaBackend?,
+                 address: SocketAddress, scheme: String, readyLines: [String]) {
+        self.router = router
+        self.http = http
+        self.signalling = signalling
+        self.backend = backend
+        self.address = address
+        self.scheme = scheme
+        self.readyLines = readyLines
+    }
+
+    /// Binds the listener and starts serving. Call from a thread that is not
+    /// one of `group`'s loops.
+    /// - Parameters:
+    ///   - relay: the media relay; nil serves HTTP only (no `/ws`).
+    ///   - events: where the relay's `onEvent` was pointed (participant timeouts end signalling sessions).
+    public static func start(group: EventLoopGroup, config: ServerConfig, relay: Relay?, events: RelayEventSink? = nil,
+                             router: HTTPRouter = HTTPRouter(),
+                             logger: Logger = Logger(label: "parley.http")) throws -> ServerFrontEnd {
+        let host = config.listen.host == "localhost" ? "127.0.0.1" : config.listen.host
+        guard let listen = SocketAddress(ip: host, port: UInt16(config.listen.port)) else {
+            throw StartError("listen: \(config.listen.host) is not an IP address")
+        }
+        var lines: [String] = []
+        let tls: TLSContext?
+        if config.insecure {
+            guard ServerConfig.isLoopback(config.listen.host) else {
+                throw StartError("plain ws:// is only allowed on a loopback address, not \(config.listen.host)")
+            }
+            tls = nil
+        } else {
+            let (ctx, info) = try ServerTLS.context(config: config)
+            tls = ctx
+            lines += info
+        }
+        BuiltinRoutes.install(on: router)
+        var signalling: SignallingService?
+        var backend: RelayMediaBackend?
+        if let relay {
+            let secret: [UInt8]
+            do { secret = try ServerSecret.loadOrCreate(dataDir: config.dataDir) } catch {
+                throw StartError("token secret: \(error)")
+            }
+            let b = RelayMediaBackend(relay: relay, advertisedHost: config.mediaHost == "0.0.0.0" ? nil : config.mediaHost)
+            let s = SignallingService(backend: b, verifier: JWTVerifier(secret: secret),
+                                      graceSeconds: Double(config.reconnectGraceSeconds),
+                                      maxParticipantsPerRoom: config.maxParticipantsPerRoom,
+                                      logger: Logger(label: "parley.signalling", level: config.logLevel))
+            s.install(on: router)
+            events?.connect(backend: b, signalling: s)
+            signalling = s
+            backend = b
+        }
+        let http = HTTPServer(group: group, router: router, tls: tls, logger: logger)
+        let bound = try http.start(at: listen)
+        let scheme = tls == nil ? "http" : "https"
+        lines.append("listening \(scheme) \(bound)")
+        if signalling != nil { lines.append("listening \(tls == nil ? "ws" : "wss") \(bound)/ws") }
+        return ServerFrontEnd(router: router, http: http, signalling: signalling, backend: backend, address: bound,
+                              scheme: scheme, readyLines: lines)
+    }
+
+    /// Stops accepting connections.
+    public func stop() { http.stop() }
+}
+
+/// Forwards relay events (from the relay's loops) to the signalling layer.
+/// Create it before the relay, set `RelayConfig.onEvent = sink.deliver`, and
+/// pass it to `ServerFrontEnd.start`.
+public final class RelayEventSink: Sendable {
+    private let target = Mutex<(RelayMediaBackend, SignallingService)?>(nil)
+
+    public init() {}
+
+    func connect(backend: RelayMediaBackend, signalling: SignallingService) {
+        target.withLock { $0 = (backend, signalling) }
+    }
+
+    /// Any thread (the relay calls it on a room's loop).
+    public func deliver(_ event: RelayEvent) {
+        guard case .participantTimedOut(let room, let id) = event,
+              let (backend, signalling) = target.withLock({ $0 }),
+              let who = backend.name(of: id) else { return }
+        signalling.queue.async {
+            backend.forget(room: room, participant: who.name)
+            signalling.core.mediaTimedOut(room: room, participant: who.name)
+        }
+    }
+}

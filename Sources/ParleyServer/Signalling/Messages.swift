@@ -1,0 +1,325 @@
+/// The signalling protocol's messages (docs/protocol.md, "Signalling").
+///
+/// Every client message is a JSON object with a `type` and, for requests, an
+/// `id` (a number or string the server echoes). The server answers each
+/// request with exactly one reply (same `type`, `"ok": true`) or one `error`,
+/// and pushes events (no `id`) when something changes in the room.
+
+/// What kind of media a track carries.
+public enum MediaKind: String, Sendable, Equatable, CaseIterable {
+    case audio, video
+}
+
+/// A track as a publisher declares it in `publish`.
+public struct TrackDescription: Sendable, Equatable {
+    public var kind: MediaKind
+    /// Codec name as in SDP rtpmap, e.g. `opus`, `VP8`, `H264`.
+    public var codec: String
+    /// RTP payload type, 0-127.
+    public var payloadType: UInt8
+    /// RTP clock rate in Hz.
+    public var clockRate: Int
+    /// Audio channels (1 when absent).
+    public var channels: Int
+    /// The SSRC the publisher sends with; one of those granted in `join`.
+    /// Absent: the granted SSRC for `kind`.
+    public var ssrc: UInt32?
+
+    public init(kind: MediaKind, codec: String, payloadType: UInt8, clockRate: Int, channels: Int = 1, ssrc: UInt32? = nil) {
+        self.kind = kind
+        self.codec = codec
+        self.payloadType = payloadType
+        self.clockRate = clockRate
+        self.channels = channels
+        self.ssrc = ssrc
+    }
+}
+
+/// A published track as other participants see it.
+public struct RoomTrack: Sendable, Equatable {
+    /// Room-unique id: `<participant>/<ssrc>`.
+    public var id: String
+    public var participant: String
+    public var spec: TrackDescription
+    public var ssrc: UInt32
+    public var muted: Bool
+
+    public var json: JSONValue {
+        var o: [String: JSONValue] = [
+            "id": .string(id), "participant": .string(participant), "kind": .string(spec.kind.rawValue),
+            "codec": .string(spec.codec), "payloadType": JSONValue(Int(spec.payloadType)),
+            "clockRate": JSONValue(spec.clockRate), "ssrc": JSONValue(ssrc), "muted": .bool(muted),
+        ]
+        if spec.kind == .audio { o["channels"] = JSONValue(spec.channels) }
+        return .object(o)
+    }
+}
+
+/// A request from a client.
+public enum ClientRequest: Sendable, Equatable {
+    /// The first message on a connection. `room`, when given, must match the token's.
+    case auth(token: String, room: String?)
+    /// Enter the room of the token (or `room`, which must match it).
+    case join(room: String?, publish: Bool, subscribe: Bool, suite: String?)
+    case leave
+    case publish([TrackDescription])
+    case unpublish(track: String)
+    case subscribe(track: String)
+    case unsubscribe(track: String)
+    case mute(track: String, muted: Bool)
+    case ping
+
+    public var type: String {
+        switch self {
+        case .auth: return "auth"
+        case .join: return "join"
+        case .leave: return "leave"
+        case .publish: return "publish"
+        case .unpublish: return "unpublish"
+        case .subscribe: return "subscribe"
+        case .unsubscribe: return "unsubscribe"
+        case .mute: return "mute"
+        case .ping: return "ping"
+        }
+    }
+}
+
+/// One decoded client message: a request and the id to answer with.
+public struct ClientMessage: Sendable, Equatable {
+    /// A JSON number or string chosen by the client.
+    public var id: JSONValue
+    public var request: ClientRequest
+
+    public init(id: JSONValue, request: ClientRequest) { self.id = id; self.request = request }
+
+    /// The largest signalling message accepted, in bytes of JSON text.
+    public static let maxSize = 64 * 1024
+
+    /// Decodes one message. A message that parses but is wrong in shape throws
+    /// a `SignallingError` carrying the id (if one could be read), so the
+    /// server can answer it with an `error`.
+    public static func decode(_ text: String) throws(SignallingError) -> ClientMessage {
+        guard text.utf8.count <= maxSize else { throw SignallingError(.badRequest, "message larger than \(maxSize) bytes") }
+        let v: JSONValue
+        do { v = try JSONValue.parse(text) } catch { throw SignallingError(.badRequest, "\(error)") }
+        guard case .object(let o) = v else { throw SignallingError(.badRequest, "a message must be a JSON object") }
+        var id = JSONValue.null
+        if let raw = o["id"] {
+            switch raw {
+            case .string(let s) where s.utf8.count <= 64: id = raw
+            case .number where raw.intValue != nil: id = raw
+            default: throw SignallingError(.badRequest, "id must be an integer or a string of at most 64 bytes")
+            }
+        }
+        func fail(_ m: String) -> SignallingError { SignallingError(.badRequest, m, id: id) }
+        guard let type = o["type"]?.stringValue else { throw fail("missing string field \"type\"") }
+        guard id != .null else { throw fail("missing field \"id\"") }
+
+        func string(_ key: String, optional: Bool = false) throws(SignallingError) -> String? {
+            guard let f = o[key], f != .null else {
+                if optional { return nil }
+                throw fail("missing string field \"\(key)\"")
+            }
+            guard let s = f.stringValue, !s.isEmpty, s.utf8.count <= 256 else {
+                throw fail("\"\(key)\" must be a non-empty string of at most 256 bytes")
+            }
+            return s
+        }
+        func bool(_ key: String, default d: Bool) throws(SignallingError) -> Bool {
+            guard let f = o[key], f != .null else { return d }
+            guard let b = f.boolValue else { throw fail("\"\(key)\" must be true or false") }
+            return b
+        }
+
+        let request: ClientRequest
+        switch type {
+        case "auth":
+            request = .auth(token: try string("token")!, room: try string("room", optional: true))
+        case "join":
+            request = .join(room: try string("room", optional: true), publish: try bool("publish", default: true),
+                            subscribe: try bool("subscribe", default: true), suite: try string("suite", optional: true))
+        case "leave": request = .leave
+        case "publish":
+            guard let list = o["tracks"]?.arrayValue, !list.isEmpty, list.count <= 16 else {
+                throw fail("\"tracks\" must be an array of 1 to 16 tracks")
+            }
+            var specs: [TrackDescription] = []
+            for (n, t) in list.enumerated() {
+                do { specs.append(try TrackDescription(json: t)) } catch let e {
+                    throw fail("tracks[\(n)]: \(e.message)")
+                }
+            }
+            request = .publish(specs)
+        case "unpublish": request = .unpublish(track: try string("track")!)
+        case "subscribe": request = .subscribe(track: try string("track")!)
+        case "unsubscribe": request = .unsubscribe(track: try string("track")!)
+        case "mute": request = .mute(track: try string("track")!, muted: try bool("muted", default: true))
+        case "ping": request = .ping
+        default:
+            throw SignallingError(.unknownType, "unknown message type \"\(type)\"", id: id)
+        }
+        return ClientMessage(id: id, request: request)
+    }
+
+    /// The JSON text of this message (what a client sends).
+    public var encoded: String {
+        var o: [String: JSONValue] = ["id": id, "type": .string(request.type)]
+        switch request {
+        case .auth(let token, let room):
+            o["token"] = .string(token)
+            if let room { o["room"] = .string(room) }
+        case .join(let room, let publish, let subscribe, let suite):
+            if let room { o["room"] = .string(room) }
+            o["publish"] = .bool(publish)
+            o["subscribe"] = .bool(subscribe)
+            if let suite { o["suite"] = .string(suite) }
+        case .leave, .ping: break
+        case .publish(let specs): o["tracks"] = .array(specs.map(\.json))
+        case .unpublish(let t), .subscribe(let t), .unsubscribe(let t): o["track"] = .string(t)
+        case .mute(let t, let m):
+            o["track"] = .string(t)
+            o["muted"] = .bool(m)
+        }
+        return JSONValue.object(o).serialized
+    }
+}
+
+extension TrackDescription {
+    struct FieldError: Error { let message: String }
+
+    init(json: JSONValue) throws(FieldError) {
+        guard case .object(let o) = json else { throw FieldError(message: "a track must be an object") }
+        guard let k = o["kind"]?.stringValue, let kind = MediaKind(rawValue: k) else {
+            throw FieldError(message: "\"kind\" must be \"audio\" or \"video\"")
+        }
+        guard let codec = o["codec"]?.stringValue, !codec.isEmpty, codec.utf8.count <= 32 else {
+            throw FieldError(message: "\"codec\" must be a codec name such as \"opus\"")
+        }
+        guard let pt = o["payloadType"]?.intValue, (0...127).contains(pt), !(72...76).contains(pt) else {
+            throw FieldError(message: "\"payloadType\" must be 0-127 and not 72-76 (RFC 5761)")
+        }
+        guard let rate = o["clockRate"]?.intValue, (1000...1_000_000).contains(rate) else {
+            throw FieldError(message: "\"clockRate\" must be 1000-1000000 Hz")
+        }
+        var channels = 1
+        if let c = o["channels"], c != .null {
+            guard let n = c.intValue, (1...8).contains(n) else { throw FieldError(message: "\"channels\" must be 1-8") }
+            channels = n
+        }
+        var ssrc: UInt32?
+        if let s = o["ssrc"], s != .null {
+            guard let n = s.intValue, n > 0, n <= Int(UInt32.max) else { throw FieldError(message: "\"ssrc\" must be 1-4294967295") }
+            ssrc = UInt32(n)
+        }
+        self.init(kind: kind, codec: codec, payloadType: UInt8(pt), clockRate: rate, channels: channels, ssrc: ssrc)
+    }
+
+    var json: JSONValue {
+        var o: [String: JSONValue] = ["kind": .string(kind.rawValue), "codec": .string(codec),
+                                      "payloadType": JSONValue(Int(payloadType)), "clockRate": JSONValue(clockRate)]
+        if kind == .audio { o["channels"] = JSONValue(channels) }
+        if let ssrc { o["ssrc"] = JSONValue(ssrc) }
+        return .object(o)
+    }
+}
+
+/// Error codes of the protocol; the string is what goes on the wire.
+public enum SignallingErrorCode: String, Sendable, Equatable, CaseIterable {
+    case badRequest = "bad_request"
+    case unknownType = "unknown_type"
+    case notAuthenticated = "not_authenticated"
+    case alreadyAuthenticated = "already_authenticated"
+    case invalidToken = "invalid_token"
+    case tokenExpired = "token_expired"
+    case wrongRoom = "wrong_room"
+    case forbidden = "forbidden"
+    case notJoined = "not_joined"
+    case alreadyJoined = "already_joined"
+    case unknownTrack = "unknown_track"
+    case roomFull = "room_full"
+    case unsupported = "unsupported"
+    case internalError = "internal"
+
+    /// The WebSocket close code sent after this error, when it ends the connection.
+    public var closeCode: UInt16? {
+        switch self {
+        case .notAuthenticated, .invalidToken: return 4001
+        case .tokenExpired: return 4002
+        case .wrongRoom: return 4003
+        default: return nil
+        }
+    }
+}
+
+/// WebSocket close codes the server uses (4000-4999 are application codes, RFC 6455 §7.4.2).
+public enum SignallingCloseCode {
+    /// Not authenticated: bad token, or a request before `auth`.
+    public static let unauthorized: UInt16 = 4001
+    public static let tokenExpired: UInt16 = 4002
+    public static let wrongRoom: UInt16 = 4003
+    /// Another connection resumed this participant's session.
+    public static let replaced: UInt16 = 4004
+    /// An administrator removed the participant.
+    public static let kicked: UInt16 = 4005
+    /// No `auth` within the auth timeout.
+    public static let authTimeout: UInt16 = 4008
+}
+
+/// An error answer: a code from the table, a human-readable message, and
+/// the id of the request it answers (null when the request had none).
+public struct SignallingError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var code: SignallingErrorCode
+    public var message: String
+    public var id: JSONValue
+
+    public init(_ code: SignallingErrorCode, _ message: String, id: JSONValue = .null) {
+        self.code = code
+        self.message = message
+        self.id = id
+    }
+
+    public var description: String { "\(code.rawValue): \(message)" }
+
+    public var json: JSONValue {
+        ["id": id, "type": "error", "code": .string(code.rawValue), "message": .string(message)]
+    }
+}
+
+/// Something that happened in the room, pushed to every other participant.
+public enum ServerEvent: Sendable, Equatable {
+    case participantJoined(participant: String)
+    case participantLeft(participant: String, reason: String)
+    case trackPublished(RoomTrack)
+    case trackUnpublished(track: String, participant: String)
+    case trackMuted(track: String, participant: String, muted: Bool)
+    case recordingStarted(room: String)
+    case recordingStopped(room: String)
+
+    public var json: JSONValue {
+        switch self {
+        case .participantJoined(let p):
+            return ["type": "participant_joined", "participant": .string(p)]
+        case .participantLeft(let p, let reason):
+            return ["type": "participant_left", "participant": .string(p), "reason": .string(reason)]
+        case .trackPublished(let t):
+            return ["type": "track_published", "track": t.json]
+        case .trackUnpublished(let t, let p):
+            return ["type": "track_unpublished", "track": .string(t), "participant": .string(p)]
+        case .trackMuted(let t, let p, let m):
+            return ["type": "track_muted", "track": .string(t), "participant": .string(p), "muted": .bool(m)]
+        case .recordingStarted(let r):
+            return ["type": "recording_started", "room": .string(r)]
+        case .recordingStopped(let r):
+            return ["type": "recording_stopped", "room": .string(r)]
+        }
+    }
+}
+
+/// Builds a reply: `{"id": …, "type": <request type>, "ok": true, …fields}`.
+public func signallingReply(id: JSONValue, type: String, _ fields: [String: JSONValue] = [:]) -> JSONValue {
+    var o = fields
+    o["id"] = id
+    o["type"] = .string(type)
+    o["ok"] = .bool(true)
+    return .object(o)
+}

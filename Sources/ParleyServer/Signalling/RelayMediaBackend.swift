@@ -1,0 +1,183 @@
+import Foundation
+import ParleyCore
+import ParleyRelay
+import ParleySRTP
+import Synchronization
+
+/// The signalling layer's view of the relay (`MediaBackend` over
+/// `ParleyRelay.Relay`), with hop-by-hop SRTP: each participant gets an
+/// inbound context keyed with its `send` key (the relay unprotects what it
+/// publishes) and an outbound context keyed with its `receive` key (the relay
+/// protects what it forwards to it), installed as the relay's per-participant
+/// crypto hook.
+///
+/// Called on the signalling queue only (the blocking relay calls hop to the
+/// room's loop; the queue is never a loop thread).
+public final class RelayMediaBackend: MediaBackend, @unchecked Sendable {
+    public let relay: Relay
+    /// Host advertised in join replies (the relay's endpoint host otherwise).
+    let advertisedHost: String?
+    /// room → participant name → relay id.
+    private var ids: [String: [String: ParticipantID]] = [:]
+    /// relay id → (room, name), for relay events.
+    private let names = Mutex<[ParticipantID: (room: String, name: String)]>([:])
+    private let metrics = SRTPMetrics.shared
+
+    public init(relay: Relay, advertisedHost: String? = nil) {
+        self.relay = relay
+        self.advertisedHost = advertisedHost
+    }
+
+    /// The signalling name of a relay participant (for `RelayEvent`s). Any thread.
+    public func name(of id: ParticipantID) -> (room: String, name: String)? { names.withLock { $0[id] } }
+
+    public func join(room: String, participant: String, publish: Bool, subscribe: Bool,
+                     keys: SRTPSessionKeys) throws(SignallingError) -> MediaGrant {
+        if ids[room]?[participant] != nil { leave(room: room, participant: participant) }
+        if ids[room] == nil {
+            do { _ = try relay.createRoomSync(room) } catch {
+                if case .roomExists = error {} else { throw Self.map(error) }
+            }
+            ids[room] = [:]
+        }
+        let tracks: [ParleyRelay.TrackSpec] = publish ? [.opus(), .video()] : []
+        let grant: ParticipantGrant
+        do { grant = try relay.addParticipantSync(room: room, tracks: tracks) } catch {
+            if ids[room]?.isEmpty == true { closeRoom(room) }
+            throw Self.map(error)
+        }
+        let crypto: ParticipantCrypto
+        do { crypto = try Self.makeCrypto(keys, metrics: metrics) } catch {
+            try? relay.removeParticipantSync(room: room, grant.id)
+            throw SignallingError(.internalError, "SRTP setup failed: \(error)")
+        }
+        if case .failure(let e) = setCrypto(room: room, participant: grant.id, crypto) {
+            try? relay.removeParticipantSync(room: room, grant.id)
+            throw Self.map(e)
+        }
+        ids[room, default: [:]][participant] = grant.id
+        names.withLock { $0[grant.id] = (room, participant) }
+        var ssrcs: [MediaKind: UInt32] = [:]
+        for t in grant.tracks { ssrcs[t.kind == .audio ? .audio : .video] = t.ssrc }
+        let (host, port) = Self.split(grant.endpoint)
+        return MediaGrant(host: advertisedHost ?? host, port: port, iceUfrag: grant.ufrag, icePassword: grant.password, ssrcs: ssrcs)
+    }
+
+    /// The relay hook: libsrtp contexts for both directions. Replay
+    /// protection is on (window 1024); the outbound context allows the
+    /// identical resend of a packet (NACK retransmissions from the relay's ring).
+    static func makeCrypto(_ keys: SRTPSessionKeys, metrics: SRTPMetrics) throws(SRTPError) -> ParticipantCrypto {
+        let inbound = try SRTPContext(material: keys.send, direction: .inbound)
+        let outbound = try SRTPContext(material: keys.receive, direction: .outbound, allowRetransmit: true)
+        return ParticipantCrypto(
+            unprotect: { packet, isRTCP in
+                do throws(SRTPError) {
+                    return isRTCP ? try inbound.unprotectRTCP(packet, length: packet.count)
+                                  : try inbound.unprotectRTP(packet, length: packet.count)
+                } catch {
+                    switch error {
+                    case .replayed: metrics.replayed.inc()
+                    case .authenticationFailed: metrics.authFailed.inc()
+                    default: metrics.malformed.inc()
+                    }
+                    return nil
+                }
+            },
+            protect: { buffer, length, isRTCP in
+                do throws(SRTPError) {
+                    return isRTCP ? try outbound.protectRTCP(buffer, length: length)
+                                  : try outbound.protectRTP(buffer, length: length)
+                } catch {
+                    metrics.protectFailed.inc()
+                    return nil
+                }
+            })
+    }
+
+    /// `Relay.setCrypto`, waited for (the relay has no blocking variant of it).
+    private func setCrypto(room: String, participant: ParticipantID, _ crypto: ParticipantCrypto) -> Result<Void, RelayError> {
+        let done = DispatchSemaphore(value: 0)
+        let result = Mutex<Result<Void, RelayError>>(.failure(.closed))
+        relay.setCrypto(room: room, participant: participant, crypto) { r in
+            result.withLock { $0 = r }
+            done.signal()
+        }
+        done.wait()
+        return result.withLock { $0 }
+    }
+
+    public func leave(room: String, participant: String) {
+        guard let id = ids[room]?.removeValue(forKey: participant) else { return }
+        names.withLock { $0[id] = nil }
+        try? relay.removeParticipantSync(room: room, id)
+        if ids[room]?.isEmpty == true { closeRoom(room) }
+    }
+
+    /// The relay already removed this participant (timeout): drop the mapping only.
+    func forget(room: String, participant: String) {
+        guard let id = ids[room]?.removeValue(forKey: participant) else { return }
+        names.withLock { $0[id] = nil }
+        if ids[room]?.isEmpty == true { closeRoom(room) }
+    }
+
+    private func closeRoom(_ room: String) {
+        ids[room] = nil
+        try? relay.closeRoomSync(room)
+    }
+
+    public func publish(room: String, participant: String, track: TrackDescription, ssrc: UInt32) throws(SignallingError) {
+        // The relay granted (and created) the tracks at join; publishing declares what flows on them.
+        guard ids[room]?[participant] != nil else { throw SignallingError(.notJoined, "not in the relay") }
+    }
+
+    public func unpublish(room: String, participant: String, ssrc: UInt32) {
+        try? relay.setMutedSync(room: room, ssrc: ssrc, true)
+    }
+
+    public func subscribe(room: String, subscriber: String, publisher: String, ssrc: UInt32) throws(SignallingError) -> UInt32 {
+        guard let id = ids[room]?[subscriber] else { throw SignallingError(.notJoined, "not in the relay") }
+        do { try relay.setSubscribedSync(room: room, subscriber: id, ssrc: ssrc, true) } catch { throw Self.map(error) }
+        return ssrc
+    }
+
+    public func unsubscribe(room: String, subscriber: String, publisher: String, ssrc: UInt32) {
+        guard let id = ids[room]?[subscriber] else { return }
+        try? relay.setSubscribedSync(room: room, subscriber: id, ssrc: ssrc, false)
+    }
+
+    public func setMuted(room: String, participant: String, ssrc: UInt32, muted: Bool) {
+        try? relay.setMutedSync(room: room, ssrc: ssrc, muted)
+    }
+
+    static func map(_ e: RelayError) -> SignallingError {
+        switch e {
+        case .roomFull(let r, let l): return SignallingError(.roomFull, "room \(r) is full (\(l) participants)")
+        case .tooManyRooms: return SignallingError(.roomFull, "the server carries its maximum number of rooms")
+        case .noSuchTrack(let s): return SignallingError(.unknownTrack, "no track with SSRC \(s)")
+        case .invalidRequest(let m): return SignallingError(.badRequest, m)
+        default: return SignallingError(.internalError, e.description)
+        }
+    }
+
+    static func split(_ endpoint: String) -> (String, Int) {
+        guard let colon = endpoint.lastIndex(of: ":"), let port = Int(endpoint[endpoint.index(after: colon)...]) else {
+            return (endpoint, 0)
+        }
+        var host = String(endpoint[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host, port)
+    }
+}
+
+/// SRTP outcomes on the relay's crypto hook (lock-free counters; the hook
+/// runs on the packet path).
+final class SRTPMetrics: Sendable {
+    static let shared = SRTPMetrics()
+    let authFailed = MetricsRegistry.shared.counter("parley_srtp_dropped_total", help: "SRTP/SRTCP packets dropped by the relay, by reason",
+                                                    labels: [("reason", "auth_failed")])
+    let replayed = MetricsRegistry.shared.counter("parley_srtp_dropped_total", help: "SRTP/SRTCP packets dropped by the relay, by reason",
+                                                  labels: [("reason", "replay")])
+    let malformed = MetricsRegistry.shared.counter("parley_srtp_dropped_total", help: "SRTP/SRTCP packets dropped by the relay, by reason",
+                                                   labels: [("reason", "malformed")])
+    let protectFailed = MetricsRegistry.shared.counter("parley_srtp_protect_failures_total", help: "Packets the relay could not protect for a subscriber")
+}

@@ -1,0 +1,143 @@
+import ParleySRTP
+
+/// The parts the signalling state machine talks to, as small protocols so
+/// the state machine is tested with bytes alone and the daemon plugs in the
+/// real ones (JWT verification, the relay, the WebSocket connection).
+
+/// What a valid token says (JWT claims, see docs/protocol.md "Tokens").
+public struct AuthClaims: Sendable, Equatable {
+    /// `sub`: the participant id.
+    public var subject: String
+    /// `room`: the only room this token may join; nil means any room (then
+    /// `auth` names the room).
+    public var room: String?
+    /// `exp`: seconds since the epoch.
+    public var expiresAt: Int
+    /// `pub`: may publish tracks.
+    public var canPublish: Bool
+    /// `rec`: may start and stop recordings.
+    public var canRecord: Bool
+    /// `adm`: may use the admin API, join any room.
+    public var isAdmin: Bool
+
+    /// The room a connection authenticating with these claims enters.
+    public func resolveRoom(requested: String?) throws(SignallingError) -> String {
+        switch (room, requested) {
+        case (let r?, let q?) where r != q && !isAdmin:
+            throw SignallingError(.wrongRoom, "the token is for room \"\(r)\", not \"\(q)\"")
+        case (_, let q?): return q
+        case (let r?, nil): return r
+        case (nil, nil): throw SignallingError(.badRequest, "this token is valid for any room: name one in \"room\"")
+        }
+    }
+
+    public init(subject: String, room: String?, expiresAt: Int, canPublish: Bool = true, canRecord: Bool = false, isAdmin: Bool = false) {
+        self.subject = subject
+        self.room = room
+        self.expiresAt = expiresAt
+        self.canPublish = canPublish
+        self.canRecord = canRecord
+        self.isAdmin = isAdmin
+    }
+}
+
+/// Why a token was refused.
+public enum AuthFailure: Error, Sendable, Equatable {
+    /// Not a JWT, or claims missing or of the wrong type.
+    case malformed(String)
+    /// The HMAC does not match the server secret.
+    case badSignature
+    /// `exp` is in the past.
+    case expired
+    /// `nbf` is in the future.
+    case notYetValid
+
+    public var signallingError: SignallingError {
+        switch self {
+        case .malformed(let m): return SignallingError(.invalidToken, "token is malformed: \(m)")
+        case .badSignature: return SignallingError(.invalidToken, "token signature does not verify")
+        case .expired: return SignallingError(.tokenExpired, "token has expired")
+        case .notYetValid: return SignallingError(.invalidToken, "token is not valid yet")
+        }
+    }
+}
+
+/// Checks a bearer token and returns its claims.
+public protocol TokenVerifying: Sendable {
+    func verify(_ token: String) -> Result<AuthClaims, AuthFailure>
+}
+
+/// The two keys of one participant's media session, named from the client's side:
+/// the client protects what it sends with `send` (the relay unprotects with it),
+/// and unprotects what it receives with `receive` (the relay protects with it).
+public struct SRTPSessionKeys: Sendable, Equatable {
+    public var send: SRTPKeyMaterial
+    public var receive: SRTPKeyMaterial
+
+    public init(send: SRTPKeyMaterial, receive: SRTPKeyMaterial) { self.send = send; self.receive = receive }
+
+    /// Two fresh keys from the system CSPRNG.
+    public static func random(_ suite: SRTPSuite) -> SRTPSessionKeys {
+        SRTPSessionKeys(send: .random(suite: suite), receive: .random(suite: suite))
+    }
+
+    public var json: JSONValue {
+        ["suite": .string(send.suite.sdesName), "send": .string(send.inlineKeyParams), "receive": .string(receive.inlineKeyParams)]
+    }
+}
+
+/// What the media side grants a joining participant.
+public struct MediaGrant: Sendable, Equatable {
+    /// Where to send RTP/RTCP/STUN (the room's UDP socket).
+    public var host: String
+    public var port: Int
+    /// STUN short-term credentials: the client sends Binding requests with
+    /// USERNAME `iceUfrag` and MESSAGE-INTEGRITY keyed with `icePassword`.
+    public var iceUfrag: String
+    public var icePassword: String
+    /// SSRCs the participant may publish with, one per kind.
+    public var ssrcs: [MediaKind: UInt32]
+
+    public init(host: String, port: Int, iceUfrag: String, icePassword: String, ssrcs: [MediaKind: UInt32]) {
+        self.host = host
+        self.port = port
+        self.iceUfrag = iceUfrag
+        self.icePassword = icePassword
+        self.ssrcs = ssrcs
+    }
+}
+
+/// The relay as the signalling state machine sees it. Calls come from the
+/// signalling queue, one at a time; an implementation may block briefly
+/// (hopping to the room's event loop and back) but never on the signalling
+/// queue itself.
+public protocol MediaBackend: AnyObject {
+    /// Creates the room if needed and adds the participant.
+    func join(room: String, participant: String, publish: Bool, subscribe: Bool,
+              keys: SRTPSessionKeys) throws(SignallingError) -> MediaGrant
+    /// Removes the participant and everything it published or subscribed to.
+    func leave(room: String, participant: String)
+    /// Starts forwarding `ssrc` from this publisher (it must be one it was granted).
+    func publish(room: String, participant: String, track: TrackDescription, ssrc: UInt32) throws(SignallingError)
+    func unpublish(room: String, participant: String, ssrc: UInt32)
+    /// Forwards `ssrc` of `publisher` to `subscriber`; returns the SSRC the subscriber will see.
+    func subscribe(room: String, subscriber: String, publisher: String, ssrc: UInt32) throws(SignallingError) -> UInt32
+    func unsubscribe(room: String, subscriber: String, publisher: String, ssrc: UInt32)
+    /// A muted track is not forwarded.
+    func setMuted(room: String, participant: String, ssrc: UInt32, muted: Bool)
+}
+
+/// The connection a session writes to. Implementations are thread-safe: the
+/// state machine calls them from the signalling queue, and they hand the
+/// bytes to the connection's event loop.
+public protocol SignallingTransport: AnyObject, Sendable {
+    func send(text: String)
+    /// Sends a close frame with `code` and closes the connection.
+    func close(code: UInt16, reason: String)
+}
+
+/// Runs a closure later on the signalling queue (grace periods, auth timeouts).
+public protocol SignallingScheduler: AnyObject {
+    func schedule(afterSeconds seconds: Double, _ body: @escaping () -> Void)
+}
+

@@ -1,0 +1,113 @@
+import Foundation
+import ParleyCore
+import ParleyHTTP
+
+/// The signalling endpoint: WebSocket connections on `/ws` feed one
+/// `SignallingCore` on a serial queue (the control plane). The queue may
+/// block briefly in the media backend (which hops to a room's event loop);
+/// event loops never wait for the queue, so this cannot deadlock.
+public final class SignallingService: WebSocketService, @unchecked Sendable {
+    public let queue = DispatchQueue(label: "parley.signalling")
+    /// Confined to `queue`.
+    let core: SignallingCore
+    public let verifier: any TokenVerifying
+
+    final class QueueScheduler: SignallingScheduler {
+        let queue: DispatchQueue
+        init(queue: DispatchQueue) { self.queue = queue }
+        func schedule(afterSeconds seconds: Double, _ body: @escaping () -> Void) {
+            nonisolated(unsafe) let b = body
+            queue.asyncAfter(deadline: .now() + seconds) { b() }
+        }
+    }
+
+    public init(backend: any MediaBackend, verifier: any TokenVerifying, graceSeconds: Double = 15,
+                maxParticipantsPerRoom: Int = 100, logger: Logger = Logger(label: "parley.signalling")) {
+        self.verifier = verifier
+        let scheduler = QueueScheduler(queue: queue)
+        core = SignallingCore(backend: backend, verifier: verifier, scheduler: scheduler, graceSeconds: graceSeconds,
+                              maxParticipantsPerRoom: maxParticipantsPerRoom, logger: logger)
+    }
+
+    /// Runs `body` with the state machine on the signalling queue and waits.
+    /// Not from the signalling queue itself.
+    public func sync<T>(_ body: (SignallingCore) -> T) -> T { queue.sync { body(core) } }
+
+    // MARK: WebSocketService
+
+    public func webSocketOpened(_ ws: WebSocketConnection, request: HTTPServerRequest) {
+        queue.async { self.core.connectionOpened(ws.id, transport: ws) }
+    }
+
+    public func webSocket(_ ws: WebSocketConnection, received text: String) {
+        queue.async { self.core.received(text, from: ws.id) }
+    }
+
+    public func webSocketClosed(_ ws: WebSocketConnection) {
+        queue.async { self.core.connectionClosed(ws.id) }
+    }
+
+    // MARK: Server events and admin
+
+    /// Tells a room that recording started or stopped (for the recorder).
+    public func setRecording(room: String, _ on: Bool) {
+        queue.async { self.core.setRecording(room: room, on) }
+    }
+
+    /// Registers `/ws` and the admin API on `router`.
+    public func install(on router: HTTPRouter) {
+        router.addWebSocket("/ws", self)
+        router.add("GET", .exact("/admin/rooms")) { [self] req, responder in
+            guard authorizeAdmin(req, responder) else { return }
+            queue.async { responder.respond(.json(.ok, self.core.roomsJSON())) }
+        }
+        router.add("DELETE", .prefix("/admin/rooms/")) { [self] req, responder in
+            // /admin/rooms/{room}/participants/{id}
+            let parts = req.pathRemainder.split(separator: "/", omittingEmptySubsequences: false)
+            guard parts.count == 3, parts[1] == "participants", !parts[0].isEmpty, !parts[2].isEmpty else {
+                responder.respond(.error(.notFound, "expected /admin/rooms/{room}/participants/{id}"))
+                return
+            }
+            guard authorizeAdmin(req, responder) else { return }
+            let room = String(parts[0]), id = String(parts[2])
+            queue.async {
+                if self.core.kick(room: room, participant: id) {
+                    responder.respond(HTTPServerResponse(status: .noContent))
+                } else {
+                    responder.respond(.error(.notFound, "no participant \(id) in room \(room)"))
+                }
+            }
+        }
+    }
+
+    private func authorizeAdmin(_ req: HTTPServerRequest, _ responder: HTTPResponder) -> Bool {
+        guard let token = req.bearerToken else {
+            var r = HTTPServerResponse.error(.unauthorized, "an admin token is required (Authorization: Bearer …)")
+            r.headers.add("WWW-Authenticate", "Bearer")
+            responder.respond(r)
+            return false
+        }
+        switch verifier.verify(token) {
+        case .failure(let f):
+            var r = HTTPServerResponse.error(.unauthorized, f.signallingError.message)
+            r.headers.add("WWW-Authenticate", "Bearer error=\"invalid_token\"")
+            responder.respond(r)
+            return false
+        case .success(let c) where !c.isAdmin:
+            responder.respond(.error(.forbidden, "the token is not an admin token"))
+            return false
+        case .success:
+            return true
+        }
+    }
+}
+
+/// `/healthz` and `/metrics`.
+public enum BuiltinRoutes {
+    public static func install(on router: HTTPRouter, metrics: MetricsRegistry = .shared) {
+        router.add("GET", .exact("/healthz"), sync: { _ in .json(.ok, ["status": "ok"]) })
+        router.add("GET", .exact("/metrics"), sync: { _ in
+            .text(.ok, metrics.render(), contentType: "text/plain; version=0.0.4; charset=utf-8")
+        })
+    }
+}

@@ -1,0 +1,116 @@
+import XCTest
+import Glibc
+import ParleyCore
+import ParleyIO
+import ParleyRTP
+import ParleySTUN
+@testable import ParleyRelay
+
+/// The relay on real loopback sockets: clients latch with STUN short-term
+/// credentials, then send RTP that the relay fans out.
+final class RelayForwardingTests: XCTestCase {
+    func testThreeParticipantsReceiveEachOthersStreamsByteExact() throws {
+        let f = try RelayFixture()
+        _ = try f.relay.createRoomSync("call")
+        var members: [(ParticipantGrant, TestClient)] = []
+        for _ in 0..<3 { members.append(try f.join("call", [.opus(), .video()])) }
+        let stats = try f.relay.statsSync(room: "call")
+        XCTAssertEqual(stats.participants.count, 3)
+        XCTAssertEqual(Set(stats.participants.compactMap(\.address)), Set(members.map { $0.1.address.description }))
+        for p in stats.participants { XCTAssertEqual(p.subscribedSSRCs.count, 4, "each receives the other two's audio + video") }
+
+        // Each sends 20 packets per track.
+        var sent: [UInt32: [[UInt8]]] = [:]
+        for (g, c) in members {
+            for t in g.tracks {
+                for seq in UInt16(1)...20 {
+                    let pkt = rtpPacket(ssrc: t.ssrc, seq: seq, pt: t.payloadType,
+                                        payload: payload(ssrc: t.ssrc, seq: seq, size: t.kind == .video ? 1100 : 160))
+                    sent[t.ssrc, default: []].append(pkt)
+                    c.send(pkt, to: f.mediaAddress)
+                }
+            }
+        }
+        for (i, (_, c)) in members.enumerated() {
+            let expected = members.enumerated().filter { $0.offset != i }.flatMap { $0.element.0.tracks.map(\.ssrc) }
+            var got: [UInt32: [[UInt8]]] = [:]
+            let total = expected.count * 20
+            var n = 0
+            while n < total, let d = c.receive(where: isRTP) {
+                got[ssrcOf(d), default: []].append(d)
+                n += 1
+            }
+            XCTAssertEqual(n, total, "participant \(i) got every packet")
+            for s in expected { XCTAssertEqual(got[s], sent[s], "participant \(i): stream \(s) byte-exact and in order") }
+            XCTAssertTrue(Set(got.keys).isSubset(of: Set(expected)), "never its own stream")
+        }
+        XCTAssertEqual(f.counter("parley_relay_packets_out_total") >= 3 * 2 * 20 * 2, true)
+    }
+
+    func testUnsubscribeAndMuteStopDelivery() throws {
+        let f = try RelayFixture()
+        _ = try f.relay.createRoomSync("r")
+        let (a, ca) = try f.join("r", [.video()])
+        let (b, cb) = try f.join("r", [.opus()])
+        let (c, cc) = try f.join("r", [.opus()])
+        let aTrack = a.tracks[0].ssrc, bTrack = b.tracks[0].ssrc, cTrack = c.tracks[0].ssrc
+
+        // C unsubscribes from A's video: B still gets it, C does not.
+        try f.relay.setSubscribedSync(room: "r", subscriber: c.id, ssrc: aTrack, false)
+        let x = rtpPacket(ssrc: aTrack, seq: 1, payload: payload(ssrc: aTrack, seq: 1))
+        ca.send(x, to: f.mediaAddress)
+        XCTAssertEqual(cb.receive(where: isRTP), x)
+        // Marker: B's audio reaches C after A's packet would have (one socket, one order).
+        let m1 = rtpPacket(ssrc: bTrack, seq: 1, pt: 111, payload: payload(ssrc: bTrack, seq: 1))
+        cb.send(m1, to: f.mediaAddress)
+        XCTAssertEqual(cc.receive(where: isRTP), m1, "C got the marker and nothing from A before it")
+
+        // Resubscribe brings it back.
+        try f.relay.setSubscribedSync(room: "r", subscriber: c.id, ssrc: aTrack, true)
+        let x2 = rtpPacket(ssrc: aTrack, seq: 2, payload: payload(ssrc: aTrack, seq: 2))
+        ca.send(x2, to: f.mediaAddress)
+        XCTAssertEqual(cc.receive(where: isRTP), x2)
+        XCTAssertEqual(cb.receive(where: isRTP), x2)
+
+        // A mutes its video: nobody gets it, and it is counted.
+        try f.relay.setMutedSync(room: "r", ssrc: aTrack, true)
+        let y = rtpPacket(ssrc: aTrack, seq: 3, payload: payload(ssrc: aTrack, seq: 3))
+        ca.send(y, to: f.mediaAddress)
+        let m2 = rtpPacket(ssrc: cTrack, seq: 1, pt: 111, payload: payload(ssrc: cTrack, seq: 1))
+        cc.send(m2, to: f.mediaAddress)
+        XCTAssertEqual(cb.receive(where: isRTP), m2, "B got C's marker, not A's muted packet")
+        XCTAssertEqual(f.counter("parley_relay_dropped_total", [("reason", "muted")]), 1)
+        try f.relay.setMutedSync(room: "r", ssrc: aTrack, false)
+        let z = rtpPacket(ssrc: aTrack, seq: 4, payload: payload(ssrc: aTrack, seq: 4))
+        ca.send(z, to: f.mediaAddress)
+        XCTAssertEqual(cb.receive(where: isRTP), z)
+    }
+
+    func testPacketFromUnknownAddressIsDropped() throws {
+        let f = try RelayFixture()
+        _ = try f.relay.createRoomSync("r")
+        let (a, ca) = try f.join("r", [.opus()])
+        let (b, cb) = try f.join("r", [.opus()])
+        let stranger = TestClient()
+        // Uses A's SSRC, but from an address nobody latched.
+        let forged = rtpPacket(ssrc: a.tracks[0].ssrc, seq: 9, pt: 111, payload: payload(ssrc: 1, seq: 9))
+        stranger.send(forged, to: f.mediaAddress)
+        // A packet with an SSRC A was not granted is dropped too.
+        ca.send(rtpPacket(ssrc: 0xDEAD, seq: 1, pt: 111, payload: [1, 2, 3]), to: f.mediaAddress)
+        // Garbage from a latched address: dropped, counted, no crash.
+        ca.send([0x80], to: f.mediaAddress)
+        ca.send([0x80, 0x60, 0, 1, 0, 0], to: f.mediaAddress)
+        ca.send([0xFF, 1, 2, 3], to: f.mediaAddress)
+        let marker = rtpPacket(ssrc: a.tracks[0].ssrc, seq: 10, pt: 111, payload: payload(ssrc: 2, seq: 10))
+        ca.send(marker, to: f.mediaAddress)
+        XCTAssertEqual(cb.receive(where: isRTP), marker, "B got the marker first: the forged packet was not forwarded")
+        XCTAssertEqual(f.counter("parley_relay_dropped_total", [("reason", "unknown_source")]), 1)
+        XCTAssertEqual(f.counter("parley_relay_dropped_total", [("reason", "unknown_ssrc")]), 1)
+        XCTAssertEqual(f.counter("parley_relay_dropped_total", [("reason", "malformed")]), 2)
+        XCTAssertEqual(f.counter("parley_relay_dropped_total", [("reason", "unknown_protocol")]), 1)
+        // The stranger did not get a session either.
+        let s = try f.relay.statsSync(room: "r")
+        XCTAssertFalse(s.participants.contains { $0.address == stranger.address.description })
+        _ = b
+    }
+}

@@ -1,0 +1,88 @@
+import XCTest
+import Glibc
+import ParleyCore
+import ParleyIO
+import ParleySTUN
+@testable import ParleyRelay
+
+/// STUN on the media port (address discovery and latching) and the plain STUN service.
+final class RelaySTUNTests: XCTestCase {
+    private func parse(_ bytes: [UInt8], _ body: (STUNMessageView) throws -> Void) rethrows {
+        try bytes.withUnsafeBytes { raw in
+            let m = try! STUNMessageView(parsing: raw)
+            try body(m)
+        }
+    }
+
+    func testBindingWithCredentialsGetsReflexiveAddressAndLatches() throws {
+        let f = try RelayFixture()
+        _ = try f.relay.createRoomSync("r")
+        let g = try f.relay.addParticipantSync(room: "r", tracks: [.opus()])
+        XCTAssertEqual(g.endpoint, f.mediaAddress.description)
+        XCTAssertEqual(g.ufrag.count, 8)
+        XCTAssertGreaterThanOrEqual(g.password.count, 22)
+        let c = TestClient()
+        let resp = try XCTUnwrap(c.bind(to: f.mediaAddress, ufrag: g.ufrag, password: g.password))
+        parse(resp) { m in
+            XCTAssertEqual(m.type, .bindingSuccess)
+            XCTAssertEqual(try? m.xorMappedAddress(), STUNAddress("127.0.0.1", port: c.address.port))
+            XCTAssertTrue(Array(g.password.utf8).withUnsafeBytes { m.verifyMessageIntegrity(key: $0) })
+            XCTAssertTrue(m.verifyFingerprint())
+        }
+        XCTAssertEqual(try f.relay.statsSync(room: "r").participants.first?.address, c.address.description)
+        XCTAssertTrue(f.events.all.contains(.participantLatched(room: "r", participant: g.id, address: c.address.description)))
+
+        // A second binding from a new address moves the session (NAT rebinding).
+        let c2 = TestClient()
+        XCTAssertNotNil(c2.bind(to: f.mediaAddress, ufrag: g.ufrag, password: g.password))
+        XCTAssertEqual(try f.relay.statsSync(room: "r").participants.first?.address, c2.address.description)
+    }
+
+    func testBindingWithoutCredentialsAnswersButDoesNotLatch() throws {
+        let f = try RelayFixture()
+        _ = try f.relay.createRoomSync("r")
+        _ = try f.relay.addParticipantSync(room: "r", tracks: [.opus()])
+        let c = TestClient()
+        let resp = try XCTUnwrap(c.bind(to: f.mediaAddress, ufrag: nil, password: nil))
+        parse(resp) { m in
+            XCTAssertEqual(m.type, .bindingSuccess)
+            XCTAssertEqual(try? m.xorMappedAddress(), STUNAddress("127.0.0.1", port: c.address.port))
+        }
+        XCTAssertNil(try f.relay.statsSync(room: "r").participants.first?.address)
+    }
+
+    func testBindingWithWrongPasswordIsRejectedAndDoesNotLatch() throws {
+        let f = try RelayFixture()
+        _ = try f.relay.createRoomSync("r")
+        let g = try f.relay.addParticipantSync(room: "r", tracks: [.opus()])
+        let c = TestClient()
+        let resp = try XCTUnwrap(c.bind(to: f.mediaAddress, ufrag: g.ufrag, password: "not-the-password-at-all"))
+        parse(resp) { m in
+            XCTAssertEqual(m.type, .bindingError)
+            XCTAssertEqual(try? m.errorCode()?.code, 401)
+        }
+        // Unknown username too.
+        let resp2 = try XCTUnwrap(c.bind(to: f.mediaAddress, ufrag: "nobody00", password: g.password))
+        parse(resp2) { m in XCTAssertEqual(try? m.errorCode()?.code, 401) }
+        XCTAssertNil(try f.relay.statsSync(room: "r").participants.first?.address)
+        XCTAssertEqual(f.counter("parley_relay_dropped_total", [("reason", "stun_rejected")]), 2)
+    }
+
+    func testPlainSTUNServiceAnswersAnyClient() throws {
+        let group = try EventLoopGroup(numberOfThreads: 1)
+        defer { group.syncShutdownGracefully() }
+        let metrics = MetricsRegistry()
+        let service = try STUNService.start(on: group.loops[0], bindTo: .ipv4Loopback(port: 0), metrics: metrics)
+        defer { try? group.loops[0].submit { service.close() } }
+        let c = TestClient()
+        let resp = try XCTUnwrap(c.bind(to: service.localAddress, ufrag: nil, password: nil))
+        parse(resp) { m in
+            XCTAssertEqual(m.type, .bindingSuccess)
+            XCTAssertEqual(try? m.xorMappedAddress(), STUNAddress("127.0.0.1", port: c.address.port))
+        }
+        // Garbage is dropped without an answer; the next request still works.
+        c.send([0, 1, 0, 0, 1, 2, 3], to: service.localAddress)
+        XCTAssertNotNil(c.bind(to: service.localAddress, ufrag: nil, password: nil))
+        XCTAssertEqual(metrics.counter("parley_stun_bindings_total", help: "", labels: [("result", "success")]).current, 2)
+    }
+}

@@ -1,0 +1,163 @@
+import XCTest
+import Glibc
+import ParleyCore
+import ParleyIO
+import ParleyRTP
+import ParleySTUN
+@testable import ParleyRelay
+
+/// A media client for tests: a real blocking UDP socket on 127.0.0.1.
+final class TestClient {
+    let fd: Int32
+    let address: SocketAddress
+
+    init() {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        precondition(fd >= 0)
+        self.fd = fd
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        withUnsafeMutablePointer(to: &a) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                precondition(Glibc.bind(fd, sa, len) == 0)
+                precondition(getsockname(fd, sa, &len) == 0)
+            }
+        }
+        var big: Int32 = 4 << 20
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, socklen_t(4))
+        address = SocketAddress(ipv4NetworkOrder: a.sin_addr.s_addr, port: UInt16(bigEndian: a.sin_port))
+    }
+
+    deinit { close(fd) }
+
+    func send(_ bytes: [UInt8], to dest: SocketAddress) {
+        let n = bytes.withUnsafeBytes { b in
+            dest.withSockAddr { sa, len in sendto(fd, b.baseAddress, b.count, 0, sa, len) }
+        }
+        precondition(n == bytes.count, "sendto failed: \(errno)")
+    }
+
+    /// The next datagram, or nil after `timeout` seconds (a hang guard, not a
+    /// timing assertion: callers wait for something that must arrive).
+    func receive(timeout: Double = 10) -> [UInt8]? {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&p, 1, Int32(timeout * 1000)) == 1 else { return nil }
+        var buf = [UInt8](repeating: 0, count: 2048)
+        let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        return n >= 0 ? Array(buf[0..<n]) : nil
+    }
+
+    /// Every datagram already queued, without waiting.
+    func drain() -> [[UInt8]] {
+        var out: [[UInt8]] = []
+        while let d = receive(timeout: 0) { out.append(d) }
+        return out
+    }
+
+    /// The next datagram that `filter` accepts (others are skipped).
+    func receive(timeout: Double = 10, where filter: ([UInt8]) -> Bool) -> [UInt8]? {
+        while let d = receive(timeout: timeout) {
+            if filter(d) { return d }
+        }
+        return nil
+    }
+
+    /// Sends an authenticated Binding request and returns the response.
+    func bind(to relay: SocketAddress, ufrag: String?, password: String?) -> [UInt8]? {
+        var req = [UInt8](repeating: 0, count: 256)
+        let n = req.withUnsafeMutableBytes { out -> Int in
+            var w = try! STUNMessageWriter(into: out, type: .bindingRequest, transactionID: .random())
+            if let u = ufrag { try! w.append(.username, bytes: Array("\(u):client".utf8)) }
+            if let p = password { try! w.appendMessageIntegrity(key: Array(p.utf8)) }
+            try! w.appendFingerprint()
+            return w.count
+        }
+        send(Array(req[0..<n]), to: relay)
+        return receive { $0.first.map { $0 < 4 } ?? false }
+    }
+}
+
+/// An RTP packet: 12-byte header + payload.
+func rtpPacket(ssrc: UInt32, seq: UInt16, timestamp: UInt32 = 0, pt: UInt8 = 96, payload: [UInt8]) -> [UInt8] {
+    var b: [UInt8] = [0x80, pt & 0x7f, UInt8(seq >> 8), UInt8(seq & 0xff)]
+    for v in [timestamp, ssrc] { b += [UInt8(v >> 24), UInt8(v >> 16 & 0xff), UInt8(v >> 8 & 0xff), UInt8(v & 0xff)] }
+    return b + payload
+}
+
+/// A deterministic payload unique to (ssrc, seq).
+func payload(ssrc: UInt32, seq: UInt16, size: Int = 160) -> [UInt8] {
+    (0..<size).map { UInt8(truncatingIfNeeded: Int(ssrc) &* 31 &+ Int(seq) &* 7 &+ $0) }
+}
+
+func encoded<P: RTCPPacketEncodable>(_ p: P) -> [UInt8] { try! p.encoded() }
+
+func isRTCP(_ d: [UInt8]) -> Bool { d.count >= 8 && d[0] >> 6 == 2 && (192...223).contains(d[1]) }
+func isRTP(_ d: [UInt8]) -> Bool { d.count >= 12 && d[0] >> 6 == 2 && !(192...223).contains(d[1]) }
+func ssrcOf(_ d: [UInt8]) -> UInt32 { UInt32(d[8]) << 24 | UInt32(d[9]) << 16 | UInt32(d[10]) << 8 | UInt32(d[11]) }
+func seqOf(_ d: [UInt8]) -> UInt16 { UInt16(d[2]) << 8 | UInt16(d[3]) }
+
+/// Polls `cond` until true; the timeout is only a hang guard.
+func waitUntil(_ what: String, timeout: Double = 30, _ cond: () -> Bool) {
+    let start = MonotonicTime.now()
+    while !cond() {
+        if MonotonicTime.now().since(start) > .seconds(timeout) {
+            XCTFail("timed out waiting for \(what)")
+            return
+        }
+        usleep(2000)
+    }
+}
+
+/// A relay on one loop bound to 127.0.0.1:0, with its own metrics registry.
+final class RelayFixture {
+    let group: EventLoopGroup
+    let relay: Relay
+    let metrics = MetricsRegistry()
+    let events = EventLog()
+
+    init(configure: (inout RelayConfig) -> Void = { _ in }) throws {
+        group = try EventLoopGroup(numberOfThreads: 1)
+        var c = RelayConfig()
+        c.metrics = metrics
+        let log = events
+        c.onEvent = { log.append($0) }
+        configure(&c)
+        relay = try Relay(loops: group.loops, mediaAddresses: [.ipv4Loopback(port: 0)], config: c)
+    }
+
+    var mediaAddress: SocketAddress { relay.workers[0].localAddress }
+
+    func counter(_ name: String, _ labels: MetricLabels = []) -> Int {
+        metrics.counter(name, help: "", labels: labels).current
+    }
+
+    /// A participant joined and latched through STUN with its credentials.
+    func join(_ room: String, _ tracks: [TrackSpec]) throws -> (ParticipantGrant, TestClient) {
+        let g = try relay.addParticipantSync(room: room, tracks: tracks)
+        let c = TestClient()
+        let resp = c.bind(to: mediaAddress, ufrag: g.ufrag, password: g.password)
+        XCTAssertNotNil(resp)
+        return (g, c)
+    }
+
+    deinit {
+        relay.shutdown()
+        group.syncShutdownGracefully()
+    }
+}
+
+final class EventLog: @unchecked Sendable {
+    private let lock = NSLockLike()
+    private var items: [RelayEvent] = []
+    func append(_ e: RelayEvent) { lock.sync { items.append(e) } }
+    var all: [RelayEvent] { lock.sync { items } }
+}
+
+final class NSLockLike: @unchecked Sendable {
+    private var m = pthread_mutex_t()
+    init() { pthread_mutex_init(&m, nil) }
+    func sync<T>(_ body: () -> T) -> T { pthread_mutex_lock(&m); defer { pthread_mutex_unlock(&m) }; return body() }
+}
+

@@ -1,0 +1,94 @@
+import XCTest
+import Foundation
+import ParleyCore
+import ParleyHTTP
+import ParleyIO
+@testable import ParleyServer
+
+/// The HTTP listener on real loopback sockets, with curl (a client nobody
+/// here wrote) and a raw socket for what curl will not send.
+final class HTTPServerTests: XCTestCase {
+    var group: EventLoopGroup!
+    var server: HTTPServer!
+    var router: HTTPRouter!
+    var base = ""
+    var port: UInt16 = 0
+
+    override func setUpWithError() throws {
+        group = try EventLoopGroup(numberOfThreads: 2, logger: quietLogger)
+        router = HTTPRouter()
+        BuiltinRoutes.install(on: router)
+        server = HTTPServer(group: group, router: router, tls: nil, logger: quietLogger)
+        let bound = try server.start(at: SocketAddress("127.0.0.1:0")!)
+        port = bound.port
+        base = "http://127.0.0.1:\(port)"
+    }
+
+    override func tearDown() {
+        server.stop()
+        group.syncShutdownGracefully()
+    }
+
+    func testHealthzAndMetricsWithCurl() throws {
+        let h = try runTool("curl", ["-sS", "-i", "\(base)/healthz"])
+        XCTAssertEqual(h.status, 0, h.err)
+        XCTAssertTrue(h.out.hasPrefix("HTTP/1.1 200"), h.out)
+        XCTAssertTrue(h.out.contains("application/json"))
+        XCTAssertTrue(h.out.hasSuffix("{\"status\":\"ok\"}\n"), h.out)
+
+        MetricsRegistry.shared.counter("parley_test_marker_total", help: "test").inc(7)
+        let m = try runTool("curl", ["-sS", "-i", "\(base)/metrics"])
+        XCTAssertTrue(m.out.contains("text/plain; version=0.0.4"), m.out)
+        XCTAssertTrue(m.out.contains("# TYPE parley_http_requests_total counter"), m.out)
+        XCTAssertTrue(m.out.contains("parley_test_marker_total 7"), m.out)
+    }
+
+    func testUnknownPathAndWrongMethod() throws {
+        let nf = try runTool("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "\(base)/nope"])
+        XCTAssertEqual(nf.out, "404")
+        let na = try runTool("curl", ["-s", "-i", "-X", "POST", "\(base)/healthz"])
+        XCTAssertTrue(na.out.hasPrefix("HTTP/1.1 405"), na.out)
+        XCTAssertTrue(na.out.contains("Allow: GET"), na.out)
+    }
+
+    func testDaemonRegisteredPrefixRouteStreamsAFile() throws {
+        let dir = tempDir("http")
+        let path = dir + "/seg.ts"
+        let bytes = (0..<(3 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        router.add("GET", .prefix("/hls/"), sync: { req in
+            guard !req.pathRemainder.contains("..") else { return .error(.badRequest, "bad path") }
+            return .file(dir + "/" + req.pathRemainder, contentType: "video/mp2t")
+        })
+        let out = dir + "/out.ts"
+        let r = try runTool("curl", ["-sS", "-o", out, "-w", "%{http_code} %{size_download}", "\(base)/hls/seg.ts"])
+        XCTAssertEqual(r.out, "200 \(3 << 20)")
+        XCTAssertEqual(FileManager.default.contents(atPath: out), Data(bytes))
+        XCTAssertEqual(try runTool("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "\(base)/hls/missing.ts"]).out, "404")
+        // Two requests on one keep-alive connection, the second after a streamed file.
+        let two = try runTool("curl", ["-sS", "-o", "/dev/null", "-o", "/dev/null", "-w", "%{http_code}%{num_connects}\n",
+                                   "\(base)/hls/seg.ts", "\(base)/healthz"])
+        XCTAssertEqual(two.out, "2001\n2000\n")
+    }
+
+    func testPipelinedRequestsAndMalformedRequest() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var tv = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        let ok = SocketAddress("127.0.0.1:\(port)")!.withSockAddr { connect(fd, $0, $1) }
+        XCTAssertEqual(ok, 0)
+        let req = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\r\n\r\n"
+        _ = req.withCString { send(fd, $0, strlen($0), 0) }
+        var all = [UInt8]()
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = recv(fd, &buf, buf.count, 0)
+            if n <= 0 { break }
+            all += buf[0..<n]
+        }
+        let text = String(decoding: all, as: UTF8.self)
+        let statuses = text.components(separatedBy: "\n").filter { $0.hasPrefix("HTTP/1.1 ") }
+        XCTAssertEqual(statuses.map { String($0.prefix(12)) }, ["HTTP/1.1 200", "HTTP/1.1 404", "HTTP/1.1 400"], text)
+    }
+}

@@ -1,0 +1,144 @@
+import XCTest
+import Foundation
+import ParleyCore
+import ParleyHTTP
+import ParleyIO
+import ParleyRelay
+import ParleySRTP
+@testable import ParleyServer
+
+/// The whole call path in one process on loopback: signalling over
+/// WebSocket joins two clients into the real relay, they exchange SRTP
+/// through it (decrypted with the publisher's key, re-encrypted with each
+/// subscriber's), forged and replayed packets are dropped and counted, and a
+/// reconnect inside the grace period keeps the media session.
+final class SignallingRelayTests: XCTestCase {
+    var group: EventLoopGroup!
+    var relay: Relay!
+    var front: ServerFrontEnd!
+    var secret: [UInt8] = []
+    var dataDir = ""
+
+    override func setUpWithError() throws {
+        group = try EventLoopGroup(numberOfThreads: 2, logger: quietLogger)
+        let sink = RelayEventSink()
+        var rc = RelayConfig()
+        rc.onEvent = sink.deliver
+        relay = try Relay(loops: group.loops, mediaAddresses: group.loops.map { _ in .ipv4Loopback(port: 0) }, config: rc)
+        var config = ServerConfig()
+        config.listen = .init(host: "127.0.0.1", port: 0)
+        config.insecure = true
+        config.reconnectGraceSeconds = 30
+        dataDir = tempDir("relay-e2e")
+        config.dataDir = dataDir
+        config.logLevel = .error
+        front = try ServerFrontEnd.start(group: group, config: config, relay: relay, events: sink, logger: quietLogger)
+        secret = try ServerSecret.loadOrCreate(dataDir: dataDir)
+    }
+
+    override func tearDown() {
+        front.stop()
+        relay.shutdown()
+        group.syncShutdownGracefully()
+    }
+
+    func token(_ sub: String, room: String = "call") -> String {
+        let now = Int64(Date().timeIntervalSince1970)
+        return JWT.sign(TokenClaims(subject: sub, room: room, issuedAt: now, expiresAt: now + 600, canPublish: true), secret: secret)
+    }
+
+    func connect() throws -> SignallingClient {
+        try SignallingClient.connect(loop: group.next(), address: front.address, host: "127.0.0.1")
+    }
+
+    func counter(_ reason: String) -> Int {
+        MetricsRegistry.shared.counter("parley_srtp_dropped_total", help: "", labels: [("reason", reason)]).current
+    }
+
+    /// Joins `name`, publishes its audio track, and returns the client, join reply and track.
+    func joinAndPublish(_ name: String) throws -> (SignallingClient, JSONValue, JSONValue) {
+        let c = try connect()
+        try c.call(.auth(token: token(name), room: nil))
+        let join = try c.call(.join(room: nil, publish: true, subscribe: true, suite: nil))
+        let pub = try c.call(.publish([TrackDescription(kind: .audio, codec: "opus", payloadType: 111, clockRate: 48000, channels: 2)]))
+        return (c, join, pub["tracks"]!.arrayValue![0])
+    }
+
+    func testTwoClientsExchangeSRTPForgedAndReplayedPacketsAreDropped() throws {
+        let (a, joinA, trackA) = try joinAndPublish("alice")
+        let (b, joinB, trackB) = try joinAndPublish("bob")
+        _ = try a.nextEvent("track_published")
+        try a.call(.subscribe(track: trackB["id"]!.stringValue!))
+        try b.call(.subscribe(track: trackA["id"]!.stringValue!))
+        let ssrcA = UInt32(trackA["ssrc"]!.intValue!), ssrcB = UInt32(trackB["ssrc"]!.intValue!)
+
+        let peerA = try MediaPeer(join: joinA), peerB = try MediaPeer(join: joinB)
+        // Alice latches with STUN (ICE credentials from the join); Bob by his first authenticated SRTP packet.
+        XCTAssertTrue(peerA.bind(ufrag: joinA["ice"]!["ufrag"]!.stringValue!, password: joinA["ice"]!["pwd"]!.stringValue!))
+        let fromBob = try peerB.sendNext(ssrc: ssrcB)
+        XCTAssertEqual(try peerA.receiveRTP(), fromBob, "Alice decrypts Bob's packet with her receive key")
+
+        // Bob's address is latched now; Alice's packets reach him, re-encrypted for him.
+        var sentByAlice: [[UInt8]] = []
+        for _ in 0..<5 { sentByAlice.append(try peerA.sendNext(ssrc: ssrcA)) }
+        var gotByBob: [[UInt8]] = []
+        for _ in 0..<5 { if let p = try peerB.receiveRTP() { gotByBob.append(p) } }
+        XCTAssertEqual(gotByBob, sentByAlice)
+
+        // A packet protected with a key nobody was given: dropped and counted, never forwarded.
+        let forgedBefore = counter("auth_failed")
+        let mallory = try SRTPContext(material: .random(), direction: .outbound)
+        let forged = try mallory.protect(MediaPeer.plainRTP(ssrc: ssrcA, seq: 120))
+        peerA.send(forged)
+        // A replay of a packet the relay already accepted: dropped and counted.
+        let replayBefore = counter("replay")
+        peerA.seq &+= 1
+        let original = try peerA.rtp(ssrc: ssrcA, seq: peerA.seq)
+        peerA.send(original.srtp)
+        XCTAssertEqual(try peerB.receiveRTP(), original.plain)
+        peerA.send(original.srtp)
+        // Then a good packet: it must be the next thing Bob receives.
+        let marker = try peerA.sendNext(ssrc: ssrcA)
+        XCTAssertEqual(try peerB.receiveRTP(), marker, "neither the forged nor the replayed packet was forwarded")
+        XCTAssertEqual(counter("auth_failed"), forgedBefore + 1)
+        XCTAssertEqual(counter("replay"), replayBefore + 1)
+
+        // A forged packet from an address nobody latched (claiming Bob's SSRC) does not steal Bob's session.
+        let intruder = try MediaPeer(join: joinB)
+        intruder.send(try mallory.protect(MediaPeer.plainRTP(ssrc: ssrcB, seq: 130)))
+        let fromBob2 = try peerB.sendNext(ssrc: ssrcB)
+        XCTAssertEqual(try peerA.receiveRTP(), fromBob2)
+        XCTAssertNil(intruder.receive(timeout: 0.2), "the intruder's address was not latched")
+        a.close()
+        b.close()
+    }
+
+    func testReconnectInsideGracePeriodKeepsMediaFlowing() throws {
+        let (a, joinA, trackA) = try joinAndPublish("alice")
+        let (b, joinB, _) = try joinAndPublish("bob")
+        try b.call(.subscribe(track: trackA["id"]!.stringValue!))
+        let ssrcA = UInt32(trackA["ssrc"]!.intValue!)
+        let peerA = try MediaPeer(join: joinA), peerB = try MediaPeer(join: joinB)
+        XCTAssertTrue(peerB.bind(ufrag: joinB["ice"]!["ufrag"]!.stringValue!, password: joinB["ice"]!["pwd"]!.stringValue!))
+        var sent = try peerA.sendNext(ssrc: ssrcA)
+        XCTAssertEqual(try peerB.receiveRTP(), sent)
+
+        // Alice's signalling connection drops (no close frame); her media keeps flowing.
+        a.close(abort: true)
+        sent = try peerA.sendNext(ssrc: ssrcA)
+        XCTAssertEqual(try peerB.receiveRTP(), sent)
+
+        // She reconnects with the same token: same session, same keys, no new join.
+        let a2 = try connect()
+        let auth = try a2.call(.auth(token: token("alice"), room: nil))
+        XCTAssertEqual(auth["resumed"], true)
+        XCTAssertEqual(auth["join"]?["srtp"], joinA["srtp"])
+        XCTAssertEqual(auth["join"]?["tracks"]?.arrayValue?.count, 1)
+        sent = try peerA.sendNext(ssrc: ssrcA)
+        XCTAssertEqual(try peerB.receiveRTP(), sent)
+        XCTAssertEqual(try a2.call(.ping)["type"], "ping")
+        XCTAssertThrowsError(try b.nextEvent("participant_left", timeout: 0.3), "nobody was told Alice left")
+        a2.close()
+        b.close()
+    }
+}

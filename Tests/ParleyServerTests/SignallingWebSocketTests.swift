@@ -1,0 +1,108 @@
+import XCTest
+import Foundation
+import ParleyCore
+import ParleyHTTP
+import ParleyIO
+@testable import ParleyServer
+
+/// Signalling over real WebSocket connections on loopback: JWT tokens, the
+/// Swift client, Python's `websockets`, and the admin API through curl.
+/// The media side is the in-memory backend of SignallingCoreTests; the
+/// relay end-to-end tests are in SignallingRelayTests.
+final class SignallingWebSocketTests: XCTestCase {
+    var group: EventLoopGroup!
+    var server: HTTPServer!
+    var service: SignallingService!
+    var address: SocketAddress!
+    let secret = (0..<32).map { _ in UInt8.random(in: 0...255) }
+
+    override func setUpWithError() throws {
+        group = try EventLoopGroup(numberOfThreads: 2, logger: quietLogger)
+        let router = HTTPRouter()
+        BuiltinRoutes.install(on: router)
+        service = SignallingService(backend: SignallingCoreTests.Backend(), verifier: JWTVerifier(secret: secret),
+                                    graceSeconds: 2, logger: quietLogger)
+        service.install(on: router)
+        server = HTTPServer(group: group, router: router, tls: nil, logger: quietLogger)
+        address = try server.start(at: SocketAddress("127.0.0.1:0")!)
+    }
+
+    override func tearDown() {
+        server.stop()
+        group.syncShutdownGracefully()
+    }
+
+    func token(_ sub: String, room: String? = "r1", ttl: Int64 = 600, admin: Bool = false, secret: [UInt8]? = nil) -> String {
+        let now = Int64(Date().timeIntervalSince1970)
+        return JWT.sign(TokenClaims(subject: sub, room: room, issuedAt: now - 10, expiresAt: now + ttl,
+                                    canPublish: true, isAdmin: admin), secret: secret ?? self.secret)
+    }
+
+    func client() throws -> SignallingClient {
+        try SignallingClient.connect(loop: group.next(), address: address, host: "127.0.0.1")
+    }
+
+    func testBadAndExpiredTokensAreRefusedAndClosed() throws {
+        let forged = token("mallory", secret: (0..<32).map { _ in 7 })
+        for (tok, code, close) in [(forged, "invalid_token", UInt16(4001)), (token("old", ttl: -5), "token_expired", 4002),
+                                   ("not-a-jwt", "invalid_token", 4001)] {
+            let c = try client()
+            let r = try c.request(.auth(token: tok, room: nil))
+            XCTAssertEqual(r["code"]?.stringValue, code)
+            XCTAssertEqual(try c.waitForClose(), close)
+        }
+        let c = try client()
+        XCTAssertEqual(try c.request(.auth(token: token("alice"), room: "other"))["code"], "wrong_room")
+        XCTAssertEqual(try c.waitForClose(), 4003)
+    }
+
+    func testJoinEventsAndAdminAPI() throws {
+        let a = try client()
+        XCTAssertEqual(try a.call(.auth(token: token("alice"), room: nil))["participant"], "alice")
+        let ja = try a.call(.join(room: "r1", publish: true, subscribe: true, suite: nil))
+        XCTAssertEqual(ja["srtp"]?["suite"], "AES_CM_128_HMAC_SHA1_80")
+        let b = try client()
+        try b.call(.auth(token: token("bob"), room: nil))
+        try b.call(.join(room: nil, publish: true, subscribe: true, suite: nil))
+        XCTAssertEqual(try a.nextEvent("participant_joined")["participant"], "bob")
+
+        let base = "http://127.0.0.1:\(address.port)"
+        XCTAssertEqual(try runTool("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "\(base)/admin/rooms"]).out, "401")
+        XCTAssertEqual(try runTool("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                                            "Authorization: Bearer \(token("alice"))", "\(base)/admin/rooms"]).out, "403")
+        let admin = token("ops", room: nil, admin: true)
+        let rooms = try runTool("curl", ["-sS", "-H", "Authorization: Bearer \(admin)", "\(base)/admin/rooms"])
+        let v = try JSONValue.parse(rooms.out.trimmingCharacters(in: .whitespacesAndNewlines))
+        XCTAssertEqual(v["rooms"]?.arrayValue?.first?["participants"]?.arrayValue?.compactMap { $0["id"]?.stringValue }, ["alice", "bob"])
+
+        let kick = try runTool("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "DELETE", "-H",
+                                        "Authorization: Bearer \(admin)", "\(base)/admin/rooms/r1/participants/bob"])
+        XCTAssertEqual(kick.out, "204")
+        XCTAssertEqual(try b.waitForClose(), 4005)
+        let left = try a.nextEvent("participant_left")
+        XCTAssertEqual(left["participant"], "bob")
+        XCTAssertEqual(left["reason"], "kicked")
+        XCTAssertEqual(try runTool("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "DELETE", "-H",
+                                            "Authorization: Bearer \(admin)", "\(base)/admin/rooms/r1/participants/bob"]).out, "404")
+        a.close()
+    }
+
+    func testMalformedFramesAndMessages() throws {
+        let c = try client()
+        c.send("{not json")
+        let e = try c.nextEvent("error")
+        XCTAssertEqual(e["code"], "bad_request")
+        XCTAssertEqual(try c.waitForClose(), 4001, "garbage before auth closes the connection")
+    }
+
+    func testPythonWebsocketsClientJoins() throws {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../tools/interop/ws_join.py").standardized.path
+        let r = try runTool("python3", [script, "ws://127.0.0.1:\(address.port)/ws", token("py")])
+        XCTAssertEqual(r.status, 0, r.out + r.err)
+        let lines = try r.out.split(separator: "\n").map { try JSONValue.parse(String($0)) }
+        XCTAssertEqual(lines.count, 3)
+        XCTAssertEqual(lines[0]["participant"], "py")
+        XCTAssertNotNil(lines[1]["srtp"]?["send"]?.stringValue)
+        XCTAssertEqual(lines[2]["type"], "ping")
+    }
+}

@@ -1,0 +1,145 @@
+import XCTest
+import Foundation
+import ParleyCore
+import ParleyIO
+import ParleySRTP
+import ParleySTUN
+@testable import ParleyServer
+
+/// Runs an external program (curl, python3, ffmpeg) and returns its exit
+/// status and output; the timeout only guards against hangs.
+@discardableResult
+func runTool(_ exe: String, _ args: [String], timeout: Double = 60, stdin: String? = nil) throws -> (status: Int32, out: String, err: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: exe.hasPrefix("/") ? exe : "/usr/bin/env")
+    p.arguments = exe.hasPrefix("/") ? args : [exe] + args
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    let inPipe = Pipe()
+    p.standardInput = inPipe
+    try p.run()
+    if let stdin { inPipe.fileHandleForWriting.write(Data(stdin.utf8)) }
+    try? inPipe.fileHandleForWriting.close()
+    // Read both pipes while waiting so a chatty child never blocks on a full pipe.
+    let outData = LockedData(), errData = LockedData()
+    let g = DispatchGroup()
+    for (pipe, box) in [(out, outData), (err, errData)] {
+        g.enter()
+        DispatchQueue.global().async {
+            box.set(pipe.fileHandleForReading.readDataToEndOfFile())
+            g.leave()
+        }
+    }
+    let deadline = Date().addingTimeInterval(timeout)
+    while p.isRunning && Date() < deadline { usleep(10_000) }
+    if p.isRunning { p.terminate(); XCTFail("\(exe) timed out") }
+    p.waitUntilExit()
+    g.wait()
+    return (p.terminationStatus, String(decoding: outData.get(), as: UTF8.self), String(decoding: errData.get(), as: UTF8.self))
+}
+
+final class LockedData: @unchecked Sendable {
+    private let l = NSLock()
+    private var d = Data()
+    func set(_ x: Data) { l.withLock { d = x } }
+    func get() -> Data { l.withLock { d } }
+}
+
+func tempDir(_ name: String) -> String {
+    let dir = NSTemporaryDirectory() + "parley-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}
+
+let quietLogger = Logger(label: "test", level: .error)
+
+/// A media peer for tests: a real blocking UDP socket on 127.0.0.1 that
+/// speaks SRTP with the keys from a join reply.
+final class MediaPeer {
+    let fd: Int32
+    let relay: SocketAddress
+    let sender: SRTPContext
+    let receiver: SRTPContext
+    var seq: UInt16 = 100
+
+    /// `join` is the join reply (or the `join` field of a resumed auth reply).
+    init(join: JSONValue) throws {
+        let suite = SRTPSuite(sdesName: join["srtp"]?["suite"]?.stringValue ?? "") ?? .default
+        sender = try SRTPContext(material: SRTPKeyMaterial(suite: suite, inlineKeyParams: join["srtp"]!["send"]!.stringValue!),
+                                 direction: .outbound)
+        receiver = try SRTPContext(material: SRTPKeyMaterial(suite: suite, inlineKeyParams: join["srtp"]!["receive"]!.stringValue!),
+                                   direction: .inbound)
+        relay = SocketAddress(ip: join["media"]!["host"]!.stringValue!, port: UInt16(join["media"]!["port"]!.intValue!))!
+        fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        precondition(fd >= 0)
+        let any = SocketAddress("127.0.0.1:0")!
+        precondition(any.withSockAddr { Glibc.bind(fd, $0, $1) } == 0)
+    }
+
+    deinit { close(fd) }
+
+    func send(_ bytes: [UInt8]) {
+        let n = bytes.withUnsafeBytes { b in relay.withSockAddr { sendto(fd, b.baseAddress, b.count, 0, $0, $1) } }
+        precondition(n == bytes.count)
+    }
+
+    /// The next datagram, or nil after `timeout` (a hang guard: callers wait for what must arrive, or drain).
+    func receive(timeout: Double = 10) -> [UInt8]? {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&p, 1, Int32(timeout * 1000)) == 1 else { return nil }
+        var buf = [UInt8](repeating: 0, count: 2048)
+        let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        return n >= 0 ? Array(buf[0..<n]) : nil
+    }
+
+    /// Next RTP (not RTCP, not STUN) datagram, decrypted; nil on timeout.
+    func receiveRTP(timeout: Double = 10) throws -> [UInt8]? {
+        while let d = receive(timeout: timeout) {
+            guard d.count >= 12, d[0] >> 6 == 2, !(192...223).contains(d[1]) else { continue }
+            return try receiver.unprotect(d)
+        }
+        return nil
+    }
+
+    /// A STUN Binding with the ICE credentials of the join; returns whether it succeeded.
+    func bind(ufrag: String, password: String) -> Bool {
+        var req = [UInt8](repeating: 0, count: 256)
+        let n = req.withUnsafeMutableBytes { out -> Int in
+            var w = try! STUNMessageWriter(into: out, type: .bindingRequest, transactionID: .random())
+            try! w.append(.username, bytes: Array("\(ufrag):peer".utf8))
+            try! w.appendMessageIntegrity(key: Array(password.utf8))
+            try! w.appendFingerprint()
+            return w.count
+        }
+        send(Array(req[0..<n]))
+        while let d = receive(), d.count >= 20 {
+            if d[0] == 0x01 && d[1] == 0x01 { return true }   // Binding success response
+            if d[0] == 0x01 && d[1] == 0x11 { return false }  // Binding error response
+        }
+        return false
+    }
+
+    /// An RTP packet with a payload unique to (ssrc, seq), protected with the send key.
+    func rtp(ssrc: UInt32, seq: UInt16, payloadType: UInt8 = 111, size: Int = 160) throws -> (plain: [UInt8], srtp: [UInt8]) {
+        let b = MediaPeer.plainRTP(ssrc: ssrc, seq: seq, payloadType: payloadType, size: size)
+        return (b, try sender.protect(b))
+    }
+
+    static func plainRTP(ssrc: UInt32, seq: UInt16, payloadType: UInt8 = 111, size: Int = 160) -> [UInt8] {
+        var b: [UInt8] = [0x80, payloadType, UInt8(seq >> 8), UInt8(seq & 0xff)]
+        let ts = UInt32(seq) &* 960
+        for v in [ts, ssrc] { b += [UInt8(v >> 24), UInt8(v >> 16 & 0xff), UInt8(v >> 8 & 0xff), UInt8(v & 0xff)] }
+        b += (0..<size).map { UInt8(truncatingIfNeeded: Int(ssrc) &* 31 &+ Int(seq) &* 7 &+ $0) }
+        return b
+    }
+
+    /// Sends the next packet on `ssrc`; returns its plaintext.
+    @discardableResult
+    func sendNext(ssrc: UInt32) throws -> [UInt8] {
+        seq &+= 1
+        let p = try rtp(ssrc: ssrc, seq: seq)
+        send(p.srtp)
+        return p.plain
+    }
+}

@@ -13,47 +13,15 @@ import ParleySRTP
 /// subscriber's), forged and replayed packets are dropped and counted, and a
 /// reconnect inside the grace period keeps the media session.
 final class SignallingRelayTests: XCTestCase {
-    var group: EventLoopGroup!
-    var relay: Relay!
-    var front: ServerFrontEnd!
-    var secret: [UInt8] = []
-    var dataDir = ""
+    var fx: RelayServerFixture!
+    var group: EventLoopGroup { fx.group }
 
-    override func setUpWithError() throws {
-        group = try EventLoopGroup(numberOfThreads: 2, logger: quietLogger)
-        let sink = RelayEventSink()
-        var rc = RelayConfig()
-        rc.onEvent = sink.deliver
-        relay = try Relay(loops: group.loops, mediaAddresses: group.loops.map { _ in .ipv4Loopback(port: 0) }, config: rc)
-        var config = ServerConfig()
-        config.listen = .init(host: "127.0.0.1", port: 0)
-        config.insecure = true
-        config.reconnectGraceSeconds = 30
-        dataDir = tempDir("relay-e2e")
-        config.dataDir = dataDir
-        config.logLevel = .error
-        front = try ServerFrontEnd.start(group: group, config: config, relay: relay, events: sink, logger: quietLogger)
-        secret = try ServerSecret.loadOrCreate(dataDir: dataDir)
-    }
+    override func setUpWithError() throws { fx = try RelayServerFixture() }
+    override func tearDown() { fx.stop() }
 
-    override func tearDown() {
-        front.stop()
-        relay.shutdown()
-        group.syncShutdownGracefully()
-    }
-
-    func token(_ sub: String, room: String = "call") -> String {
-        let now = Int64(Date().timeIntervalSince1970)
-        return JWT.sign(TokenClaims(subject: sub, room: room, issuedAt: now, expiresAt: now + 600, canPublish: true), secret: secret)
-    }
-
-    func connect() throws -> SignallingClient {
-        try SignallingClient.connect(loop: group.next(), address: front.address, host: "127.0.0.1")
-    }
-
-    func counter(_ reason: String) -> Int {
-        MetricsRegistry.shared.counter("parley_srtp_dropped_total", help: "", labels: [("reason", reason)]).current
-    }
+    func token(_ sub: String, room: String = "call") -> String { fx.token(sub, room: room) }
+    func connect() throws -> SignallingClient { try fx.connect() }
+    func counter(_ reason: String) -> Int { fx.srtpDrops(reason) }
 
     /// Joins `name`, publishes its audio track, and returns the client, join reply and track.
     func joinAndPublish(_ name: String) throws -> (SignallingClient, JSONValue, JSONValue) {

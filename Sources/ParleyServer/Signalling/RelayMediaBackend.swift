@@ -40,12 +40,18 @@ public final class RelayMediaBackend: MediaBackend, @unchecked Sendable {
             }
             ids[room] = [:]
         }
-        let tracks: [ParleyRelay.TrackSpec] = publish ? [.opus(), .video()] : []
-        let grant: ParticipantGrant
-        do { grant = try relay.addParticipantSync(room: room, tracks: tracks) } catch {
-            if ids[room]?.isEmpty == true { closeRoom(room) }
-            throw Self.map(error)
+        // SSRCs below 2^31: tools that take the SSRC as a signed int (ffmpeg's -ssrc) can use them as is.
+        var grant: ParticipantGrant?
+        for _ in 0..<4 where grant == nil {
+            let tracks: [ParleyRelay.TrackSpec] = publish
+                ? [.opus(ssrc: UInt32.random(in: 1..<0x8000_0000)), .video(ssrc: UInt32.random(in: 1..<0x8000_0000))] : []
+            do { grant = try relay.addParticipantSync(room: room, tracks: tracks) } catch {
+                if case .ssrcInUse = error { continue }
+                if ids[room]?.isEmpty == true { closeRoom(room) }
+                throw Self.map(error)
+            }
         }
+        guard let grant else { throw SignallingError(.internalError, "could not grant unique SSRCs") }
         let crypto: ParticipantCrypto
         do { crypto = try Self.makeCrypto(keys, metrics: metrics) } catch {
             try? relay.removeParticipantSync(room: room, grant.id)

@@ -161,6 +161,9 @@ public final class Relay: Sendable {
     public func setMutedSync(room: String, ssrc: UInt32, _ muted: Bool) throws(RelayError) {
         try wait { setMuted(room: room, ssrc: ssrc, muted, completion: $0) }
     }
+    public func setCryptoSync(room: String, participant: ParticipantID, _ crypto: ParticipantCrypto?) throws(RelayError) {
+        try wait { setCrypto(room: room, participant: participant, crypto, completion: $0) }
+    }
     public func statsSync(room: String) throws(RelayError) -> RoomStats { try wait { stats(room: room, completion: $0) } }
 
     /// Latches a fixed address for a participant without STUN. Trusted

@@ -483,13 +483,15 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
 
     // MARK: Housekeeping
 
-    private func runHousekeeping() {
+    /// Removes timed-out participants and sends RRs to publishers (the
+    /// repeating timer calls it; tests may too, on the loop).
+    func runHousekeeping(checkTimeouts: Bool = true) {
         nowNs = MonotonicTime.now().nanoseconds
         nowMs = nowNs / 1_000_000
         let timeout = UInt64(config.participantTimeout.millisecondsRoundedUp)
         for r in rooms.values {
             for p in r.participants {
-                if timeout > 0, nowMs &- p.lastSeenMs > timeout {
+                if checkTimeouts, timeout > 0, nowMs &- p.lastSeenMs > timeout {
                     remove(p)
                     metrics.timeouts.inc()
                     config.onEvent?(.participantTimedOut(room: r.name, participant: p.id))

@@ -109,4 +109,22 @@ final class SignallingRelayTests: XCTestCase {
         a2.close()
         b.close()
     }
+
+    func testOnlySubscribedTracksAreForwardedAndUnsubscribeStops() throws {
+        let (a, joinA, trackA) = try joinAndPublish("alice")
+        let (b, joinB, _) = try joinAndPublish("bob")
+        let ssrcA = UInt32(trackA["ssrc"]!.intValue!)
+        let peerA = try MediaPeer(join: joinA), peerB = try MediaPeer(join: joinB)
+        XCTAssertTrue(peerB.bind(ufrag: joinB["ice"]!["ufrag"]!.stringValue!, password: joinB["ice"]!["pwd"]!.stringValue!))
+        try peerA.sendNext(ssrc: ssrcA)
+        XCTAssertNil(try peerB.receiveRTP(timeout: 0.3), "not subscribed: nothing arrives")
+        try b.call(.subscribe(track: trackA["id"]!.stringValue!))
+        let p1 = try peerA.sendNext(ssrc: ssrcA)
+        XCTAssertEqual(try peerB.receiveRTP(), p1)
+        try b.call(.unsubscribe(track: trackA["id"]!.stringValue!))
+        try peerA.sendNext(ssrc: ssrcA)
+        XCTAssertNil(try peerB.receiveRTP(timeout: 0.3), "unsubscribed: nothing arrives")
+        a.close()
+        b.close()
+    }
 }

@@ -110,11 +110,11 @@ public final class SDPSession: @unchecked Sendable {
     /// Binds an ephemeral UDP port, latches it at the relay with an
     /// authenticated STUN Binding, closes it and returns the port (for a tool
     /// that will bind it and receive).
-    static func latchLocalPort(relay: SocketAddress, ufrag: String, password: String) throws -> Int {
+    static func latchLocalPort(relay: SocketAddress, ufrag: String, password: String, port wanted: UInt16 = 0) throws -> Int {
         let fd = socket(relay.protocolFamily, Int32(SOCK_DGRAM.rawValue), 0)
         guard fd >= 0 else { throw SignallingClient.Failure("socket: errno \(errno)") }
         defer { close(fd) }
-        let local = relay.family == .ipv4 ? SocketAddress.ipv4Any(port: 0) : SocketAddress.ipv6Any(port: 0)
+        let local = relay.family == .ipv4 ? SocketAddress.ipv4Loopback(port: wanted) : SocketAddress.ipv6Loopback(port: wanted)
         guard local.withSockAddr({ Glibc.bind(fd, $0, $1) }) == 0 else { throw SignallingClient.Failure("bind: errno \(errno)") }
         var ss = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)

@@ -90,7 +90,11 @@ public final class EventLoop: @unchecked Sendable, CustomStringConvertible {
     /// Live registrations (excluding the internal eventfd).
     public private(set) var registrationCount = 0
 
-    private let queue = Mutex<[@Sendable () -> Void]>([])
+    private struct TaskQueue {
+        var tasks: [@Sendable () -> Void] = []
+        var stopped = false
+    }
+    private let queue = Mutex<TaskQueue>(TaskQueue())
     private var draining: [@Sendable () -> Void] = []
     private let wakePending = Atomic<Bool>(false)
 
@@ -174,26 +178,33 @@ public final class EventLoop: @unchecked Sendable, CustomStringConvertible {
     /// called from any thread** (the others are loop-only unless noted). Tasks
     /// run in the order they were posted from one thread. Multiple producers,
     /// one consumer: a mutex-guarded array swapped out by the loop, plus an
-    /// eventfd write only when no wake-up is already pending. Tasks posted
-    /// after the loop stopped are dropped.
-    public func execute(_ task: @escaping @Sendable () -> Void) {
-        queue.withLock { $0.append(task) }
-        if !wakePending.exchange(true, ordering: .acquiringAndReleasing) {
-            var one: UInt64 = 1
-            _ = Glibc.write(wakeFD, &one, 8)
+    /// eventfd write only when no wake-up is already pending. Returns false
+    /// (and drops the task) once the loop has stopped.
+    @discardableResult
+    public func execute(_ task: @escaping @Sendable () -> Void) -> Bool {
+        queue.withLock { q in
+            if q.stopped { return false }
+            q.tasks.append(task)
+            // Written under the lock so the loop cannot close the eventfd in between.
+            if !wakePending.exchange(true, ordering: .acquiringAndReleasing) {
+                var one: UInt64 = 1
+                _ = Glibc.write(wakeFD, &one, 8)
+            }
+            return true
         }
     }
 
     /// Runs `body` on the loop and blocks the calling thread until it returns.
-    /// For setup code and tests; must not be called on the loop's own thread
-    /// (it runs `body` inline there).
+    /// For setup code and tests. On the loop's own thread it runs `body`
+    /// inline. Throws `SystemError(errno: ESHUTDOWN)` if the loop has stopped.
     public func submit<T>(_ body: @escaping @Sendable () throws -> T) throws -> T {
         if inEventLoop { return try body() }
         let box = SubmitBox<T>()
-        execute {
+        let queued = execute {
             let r = Result { try body() }
             box.complete(r)
         }
+        guard queued else { throw SystemError(errno: ESHUTDOWN, function: "EventLoop.submit") }
         return try box.wait().get()
     }
 
@@ -201,7 +212,7 @@ public final class EventLoop: @unchecked Sendable, CustomStringConvertible {
         var one: UInt64 = 0
         _ = Glibc.read(wakeFD, &one, 8)
         wakePending.store(false, ordering: .sequentiallyConsistent)
-        queue.withLock { swap(&$0, &draining) }
+        queue.withLock { swap(&$0.tasks, &draining) }
         for task in draining { task() }
         draining.removeAll(keepingCapacity: true)
     }
@@ -382,14 +393,20 @@ public final class EventLoop: @unchecked Sendable, CustomStringConvertible {
             runDueTimers()
             if wake { drainTasks() }
         }
-        // Run what was posted before we stopped, then close our descriptors.
+        // Run what was posted before we stopped (later posts are refused),
+        // then close our descriptors.
         drainTasks()
+        let late = queue.withLock { q -> [@Sendable () -> Void] in
+            q.stopped = true
+            defer { q.tasks.removeAll() }
+            return q.tasks
+        }
+        for task in late { task() }
         stateValue.store(State.stopped.rawValue, ordering: .releasing)
         heap.removeAll()
         timers.removeAll()
         closeFD(epfd)
         closeFD(wakeFD)
-        queue.withLock { $0.removeAll() }
     }
 
     private func liveHandlers() -> [any EventLoopIOHandler] {

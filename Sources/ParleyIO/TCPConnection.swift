@@ -202,13 +202,19 @@ public final class TCPConnection: EventLoopIOHandler, @unchecked Sendable {
         configure(socket.fd, options)
         let c = TCPConnection(fd: socket.fd, loop: loop, remote: socket.remoteAddress, options: options,
                               handler: handler, state: .active)
+        if let tls {
+            guard let layer = tls.makeLayer() else {
+                closeFD(socket.fd)
+                throw SystemError(errno: ENOMEM, function: "SSL_new")
+            }
+            c.layer = layer
+        }
         do {
             try c.registerAndStart(interest: .readable)
         } catch {
             closeFD(socket.fd)
             throw error
         }
-        if let tls { c.layer = tls.makeLayer() }
         c.becameActive()
         return c
     }
@@ -230,7 +236,13 @@ public final class TCPConnection: EventLoopIOHandler, @unchecked Sendable {
             }
         }
         let c = TCPConnection(fd: fd, loop: loop, remote: address, options: options, handler: handler, state: .connecting)
-        if let tls { c.layer = tls.makeLayer() }
+        if let tls {
+            guard let layer = tls.makeLayer() else {
+                closeFD(fd)
+                throw SystemError(errno: ENOMEM, function: "SSL_new")
+            }
+            c.layer = layer
+        }
         do {
             try c.registerAndStart(interest: .writable)
         } catch {
@@ -457,6 +469,12 @@ public final class TCPConnection: EventLoopIOHandler, @unchecked Sendable {
             if let layer { layer.receive(self, bytes) } else { deliver(bytes) }
             if n < buf.count { return }
         }
+    }
+
+    /// The TLS layer saw the peer's close_notify: same as a TCP EOF.
+    func layerPeerClosed() {
+        guard !peerEOF, state != .closed else { return }
+        peerClosed()
     }
 
     private func peerClosed() {

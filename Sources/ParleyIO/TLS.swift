@@ -1,5 +1,322 @@
-/// TLS configuration shared by connections (phase 2: OpenSSL). Placeholder
-/// until the OpenSSL layer lands; ``makeLayer()`` is called per connection.
+import Glibc
+import COpenSSL
+
+/// A TLS failure, with OpenSSL's error text.
+public struct TLSError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { "TLS: \(message)" }
+
+    /// Drains OpenSSL's (per-thread) error queue into one message.
+    static func fromQueue(_ what: String) -> TLSError {
+        var parts: [String] = []
+        var buf = [CChar](repeating: 0, count: 256)
+        while true {
+            let e = ERR_get_error()
+            if e == 0 { break }
+            ERR_error_string_n(e, &buf, buf.count)
+            parts.append(String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        }
+        return TLSError(parts.isEmpty ? what : "\(what): \(parts.joined(separator: "; "))")
+    }
+}
+
+/// TLS configuration (an OpenSSL `SSL_CTX`), shared by many connections and
+/// loops. Pass it to ``TCPConnection/adopt(_:on:options:tls:handler:)``,
+/// ``TCPConnection/connect(to:on:options:tls:handler:)`` or the
+/// ``TCPListener`` convenience initializer: the connection then runs TLS
+/// between the socket and its handler, and the handler sees plaintext only.
+///
+/// TLS 1.2 minimum. The engine works on memory BIOs: ciphertext moves through
+/// the connection's normal non-blocking read/write paths, and OpenSSL's
+/// WANT_READ ("need more bytes from the peer") simply waits for the next read.
 public final class TLSContext: @unchecked Sendable {
-    func makeLayer() -> TCPStreamLayer? { nil }
+    let ctx: OpaquePointer
+    let isServer: Bool
+    let serverName: String?
+
+    private init(ctx: OpaquePointer, isServer: Bool, serverName: String?) {
+        self.ctx = ctx; self.isServer = isServer; self.serverName = serverName
+    }
+
+    deinit { SSL_CTX_free(ctx) }
+
+    private static func newContext(server: Bool) throws(TLSError) -> OpaquePointer {
+        ERR_clear_error()
+        guard let ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method()) else {
+            throw TLSError.fromQueue("SSL_CTX_new")
+        }
+        _ = SSL_CTX_ctrl(ctx, SSL_CTRL_SET_MIN_PROTO_VERSION, Int(TLS1_2_VERSION), nil)
+        return ctx
+    }
+
+    /// A server context from a PEM certificate (chain) file and PEM private key.
+    public static func server(certificateChainFile: String, privateKeyFile: String) throws(TLSError) -> TLSContext {
+        let ctx = try newContext(server: true)
+        guard SSL_CTX_use_certificate_chain_file(ctx, certificateChainFile) == 1 else {
+            SSL_CTX_free(ctx); throw TLSError.fromQueue("certificate \(certificateChainFile)")
+        }
+        guard SSL_CTX_use_PrivateKey_file(ctx, privateKeyFile, SSL_FILETYPE_PEM) == 1 else {
+            SSL_CTX_free(ctx); throw TLSError.fromQueue("private key \(privateKeyFile)")
+        }
+        guard SSL_CTX_check_private_key(ctx) == 1 else {
+            SSL_CTX_free(ctx); throw TLSError.fromQueue("key does not match certificate")
+        }
+        return TLSContext(ctx: ctx, isServer: true, serverName: nil)
+    }
+
+    /// A client context. With `trustedCertificatesFile` the peer must present
+    /// a chain to one of those certificates and, if `serverName` is set, a
+    /// certificate for that name; without it nothing is verified (tests, load
+    /// tools against self-signed servers). `serverName` is also sent as SNI.
+    public static func client(trustedCertificatesFile: String? = nil, serverName: String? = nil) throws(TLSError) -> TLSContext {
+        let ctx = try newContext(server: false)
+        if let file = trustedCertificatesFile {
+            guard SSL_CTX_load_verify_locations(ctx, file, nil) == 1 else {
+                SSL_CTX_free(ctx); throw TLSError.fromQueue("trust file \(file)")
+            }
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
+        } else {
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nil)
+        }
+        return TLSContext(ctx: ctx, isServer: false, serverName: serverName)
+    }
+
+    func makeLayer() -> TCPStreamLayer? {
+        TLSSession(context: self)
+    }
+}
+
+/// One connection's TLS state: an `SSL` with two memory BIOs. Loop-bound.
+final class TLSSession: TCPStreamLayer {
+    private let ssl: OpaquePointer
+    private let rbio: OpaquePointer // ciphertext from the peer, read by OpenSSL
+    private let wbio: OpaquePointer // ciphertext OpenSSL wants sent
+    private var handshakeDone = false
+    private var closed = false
+    private var pendingPlaintext = ByteQueue() // handler writes before the handshake finished
+    private var released = false
+
+    init?(context: TLSContext) {
+        guard let ssl = SSL_new(context.ctx) else { return nil }
+        guard let r = BIO_new(BIO_s_mem()), let w = BIO_new(BIO_s_mem()) else { SSL_free(ssl); return nil }
+        SSL_set_bio(ssl, r, w) // ssl owns the BIOs now
+        self.ssl = ssl; rbio = r; wbio = w
+        if context.isServer {
+            SSL_set_accept_state(ssl)
+        } else {
+            SSL_set_connect_state(ssl)
+            if let name = context.serverName {
+                _ = parley_SSL_set_tlsext_host_name(ssl, name)
+                if SSL_CTX_get_verify_mode(context.ctx) & SSL_VERIFY_PEER != 0 { _ = SSL_set1_host(ssl, name) }
+            }
+        }
+    }
+
+    func release() {
+        guard !released else { return }
+        released = true
+        SSL_free(ssl)
+        pendingPlaintext.release()
+    }
+
+    deinit { release() }
+
+    /// Moves whatever OpenSSL produced into the connection's socket path.
+    private func flushOutput(_ c: TCPConnection) {
+        while BIO_ctrl_pending(wbio) > 0 {
+            var p: UnsafeMutablePointer<CChar>?
+            let n = Int(parley_BIO_get_mem_data(wbio, &p))
+            guard n > 0, let p else { break }
+            c.transmit(UnsafeRawBufferPointer(start: p, count: n))
+            if released { return } // the send failed and the connection closed
+            _ = BIO_ctrl(wbio, BIO_CTRL_RESET, 0, nil)
+        }
+    }
+
+    private func fail(_ c: TCPConnection, _ what: String) {
+        let err = TLSError.fromQueue(what)
+        flushOutput(c) // an alert, if OpenSSL queued one
+        c.fail(.tls(err.message))
+    }
+
+    func start(_ c: TCPConnection) {
+        ERR_clear_error()
+        handshake(c)
+    }
+
+    private func handshake(_ c: TCPConnection) {
+        let r = SSL_do_handshake(ssl)
+        if r == 1 {
+            handshakeDone = true
+            flushOutput(c)
+            guard !released else { return }
+            c.layerDidBecomeActive()
+            if !pendingPlaintext.isEmpty && !released {
+                let pending = pendingPlaintext
+                pendingPlaintext = ByteQueue()
+                var copy = pending
+                send(c, copy.readable)
+                copy.release()
+            }
+            return
+        }
+        switch SSL_get_error(ssl, r) {
+        case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+            flushOutput(c)
+        default:
+            fail(c, "handshake")
+        }
+    }
+
+    func receive(_ c: TCPConnection, _ bytes: UnsafeRawBufferPointer) {
+        guard !released else { return }
+        ERR_clear_error()
+        _ = BIO_write(rbio, bytes.baseAddress, Int32(bytes.count))
+        if !handshakeDone {
+            handshake(c)
+            if !handshakeDone || released { return }
+        }
+        // `bytes` (the loop's read buffer) is consumed: reuse it for plaintext.
+        let buf = c.loop.readBuffer
+        while !released {
+            let n = SSL_read(ssl, buf.baseAddress, Int32(buf.count))
+            if n > 0 {
+                c.deliver(UnsafeRawBufferPointer(rebasing: buf[0..<Int(n)]))
+                continue
+            }
+            switch SSL_get_error(ssl, n) {
+            case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+                flushOutput(c)
+            case SSL_ERROR_ZERO_RETURN:
+                flushOutput(c)
+                c.layerPeerClosed() // close_notify: the TLS stream ended
+            default:
+                fail(c, "read")
+            }
+            return
+        }
+    }
+
+    func send(_ c: TCPConnection, _ bytes: UnsafeRawBufferPointer) {
+        guard !released, !closed, bytes.count > 0 else { return }
+        if !handshakeDone {
+            pendingPlaintext.append(bytes)
+            return
+        }
+        ERR_clear_error()
+        var off = 0
+        while off < bytes.count {
+            let n = SSL_write(ssl, bytes.baseAddress! + off, Int32(min(bytes.count - off, 1 << 20)))
+            if n <= 0 { fail(c, "write"); return }
+            off += Int(n)
+        }
+        flushOutput(c)
+    }
+
+    func close(_ c: TCPConnection) {
+        guard !released, !closed else { return }
+        closed = true
+        guard handshakeDone else { return }
+        ERR_clear_error()
+        _ = SSL_shutdown(ssl) // queues close_notify; we do not wait for the peer's
+        flushOutput(c)
+    }
+}
+
+/// Self-signed certificates for `parley serve` when no certificate is configured.
+public enum TLSCertificate {
+    /// Files written by ``generateSelfSigned(directory:commonName:subjectAltNames:days:)``.
+    public struct Generated: Sendable {
+        public let certificateFile: String
+        public let privateKeyFile: String
+        /// SHA-256 of the DER certificate, as `"AB:CD:…"` (what
+        /// `openssl x509 -fingerprint -sha256` prints after the `=`).
+        public let sha256Fingerprint: String
+    }
+
+    /// Generates an EC P-256 key and a self-signed X.509 v3 certificate
+    /// (SHA-256 signature, SAN from `subjectAltNames`, e.g.
+    /// `["DNS:localhost", "IP:127.0.0.1"]`) and writes `cert.pem` and
+    /// `key.pem` (mode 0600) into `directory`, creating it if needed.
+    public static func generateSelfSigned(directory: String, commonName: String = "localhost",
+                                          subjectAltNames: [String] = ["DNS:localhost", "IP:127.0.0.1", "IP:::1"],
+                                          days: Int = 365) throws(TLSError) -> Generated {
+        ERR_clear_error()
+        mkdir(directory, 0o700)
+        // Key: EC P-256.
+        guard let kctx = EVP_PKEY_CTX_new_id(EVP_PKEY_EC, nil) else { throw TLSError.fromQueue("EVP_PKEY_CTX_new_id") }
+        defer { EVP_PKEY_CTX_free(kctx) }
+        var pkey: OpaquePointer?
+        guard EVP_PKEY_keygen_init(kctx) == 1,
+              EVP_PKEY_CTX_set_ec_paramgen_curve_nid(kctx, NID_X9_62_prime256v1) == 1,
+              EVP_PKEY_keygen(kctx, &pkey) == 1, let key = pkey else { throw TLSError.fromQueue("EC key generation") }
+        defer { EVP_PKEY_free(key) }
+
+        guard let x = X509_new() else { throw TLSError.fromQueue("X509_new") }
+        defer { X509_free(x) }
+        var serial = [UInt8](repeating: 0, count: 16)
+        _ = RAND_bytes(&serial, 16)
+        serial[0] &= 0x7f // positive
+        guard let bn = BN_bin2bn(serial, 16, nil) else { throw TLSError.fromQueue("serial") }
+        defer { BN_free(bn) }
+        _ = BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x))
+        guard X509_set_version(x, 2) == 1,
+              X509_gmtime_adj(X509_getm_notBefore(x), -3600) != nil,
+              X509_gmtime_adj(X509_getm_notAfter(x), days * 86400) != nil,
+              X509_set_pubkey(x, key) == 1 else { throw TLSError.fromQueue("certificate fields") }
+        let name = X509_get_subject_name(x)
+        guard X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, commonName, -1, -1, 0) == 1,
+              X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, "Parley", -1, -1, 0) == 1,
+              X509_set_issuer_name(x, name) == 1 else { throw TLSError.fromQueue("certificate name") }
+        var v3 = X509V3_CTX()
+        X509V3_set_ctx(&v3, x, x, nil, nil, 0)
+        var exts: [(Int32, String)] = [(NID_basic_constraints, "critical,CA:FALSE"),
+                                       (NID_key_usage, "critical,digitalSignature"),
+                                       (NID_ext_key_usage, "serverAuth,clientAuth")]
+        if !subjectAltNames.isEmpty { exts.append((NID_subject_alt_name, subjectAltNames.joined(separator: ","))) }
+        for (nid, value) in exts {
+            guard let ext = X509V3_EXT_conf_nid(nil, &v3, nid, value) else { throw TLSError.fromQueue("extension \(value)") }
+            defer { X509_EXTENSION_free(ext) }
+            guard X509_add_ext(x, ext, -1) == 1 else { throw TLSError.fromQueue("X509_add_ext") }
+        }
+        guard X509_sign(x, key, EVP_sha256()) > 0 else { throw TLSError.fromQueue("X509_sign") }
+
+        let certPath = directory + "/cert.pem", keyPath = directory + "/key.pem"
+        // Key first, created 0600 so it is never readable by others.
+        let kfd = open(keyPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard kfd >= 0, let kfile = fdopen(kfd, "w") else { throw TLSError("cannot create \(keyPath): \(String(cString: strerror(errno)))") }
+        let kok = PEM_write_PrivateKey(kfile, key, nil, nil, 0, nil, nil)
+        fclose(kfile)
+        guard kok == 1 else { throw TLSError.fromQueue("writing \(keyPath)") }
+        guard let cfile = fopen(certPath, "w") else { throw TLSError("cannot create \(certPath): \(String(cString: strerror(errno)))") }
+        let cok = PEM_write_X509(cfile, x)
+        fclose(cfile)
+        guard cok == 1 else { throw TLSError.fromQueue("writing \(certPath)") }
+
+        var md = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var mdLen: UInt32 = 0
+        guard X509_digest(x, EVP_sha256(), &md, &mdLen) == 1 else { throw TLSError.fromQueue("X509_digest") }
+        let hex = md.prefix(Int(mdLen)).map { b -> String in
+            let s = String(b, radix: 16, uppercase: true)
+            return s.count == 1 ? "0" + s : s
+        }
+        return Generated(certificateFile: certPath, privateKeyFile: keyPath, sha256Fingerprint: hex.joined(separator: ":"))
+    }
+
+    /// SHA-256 fingerprint (`"AB:CD:…"`) of the first certificate in a PEM file.
+    public static func sha256Fingerprint(ofPEMFile path: String) throws(TLSError) -> String {
+        ERR_clear_error()
+        guard let f = fopen(path, "r") else { throw TLSError("cannot open \(path)") }
+        defer { fclose(f) }
+        guard let x = PEM_read_X509(f, nil, nil, nil) else { throw TLSError.fromQueue("reading \(path)") }
+        defer { X509_free(x) }
+        var md = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var mdLen: UInt32 = 0
+        guard X509_digest(x, EVP_sha256(), &md, &mdLen) == 1 else { throw TLSError.fromQueue("X509_digest") }
+        return md.prefix(Int(mdLen)).map { b in
+            let s = String(b, radix: 16, uppercase: true)
+            return s.count == 1 ? "0" + s : s
+        }.joined(separator: ":")
+    }
 }

@@ -111,6 +111,16 @@ final class EventLoopTests: XCTestCase {
         XCTAssertEqual(openFDCount(), before)
     }
 
+    func testExecuteAfterStopIsRefusedAndSubmitThrows() throws {
+        let group = try EventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        group.syncShutdownGracefully()
+        XCTAssertFalse(loop.execute {})
+        XCTAssertThrowsError(try loop.submit { 1 }) { e in
+            XCTAssertEqual((e as? SystemError)?.errno, ESHUTDOWN)
+        }
+    }
+
     /// SIGTERM through the signalfd path. The signal is raised *on the loop
     /// thread*, which blocks it (inherited mask), so it stays pending for the
     /// signalfd and can never reach XCTest's default disposition.

@@ -39,18 +39,25 @@ func waitUntil(_ what: String, timeout: Double = 60, _ cond: () -> Bool) {
 /// The deterministic test pattern: byte i of stream `seed` is P[(i + seed) % 251].
 enum Pattern {
     static let period = 251
-    /// P repeated enough that any (offset % 251) + 64 KiB fits.
-    static let bytes: [UInt8] = (0..<(251 + 2 * 1_048_576)).map { UInt8(truncatingIfNeeded: ($0 % 251) &* 7 &+ 3) }
+    static let maxCount = 8 << 20
+    /// P repeated enough that any (offset % 251) + 8 MiB fits; allocated once
+    /// and never freed, so views into it stay valid.
+    nonisolated(unsafe) static let storage: UnsafeRawBufferPointer = {
+        let b = UnsafeMutableRawBufferPointer.allocate(byteCount: period + maxCount, alignment: 16)
+        for i in 0..<b.count { b[i] = UInt8(truncatingIfNeeded: (i % 251) &* 7 &+ 3) }
+        return UnsafeRawBufferPointer(b)
+    }()
 
     static func check(_ b: UnsafeRawBufferPointer, offset: Int, seed: Int) -> Bool {
-        precondition(b.count <= 2 * 1_048_576)
+        precondition(b.count <= maxCount)
         let start = (offset + seed) % period
-        return bytes.withUnsafeBytes { p in memcmp(p.baseAddress! + start, b.baseAddress!, b.count) == 0 }
+        return memcmp(storage.baseAddress! + start, b.baseAddress!, b.count) == 0
     }
 
     static func slice(offset: Int, count: Int, seed: Int) -> UnsafeRawBufferPointer {
+        precondition(count <= maxCount)
         let start = (offset + seed) % period
-        return bytes.withUnsafeBytes { UnsafeRawBufferPointer(rebasing: $0[start..<(start + count)]) }
+        return UnsafeRawBufferPointer(rebasing: storage[start..<(start + count)])
     }
 }
 
@@ -61,6 +68,9 @@ struct BlockingSocket {
         fd = socket(a.protocolFamily, Int32(SOCK_STREAM.rawValue), 0)
         precondition(fd >= 0)
         if var rb = receiveBuffer { setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rb, 4) }
+        // No Nagle: with tiny buffers, Nagle + delayed ACKs stall for seconds.
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, 4)
         let r = a.withSockAddr { Glibc.connect(fd, $0, $1) }
         precondition(r == 0, "connect: \(errno)")
     }

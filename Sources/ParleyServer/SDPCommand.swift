@@ -49,6 +49,9 @@ public final class SDPSession: @unchecked Sendable {
             guard o.insecureSkipVerify || o.fingerprint != nil else {
                 throw SignallingClient.Failure("wss:// needs --insecure-skip-verify or --fingerprint SHA256 (the server's certificate is self-signed)")
             }
+            if let fp = o.fingerprint, !o.insecureSkipVerify {
+                try ClientTLS.checkFingerprint(address: address, serverName: url.host, expected: fp)
+            }
             tls = try ClientTLS.context(pinnedFingerprint: o.insecureSkipVerify ? nil : o.fingerprint)
         }
         let client = try SignallingClient.connect(loop: loop, address: address, host: url.host, path: url.path, tls: tls)

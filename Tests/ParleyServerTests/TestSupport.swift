@@ -155,7 +155,10 @@ final class RelayServerFixture {
     let secret: [UInt8]
     let dataDir: String
 
-    init(loops: Int = 2, grace: Int = 30) throws {
+    let tls: Bool
+
+    init(loops: Int = 2, grace: Int = 30, tls: Bool = false) throws {
+        self.tls = tls
         group = try EventLoopGroup(numberOfThreads: loops, logger: quietLogger)
         let sink = RelayEventSink()
         var rc = RelayConfig()
@@ -163,7 +166,7 @@ final class RelayServerFixture {
         relay = try Relay(loops: group.loops, mediaAddresses: group.loops.map { _ in .ipv4Loopback(port: 0) }, config: rc)
         var config = ServerConfig()
         config.listen = .init(host: "127.0.0.1", port: 0)
-        config.insecure = true
+        config.insecure = !tls
         config.reconnectGraceSeconds = grace
         dataDir = tempDir("server")
         config.dataDir = dataDir
@@ -178,7 +181,9 @@ final class RelayServerFixture {
         group.syncShutdownGracefully()
     }
 
-    var wsURL: String { "ws://127.0.0.1:\(front.address.port)/ws" }
+    var wsURL: String { "\(tls ? "wss" : "ws")://127.0.0.1:\(front.address.port)/ws" }
+    var httpURL: String { "\(tls ? "https" : "http")://127.0.0.1:\(front.address.port)" }
+    var certificateFile: String { dataDir + "/tls/cert.pem" }
 
     func token(_ sub: String, room: String = "call", publish: Bool = true) -> String {
         let now = Int64(Date().timeIntervalSince1970)
@@ -186,7 +191,8 @@ final class RelayServerFixture {
     }
 
     func connect() throws -> SignallingClient {
-        try SignallingClient.connect(loop: group.next(), address: front.address, host: "127.0.0.1")
+        try SignallingClient.connect(loop: group.next(), address: front.address, host: "127.0.0.1",
+                                     tls: tls ? try TLSContext.client(trustedCertificatesFile: certificateFile) : nil)
     }
 
     func srtpDrops(_ reason: String) -> Int {

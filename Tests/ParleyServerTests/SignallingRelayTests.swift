@@ -127,4 +127,39 @@ final class SignallingRelayTests: XCTestCase {
         a.close()
         b.close()
     }
+
+    func testSRTCPSenderReportsAreReprotectedForSubscribersAndForgedOnesDropped() throws {
+        let (a, joinA, trackA) = try joinAndPublish("alice")
+        let (b, joinB, _) = try joinAndPublish("bob")
+        try b.call(.subscribe(track: trackA["id"]!.stringValue!))
+        let ssrcA = UInt32(trackA["ssrc"]!.intValue!)
+        let peerA = try MediaPeer(join: joinA), peerB = try MediaPeer(join: joinB)
+        XCTAssertTrue(peerA.bind(ufrag: joinA["ice"]!["ufrag"]!.stringValue!, password: joinA["ice"]!["pwd"]!.stringValue!))
+        XCTAssertTrue(peerB.bind(ufrag: joinB["ice"]!["ufrag"]!.stringValue!, password: joinB["ice"]!["pwd"]!.stringValue!))
+        let first = try peerA.sendNext(ssrc: ssrcA)
+        XCTAssertEqual(try peerB.receiveRTP(), first)
+
+        // RTCP SR (RFC 3550 §6.4.1): V=2, PT=200, length 6, SSRC, NTP, RTP ts, counts.
+        func senderReport(_ packets: UInt32) -> [UInt8] {
+            var sr: [UInt8] = [0x80, 200, 0, 6]
+            for v: UInt32 in [ssrcA, 0xE000_0000, 0x1234_5678, 960, packets, packets * 160] {
+                sr += [UInt8(v >> 24), UInt8(v >> 16 & 0xff), UInt8(v >> 8 & 0xff), UInt8(v & 0xff)]
+            }
+            return sr
+        }
+        let forgedBefore = fx.srtpDrops("auth_failed")
+        let mallory = try SRTPContext(material: .random(), direction: .outbound)
+        peerA.send(try mallory.protect(senderReport(99), rtcp: true))
+        peerA.send(try peerA.sender.protect(senderReport(1), rtcp: true))
+        var got: [UInt8]?
+        while let d = peerB.receive() {
+            if d.count >= 8 && d[1] == 200 { got = try peerB.receiver.unprotect(d, rtcp: true); break }
+        }
+        let sr = try XCTUnwrap(got, "Bob receives Alice's SR, protected with his key")
+        XCTAssertEqual(Array(sr[4..<8]), Array(senderReport(1)[4..<8]), "sender SSRC")
+        XCTAssertEqual(Array(sr[20..<24]), [0, 0, 0, 1], "the genuine report (packet count 1), not the forged one")
+        XCTAssertEqual(fx.srtpDrops("auth_failed"), forgedBefore + 1)
+        a.close()
+        b.close()
+    }
 }

@@ -24,7 +24,9 @@ public struct MonotonicTime: Comparable, Hashable, Sendable, CustomStringConvert
     /// `self + d`, saturating.
     public func adding(_ d: Duration) -> MonotonicTime {
         let ns = d.nanosecondsClamped
-        return MonotonicTime(nanoseconds: ns <= 0 ? nanoseconds : nanoseconds.addingReportingOverflow(UInt64(ns)).overflow ? .max : nanoseconds + UInt64(ns))
+        guard ns > 0 else { return self }
+        let (sum, overflow) = nanoseconds.addingReportingOverflow(UInt64(ns))
+        return MonotonicTime(nanoseconds: overflow ? .max : sum)
     }
 
     /// `self - earlier`, or zero if `earlier` is later.

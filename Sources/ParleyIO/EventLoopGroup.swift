@@ -16,7 +16,8 @@ import ParleyCore
 /// *before* the loop threads start (they inherit the mask), and a signalfd on
 /// loop 0 turns the first of them into ``shutdownGracefully()``. Create the
 /// group on the main thread before starting other threads so no thread is left
-/// with the default disposition (which would kill the process).
+/// with the default disposition (which would kill the process). The creating
+/// thread keeps the signals blocked afterwards.
 public final class EventLoopGroup: @unchecked Sendable {
     /// The loops, index = ``EventLoop/index``.
     public let loops: [EventLoop]

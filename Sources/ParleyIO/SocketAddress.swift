@@ -118,9 +118,7 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
 
     /// The same address with another port.
     public func withPort(_ p: UInt16) -> SocketAddress {
-        var copy = self
-        copy = SocketAddress(family: family, port: p, high: high, low: low, scopeID: scopeID)
-        return copy
+        SocketAddress(family: family, port: p, high: high, low: low, scopeID: scopeID)
     }
 
     @usableFromInline init(family: Family, port: UInt16, high: UInt64, low: UInt64, scopeID: UInt32) {

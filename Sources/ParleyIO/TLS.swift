@@ -294,14 +294,7 @@ public enum TLSCertificate {
         fclose(cfile)
         guard cok == 1 else { throw TLSError.fromQueue("writing \(certPath)") }
 
-        var md = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
-        var mdLen: UInt32 = 0
-        guard X509_digest(x, EVP_sha256(), &md, &mdLen) == 1 else { throw TLSError.fromQueue("X509_digest") }
-        let hex = md.prefix(Int(mdLen)).map { b -> String in
-            let s = String(b, radix: 16, uppercase: true)
-            return s.count == 1 ? "0" + s : s
-        }
-        return Generated(certificateFile: certPath, privateKeyFile: keyPath, sha256Fingerprint: hex.joined(separator: ":"))
+        return Generated(certificateFile: certPath, privateKeyFile: keyPath, sha256Fingerprint: try fingerprint(x))
     }
 
     /// SHA-256 fingerprint (`"AB:CD:…"`) of the first certificate in a PEM file.
@@ -311,12 +304,17 @@ public enum TLSCertificate {
         defer { fclose(f) }
         guard let x = PEM_read_X509(f, nil, nil, nil) else { throw TLSError.fromQueue("reading \(path)") }
         defer { X509_free(x) }
+        return try fingerprint(x)
+    }
+
+    /// `"AB:CD:…"` SHA-256 of a certificate's DER encoding.
+    private static func fingerprint(_ x: OpaquePointer) throws(TLSError) -> String {
         var md = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
         var mdLen: UInt32 = 0
         guard X509_digest(x, EVP_sha256(), &md, &mdLen) == 1 else { throw TLSError.fromQueue("X509_digest") }
+        let digits = Array("0123456789ABCDEF".utf8)
         return md.prefix(Int(mdLen)).map { b in
-            let s = String(b, radix: 16, uppercase: true)
-            return s.count == 1 ? "0" + s : s
+            String(decoding: [digits[Int(b >> 4)], digits[Int(b & 15)]], as: UTF8.self)
         }.joined(separator: ":")
     }
 }

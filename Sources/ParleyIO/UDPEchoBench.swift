@@ -14,7 +14,7 @@ public enum UDPEchoBench {
     final class Echo: UDPSocketHandler {
         var packets = 0
         func udpSocket(_ socket: UDPSocket, didReceive batch: UDPReceiveBatch) {
-            let out = socket.sendBatch!
+            let out = socket.sendBatch
             for i in 0..<batch.count {
                 let d = batch[i]
                 out.appendNoCopy(d.bytes, to: d.source)

@@ -102,7 +102,10 @@ final class MMsgArrays {
 /// same bytes N times with different destinations, then flush.
 public final class UDPSendBatch {
     let arrays: MMsgArrays
-    unowned let socket: UDPSocket
+    private let fd: Int32
+    private let metrics: UDPSocket.Metrics
+    /// Cleared when the socket closes; later flushes drop and count.
+    var isOpen = true
     /// Datagrams queued and not yet flushed.
     public private(set) var count = 0
     /// Maximum datagrams per `sendmmsg`.
@@ -110,8 +113,9 @@ public final class UDPSendBatch {
     /// Largest payload ``append(_:to:)`` / ``append(to:maxLength:_:)`` accept.
     public var maxDatagramSize: Int { arrays.slotSize }
 
-    init(socket: UDPSocket, capacity: Int, slotSize: Int) {
-        self.socket = socket
+    init(fd: Int32, metrics: UDPSocket.Metrics, capacity: Int, slotSize: Int) {
+        self.fd = fd
+        self.metrics = metrics
         arrays = MMsgArrays(capacity: capacity, slotSize: slotSize)
     }
 
@@ -126,7 +130,7 @@ public final class UDPSendBatch {
     /// Queues a copy of `bytes` for `destination`. Payloads longer than
     /// ``maxDatagramSize`` are dropped and counted.
     public func append(_ bytes: UnsafeRawBufferPointer, to destination: SocketAddress) {
-        guard bytes.count <= arrays.slotSize else { socket.metrics.sendOversize.inc(); return }
+        guard bytes.count <= arrays.slotSize else { metrics.sendOversize.inc(); return }
         let i = slot(destination)
         let base = arrays.buffers + i * arrays.slotSize
         if bytes.count > 0 { base.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
@@ -164,16 +168,17 @@ public final class UDPSendBatch {
         let total = count
         guard total > 0 else { return 0 }
         count = 0
+        guard isOpen else { metrics.sendError.inc(total); return 0 }
         var done = 0
         var sent = 0
         while done < total {
             let r: IOResult<Int32>
             do {
                 r = try syscallMayBlock("sendmmsg") {
-                    parley_sendmmsg(socket.fd, arrays.msgs + done, UInt32(total - done), 0)
+                    parley_sendmmsg(fd, arrays.msgs + done, UInt32(total - done), 0)
                 }
             } catch {
-                socket.metrics.sendError.inc()
+                metrics.sendError.inc()
                 done += 1 // skip the datagram that failed
                 continue
             }
@@ -181,11 +186,11 @@ public final class UDPSendBatch {
             case .processed(let n):
                 done += Int(n); sent += Int(n)
             case .wouldBlock:
-                socket.metrics.sendWouldBlock.inc(total - done)
+                metrics.sendWouldBlock.inc(total - done)
                 done = total
             }
         }
-        socket.metrics.sent.inc(sent)
+        metrics.sent.inc(sent)
         return sent
     }
 }
@@ -239,8 +244,8 @@ public final class UDPSocket: EventLoopIOHandler, @unchecked Sendable {
     public let receiveBufferSize: Int, sendBufferSize: Int
     /// The handler; released on ``close()``.
     public private(set) var handler: (any UDPSocketHandler)?
-    /// The reusable outgoing batch.
-    public private(set) var sendBatch: UDPSendBatch!
+    /// The reusable outgoing batch (loop only).
+    public let sendBatch: UDPSendBatch
     let fd: Int32
     let metrics: Metrics
     private let recv: MMsgArrays
@@ -256,8 +261,9 @@ public final class UDPSocket: EventLoopIOHandler, @unchecked Sendable {
         self.options = options
         self.handler = handler
         metrics = Metrics(options.metrics)
-        fd = try SocketOps.boundSocket(address, type: Int32(SOCK_DGRAM.rawValue), reuseAddress: false,
-                                       reusePort: options.reusePort, ipv6Only: options.ipv6Only)
+        let fd = try SocketOps.boundSocket(address, type: Int32(SOCK_DGRAM.rawValue), reuseAddress: false,
+                                           reusePort: options.reusePort, ipv6Only: options.ipv6Only)
+        self.fd = fd
         receiveBufferSize = SocketOps.setBuffer(fd, receive: true, bytes: options.receiveBufferSize)
         sendBufferSize = SocketOps.setBuffer(fd, receive: false, bytes: options.sendBufferSize)
         do {
@@ -267,7 +273,7 @@ public final class UDPSocket: EventLoopIOHandler, @unchecked Sendable {
             throw error
         }
         recv = MMsgArrays(capacity: options.batchSize, slotSize: options.maxDatagramSize)
-        sendBatch = UDPSendBatch(socket: self, capacity: options.batchSize, slotSize: options.maxDatagramSize)
+        sendBatch = UDPSendBatch(fd: fd, metrics: metrics, capacity: options.batchSize, slotSize: options.maxDatagramSize)
         do {
             registration = try loop.register(fd: fd, interest: .readable, handler: self)
         } catch {
@@ -312,6 +318,7 @@ public final class UDPSocket: EventLoopIOHandler, @unchecked Sendable {
         loop.assertInLoop()
         guard let reg = registration else { return }
         sendBatch.flush()
+        sendBatch.isOpen = false
         loop.deregister(reg)
         registration = nil
         closeFD(fd)

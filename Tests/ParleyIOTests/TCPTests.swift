@@ -137,12 +137,7 @@ final class TCPTests: XCTestCase {
         let sender = TestThread { peer.send(data); peer.shutdownWrite() }
         // Not reading: the server's queue must fill past the high-water mark.
         waitUntil("server paused") { stats.paused.load(ordering: .relaxed) > 0 }
-        var got = 0
-        var ok = true
-        peer.readAll { b in
-            if !Pattern.check(b, offset: got, seed: 7) { ok = false }
-            got += b.count
-        }
+        let (got, ok) = peer.readAllChecking(seed: 7)
         sender.join()
         peer.close()
         XCTAssertTrue(ok)
@@ -170,17 +165,11 @@ final class TCPTests: XCTestCase {
                 written.fulfill()
             }
         }
-        _ = listener
         let peer = BlockingSocket(connectTo: listener.localAddress)
         wait(for: [written], timeout: 30)
         XCTAssertGreaterThan(pendingAtShutdown.value, total / 2) // really pending
         let stopper = TestThread { server.syncShutdownGracefully() } // listener closes, connection flushes
-        var got = 0
-        var ok = true
-        peer.readAll { b in
-            if !Pattern.check(b, offset: got, seed: 3) { ok = false }
-            got += b.count
-        }
+        let (got, ok) = peer.readAllChecking(seed: 3)
         stopper.join()
         peer.close()
         XCTAssertTrue(ok)

@@ -93,6 +93,16 @@ struct BlockingSocket {
             buf.withUnsafeBytes { each(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
         }
     }
+    /// Reads until EOF, checking the bytes against `Pattern` stream `seed`.
+    func readAllChecking(seed: Int) -> (count: Int, intact: Bool) {
+        var got = 0
+        var ok = true
+        readAll { b in
+            if !Pattern.check(b, offset: got, seed: seed) { ok = false }
+            got += b.count
+        }
+        return (got, ok)
+    }
     func shutdownWrite() { Glibc.shutdown(fd, Int32(SHUT_WR)) }
     func close() { Glibc.close(fd) }
 }

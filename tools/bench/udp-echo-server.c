@@ -15,6 +15,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "udp-bench-common.h"
+
 #define MAXBATCH 1024
 #define SLOT 2048
 
@@ -25,21 +27,13 @@ int main(int argc, char **argv) {
     if (argc < 3) { fprintf(stderr, "usage: %s HOST PORT [BATCH]\n", argv[0]); return 2; }
     int batch = argc > 3 ? atoi(argv[3]) : 64;
     if (batch < 1 || batch > MAXBATCH) batch = 64;
-    struct sockaddr_storage ss; memset(&ss, 0, sizeof ss);
+    struct sockaddr_storage ss;
     socklen_t sl;
-    int family;
-    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, argv[1], &s4->sin_addr) == 1) {
-        family = AF_INET; s4->sin_family = AF_INET; s4->sin_port = htons(atoi(argv[2])); sl = sizeof *s4;
-    } else if (inet_pton(AF_INET6, argv[1], &s6->sin6_addr) == 1) {
-        family = AF_INET6; s6->sin6_family = AF_INET6; s6->sin6_port = htons(atoi(argv[2])); sl = sizeof *s6;
-    } else { fprintf(stderr, "bad host\n"); return 2; }
+    int family = parse_address(argv[1], argv[2], &ss, &sl);
+    if (family < 0) { fprintf(stderr, "bad host\n"); return 2; }
 
     int fd = socket(family, SOCK_DGRAM, 0);
-    int big = 4 << 20;
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big) < 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
-    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big) < 0) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+    large_buffers(fd, 4 << 20);
     if (bind(fd, (struct sockaddr *)&ss, sl) < 0) { perror("bind"); return 1; }
 
     struct sigaction sa; memset(&sa, 0, sizeof sa);

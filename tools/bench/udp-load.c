@@ -26,6 +26,8 @@
 #endif
 #include <unistd.h>
 
+#include "udp-bench-common.h"
+
 #define BATCH 64
 #define SLOT 2048
 
@@ -39,19 +41,12 @@ int main(int argc, char **argv) {
     double rate = atof(argv[3]), seconds = atof(argv[4]);
     int size = atoi(argv[5]);
     if (size < 8 || size > SLOT) { fprintf(stderr, "size 8..%d\n", SLOT); return 2; }
-    struct sockaddr_storage ss; memset(&ss, 0, sizeof ss);
-    socklen_t sl; int family;
-    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, argv[1], &s4->sin_addr) == 1) {
-        family = AF_INET; s4->sin_family = AF_INET; s4->sin_port = htons(atoi(argv[2])); sl = sizeof *s4;
-    } else if (inet_pton(AF_INET6, argv[1], &s6->sin6_addr) == 1) {
-        family = AF_INET6; s6->sin6_family = AF_INET6; s6->sin6_port = htons(atoi(argv[2])); sl = sizeof *s6;
-    } else { fprintf(stderr, "bad host\n"); return 2; }
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    int family = parse_address(argv[1], argv[2], &ss, &sl);
+    if (family < 0) { fprintf(stderr, "bad host\n"); return 2; }
     int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK, 0);
-    int big = 16 << 20;
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big) < 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
-    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big) < 0) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+    large_buffers(fd, 16 << 20);
     if (connect(fd, (struct sockaddr *)&ss, sl) < 0) { perror("connect"); return 1; }
 
     const char *g = getenv("GSO");

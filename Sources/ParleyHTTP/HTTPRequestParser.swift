@@ -94,6 +94,17 @@ public struct HTTPRequestParser: Sendable {
     /// True when the last request was not keep-alive and is complete: close the connection.
     public var isClosed: Bool { if case .closed = state { return true } else { return false } }
 
+    /// Removes and returns the bytes buffered past the last event. After a
+    /// `101 Switching Protocols` (WebSocket upgrade) these belong to the new
+    /// protocol: hand them to the WebSocket decoder before newly read bytes.
+    public mutating func takeBufferedBytes() -> [UInt8] {
+        let rest = Array(buffer[readIndex...])
+        buffer.removeAll(keepingCapacity: true)
+        readIndex = 0
+        scanIndex = 0
+        return rest
+    }
+
     /// Appends received bytes.
     public mutating func append<C: Collection>(_ bytes: C) where C.Element == UInt8 {
         if case .closed = state { return }
@@ -165,13 +176,7 @@ public struct HTTPRequestParser: Sendable {
                 state = .headerLines
 
             case .headerLines:
-                let room = limits.maxHeaderBytes - headerBytes
-                guard let line = nextLine(limit: room) else {
-                    if bufferedByteCount > room { throw .headerFieldsTooLarge }
-                    return .needMoreData
-                }
-                headerBytes += line.count + 2
-                if headerBytes > limits.maxHeaderBytes { throw .headerFieldsTooLarge }
+                guard let line = try nextFieldLine() else { return .needMoreData }
                 if line.isEmpty {
                     return .head(try finishHead())
                 }
@@ -218,13 +223,7 @@ public struct HTTPRequestParser: Sendable {
 
             case .trailers:
                 // Trailer fields are read against the header budget and dropped.
-                let room = limits.maxHeaderBytes - headerBytes
-                guard let line = nextLine(limit: room) else {
-                    if bufferedByteCount > room { throw .headerFieldsTooLarge }
-                    return .needMoreData
-                }
-                headerBytes += line.count + 2
-                if headerBytes > limits.maxHeaderBytes { throw .headerFieldsTooLarge }
+                guard let line = try nextFieldLine() else { return .needMoreData }
                 if line.isEmpty {
                     state = .endOfMessage
                 } else {
@@ -257,6 +256,19 @@ public struct HTTPRequestParser: Sendable {
     private mutating func consume(_ n: Int) {
         readIndex += n
         if scanIndex < readIndex { scanIndex = readIndex }
+    }
+
+    /// The next header or trailer line, charged to the header byte budget
+    /// (431 once the block outgrows `maxHeaderBytes`); nil when incomplete.
+    private mutating func nextFieldLine() throws(HTTPParseError) -> ArraySlice<UInt8>? {
+        let room = limits.maxHeaderBytes - headerBytes
+        let start = readIndex
+        guard let line = nextLine(limit: room) else {
+            if bufferedByteCount > room { throw .headerFieldsTooLarge }
+            return nil
+        }
+        headerBytes += readIndex - start
+        return line
     }
 
     /// The next line (without CRLF or LF) if one is complete within `limit`

@@ -10,6 +10,7 @@ public enum ServerSecret {
     public enum Failure: Error, CustomStringConvertible {
         case io(String, path: String, errno: Int32)
         case wrongLength(path: String, length: Int)
+        case notRegularFile(path: String)
         case insecurePermissions(path: String, mode: UInt32)
         case randomFailed
 
@@ -17,6 +18,7 @@ public enum ServerSecret {
             switch self {
             case .io(let op, let path, let e): return "\(op) \(path): \(String(cString: strerror(e)))"
             case .wrongLength(let path, let n): return "\(path) holds \(n) bytes, expected \(ServerSecret.length)"
+        case .notRegularFile(let path): return "\(path) is not a regular file"
             case .insecurePermissions(let path, let mode):
                 return "\(path) has mode \(String(mode, radix: 8)); it must not be readable by group or others (chmod 600)"
             case .randomFailed: return "RAND_bytes failed"
@@ -60,7 +62,8 @@ public enum ServerSecret {
 
     /// The secret at `path`, or nil when the file does not exist.
     private static func readSecret(_ path: String) throws(Failure) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        // O_NONBLOCK: a FIFO planted at the path must not hang us; it is refused below.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         if fd < 0 {
             if errno == ENOENT { return nil }
             throw .io("open", path: path, errno: errno)
@@ -68,6 +71,7 @@ public enum ServerSecret {
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw .io("stat", path: path, errno: errno) }
+        guard st.st_mode & S_IFMT == S_IFREG else { throw .notRegularFile(path: path) }
         if st.st_mode & 0o077 != 0 { throw .insecurePermissions(path: path, mode: st.st_mode & 0o7777) }
         var buf = [UInt8](repeating: 0, count: length + 1)
         var total = 0

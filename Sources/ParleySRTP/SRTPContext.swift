@@ -46,7 +46,9 @@ private let libsrtpInitStatus: srtp_err_status_t = srtp_init()
 ///
 /// Packets are processed in place, in a caller-provided buffer whose spare
 /// capacity covers the suite's overhead (`SRTPSuite.maxOverhead` always
-/// does); nothing is allocated per packet.
+/// does); this wrapper allocates nothing per packet. (Debian's libsrtp2 is
+/// built on NSS, whose cipher contexts do allocate inside libsrtp2: see
+/// docs/benchmarks.md, "SRTP".)
 ///
 /// Threading: a context is not thread-safe. Use each one from one thread at
 /// a time (in Parley, the event loop that owns the room); different contexts
@@ -66,6 +68,8 @@ public final class SRTPContext {
     /// Smallest fixed RTP header (RFC 3550 §5.1) and RTCP header (§6.4).
     static let rtpHeaderLength = 12
     static let rtcpHeaderLength = 8
+    /// Largest packet handled: a UDP datagram cannot carry more.
+    public static let maxPacketLength = 65_535
 
     /// - Parameters:
     ///   - replayWindow: RTP replay window in packets (64…32767; default 1024,
@@ -114,22 +118,14 @@ public final class SRTPContext {
         if let session { srtp_dealloc(session) }
     }
 
-    // MARK: - RTP
+    // MARK: - RTP and RTCP, in place
 
     /// Encrypts and authenticates the RTP packet in `buffer[0..<length]` in
     /// place; returns the new length (`length + suite.rtpOverhead`).
     @inline(__always)
     public func protectRTP(_ buffer: UnsafeMutableRawBufferPointer, length: Int) throws(SRTPError) -> Int {
-        precondition(direction == .outbound, "protectRTP on an inbound SRTPContext")
-        guard length >= Self.rtpHeaderLength, length <= buffer.count, let base = buffer.baseAddress,
-              base.load(as: UInt8.self) >> 6 == 2 else { throw .malformedPacket }
-        guard buffer.count - length >= suite.rtpOverhead else {
-            throw .bufferTooSmall(needed: suite.rtpOverhead, available: buffer.count - length)
-        }
-        var len = Int32(length)
-        let status = srtp_protect(session, base, &len)
-        guard status == srtp_err_status_ok else { throw SRTPError(status: status, function: "srtp_protect") }
-        return Int(len)
+        try process(buffer, length, .outbound, minLength: Self.rtpHeaderLength, spare: suite.rtpOverhead,
+                    srtp_protect, "srtp_protect")
     }
 
     /// Verifies and decrypts the SRTP packet in `buffer[0..<length]` in
@@ -137,42 +133,41 @@ public final class SRTPContext {
     /// `.replayed` for packets to drop.
     @inline(__always)
     public func unprotectRTP(_ buffer: UnsafeMutableRawBufferPointer, length: Int) throws(SRTPError) -> Int {
-        precondition(direction == .inbound, "unprotectRTP on an outbound SRTPContext")
-        guard length >= Self.rtpHeaderLength + suite.tagLength, length <= buffer.count, let base = buffer.baseAddress,
-              base.load(as: UInt8.self) >> 6 == 2 else { throw .malformedPacket }
-        var len = Int32(length)
-        let status = srtp_unprotect(session, base, &len)
-        guard status == srtp_err_status_ok else { throw SRTPError(status: status, function: "srtp_unprotect") }
-        return Int(len)
+        try process(buffer, length, .inbound, minLength: Self.rtpHeaderLength + suite.tagLength, spare: 0,
+                    srtp_unprotect, "srtp_unprotect")
     }
-
-    // MARK: - RTCP
 
     /// Protects the (compound) RTCP packet in `buffer[0..<length]` in place;
     /// returns the new length (`length + suite.rtcpOverhead`).
     @inline(__always)
     public func protectRTCP(_ buffer: UnsafeMutableRawBufferPointer, length: Int) throws(SRTPError) -> Int {
-        precondition(direction == .outbound, "protectRTCP on an inbound SRTPContext")
-        guard length >= Self.rtcpHeaderLength, length <= buffer.count, let base = buffer.baseAddress,
-              base.load(as: UInt8.self) >> 6 == 2 else { throw .malformedPacket }
-        guard buffer.count - length >= suite.rtcpOverhead else {
-            throw .bufferTooSmall(needed: suite.rtcpOverhead, available: buffer.count - length)
-        }
-        var len = Int32(length)
-        let status = srtp_protect_rtcp(session, base, &len)
-        guard status == srtp_err_status_ok else { throw SRTPError(status: status, function: "srtp_protect_rtcp") }
-        return Int(len)
+        try process(buffer, length, .outbound, minLength: Self.rtcpHeaderLength, spare: suite.rtcpOverhead,
+                    srtp_protect_rtcp, "srtp_protect_rtcp")
     }
 
     /// Verifies and decrypts the SRTCP packet in `buffer[0..<length]` in place; returns the RTCP length.
     @inline(__always)
     public func unprotectRTCP(_ buffer: UnsafeMutableRawBufferPointer, length: Int) throws(SRTPError) -> Int {
-        precondition(direction == .inbound, "unprotectRTCP on an outbound SRTPContext")
-        guard length >= Self.rtcpHeaderLength + suite.rtcpOverhead, length <= buffer.count,
-              let base = buffer.baseAddress, base.load(as: UInt8.self) >> 6 == 2 else { throw .malformedPacket }
+        try process(buffer, length, .inbound, minLength: Self.rtcpHeaderLength + suite.rtcpOverhead, spare: 0,
+                    srtp_unprotect_rtcp, "srtp_unprotect_rtcp")
+    }
+
+    /// libsrtp's four packet calls share one C signature.
+    private typealias PacketCall = @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?,
+                                                   UnsafeMutablePointer<Int32>?) -> srtp_err_status_t
+
+    /// Checks the packet (RTP/RTCP version 2, at least `minLength`, at most a
+    /// UDP datagram, `spare` bytes of room after it), then runs `call` in place.
+    @inline(__always)
+    private func process(_ buffer: UnsafeMutableRawBufferPointer, _ length: Int, _ expected: Direction, minLength: Int,
+                         spare: Int, _ call: PacketCall, _ name: StaticString) throws(SRTPError) -> Int {
+        precondition(direction == expected, "\(name) on an SRTPContext of the other direction")
+        guard length >= minLength, length <= min(buffer.count, Self.maxPacketLength), let base = buffer.baseAddress,
+              base.load(as: UInt8.self) >> 6 == 2 else { throw .malformedPacket }
+        guard buffer.count - length >= spare else { throw .bufferTooSmall(needed: spare, available: buffer.count - length) }
         var len = Int32(length)
-        let status = srtp_unprotect_rtcp(session, base, &len)
-        guard status == srtp_err_status_ok else { throw SRTPError(status: status, function: "srtp_unprotect_rtcp") }
+        let status = call(session, base, &len)
+        guard status == srtp_err_status_ok else { throw SRTPError(status: status, function: "\(name)") }
         return Int(len)
     }
 

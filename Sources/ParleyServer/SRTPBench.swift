@@ -5,13 +5,13 @@ import ParleyRelay
 import ParleySRTP
 
 /// `parley bench srtp`: the relay with Parley's hop-by-hop SRTP hooks as a
-/// benchmark server on one event loop (one core), for tools/bench/srtp.
+/// benchmark server on one event loop (one core), for tools/bench/srtp-relay.
 ///
 /// Topology (as `parley bench relay`): one room, participant `i` at
 /// `127.0.0.1:(client-base + i)`; the first `publishers` publish one track
 /// with SSRC `ssrc-base + i`; everyone receives every track. Each
 /// participant's SRTP keys are fixed functions of `i` (`key(participant:_:)`,
-/// mirrored in tools/bench/srtp_load.c). Addresses are latched before the
+/// mirrored in tools/bench/srtp-relay-load.c). Addresses are latched before the
 /// load starts with authenticated STUN Bindings sent from each participant's
 /// port, so no trusted shortcut is used. `--mode plain` runs the same server
 /// without crypto hooks (the baseline).
@@ -21,7 +21,7 @@ public enum SRTPBench {
     static let usage = """
     Usage: parley bench srtp [options]
 
-    Runs the relay with SRTP hooks as a benchmark server (see tools/bench/srtp).
+    Runs the relay with SRTP hooks as a benchmark server (see tools/bench/srtp-relay).
 
     Options:
       --listen HOST:PORT    media socket (default 127.0.0.1:40100)

@@ -160,6 +160,18 @@ final class TokenTests: XCTestCase {
         XCTAssertThrowsError(try ServerSecret.loadOrCreate(dataDir: dir)) { error in
             guard case .wrongLength(_, 5)? = error as? ServerSecret.Failure else { return XCTFail("\(error)") }
         }
+        // A FIFO planted at the path is refused at once instead of blocking the reader.
+        let fifoDir = tempDir()
+        XCTAssertEqual(mkdir(fifoDir, 0o700), 0)
+        XCTAssertEqual(mkfifo(fifoDir + "/secret", 0o600), 0)
+        XCTAssertThrowsError(try ServerSecret.loadOrCreate(dataDir: fifoDir)) { error in
+            guard case .notRegularFile? = error as? ServerSecret.Failure else { return XCTFail("\(error)") }
+        }
+        // So is a symlink (O_NOFOLLOW), even to a good secret.
+        let linkDir = tempDir()
+        XCTAssertEqual(mkdir(linkDir, 0o700), 0)
+        XCTAssertEqual(symlink(dir + "/secret", linkDir + "/secret"), 0)
+        XCTAssertThrowsError(try ServerSecret.loadOrCreate(dataDir: linkDir))
     }
 
     // MARK: parley token

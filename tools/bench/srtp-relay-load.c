@@ -1,4 +1,4 @@
-// Load generator for tools/bench/srtp: SRTP (or plain RTP) publishers and
+// Load generator for tools/bench/srtp-relay: SRTP (or plain RTP) publishers and
 // subscribers on 127.0.0.1 against `parley bench srtp`.
 //
 // Topology: participant i at 127.0.0.1:(CLIENT_BASE + i); the first PUBLISHERS

@@ -62,6 +62,12 @@ public struct RTCPPacketView {
     /// For RTPFB/PSFB (RFC 4585 §6.1): the media source SSRC.
     public var mediaSSRC: UInt32? { body.count >= 8 ? body.u32(4) : nil }
 
+    /// For a sender report: its NTP timestamp, read in place (for LSR/DLSR
+    /// bookkeeping without decoding the report blocks).
+    public var senderReportNTPTimestamp: UInt64? {
+        packetType == RTCP.PacketType.senderReport && body.count >= 24 ? body.u64(4) : nil
+    }
+
     /// Parses one RTCP packet that fills `bytes` exactly.
     public init(parsing bytes: UnsafeRawBufferPointer) throws(RTPError) {
         guard bytes.count >= RTCP.headerSize else { throw .truncated(need: RTCP.headerSize, have: bytes.count) }
@@ -133,6 +139,19 @@ public protocol RTCPPacketEncodable {
     func write(into buffer: UnsafeMutableRawBufferPointer) throws(RTPError) -> Int
 }
 
+/// What every typed RTCP packet value can do: decode from a view, and build.
+public protocol RTCPPacketCodable: RTCPPacketEncodable {
+    /// Decodes one packet view; throws on the wrong type/format or a malformed body.
+    init(_ view: RTCPPacketView) throws(RTPError)
+}
+
+extension RTCPPacketCodable {
+    /// Parses one RTCP packet that fills `bytes` exactly.
+    public init(parsing bytes: UnsafeRawBufferPointer) throws(RTPError) {
+        try self.init(RTCPPacketView(parsing: bytes))
+    }
+}
+
 extension RTCPPacketEncodable {
     /// The encoded packet as a new array (allocates; for tests and tools).
     public func encoded() throws(RTPError) -> [UInt8] {
@@ -149,6 +168,15 @@ func writeRTCPHeader(_ buffer: UnsafeMutableRawBufferPointer, count: Int, type: 
     buffer[0] = RTP.version << RTP.versionShift | UInt8(count)
     buffer[1] = type
     buffer.put16(UInt16(size / 4 - 1), at: 2)
+}
+
+/// Writes an RFC 4585 §6.1 feedback header: common header, sender and media SSRC.
+@inline(__always)
+func writeFeedbackHeader(_ buffer: UnsafeMutableRawBufferPointer, format: UInt8, type: UInt8, size: Int,
+                         senderSSRC: UInt32, mediaSSRC: UInt32) throws(RTPError) {
+    try writeRTCPHeader(buffer, count: Int(format), type: type, size: size)
+    buffer.put32(senderSSRC, at: 4)
+    buffer.put32(mediaSSRC, at: 8)
 }
 
 @inline(__always)
@@ -246,7 +274,7 @@ public struct RTCPReportBlock: Equatable, Sendable {
 // |                  profile-specific extensions                  |
 
 /// RTCP sender report (RFC 3550 §6.4.1).
-public struct RTCPSenderReport: Equatable, Sendable, RTCPPacketEncodable {
+public struct RTCPSenderReport: Equatable, Sendable, RTCPPacketCodable {
     public var ssrc: UInt32
     /// 64-bit NTP timestamp (seconds since 1900 in the high word, fraction in the low).
     public var ntpTimestamp: UInt64
@@ -286,10 +314,6 @@ public struct RTCPSenderReport: Equatable, Sendable, RTCPPacketEncodable {
         profileExtension = Array(b.slice(need..<b.count))
     }
 
-    public init(parsing bytes: UnsafeRawBufferPointer) throws(RTPError) {
-        try self.init(RTCPPacketView(parsing: bytes))
-    }
-
     public var encodedSize: Int {
         RTCP.headerSize + RTCPSenderReport.senderInfoSize + RTCP.reportBlockSize * reports.count + padded4(profileExtension.count)
     }
@@ -325,7 +349,7 @@ public struct RTCPSenderReport: Equatable, Sendable, RTCPPacketEncodable {
 // |                  profile-specific extensions                  |
 
 /// RTCP receiver report (RFC 3550 §6.4.2).
-public struct RTCPReceiverReport: Equatable, Sendable, RTCPPacketEncodable {
+public struct RTCPReceiverReport: Equatable, Sendable, RTCPPacketCodable {
     public var ssrc: UInt32
     public var reports: [RTCPReportBlock]
     public var profileExtension: [UInt8]
@@ -347,10 +371,6 @@ public struct RTCPReceiverReport: Equatable, Sendable, RTCPPacketEncodable {
         reports.reserveCapacity(rc)
         for i in 0..<rc { reports.append(RTCPReportBlock(b, at: 4 + RTCP.reportBlockSize * i)) }
         profileExtension = Array(b.slice(need..<b.count))
-    }
-
-    public init(parsing bytes: UnsafeRawBufferPointer) throws(RTPError) {
-        try self.init(RTCPPacketView(parsing: bytes))
     }
 
     public var encodedSize: Int { RTCP.headerSize + 4 + RTCP.reportBlockSize * reports.count + padded4(profileExtension.count) }
@@ -409,7 +429,7 @@ public struct RTCPSourceDescriptionChunk: Equatable, Sendable {
 }
 
 /// RTCP source description (RFC 3550 §6.5).
-public struct RTCPSourceDescription: Equatable, Sendable, RTCPPacketEncodable {
+public struct RTCPSourceDescription: Equatable, Sendable, RTCPPacketCodable {
     public var chunks: [RTCPSourceDescriptionChunk]
 
     public init(chunks: [RTCPSourceDescriptionChunk]) { self.chunks = chunks }
@@ -446,10 +466,6 @@ public struct RTCPSourceDescription: Equatable, Sendable, RTCPPacketEncodable {
             }
             chunks.append(chunk)
         }
-    }
-
-    public init(parsing bytes: UnsafeRawBufferPointer) throws(RTPError) {
-        try self.init(RTCPPacketView(parsing: bytes))
     }
 
     public var encodedSize: Int { RTCP.headerSize + chunks.reduce(0) { $0 + $1.encodedSize } }
@@ -490,7 +506,7 @@ public struct RTCPSourceDescription: Equatable, Sendable, RTCPPacketEncodable {
 // |     length    |               reason for leaving            ... (opt)
 
 /// RTCP goodbye (RFC 3550 §6.6).
-public struct RTCPGoodbye: Equatable, Sendable, RTCPPacketEncodable {
+public struct RTCPGoodbye: Equatable, Sendable, RTCPPacketCodable {
     public var sources: [UInt32]
     /// Optional reason text (nil: absent).
     public var reason: [UInt8]?
@@ -514,10 +530,6 @@ public struct RTCPGoodbye: Equatable, Sendable, RTCPPacketEncodable {
         } else {
             reason = nil
         }
-    }
-
-    public init(parsing bytes: UnsafeRawBufferPointer) throws(RTPError) {
-        try self.init(RTCPPacketView(parsing: bytes))
     }
 
     public var encodedSize: Int { RTCP.headerSize + 4 * sources.count + (reason.map { padded4(1 + $0.count) } ?? 0) }
@@ -551,7 +563,7 @@ public struct RTCPGoodbye: Equatable, Sendable, RTCPPacketEncodable {
 // |                   application-dependent data                ...
 
 /// RTCP application-defined packet (RFC 3550 §6.7).
-public struct RTCPApplicationDefined: Equatable, Sendable, RTCPPacketEncodable {
+public struct RTCPApplicationDefined: Equatable, Sendable, RTCPPacketCodable {
     public var subtype: UInt8
     public var ssrc: UInt32
     /// Four ASCII characters as a big-endian word.
@@ -574,10 +586,6 @@ public struct RTCPApplicationDefined: Equatable, Sendable, RTCPPacketEncodable {
         ssrc = b.u32(0)
         name = b.u32(4)
         data = Array(b.slice(8..<b.count))
-    }
-
-    public init(parsing bytes: UnsafeRawBufferPointer) throws(RTPError) {
-        try self.init(RTCPPacketView(parsing: bytes))
     }
 
     public var encodedSize: Int { RTCP.headerSize + 8 + padded4(data.count) }
@@ -633,7 +641,7 @@ public struct RTCPNACKPair: Equatable, Sendable {
 }
 
 /// RTCP transport-layer generic NACK (RFC 4585 §6.2.1).
-public struct RTCPGenericNACK: Equatable, Sendable, RTCPPacketEncodable {
+public struct RTCPGenericNACK: Equatable, Sendable, RTCPPacketCodable {
     public var senderSSRC: UInt32
     public var mediaSSRC: UInt32
     public var pairs: [RTCPNACKPair]
@@ -673,10 +681,6 @@ public struct RTCPGenericNACK: Equatable, Sendable, RTCPPacketEncodable {
         }
     }
 
-    public init(parsing bytes: UnsafeRawBufferPointer) throws(RTPError) {
-        try self.init(RTCPPacketView(parsing: bytes))
-    }
-
     /// Every sequence number reported lost, PID+BLP expanded (allocates).
     public var lostSequenceNumbers: [UInt16] {
         var out: [UInt16] = []
@@ -701,9 +705,8 @@ public struct RTCPGenericNACK: Equatable, Sendable, RTCPPacketEncodable {
     public func write(into buffer: UnsafeMutableRawBufferPointer) throws(RTPError) -> Int {
         let size = encodedSize
         guard !pairs.isEmpty else { throw .badRTCPBody(type: RTCP.PacketType.transportFeedback, reason: "NACK without an FCI entry") }
-        try writeRTCPHeader(buffer, count: Int(RTCP.Format.genericNACK), type: RTCP.PacketType.transportFeedback, size: size)
-        buffer.put32(senderSSRC, at: 4)
-        buffer.put32(mediaSSRC, at: 8)
+        try writeFeedbackHeader(buffer, format: RTCP.Format.genericNACK, type: RTCP.PacketType.transportFeedback, size: size,
+                                senderSSRC: senderSSRC, mediaSSRC: mediaSSRC)
         var off = 12
         for p in pairs {
             buffer.put16(p.packetID, at: off)
@@ -715,7 +718,7 @@ public struct RTCPGenericNACK: Equatable, Sendable, RTCPPacketEncodable {
 }
 
 /// RTCP picture loss indication (RFC 4585 §6.3.1; PSFB, FMT = 1, no FCI).
-public struct RTCPPictureLossIndication: Equatable, Sendable, RTCPPacketEncodable {
+public struct RTCPPictureLossIndication: Equatable, Sendable, RTCPPacketCodable {
     public var senderSSRC: UInt32
     public var mediaSSRC: UInt32
 
@@ -732,17 +735,12 @@ public struct RTCPPictureLossIndication: Equatable, Sendable, RTCPPacketEncodabl
         mediaSSRC = b.u32(4)
     }
 
-    public init(parsing bytes: UnsafeRawBufferPointer) throws(RTPError) {
-        try self.init(RTCPPacketView(parsing: bytes))
-    }
-
     public var encodedSize: Int { RTCP.headerSize + 8 }
 
     @discardableResult
     public func write(into buffer: UnsafeMutableRawBufferPointer) throws(RTPError) -> Int {
-        try writeRTCPHeader(buffer, count: Int(RTCP.Format.pictureLossIndication), type: RTCP.PacketType.payloadFeedback, size: 12)
-        buffer.put32(senderSSRC, at: 4)
-        buffer.put32(mediaSSRC, at: 8)
+        try writeFeedbackHeader(buffer, format: RTCP.Format.pictureLossIndication, type: RTCP.PacketType.payloadFeedback, size: 12,
+                                senderSSRC: senderSSRC, mediaSSRC: mediaSSRC)
         return 12
     }
 }
@@ -763,7 +761,7 @@ public struct RTCPFIREntry: Equatable, Sendable {
 }
 
 /// RTCP full intra request (RFC 5104 §4.3.1).
-public struct RTCPFullIntraRequest: Equatable, Sendable, RTCPPacketEncodable {
+public struct RTCPFullIntraRequest: Equatable, Sendable, RTCPPacketCodable {
     public var senderSSRC: UInt32
     /// Unused by FIR (RFC 5104 §4.3.1.2 says 0), kept as received.
     public var mediaSSRC: UInt32
@@ -784,19 +782,14 @@ public struct RTCPFullIntraRequest: Equatable, Sendable, RTCPPacketEncodable {
         entries = stride(from: 8, to: b.count - 7, by: 8).map { RTCPFIREntry(ssrc: b.u32($0), sequenceNumber: b[$0 + 4]) }
     }
 
-    public init(parsing bytes: UnsafeRawBufferPointer) throws(RTPError) {
-        try self.init(RTCPPacketView(parsing: bytes))
-    }
-
     public var encodedSize: Int { RTCP.headerSize + 8 + 8 * entries.count }
 
     @discardableResult
     public func write(into buffer: UnsafeMutableRawBufferPointer) throws(RTPError) -> Int {
         let size = encodedSize
         guard !entries.isEmpty else { throw .badRTCPBody(type: RTCP.PacketType.payloadFeedback, reason: "FIR without an FCI entry") }
-        try writeRTCPHeader(buffer, count: Int(RTCP.Format.fullIntraRequest), type: RTCP.PacketType.payloadFeedback, size: size)
-        buffer.put32(senderSSRC, at: 4)
-        buffer.put32(mediaSSRC, at: 8)
+        try writeFeedbackHeader(buffer, format: RTCP.Format.fullIntraRequest, type: RTCP.PacketType.payloadFeedback, size: size,
+                                senderSSRC: senderSSRC, mediaSSRC: mediaSSRC)
         var off = 12
         for e in entries {
             buffer.put32(e.ssrc, at: off)
@@ -818,7 +811,7 @@ public struct RTCPFullIntraRequest: Equatable, Sendable, RTCPPacketEncodable {
 // Bitrate (bits/s) = mantissa × 2^exp; exp is 6 bits, mantissa 18 bits.
 
 /// RTCP receiver estimated maximum bitrate (draft-alvestrand-rmcat-remb).
-public struct RTCPReceiverEstimatedMaximumBitrate: Equatable, Sendable, RTCPPacketEncodable {
+public struct RTCPReceiverEstimatedMaximumBitrate: Equatable, Sendable, RTCPPacketCodable {
     public var senderSSRC: UInt32
     public var mediaSSRC: UInt32
     /// 6-bit exponent and 18-bit mantissa as on the wire (kept exactly for round trips).
@@ -876,10 +869,6 @@ public struct RTCPReceiverEstimatedMaximumBitrate: Equatable, Sendable, RTCPPack
         ssrcs = (0..<n).map { b.u32(16 + 4 * $0) }
     }
 
-    public init(parsing bytes: UnsafeRawBufferPointer) throws(RTPError) {
-        try self.init(RTCPPacketView(parsing: bytes))
-    }
-
     public var encodedSize: Int { RTCP.headerSize + 16 + 4 * ssrcs.count }
 
     @discardableResult
@@ -889,9 +878,8 @@ public struct RTCPReceiverEstimatedMaximumBitrate: Equatable, Sendable, RTCPPack
         guard exponent < 64, UInt64(mantissa) <= RTCPReceiverEstimatedMaximumBitrate.maxMantissa else {
             throw .tooMany(field: "REMB exponent/mantissa", count: Int(mantissa), max: Int(RTCPReceiverEstimatedMaximumBitrate.maxMantissa))
         }
-        try writeRTCPHeader(buffer, count: Int(RTCP.Format.applicationLayerFeedback), type: RTCP.PacketType.payloadFeedback, size: size)
-        buffer.put32(senderSSRC, at: 4)
-        buffer.put32(mediaSSRC, at: 8)
+        try writeFeedbackHeader(buffer, format: RTCP.Format.applicationLayerFeedback, type: RTCP.PacketType.payloadFeedback, size: size,
+                                senderSSRC: senderSSRC, mediaSSRC: mediaSSRC)
         buffer.put32(RTCP.rembIdentifier, at: 12)
         buffer[16] = UInt8(ssrcs.count)
         buffer.put24(UInt32(exponent) << 18 | mantissa, at: 17)
@@ -905,7 +893,7 @@ public struct RTCPReceiverEstimatedMaximumBitrate: Equatable, Sendable, RTCPPack
 }
 
 /// Any RTCP packet we do not model: kept as its header fields and body.
-public struct RTCPUnknownPacket: Equatable, Sendable, RTCPPacketEncodable {
+public struct RTCPUnknownPacket: Equatable, Sendable, RTCPPacketCodable {
     public var packetType: UInt8
     public var count: UInt8
     /// The body after the header, padding removed (a multiple of 4 bytes).
@@ -936,7 +924,7 @@ public struct RTCPUnknownPacket: Equatable, Sendable, RTCPPacketEncodable {
 // MARK: - Any packet, compound packets
 
 /// One RTCP packet of any supported type.
-public enum RTCPPacket: Equatable, Sendable, RTCPPacketEncodable {
+public enum RTCPPacket: Equatable, Sendable, RTCPPacketCodable {
     case senderReport(RTCPSenderReport)
     case receiverReport(RTCPReceiverReport)
     case sourceDescription(RTCPSourceDescription)

@@ -107,9 +107,9 @@ public enum RelayEvent: Sendable, Equatable {
 /// Relay tuning and limits. Defaults are the production ones.
 public struct RelayConfig: Sendable {
     /// Rooms one event loop may carry; more → `RelayError.tooManyRooms`.
-    public var maxRoomsPerLoop = 500
+    public var maxRoomsPerLoop = 1000
     /// Participants per room; more → `RelayError.roomFull`.
-    public var maxParticipantsPerRoom = 50
+    public var maxParticipantsPerRoom = 100
     /// A participant that sends nothing (media, RTCP or STUN) for this long is removed. Zero disables.
     public var participantTimeout: Duration = .seconds(30)
     /// How often timeouts are checked and receiver reports sent to publishers.

@@ -1,7 +1,7 @@
 import ParleyCore
 import ParleyIO
 import Synchronization
-import Glibc
+import Dispatch
 
 /// The relay's control API, safe from any thread: one `RelayWorker` per
 /// event loop (each with its media socket), and a directory of which loop
@@ -181,28 +181,19 @@ public final class Relay: Sendable {
     }
 }
 
-/// A one-shot hand-off from a loop to a blocked caller.
+/// A one-shot hand-off from a loop to a blocked caller: the semaphore
+/// orders the write before the read, so the value needs no lock.
 final class ResultBox<T>: @unchecked Sendable {
-    private let cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let ready = DispatchSemaphore(value: 0)
     private var value: Result<T, RelayError>?
 
-    init() {
-        cond.initialize(to: pthread_cond_t()); mutex.initialize(to: pthread_mutex_t())
-        pthread_cond_init(cond, nil); pthread_mutex_init(mutex, nil)
-    }
-    deinit {
-        pthread_cond_destroy(cond); pthread_mutex_destroy(mutex)
-        cond.deallocate(); mutex.deallocate()
-    }
     func put(_ v: Result<T, RelayError>) {
-        pthread_mutex_lock(mutex); value = v; pthread_cond_broadcast(cond); pthread_mutex_unlock(mutex)
+        value = v
+        ready.signal()
     }
+
     func take() -> Result<T, RelayError> {
-        pthread_mutex_lock(mutex)
-        while value == nil { pthread_cond_wait(cond, mutex) }
-        let v = value!
-        pthread_mutex_unlock(mutex)
-        return v
+        ready.wait()
+        return value!
     }
 }

@@ -56,8 +56,8 @@ public enum RelayBench {
             group = try EventLoopGroup(numberOfThreads: 1, shutdownSignals: [SIGINT, SIGTERM])
             var config = RelayConfig()
             config.participantTimeout = .zero
-            config.maxParticipantsPerRoom = max(perRoom, 50)
-            config.maxRoomsPerLoop = max(rooms, 500)
+            config.maxParticipantsPerRoom = max(perRoom, 100)
+            config.maxRoomsPerLoop = max(rooms, 1000)
             config.batchSize = batch
             relay = try Relay(loops: group.loops, mediaAddresses: [listen], config: config)
             for r in 0..<rooms {

@@ -351,11 +351,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         for pkt in compound {
             switch pkt.packetType {
             case RTCP.PacketType.senderReport:
-                // RFC 3550 §6.4.1: SSRC, NTP timestamp (64 bits) follow the header.
-                guard let s = pkt.senderSSRC, let t = p.publishedTrack(s), pkt.body.count >= 24 else { continue }
-                let b = pkt.body
-                var ntp: UInt64 = 0
-                for k in 4..<12 { ntp = ntp << 8 | UInt64(b[k]) }
+                guard let s = pkt.senderSSRC, let t = p.publishedTrack(s), let ntp = pkt.senderReportNTPTimestamp else { continue }
                 t.statistics.senderReportReceived(ntpTimestamp: ntp, arrivalTime: nowNs)
                 senderReportTrack = t
             case RTCP.PacketType.transportFeedback where pkt.count == RTCP.Format.genericNACK:
@@ -431,6 +427,9 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     }
 
     private func handleSTUN(_ bytes: UnsafeRawBufferPointer, from source: SocketAddress) {
+        // Any STUN from a latched address (consent checks, keepalive
+        // indications) counts as activity for the timeout; it moves nothing.
+        if let p = byAddress[source] { p.lastSeenMs = nowMs }
         // With USERNAME: ICE short-term credentials (authenticate, then latch).
         // Without: plain public-address discovery, no session change.
         let hasUsername = (try? STUNMessageView(parsing: bytes))?.username != nil

@@ -1,4 +1,9 @@
 import COpenSSL
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 /// MESSAGE-INTEGRITY(-SHA256) and FINGERPRINT computations (RFC 8489 §14.5–§14.7).
 ///
@@ -43,37 +48,51 @@ public enum STUNIntegrity {
         return (c ^ 0xFFFF_FFFF) ^ STUN.fingerprintXOR
     }
 
-    /// HMAC over `data` into `out` (20 or 32 bytes); one OpenSSL call.
-    static func hmac(sha256: Bool, key: UnsafeRawBufferPointer, data: UnsafeRawBufferPointer,
+    /// HMAC over `first` followed by `second` into `out` (20 or 32 bytes),
+    /// on this thread's reusable EVP_MAC contexts: no allocation per call
+    /// (two fixed parameters rather than a variadic, which would build an array).
+    static func hmac(sha256: Bool, key: UnsafeRawBufferPointer, _ first: UnsafeRawBufferPointer,
+                     _ second: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
                      into out: UnsafeMutableRawBufferPointer) {
-        var len: UInt32 = 0
-        // OpenSSL wants a non-null key pointer even for an empty key.
+        let size = sha256 ? STUN.sha256Size : STUN.sha1Size
+        precondition(out.count >= size)
+        let ctx = HMACContexts.current.context(sha256: sha256)
         var zero: UInt8 = 0
         withUnsafeMutablePointer(to: &zero) { z in
-            let k = key.baseAddress ?? UnsafeRawPointer(z)
-            let md = sha256 ? EVP_sha256() : EVP_sha1()
-            let r = HMAC(md, k, Int32(key.count), data.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? UnsafePointer(z),
-                         data.count, out.baseAddress!.assumingMemoryBound(to: UInt8.self), &len)
-            precondition(r != nil && Int(len) == (sha256 ? STUN.sha256Size : STUN.sha1Size), "HMAC failed")
+            // A non-null pointer even for an empty key: NULL would mean "keep the previous key".
+            let k = key.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? UnsafePointer(z)
+            var ok = EVP_MAC_init(ctx, k, key.count, nil) == 1
+            if first.count > 0 {
+                ok = ok && EVP_MAC_update(ctx, first.baseAddress!.assumingMemoryBound(to: UInt8.self), first.count) == 1
+            }
+            if second.count > 0 {
+                ok = ok && EVP_MAC_update(ctx, second.baseAddress!.assumingMemoryBound(to: UInt8.self), second.count) == 1
+            }
+            var written = 0
+            ok = ok && EVP_MAC_final(ctx, out.baseAddress!.assumingMemoryBound(to: UInt8.self), &written, out.count) == 1
+            precondition(ok && written == size, "OpenSSL HMAC failed")
         }
     }
 
     /// Verifies the integrity attribute at `offset` (whose value length is
-    /// already validated) against `key`. Copies the covered prefix to a
-    /// stack buffer to patch its length field: no heap allocation in Swift.
+    /// already validated) against `key`: the header with its length patched
+    /// (§14.5) is hashed from a 4-byte stack copy, the rest in place.
     static func verify(_ m: UnsafeRawBufferPointer, attributeOffset o: Int, key: UnsafeRawBufferPointer, sha256: Bool) -> Bool {
         let valueLength = Int(m.u16(o + 2))
         let patchedLength = UInt16(o + 4 + valueLength - STUN.headerSize)
-        return withUnsafeTemporaryAllocation(byteCount: o + STUN.sha256Size, alignment: 8) { tmp in
-            let prefix = UnsafeMutableRawBufferPointer(rebasing: tmp[0..<o])
-            prefix.copyMemory(from: m.slice(0..<o))
-            prefix.put16(patchedLength, at: 2)
-            let mac = UnsafeMutableRawBufferPointer(rebasing: tmp[o..<(o + STUN.sha256Size)])
-            hmac(sha256: sha256, key: key, data: UnsafeRawBufferPointer(prefix), into: mac)
-            // Constant-time compare of the (possibly truncated, §14.6) value.
-            var diff: UInt8 = 0
-            for i in 0..<valueLength { diff |= mac[i] ^ m[o + 4 + i] }
-            return diff == 0
+        var head: UInt32 = 0
+        var mac = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        return withUnsafeMutableBytes(of: &head) { h in
+            h[0] = m[0]
+            h[1] = m[1]
+            h.put16(patchedLength, at: 2)
+            return withUnsafeMutableBytes(of: &mac) { out in
+                hmac(sha256: sha256, key: key, UnsafeRawBufferPointer(h), m.slice(4..<o), into: out)
+                // Constant-time compare of the (possibly truncated, §14.6) value.
+                var diff: UInt8 = 0
+                for i in 0..<valueLength { diff |= out[i] ^ m[o + 4 + i] }
+                return diff == 0
+            }
         }
     }
 
@@ -90,4 +109,56 @@ public enum STUNIntegrity {
         }
         return out
     }
+}
+
+/// One thread's HMAC-SHA1 and HMAC-SHA256 contexts. OpenSSL 3's one-shot
+/// HMAC() fetches the algorithm and allocates a context on every call
+/// (~10 µs); keeping fetched, keyed-per-call contexts per thread makes
+/// MESSAGE-INTEGRITY cost one re-key and a few hash blocks.
+final class HMACContexts {
+    let sha1: OpaquePointer
+    let sha256: OpaquePointer
+
+    private static let key: pthread_key_t = {
+        var k = pthread_key_t()
+        let rc = pthread_key_create(&k) { p in
+            if let p { Unmanaged<HMACContexts>.fromOpaque(p).release() }
+        }
+        precondition(rc == 0, "pthread_key_create failed")
+        return k
+    }()
+
+    /// This thread's contexts, created on first use.
+    static var current: HMACContexts {
+        if let p = pthread_getspecific(key) { return Unmanaged<HMACContexts>.fromOpaque(p).takeUnretainedValue() }
+        let c = HMACContexts()
+        pthread_setspecific(key, Unmanaged.passRetained(c).toOpaque())
+        return c
+    }
+
+    private init() {
+        guard let mac = EVP_MAC_fetch(nil, "HMAC", nil) else { fatalError("OpenSSL has no HMAC") }
+        defer { EVP_MAC_free(mac) }
+        func make(_ digest: String) -> OpaquePointer {
+            guard let ctx = EVP_MAC_CTX_new(mac) else { fatalError("EVP_MAC_CTX_new failed") }
+            let ok = "digest".withCString { k in
+                digest.withCString { v in
+                    var params = [OSSL_PARAM_construct_utf8_string(k, UnsafeMutablePointer(mutating: v), 0),
+                                  OSSL_PARAM_construct_end()]
+                    return EVP_MAC_CTX_set_params(ctx, &params) == 1
+                }
+            }
+            precondition(ok, "cannot select \(digest) for HMAC")
+            return ctx
+        }
+        sha1 = make("SHA1")
+        sha256 = make("SHA256")
+    }
+
+    deinit {
+        EVP_MAC_CTX_free(sha1)
+        EVP_MAC_CTX_free(sha256)
+    }
+
+    @inline(__always) func context(sha256 wide: Bool) -> OpaquePointer { wide ? sha256 : sha1 }
 }

@@ -140,7 +140,7 @@ public struct STUNMessageWriter {
         buffer.put16(UInt16(end - STUN.headerSize), at: 2)
         buffer.put16((sha256 ? STUNAttributeType.messageIntegritySHA256 : .messageIntegrity).rawValue, at: start)
         buffer.put16(UInt16(size), at: start + 2)
-        STUNIntegrity.hmac(sha256: sha256, key: key, data: UnsafeRawBufferPointer(rebasing: buffer[0..<start]),
+        STUNIntegrity.hmac(sha256: sha256, key: key, UnsafeRawBufferPointer(rebasing: buffer[0..<start]),
                            into: UnsafeMutableRawBufferPointer(rebasing: buffer[(start + 4)..<end]))
         count = end
     }

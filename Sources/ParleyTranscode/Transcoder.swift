@@ -136,7 +136,8 @@ public final class Transcoder {
         }
         let vdec: Decoder
         do { vdec = try Decoder(demuxer: demuxer, stream: vinfo) } catch {
-            throw TranscodeError.badInput("\(input): unsupported video codec '\(vinfo.codecName)'")
+            let what = vinfo.codecID == AV_CODEC_ID_NONE ? "an unknown video codec" : "video codec '\(vinfo.codecName)'"
+            throw TranscodeError.badInput("\(input): unsupported: no decoder for \(what)")
         }
         guard vinfo.width > 0, vinfo.height > 0 else {
             throw TranscodeError.badInput("\(input): video stream has no picture size (codec '\(vinfo.codecName)')")

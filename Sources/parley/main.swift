@@ -1,6 +1,8 @@
 import Foundation
 import ParleyCore
+import ParleyHTTP
 import ParleyServer
+import ParleyTranscode
 
 /// `parley`: one executable, one subcommand per job. Each subcommand parses
 /// its own flags and answers `--help`; exit codes follow `ExitCode`.
@@ -14,6 +16,9 @@ struct Subcommand {
 
 let subcommands: [Subcommand] = [
     Subcommand(name: "serve", summary: "run the call server daemon (SFU, STUN, signalling, HTTP)", run: ServeCommand.main),
+    Subcommand(name: "token", summary: "mint a signed access token for a user and room", run: TokenCommand.main),
+    Subcommand(name: "transcode", summary: "turn a video into an HLS adaptive-bitrate ladder", run: TranscodeCommand.main),
+    Subcommand(name: "worker", summary: "run the transcoding worker daemon (SQLite job queue, spool directory)", run: WorkerCommand.main),
 ]
 
 @MainActor func usage() -> String {

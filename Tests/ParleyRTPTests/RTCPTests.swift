@@ -25,6 +25,11 @@ final class RTCPTests: XCTestCase {
         XCTAssertEqual(bytes, expected)
         let parsed = try parseCompound(bytes)
         XCTAssertEqual(parsed, [.senderReport(sr), .sourceDescription(sdes)])
+        try bytes.withUnsafeBytes { b in
+            let views = Array(try RTCPCompoundView(parsing: b))
+            XCTAssertEqual(views[0].senderReportNTPTimestamp, 0xE000_0001_8000_0000)
+            XCTAssertNil(views[1].senderReportNTPTimestamp)
+        }
     }
 
     func testCompoundViewIteratesWithoutCopying() throws {

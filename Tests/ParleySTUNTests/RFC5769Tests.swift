@@ -99,14 +99,15 @@ final class RFC5769Tests: XCTestCase {
         XCTAssertEqual(rebuilt, RFC5769.sampleRequest)
     }
 
-    func testRFC5769SampleIPv4Response() throws {
-        let expected = STUNAddress("192.0.2.1", port: 32853)!
-        try withView(RFC5769.ipv4Response) { m in
-            XCTAssertEqual(m.type, .bindingSuccess)
-            XCTAssertEqual(try m.xorMappedAddress(), expected)
-            XCTAssertEqual(try m.xorMappedAddress()?.description, "192.0.2.1:32853")
-            XCTAssertTrue(m.verifyFingerprint())
-            XCTAssertTrue(RFC5769.password.withUnsafeBytes { m.verifyMessageIntegrity(key: $0) })
+    /// §2.2/§2.3: parse the response, check address and integrity, and rebuild it byte for byte.
+    func checkResponseVector(_ vector: [UInt8], _ expected: STUNAddress, _ text: String,
+                             file: StaticString = #filePath, line: UInt = #line) throws {
+        try withView(vector) { m in
+            XCTAssertEqual(m.type, .bindingSuccess, file: file, line: line)
+            XCTAssertEqual(try m.xorMappedAddress(), expected, file: file, line: line)
+            XCTAssertEqual(try m.xorMappedAddress()?.description, text, file: file, line: line)
+            XCTAssertTrue(m.verifyFingerprint(), file: file, line: line)
+            XCTAssertTrue(RFC5769.password.withUnsafeBytes { m.verifyMessageIntegrity(key: $0) }, file: file, line: line)
         }
         let rebuilt = try build(.bindingSuccess, RFC5769.transactionID, paddingByte: 0x20) { w in
             try w.append(.software, bytes: Array("test vector".utf8))
@@ -114,24 +115,16 @@ final class RFC5769Tests: XCTestCase {
             try w.appendMessageIntegrity(key: RFC5769.password)
             try w.appendFingerprint()
         }
-        XCTAssertEqual(rebuilt, RFC5769.ipv4Response)
+        XCTAssertEqual(rebuilt, vector, file: file, line: line)
+    }
+
+    func testRFC5769SampleIPv4Response() throws {
+        try checkResponseVector(RFC5769.ipv4Response, STUNAddress("192.0.2.1", port: 32853)!, "192.0.2.1:32853")
     }
 
     func testRFC5769SampleIPv6Response() throws {
-        let expected = STUNAddress("2001:db8:1234:5678:11:2233:4455:6677", port: 32853)!
-        try withView(RFC5769.ipv6Response) { m in
-            XCTAssertEqual(try m.xorMappedAddress(), expected)
-            XCTAssertEqual(try m.xorMappedAddress()?.description, "[2001:db8:1234:5678:11:2233:4455:6677]:32853")
-            XCTAssertTrue(m.verifyFingerprint())
-            XCTAssertTrue(RFC5769.password.withUnsafeBytes { m.verifyMessageIntegrity(key: $0) })
-        }
-        let rebuilt = try build(.bindingSuccess, RFC5769.transactionID, paddingByte: 0x20) { w in
-            try w.append(.software, bytes: Array("test vector".utf8))
-            try w.appendXORMappedAddress(expected)
-            try w.appendMessageIntegrity(key: RFC5769.password)
-            try w.appendFingerprint()
-        }
-        XCTAssertEqual(rebuilt, RFC5769.ipv6Response)
+        try checkResponseVector(RFC5769.ipv6Response, STUNAddress("2001:db8:1234:5678:11:2233:4455:6677", port: 32853)!,
+                                "[2001:db8:1234:5678:11:2233:4455:6677]:32853")
     }
 
     func testRFC5769SampleRequestWithLongTermAuthentication() throws {

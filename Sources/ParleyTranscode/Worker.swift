@@ -1,0 +1,279 @@
+import Foundation
+import ParleyCore
+
+/// The transcoding daemon: takes jobs from the queue (DATA-DIR/parley.db),
+/// runs `concurrency` of them at a time, records state and progress,
+/// retries failures with exponential backoff up to the job's attempt
+/// limit, and re-queues jobs a killed worker left running. Files dropped
+/// into DATA-DIR/spool/incoming/ become jobs.
+public final class Worker: @unchecked Sendable {
+    public struct Config: Sendable {
+        public var dataDir = "./var"
+        public var concurrency = 1
+        public var maxAttempts = 3
+        /// First retry delay in seconds; doubles with each attempt.
+        public var retryBase = 2.0
+        /// Seconds between queue and spool polls when idle.
+        public var pollInterval = 0.5
+        /// Exit once nothing is queued, running or waiting in the spool.
+        public var once = false
+        /// Options for jobs made from spool files (input/output are filled in).
+        public var spoolOptions = TranscodeOptions(input: "", output: "")
+        public init() {}
+    }
+
+    public let config: Config
+    public let queue: JobQueue
+    let log: Logger
+    private let cond = NSCondition()
+    private var stopping = false
+    private var running = 0
+    private var lockFD: Int32 = -1
+    private var spoolSeen: [String: (size: Int, mtime: Double)] = [:]
+
+    public var hlsDir: String { queue.dataDir + "/hls" }
+    public var incomingDir: String { queue.dataDir + "/spool/incoming" }
+    public var acceptedDir: String { queue.dataDir + "/spool/accepted" }
+
+    public init(config: Config, log: Logger = Logger(label: "worker")) throws {
+        self.config = config
+        self.log = log
+        queue = try JobQueue.open(dataDir: config.dataDir)
+        let fm = FileManager.default
+        for d in [hlsDir, incomingDir, acceptedDir] { try fm.createDirectory(atPath: d, withIntermediateDirectories: true) }
+    }
+
+    deinit { if lockFD >= 0 { close(lockFD) } }
+
+    /// Takes the data directory's worker lock (one worker per data dir, so
+    /// "running" in the table means "was running when a worker died").
+    func lock() throws {
+        lockFD = open(queue.dataDir + "/worker.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard lockFD >= 0 else { throw TranscodeError.failed("cannot open \(queue.dataDir)/worker.lock: \(String(cString: strerror(errno)))") }
+        if flock(lockFD, LOCK_EX | LOCK_NB) != 0 {
+            throw TranscodeError.failed("another worker is running on \(queue.dataDir)")
+        }
+    }
+
+    /// Asks the worker to stop: running jobs are cancelled and re-queued.
+    public func stop() {
+        cond.lock(); stopping = true; cond.broadcast(); cond.unlock()
+    }
+
+    var isStopping: Bool { cond.lock(); defer { cond.unlock() }; return stopping }
+
+    /// Runs until `stop()` (or, with `once`, until there is nothing left to do).
+    public func run(ready: (() -> Void)? = nil) throws {
+        try lock()
+        let requeued = try queue.requeueInterrupted()
+        if requeued > 0 { log.warn("re-queued jobs left running by a previous worker", ["count": .int(requeued)]) }
+        removePartials()
+        log.info("worker started", ["data_dir": .string(queue.dataDir), "concurrency": .int(config.concurrency)])
+        ready?()
+        var threads: [Thread] = []
+        let done = DispatchGroup()
+        for i in 0..<max(1, config.concurrency) {
+            done.enter()
+            let t = Thread { [self] in
+                self.runnerLoop()
+                done.leave()
+            }
+            t.name = "worker-\(i)"
+            threads.append(t)
+            t.start()
+        }
+        while !isStopping {
+            do { try scanSpool() } catch { log.error("spool scan failed", ["error": .string("\(error)")]) }
+            if config.once, try isIdle() { stop(); break }
+            cond.lock()
+            if !stopping { _ = cond.wait(until: Date(timeIntervalSinceNow: config.pollInterval)) }
+            cond.unlock()
+        }
+        done.wait()
+        log.info("worker stopped")
+    }
+
+    private func isIdle() throws -> Bool {
+        cond.lock(); let busy = running; cond.unlock()
+        guard busy == 0, spoolSeen.isEmpty else { return false }
+        let incoming = (try? FileManager.default.contentsOfDirectory(atPath: incomingDir).filter { !$0.hasPrefix(".") }) ?? []
+        let queued = try queue.list(state: .queued, limit: 1)
+        let active = try queue.list(state: .running, limit: 1)
+        return incoming.isEmpty && queued.isEmpty && active.isEmpty
+    }
+
+    /// A killed transcode leaves its temporary directory behind; nothing
+    /// else can be using it while we hold the lock.
+    private func removePartials() {
+        let fm = FileManager.default
+        for name in (try? fm.contentsOfDirectory(atPath: hlsDir)) ?? [] where name.hasPrefix(".") && (name.contains(".partial-") || name.contains(".old-")) {
+            try? fm.removeItem(atPath: hlsDir + "/" + name)
+        }
+    }
+
+    /// Spool files become jobs once their size and mtime held still for one
+    /// poll (a writer may still be copying them in).
+    func scanSpool() throws {
+        let fm = FileManager.default
+        var seen: [String: (size: Int, mtime: Double)] = [:]
+        for name in try fm.contentsOfDirectory(atPath: incomingDir).sorted() where !name.hasPrefix(".") {
+            let path = incomingDir + "/" + name
+            guard let attrs = try? fm.attributesOfItem(atPath: path), attrs[.type] as? FileAttributeType == .typeRegular else { continue }
+            let size = (attrs[.size] as? NSNumber)?.intValue ?? 0
+            let mtime = (attrs[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+            if let prev = spoolSeen[name], prev.size == size, prev.mtime == mtime {
+                let accepted = acceptedDir + "/\(Int(Date().timeIntervalSince1970 * 1000))-\(name)"
+                guard rename(path, accepted) == 0 else { continue }
+                var o = config.spoolOptions
+                o.output = ""
+                let id = try queue.enqueue(input: accepted, options: o, maxAttempts: config.maxAttempts)
+                log.info("spool file queued", ["file": .string(name), "job": .int(Int(id))])
+                cond.lock(); cond.broadcast(); cond.unlock()
+            } else {
+                seen[name] = (size, mtime)
+            }
+        }
+        spoolSeen = seen
+    }
+
+    private func runnerLoop() {
+        while !isStopping {
+            let job: Job?
+            do { job = try queue.claim() } catch {
+                log.error("claim failed", ["error": .string("\(error)")])
+                job = nil
+            }
+            guard let job else {
+                cond.lock()
+                if !stopping { _ = cond.wait(until: Date(timeIntervalSinceNow: config.pollInterval)) }
+                cond.unlock()
+                continue
+            }
+            cond.lock(); running += 1; cond.unlock()
+            execute(job)
+            cond.lock(); running -= 1; cond.broadcast(); cond.unlock()
+        }
+    }
+
+    /// A file-system-safe asset name: the input's base name and the job id.
+    static func assetName(input: String, id: Int64) -> String {
+        var base = ((input as NSString).lastPathComponent as NSString).deletingPathExtension
+        // Spool files carry an arrival-time prefix (`1795473779702-clip`): drop it.
+        if let dash = base.firstIndex(of: "-"), base[..<dash].allSatisfy(\.isNumber), base.index(after: dash) < base.endIndex {
+            base = String(base[base.index(after: dash)...])
+        }
+        let safe = String(base.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" }.prefix(64))
+        return "\(safe.isEmpty || safe.hasPrefix(".") ? "asset" : safe)-\(id)"
+    }
+
+    private func execute(_ job: Job) {
+        var o = job.options
+        o.input = job.input
+        if o.output.isEmpty { o.output = job.output ?? hlsDir + "/" + Worker.assetName(input: job.input, id: job.id) }
+        try? queue.setOutput(job.id, o.output)
+        log.info("job started", ["job": .int(Int(job.id)), "input": .string(job.input), "attempt": .int(job.attempts)])
+        let t = Transcoder(options: o)
+        var lastWrite = Date.distantPast
+        t.onProgress = { [queue, log] p in
+            guard Date().timeIntervalSince(lastWrite) >= 0.5 else { return }
+            lastWrite = Date()
+            do { try queue.setProgress(job.id, p.fraction) } catch { log.warn("progress update failed", ["error": .string("\(error)")]) }
+        }
+        t.shouldCancel = { [self] in self.isStopping }
+        do {
+            let r = try t.run()
+            try queue.finish(job.id, output: r.output)
+            log.info("job done", ["job": .int(Int(job.id)), "output": .string(r.output),
+                                  "seconds": .double((r.elapsed * 10).rounded() / 10)])
+        } catch TranscodeError.cancelled {
+            try? queue.release(job.id)
+            log.info("job re-queued on shutdown", ["job": .int(Int(job.id))])
+        } catch {
+            var retry = true
+            if case TranscodeError.usage = error { retry = false }
+            let state = (try? queue.fail(job.id, error: "\(error)", retry: retry, retryBase: config.retryBase)) ?? .failed
+            log.warn(state == .queued ? "job failed, will retry" : "job failed",
+                     ["job": .int(Int(job.id)), "error": .string("\(error)"), "attempt": .int(job.attempts)])
+        }
+    }
+}
+
+/// `parley worker`: the transcoding daemon.
+public enum WorkerCommand {
+    public static let help = """
+    Usage: parley worker [options]
+
+    Runs transcoding jobs from the queue in DATA-DIR/parley.db. Jobs come
+    from `parley transcode INPUT --enqueue`, `POST /jobs` on `parley serve`,
+    or files dropped into DATA-DIR/spool/incoming/. Ladders are written to
+    DATA-DIR/hls/ASSET/. A failed job is retried with exponential backoff;
+    jobs left running by a killed worker are re-queued at start.
+    SIGINT/SIGTERM stop cleanly (running jobs go back to the queue).
+
+    Options:
+      --data-dir DIR          data directory (default ./var)
+      --concurrency N         jobs at a time (default 1)
+      --max-attempts N        attempts per job before it is marked failed (default 3)
+      --retry-base SECONDS    first retry delay, doubled each attempt (default 2)
+      --poll SECONDS          queue/spool poll interval (default 0.5)
+      --once                  exit when nothing is queued, running or spooled
+      --ladder, --format, --preset, --segment-seconds
+                              options for jobs made from spool files
+      --help                  show this help
+
+    Exit codes: 0 stopped cleanly, 1 could not start (e.g. another worker
+    holds the data directory), 2 usage error.
+
+    """
+
+    public static func main(_ args: [String]) -> Int32 {
+        let a: Arguments
+        do {
+            a = try Arguments(args, options: ["data-dir", "concurrency", "max-attempts", "retry-base", "poll",
+                                              "ladder", "format", "preset", "segment-seconds", "audio-bitrate"],
+                              flags: ["once", "no-thumbnails"])
+        } catch {
+            FileHandle.standardError.write(Data("parley worker: \(error)\n".utf8))
+            return ExitCode.usage
+        }
+        if a.wantsHelp { print(help, terminator: ""); return ExitCode.ok }
+        func usage(_ m: String) -> Int32 {
+            FileHandle.standardError.write(Data("parley worker: \(m)\n".utf8))
+            return ExitCode.usage
+        }
+        guard a.positionals.isEmpty else { return usage("unexpected argument \(a.positionals[0])") }
+        var c = Worker.Config()
+        c.dataDir = a["data-dir"] ?? "./var"
+        if let v = a["concurrency"] { guard let n = Int(v), n >= 1, n <= 64 else { return usage("--concurrency must be 1-64") }; c.concurrency = n }
+        if let v = a["max-attempts"] { guard let n = Int(v), n >= 1, n <= 100 else { return usage("--max-attempts must be 1-100") }; c.maxAttempts = n }
+        if let v = a["retry-base"] { guard let n = Double(v), n >= 0, n <= 3600 else { return usage("--retry-base must be 0-3600") }; c.retryBase = n }
+        if let v = a["poll"] { guard let n = Double(v), n >= 0.05, n <= 60 else { return usage("--poll must be 0.05-60") }; c.pollInterval = n }
+        c.once = a.has("once")
+        do { c.spoolOptions = try TranscodeCommand.parseOptions(a, input: "", output: "") } catch { return usage("\(error)") }
+
+        let worker: Worker
+        do { worker = try Worker(config: c) } catch {
+            FileHandle.standardError.write(Data("parley worker: \(error)\n".utf8))
+            return ExitCode.failure
+        }
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        var sources: [DispatchSourceSignal] = []
+        for s in [SIGINT, SIGTERM] {
+            let src = DispatchSource.makeSignalSource(signal: s, queue: .global())
+            src.setEventHandler { worker.stop() }
+            src.resume()
+            sources.append(src)
+        }
+        defer { sources.forEach { $0.cancel() } }
+        do {
+            try worker.run(ready: {
+                FileHandle.standardOutput.write(Data("worker ready \(worker.queue.dataDir)\n".utf8))
+            })
+        } catch {
+            FileHandle.standardError.write(Data("parley worker: \(error)\n".utf8))
+            return ExitCode.failure
+        }
+        return ExitCode.ok
+    }
+}

@@ -1,0 +1,116 @@
+import Foundation
+import XCTest
+
+/// `parley serve` as an operator runs it: a real process, readiness lines on
+/// stdout, HTTP answers, and a clean stop on SIGINT and SIGTERM.
+final class ServeProcessTests: XCTestCase {
+    static var parleyBinary: String {
+        if let p = ProcessInfo.processInfo.environment["PARLEY_BIN"] { return p }
+        // Tests/ParleyServerTests/ThisFile.swift → repo root → .build/debug/parley
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return root.appendingPathComponent(".build/debug/parley").path
+    }
+
+    /// Starts `parley serve` on ephemeral ports and waits for its `listening http` line.
+    func startServe(dataDir: String) throws -> (Process, [String], FileHandle) {
+        let bin = Self.parleyBinary
+        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: bin), "build the parley product first: \(bin)")
+        let base = Int.random(in: 20_000...60_000)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: bin)
+        p.arguments = ["serve", "--listen", "127.0.0.1:0", "--stun", "127.0.0.1:0", "--loops", "2",
+                       "--media-ports", "\(base)-\(base + 1)", "--data-dir", dataDir, "--insecure", "--log-level", "warn"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        var lines: [String] = []
+        var buffer = Data()
+        let h = out.fileHandleForReading
+        while !lines.contains(where: { $0.hasPrefix("listening http ") }) {
+            let chunk = h.availableData
+            if chunk.isEmpty { break } // EOF: the process died
+            buffer.append(chunk)
+            while let nl = buffer.firstIndex(of: 10) {
+                lines.append(String(decoding: buffer[buffer.startIndex..<nl], as: UTF8.self))
+                buffer.removeSubrange(buffer.startIndex...nl)
+            }
+        }
+        return (p, lines, h)
+    }
+
+    func httpGet(_ port: Int, _ path: String) throws -> String {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        XCTAssertEqual(rc, 0)
+        let req = Array("GET \(path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8)
+        _ = req.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        var out = [UInt8]()
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(fd, &buf, buf.count)
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    func testServeAnswersHealthAndMetricsAndStopsCleanlyOnSignals() throws {
+        for sig in [SIGINT, SIGTERM] {
+            let dir = NSTemporaryDirectory() + "parley-serve-\(getpid())-\(sig)"
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let (p, lines, _) = try startServe(dataDir: dir)
+            guard let httpLine = lines.first(where: { $0.hasPrefix("listening http ") }) else {
+                p.terminate(); p.waitUntilExit()
+                return XCTFail("no `listening http` line; got \(lines)")
+            }
+            XCTAssertEqual(lines.filter { $0.hasPrefix("listening media ") }.count, 2, "\(lines)")
+            XCTAssertTrue(lines.contains { $0.hasPrefix("listening stun 127.0.0.1:") }, "\(lines)")
+            let port = Int(httpLine.split(separator: ":").last!)!
+            let health = try httpGet(port, "/healthz")
+            XCTAssertTrue(health.hasPrefix("HTTP/1.1 200"), health)
+            XCTAssertTrue(health.contains(#""status":"ok""#), health)
+            let metrics = try httpGet(port, "/metrics")
+            XCTAssertTrue(metrics.contains("# TYPE "), metrics)
+            XCTAssertTrue(metrics.contains("text/plain; version=0.0.4"), metrics)
+            kill(p.processIdentifier, sig)
+            p.waitUntilExit()
+            XCTAssertEqual(p.terminationReason, .exit, "signal \(sig) must lead to a clean exit, not a kill")
+            XCTAssertEqual(p.terminationStatus, 0)
+        }
+    }
+
+    func testBadConfigExitsWithUsageCode() throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.parleyBinary)
+        p.arguments = ["serve", "--listen", "nohost"]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 2)
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertTrue(text.contains("listen"), text)
+    }
+
+    func testEverySubcommandAnswersHelp() throws {
+        for cmd in ["serve", "token", "transcode", "worker"] {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: Self.parleyBinary)
+            p.arguments = [cmd, "--help"]
+            let out = Pipe()
+            p.standardOutput = out
+            try p.run()
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            XCTAssertEqual(p.terminationStatus, 0, cmd)
+            XCTAssertTrue(text.lowercased().contains("usage: parley \(cmd)"), "\(cmd): \(text)")
+        }
+    }
+}

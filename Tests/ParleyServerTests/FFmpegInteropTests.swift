@@ -100,5 +100,49 @@ final class FFmpegInteropTests: XCTestCase {
         session.client.close()
     }
 
+    /// `parley sdp --receive TRACK`: the SDP names a local port that the relay
+    /// has latched and the key it protects with; a tool that binds that port
+    /// (here a plain UDP socket standing in for ffmpeg) decrypts the track.
+    func testSDPReceiveModeDescribesALatchedPortAndTheReceiveKey() throws {
+        let alice = try fx.connect()
+        try alice.call(.auth(token: fx.token("alice"), room: nil))
+        let joinA = try alice.call(.join(room: nil, publish: true, subscribe: false, suite: nil))
+        let pub = try alice.call(.publish([TrackDescription(kind: .audio, codec: "opus", payloadType: 111, clockRate: 48000, channels: 2)]))
+        let track = pub["tracks"]!.arrayValue![0]
+        let ssrc = UInt32(track["ssrc"]!.intValue!)
+
+        var o = SDPSession.Options()
+        o.server = fx.wsURL
+        o.token = fx.token("viewer", publish: false)
+        o.receiveTrack = track["id"]!.stringValue!
+        let session = try SDPSession.open(loop: fx.group.loops[0], o)
+        let lines = session.sdp.split(separator: "\r\n").map(String.init)
+        XCTAssertTrue(lines.contains("a=recvonly"), session.sdp)
+        XCTAssertTrue(lines.contains("a=rtpmap:111 opus/48000/2"), session.sdp)
+        let port = try XCTUnwrap(lines.first { $0.hasPrefix("m=audio ") }.flatMap { UInt16($0.split(separator: " ")[1]) })
+        let (_, key) = try SRTPKeyMaterial.parse(cryptoAttribute: try XCTUnwrap(lines.first { $0.hasPrefix("a=crypto:") }))
+
+        // Bind the port the SDP names, as the tool would.
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        XCTAssertEqual(SocketAddress.ipv4Loopback(port: port).withSockAddr { Glibc.bind(fd, $0, $1) }, 0)
+        let receiver = try SRTPContext(material: key, direction: .inbound)
+
+        let publisher = try MediaPeer(join: joinA)
+        let sent = try publisher.sendNext(ssrc: ssrc)
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        var got: [UInt8]?
+        while poll(&p, 1, 10_000) == 1 {
+            var buf = [UInt8](repeating: 0, count: 2048)
+            let n = recv(fd, &buf, buf.count, 0)
+            guard n >= 12, buf[1] & 0x7f == 111 else { continue } // skip RTCP
+            got = try receiver.unprotect(Array(buf[0..<n]))
+            break
+        }
+        XCTAssertEqual(got, sent)
+        session.client.close()
+        alice.close()
+    }
+
     func ssrcOf(_ d: [UInt8]) -> UInt32 { UInt32(d[8]) << 24 | UInt32(d[9]) << 16 | UInt32(d[10]) << 8 | UInt32(d[11]) }
 }

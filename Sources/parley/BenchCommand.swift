@@ -1,11 +1,15 @@
 import ParleyCore
 import ParleyIO
+import ParleyRelay
+import ParleyServer
 
 /// `parley bench NAME …`: the Parley side of the scripts in tools/bench/
 /// (each script runs a baseline and this in one invocation).
 enum BenchCommand {
     static let servers: [(name: String, summary: String, run: @Sendable ([String]) -> Int32)] = [
         ("udp-echo", "echo UDP datagrams with recvmmsg/sendmmsg on one event loop", { UDPEchoBench.run(args: $0) }),
+        ("relay", "the SFU on one event loop with fixed rooms and participants (tools/bench/relay)", { RelayBench.main($0) }),
+        ("srtp", "the SFU with hop-by-hop SRTP on one event loop (tools/bench/srtp)", { SRTPBench.main($0) }),
     ]
 
     static var help: String {

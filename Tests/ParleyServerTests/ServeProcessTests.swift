@@ -125,7 +125,7 @@ final class ServeProcessTests: XCTestCase {
     }
 
     func testEverySubcommandAnswersHelp() throws {
-        for cmd in ["serve", "token", "transcode", "worker"] {
+        for cmd in ["serve", "token", "sdp", "transcode", "worker", "bench"] {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: Self.parleyBinary)
             p.arguments = [cmd, "--help"]

@@ -36,7 +36,7 @@ let package = Package(
         .target(name: "ParleyTranscode", dependencies: ["ParleyCore", "ParleyMedia", "CSQLite"]),
         .target(name: "ParleyServer", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyRelay",
                                                      "ParleySRTP", "ParleyTranscode"]),
-        .executableTarget(name: "parley", dependencies: ["ParleyCore", "ParleyHTTP", "ParleyServer", "ParleyTranscode"]),
+        .executableTarget(name: "parley", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyRelay", "ParleyServer", "ParleyTranscode"]),
 
         // MARK: Tests, one target per module
         .testTarget(name: "SystemLibsTests", dependencies: ["CLinux", "COpus", "CFFmpeg", "CSRTP", "COpenSSL", "CSQLite"]),

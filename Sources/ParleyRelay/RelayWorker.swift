@@ -167,6 +167,14 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         }
     }
 
+    /// Starts (or with nil stops) the room's recorder tap.
+    public func setTap(room: String, _ tap: RTPTap?) -> Result<Void, RelayError> {
+        loop.preconditionInLoop()
+        guard let r = rooms[room] else { return .failure(.noSuchRoom(room)) }
+        r.tap = tap
+        return .success(())
+    }
+
     /// A snapshot of a room.
     public func stats(room: String) -> Result<RoomStats, RelayError> {
         loop.preconditionInLoop()
@@ -324,6 +332,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         p.router.packetsIn += 1
         t.retransmission?.store(bytes, sequence: seq, nowMs: nowMs)
         guard !t.muted else { tally.drop(.muted); return }
+        if let tap = p.router.tap { tap.packet(t.ssrc, t.kind, bytes) }
         let n = t.destinations.count
         guard n > 0 else { return }
         if t.needsPerDestinationCopy || p.crypto != nil {
@@ -351,11 +360,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         for pkt in compound {
             switch pkt.packetType {
             case RTCP.PacketType.senderReport:
-                // RFC 3550 §6.4.1: SSRC, NTP timestamp (64 bits) follow the header.
-                guard let s = pkt.senderSSRC, let t = p.publishedTrack(s), pkt.body.count >= 24 else { continue }
-                let b = pkt.body
-                var ntp: UInt64 = 0
-                for k in 4..<12 { ntp = ntp << 8 | UInt64(b[k]) }
+                guard let s = pkt.senderSSRC, let t = p.publishedTrack(s), let ntp = pkt.senderReportNTPTimestamp else { continue }
                 t.statistics.senderReportReceived(ntpTimestamp: ntp, arrivalTime: nowNs)
                 senderReportTrack = t
             case RTCP.PacketType.transportFeedback where pkt.count == RTCP.Format.genericNACK:
@@ -431,6 +436,9 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     }
 
     private func handleSTUN(_ bytes: UnsafeRawBufferPointer, from source: SocketAddress) {
+        // Any STUN from a latched address (consent checks, keepalive
+        // indications) counts as activity for the timeout; it moves nothing.
+        if let p = byAddress[source] { p.lastSeenMs = nowMs }
         // With USERNAME: ICE short-term credentials (authenticate, then latch).
         // Without: plain public-address discovery, no session change.
         let hasUsername = (try? STUNMessageView(parsing: bytes))?.username != nil

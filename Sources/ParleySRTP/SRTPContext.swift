@@ -91,7 +91,9 @@ public final class SRTPContext {
     ///     enable it for packets whose payload differs: it would reuse keystream.
     public convenience init(material: SRTPKeyMaterial, direction: Direction, replayWindow: Int = 1024,
                             allowRetransmit: Bool = false) throws(SRTPError) {
-        try self.init(suite: material.suite, keys: SRTPSessionKeys(deriving: material), direction: direction,
+        var keys = try SRTPSessionKeys(deriving: material)
+        defer { keys.wipe() }
+        try self.init(suite: material.suite, keys: keys, direction: direction,
                       replayWindow: replayWindow, allowRetransmit: allowRetransmit)
     }
 

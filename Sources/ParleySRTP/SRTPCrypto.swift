@@ -57,6 +57,17 @@ struct SRTPSessionKeys {
                   rtcpKey: try derive(.rtcpEncryption, 16), rtcpAuthKey: try derive(.rtcpAuthentication, authLength),
                   rtcpSalt: try derive(.rtcpSalt, m.suite.saltLength))
     }
+
+    /// Overwrites the keys in place once the context holds its own copies
+    /// (EVP contexts and HMAC pad states, which are cleansed when freed).
+    mutating func wipe() {
+        for i in rtpKey.indices { rtpKey[i] = 0 }
+        for i in rtpAuthKey.indices { rtpAuthKey[i] = 0 }
+        for i in rtpSalt.indices { rtpSalt[i] = 0 }
+        for i in rtcpKey.indices { rtcpKey[i] = 0 }
+        for i in rtcpAuthKey.indices { rtcpAuthKey[i] = 0 }
+        for i in rtcpSalt.indices { rtcpSalt[i] = 0 }
+    }
 }
 
 // MARK: - AES-GCM with a preallocated EVP context

@@ -21,4 +21,12 @@ final class SRTPFuzzCorpusTests: XCTestCase {
         }
         XCTAssertGreaterThanOrEqual(count, 5, "seed corpus present")
     }
+
+    /// Hand-made inputs of each kind pass every invariant: a valid RTP packet
+    /// (AES-CM), a valid RTCP packet (GCM), and bytes too short to be either.
+    func testSelfCheckOnHandMadePackets() {
+        XCTAssertNil(SRTPSelfCheck.check([0, 5] + SRTPContextTests.rtpPacket(seq: 1)))
+        XCTAssertNil(SRTPSelfCheck.check([3, 5] + SRTPContextTests.rtcpReceiverReport()))
+        XCTAssertNil(SRTPSelfCheck.check([0, 0, 0x80]))
+    }
 }

@@ -135,3 +135,13 @@ public struct RelayConfig: Sendable {
 
     public init() {}
 }
+
+/// Receives every plaintext RTP packet a room forwards (the recorder tap in
+/// DESIGN.md's media path). Runs on the room's loop, on the packet path:
+/// copy what you keep and hand it to another thread; never block.
+public struct RTPTap: @unchecked Sendable {
+    public var packet: (_ ssrc: UInt32, _ kind: TrackKind, _ bytes: UnsafeRawBufferPointer) -> Void
+    public init(_ packet: @escaping (_ ssrc: UInt32, _ kind: TrackKind, _ bytes: UnsafeRawBufferPointer) -> Void) {
+        self.packet = packet
+    }
+}

@@ -52,7 +52,10 @@ public final class Relay: Sendable {
     /// Not from a loop thread.
     public func shutdown() {
         for w in workers { try? w.loop.submit { w.close() } }
-        directory.withLock { $0.removeAll() }
+        directory.withLock { dir in
+            dir.removeAll()
+            roomCounts.withLock { for i in $0.indices { $0[i] = 0 } }
+        }
     }
 
     private func worker(for room: String) -> RelayWorker? {
@@ -131,6 +134,12 @@ public final class Relay: Sendable {
         onRoom(room, completion) { $0.setCrypto(room: room, participant: participant, crypto) }
     }
 
+    /// Starts (or with nil stops) a room's recorder tap: every plaintext RTP
+    /// packet the room forwards, on the room's loop.
+    public func setTap(room: String, _ tap: RTPTap?, completion: @escaping @Sendable (Result<Void, RelayError>) -> Void) {
+        onRoom(room, completion) { $0.setTap(room: room, tap) }
+    }
+
     /// A snapshot of a room's participants, tracks and counters.
     public func stats(room: String, completion: @escaping @Sendable (Result<RoomStats, RelayError>) -> Void) {
         onRoom(room, completion) { $0.stats(room: room) }
@@ -163,6 +172,9 @@ public final class Relay: Sendable {
     }
     public func setCryptoSync(room: String, participant: ParticipantID, _ crypto: ParticipantCrypto?) throws(RelayError) {
         try wait { setCrypto(room: room, participant: participant, crypto, completion: $0) }
+    }
+    public func setTapSync(room: String, _ tap: RTPTap?) throws(RelayError) {
+        try wait { setTap(room: room, tap, completion: $0) }
     }
     public func statsSync(room: String) throws(RelayError) -> RoomStats { try wait { stats(room: room, completion: $0) } }
 

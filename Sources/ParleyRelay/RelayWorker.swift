@@ -167,6 +167,14 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         }
     }
 
+    /// Starts (or with nil stops) the room's recorder tap.
+    public func setTap(room: String, _ tap: RTPTap?) -> Result<Void, RelayError> {
+        loop.preconditionInLoop()
+        guard let r = rooms[room] else { return .failure(.noSuchRoom(room)) }
+        r.tap = tap
+        return .success(())
+    }
+
     /// A snapshot of a room.
     public func stats(room: String) -> Result<RoomStats, RelayError> {
         loop.preconditionInLoop()
@@ -324,6 +332,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         p.router.packetsIn += 1
         t.retransmission?.store(bytes, sequence: seq, nowMs: nowMs)
         guard !t.muted else { tally.drop(.muted); return }
+        if let tap = p.router.tap { tap.packet(t.ssrc, t.kind, bytes) }
         let n = t.destinations.count
         guard n > 0 else { return }
         if t.needsPerDestinationCopy || p.crypto != nil {

@@ -18,6 +18,7 @@ let subcommands: [Subcommand] = [
     Subcommand(name: "serve", summary: "run the call server daemon (SFU, STUN, signalling, HTTP)", run: ServeCommand.main),
     Subcommand(name: "token", summary: "mint a signed access token for a user and room", run: TokenCommand.main),
     Subcommand(name: "transcode", summary: "turn a video into an HLS adaptive-bitrate ladder", run: TranscodeCommand.main),
+    Subcommand(name: "bench", summary: "benchmark servers for the scripts in tools/bench/", run: BenchCommand.main),
     Subcommand(name: "worker", summary: "run the transcoding worker daemon (SQLite job queue, spool directory)", run: WorkerCommand.main),
 ]
 

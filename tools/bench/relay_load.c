@@ -11,7 +11,8 @@
 // time is the kernel's SO_TIMESTAMPNS stamp on the subscriber socket, so the
 // generator's own loop does not add to it.
 //
-// usage: relay_load SERVER_PORT SERVER_PID ROOMS PARTICIPANTS PUBLISHERS CLIENT_BASE SSRC_BASE SIZE [STEP_SECONDS] [START_RATE]
+// usage: relay_load SERVER_PORT SERVER_PID ROOMS PARTICIPANTS PUBLISHERS CLIENT_BASE SSRC_BASE SIZE [STEP_SECONDS] [START_RATE] [fixed]
+// With `fixed`: one step at START_RATE only (the allocation check uses it).
 // Prints: STEP ..., RESULT ..., LATENCY ... lines (key=value).
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -202,6 +203,12 @@ int main(int argc, char **argv) {
         fds[i] = fd;
         struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
         epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+    }
+
+    if (argc > 11 && strcmp(argv[11], "fixed") == 0) {
+        struct result f = step(start, secs);
+        printf("FIXED in_pps=%.0f sent=%lld received=%lld loss=%.5f%%\n", start, f.sent, f.received, f.loss * 100);
+        return 0;
     }
 
     // Warm-up (caches, first-packet paths), not reported.

@@ -109,7 +109,8 @@ public final class RelayEventSink: Sendable {
 
     public init() {}
 
-    func connect(backend: RelayMediaBackend, signalling: SignallingService) {
+    /// Points the sink at the signalling layer (`ServerFrontEnd.start` does this).
+    public func connect(backend: RelayMediaBackend, signalling: SignallingService) {
         target.withLock { $0 = (backend, signalling) }
     }
 

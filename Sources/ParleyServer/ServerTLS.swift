@@ -1,4 +1,5 @@
 import Foundation
+import ParleyCore
 import ParleyIO
 
 /// TLS for the listener: the configured certificate, or a self-signed one
@@ -28,6 +29,8 @@ enum ServerTLS {
         }
         let ctx = try TLSContext.server(certificateChainFile: cert, privateKeyFile: key)
         let fp = try TLSCertificate.sha256Fingerprint(ofPEMFile: cert)
-        return (ctx, ["tls certificate \(cert) sha256 \(fp) (\(origin))"])
+        // The fingerprint is the line's last word (scripts take it from there).
+        Logger(label: "parley.tls").info("tls certificate", ["file": .string(cert), "sha256": .string(fp), "origin": .string(origin)])
+        return (ctx, ["tls certificate \(cert) sha256 \(fp)"])
     }
 }

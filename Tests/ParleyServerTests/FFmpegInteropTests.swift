@@ -144,5 +144,72 @@ final class FFmpegInteropTests: XCTestCase {
         alice.close()
     }
 
+    /// ffmpeg receives: `parley sdp --receive` writes the SDP, ffmpeg opens
+    /// it (SRTP from a=crypto), and decodes the Opus tone a Parley client
+    /// publishes through the relay.
+    func testFFmpegReceivesAndDecodesATrackWithTheSDPFromParleySDP() throws {
+        let alice = try fx.connect()
+        try alice.call(.auth(token: fx.token("alice"), room: nil))
+        let joinA = try alice.call(.join(room: nil, publish: true, subscribe: false, suite: nil))
+        let pub = try alice.call(.publish([TrackDescription(kind: .audio, codec: "opus", payloadType: 111, clockRate: 48000, channels: 2)]))
+        let track = pub["tracks"]!.arrayValue![0]
+        let ssrc = UInt32(track["ssrc"]!.intValue!)
+        var o = SDPSession.Options()
+        o.server = fx.wsURL
+        o.token = fx.token("ffplay", publish: false)
+        o.receiveTrack = track["id"]!.stringValue!
+        let session = try SDPSession.open(loop: fx.group.loops[0], o)
+        let dir = tempDir("ffrecv")
+        try session.sdp.write(toFile: dir + "/recv.sdp", atomically: true, encoding: .utf8)
+
+        let ffmpeg = Process()
+        ffmpeg.executableURL = URL(fileURLWithPath: "/usr/bin/ffmpeg")
+        ffmpeg.arguments = ["-hide_banner", "-loglevel", "error", "-nostdin", "-protocol_whitelist", "file,udp,rtp,srtp",
+                            "-i", dir + "/recv.sdp", "-t", "1", "-ac", "1", "-ar", "48000", "-y", dir + "/out.wav"]
+        let errPipe = Pipe()
+        ffmpeg.standardError = errPipe
+        ffmpeg.standardOutput = FileHandle.nullDevice
+        try ffmpeg.run()
+
+        // Publish a 440 Hz Opus tone (20 ms frames, paced) until ffmpeg has its second.
+        var err: Int32 = 0
+        let enc = try XCTUnwrap(opus_encoder_create(48000, 1, OPUS_APPLICATION_AUDIO, &err))
+        defer { opus_encoder_destroy(enc) }
+        let peer = try MediaPeer(join: joinA)
+        var sample = 0
+        let deadline = Date().addingTimeInterval(30) // hang guard
+        while ffmpeg.isRunning && Date() < deadline {
+            var pcm = [Int16](repeating: 0, count: 960)
+            for k in 0..<960 { pcm[k] = Int16(8000 * sin(2 * Double.pi * 440 * Double(sample + k) / 48000)) }
+            sample += 960
+            var out = [UInt8](repeating: 0, count: 1500)
+            let n = opus_encode(enc, pcm, 960, &out, 1500)
+            XCTAssertGreaterThan(n, 0)
+            peer.seq &+= 1
+            var rtp: [UInt8] = [0x80, 111, UInt8(peer.seq >> 8), UInt8(peer.seq & 0xff)]
+            for v in [UInt32(truncatingIfNeeded: sample), ssrc] {
+                rtp += [UInt8(v >> 24), UInt8(v >> 16 & 0xff), UInt8(v >> 8 & 0xff), UInt8(v & 0xff)]
+            }
+            peer.send(try peer.sender.protect(rtp + out[0..<Int(n)]))
+            usleep(20_000)
+        }
+        if ffmpeg.isRunning { ffmpeg.terminate() }
+        ffmpeg.waitUntilExit()
+        let ffErr = String(decoding: errPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(ffmpeg.terminationStatus, 0, ffErr)
+        let wav = try XCTUnwrap(FileManager.default.contents(atPath: dir + "/out.wav"), ffErr)
+        // 16-bit mono PCM after the "data" chunk header: count rising zero crossings over 0.5 s.
+        let bytes = [UInt8](wav)
+        let data = try XCTUnwrap((12..<(bytes.count - 8)).first { bytes[$0..<($0 + 4)].elementsEqual("data".utf8) })
+        let pcm = Array(bytes[(data + 8)...]).withUnsafeBytes { Array($0.bindMemory(to: Int16.self)) }
+        guard pcm.count >= 36000 else { return XCTFail("only \(pcm.count) samples decoded") }
+        let mid = Array(pcm[12000..<36000])
+        var crossings = 0
+        for i in 1..<mid.count where mid[i - 1] < 0 && mid[i] >= 0 { crossings += 1 }
+        XCTAssertEqual(Double(crossings), 220, accuracy: 10, "ffmpeg decoded the 440 Hz tone")
+        session.client.close()
+        alice.close()
+    }
+
     func ssrcOf(_ d: [UInt8]) -> UInt32 { UInt32(d[8]) << 24 | UInt32(d[9]) << 16 | UInt32(d[10]) << 8 | UInt32(d[11]) }
 }

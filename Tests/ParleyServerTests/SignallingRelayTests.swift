@@ -162,4 +162,28 @@ final class SignallingRelayTests: XCTestCase {
         a.close()
         b.close()
     }
+
+    func testRelayMediaTimeoutEndsTheSignallingSession() throws {
+        fx.stop()
+        fx = try RelayServerFixture(participantTimeout: .seconds(1))
+        let (a, _, _) = try joinAndPublish("alice")
+        let (b, joinB, _) = try joinAndPublish("bob")
+        // Bob keeps his media session alive with STUN; Alice sends nothing and times out.
+        let peerB = try MediaPeer(join: joinB)
+        let ufrag = joinB["ice"]!["ufrag"]!.stringValue!, pwd = joinB["ice"]!["pwd"]!.stringValue!
+        var left: JSONValue?
+        for _ in 0..<100 where left == nil {
+            XCTAssertTrue(peerB.bind(ufrag: ufrag, password: pwd))
+            left = try? b.nextEvent("participant_left", timeout: 0.3)
+        }
+        XCTAssertEqual(left?["participant"], "alice")
+        XCTAssertEqual(left?["reason"], "media_timeout")
+        XCTAssertEqual(try a.nextEvent("participant_left")["participant"], "alice", "Alice is told too")
+        let rooms = try fx.front.signalling!.sync { $0.roomsJSON() }
+        XCTAssertEqual(rooms["rooms"]?.arrayValue?.first?["participants"]?.arrayValue?.compactMap { $0["id"]?.stringValue }, ["bob"])
+        // Alice's connection stays and may join again.
+        XCTAssertNotNil(try a.call(.join(room: nil, publish: true, subscribe: true, suite: nil))["srtp"])
+        a.close()
+        b.close()
+    }
 }

@@ -157,12 +157,14 @@ final class RelayServerFixture {
 
     let tls: Bool
 
-    init(loops: Int = 2, grace: Int = 30, tls: Bool = false) throws {
+    init(loops: Int = 2, grace: Int = 30, tls: Bool = false, participantTimeout: Duration = .seconds(30)) throws {
         self.tls = tls
         group = try EventLoopGroup(numberOfThreads: loops, logger: quietLogger)
         let sink = RelayEventSink()
         var rc = RelayConfig()
         rc.onEvent = sink.deliver
+        rc.participantTimeout = participantTimeout
+        rc.housekeepingInterval = .milliseconds(200)
         relay = try Relay(loops: group.loops, mediaAddresses: group.loops.map { _ in .ipv4Loopback(port: 0) }, config: rc)
         var config = ServerConfig()
         config.listen = .init(host: "127.0.0.1", port: 0)

@@ -77,6 +77,8 @@ enum Daemon {
         relayConfig.maxParticipantsPerRoom = config.maxParticipantsPerRoom
         relayConfig.participantTimeout = .seconds(config.participantTimeoutSeconds)
         relayConfig.batchSize = config.udpBatch
+        let events = RelayEventSink() // relay timeouts end signalling sessions
+        relayConfig.onEvent = events.deliver
         let relay = try Relay(loops: loops, mediaAddresses: mediaAddresses, config: relayConfig)
         for a in mediaAddresses { announce("media", a.description, log) }
 
@@ -86,43 +88,17 @@ enum Daemon {
             announce("stun", stun!.localAddress.description, log)
         }
 
-        // HTTP + WebSocket.
-        let secret = try ServerSecret.loadOrCreate(dataDir: config.dataDir)
-        let verifier = JWTVerifier(secret: secret)
+        // HTTPS/WSS (or plain with --insecure): signalling, admin, metrics, HLS, jobs.
         let router = HTTPRouter()
-        BuiltinRoutes.install(on: router)
-        let signalling = SignallingService(backend: RelayMediaBackend(relay: relay), verifier: verifier,
-                                           graceSeconds: Double(config.reconnectGraceSeconds),
-                                           maxParticipantsPerRoom: config.maxParticipantsPerRoom,
-                                           logger: Logger(label: "signalling", level: config.logLevel))
-        signalling.install(on: router)
         TranscodeRoutes.install(on: router, dataDir: config.dataDir)
-        let tls = config.insecure ? nil : try tlsContext(config: config, log: log)
-        let http = HTTPServer(group: group, router: router, tls: tls)
-        let bound = try http.start(at: try address(config.listen, key: "listen"))
-        announce(tls == nil ? "http" : "https", bound.description, log)
-        return Parts(http: http, relay: relay, stun: stun)
-    }
-
-    /// The configured certificate, or a self-signed one in DATA-DIR/tls
-    /// (generated on first start, reused after). Prints its SHA-256
-    /// fingerprint so clients can pin it.
-    static func tlsContext(config: ServerConfig, log: Logger) throws -> TLSContext {
-        let cert: String, key: String
-        if let c = config.tlsCert, let k = config.tlsKey {
-            cert = c; key = k
-        } else {
-            let dir = config.dataDir + "/tls"
-            cert = dir + "/cert.pem"; key = dir + "/key.pem"
-            if !(FileManager.default.fileExists(atPath: cert) && FileManager.default.fileExists(atPath: key)) {
-                _ = try TLSCertificate.generateSelfSigned(directory: dir)
-                log.info("generated a self-signed certificate", ["file": .string(cert)])
-            }
+        let front = try ServerFrontEnd.start(group: group, config: config, relay: relay, events: events, router: router,
+                                             logger: Logger(label: "http", level: config.logLevel))
+        for line in front.readyLines {
+            print(line)
+            log.info(line)
         }
-        let fingerprint = try TLSCertificate.sha256Fingerprint(ofPEMFile: cert)
-        print("tls certificate \(cert) sha256 \(fingerprint)")
-        log.info("tls", ["certificate": .string(cert), "sha256": .string(fingerprint)])
-        return try TLSContext.server(certificateChainFile: cert, privateKeyFile: key)
+        fflush(nil)
+        return Parts(http: front.http, relay: relay, stun: stun)
     }
 
     /// The readiness line scripts wait for (stdout), and the same as a log line.

@@ -55,14 +55,6 @@ enum Daemon {
         }
     }
 
-    static func address(_ hp: ServerConfig.HostPort, key: String) throws -> SocketAddress {
-        let host = hp.host == "localhost" ? "127.0.0.1" : hp.host
-        guard let a = SocketAddress(ip: host, port: UInt16(hp.port)) else {
-            throw StartError("\(key): \(hp.host) is not an IP address")
-        }
-        return a
-    }
-
     static func start(config: ServerConfig, group: EventLoopGroup, log: Logger) throws -> Parts {
         // Media: one UDP port per loop, from the front of the range.
         let loops = group.loops
@@ -70,7 +62,7 @@ enum Daemon {
             throw StartError("media-ports \(config.mediaPorts.lowerBound)-\(config.mediaPorts.upperBound) has fewer ports than the \(loops.count) event loops")
         }
         let mediaAddresses = try loops.indices.map { i in
-            try address(.init(host: config.mediaHost, port: config.mediaPorts.lowerBound + i), key: "media-host")
+            try ServerConfig.HostPort(host: config.mediaHost, port: config.mediaPorts.lowerBound + i).socketAddress(key: "media-host")
         }
         var relayConfig = RelayConfig()
         relayConfig.maxRoomsPerLoop = config.maxRoomsPerLoop
@@ -84,7 +76,7 @@ enum Daemon {
 
         var stun: STUNService?
         if let s = config.stun {
-            stun = try STUNService.start(on: loops[0], bindTo: try address(s, key: "stun"))
+            stun = try STUNService.start(on: loops[0], bindTo: try s.socketAddress(key: "stun"))
             announce("stun", stun!.localAddress.description, log)
         }
 
@@ -106,5 +98,16 @@ enum Daemon {
         print("listening \(what) \(address)")
         fflush(nil)
         log.info("listening", ["what": .string(what), "address": .string(address)])
+    }
+}
+
+extension ServerConfig.HostPort {
+    /// The socket address to bind (`localhost` means 127.0.0.1; other names are refused).
+    func socketAddress(key: String) throws -> SocketAddress {
+        let ip = host == "localhost" ? "127.0.0.1" : host
+        guard let a = SocketAddress(ip: ip, port: UInt16(port)) else {
+            throw ConfigError(key: key, "\(host) is not an IP address")
+        }
+        return a
     }
 }

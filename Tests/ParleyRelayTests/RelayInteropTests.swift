@@ -91,8 +91,8 @@ final class RelayInteropTests: XCTestCase {
         }
         guard cap.isRunning else { throw XCTSkip("tshark cannot capture here: \(String(decoding: banner, as: UTF8.self))") }
 
-        let (a, ca) = try f.join("r", [.video()])                          // 2: binding request + response
-        let (_, cb) = try f.join("r", [])                                  // 2
+        let (_, cb) = try f.join("r", [])                                  // 2: binding request + response
+        let (a, ca) = try f.join("r", [.video()])                          // 2 (latching after B: no keyframe request)
         let ssrc = a.tracks[0].ssrc
         for seq in UInt16(1)...5 {                                          // 5 in + 5 forwarded
             ca.send(rtpPacket(ssrc: ssrc, seq: seq, timestamp: UInt32(seq) * 3000, payload: payload(ssrc: ssrc, seq: seq, size: 1000)), to: f.mediaAddress)

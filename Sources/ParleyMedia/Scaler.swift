@@ -23,7 +23,28 @@ public final class Scaler: @unchecked Sendable {
         }
     }
 
+    /// The output frame `scaleReusingOutput` writes into.
+    private var reusable: Frame?
+
     deinit { sws_freeContext(context) }
+
+    /// Scales into one frame kept by the scaler, so a steady pipeline does not
+    /// allocate (and page-fault in) a picture per frame. Encoders copy or
+    /// release their input once its packets have been received; if anyone
+    /// still holds the buffer, `av_frame_make_writable` gives it a fresh one.
+    public func scaleReusingOutput(_ input: Frame) throws -> Frame {
+        let out: Frame
+        if let r = reusable {
+            try check(av_frame_make_writable(r.pointer), "av_frame_make_writable")
+            out = r
+        } else {
+            out = try Frame(width: outWidth, height: outHeight, pixelFormat: outFormat)
+            reusable = out
+        }
+        try check(sws_scale_frame(context, out.pointer, input.pointer), "sws_scale_frame")
+        out.pts = input.pts
+        return out
+    }
 
     /// Scales `input` into a new frame with its own buffers; copies pts.
     public func scale(_ input: Frame) throws -> Frame {

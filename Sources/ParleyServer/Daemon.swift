@@ -97,10 +97,32 @@ enum Daemon {
                                            logger: Logger(label: "signalling", level: config.logLevel))
         signalling.install(on: router)
         TranscodeRoutes.install(on: router, dataDir: config.dataDir)
-        let http = HTTPServer(group: group, router: router, tls: nil)
+        let tls = config.insecure ? nil : try tlsContext(config: config, log: log)
+        let http = HTTPServer(group: group, router: router, tls: tls)
         let bound = try http.start(at: try address(config.listen, key: "listen"))
-        announce("http", bound.description, log)
+        announce(tls == nil ? "http" : "https", bound.description, log)
         return Parts(http: http, relay: relay, stun: stun)
+    }
+
+    /// The configured certificate, or a self-signed one in DATA-DIR/tls
+    /// (generated on first start, reused after). Prints its SHA-256
+    /// fingerprint so clients can pin it.
+    static func tlsContext(config: ServerConfig, log: Logger) throws -> TLSContext {
+        let cert: String, key: String
+        if let c = config.tlsCert, let k = config.tlsKey {
+            cert = c; key = k
+        } else {
+            let dir = config.dataDir + "/tls"
+            cert = dir + "/cert.pem"; key = dir + "/key.pem"
+            if !(FileManager.default.fileExists(atPath: cert) && FileManager.default.fileExists(atPath: key)) {
+                _ = try TLSCertificate.generateSelfSigned(directory: dir)
+                log.info("generated a self-signed certificate", ["file": .string(cert)])
+            }
+        }
+        let fingerprint = try TLSCertificate.sha256Fingerprint(ofPEMFile: cert)
+        print("tls certificate \(cert) sha256 \(fingerprint)")
+        log.info("tls", ["certificate": .string(cert), "sha256": .string(fingerprint)])
+        return try TLSContext.server(certificateChainFile: cert, privateKeyFile: key)
     }
 
     /// The readiness line scripts wait for (stdout), and the same as a log line.

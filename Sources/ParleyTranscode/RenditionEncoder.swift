@@ -130,7 +130,7 @@ final class VideoRenditionEncoder: @unchecked Sendable {
     private func run() throws {
         let pkt = Packet()
         while let item = queue.take() {
-            let frame = try scaler?.scale(item.frame) ?? item.frame
+            let frame = try scaler?.scaleReusingOutput(item.frame) ?? item.frame
             if item.boundary {
                 frame.forceKeyframe = true
                 pendingBoundaries.append(frame.pts)

@@ -21,6 +21,7 @@ public enum TranscodeCommand {
       --format fmp4|ts        CMAF fMP4 with an init segment (default) or MPEG-TS
       --preset NAME           x264 preset (default veryfast)
       --audio-bitrate RATE    AAC bitrate (default 128k)
+      --threads N             x264 threads per rendition (default 0: libx264's choice)
       --no-thumbnails         skip the per-segment JPEGs
       --json                  print a JSON summary on standard output
       --quiet                 no progress bar
@@ -32,7 +33,7 @@ public enum TranscodeCommand {
 
     """
 
-    static let valueOptions: Set<String> = ["out", "ladder", "segment-seconds", "format", "preset", "audio-bitrate", "data-dir"]
+    static let valueOptions: Set<String> = ["out", "ladder", "segment-seconds", "format", "preset", "audio-bitrate", "data-dir", "threads"]
     static let switchFlags: Set<String> = ["json", "quiet", "enqueue", "no-thumbnails"]
 
     /// Parses the flags shared by `transcode` and the job options.
@@ -48,7 +49,7 @@ public enum TranscodeCommand {
             o.format = v
         }
         if let p = a["preset"] {
-            let presets = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
+            let presets = TranscodeOptions.presets
             guard presets.contains(p) else { throw Arguments.UsageError("--preset must be one of \(presets.joined(separator: ", "))") }
             o.preset = p
         }
@@ -57,6 +58,10 @@ public enum TranscodeCommand {
             let v = l.hasSuffix("k") ? Int(l.dropLast()).map { $0 * 1000 } : Int(l)
             guard let v, v >= 32_000, v <= 512_000 else { throw Arguments.UsageError("--audio-bitrate must be 32k-512k") }
             o.audioBitRate = v
+        }
+        if let t = a["threads"] {
+            guard let v = Int(t), v >= 0, v <= 64 else { throw Arguments.UsageError("--threads must be 0-64") }
+            o.encoderThreads = v
         }
         o.thumbnails = !a.has("no-thumbnails")
         return o

@@ -37,6 +37,42 @@ public struct TranscodeOptions: Sendable, Codable {
     public var encoderThreads: Int = 0
 
     public init(input: String, output: String) { self.input = input; self.output = output }
+
+    enum CodingKeys: String, CodingKey {
+        case input, output, ladder, segmentSeconds = "segment_seconds", format, preset
+        case audioBitRate = "audio_bitrate", thumbnails, encoderThreads = "threads"
+    }
+
+    /// Decodes a job description where only `input` is required
+    /// (`{"input": "/media/clip.mp4", "ladder": "720p:3000k", "format": "ts"}`);
+    /// everything else takes the command's defaults.
+    public init(from decoder: any Swift.Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        input = try c.decode(String.self, forKey: .input)
+        output = try c.decodeIfPresent(String.self, forKey: .output) ?? ""
+        ladder = try c.decodeIfPresent(String.self, forKey: .ladder)
+        segmentSeconds = try c.decodeIfPresent(Double.self, forKey: .segmentSeconds) ?? 4
+        format = try c.decodeIfPresent(SegmentFormat.self, forKey: .format) ?? .fmp4
+        preset = try c.decodeIfPresent(String.self, forKey: .preset) ?? "veryfast"
+        audioBitRate = try c.decodeIfPresent(Int.self, forKey: .audioBitRate) ?? 128_000
+        thumbnails = try c.decodeIfPresent(Bool.self, forKey: .thumbnails) ?? true
+        encoderThreads = try c.decodeIfPresent(Int.self, forKey: .encoderThreads) ?? 0
+    }
+
+    static let presets = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
+
+    /// Checks the options the way the command line does (for `POST /jobs`):
+    /// throws `TranscodeError.usage` naming the bad field.
+    public func validate() throws {
+        if input.isEmpty { throw TranscodeError.usage("input: required") }
+        if let l = ladder {
+            do { _ = try Ladder.parse(l) } catch { throw TranscodeError.usage("\(error)") }
+        }
+        guard segmentSeconds >= 1, segmentSeconds <= 60 else { throw TranscodeError.usage("segment_seconds must be 1-60") }
+        guard TranscodeOptions.presets.contains(preset) else { throw TranscodeError.usage("preset must be one of \(TranscodeOptions.presets.joined(separator: ", "))") }
+        guard audioBitRate >= 32_000, audioBitRate <= 512_000 else { throw TranscodeError.usage("audio_bitrate must be 32000-512000") }
+        guard encoderThreads >= 0, encoderThreads <= 64 else { throw TranscodeError.usage("threads must be 0-64") }
+    }
 }
 
 /// Progress of a running transcode.

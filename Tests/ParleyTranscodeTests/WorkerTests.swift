@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import ParleyCore
 @testable import ParleyTranscode
 
 final class JobQueueTests: XCTestCase {
@@ -53,6 +54,22 @@ final class JobQueueTests: XCTestCase {
         XCTAssertEqual(try q.get(b)?.output, "/out/b")
     }
 
+    /// `POST /jobs` bodies: only `input` is required; bad fields are usage errors.
+    func testJobOptionsFromJSON() throws {
+        let o = try JSONDecoder().decode(TranscodeOptions.self, from: Data(#"{"input":"/m/a.mp4","ladder":"720p:3000k","format":"ts"}"#.utf8))
+        XCTAssertEqual(o.input, "/m/a.mp4")
+        XCTAssertEqual(o.format, .ts)
+        XCTAssertEqual(o.segmentSeconds, 4)
+        XCTAssertEqual(o.preset, "veryfast")
+        XCTAssertNoThrow(try o.validate())
+        for bad in [#"{"input":"a","ladder":"x"}"#, #"{"input":"a","segment_seconds":0}"#, #"{"input":"a","preset":"warp"}"#, #"{"input":""}"#] {
+            let b = try JSONDecoder().decode(TranscodeOptions.self, from: Data(bad.utf8))
+            XCTAssertThrowsError(try b.validate(), bad)
+        }
+        XCTAssertThrowsError(try JSONDecoder().decode(TranscodeOptions.self, from: Data(#"{"ladder":"720p:3000k"}"#.utf8)))
+        XCTAssertThrowsError(try JSONDecoder().decode(TranscodeOptions.self, from: Data(#"{"input":"a","format":"webm"}"#.utf8)))
+    }
+
     /// In-process worker with `once`: a queued job and a spooled bad file.
     func testWorkerRunsQueueAndSpool() throws {
         let dir = Support.tempDir("worker")
@@ -64,7 +81,7 @@ final class JobQueueTests: XCTestCase {
         c.maxAttempts = 2
         c.pollInterval = 0.1
         c.spoolOptions.preset = "ultrafast"
-        let w = try Worker(config: c)
+        let w = try Worker(config: c, log: Logger(label: "worker", level: .error))
         var o = TranscodeOptions(input: "", output: "")
         o.ladder = "234p:145k"
         o.preset = "superfast"
@@ -83,7 +100,7 @@ final class JobQueueTests: XCTestCase {
         XCTAssertTrue(junk.error?.contains("not a media file") ?? false)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: w.incomingDir), [])
         // Only one worker per data directory: `w` still holds the lock.
-        XCTAssertThrowsError(try Worker(config: c).run()) { XCTAssertTrue("\($0)".contains("another worker"), "\($0)") }
+        XCTAssertThrowsError(try Worker(config: c, log: Logger(label: "worker", level: .error)).run()) { XCTAssertTrue("\($0)".contains("another worker"), "\($0)") }
         XCTAssertEqual(WorkerCommand.main(["--data-dir", dir.path, "--concurrency", "0"]), 2)
     }
 }

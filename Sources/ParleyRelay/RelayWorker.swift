@@ -144,8 +144,25 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         loop.preconditionInLoop()
         switch participant(room, subscriber) {
         case .failure(let e): return .failure(e)
-        case .success(let p): return Result { () throws(RelayError) in try p.router.setSubscribed(p, ssrc: ssrc, subscribed) }
+        case .success(let p):
+            do {
+                try p.router.setSubscribed(p, ssrc: ssrc, subscribed)
+            } catch {
+                return .failure(error)
+            }
+            if subscribed, p.address != nil, let t = p.router.tracksBySSRC[ssrc], t.kind == .video {
+                tickClock()
+                requestKeyframe(t, fir: false) // the new subscriber's decoder needs one
+                flush()
+            }
+            return .success(())
         }
+    }
+
+    /// The clock read the packet path does once per batch, for control calls.
+    private func tickClock() {
+        nowNs = MonotonicTime.now().nanoseconds
+        nowMs = nowNs / 1_000_000
     }
 
     /// Publisher-side mute of track `ssrc` (nothing is forwarded while muted).
@@ -187,7 +204,11 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     func latchForTrustedCaller(room: String, _ id: ParticipantID, address: SocketAddress) -> Result<Void, RelayError> {
         switch participant(room, id) {
         case .failure(let e): return .failure(e)
-        case .success(let p): latch(p, address); return .success(())
+        case .success(let p):
+            tickClock()
+            latch(p, address)
+            flush()
+            return .success(())
         }
     }
 
@@ -219,6 +240,9 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         byAddress[address] = p
         p.router.addressChanged(p)
         config.onEvent?(.participantLatched(room: p.router.name, participant: p.id, address: address.description))
+        // It can receive now: its decoders need a keyframe of every video
+        // track it gets (throttled like a subscriber's own PLI).
+        for t in p.receiving where t.kind == .video { requestKeyframe(t, fir: false) }
     }
 
     // MARK: Packet path
@@ -494,8 +518,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     /// Removes timed-out participants and sends RRs to publishers (the
     /// repeating timer calls it; tests may too, on the loop).
     func runHousekeeping(checkTimeouts: Bool = true) {
-        nowNs = MonotonicTime.now().nanoseconds
-        nowMs = nowNs / 1_000_000
+        tickClock()
         let timeout = UInt64(config.participantTimeout.millisecondsRoundedUp)
         for r in rooms.values {
             for p in r.participants {

@@ -36,8 +36,8 @@ final class RelayRobustnessTests: XCTestCase {
         // Still alive and forwarding, in order, after the garbage.
         let good = rtpPacket(ssrc: ssrc, seq: 60000, payload: payload(ssrc: ssrc, seq: 60000))
         ca.send(good, to: f.mediaAddress)
-        let got = cb.receive { d in isRTP(d) && ssrcOf(d) == ssrc && seqOf(d) == 60000 }
-        XCTAssertEqual(got, good)
+        // (Random packets with A's SSRC are valid RTP and forwarded too; skip them.)
+        XCTAssertNotNil(cb.receive { $0 == good }, "the good packet arrived byte-exact")
         let drops = ["unknown_source", "unknown_protocol", "malformed", "unknown_ssrc", "stun_rejected"]
             .map { f.counter("parley_relay_dropped_total", [("reason", $0)]) }.reduce(0, +)
         XCTAssertGreaterThan(drops, 1000)

@@ -1,3 +1,5 @@
+import ParleyCore
+
 // RTCP common header, RFC 3550 §6.4.1 (all packet types share it):
 //
 //  0                   1                   2                   3

@@ -1,3 +1,5 @@
+import ParleyCore
+
 // RTP fixed header, RFC 3550 §5.1:
 //
 //  0                   1                   2                   3

@@ -331,7 +331,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     /// and never latches. Returns the publisher and the plaintext.
     private func latchBySRTP(_ bytes: UnsafeRawBufferPointer, from source: SocketAddress) -> (Participant, UnsafeRawBufferPointer)? {
         guard bytes.count >= 12 else { tally.drop(.malformed); return nil }
-        let ssrc = UInt32(bytes[8]) << 24 | UInt32(bytes[9]) << 16 | UInt32(bytes[10]) << 8 | UInt32(bytes[11])
+        let ssrc = bytes.u32(8)
         for r in rooms.values {
             guard let t = r.tracksBySSRC[ssrc] else { continue }
             let p = t.publisher
@@ -399,7 +399,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
                 let b = pkt.body
                 var off = 8
                 while off + 8 <= b.count {
-                    let ssrc = UInt32(b[off]) << 24 | UInt32(b[off + 1]) << 16 | UInt32(b[off + 2]) << 8 | UInt32(b[off + 3])
+                    let ssrc = b.u32(off)
                     if let t = router.tracksBySSRC[ssrc], t.isSubscribed(p) { requestKeyframe(t, fir: true) }
                     off += 8
                 }

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import ParleyCore
 
 // MAPPED-ADDRESS, RFC 8489 §14.1 (XOR-MAPPED-ADDRESS, §14.2, is the same
 // layout with X-Port = port ^ (cookie >> 16) and X-Address = address ^

@@ -1,3 +1,5 @@
+import ParleyCore
+
 // STUN message header, RFC 8489 §5:
 //
 //  0                   1                   2                   3

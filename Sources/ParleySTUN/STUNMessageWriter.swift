@@ -1,3 +1,5 @@
+import ParleyCore
+
 /// Builds a STUN message directly in a caller-provided buffer (no
 /// allocation). The header's length field is kept current after every
 /// append, so MESSAGE-INTEGRITY and FINGERPRINT can be computed in place.

@@ -1,5 +1,5 @@
 /// Invariants of this module's decoders, checked on arbitrary input by the
-/// fuzz harnesses (tools/fuzz/http-request, tools/fuzz/websocket) and by the
+/// fuzz harnesses (tools/fuzz/targets/http-request.swift, websocket.swift) and by the
 /// XCTest cases that replay their committed corpora. Each check returns nil
 /// when every invariant holds, or a description of the first broken one.
 enum CodecSelfCheck {

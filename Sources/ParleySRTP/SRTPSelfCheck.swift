@@ -1,5 +1,5 @@
 /// Invariants checked on arbitrary input by the fuzz harness
-/// (tools/fuzz/srtp) and by the XCTest replay of its committed corpus.
+/// (tools/fuzz/targets/srtp.swift) and by the XCTest replay of its committed corpus.
 /// Returns nil when every invariant holds, else what broke.
 enum SRTPSelfCheck {
     static let material = try! SRTPKeyMaterial(suite: .aesCM128HmacSHA1_80,

@@ -3,19 +3,17 @@ import XCTest
 @testable import ParleyHTTP
 
 /// Replays the committed fuzz seeds and crash reproducers
-/// (tools/fuzz/<target>/corpus and crashes/) through the same invariants the
-/// libFuzzer harnesses check (CodecSelfCheck), so a fixed crash stays fixed.
+/// (tools/fuzz/corpus/<target>; a reproducer is committed there) through the
+/// same invariants the libFuzzer harnesses check (CodecSelfCheck), so a fixed
+/// crash stays fixed.
 final class FuzzCorpusTests: XCTestCase {
     private func inputs(_ target: String) throws -> [(String, [UInt8])] {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../../tools/fuzz/\(target)").standardized
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../tools/fuzz/corpus/\(target)").standardized
         var out: [(String, [UInt8])] = []
-        for sub in ["corpus", "crashes"] {
-            let dir = root.appendingPathComponent(sub)
-            guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir.path) else { continue }
-            for name in names.sorted() where !name.hasPrefix(".") {
-                out.append(("\(sub)/\(name)", [UInt8](try Data(contentsOf: dir.appendingPathComponent(name)))))
-            }
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir.path) else { return out }
+        for name in names.sorted() where !name.hasPrefix(".") {
+            out.append(("corpus/\(target)/\(name)", [UInt8](try Data(contentsOf: dir.appendingPathComponent(name)))))
         }
         return out
     }

@@ -1,6 +1,6 @@
 // libFuzzer target for the RTCP compound parser: parse → build → parse must
 // give equal packets, and building again the same bytes.
-// Built with tools/fuzz/build rtcp (compiled together with Sources/ParleyRTP).
+// Built by tools/fuzz/build rtcp (compiled together with Sources/ParleyRTP).
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzRTCP(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {

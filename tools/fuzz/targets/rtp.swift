@@ -1,6 +1,6 @@
 // libFuzzer target for the RTP parser: parse → build → parse must give the
 // same structure, and building that structure again the same bytes.
-// Built with tools/fuzz/build rtp (compiled together with Sources/ParleyRTP).
+// Built by tools/fuzz/build rtp (compiled together with Sources/ParleyRTP).
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzRTP(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {

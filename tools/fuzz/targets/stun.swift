@@ -1,7 +1,7 @@
 // libFuzzer target for the STUN parser and BindingResponder: parse → build →
 // parse must give the same message; the responder must never trap and its
 // responses must parse and carry the right XOR-MAPPED-ADDRESS.
-// Built with tools/fuzz/build stun (compiled together with Sources/ParleySTUN).
+// Built by tools/fuzz/build stun (compiled together with Sources/ParleySTUN).
 
 let fuzzKey: [UInt8] = Array("VOkJxbRl1RmTxUk/WvJxBt".utf8)
 let fuzzSource = STUNAddress(ipv6High: 0x2001_0DB8_0000_0000, low: 5, port: 3478)

@@ -1,5 +1,5 @@
 // libFuzzer entry point for ParleyHTTP's WebSocket frame and message
-// decoders. Built by tools/fuzz/run-http together with the module's sources.
+// decoders. Built by tools/fuzz/build websocket together with the module's sources.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzWebSocket(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let input = Array(UnsafeBufferPointer(start: data, count: size))

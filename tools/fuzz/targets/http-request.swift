@@ -1,5 +1,5 @@
 // libFuzzer entry point for ParleyHTTP's request parser. Built by
-// tools/fuzz/run-http together with the module's sources, so the
+// tools/fuzz/build http-request together with the module's sources, so the
 // invariants in Sources/ParleyHTTP/CodecSelfCheck.swift are reachable.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzHTTPRequest(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {

@@ -39,16 +39,18 @@ let package = Package(
         .executableTarget(name: "parley", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyRelay", "ParleyServer", "ParleyTranscode"]),
 
         // MARK: Tests, one target per module
+        // Helpers shared by test targets (pcap writer, tshark and process runners); only tests depend on it.
+        .target(name: "ParleyTestSupport", path: "Tests/ParleyTestSupport"),
         .testTarget(name: "SystemLibsTests", dependencies: ["CLinux", "COpus", "CFFmpeg", "CSRTP", "COpenSSL", "CSQLite"]),
         .testTarget(name: "ParleyCoreTests", dependencies: ["ParleyCore"]),
-        .testTarget(name: "ParleyIOTests", dependencies: ["ParleyIO", "CLinux"]),
-        .testTarget(name: "ParleyRTPTests", dependencies: ["ParleyRTP"]),
-        .testTarget(name: "ParleySTUNTests", dependencies: ["ParleySTUN"]),
-        .testTarget(name: "ParleySRTPTests", dependencies: ["ParleySRTP", "CSRTP"]),
-        .testTarget(name: "ParleyHTTPTests", dependencies: ["ParleyHTTP"]),
+        .testTarget(name: "ParleyIOTests", dependencies: ["ParleyIO", "CLinux", "ParleyTestSupport"]),
+        .testTarget(name: "ParleyRTPTests", dependencies: ["ParleyRTP", "ParleyTestSupport"]),
+        .testTarget(name: "ParleySTUNTests", dependencies: ["ParleySTUN", "ParleyTestSupport"]),
+        .testTarget(name: "ParleySRTPTests", dependencies: ["ParleySRTP", "CSRTP", "ParleyTestSupport"]),
+        .testTarget(name: "ParleyHTTPTests", dependencies: ["ParleyHTTP", "ParleyTestSupport"]),
         .testTarget(name: "ParleyRelayTests", dependencies: ["ParleyRelay", "ParleyIO"]),
         .testTarget(name: "ParleyMediaTests", dependencies: ["ParleyMedia"]),
         .testTarget(name: "ParleyTranscodeTests", dependencies: ["ParleyTranscode"]),
-        .testTarget(name: "ParleyServerTests", dependencies: ["ParleyServer", "ParleyIO", "ParleyHTTP", "ParleySRTP"]),
+        .testTarget(name: "ParleyServerTests", dependencies: ["ParleyServer", "ParleyIO", "ParleyHTTP", "ParleySRTP", "ParleyTestSupport"]),
     ]
 )

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import ParleyHTTP
+import ParleyTestSupport
 
 /// A real WebSocket client nobody here wrote (python `websockets`) talks to
 /// a minimal echo server built from this module's codecs over a loopback
@@ -24,12 +25,8 @@ final class WebSocketInteropTests: XCTestCase {
 
     func testPythonWebsocketsClientAgainstOurCodec() throws {
         let python = "/usr/bin/env"
-        let check = Process()
-        check.executableURL = URL(fileURLWithPath: python)
-        check.arguments = ["python3", "-c", "import websockets.sync.client"]
-        try check.run()
-        check.waitUntilExit()
-        try XCTSkipUnless(check.terminationStatus == 0, "python websockets missing (tools/setup installs it)")
+        let check = try runTool("python3", ["-c", "import websockets.sync.client"])
+        try XCTSkipUnless(check.status == 0, "python websockets missing (tools/setup installs it)")
 
         // Listening socket on an ephemeral loopback port.
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

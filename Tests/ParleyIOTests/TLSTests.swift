@@ -2,6 +2,7 @@ import XCTest
 import Foundation
 import Glibc
 @testable import ParleyIO
+import ParleyTestSupport
 
 final class TLSTests: XCTestCase {
     var dir = ""
@@ -14,17 +15,10 @@ final class TLSTests: XCTestCase {
 
     override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
 
-    func run(_ argv: [String], stdin: String? = nil) throws -> (status: Int32, out: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = argv
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    /// Runs `argv` (looked up on PATH); `out` is stdout followed by stderr.
+    func run(_ argv: [String]) throws -> (status: Int32, out: String) {
+        let r = try runTool(argv[0], Array(argv.dropFirst()))
+        return (r.status, r.out + r.err)
     }
 
     func testSelfSignedCertificateMatchesOpenSSLCommandLine() throws {

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import ParleySRTP
+import ParleyTestSupport
 
 /// SRTP checked against implementations nobody here wrote: an expected
 /// packet computed step by step with the `openssl` command line (RFC 3711
@@ -18,24 +19,12 @@ final class SRTPInteropTests: XCTestCase {
 
     /// Runs a tool, feeding `input` on stdin; returns stdout.
     private func run(_ tool: String, _ args: [String], input: [UInt8] = []) throws -> [UInt8] {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool)
-        p.arguments = args
-        let inPipe = Pipe(), outPipe = Pipe(), errPipe = Pipe()
-        p.standardInput = inPipe
-        p.standardOutput = outPipe
-        p.standardError = errPipe
-        try p.run()
-        inPipe.fileHandleForWriting.write(Data(input))
-        try inPipe.fileHandleForWriting.close()
-        let out = outPipe.fileHandleForReading.readDataToEndOfFile()
-        let err = errPipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else {
-            throw NSError(domain: tool, code: Int(p.terminationStatus),
-                          userInfo: [NSLocalizedDescriptionKey: String(decoding: err, as: UTF8.self)])
+        let r = try runProcess(tool, args, input: input)
+        guard r.status == 0 else {
+            throw NSError(domain: tool, code: Int(r.status),
+                          userInfo: [NSLocalizedDescriptionKey: String(decoding: r.err, as: UTF8.self)])
         }
-        return [UInt8](out)
+        return [UInt8](r.out)
     }
 
     /// AES-128 in counter mode from `iv`, applied to `data` (keystream when data is zeros).

@@ -1,4 +1,5 @@
 import XCTest
+import ParleyTestSupport
 import Foundation
 import COpus
 import ParleyCore

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import ParleyTestSupport
 @testable import ParleyHTTP
 
 /// Replays the committed fuzz seeds and crash reproducers
@@ -8,8 +9,7 @@ import XCTest
 /// crash stays fixed.
 final class FuzzCorpusTests: XCTestCase {
     private func inputs(_ target: String) throws -> [(String, [UInt8])] {
-        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../../tools/fuzz/corpus/\(target)").standardized
+        let dir = URL(fileURLWithPath: repositoryPath("tools/fuzz/corpus/\(target)"))
         var out: [(String, [UInt8])] = []
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir.path) else { return out }
         for name in names.sorted() where !name.hasPrefix(".") {

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import ParleyTestSupport
 @testable import ParleyRTP
 
 /// Replays the committed libFuzzer corpora (tools/fuzz/corpus/rtp, rtcp)
@@ -8,7 +9,7 @@ import XCTest
 /// without libFuzzer.
 final class FuzzCorpusReplayTests: XCTestCase {
     static func corpus(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws -> [(String, [UInt8])] {
-        let root = URL(fileURLWithPath: "\(#filePath)").deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let root = repositoryRoot
         let dir = root.appendingPathComponent("tools/fuzz/corpus/\(name)")
         let names = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
         XCTAssertFalse(names.isEmpty, "empty corpus \(dir.path)", file: file, line: line)

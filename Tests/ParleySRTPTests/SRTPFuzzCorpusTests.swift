@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import ParleyTestSupport
 @testable import ParleySRTP
 
 /// Replays the committed SRTP fuzz seeds and crash reproducers
@@ -7,8 +8,7 @@ import XCTest
 /// SRTPSelfCheck, the invariants the libFuzzer harness checks.
 final class SRTPFuzzCorpusTests: XCTestCase {
     func testSRTPCorpus() throws {
-        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../../tools/fuzz/corpus/srtp").standardized
+        let dir = URL(fileURLWithPath: repositoryPath("tools/fuzz/corpus/srtp"))
         var count = 0
         if let names = try? FileManager.default.contentsOfDirectory(atPath: dir.path) {
             for name in names.sorted() where !name.hasPrefix(".") {

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import ParleyTestSupport
 @testable import ParleySTUN
 
 /// Replays the committed libFuzzer corpus (tools/fuzz/corpus/stun) through
@@ -7,7 +8,7 @@ import XCTest
 /// checks, so CI covers the seeds and crash reproducers without libFuzzer.
 final class FuzzCorpusReplayTests: XCTestCase {
     func testSTUNCorpusRoundTrips() throws {
-        let root = URL(fileURLWithPath: "\(#filePath)").deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let root = repositoryRoot
         let dir = root.appendingPathComponent("tools/fuzz/corpus/stun")
         let names = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
         XCTAssertFalse(names.isEmpty, "empty corpus \(dir.path)")

@@ -1,19 +1,14 @@
 import Foundation
 import XCTest
+import ParleyTestSupport
 
 /// `parley serve` as an operator runs it: a real process, readiness lines on
 /// stdout, HTTP answers, and a clean stop on SIGINT and SIGTERM.
 final class ServeProcessTests: XCTestCase {
-    static var parleyBinary: String {
-        if let p = ProcessInfo.processInfo.environment["PARLEY_BIN"] { return p }
-        // Tests/ParleyServerTests/ThisFile.swift → repo root → .build/debug/parley
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        return root.appendingPathComponent(".build/debug/parley").path
-    }
 
     /// Starts `parley serve` on ephemeral ports and waits for its `listening http` line.
     func startServe(dataDir: String, insecure: Bool = true) throws -> (Process, [String], FileHandle) {
-        let bin = Self.parleyBinary
+        let bin = parleyBinary
         XCTAssertTrue(FileManager.default.isExecutableFile(atPath: bin), "build the parley product first: \(bin)")
         let base = Int.random(in: 20_000...60_000)
         let p = Process()
@@ -112,7 +107,7 @@ final class ServeProcessTests: XCTestCase {
 
     func testBadConfigExitsWithUsageCode() throws {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.parleyBinary)
+        p.executableURL = URL(fileURLWithPath: parleyBinary)
         p.arguments = ["serve", "--listen", "nohost"]
         let err = Pipe()
         p.standardError = err
@@ -127,7 +122,7 @@ final class ServeProcessTests: XCTestCase {
     func testEverySubcommandAnswersHelp() throws {
         for cmd in ["serve", "token", "sdp", "transcode", "worker", "bench"] {
             let p = Process()
-            p.executableURL = URL(fileURLWithPath: Self.parleyBinary)
+            p.executableURL = URL(fileURLWithPath: parleyBinary)
             p.arguments = [cmd, "--help"]
             let out = Pipe()
             p.standardOutput = out

@@ -119,7 +119,7 @@ final class SignallingWebSocketTests: XCTestCase {
     }
 
     func testPythonWebsocketsClientJoins() throws {
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../tools/interop/ws_join.py").standardized.path
+        let script = repositoryPath("tools/interop/ws_join.py")
         let r = try runTool("python3", [script, "ws://127.0.0.1:\(address.port)/ws", token("py")])
         XCTAssertEqual(r.status, 0, r.out + r.err)
         let lines = try r.out.split(separator: "\n").map { try JSONValue.parse(String($0)) }

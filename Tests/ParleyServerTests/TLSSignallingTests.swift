@@ -36,8 +36,7 @@ final class TLSSignallingTests: XCTestCase {
     }
 
     func testPythonWebsocketsJoinsOverTLS() throws {
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../../tools/interop/ws_join.py").standardized.path
+        let script = repositoryPath("tools/interop/ws_join.py")
         let r = try runTool("python3", [script, fx.wsURL, fx.token("py"), "--cafile", fx.certificateFile])
         XCTAssertEqual(r.status, 0, r.out + r.err)
         let lines = try r.out.split(separator: "\n").map { try JSONValue.parse(String($0)) }

@@ -69,7 +69,7 @@ static int run(const char *name, int gcm, int size, int iterations, long (*count
 int main(int argc, char **argv) {
     int iterations = argc > 1 ? atoi(argv[1]) : 20000;
     if (srtp_init() != srtp_err_status_ok) return 1;
-    // The LD_PRELOAD malloc counter, when present (see malloc_count.c).
+    // The LD_PRELOAD malloc counter, when present (see tools/bench/malloc-count.c).
     long (*count)(void) = (long (*)(void))dlsym(RTLD_DEFAULT, "parley_malloc_calls");
     int sizes[2] = {200, 1200};
     for (int s = 0; s < 2; s++) if (run("AES_CM_128_HMAC_SHA1_80", 0, sizes[s], iterations, count)) return 1;

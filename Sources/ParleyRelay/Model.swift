@@ -107,9 +107,9 @@ public enum RelayEvent: Sendable, Equatable {
 /// Relay tuning and limits. Defaults are the production ones.
 public struct RelayConfig: Sendable {
     /// Rooms one event loop may carry; more → `RelayError.tooManyRooms`.
-    public var maxRoomsPerLoop = 500
+    public var maxRoomsPerLoop = 1000
     /// Participants per room; more → `RelayError.roomFull`.
-    public var maxParticipantsPerRoom = 50
+    public var maxParticipantsPerRoom = 100
     /// A participant that sends nothing (media, RTCP or STUN) for this long is removed. Zero disables.
     public var participantTimeout: Duration = .seconds(30)
     /// How often timeouts are checked and receiver reports sent to publishers.
@@ -134,4 +134,14 @@ public struct RelayConfig: Sendable {
     public var onEvent: (@Sendable (RelayEvent) -> Void)? = nil
 
     public init() {}
+}
+
+/// Receives every plaintext RTP packet a room forwards (the recorder tap in
+/// DESIGN.md's media path). Runs on the room's loop, on the packet path:
+/// copy what you keep and hand it to another thread; never block.
+public struct RTPTap: @unchecked Sendable {
+    public var packet: (_ ssrc: UInt32, _ kind: TrackKind, _ bytes: UnsafeRawBufferPointer) -> Void
+    public init(_ packet: @escaping (_ ssrc: UInt32, _ kind: TrackKind, _ bytes: UnsafeRawBufferPointer) -> Void) {
+        self.packet = packet
+    }
 }

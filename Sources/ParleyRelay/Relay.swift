@@ -1,7 +1,7 @@
 import ParleyCore
 import ParleyIO
 import Synchronization
-import Glibc
+import Dispatch
 
 /// The relay's control API, safe from any thread: one `RelayWorker` per
 /// event loop (each with its media socket), and a directory of which loop
@@ -52,7 +52,10 @@ public final class Relay: Sendable {
     /// Not from a loop thread.
     public func shutdown() {
         for w in workers { try? w.loop.submit { w.close() } }
-        directory.withLock { $0.removeAll() }
+        directory.withLock { dir in
+            dir.removeAll()
+            roomCounts.withLock { for i in $0.indices { $0[i] = 0 } }
+        }
     }
 
     private func worker(for room: String) -> RelayWorker? {
@@ -131,6 +134,12 @@ public final class Relay: Sendable {
         onRoom(room, completion) { $0.setCrypto(room: room, participant: participant, crypto) }
     }
 
+    /// Starts (or with nil stops) a room's recorder tap: every plaintext RTP
+    /// packet the room forwards, on the room's loop.
+    public func setTap(room: String, _ tap: RTPTap?, completion: @escaping @Sendable (Result<Void, RelayError>) -> Void) {
+        onRoom(room, completion) { $0.setTap(room: room, tap) }
+    }
+
     /// A snapshot of a room's participants, tracks and counters.
     public func stats(room: String, completion: @escaping @Sendable (Result<RoomStats, RelayError>) -> Void) {
         onRoom(room, completion) { $0.stats(room: room) }
@@ -161,6 +170,12 @@ public final class Relay: Sendable {
     public func setMutedSync(room: String, ssrc: UInt32, _ muted: Bool) throws(RelayError) {
         try wait { setMuted(room: room, ssrc: ssrc, muted, completion: $0) }
     }
+    public func setCryptoSync(room: String, participant: ParticipantID, _ crypto: ParticipantCrypto?) throws(RelayError) {
+        try wait { setCrypto(room: room, participant: participant, crypto, completion: $0) }
+    }
+    public func setTapSync(room: String, _ tap: RTPTap?) throws(RelayError) {
+        try wait { setTap(room: room, tap, completion: $0) }
+    }
     public func statsSync(room: String) throws(RelayError) -> RoomStats { try wait { stats(room: room, completion: $0) } }
 
     /// Latches a fixed address for a participant without STUN. Trusted
@@ -178,28 +193,19 @@ public final class Relay: Sendable {
     }
 }
 
-/// A one-shot hand-off from a loop to a blocked caller.
+/// A one-shot hand-off from a loop to a blocked caller: the semaphore
+/// orders the write before the read, so the value needs no lock.
 final class ResultBox<T>: @unchecked Sendable {
-    private let cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let ready = DispatchSemaphore(value: 0)
     private var value: Result<T, RelayError>?
 
-    init() {
-        cond.initialize(to: pthread_cond_t()); mutex.initialize(to: pthread_mutex_t())
-        pthread_cond_init(cond, nil); pthread_mutex_init(mutex, nil)
-    }
-    deinit {
-        pthread_cond_destroy(cond); pthread_mutex_destroy(mutex)
-        cond.deallocate(); mutex.deallocate()
-    }
     func put(_ v: Result<T, RelayError>) {
-        pthread_mutex_lock(mutex); value = v; pthread_cond_broadcast(cond); pthread_mutex_unlock(mutex)
+        value = v
+        ready.signal()
     }
+
     func take() -> Result<T, RelayError> {
-        pthread_mutex_lock(mutex)
-        while value == nil { pthread_cond_wait(cond, mutex) }
-        let v = value!
-        pthread_mutex_unlock(mutex)
-        return v
+        ready.wait()
+        return value!
     }
 }

@@ -144,8 +144,25 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         loop.preconditionInLoop()
         switch participant(room, subscriber) {
         case .failure(let e): return .failure(e)
-        case .success(let p): return Result { () throws(RelayError) in try p.router.setSubscribed(p, ssrc: ssrc, subscribed) }
+        case .success(let p):
+            do {
+                try p.router.setSubscribed(p, ssrc: ssrc, subscribed)
+            } catch {
+                return .failure(error)
+            }
+            if subscribed, p.address != nil, let t = p.router.tracksBySSRC[ssrc], t.kind == .video {
+                tickClock()
+                requestKeyframe(t, fir: false) // the new subscriber's decoder needs one
+                flush()
+            }
+            return .success(())
         }
+    }
+
+    /// The clock read the packet path does once per batch, for control calls.
+    private func tickClock() {
+        nowNs = MonotonicTime.now().nanoseconds
+        nowMs = nowNs / 1_000_000
     }
 
     /// Publisher-side mute of track `ssrc` (nothing is forwarded while muted).
@@ -167,6 +184,14 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         }
     }
 
+    /// Starts (or with nil stops) the room's recorder tap.
+    public func setTap(room: String, _ tap: RTPTap?) -> Result<Void, RelayError> {
+        loop.preconditionInLoop()
+        guard let r = rooms[room] else { return .failure(.noSuchRoom(room)) }
+        r.tap = tap
+        return .success(())
+    }
+
     /// A snapshot of a room.
     public func stats(room: String) -> Result<RoomStats, RelayError> {
         loop.preconditionInLoop()
@@ -179,7 +204,11 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     func latchForTrustedCaller(room: String, _ id: ParticipantID, address: SocketAddress) -> Result<Void, RelayError> {
         switch participant(room, id) {
         case .failure(let e): return .failure(e)
-        case .success(let p): latch(p, address); return .success(())
+        case .success(let p):
+            tickClock()
+            latch(p, address)
+            flush()
+            return .success(())
         }
     }
 
@@ -211,6 +240,9 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         byAddress[address] = p
         p.router.addressChanged(p)
         config.onEvent?(.participantLatched(room: p.router.name, participant: p.id, address: address.description))
+        // It can receive now: its decoders need a keyframe of every video
+        // track it gets (throttled like a subscriber's own PLI).
+        for t in p.receiving where t.kind == .video { requestKeyframe(t, fir: false) }
     }
 
     // MARK: Packet path
@@ -324,6 +356,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         p.router.packetsIn += 1
         t.retransmission?.store(bytes, sequence: seq, nowMs: nowMs)
         guard !t.muted else { tally.drop(.muted); return }
+        if let tap = p.router.tap { tap.packet(t.ssrc, t.kind, bytes) }
         let n = t.destinations.count
         guard n > 0 else { return }
         if t.needsPerDestinationCopy || p.crypto != nil {
@@ -351,11 +384,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         for pkt in compound {
             switch pkt.packetType {
             case RTCP.PacketType.senderReport:
-                // RFC 3550 §6.4.1: SSRC, NTP timestamp (64 bits) follow the header.
-                guard let s = pkt.senderSSRC, let t = p.publishedTrack(s), pkt.body.count >= 24 else { continue }
-                let b = pkt.body
-                var ntp: UInt64 = 0
-                for k in 4..<12 { ntp = ntp << 8 | UInt64(b[k]) }
+                guard let s = pkt.senderSSRC, let t = p.publishedTrack(s), let ntp = pkt.senderReportNTPTimestamp else { continue }
                 t.statistics.senderReportReceived(ntpTimestamp: ntp, arrivalTime: nowNs)
                 senderReportTrack = t
             case RTCP.PacketType.transportFeedback where pkt.count == RTCP.Format.genericNACK:
@@ -431,6 +460,9 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     }
 
     private func handleSTUN(_ bytes: UnsafeRawBufferPointer, from source: SocketAddress) {
+        // Any STUN from a latched address (consent checks, keepalive
+        // indications) counts as activity for the timeout; it moves nothing.
+        if let p = byAddress[source] { p.lastSeenMs = nowMs }
         // With USERNAME: ICE short-term credentials (authenticate, then latch).
         // Without: plain public-address discovery, no session change.
         let hasUsername = (try? STUNMessageView(parsing: bytes))?.username != nil
@@ -486,8 +518,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     /// Removes timed-out participants and sends RRs to publishers (the
     /// repeating timer calls it; tests may too, on the loop).
     func runHousekeeping(checkTimeouts: Bool = true) {
-        nowNs = MonotonicTime.now().nanoseconds
-        nowMs = nowNs / 1_000_000
+        tickClock()
         let timeout = UInt64(config.participantTimeout.millisecondsRoundedUp)
         for r in rooms.values {
             for p in r.participants {

@@ -17,6 +17,8 @@ final class Router {
     private(set) var participants: [Participant] = []
     private(set) var tracksBySSRC: [UInt32: Track] = [:]
     let participantsGauge: Gauge
+    /// The recorder tap, if a recording is running.
+    var tap: RTPTap?
     var nacksServed = 0
     var keyframeRequestsForwarded = 0
     var keyframeRequestsThrottled = 0

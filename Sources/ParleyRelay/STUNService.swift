@@ -14,6 +14,8 @@ public final class STUNService: UDPSocketHandler, @unchecked Sendable {
     public let loop: EventLoop
     private var socket: UDPSocket!
     private let responder = BindingResponder(software: "parley", alwaysFingerprint: false)
+    /// Tests: sees the source of every datagram (to check what a client was told).
+    var observer: ((SocketAddress) -> Void)?
     private let answered: Counter
     private let rejected: Counter
 
@@ -57,6 +59,7 @@ public final class STUNService: UDPSocketHandler, @unchecked Sendable {
         var ok = 0, bad = 0
         for i in 0..<batch.count {
             let d = batch[i]
+            observer?(d.source)
             let source = STUNAddress(d.source)
             var success = false
             out.append(to: d.source, maxLength: 512) { buf in

@@ -55,14 +55,6 @@ enum Daemon {
         }
     }
 
-    static func address(_ hp: ServerConfig.HostPort, key: String) throws -> SocketAddress {
-        let host = hp.host == "localhost" ? "127.0.0.1" : hp.host
-        guard let a = SocketAddress(ip: host, port: UInt16(hp.port)) else {
-            throw StartError("\(key): \(hp.host) is not an IP address")
-        }
-        return a
-    }
-
     static func start(config: ServerConfig, group: EventLoopGroup, log: Logger) throws -> Parts {
         // Media: one UDP port per loop, from the front of the range.
         let loops = group.loops
@@ -70,37 +62,35 @@ enum Daemon {
             throw StartError("media-ports \(config.mediaPorts.lowerBound)-\(config.mediaPorts.upperBound) has fewer ports than the \(loops.count) event loops")
         }
         let mediaAddresses = try loops.indices.map { i in
-            try address(.init(host: config.mediaHost, port: config.mediaPorts.lowerBound + i), key: "media-host")
+            try ServerConfig.HostPort(host: config.mediaHost, port: config.mediaPorts.lowerBound + i).socketAddress(key: "media-host")
         }
         var relayConfig = RelayConfig()
         relayConfig.maxRoomsPerLoop = config.maxRoomsPerLoop
         relayConfig.maxParticipantsPerRoom = config.maxParticipantsPerRoom
         relayConfig.participantTimeout = .seconds(config.participantTimeoutSeconds)
         relayConfig.batchSize = config.udpBatch
+        let events = RelayEventSink() // relay timeouts end signalling sessions
+        relayConfig.onEvent = events.deliver
         let relay = try Relay(loops: loops, mediaAddresses: mediaAddresses, config: relayConfig)
         for a in mediaAddresses { announce("media", a.description, log) }
 
         var stun: STUNService?
         if let s = config.stun {
-            stun = try STUNService.start(on: loops[0], bindTo: try address(s, key: "stun"))
+            stun = try STUNService.start(on: loops[0], bindTo: try s.socketAddress(key: "stun"))
             announce("stun", stun!.localAddress.description, log)
         }
 
-        // HTTP + WebSocket.
-        let secret = try ServerSecret.loadOrCreate(dataDir: config.dataDir)
-        let verifier = JWTVerifier(secret: secret)
+        // HTTPS/WSS (or plain with --insecure): signalling, admin, metrics, HLS, jobs.
         let router = HTTPRouter()
-        BuiltinRoutes.install(on: router)
-        let signalling = SignallingService(backend: RelayMediaBackend(relay: relay), verifier: verifier,
-                                           graceSeconds: Double(config.reconnectGraceSeconds),
-                                           maxParticipantsPerRoom: config.maxParticipantsPerRoom,
-                                           logger: Logger(label: "signalling", level: config.logLevel))
-        signalling.install(on: router)
         TranscodeRoutes.install(on: router, dataDir: config.dataDir)
-        let http = HTTPServer(group: group, router: router, tls: nil)
-        let bound = try http.start(at: try address(config.listen, key: "listen"))
-        announce("http", bound.description, log)
-        return Parts(http: http, relay: relay, stun: stun)
+        let front = try ServerFrontEnd.start(group: group, config: config, relay: relay, events: events, router: router,
+                                             logger: Logger(label: "http", level: config.logLevel))
+        for line in front.readyLines {
+            print(line)
+            log.info(line)
+        }
+        fflush(nil)
+        return Parts(http: front.http, relay: relay, stun: stun)
     }
 
     /// The readiness line scripts wait for (stdout), and the same as a log line.
@@ -108,5 +98,16 @@ enum Daemon {
         print("listening \(what) \(address)")
         fflush(nil)
         log.info("listening", ["what": .string(what), "address": .string(address)])
+    }
+}
+
+extension ServerConfig.HostPort {
+    /// The socket address to bind (`localhost` means 127.0.0.1; other names are refused).
+    func socketAddress(key: String) throws -> SocketAddress {
+        let ip = host == "localhost" ? "127.0.0.1" : host
+        guard let a = SocketAddress(ip: ip, port: UInt16(port)) else {
+            throw ConfigError(key: key, "\(host) is not an IP address")
+        }
+        return a
     }
 }

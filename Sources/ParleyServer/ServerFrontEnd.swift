@@ -54,10 +54,7 @@ public final class ServerFrontEnd: Sendable {
     public static func start(group: EventLoopGroup, config: ServerConfig, relay: Relay?, events: RelayEventSink? = nil,
                              router: HTTPRouter = HTTPRouter(),
                              logger: Logger = Logger(label: "parley.http")) throws -> ServerFrontEnd {
-        let host = config.listen.host == "localhost" ? "127.0.0.1" : config.listen.host
-        guard let listen = SocketAddress(ip: host, port: UInt16(config.listen.port)) else {
-            throw StartError("listen: \(config.listen.host) is not an IP address")
-        }
+        let listen = try config.listen.socketAddress(key: "listen")
         var lines: [String] = []
         let tls: TLSContext?
         if config.insecure {
@@ -109,7 +106,8 @@ public final class RelayEventSink: Sendable {
 
     public init() {}
 
-    func connect(backend: RelayMediaBackend, signalling: SignallingService) {
+    /// Points the sink at the signalling layer (`ServerFrontEnd.start` does this).
+    public func connect(backend: RelayMediaBackend, signalling: SignallingService) {
         target.withLock { $0 = (backend, signalling) }
     }
 

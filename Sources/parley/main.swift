@@ -17,8 +17,10 @@ struct Subcommand {
 let subcommands: [Subcommand] = [
     Subcommand(name: "serve", summary: "run the call server daemon (SFU, STUN, signalling, HTTP)", run: ServeCommand.main),
     Subcommand(name: "token", summary: "mint a signed access token for a user and room", run: TokenCommand.main),
+    Subcommand(name: "sdp", summary: "join a room and print an SDP with a=crypto for ffmpeg or GStreamer", run: SDPCommand.main),
     Subcommand(name: "transcode", summary: "turn a video into an HLS adaptive-bitrate ladder", run: TranscodeCommand.main),
     Subcommand(name: "worker", summary: "run the transcoding worker daemon (SQLite job queue, spool directory)", run: WorkerCommand.main),
+    Subcommand(name: "bench", summary: "benchmark servers for the scripts in tools/bench/", run: BenchCommand.main),
 ]
 
 @MainActor func usage() -> String {

@@ -190,3 +190,28 @@ final class HTTPRequestParserTests: XCTestCase {
         XCTAssertTrue(String(decoding: err, as: UTF8.self).hasPrefix("HTTP/1.1 414 URI Too Long\r\n"))
     }
 }
+
+final class HTTPResponseHeadTests: XCTestCase {
+    func testParsesWhatTheWriterWrites() throws {
+        var r = HTTPResponse.text(.notFound, "nope")
+        r.headers.add("X-A", "1")
+        let bytes = r.serialized(keepAlive: false)
+        XCTAssertNil(try HTTPResponseHead.parse(bytes.prefix(20)), "incomplete head")
+        let (head, consumed) = try XCTUnwrap(try HTTPResponseHead.parse(bytes))
+        XCTAssertEqual(head.status, HTTPStatus(code: 404, reason: "Not Found"))
+        XCTAssertEqual(head.version, .http1_1)
+        XCTAssertEqual(head.headers["x-a"], "1")
+        XCTAssertEqual(head.headers["Connection"], "close")
+        XCTAssertEqual(Array(bytes[consumed...]), Array("nope".utf8))
+    }
+
+    func testRejectsMalformedAndOversized() {
+        for bad in ["HTTP/2 200 OK\r\n\r\n", "HTTP/1.1 2000 OK\r\n\r\n", "HTTP/1.1 20 OK\r\n\r\n", "\r\nHTTP/1.1 200 OK\r\n\r\n",
+                    "HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n", "HTTP/1.1 200 OK\r\nX: a\u{1}\r\n\r\n"] {
+            XCTAssertThrowsError(try HTTPResponseHead.parse(Array(bad.utf8)), bad)
+        }
+        let huge = "HTTP/1.1 200 OK\r\nX: " + String(repeating: "a", count: 20000)
+        XCTAssertThrowsError(try HTTPResponseHead.parse(Array(huge.utf8)))
+        XCTAssertNotNil(try HTTPResponseHead.parse(Array("HTTP/1.1 204\r\n\r\n".utf8)))
+    }
+}

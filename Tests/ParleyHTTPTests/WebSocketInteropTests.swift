@@ -153,4 +153,107 @@ final class WebSocketInteropTests: XCTestCase {
             decoder.append(bytes)
         }
     }
+
+    // MARK: our client codec against a python websockets server
+
+    static let server = #"""
+    import sys
+    from websockets.sync.server import serve
+    def echo(ws):
+        for message in ws:
+            ws.send(message)
+    with serve(echo, "127.0.0.1", 0, max_size=None) as server:
+        print(server.socket.getsockname()[1], flush=True)
+        server.serve_forever()
+    """#
+
+    func testOurClientCodecAgainstPythonWebsocketsServer() throws {
+        let proc = Process()
+        proc.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        proc.arguments = ["python3", "-c", Self.server]
+        let out = Pipe()
+        proc.standardOutput = out
+        proc.standardError = FileHandle.nullDevice
+        try proc.run()
+        defer { proc.terminate(); proc.waitUntilExit() }
+        var portLine = Data()
+        while !portLine.contains(0x0A) {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            portLine.append(chunk)
+        }
+        let portText = String(decoding: portLine, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let port = UInt16(portText) else {
+            throw XCTSkip("python websockets server did not start (tools/setup installs websockets): \(portText)")
+        }
+
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 30, tv_usec: 0)   // hang guard only
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        XCTAssertEqual(connected, 0)
+        var buf = [UInt8](repeating: 0, count: 65536)
+        func read() -> ArraySlice<UInt8>? {
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            return n > 0 ? buf[0..<n] : nil
+        }
+        func send(_ bytes: [UInt8]) {
+            var off = 0
+            while off < bytes.count {
+                let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + off, bytes.count - off, Int32(MSG_NOSIGNAL)) }
+                if n <= 0 { return }
+                off += n
+            }
+        }
+
+        let (request, expectedAccept) = WebSocketHandshake.clientRequest(host: "127.0.0.1:\(port)", path: "/ws")
+        send(request)
+        var pending: [UInt8] = []
+        var response: (head: HTTPResponseHead, consumed: Int)?
+        while response == nil, let bytes = read() {
+            pending += bytes
+            response = try HTTPResponseHead.parse(pending)
+        }
+        let head = try XCTUnwrap(response).head
+        XCTAssertTrue(WebSocketHandshake.isAccepted(head, expectedAccept: expectedAccept), "\(head.status) \(head.headers.fields)")
+
+        var decoder = WebSocketMessageDecoder(role: .client)
+        decoder.append(pending.dropFirst(response!.consumed))
+        let encoder = WebSocketFrameEncoder(role: .client)
+        let big = (0..<70_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        send(encoder.text("hi ✓"))
+        send(encoder.binary(big))
+        send(encoder.encode(WebSocketFrame(fin: false, opcode: .text, payload: Array("frag".utf8))))
+        send(encoder.encode(WebSocketFrame(fin: false, opcode: .continuation, payload: Array("mented ".utf8))))
+        send(encoder.ping(Array("p".utf8)))
+        send(encoder.encode(WebSocketFrame(fin: true, opcode: .continuation, payload: Array("✓".utf8))))
+
+        var received: [WebSocketMessage] = []
+        var sentClose = false
+        loop: while true {
+            while let m = try decoder.nextMessage() {
+                received.append(m)
+                if case .close = m { break loop }
+            }
+            if received.filter({ if case .pong = $0 { return false } else { return true } }).count == 3 && !sentClose {
+                send(encoder.close(code: .normalClosure, reason: "bye"))
+                sentClose = true
+            }
+            guard let bytes = read() else { break }
+            decoder.append(bytes)
+        }
+        let data = received.filter { if case .pong = $0 { return false } else { return true } }
+        XCTAssertEqual(Array(data.prefix(3)), [.text("hi ✓"), .binary(big), .text("fragmented ✓")])
+        guard case .close(let code, _)? = data.last, data.count == 4 else { return XCTFail("no close echo") }
+        XCTAssertEqual(code, .normalClosure)
+        XCTAssertTrue(received.contains(.pong(Array("p".utf8))), "pong for our ping")
+    }
 }

@@ -114,3 +114,35 @@ final class RelayForwardingTests: XCTestCase {
         _ = b
     }
 }
+
+/// The recorder tap sees exactly what is forwarded, as plaintext.
+final class RelayTapTests: XCTestCase {
+    func testTapReceivesForwardedPacketsButNotMutedOnes() throws {
+        let f = try RelayFixture()
+        _ = try f.relay.createRoomSync("r")
+        let (a, ca) = try f.join("r", [.opus(), .video()])
+        let (_, cb) = try f.join("r", [])
+        let seen = TapLog()
+        try f.relay.setTapSync(room: "r", RTPTap { ssrc, kind, bytes in seen.add(ssrc, kind, Array(bytes)) })
+        let audio = a.tracks[0].ssrc, video = a.tracks[1].ssrc
+        try f.relay.setMutedSync(room: "r", ssrc: video, true)
+        let p1 = rtpPacket(ssrc: audio, seq: 1, pt: 111, payload: payload(ssrc: audio, seq: 1))
+        let p2 = rtpPacket(ssrc: video, seq: 1, payload: payload(ssrc: video, seq: 1))
+        let p3 = rtpPacket(ssrc: audio, seq: 2, pt: 111, payload: payload(ssrc: audio, seq: 2))
+        for p in [p1, p2, p3] { ca.send(p, to: f.mediaAddress) }
+        XCTAssertEqual(cb.receive(where: isRTP), p1)
+        XCTAssertEqual(cb.receive(where: isRTP), p3)
+        let log = seen.all
+        XCTAssertEqual(log.map(\.0), [audio, audio])
+        XCTAssertEqual(log.map(\.1), [.audio, .audio])
+        XCTAssertEqual(log.map(\.2), [p1, p3])
+        try f.relay.setTapSync(room: "r", nil)
+    }
+}
+
+final class TapLog: @unchecked Sendable {
+    private let lock = NSLockLike()
+    private var items: [(UInt32, TrackKind, [UInt8])] = []
+    func add(_ s: UInt32, _ k: TrackKind, _ b: [UInt8]) { lock.sync { items.append((s, k, b)) } }
+    var all: [(UInt32, TrackKind, [UInt8])] { lock.sync { items } }
+}

@@ -45,9 +45,11 @@ final class RelayRTCPTests: XCTestCase {
         let f = try RelayFixture { $0.keyframeRequestInterval = .seconds(60) }
         XCTAssertEqual(RelayConfig().keyframeRequestInterval, .seconds(1))
         _ = try f.relay.createRoomSync("r")
-        let (a, ca) = try f.join("r", [.video()])
+        // Subscribers first: a subscriber latching after the publisher makes
+        // the relay ask for a keyframe itself (testLateJoinerGetsAKeyframeRequest).
         let (_, cb) = try f.join("r", [])
         let (_, cc) = try f.join("r", [])
+        let (a, ca) = try f.join("r", [.video()])
         let ssrc = a.tracks[0].ssrc
         cb.send(encoded(RTCPPictureLossIndication(senderSSRC: 0xB, mediaSSRC: ssrc)), to: f.mediaAddress)
         cc.send(encoded(RTCPPictureLossIndication(senderSSRC: 0xC, mediaSSRC: ssrc)), to: f.mediaAddress)
@@ -76,13 +78,30 @@ final class RelayRTCPTests: XCTestCase {
     func testFIRIsForwardedAsFIR() throws {
         let f = try RelayFixture()
         _ = try f.relay.createRoomSync("r")
-        let (a, ca) = try f.join("r", [.video()])
         let (_, cb) = try f.join("r", [])
+        let (a, ca) = try f.join("r", [.video()])
         let ssrc = a.tracks[0].ssrc
         cb.send(encoded(RTCPFullIntraRequest(senderSSRC: 0xB, entries: [RTCPFIREntry(ssrc: ssrc, sequenceNumber: 7)])), to: f.mediaAddress)
         let fir = try XCTUnwrap(ca.receive { isRTCP($0) && $0[1] == RTCP.PacketType.payloadFeedback })
         let v = try fir.withUnsafeBytes { try RTCPFullIntraRequest(parsing: $0) }
         XCTAssertEqual(v.entries.map(\.ssrc), [ssrc])
+    }
+
+    func testLateJoinerGetsAKeyframeRequest() throws {
+        let f = try RelayFixture()
+        _ = try f.relay.createRoomSync("r")
+        let (a, ca) = try f.join("r", [.opus(), .video()])
+        let video = a.tracks[1].ssrc
+        // B latches after A: the relay asks A for a keyframe of its video (not audio).
+        let (b, _) = try f.join("r", [])
+        let pli = try XCTUnwrap(ca.receive { isRTCP($0) && $0[1] == RTCP.PacketType.payloadFeedback })
+        XCTAssertEqual(try pli.withUnsafeBytes { try RTCPPictureLossIndication(parsing: $0) }.mediaSSRC, video)
+        XCTAssertEqual(try f.relay.statsSync(room: "r").keyframeRequestsForwarded, 1)
+        // Resubscribing asks again (throttled: within the second it is counted, not sent).
+        try f.relay.setSubscribedSync(room: "r", subscriber: b.id, ssrc: video, false)
+        try f.relay.setSubscribedSync(room: "r", subscriber: b.id, ssrc: video, true)
+        let s = try f.relay.statsSync(room: "r")
+        XCTAssertEqual(s.keyframeRequestsForwarded + s.keyframeRequestsThrottled, 2)
     }
 
     func testSenderReportIsForwardedAndRelaySendsReceiverReports() throws {
@@ -103,12 +122,16 @@ final class RelayRTCPTests: XCTestCase {
         XCTAssertEqual(cb.receive(where: isRTCP), compound, "subscriber gets the publisher's SR byte-exact")
 
         // The relay's RR to A reports on A's SSRC from its own statistics.
-        let rrBytes = try XCTUnwrap(ca.receive { isRTCP($0) && $0[1] == RTCP.PacketType.receiverReport })
-        let rr = try rrBytes.withUnsafeBytes { try RTCPReceiverReport(parsing: $0) }
-        let block = try XCTUnwrap(rr.reports.first { $0.ssrc == ssrc })
-        XCTAssertEqual(block.extendedHighestSequence, 12)
-        XCTAssertEqual(block.cumulativeLost, 1)
-        XCTAssertEqual(block.lastSenderReport, 0x0000_8000, "LSR is the middle 32 bits of the SR's NTP time")
+        // Skip RRs the timer built before everything above was processed.
+        var block: RTCPReportBlock?
+        while block == nil, let rrBytes = ca.receive(where: { isRTCP($0) && $0[1] == RTCP.PacketType.receiverReport }) {
+            let rr = try rrBytes.withUnsafeBytes { try RTCPReceiverReport(parsing: $0) }
+            if let b = rr.reports.first(where: { $0.ssrc == ssrc }), b.extendedHighestSequence == 12, b.lastSenderReport != 0 { block = b }
+        }
+        let b = try XCTUnwrap(block, "an RR covering seq 12 and the SR")
+        XCTAssertEqual(b.extendedHighestSequence, 12)
+        XCTAssertEqual(b.cumulativeLost, 1)
+        XCTAssertEqual(b.lastSenderReport, 0x0000_8000, "LSR is the middle 32 bits of the SR's NTP time")
         XCTAssertGreaterThan(f.counter("parley_relay_receiver_reports_total"), 0)
     }
 }

@@ -86,3 +86,36 @@ final class RelaySTUNTests: XCTestCase {
         XCTAssertEqual(metrics.counter("parley_stun_bindings_total", help: "", labels: [("result", "success")]).current, 2)
     }
 }
+
+/// The same over IPv6 loopback: XOR-MAPPED-ADDRESS carries the v6 address
+/// (XORed with cookie + transaction ID) and forwarding works.
+final class RelayIPv6Tests: XCTestCase {
+    func testIPv6BindingLatchesAndForwards() throws {
+        let group = try EventLoopGroup(numberOfThreads: 1)
+        defer { group.syncShutdownGracefully() }
+        var c = RelayConfig()
+        c.metrics = MetricsRegistry()
+        let relay: Relay
+        do {
+            relay = try Relay(loops: group.loops, mediaAddresses: [.ipv6Loopback(port: 0)], config: c)
+        } catch {
+            throw XCTSkip("no IPv6 loopback here: \(error)")
+        }
+        defer { relay.shutdown() }
+        let media = relay.workers[0].localAddress
+        _ = try relay.createRoomSync("v6")
+        let a = try relay.addParticipantSync(room: "v6", tracks: [.opus()])
+        let b = try relay.addParticipantSync(room: "v6", tracks: [])
+        let ca = try XCTUnwrap(TestClient(ipv6: true)), cb = try XCTUnwrap(TestClient(ipv6: true))
+        let resp = try XCTUnwrap(ca.bind(to: media, ufrag: a.ufrag, password: a.password))
+        try resp.withUnsafeBytes { raw in
+            let m = try STUNMessageView(parsing: raw)
+            XCTAssertEqual(m.type, .bindingSuccess)
+            XCTAssertEqual(try m.xorMappedAddress(), STUNAddress("::1", port: ca.address.port))
+        }
+        XCTAssertNotNil(cb.bind(to: media, ufrag: b.ufrag, password: b.password))
+        let p = rtpPacket(ssrc: a.tracks[0].ssrc, seq: 1, pt: 111, payload: payload(ssrc: 1, seq: 1))
+        ca.send(p, to: media)
+        XCTAssertEqual(cb.receive(where: isRTP), p)
+    }
+}

@@ -11,6 +11,25 @@ final class TestClient {
     let fd: Int32
     let address: SocketAddress
 
+    /// An IPv6 client on [::1]; nil when IPv6 loopback is unavailable.
+    init?(ipv6: Bool) {
+        precondition(ipv6)
+        let fd = socket(AF_INET6, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var a = sockaddr_in6()
+        a.sin6_family = sa_family_t(AF_INET6)
+        a.sin6_addr = in6addr_loopback
+        var len = socklen_t(MemoryLayout<sockaddr_in6>.size)
+        let ok = withUnsafeMutablePointer(to: &a) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                Glibc.bind(fd, sa, len) == 0 && getsockname(fd, sa, &len) == 0
+            }
+        }
+        guard ok else { close(fd); return nil }
+        self.fd = fd
+        address = SocketAddress(ipv6: a.sin6_addr, port: UInt16(bigEndian: a.sin6_port))
+    }
+
     init() {
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         precondition(fd >= 0)

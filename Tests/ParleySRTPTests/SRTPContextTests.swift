@@ -175,3 +175,92 @@ final class SRTPContextTests: XCTestCase {
                                                  masterSalt: Array(repeating: 0, count: 14)))
     }
 }
+
+extension SRTPContextTests {
+    /// Reordered packets inside the window are accepted exactly once; the
+    /// window follows the highest index across a sequence-number wrap.
+    func testOutOfOrderWithinWindowAcceptedOnce() throws {
+        for suite in SRTPSuite.allCases {
+            let (tx, rx, _) = try pair(suite)
+            var sent: [[UInt8]] = []
+            for n in 0..<2000 { sent.append(try tx.protect(Self.rtpPacket(seq: UInt16(truncatingIfNeeded: 64_000 + n)))) }
+            var order = Array(0..<2000)
+            // Shuffle within blocks of 64 (deterministic): reordering well inside the 1024 window.
+            var x: UInt32 = 12345
+            for start in stride(from: 0, to: 2000, by: 64) {
+                let end = min(start + 64, 2000)
+                for i in start..<end {
+                    x ^= x << 13; x ^= x >> 17; x ^= x << 5
+                    order.swapAt(i, start + Int(x % UInt32(end - start)))
+                }
+            }
+            for i in order {
+                XCTAssertNoThrow(try rx.unprotect(sent[i]), "\(suite) packet \(i)")
+                XCTAssertThrowsError(try rx.unprotect(sent[i])) { XCTAssertEqual($0 as? SRTPError, .replayed) }
+            }
+            // 1536 packets after the wrap: ROC is 1 now.
+            XCTAssertEqual(rx.streams.streams[0].rtpHighest, 1 << 16 | UInt64(UInt16(truncatingIfNeeded: 64_000 + 1999)))
+        }
+    }
+
+    /// A forged packet never moves state: not a far-ahead sequence number,
+    /// not a new SSRC.
+    func testForgedPacketsDoNotMoveState() throws {
+        for suite in SRTPSuite.allCases {
+            let (tx, rx, _) = try pair(suite)
+            let attacker = try SRTPContext(material: .random(suite: suite), direction: .outbound)
+            XCTAssertNoThrow(try rx.unprotect(try tx.protect(Self.rtpPacket(seq: 100))))
+            // Forged: same SSRC, 30000 ahead (would push ROC guesses and the window).
+            XCTAssertThrowsError(try rx.unprotect(try attacker.protect(Self.rtpPacket(seq: 30_100)))) {
+                XCTAssertEqual($0 as? SRTPError, .authenticationFailed)
+            }
+            // Forged: new SSRC; no stream is created for it.
+            XCTAssertThrowsError(try rx.unprotect(try attacker.protect(Self.rtpPacket(seq: 5, ssrc: 99)))) {
+                XCTAssertEqual($0 as? SRTPError, .authenticationFailed)
+            }
+            XCTAssertEqual(rx.streams.count, 1)
+            XCTAssertNoThrow(try rx.unprotect(try tx.protect(Self.rtpPacket(seq: 101))))
+            XCTAssertEqual(rx.streams.streams[0].rtpHighest, 101)
+        }
+    }
+
+    /// Outbound: protecting an index twice reuses keystream, so it is refused
+    /// unless the context allows retransmission (identical resend, same bytes).
+    func testOutboundRepeatNeedsAllowRetransmit() throws {
+        for suite in SRTPSuite.allCases {
+            let m = SRTPKeyMaterial.random(suite: suite)
+            let strict = try SRTPContext(material: m, direction: .outbound)
+            let nack = try SRTPContext(material: m, direction: .outbound, allowRetransmit: true)
+            let p = Self.rtpPacket(seq: 7)
+            let first = try strict.protect(p)
+            XCTAssertThrowsError(try strict.protect(p)) { XCTAssertEqual($0 as? SRTPError, .replayed) }
+            XCTAssertEqual(try nack.protect(p), first)
+            XCTAssertEqual(try nack.protect(p), first, "an identical resend is byte-identical")
+            for seq in UInt16(8)...UInt16(1100) { _ = try nack.protect(Self.rtpPacket(seq: seq)) }
+            XCTAssertThrowsError(try nack.protect(p), "older than the window") { XCTAssertEqual($0 as? SRTPError, .replayed) }
+        }
+    }
+
+    /// One context, many SSRCs (a subscriber's outbound context carries many
+    /// publishers): each keeps its own ROC and window; past the table size the
+    /// least recently used stream is forgotten.
+    func testManySSRCsOnOneContext() throws {
+        for suite in SRTPSuite.allCases {
+            let (tx, rx, _) = try pair(suite)
+            for round in 0..<3 {
+                for s in 0..<40 {
+                    let seq = UInt16(truncatingIfNeeded: 65_534 + round + s * 1000)
+                    let plain = Self.rtpPacket(seq: seq, ssrc: 0x1000 + UInt32(s))
+                    XCTAssertEqual(try rx.unprotect(try tx.protect(plain)), plain, "\(suite) ssrc \(s) round \(round)")
+                }
+            }
+            XCTAssertEqual(rx.streams.count, 40)
+            let limit = SRTPStreamTable.maxStreams
+            for s in 0..<(limit + 10) {
+                let plain = Self.rtpPacket(seq: 1, ssrc: 0x10_0000 + UInt32(s))
+                XCTAssertEqual(try rx.unprotect(try tx.protect(plain)), plain)
+            }
+            XCTAssertEqual(rx.streams.count, limit)
+        }
+    }
+}

@@ -230,6 +230,105 @@ final class SRTPInteropTests: XCTestCase {
         }
     }
 
+    /// The other direction: Parley protects, ffmpeg (libavformat's RTP
+    /// demuxer with its own SRTP code) decrypts. ffmpeg reads an SDP with our
+    /// key as an RFC 4568 crypto attribute, we send 6 s of a 440 Hz PCMU tone
+    /// (made by ffmpeg) as SRTP, and ffmpeg writes the first second of audio
+    /// it decrypted. Only readiness is waited for (ffmpeg's socket appearing
+    /// in /proc/net/udp); the timeouts are hang guards.
+    func testParleyToFFmpegSRTP() throws {
+        let ffmpeg = "/usr/bin/ffmpeg"
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: ffmpeg), "ffmpeg missing")
+        let tone = try run(ffmpeg, ["-hide_banner", "-loglevel", "error", "-nostdin", "-f", "lavfi",
+                                    "-i", "sine=frequency=440:sample_rate=8000:duration=6", "-f", "mulaw", "-"])
+        XCTAssertEqual(tone.count, 48_000)
+
+        // Two adjacent free ports for ffmpeg (RTP and RTCP), released for it to bind.
+        let port: UInt16 = try { () throws -> UInt16 in
+            let (rtp, _) = try receiverPair()
+            return rtp.port
+        }()
+        let material = SRTPKeyMaterial.random(suite: .aesCM128HmacSHA1_80)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("parley-srtp-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let sdp = """
+            v=0
+            o=- 0 0 IN IP4 127.0.0.1
+            s=parley
+            c=IN IP4 127.0.0.1
+            t=0 0
+            m=audio \(port) RTP/SAVP 0
+            a=rtpmap:0 PCMU/8000
+            \(material.cryptoAttribute(tag: 1))
+
+            """
+        let sdpURL = dir.appendingPathComponent("in.sdp"), outURL = dir.appendingPathComponent("out.raw")
+        try sdp.write(to: sdpURL, atomically: true, encoding: .utf8)
+
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: ffmpeg)
+        p.arguments = ["-hide_banner", "-loglevel", "error", "-nostdin", "-protocol_whitelist", "file,udp,rtp",
+                       "-i", sdpURL.path, "-t", "1", "-f", "mulaw", "-y", outURL.path]
+        p.standardOutput = FileHandle.nullDevice
+        let errPipe = Pipe()
+        p.standardError = errPipe
+        try p.run()
+        let guardTimer = DispatchWorkItem { if p.isRunning { p.terminate() } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 60, execute: guardTimer)
+        defer { guardTimer.cancel() }
+
+        // Ready when ffmpeg's RTP socket is bound.
+        let needle = String(format: ":%04X ", port)
+        var bound = false
+        for _ in 0..<3000 where p.isRunning {
+            let table = (try? String(contentsOfFile: "/proc/net/udp", encoding: .utf8)) ?? ""
+            // Lines look like "  12: 0100007F:1F90 00000000:0000 07 …" (local address second).
+            let lines = table.split(separator: "\n")
+            if lines.contains(where: { $0.split(separator: " ").dropFirst().first?.hasSuffix(needle.dropLast()) == true }) {
+                bound = true
+                break
+            }
+            usleep(10_000)
+        }
+        XCTAssertTrue(bound, "ffmpeg bound 127.0.0.1:\(port)")
+
+        let tx = try SRTPContext(material: material, direction: .outbound)
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        var to = sockaddr_in()
+        to.sin_family = sa_family_t(AF_INET)
+        to.sin_port = port.bigEndian
+        to.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var seq: UInt16 = 65_500                  // crosses the wrap: ROC 1 for most of the stream
+        for (n, start) in stride(from: 0, to: tone.count, by: 160).enumerated() {
+            var rtp = SRTPContextTests.rtpPacket(seq: seq, ssrc: 0x5EED_0001, timestamp: UInt32(n * 160),
+                                                 payload: Array(tone[start..<start + 160]))
+            rtp[1] = 0                            // payload type 0 (PCMU)
+            let srtp = try tx.protect(rtp)
+            let sent = srtp.withUnsafeBytes { b in
+                withUnsafePointer(to: &to) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        sendto(fd, b.baseAddress, b.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                    }
+                }
+            }
+            XCTAssertEqual(sent, srtp.count)
+            seq &+= 1
+        }
+        p.waitUntilExit()
+        let stderr = String(decoding: errPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(p.terminationStatus, 0, stderr)
+
+        let audio = [UInt8]((try? Data(contentsOf: outURL)) ?? Data())
+        XCTAssertGreaterThanOrEqual(audio.count, 7_000, "about one second of PCMU decrypted by ffmpeg")
+        let samples = audio.map(Self.decodeMuLaw)
+        let seconds = Double(samples.count) / 8000
+        let crossings = zip(samples, samples.dropFirst()).filter { ($0 < 0) != ($1 < 0) }.count
+        XCTAssertEqual(Double(crossings) / max(seconds, 0.001), 880, accuracy: 40, "ffmpeg decrypted the tone")
+        XCTAssertGreaterThan(samples.map(abs).max() ?? 0, 3000)
+    }
+
     /// G.711 μ-law to linear PCM (ITU-T G.711).
     static func decodeMuLaw(_ byte: UInt8) -> Int {
         let u = ~byte

@@ -91,4 +91,38 @@ final class HTTPServerTests: XCTestCase {
         let statuses = text.components(separatedBy: "\n").filter { $0.hasPrefix("HTTP/1.1 ") }
         XCTAssertEqual(statuses.map { String($0.prefix(12)) }, ["HTTP/1.1 200", "HTTP/1.1 404", "HTTP/1.1 400"], text)
     }
+
+    final class NullSocketService: WebSocketService, @unchecked Sendable {
+        func webSocketOpened(_ ws: WebSocketConnection, request: HTTPServerRequest) {}
+        func webSocket(_ ws: WebSocketConnection, received text: String) { ws.send(text: text) }
+        func webSocketClosed(_ ws: WebSocketConnection) {}
+    }
+
+    func testSilentWebSocketPeerIsClosedDespiteServerPings() throws {
+        let r = HTTPRouter()
+        r.addWebSocket("/ws", NullSocketService())
+        let s = HTTPServer(group: group, router: r, tls: nil, idleTimeout: .seconds(3), logger: quietLogger)
+        let a = try s.start(at: SocketAddress("127.0.0.1:0")!)
+        defer { s.stop() }
+        let dead = MetricsRegistry.shared.counter("parley_http_websocket_dead_peers_total", help: "").current
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        XCTAssertEqual(a.withSockAddr { connect(fd, $0, $1) }, 0)
+        let (req, _) = WebSocketHandshake.clientRequest(host: "127.0.0.1")
+        _ = req.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        // Read (and never answer) until the server closes: the 101, then pings, then EOF.
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        var total = 0, eof = false
+        let deadline = Date().addingTimeInterval(30) // hang guard
+        while Date() < deadline, poll(&p, 1, 1000) >= 0 {
+            guard p.revents != 0 else { continue }
+            var buf = [UInt8](repeating: 0, count: 4096)
+            let n = recv(fd, &buf, buf.count, 0)
+            if n <= 0 { eof = true; break }
+            total += n
+        }
+        XCTAssertTrue(eof, "the server closed the silent connection")
+        XCTAssertGreaterThan(total, 0)
+        XCTAssertEqual(MetricsRegistry.shared.counter("parley_http_websocket_dead_peers_total", help: "").current, dead + 1)
+    }
 }

@@ -12,14 +12,15 @@ final class ServeProcessTests: XCTestCase {
     }
 
     /// Starts `parley serve` on ephemeral ports and waits for its `listening http` line.
-    func startServe(dataDir: String) throws -> (Process, [String], FileHandle) {
+    func startServe(dataDir: String, insecure: Bool = true) throws -> (Process, [String], FileHandle) {
         let bin = Self.parleyBinary
         XCTAssertTrue(FileManager.default.isExecutableFile(atPath: bin), "build the parley product first: \(bin)")
         let base = Int.random(in: 20_000...60_000)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: bin)
         p.arguments = ["serve", "--listen", "127.0.0.1:0", "--stun", "127.0.0.1:0", "--loops", "2",
-                       "--media-ports", "\(base)-\(base + 1)", "--data-dir", dataDir, "--insecure", "--log-level", "warn"]
+                       "--media-ports", "\(base)-\(base + 1)", "--data-dir", dataDir, "--log-level", "warn"]
+            + (insecure ? ["--insecure"] : [])
         let out = Pipe()
         p.standardOutput = out
         p.standardError = FileHandle.nullDevice
@@ -27,7 +28,7 @@ final class ServeProcessTests: XCTestCase {
         var lines: [String] = []
         var buffer = Data()
         let h = out.fileHandleForReading
-        while !lines.contains(where: { $0.hasPrefix("listening http ") }) {
+        while !lines.contains(where: { $0.hasPrefix("listening http ") || $0.hasPrefix("listening https ") }) {
             let chunk = h.availableData
             if chunk.isEmpty { break } // EOF: the process died
             buffer.append(chunk)
@@ -85,6 +86,30 @@ final class ServeProcessTests: XCTestCase {
         }
     }
 
+    /// Without --insecure the listener speaks TLS with a self-signed
+    /// certificate made on first start; curl (a client we did not write)
+    /// pinned to that certificate gets /healthz.
+    func testServeDefaultsToTLSWithASelfSignedCertificate() throws {
+        let dir = NSTemporaryDirectory() + "parley-serve-tls-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (p, lines, _) = try startServe(dataDir: dir, insecure: false)
+        defer { kill(p.processIdentifier, SIGTERM); p.waitUntilExit() }
+        guard let line = lines.first(where: { $0.hasPrefix("listening https ") }) else { return XCTFail("\(lines)") }
+        let fp = lines.first { $0.hasPrefix("tls certificate ") }?.split(separator: " ").last.map(String.init)
+        XCTAssertEqual(fp?.count, 95, "SHA-256 fingerprint as AB:CD:…: \(lines)")
+        let port = line.split(separator: ":").last!
+        let curl = Process()
+        curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        curl.arguments = ["-s", "--cacert", dir + "/tls/cert.pem", "https://127.0.0.1:\(port)/healthz"]
+        let out = Pipe()
+        curl.standardOutput = out
+        try curl.run()
+        let body = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        curl.waitUntilExit()
+        XCTAssertEqual(curl.terminationStatus, 0, "curl verifies the certificate it was given")
+        XCTAssertTrue(body.contains(#""status":"ok""#), body)
+    }
+
     func testBadConfigExitsWithUsageCode() throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Self.parleyBinary)
@@ -100,7 +125,7 @@ final class ServeProcessTests: XCTestCase {
     }
 
     func testEverySubcommandAnswersHelp() throws {
-        for cmd in ["serve", "token", "transcode", "worker"] {
+        for cmd in ["serve", "token", "sdp", "transcode", "worker", "bench"] {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: Self.parleyBinary)
             p.arguments = [cmd, "--help"]

@@ -13,47 +13,15 @@ import ParleySRTP
 /// subscriber's), forged and replayed packets are dropped and counted, and a
 /// reconnect inside the grace period keeps the media session.
 final class SignallingRelayTests: XCTestCase {
-    var group: EventLoopGroup!
-    var relay: Relay!
-    var front: ServerFrontEnd!
-    var secret: [UInt8] = []
-    var dataDir = ""
+    var fx: RelayServerFixture!
+    var group: EventLoopGroup { fx.group }
 
-    override func setUpWithError() throws {
-        group = try EventLoopGroup(numberOfThreads: 2, logger: quietLogger)
-        let sink = RelayEventSink()
-        var rc = RelayConfig()
-        rc.onEvent = sink.deliver
-        relay = try Relay(loops: group.loops, mediaAddresses: group.loops.map { _ in .ipv4Loopback(port: 0) }, config: rc)
-        var config = ServerConfig()
-        config.listen = .init(host: "127.0.0.1", port: 0)
-        config.insecure = true
-        config.reconnectGraceSeconds = 30
-        dataDir = tempDir("relay-e2e")
-        config.dataDir = dataDir
-        config.logLevel = .error
-        front = try ServerFrontEnd.start(group: group, config: config, relay: relay, events: sink, logger: quietLogger)
-        secret = try ServerSecret.loadOrCreate(dataDir: dataDir)
-    }
+    override func setUpWithError() throws { fx = try RelayServerFixture() }
+    override func tearDown() { fx.stop() }
 
-    override func tearDown() {
-        front.stop()
-        relay.shutdown()
-        group.syncShutdownGracefully()
-    }
-
-    func token(_ sub: String, room: String = "call") -> String {
-        let now = Int64(Date().timeIntervalSince1970)
-        return JWT.sign(TokenClaims(subject: sub, room: room, issuedAt: now, expiresAt: now + 600, canPublish: true), secret: secret)
-    }
-
-    func connect() throws -> SignallingClient {
-        try SignallingClient.connect(loop: group.next(), address: front.address, host: "127.0.0.1")
-    }
-
-    func counter(_ reason: String) -> Int {
-        MetricsRegistry.shared.counter("parley_srtp_dropped_total", help: "", labels: [("reason", reason)]).current
-    }
+    func token(_ sub: String, room: String = "call") -> String { fx.token(sub, room: room) }
+    func connect() throws -> SignallingClient { try fx.connect() }
+    func counter(_ reason: String) -> Int { fx.srtpDrops(reason) }
 
     /// Joins `name`, publishes its audio track, and returns the client, join reply and track.
     func joinAndPublish(_ name: String) throws -> (SignallingClient, JSONValue, JSONValue) {
@@ -139,6 +107,83 @@ final class SignallingRelayTests: XCTestCase {
         XCTAssertEqual(try a2.call(.ping)["type"], "ping")
         XCTAssertThrowsError(try b.nextEvent("participant_left", timeout: 0.3), "nobody was told Alice left")
         a2.close()
+        b.close()
+    }
+
+    func testOnlySubscribedTracksAreForwardedAndUnsubscribeStops() throws {
+        let (a, joinA, trackA) = try joinAndPublish("alice")
+        let (b, joinB, _) = try joinAndPublish("bob")
+        let ssrcA = UInt32(trackA["ssrc"]!.intValue!)
+        let peerA = try MediaPeer(join: joinA), peerB = try MediaPeer(join: joinB)
+        XCTAssertTrue(peerB.bind(ufrag: joinB["ice"]!["ufrag"]!.stringValue!, password: joinB["ice"]!["pwd"]!.stringValue!))
+        try peerA.sendNext(ssrc: ssrcA)
+        XCTAssertNil(try peerB.receiveRTP(timeout: 0.3), "not subscribed: nothing arrives")
+        try b.call(.subscribe(track: trackA["id"]!.stringValue!))
+        let p1 = try peerA.sendNext(ssrc: ssrcA)
+        XCTAssertEqual(try peerB.receiveRTP(), p1)
+        try b.call(.unsubscribe(track: trackA["id"]!.stringValue!))
+        try peerA.sendNext(ssrc: ssrcA)
+        XCTAssertNil(try peerB.receiveRTP(timeout: 0.3), "unsubscribed: nothing arrives")
+        a.close()
+        b.close()
+    }
+
+    func testSRTCPSenderReportsAreReprotectedForSubscribersAndForgedOnesDropped() throws {
+        let (a, joinA, trackA) = try joinAndPublish("alice")
+        let (b, joinB, _) = try joinAndPublish("bob")
+        try b.call(.subscribe(track: trackA["id"]!.stringValue!))
+        let ssrcA = UInt32(trackA["ssrc"]!.intValue!)
+        let peerA = try MediaPeer(join: joinA), peerB = try MediaPeer(join: joinB)
+        XCTAssertTrue(peerA.bind(ufrag: joinA["ice"]!["ufrag"]!.stringValue!, password: joinA["ice"]!["pwd"]!.stringValue!))
+        XCTAssertTrue(peerB.bind(ufrag: joinB["ice"]!["ufrag"]!.stringValue!, password: joinB["ice"]!["pwd"]!.stringValue!))
+        let first = try peerA.sendNext(ssrc: ssrcA)
+        XCTAssertEqual(try peerB.receiveRTP(), first)
+
+        // RTCP SR (RFC 3550 §6.4.1): V=2, PT=200, length 6, SSRC, NTP, RTP ts, counts.
+        func senderReport(_ packets: UInt32) -> [UInt8] {
+            var sr: [UInt8] = [0x80, 200, 0, 6]
+            for v: UInt32 in [ssrcA, 0xE000_0000, 0x1234_5678, 960, packets, packets * 160] {
+                sr += [UInt8(v >> 24), UInt8(v >> 16 & 0xff), UInt8(v >> 8 & 0xff), UInt8(v & 0xff)]
+            }
+            return sr
+        }
+        let forgedBefore = fx.srtpDrops("auth_failed")
+        let mallory = try SRTPContext(material: .random(), direction: .outbound)
+        peerA.send(try mallory.protect(senderReport(99), rtcp: true))
+        peerA.send(try peerA.sender.protect(senderReport(1), rtcp: true))
+        var got: [UInt8]?
+        while let d = peerB.receive() {
+            if d.count >= 8 && d[1] == 200 { got = try peerB.receiver.unprotect(d, rtcp: true); break }
+        }
+        let sr = try XCTUnwrap(got, "Bob receives Alice's SR, protected with his key")
+        XCTAssertEqual(Array(sr[4..<8]), Array(senderReport(1)[4..<8]), "sender SSRC")
+        XCTAssertEqual(Array(sr[20..<24]), [0, 0, 0, 1], "the genuine report (packet count 1), not the forged one")
+        XCTAssertEqual(fx.srtpDrops("auth_failed"), forgedBefore + 1)
+        a.close()
+        b.close()
+    }
+
+    func testRelayMediaTimeoutEndsTheSignallingSession() throws {
+        fx.stop()
+        fx = try RelayServerFixture(participantTimeout: .seconds(1))
+        let (a, _, _) = try joinAndPublish("alice")
+        let (b, joinB, _) = try joinAndPublish("bob")
+        // Bob keeps his media session alive with STUN; Alice sends nothing and times out.
+        let peerB = try MediaPeer(join: joinB)
+        let ufrag = joinB["ice"]!["ufrag"]!.stringValue!, pwd = joinB["ice"]!["pwd"]!.stringValue!
+        var left: JSONValue?
+        for _ in 0..<100 where left == nil {
+            XCTAssertTrue(peerB.bind(ufrag: ufrag, password: pwd))
+            left = try? b.nextEvent("participant_left", timeout: 0.3)
+        }
+        XCTAssertEqual(left?["participant"], "alice")
+        XCTAssertEqual(left?["reason"], "media_timeout")
+        XCTAssertEqual(try a.nextEvent("participant_left")["participant"], "alice", "Alice is told too")
+        let rooms = try fx.front.signalling!.sync { $0.roomsJSON() }
+        XCTAssertEqual(rooms["rooms"]?.arrayValue?.first?["participants"]?.arrayValue?.compactMap { $0["id"]?.stringValue }, ["bob"])
+        // Alice's connection stays and may join again.
+        XCTAssertNotNil(try a.call(.join(room: nil, publish: true, subscribe: true, suite: nil))["srtp"])
+        a.close()
         b.close()
     }
 }

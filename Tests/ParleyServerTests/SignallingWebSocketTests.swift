@@ -95,6 +95,28 @@ final class SignallingWebSocketTests: XCTestCase {
         XCTAssertEqual(try c.waitForClose(), 4001, "garbage before auth closes the connection")
     }
 
+    func testWebSocketFramingRules() throws {
+        // A request split over fragments (with a ping in between) is one message.
+        let c = try client()
+        let auth = Array(ClientMessage(id: "a1", request: .auth(token: token("frag"), room: nil)).encoded.utf8)
+        c.send(frame: WebSocketFrame(fin: false, opcode: .text, payload: Array(auth[..<10])))
+        c.send(frame: WebSocketFrame(opcode: .ping, payload: [1, 2]))
+        c.send(frame: WebSocketFrame(fin: true, opcode: .continuation, payload: Array(auth[10...])))
+        XCTAssertEqual(try c.call(.ping)["type"], "ping", "authenticated by the reassembled auth")
+        // Binary messages are not part of the protocol: 1003.
+        c.send(frame: WebSocketFrame(opcode: .binary, payload: [1, 2, 3]))
+        XCTAssertEqual(try c.waitForClose(), 1003)
+
+        // Over 1 MiB: 1009. Under it but over the 64 KiB signalling limit: an error, connection kept.
+        let d = try client()
+        try d.call(.auth(token: token("big"), room: nil))
+        d.send("{\"id\":5,\"type\":\"ping\",\"pad\":\"" + String(repeating: "x", count: 100_000) + "\"}")
+        XCTAssertEqual(try d.nextEvent("error")["code"], "bad_request")
+        XCTAssertEqual(try d.call(.ping)["ok"], true)
+        d.send(String(repeating: "y", count: (1 << 20) + 1))
+        XCTAssertEqual(try d.waitForClose(), 1009)
+    }
+
     func testPythonWebsocketsClientJoins() throws {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../tools/interop/ws_join.py").standardized.path
         let r = try runTool("python3", [script, "ws://127.0.0.1:\(address.port)/ws", token("py")])

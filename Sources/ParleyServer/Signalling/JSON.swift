@@ -1,3 +1,5 @@
+import ParleyCore
+
 /// A JSON value (RFC 8259) for the signalling protocol's control messages.
 ///
 /// Parley parses and writes its own JSON here rather than going through
@@ -72,26 +74,7 @@ public enum JSONValue: Sendable, Equatable {
         }
     }
 
-    static func writeString(_ s: String, into out: inout String) {
-        out += "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    let h = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        out += "\""
-    }
+    static func writeString(_ s: String, into out: inout String) { Logger.appendJSONString(s, to: &out) }
 
     // MARK: Parsing
 

@@ -40,20 +40,29 @@ public final class RelayMediaBackend: MediaBackend, @unchecked Sendable {
             }
             ids[room] = [:]
         }
-        let tracks: [ParleyRelay.TrackSpec] = publish ? [.opus(), .video()] : []
-        let grant: ParticipantGrant
-        do { grant = try relay.addParticipantSync(room: room, tracks: tracks) } catch {
-            if ids[room]?.isEmpty == true { closeRoom(room) }
-            throw Self.map(error)
+        // SSRCs below 2^31: tools that take the SSRC as a signed int (ffmpeg's -ssrc) can use them as is.
+        var grant: ParticipantGrant?
+        for _ in 0..<4 where grant == nil {
+            let tracks: [ParleyRelay.TrackSpec] = publish
+                ? [.opus(ssrc: UInt32.random(in: 1..<0x8000_0000)), .video(ssrc: UInt32.random(in: 1..<0x8000_0000))] : []
+            do { grant = try relay.addParticipantSync(room: room, tracks: tracks) } catch {
+                if case .ssrcInUse = error { continue }
+                if ids[room]?.isEmpty == true { closeRoom(room) }
+                throw Self.map(error)
+            }
         }
+        guard let grant else { throw SignallingError(.internalError, "could not grant unique SSRCs") }
         let crypto: ParticipantCrypto
         do { crypto = try Self.makeCrypto(keys, metrics: metrics) } catch {
             try? relay.removeParticipantSync(room: room, grant.id)
             throw SignallingError(.internalError, "SRTP setup failed: \(error)")
         }
-        if case .failure(let e) = setCrypto(room: room, participant: grant.id, crypto) {
+        do {
+            try relay.setCryptoSync(room: room, participant: grant.id, crypto)
+            try unsubscribeDefaults(room: room, grant: grant)
+        } catch {
             try? relay.removeParticipantSync(room: room, grant.id)
-            throw Self.map(e)
+            throw Self.map(error)
         }
         ids[room, default: [:]][participant] = grant.id
         names.withLock { $0[grant.id] = (room, participant) }
@@ -94,16 +103,14 @@ public final class RelayMediaBackend: MediaBackend, @unchecked Sendable {
             })
     }
 
-    /// `Relay.setCrypto`, waited for (the relay has no blocking variant of it).
-    private func setCrypto(room: String, participant: ParticipantID, _ crypto: ParticipantCrypto) -> Result<Void, RelayError> {
-        let done = DispatchSemaphore(value: 0)
-        let result = Mutex<Result<Void, RelayError>>(.failure(.closed))
-        relay.setCrypto(room: room, participant: participant, crypto) { r in
-            result.withLock { $0 = r }
-            done.signal()
+    /// The relay subscribes every participant to every track; in Parley's
+    /// protocol a client subscribes explicitly, so the defaults are undone.
+    private func unsubscribeDefaults(room: String, grant: ParticipantGrant) throws(RelayError) {
+        let stats = try relay.statsSync(room: room)
+        for other in stats.participants where other.id != grant.id {
+            for t in other.published { try relay.setSubscribedSync(room: room, subscriber: grant.id, ssrc: t.ssrc, false) }
+            for t in grant.tracks { try relay.setSubscribedSync(room: room, subscriber: other.id, ssrc: t.ssrc, false) }
         }
-        done.wait()
-        return result.withLock { $0 }
     }
 
     public func leave(room: String, participant: String) {

@@ -72,8 +72,13 @@ public final class SignallingClient: @unchecked Sendable {
 
     /// Sends raw text (for tests of malformed input).
     public func send(_ text: String) {
-        let frame = WebSocketFrameEncoder(role: .client).text(text)
-        loop.execute { [self] in tcp?.write(frame) }
+        send(frame: WebSocketFrame(opcode: .text, payload: Array(text.utf8)))
+    }
+
+    /// Sends one frame as is (masked, as a client must).
+    public func send(frame: WebSocketFrame) {
+        let bytes = WebSocketFrameEncoder(role: .client).encode(frame)
+        loop.execute { [self] in tcp?.write(bytes) }
     }
 
     /// The next server event of `type` (or any type when nil), removing it from the queue.

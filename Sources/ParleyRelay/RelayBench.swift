@@ -1,0 +1,93 @@
+import Glibc
+import ParleyCore
+import ParleyIO
+
+/// `parley bench relay`: the relay as a benchmark server on one event loop
+/// (one core), with rooms and participants at fixed addresses and SSRCs so
+/// the load generator (tools/bench/relay_load.c) can drive it without
+/// signalling. Participant `i` (0-based over all rooms, room-major) is at
+/// `127.0.0.1:(client-base + i)`; the first `publishers` participants of each
+/// room publish one track with SSRC `ssrc-base + i`. Addresses are latched
+/// directly (trusted, in-process); participant timeouts are off.
+///
+/// Prints `ready <host:port>` once bound, then runs until SIGINT/SIGTERM.
+public enum RelayBench {
+    static let usage = """
+    Usage: parley bench relay [options]
+
+    Runs the media relay as a benchmark server (see tools/bench/relay).
+
+    Options:
+      --listen HOST:PORT    media socket (default 127.0.0.1:40000)
+      --rooms N             rooms (default 1)
+      --participants N      participants per room (default 11)
+      --publishers N        publishers per room, the first N participants (default 1)
+      --client-base PORT    first participant's port on 127.0.0.1 (default 41000)
+      --ssrc-base N         first participant's SSRC (default 4096)
+      --kind audio|video    track kind: video keeps a 512-packet NACK buffer per track (default video)
+      --batch N             datagrams per recvmmsg/sendmmsg (default 64)
+
+    """
+
+    public static func main(_ argv: [String]) -> Int32 {
+        let args: Arguments
+        do {
+            args = try Arguments(argv, options: ["listen", "rooms", "participants", "publishers", "client-base",
+                                                 "ssrc-base", "kind", "batch"], flags: [])
+        } catch {
+            writeStderr("parley bench relay: \(error)\n\(usage)")
+            return ExitCode.usage
+        }
+        if args.wantsHelp { print(usage, terminator: ""); return ExitCode.ok }
+        func int(_ name: String, _ d: Int) -> Int? { args[name].map { Int($0) } ?? d }
+        guard let listen = SocketAddress(args["listen"] ?? "127.0.0.1:40000"),
+              let rooms = int("rooms", 1), let perRoom = int("participants", 11), let publishers = int("publishers", 1),
+              let base = int("client-base", 41000), let ssrcBase = int("ssrc-base", 4096), let batch = int("batch", 64),
+              rooms > 0, perRoom > 1, (0...perRoom).contains(publishers), base > 0, base + rooms * perRoom <= 65536,
+              ssrcBase > 0, batch > 0, ["audio", "video"].contains(args["kind"] ?? "video") else {
+            writeStderr("parley bench relay: bad option value\n\(usage)")
+            return ExitCode.usage
+        }
+        let video = (args["kind"] ?? "video") == "video"
+
+        let group: EventLoopGroup
+        let relay: Relay
+        do {
+            group = try EventLoopGroup(numberOfThreads: 1, shutdownSignals: [SIGINT, SIGTERM])
+            var config = RelayConfig()
+            config.participantTimeout = .zero
+            config.maxParticipantsPerRoom = max(perRoom, 100)
+            config.maxRoomsPerLoop = max(rooms, 1000)
+            config.batchSize = batch
+            relay = try Relay(loops: group.loops, mediaAddresses: [listen], config: config)
+            for r in 0..<rooms {
+                let name = "bench-\(r)"
+                _ = try relay.createRoomSync(name)
+                for j in 0..<perRoom {
+                    let i = r * perRoom + j
+                    let spec = video ? TrackSpec.video(ssrc: UInt32(ssrcBase + i)) : TrackSpec.opus(ssrc: UInt32(ssrcBase + i))
+                    let g = try relay.addParticipantSync(room: name, tracks: j < publishers ? [spec] : [])
+                    try relay.latchSync(room: name, g.id, address: .ipv4Loopback(port: UInt16(base + i)))
+                }
+            }
+        } catch {
+            writeStderr("parley bench relay: \(error)\n")
+            return ExitCode.failure
+        }
+        writeStdout("ready \(relay.endpoints[0]) rooms=\(rooms) participants=\(perRoom) publishers=\(publishers) kind=\(video ? "video" : "audio")\n")
+        group.waitForShutdownSignal()
+        return ExitCode.ok
+    }
+}
+
+private func writeStderr(_ s: String) { writeAll(2, s) }
+private func writeStdout(_ s: String) { writeAll(1, s) }
+private func writeAll(_ fd: Int32, _ s: String) {
+    var bytes = Array(s.utf8)
+    var off = 0
+    while off < bytes.count {
+        let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + off, $0.count - off) }
+        if n <= 0 { if errno == EINTR { continue }; return }
+        off += n
+    }
+}

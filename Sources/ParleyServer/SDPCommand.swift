@@ -1,0 +1,255 @@
+import Foundation
+import ParleyCore
+import ParleyIO
+import ParleySRTP
+import ParleySTUN
+
+/// A signalling session opened for an external RTP tool (ffmpeg, GStreamer):
+/// joins with a token, publishes an Opus track (or subscribes to one), and
+/// describes the media session as SDP with `a=crypto` (RFC 4568).
+public final class SDPSession: @unchecked Sendable {
+    public struct Options: Sendable {
+        public var server = "wss://127.0.0.1:7700"
+        public var token = ""
+        /// Accept any server certificate (self-signed).
+        public var insecureSkipVerify = false
+        /// SHA-256 fingerprint the server certificate must have (hex, colons optional).
+        public var fingerprint: String?
+        /// Publish an Opus track (the SDP describes what the tool sends).
+        public var publish = true
+        /// Subscribe to this track and describe what the tool receives instead.
+        public var receiveTrack: String?
+        public init() {}
+    }
+
+    public let client: SignallingClient
+    /// The join reply.
+    public let join: JSONValue
+    /// The published track (publish mode) or the subscribed one (receive mode).
+    public let track: JSONValue?
+    public let sdp: String
+    /// The ffmpeg command line that publishes a tone with this session (publish mode).
+    public let ffmpegHint: String?
+
+    private init(client: SignallingClient, join: JSONValue, track: JSONValue?, sdp: String, ffmpegHint: String?) {
+        self.client = client
+        self.join = join
+        self.track = track
+        self.sdp = sdp
+        self.ffmpegHint = ffmpegHint
+    }
+
+    public static func open(loop: EventLoop, _ o: Options) throws -> SDPSession {
+        let url = try ServerURL(o.server)
+        guard let address = SocketAddress(ip: url.host == "localhost" ? "127.0.0.1" : url.host, port: url.port) else {
+            throw SignallingClient.Failure("\(url.host) is not an IP address")
+        }
+        var tls: TLSContext?
+        if url.secure {
+            guard o.insecureSkipVerify || o.fingerprint != nil else {
+                throw SignallingClient.Failure("wss:// needs --insecure-skip-verify or --fingerprint SHA256 (the server's certificate is self-signed)")
+            }
+            if let fp = o.fingerprint, !o.insecureSkipVerify {
+                try ClientTLS.checkFingerprint(address: address, serverName: url.host, expected: fp)
+            }
+            tls = try ClientTLS.context(pinnedFingerprint: o.insecureSkipVerify ? nil : o.fingerprint)
+        }
+        let client = try SignallingClient.connect(loop: loop, address: address, host: url.host, path: url.path, tls: tls)
+        do {
+            let auth = try client.call(.auth(token: o.token, room: nil))
+            let publish = o.publish && o.receiveTrack == nil
+            var join = try client.call(.join(room: nil, publish: publish, subscribe: o.receiveTrack != nil, suite: nil))
+            if auth["resumed"] == .bool(true), let j = auth["join"] { join = j }
+            let participant = join["participant"]?.stringValue ?? "parley"
+            let room = join["room"]?.stringValue ?? ""
+            let mediaHost = join["media"]?["host"]?.stringValue ?? "127.0.0.1"
+            let mediaPort = join["media"]?["port"]?.intValue ?? 0
+            let suite = join["srtp"]?["suite"]?.stringValue ?? SRTPSuite.default.sdesName
+            let ip = mediaHost.contains(":") ? "IP6" : "IP4"
+            var sdp = "v=0\r\no=- \(UInt32.random(in: 1...UInt32.max)) 1 IN \(ip) \(mediaHost)\r\ns=parley \(room)/\(participant)\r\n"
+            if let wanted = o.receiveTrack {
+                // Receive: latch a local UDP port with STUN, then hand the port to the tool.
+                let sub = try client.call(.subscribe(track: wanted))
+                let t = sub["track"] ?? .null
+                let port = try latchLocalPort(relay: SocketAddress(ip: mediaHost, port: UInt16(mediaPort))!,
+                                              ufrag: join["ice"]?["ufrag"]?.stringValue ?? "",
+                                              password: join["ice"]?["pwd"]?.stringValue ?? "")
+                let pt = t["payloadType"]?.intValue ?? 111
+                let codec = t["codec"]?.stringValue ?? "opus"
+                let rate = t["clockRate"]?.intValue ?? 48000
+                let channels = t["kind"] == "audio" ? "/\(t["channels"]?.intValue ?? 2)" : ""
+                sdp += "c=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                sdp += "m=\(t["kind"]?.stringValue ?? "audio") \(port) RTP/SAVP \(pt)\r\n"
+                sdp += "a=rtpmap:\(pt) \(codec)/\(rate)\(channels)\r\n"
+                sdp += "a=ssrc:\(sub["ssrc"]?.intValue ?? 0) cname:\(t["participant"]?.stringValue ?? "")\r\n"
+                sdp += "a=recvonly\r\n"
+                sdp += "a=crypto:1 \(suite) \(join["srtp"]?["receive"]?.stringValue ?? "")\r\n"
+                return SDPSession(client: client, join: join, track: t, sdp: sdp, ffmpegHint: nil)
+            }
+            var track: JSONValue?
+            if publish {
+                let pub = try client.call(.publish([TrackDescription(kind: .audio, codec: "opus", payloadType: 111, clockRate: 48000, channels: 2)]))
+                track = pub["tracks"]?.arrayValue?.first
+            }
+            let ssrc = track?["ssrc"]?.intValue ?? 0
+            let sendKey = join["srtp"]?["send"]?.stringValue ?? ""
+            sdp += "c=IN \(ip) \(mediaHost)\r\nt=0 0\r\n"
+            sdp += "m=audio \(mediaPort) RTP/SAVP 111\r\n"
+            sdp += "a=rtpmap:111 opus/48000/2\r\n"
+            sdp += "a=ssrc:\(ssrc) cname:\(participant)\r\n"
+            sdp += "a=rtcp-mux\r\na=sendonly\r\n"
+            sdp += "a=crypto:1 \(suite) \(sendKey)\r\n"
+            let params = sendKey.hasPrefix("inline:") ? String(sendKey.dropFirst(7)) : sendKey
+            let hint = "ffmpeg -re -f lavfi -i sine=frequency=440:sample_rate=48000 -c:a libopus -payload_type 111 " +
+                "-ssrc \(Int32(truncatingIfNeeded: ssrc)) -f rtp -srtp_out_suite \(suite) -srtp_out_params \(params) " +
+                "'srtp://\(mediaHost):\(mediaPort)?rtcpport=\(mediaPort)'"
+            return SDPSession(client: client, join: join, track: track, sdp: sdp, ffmpegHint: hint)
+        } catch {
+            client.close()
+            throw error
+        }
+    }
+
+    /// Binds an ephemeral UDP port, latches it at the relay with an
+    /// authenticated STUN Binding, closes it and returns the port (for a tool
+    /// that will bind it and receive).
+    static func latchLocalPort(relay: SocketAddress, ufrag: String, password: String, port wanted: UInt16 = 0) throws -> Int {
+        let fd = socket(relay.protocolFamily, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { throw SignallingClient.Failure("socket: errno \(errno)") }
+        defer { close(fd) }
+        let local = relay.family == .ipv4 ? SocketAddress.ipv4Loopback(port: wanted) : SocketAddress.ipv6Loopback(port: wanted)
+        guard local.withSockAddr({ Glibc.bind(fd, $0, $1) }) == 0 else { throw SignallingClient.Failure("bind: errno \(errno)") }
+        var ss = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &ss) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        let port = Int(SocketAddress(ss, length: Int(len))?.port ?? 0)
+        for _ in 0..<5 {
+            var req = [UInt8](repeating: 0, count: 256)
+            let n = req.withUnsafeMutableBytes { out -> Int in
+                guard var w = try? STUNMessageWriter(into: out, type: .bindingRequest, transactionID: .random()),
+                      (try? w.append(.username, bytes: Array("\(ufrag):sdp".utf8))) != nil,
+                      (try? w.appendMessageIntegrity(key: Array(password.utf8))) != nil,
+                      (try? w.appendFingerprint()) != nil else { return 0 }
+                return w.count
+            }
+            _ = req.withUnsafeBytes { b in relay.withSockAddr { sendto(fd, b.baseAddress, n, 0, $0, $1) } }
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 1000) == 1 else { continue }
+            var buf = [UInt8](repeating: 0, count: 1500)
+            let r = recv(fd, &buf, buf.count, 0)
+            if r >= 20 && buf[0] == 0x01 && buf[1] == 0x01 { return port }
+            if r >= 20 && buf[0] == 0x01 && buf[1] == 0x11 { throw SignallingClient.Failure("the relay refused the STUN credentials") }
+        }
+        throw SignallingClient.Failure("no STUN answer from the relay at \(relay)")
+    }
+}
+
+/// `ws://host:port/path` or `wss://…` (path defaults to /ws).
+struct ServerURL {
+    var secure: Bool
+    var host: String
+    var port: UInt16
+    var path: String
+
+    init(_ s: String) throws {
+        let scheme: String
+        if s.hasPrefix("wss://") || s.hasPrefix("https://") { secure = true } else if s.hasPrefix("ws://") || s.hasPrefix("http://") {
+            secure = false
+        } else {
+            throw SignallingClient.Failure("server must be ws://, wss://, http:// or https://, got \(s)")
+        }
+        scheme = String(s[..<s.range(of: "://")!.lowerBound])
+        var rest = Substring(s.dropFirst(scheme.count + 3))
+        path = "/ws"
+        if let slash = rest.firstIndex(of: "/") {
+            let p = String(rest[slash...])
+            if p != "/" { path = p }
+            rest = rest[..<slash]
+        }
+        let hp = try ServerConfig.HostPort.parse(rest.contains(":") ? String(rest) : "\(rest):\(secure ? 443 : 80)", key: "server")
+        host = hp.host
+        port = UInt16(hp.port)
+    }
+}
+
+/// `parley sdp`: joins a room for ffmpeg/GStreamer and prints the SDP.
+public enum SDPCommand {
+    public static let help = """
+    Usage: parley sdp --token T [options]
+
+    Joins the room of token T on a running `parley serve` over the signalling
+    WebSocket and prints an SDP (with a=crypto) for an external RTP tool.
+    Publish mode (default): an Opus track is published; the SDP says where to
+    send, with which SSRC and SRTP key, and an ffmpeg command line that does it
+    is printed on stderr. Receive mode (--receive TRACK): the track is
+    subscribed, a local UDP port is latched with STUN, and the SDP tells the
+    tool to listen there (ffmpeg -protocol_whitelist file,udp,rtp,srtp -i FILE).
+
+    Options:
+      --token T                 access token (parley token)
+      --server URL              wss://HOST:PORT (default wss://127.0.0.1:7700), ws:// with serve --insecure
+      --insecure-skip-verify    accept the server's certificate without checking it
+      --fingerprint SHA256      accept only a server certificate with this SHA-256 fingerprint
+      --receive TRACK           subscribe to TRACK (id from track_published) instead of publishing
+      --no-publish              join without publishing
+      --out FILE                write the SDP to FILE instead of stdout
+      --hold                    keep the session open until SIGINT/SIGTERM (otherwise it
+                                ends after the server's reconnect grace period)
+
+    """
+
+    public static func main(_ argv: [String]) -> Int32 {
+        let args: Arguments
+        do {
+            args = try Arguments(argv, options: ["token", "server", "fingerprint", "receive", "out"],
+                                 flags: ["insecure-skip-verify", "no-publish", "hold"])
+        } catch {
+            FileHandle.standardError.write(Data("parley sdp: \(error)\n".utf8))
+            return ExitCode.usage
+        }
+        if args.wantsHelp { print(help, terminator: ""); return ExitCode.ok }
+        guard let token = args["token"], args.positionals.isEmpty else {
+            FileHandle.standardError.write(Data("parley sdp: --token is required\n\n\(help)".utf8))
+            return ExitCode.usage
+        }
+        var o = SDPSession.Options()
+        o.token = token
+        if let s = args["server"] { o.server = s }
+        o.insecureSkipVerify = args.has("insecure-skip-verify")
+        o.fingerprint = args["fingerprint"]
+        o.receiveTrack = args["receive"]
+        o.publish = !args.has("no-publish")
+        let group: EventLoopGroup
+        do {
+            group = try EventLoopGroup(numberOfThreads: 1, shutdownSignals: args.has("hold") ? [SIGINT, SIGTERM] : [],
+                                       logger: Logger(label: "parley.sdp", level: .warn))
+        } catch {
+            FileHandle.standardError.write(Data("parley sdp: \(error)\n".utf8))
+            return ExitCode.failure
+        }
+        let session: SDPSession
+        do { session = try SDPSession.open(loop: group.loops[0], o) } catch {
+            FileHandle.standardError.write(Data("parley sdp: \(error)\n".utf8))
+            group.syncShutdownGracefully()
+            return ExitCode.failure
+        }
+        if let out = args["out"] {
+            guard FileManager.default.createFile(atPath: out, contents: Data(session.sdp.utf8)) else {
+                FileHandle.standardError.write(Data("parley sdp: cannot write \(out)\n".utf8))
+                return ExitCode.failure
+            }
+        } else {
+            print(session.sdp, terminator: "")
+        }
+        if let hint = session.ffmpegHint { FileHandle.standardError.write(Data("# publish with:\n\(hint)\n".utf8)) }
+        fflush(nil)
+        if args.has("hold") {
+            group.waitForShutdownSignal()
+        } else {
+            // Drop the connection: the media session lives on for the server's grace period.
+            session.client.close(abort: true)
+            group.syncShutdownGracefully()
+        }
+        return ExitCode.ok
+    }
+}

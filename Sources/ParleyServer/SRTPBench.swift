@@ -1,0 +1,106 @@
+import Foundation
+import ParleyCore
+import ParleyIO
+import ParleyRelay
+import ParleySRTP
+
+/// `parley bench srtp`: the relay with Parley's hop-by-hop SRTP hooks as a
+/// benchmark server on one event loop (one core), for tools/bench/srtp-relay.
+///
+/// Topology (as `parley bench relay`): one room, participant `i` at
+/// `127.0.0.1:(client-base + i)`; the first `publishers` publish one track
+/// with SSRC `ssrc-base + i`; everyone receives every track. Each
+/// participant's SRTP keys are fixed functions of `i` (`key(participant:_:)`,
+/// mirrored in tools/bench/srtp-relay-load.c). Addresses are latched before the
+/// load starts with authenticated STUN Bindings sent from each participant's
+/// port, so no trusted shortcut is used. `--mode plain` runs the same server
+/// without crypto hooks (the baseline).
+///
+/// Prints `ready <host:port> …` once set up, then runs until SIGINT/SIGTERM.
+public enum SRTPBench {
+    static let usage = """
+    Usage: parley bench srtp [options]
+
+    Runs the relay with SRTP hooks as a benchmark server (see tools/bench/srtp-relay).
+
+    Options:
+      --listen HOST:PORT    media socket (default 127.0.0.1:40100)
+      --participants N      participants in the room (default 11)
+      --publishers N        publishers, the first N participants (default 1)
+      --client-base PORT    first participant's port on 127.0.0.1 (default 42000)
+      --ssrc-base N         first participant's SSRC (default 8192)
+      --kind audio|video    track kind (default audio)
+      --mode srtp|plain     with or without the SRTP hooks (default srtp)
+      --suite NAME          AES_CM_128_HMAC_SHA1_80 (default) or AEAD_AES_128_GCM
+      --batch N             datagrams per recvmmsg/sendmmsg (default 64)
+
+    """
+
+    /// Participant `i`'s master key ‖ salt for one direction:
+    /// byte j = (i·131 + j·7 + 1 + 100·receive) mod 256.
+    public static func key(participant i: Int, receive: Bool, suite: SRTPSuite = .default) -> SRTPKeyMaterial {
+        let bytes = (0..<(suite.keyLength + suite.saltLength)).map { j in
+            UInt8(truncatingIfNeeded: i &* 131 &+ j &* 7 &+ 1 &+ (receive ? 100 : 0))
+        }
+        return try! SRTPKeyMaterial(suite: suite, keyAndSalt: bytes)
+    }
+
+    public static func main(_ argv: [String]) -> Int32 {
+        let args: Arguments
+        do {
+            args = try Arguments(argv, options: ["listen", "participants", "publishers", "client-base", "ssrc-base",
+                                                 "kind", "mode", "batch", "suite"], flags: [])
+        } catch {
+            FileHandle.standardError.write(Data("parley bench srtp: \(error)\n\(usage)".utf8))
+            return ExitCode.usage
+        }
+        if args.wantsHelp { print(usage, terminator: ""); return ExitCode.ok }
+        func int(_ name: String, _ d: Int) -> Int? { args[name].map { Int($0) } ?? d }
+        let kind = args["kind"] ?? "audio", mode = args["mode"] ?? "srtp"
+        guard let suite = SRTPSuite(sdesName: args["suite"] ?? SRTPSuite.default.sdesName) else {
+            FileHandle.standardError.write(Data("parley bench srtp: unknown --suite\n\(usage)".utf8))
+            return ExitCode.usage
+        }
+        guard let listen = SocketAddress(args["listen"] ?? "127.0.0.1:40100"),
+              let per = int("participants", 11), let pubs = int("publishers", 1), let base = int("client-base", 42000),
+              let ssrcBase = int("ssrc-base", 8192), let batch = int("batch", 64),
+              per > 1, (1...per).contains(pubs), base > 0, base + per <= 65536, ssrcBase > 0, batch > 0,
+              ["audio", "video"].contains(kind), ["srtp", "plain"].contains(mode) else {
+            FileHandle.standardError.write(Data("parley bench srtp: bad option value\n\(usage)".utf8))
+            return ExitCode.usage
+        }
+        let group: EventLoopGroup
+        let relay: Relay
+        do {
+            group = try EventLoopGroup(numberOfThreads: 1, shutdownSignals: [SIGINT, SIGTERM],
+                                       logger: Logger(label: "parley.bench", level: .warn))
+            var config = RelayConfig()
+            config.participantTimeout = .zero
+            config.maxParticipantsPerRoom = max(per, 50)
+            config.batchSize = batch
+            relay = try Relay(loops: group.loops, mediaAddresses: [listen], config: config)
+            _ = try relay.createRoomSync("bench")
+            for i in 0..<per {
+                let ssrc = UInt32(ssrcBase + i)
+                let spec: ParleyRelay.TrackSpec = kind == "video" ? .video(ssrc: ssrc) : .opus(ssrc: ssrc)
+                let g = try relay.addParticipantSync(room: "bench", tracks: i < pubs ? [spec] : [])
+                if mode == "srtp" {
+                    let keys = SRTPSessionKeys(send: key(participant: i, receive: false, suite: suite),
+                                              receive: key(participant: i, receive: true, suite: suite))
+                    try relay.setCryptoSync(room: "bench", participant: g.id, try RelayMediaBackend.makeCrypto(keys, metrics: .shared))
+                }
+                _ = try SDPSession.latchLocalPort(relay: relay.workers[0].localAddress, ufrag: g.ufrag, password: g.password,
+                                                  port: UInt16(base + i))
+            }
+        } catch {
+            FileHandle.standardError.write(Data("parley bench srtp: \(error)\n".utf8))
+            return ExitCode.failure
+        }
+        print("ready \(relay.endpoints[0]) mode=\(mode) suite=\(suite.sdesName) participants=\(per) publishers=\(pubs) kind=\(kind)")
+        fflush(nil)
+        group.waitForShutdownSignal()
+        let m = SRTPMetrics.shared
+        FileHandle.standardError.write(Data("srtp drops: auth_failed=\(m.authFailed.current) replay=\(m.replayed.current) malformed=\(m.malformed.current) protect_failed=\(m.protectFailed.current)\n".utf8))
+        return ExitCode.ok
+    }
+}

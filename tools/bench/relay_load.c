@@ -1,0 +1,250 @@
+// Load generator for tools/bench/relay: RTP publishers and subscribers on
+// 127.0.0.1, against `parley bench relay` or relay_forwarder (same topology:
+// participant i, room-major, at 127.0.0.1:(client_base + i); the first
+// PUBLISHERS of each room send one RTP stream with SSRC ssrc_base + i; every
+// other participant of the room receives it).
+//
+// It finds the highest send rate with < 0.1 % loss (doubling, then
+// bisecting), and at each step reads the server's CPU time from
+// /proc/PID/stat (utime + stime). Then it measures one-way latency at half
+// that rate: the send time (CLOCK_REALTIME) is in the payload, the receive
+// time is the kernel's SO_TIMESTAMPNS stamp on the subscriber socket, so the
+// generator's own loop does not add to it.
+//
+// usage: relay_load SERVER_PORT SERVER_PID ROOMS PARTICIPANTS PUBLISHERS CLIENT_BASE SSRC_BASE SIZE [STEP_SECONDS] [START_RATE] [fixed]
+// With `fixed`: one step at START_RATE only (the allocation check uses it).
+// Prints: STEP ..., RESULT ..., LATENCY ... lines (key=value).
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RBATCH 64
+#define SBATCH 16
+
+static int total, rooms, per, pubs, base, size, server_port, server_pid;
+static uint32_t ssrc_base;
+static int *fds;
+static int epfd;
+static uint16_t *seqs;
+static uint32_t step_id;
+static long long sent, received, stale;
+static int64_t *lat; static long long nlat, maxlat = 4 << 20;
+
+static int64_t now_ns(clockid_t c) { struct timespec t; clock_gettime(c, &t); return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec; }
+
+static double server_cpu(void) {
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/%d/stat", server_pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f); fclose(f); buf[n] = 0;
+    char *p = strrchr(buf, ')');  // comm may contain spaces
+    if (!p) return -1;
+    unsigned long ut = 0, st = 0; int field = 2;
+    for (char *tok = strtok(p + 1, " "); tok; tok = strtok(NULL, " ")) {
+        field++;
+        if (field == 14) ut = strtoul(tok, NULL, 10);
+        if (field == 15) { st = strtoul(tok, NULL, 10); break; }
+    }
+    return (double)(ut + st) / sysconf(_SC_CLK_TCK);
+}
+
+static int is_pub(int i) { return i % per < pubs; }
+
+static void receive_all(int wait_ms) {
+    struct epoll_event ev[256];
+    int n = epoll_wait(epfd, ev, 256, wait_ms);
+    static char bufs[RBATCH][2048];
+    static char ctl[RBATCH][64];
+    static struct mmsghdr m[RBATCH];
+    static struct iovec io[RBATCH];
+    for (int e = 0; e < n; e++) {
+        int fd = ev[e].data.fd;
+        for (;;) {
+            for (int k = 0; k < RBATCH; k++) {
+                io[k].iov_base = bufs[k]; io[k].iov_len = sizeof bufs[k];
+                m[k].msg_hdr = (struct msghdr){ .msg_iov = &io[k], .msg_iovlen = 1, .msg_control = ctl[k], .msg_controllen = sizeof ctl[k] };
+            }
+            int r = recvmmsg(fd, m, RBATCH, MSG_DONTWAIT, NULL);
+            if (r <= 0) break;
+            for (int k = 0; k < r; k++) {
+                unsigned char *b = (unsigned char *)bufs[k];
+                if (m[k].msg_len < 24 || ((b[1] & 0x7f) >= 72 && (b[1] & 0x7f) <= 79)) continue; // RTCP from the relay (RR)
+                uint32_t sid; memcpy(&sid, b + 20, 4);
+                if (sid != step_id) { stale++; continue; }
+                received++;
+                if (lat && nlat < maxlat) {
+                    int64_t tx; memcpy(&tx, b + 12, 8);
+                    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m[k].msg_hdr); c; c = CMSG_NXTHDR(&m[k].msg_hdr, c)) {
+                        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_TIMESTAMPNS) {
+                            struct timespec ts; memcpy(&ts, CMSG_DATA(c), sizeof ts);
+                            lat[nlat++] = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec - tx;
+                        }
+                    }
+                }
+            }
+            if (r < RBATCH) break;
+        }
+    }
+}
+
+static void send_batch(int i, int count) {
+    static char bufs[SBATCH][2048];
+    static struct mmsghdr m[SBATCH];
+    static struct iovec io[SBATCH];
+    static struct sockaddr_in to;
+    to.sin_family = AF_INET; to.sin_port = htons(server_port); to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int64_t tx = now_ns(CLOCK_REALTIME);
+    uint32_t ssrc = htonl(ssrc_base + i);
+    for (int k = 0; k < count; k++) {
+        unsigned char *b = (unsigned char *)bufs[k];
+        uint16_t s = seqs[i]++;
+        b[0] = 0x80; b[1] = size <= 400 ? 111 : 96; b[2] = s >> 8; b[3] = s & 0xff;
+        uint32_t ts = htonl((uint32_t)(tx / 11111)); memcpy(b + 4, &ts, 4);
+        memcpy(b + 8, &ssrc, 4);
+        memcpy(b + 12, &tx, 8);
+        memcpy(b + 20, &step_id, 4);
+        io[k].iov_base = b; io[k].iov_len = size;
+        m[k].msg_hdr = (struct msghdr){ .msg_name = &to, .msg_namelen = sizeof to, .msg_iov = &io[k], .msg_iovlen = 1 };
+    }
+    int done = 0;
+    while (done < count) {
+        int r = sendmmsg(fds[i], m + done, count - done, 0);
+        if (r <= 0) { if (errno == EAGAIN || errno == ENOBUFS) continue; break; }
+        done += r;
+    }
+    sent += done;
+}
+
+struct result { double rate, fwd, loss, cpu, per_cpu; long long sent, expected, received; };
+
+// Sends at `rate` publisher packets/s for `secs`, then drains.
+static struct result step(double rate, double secs) {
+    step_id++;
+    sent = received = stale = 0;
+    double cpu0 = server_cpu();
+    int64_t t0 = now_ns(CLOCK_MONOTONIC), end = t0 + (int64_t)(secs * 1e9);
+    long long due_total = 0;
+    int pub_list[65536], npub = 0;
+    for (int i = 0; i < total; i++) if (is_pub(i)) pub_list[npub++] = i;
+    int next = 0;
+    for (;;) {
+        int64_t t = now_ns(CLOCK_MONOTONIC);
+        if (t >= end) break;
+        long long due = (long long)((t - t0) * rate / 1e9);
+        int busy = due_total < due;
+        while (due_total < due) {
+            int c = (int)(due - due_total); if (c > SBATCH) c = SBATCH;
+            send_batch(pub_list[next], c);
+            next = (next + 1) % npub;
+            due_total += c;
+        }
+        // Block (up to 1 ms) when nothing is due instead of spinning: a
+        // spinning generator starves ksoftirqd on its core, and loopback
+        // delivery then waits behind it (hundreds of ms of fake latency).
+        receive_all(busy ? 0 : 1);
+    }
+    // Drain: until nothing (of this step or older ones) arrived for 300 ms,
+    // so an overloaded step's backlog cannot leak into the next one.
+    int64_t cap = now_ns(CLOCK_MONOTONIC) + 10000000000LL, idle_since = now_ns(CLOCK_MONOTONIC);
+    for (;;) {
+        long long before = received + stale;
+        receive_all(10);
+        int64_t t = now_ns(CLOCK_MONOTONIC);
+        if (received + stale != before) idle_since = t;
+        if (t - idle_since > 300000000LL || t > cap) break;
+    }
+    double cpu1 = server_cpu();
+    struct result r;
+    r.rate = rate; r.sent = sent; r.expected = sent * (per - 1); r.received = received;
+    r.loss = r.expected ? 1.0 - (double)received / r.expected : 1;
+    r.fwd = received / secs;
+    r.cpu = cpu1 - cpu0;
+    r.per_cpu = r.cpu > 0 ? received / r.cpu : 0;
+    printf("STEP in_pps=%.0f fwd_pps=%.0f loss=%.5f%% server_cpu_s=%.2f fwd_per_cpu_s=%.0f\n", rate, r.fwd, r.loss * 100, r.cpu, r.per_cpu);
+    fflush(stdout);
+    return r;
+}
+
+static int cmp64(const void *a, const void *b) { int64_t x = *(const int64_t *)a, y = *(const int64_t *)b; return x < y ? -1 : x > y; }
+
+int main(int argc, char **argv) {
+    if (argc < 9) {
+        fprintf(stderr, "usage: %s SERVER_PORT SERVER_PID ROOMS PARTICIPANTS PUBLISHERS CLIENT_BASE SSRC_BASE SIZE [STEP_SECONDS] [START_RATE]\n", argv[0]);
+        return 2;
+    }
+    server_port = atoi(argv[1]); server_pid = atoi(argv[2]); rooms = atoi(argv[3]); per = atoi(argv[4]);
+    pubs = atoi(argv[5]); base = atoi(argv[6]); ssrc_base = (uint32_t)atol(argv[7]); size = atoi(argv[8]);
+    double secs = argc > 9 ? atof(argv[9]) : 2.0;
+    double start = argc > 10 ? atof(argv[10]) : 5000;
+    if (size < 24 || size > 1400) { fprintf(stderr, "size must be 24..1400\n"); return 2; }
+    total = rooms * per;
+    fds = calloc(total, sizeof *fds);
+    seqs = calloc(total, sizeof *seqs);
+    epfd = epoll_create1(0);
+    for (int i = 0; i < total; i++) {
+        int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+        int buf = 8 << 20, one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof buf);
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &buf, sizeof buf);
+        setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(base + i), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0) { perror("bind"); return 1; }
+        fds[i] = fd;
+        struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+        epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+    }
+
+    if (argc > 11 && strcmp(argv[11], "fixed") == 0) {
+        struct result f = step(start, secs);
+        printf("FIXED in_pps=%.0f sent=%lld received=%lld loss=%.5f%%\n", start, f.sent, f.received, f.loss * 100);
+        return 0;
+    }
+
+    // Warm-up (caches, first-packet paths), not reported.
+    step(start / 2, 0.5);
+
+    // Highest rate with < 0.1 % loss: double until it fails, then bisect.
+    struct result best = {0}, r;
+    double good = 0, bad = 0, rate = start;
+    for (;;) {
+        r = step(rate, secs);
+        if (r.loss < 0.001) { good = rate; best = r; rate *= 2; if (rate > 4e6) break; }
+        else { bad = rate; break; }
+    }
+    for (int k = 0; k < 4 && bad > 0 && good > 0; k++) {
+        double mid = (good + bad) / 2;
+        r = step(mid, secs);
+        if (r.loss < 0.001) { good = mid; best = r; } else bad = mid;
+    }
+    printf("RESULT in_pps=%.0f fwd_pps=%.0f loss=%.5f%% server_cpu_s=%.2f fwd_per_cpu_s=%.0f\n",
+           best.rate, best.fwd, best.loss * 100, best.cpu, best.per_cpu);
+
+    // Latency at half the loss-free rate.
+    lat = malloc(maxlat * sizeof *lat);
+    nlat = 0;
+    double half = good > 0 ? good / 2 : start / 2;
+    r = step(half, secs);
+    qsort(lat, nlat, sizeof *lat, cmp64);
+    double p50 = nlat ? lat[nlat / 2] / 1000.0 : -1, p99 = nlat ? lat[(long long)(nlat * 0.99)] / 1000.0 : -1;
+    printf("LATENCY in_pps=%.0f fwd_pps=%.0f loss=%.5f%% samples=%lld p50_us=%.1f p99_us=%.1f\n", half, r.fwd, r.loss * 100, nlat, p50, p99);
+
+    // And at a light load (500 publisher packets/s), where queueing on a
+    // shared machine matters least: closest to the relay's own cost.
+    nlat = 0;
+    r = step(500, secs);
+    qsort(lat, nlat, sizeof *lat, cmp64);
+    p50 = nlat ? lat[nlat / 2] / 1000.0 : -1; p99 = nlat ? lat[(long long)(nlat * 0.99)] / 1000.0 : -1;
+    printf("LATENCY_LIGHT in_pps=500 fwd_pps=%.0f loss=%.5f%% samples=%lld p50_us=%.1f p99_us=%.1f\n", r.fwd, r.loss * 100, nlat, p50, p99);
+    return 0;
+}

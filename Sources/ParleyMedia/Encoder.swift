@@ -44,11 +44,8 @@ public final class Encoder: @unchecked Sendable {
 
     public init(video v: Video) throws {
         codecName = v.codec
-        guard let codec = avcodec_find_encoder_by_name(v.codec) else {
-            throw MediaError("avcodec_find_encoder_by_name", "no encoder \(v.codec)")
-        }
-        context = avcodec_alloc_context3(codec)
-        guard let c = context else { throw MediaError("avcodec_alloc_context3", "out of memory") }
+        let (codec, c) = try Encoder.allocate(v.codec)
+        context = c
         c.pointee.width = Int32(v.width)
         c.pointee.height = Int32(v.height)
         c.pointee.pix_fmt = v.pixelFormat
@@ -70,11 +67,8 @@ public final class Encoder: @unchecked Sendable {
 
     public init(audio a: Audio) throws {
         codecName = a.codec
-        guard let codec = avcodec_find_encoder_by_name(a.codec) else {
-            throw MediaError("avcodec_find_encoder_by_name", "no encoder \(a.codec)")
-        }
-        context = avcodec_alloc_context3(codec)
-        guard let c = context else { throw MediaError("avcodec_alloc_context3", "out of memory") }
+        let (codec, c) = try Encoder.allocate(a.codec)
+        context = c
         c.pointee.sample_rate = Int32(a.sampleRate)
         c.pointee.sample_fmt = AV_SAMPLE_FMT_FLTP
         av_channel_layout_default(&c.pointee.ch_layout, Int32(a.channels))
@@ -83,6 +77,14 @@ public final class Encoder: @unchecked Sendable {
         c.pointee.profile = FF_PROFILE_AAC_LOW
         if a.globalHeader { c.pointee.flags |= AV_CODEC_FLAG_GLOBAL_HEADER }
         try open(codec, options: [:])
+    }
+
+    private static func allocate(_ name: String) throws -> (UnsafePointer<AVCodec>, UnsafeMutablePointer<AVCodecContext>) {
+        guard let codec = avcodec_find_encoder_by_name(name) else {
+            throw MediaError("avcodec_find_encoder_by_name", "no encoder \(name)")
+        }
+        guard let c = avcodec_alloc_context3(codec) else { throw MediaError("avcodec_alloc_context3", "out of memory") }
+        return (codec, c)
     }
 
     private func open(_ codec: UnsafePointer<AVCodec>, options: [String: String]) throws {

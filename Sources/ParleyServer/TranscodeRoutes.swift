@@ -21,26 +21,23 @@ enum TranscodeRoutes {
             return r
         })
         router.add("POST", .exact("/jobs"), sync: { req in
-            guard let obj = try? JSONSerialization.jsonObject(with: Data(req.body)) as? [String: Any],
-                  let input = obj["input"] as? String, !input.isEmpty else {
-                return .error(.badRequest, "expected a JSON object with \"input\": a path to a video file on this host")
+            // The job JSON is TranscodeOptions' own form (only "input" required;
+            // "ladder", "segment_seconds", "format", "preset", …), checked by its validate().
+            let options: TranscodeOptions
+            do {
+                options = try JSONDecoder().decode(TranscodeOptions.self, from: Data(req.body))
+                try options.validate()
+            } catch let e as DecodingError {
+                return .error(.badRequest, "expected a JSON object with \"input\" (a video file on this host): \(e.localizedDescription)")
+            } catch {
+                return .error(.badRequest, "\(error)")
             }
-            guard FileManager.default.isReadableFile(atPath: input) else {
-                return .error(.badRequest, "cannot read input file \(input)")
-            }
-            var options = TranscodeOptions(input: input, output: "")
-            if let l = obj["ladder"] as? String { options.ladder = l }
-            if let s = obj["segment-seconds"] as? Double {
-                guard s >= 1, s <= 60 else { return .error(.badRequest, "segment-seconds must be 1-60") }
-                options.segmentSeconds = s
-            }
-            if let f = obj["format"] as? String {
-                guard let fmt = SegmentFormat(rawValue: f) else { return .error(.badRequest, "format must be fmp4 or ts") }
-                options.format = fmt
+            guard FileManager.default.isReadableFile(atPath: options.input) else {
+                return .error(.badRequest, "cannot read input file \(options.input)")
             }
             do {
                 let q = try JobQueue.open(dataDir: dataDir)
-                let id = try q.enqueue(input: input, options: options)
+                let id = try q.enqueue(input: options.input, options: options)
                 return .json(HTTPStatus(code: 202, reason: "Accepted"), ["id": .number(Double(id)), "state": "queued"])
             } catch {
                 return .error(.internalServerError, "cannot queue the job: \(error)")

@@ -59,7 +59,7 @@ struct VideoSettings: Sendable {
 /// VBR, IDR forced at each segment boundary), package.
 final class VideoRenditionEncoder: @unchecked Sendable {
     let rung: Rung
-    let queue = FrameQueue(capacity: 8)
+    let queue = FrameQueue(capacity: 16)
     let dir: URL
     private let encoder: Encoder
     private let packager: Packager

@@ -195,8 +195,12 @@ public final class Transcoder {
         let segmentTicks = Int64((options.segmentSeconds / tb.double).rounded())
         let segmentFrames = max(1, Int((options.segmentSeconds * fps.double).rounded()))
         let total = vinfo.duration > 0 ? vinfo.duration : demuxer.duration
+        // Encoders count frames (time base 1/fps), as ffmpeg feeds libx264:
+        // the output is constant frame rate at the source's average rate, and
+        // x264's rate control sees exactly what it sees under ffmpeg.
+        let encoderTB = Rational(fps.den, fps.num)
         let settings = VideoSettings(preset: options.preset, segmentFrames: segmentFrames, frameRate: fps,
-                                     timeBase: tb, frameDuration: frameDuration, threads: options.encoderThreads)
+                                     timeBase: encoderTB, frameDuration: 1, threads: options.encoderThreads)
 
         let fm = FileManager.default
         var audio: AudioRenditionEncoder?
@@ -214,6 +218,7 @@ public final class Transcoder {
         var thumbnails: [String] = []
         var origin: Int64?
         var lastPTS: Int64 = 0
+        var lastEncoderPTS: Int64 = -1
         var nextBoundary: Int64 = 0
         var frames = 0
         var decodeErrors = 0
@@ -241,7 +246,7 @@ public final class Transcoder {
                     let rdir = dir.appendingPathComponent(r.name)
                     try fm.createDirectory(at: rdir, withIntermediateDirectories: true)
                     workers.append(try VideoRenditionEncoder(rung: r, settings: settings, format: options.format, dir: rdir,
-                                                             source: src, originPTS: pts))
+                                                             source: src, originPTS: 0))
                 }
                 for w in workers { w.start() }
                 if options.thumbnails { thumbnailer = try Thumbnailer(dir: thumbsDir, source: src) }
@@ -256,8 +261,12 @@ public final class Transcoder {
             }
             lastPTS = pts
             frames += 1
+            let encoderPTS = max(lastEncoderPTS + 1, tb.rescale(pts - origin!, to: encoderTB))
+            lastEncoderPTS = encoderPTS
             for w in workers {
-                if !w.queue.put(FrameQueue.Item(frame: frame.clone(), boundary: boundary)) {
+                let f = frame.clone()
+                f.pts = encoderPTS
+                if !w.queue.put(FrameQueue.Item(frame: f, boundary: boundary)) {
                     throw TranscodeError.failed("encoding \(w.rung.name) failed: \(w.error.map { "\($0)" } ?? "stopped")")
                 }
             }
@@ -315,12 +324,13 @@ public final class Transcoder {
             abortWorkers()
             throw TranscodeError.badInput("\(input): no decodable video frames (\(vinfo.codecName))")
         }
-        let decoded = Double(lastPTS - origin + frameDuration) * tb.double
-        if total > 0, decoded < total * 0.9 - 0.5 {
+        let decoded = Double(lastEncoderPTS + 1) * encoderTB.double
+        let decodedSource = Double(lastPTS - origin + frameDuration) * tb.double
+        if total > 0, decodedSource < total * 0.9 - 0.5 {
             abortWorkers()
-            throw TranscodeError.badInput(String(format: "%@: truncated: decoded %.2f s of %.2f s", input, decoded, total))
+            throw TranscodeError.badInput(String(format: "%@: truncated: decoded %.2f s of %.2f s", input, decodedSource, total))
         }
-        for w in workers { w.finish(endPTS: lastPTS + frameDuration) }
+        for w in workers { w.finish(endPTS: lastEncoderPTS + 1) }
         for w in workers { w.wait() }
         if let e = firstWorkerError() { throw TranscodeError.failed("encoding failed: \(e)") }
 

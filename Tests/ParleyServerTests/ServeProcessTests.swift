@@ -35,7 +35,9 @@ final class ServeProcessTests: XCTestCase {
         return (p, lines, h)
     }
 
-    func httpGet(_ port: Int, _ path: String) throws -> String {
+    func httpGet(_ port: Int, _ path: String) throws -> String { try http(port, "GET", path) }
+
+    func http(_ port: Int, _ method: String, _ path: String, body: String = "") throws -> String {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var addr = sockaddr_in()
@@ -44,7 +46,7 @@ final class ServeProcessTests: XCTestCase {
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         XCTAssertEqual(rc, 0)
-        let req = Array("GET \(path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8)
+        let req = Array("\(method) \(path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
         _ = req.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         var out = [UInt8]()
         var buf = [UInt8](repeating: 0, count: 65536)
@@ -103,6 +105,29 @@ final class ServeProcessTests: XCTestCase {
         curl.waitUntilExit()
         XCTAssertEqual(curl.terminationStatus, 0, "curl verifies the certificate it was given")
         XCTAssertTrue(body.contains(#""status":"ok""#), body)
+    }
+
+    /// The transcoding job API and the HLS file route on the daemon's listener.
+    func testJobsAPIQueuesValidJobsAndRefusesBadOnes() throws {
+        let dir = NSTemporaryDirectory() + "parley-serve-jobs-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (p, lines, _) = try startServe(dataDir: dir)
+        defer { kill(p.processIdentifier, SIGTERM); p.waitUntilExit() }
+        guard let line = lines.first(where: { $0.hasPrefix("listening http ") }) else { return XCTFail("\(lines)") }
+        let port = Int(line.split(separator: ":").last!)!
+        let sample = URL(fileURLWithPath: Self.parleyBinary).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("samples/sample-720p-12s.mp4").path
+        XCTAssertTrue(try http(port, "POST", "/jobs", body: "not json").hasPrefix("HTTP/1.1 400"))
+        XCTAssertTrue(try http(port, "POST", "/jobs", body: #"{"input":"/nonexistent.mp4"}"#).hasPrefix("HTTP/1.1 400"))
+        let bad = try http(port, "POST", "/jobs", body: #"{"input":"\#(sample)","segment_seconds":0}"#)
+        XCTAssertTrue(bad.hasPrefix("HTTP/1.1 400") && bad.contains("segment_seconds"), bad)
+        let ok = try http(port, "POST", "/jobs", body: #"{"input":"\#(sample)","ladder":"360p:365k"}"#)
+        XCTAssertTrue(ok.hasPrefix("HTTP/1.1 202"), ok)
+        XCTAssertTrue(ok.contains(#""state":"queued""#), ok)
+        let job = try httpGet(port, "/jobs/1")
+        XCTAssertTrue(job.hasPrefix("HTTP/1.1 200") && job.contains("360p:365k"), job)
+        XCTAssertTrue(try httpGet(port, "/jobs/99").hasPrefix("HTTP/1.1 404"))
+        XCTAssertTrue(try httpGet(port, "/hls/../../etc/passwd").hasPrefix("HTTP/1.1 404"))
     }
 
     func testBadConfigExitsWithUsageCode() throws {

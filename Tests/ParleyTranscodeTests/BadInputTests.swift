@@ -158,3 +158,29 @@ final class HLSFilesTests: XCTestCase {
         }
     }
 }
+
+/// Inputs that are unusual but fine.
+final class EdgeInputTests: XCTestCase {
+    /// A video without audio: no audio group, video-only CODECS; a 4:3
+    /// source below every Apple rung gets one rung at its own size.
+    func testVideoWithoutAudioAndSmallSource() throws {
+        let work = Support.tempDir("edge")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let src = work.appendingPathComponent("small.mp4").path
+        let gen = try Support.run("ffmpeg", ["-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", "testsrc2=s=200x150:r=25:d=5",
+                                             "-c:v", "libx264", "-preset", "ultrafast", src])
+        XCTAssertEqual(gen.status, 0, gen.stderr)
+        var o = TranscodeOptions(input: src, output: work.appendingPathComponent("out").path)
+        o.preset = "superfast"
+        let r = try Transcoder(options: o).run()
+        XCTAssertNil(r.audio)
+        XCTAssertEqual(r.video.map { [$0.width, $0.height] }, [[200, 150]])
+        XCTAssertEqual(r.video[0].segments.map(\.duration), [4, 1])
+        let master = Support.read(work.appendingPathComponent("out/master.m3u8"))
+        XCTAssertFalse(master.contains("EXT-X-MEDIA:TYPE=AUDIO"))
+        XCTAssertFalse(master.contains("mp4a"))
+        XCTAssertTrue(master.contains("RESOLUTION=200x150,FRAME-RATE=25.000"))
+        let decode = try Support.run("ffmpeg", ["-v", "error", "-nostdin", "-i", work.appendingPathComponent("out/master.m3u8").path, "-f", "null", "-"])
+        XCTAssertEqual(decode.status, 0, decode.stderr)
+    }
+}

@@ -115,7 +115,7 @@ final class ServeProcessTests: XCTestCase {
         defer { kill(p.processIdentifier, SIGTERM); p.waitUntilExit() }
         guard let line = lines.first(where: { $0.hasPrefix("listening http ") }) else { return XCTFail("\(lines)") }
         let port = Int(line.split(separator: ":").last!)!
-        let sample = URL(fileURLWithPath: Self.parleyBinary).deletingLastPathComponent().deletingLastPathComponent()
+        let sample = URL(fileURLWithPath: parleyBinary).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("samples/sample-720p-12s.mp4").path
         XCTAssertTrue(try http(port, "POST", "/jobs", body: "not json").hasPrefix("HTTP/1.1 400"))
         XCTAssertTrue(try http(port, "POST", "/jobs", body: #"{"input":"/nonexistent.mp4"}"#).hasPrefix("HTTP/1.1 400"))

@@ -48,7 +48,7 @@ let package = Package(
         .testTarget(name: "ParleySTUNTests", dependencies: ["ParleySTUN", "ParleyTestSupport"]),
         .testTarget(name: "ParleySRTPTests", dependencies: ["ParleySRTP", "CSRTP", "ParleyTestSupport"]),
         .testTarget(name: "ParleyHTTPTests", dependencies: ["ParleyHTTP", "ParleyTestSupport"]),
-        .testTarget(name: "ParleyRelayTests", dependencies: ["ParleyRelay", "ParleyIO"]),
+        .testTarget(name: "ParleyRelayTests", dependencies: ["ParleyRelay", "ParleyIO", "ParleyTestSupport"]),
         .testTarget(name: "ParleyMediaTests", dependencies: ["ParleyMedia"]),
         .testTarget(name: "ParleyTranscodeTests", dependencies: ["ParleyTranscode"]),
         .testTarget(name: "ParleyServerTests", dependencies: ["ParleyServer", "ParleyIO", "ParleyHTTP", "ParleySRTP", "ParleyTestSupport"]),

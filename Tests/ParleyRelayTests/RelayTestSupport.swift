@@ -5,6 +5,7 @@ import ParleyIO
 import ParleyRTP
 import ParleySTUN
 @testable import ParleyRelay
+import ParleyTestSupport
 
 /// A media client for tests: a real blocking UDP socket on 127.0.0.1.
 final class TestClient {
@@ -61,11 +62,7 @@ final class TestClient {
     /// The next datagram, or nil after `timeout` seconds (a hang guard, not a
     /// timing assertion: callers wait for something that must arrive).
     func receive(timeout: Double = 10) -> [UInt8]? {
-        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        guard poll(&p, 1, Int32(timeout * 1000)) == 1 else { return nil }
-        var buf = [UInt8](repeating: 0, count: 2048)
-        let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-        return n >= 0 ? Array(buf[0..<n]) : nil
+        receiveDatagram(fd, timeout: timeout)
     }
 
     /// Every datagram already queued, without waiting.

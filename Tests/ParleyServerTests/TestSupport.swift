@@ -43,11 +43,7 @@ final class MediaPeer {
 
     /// The next datagram, or nil after `timeout` (a hang guard: callers wait for what must arrive, or drain).
     func receive(timeout: Double = 10) -> [UInt8]? {
-        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        guard poll(&p, 1, Int32(timeout * 1000)) == 1 else { return nil }
-        var buf = [UInt8](repeating: 0, count: 2048)
-        let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-        return n >= 0 ? Array(buf[0..<n]) : nil
+        receiveDatagram(fd, timeout: timeout)
     }
 
     /// Next RTP (not RTCP, not STUN) datagram, decrypted; nil on timeout.

@@ -407,6 +407,9 @@ public final class EventLoop: @unchecked Sendable, CustomStringConvertible {
         timers.removeAll()
         closeFD(epfd)
         closeFD(wakeFD)
+        // pthread_t values are reused once this thread is joined: a later
+        // thread (a dispatch worker, say) must not pass for this loop.
+        threadID.store(0, ordering: .releasing)
     }
 
     private func liveHandlers() -> [any EventLoopIOHandler] {

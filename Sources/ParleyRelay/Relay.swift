@@ -78,21 +78,26 @@ public final class Relay: Sendable {
         }
         guard let i = pick else { completion(.failure(.roomExists(name))); return }
         let w = workers[i]
-        w.loop.execute { [self] in
+        let posted = w.loop.execute { [self] in
             let r = w.createRoom(name)
             if case .failure = r { forget(name, loop: i) }
             completion(r)
+        }
+        if !posted {
+            forget(name, loop: i)
+            completion(.failure(.closed))
         }
     }
 
     /// Closes a room and removes its participants.
     public func closeRoom(_ name: String, completion: @escaping @Sendable (Result<Void, RelayError>) -> Void) {
         guard let w = worker(for: name) else { completion(.failure(.noSuchRoom(name))); return }
-        w.loop.execute { [self] in
+        let posted = w.loop.execute { [self] in
             let r = w.closeRoom(name)
             if case .success = r { forget(name, loop: w.index) }
             completion(r)
         }
+        if !posted { completion(.failure(.closed)) }
     }
 
     private func forget(_ name: String, loop i: Int) {
@@ -151,7 +156,8 @@ public final class Relay: Sendable {
     private func onRoom<T>(_ room: String, _ completion: @escaping @Sendable (Result<T, RelayError>) -> Void,
                            _ body: @escaping @Sendable (RelayWorker) -> Result<T, RelayError>) {
         guard let w = worker(for: room) else { completion(.failure(.noSuchRoom(room))); return }
-        w.loop.execute { completion(body(w)) }
+        // A loop that has stopped refuses work: answer instead of leaving the caller waiting.
+        if !w.loop.execute({ completion(body(w)) }) { completion(.failure(.closed)) }
     }
 
     // MARK: Blocking API (setup code and tests; never on a loop thread)
@@ -182,7 +188,9 @@ public final class Relay: Sendable {
     /// in-process callers only (the bench); blocking.
     func latchSync(room: String, _ id: ParticipantID, address: SocketAddress) throws(RelayError) {
         guard let w = worker(for: room) else { throw .noSuchRoom(room) }
-        try wait { done in w.loop.execute { done(w.latchForTrustedCaller(room: room, id, address: address)) } }
+        try wait { done in
+            if !w.loop.execute({ done(w.latchForTrustedCaller(room: room, id, address: address)) }) { done(.failure(.closed)) }
+        }
     }
 
     private func wait<T>(_ start: (@escaping @Sendable (Result<T, RelayError>) -> Void) -> Void) throws(RelayError) -> T {

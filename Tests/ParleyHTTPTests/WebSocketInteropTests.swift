@@ -89,19 +89,9 @@ final class WebSocketInteropTests: XCTestCase {
     /// complete the close handshake. Returns what it received.
     private func serve(_ fd: Int32) -> [WebSocketMessage] {
         var parser = HTTPRequestParser()
-        var buf = [UInt8](repeating: 0, count: 65536)
-        func read() -> ArraySlice<UInt8>? {
-            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            return n > 0 ? buf[0..<n] : nil
-        }
-        func send(_ bytes: [UInt8]) {
-            var off = 0
-            while off < bytes.count {
-                let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + off, bytes.count - off, Int32(MSG_NOSIGNAL)) }
-                if n <= 0 { return }
-                off += n
-            }
-        }
+        var io = BlockingSocket(fd: fd)
+        func read() -> ArraySlice<UInt8>? { io.read() }
+        func send(_ bytes: [UInt8]) { io.send(bytes) }
 
         var head: HTTPRequestHead?
         while head == nil, let bytes = read() {
@@ -197,19 +187,9 @@ final class WebSocketInteropTests: XCTestCase {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         XCTAssertEqual(connected, 0)
-        var buf = [UInt8](repeating: 0, count: 65536)
-        func read() -> ArraySlice<UInt8>? {
-            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            return n > 0 ? buf[0..<n] : nil
-        }
-        func send(_ bytes: [UInt8]) {
-            var off = 0
-            while off < bytes.count {
-                let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + off, bytes.count - off, Int32(MSG_NOSIGNAL)) }
-                if n <= 0 { return }
-                off += n
-            }
-        }
+        var io = BlockingSocket(fd: fd)
+        func read() -> ArraySlice<UInt8>? { io.read() }
+        func send(_ bytes: [UInt8]) { io.send(bytes) }
 
         let (request, expectedAccept) = WebSocketHandshake.clientRequest(host: "127.0.0.1:\(port)", path: "/ws")
         send(request)
@@ -252,5 +232,28 @@ final class WebSocketInteropTests: XCTestCase {
         guard case .close(let code, _)? = data.last, data.count == 4 else { return XCTFail("no close echo") }
         XCTAssertEqual(code, .normalClosure)
         XCTAssertTrue(received.contains(.pong(Array("p".utf8))), "pong for our ping")
+    }
+}
+
+/// Blocking reads and whole writes on a connected TCP socket (test side only).
+struct BlockingSocket {
+    let fd: Int32
+    private var buffer = [UInt8](repeating: 0, count: 65536)
+
+    init(fd: Int32) { self.fd = fd }
+
+    /// The next bytes received, or nil at EOF, error or the receive timeout.
+    mutating func read() -> ArraySlice<UInt8>? {
+        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        return n > 0 ? buffer[0..<n] : nil
+    }
+
+    func send(_ bytes: [UInt8]) {
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + off, bytes.count - off, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return }
+            off += n
+        }
     }
 }

@@ -81,4 +81,31 @@ final class RelayLifecycleTests: XCTestCase {
         XCTAssertTrue(text.contains("parley_relay_room_participants{room=\"two\"} 1"))
         XCTAssertTrue(text.contains("parley_relay_dropped_total{reason=\"unknown_source\"} 0"))
     }
+
+    /// Control calls made after the loops stopped (a signalling grace timer
+    /// firing during shutdown) get an error; they neither hang nor trap,
+    /// even on a thread that reuses a dead loop thread's pthread_t.
+    func testCallsAfterTheLoopsStoppedFailWithClosed() throws {
+        let group = try EventLoopGroup(numberOfThreads: 1)
+        let relay = try Relay(loops: group.loops, mediaAddresses: [.ipv4Loopback(port: 0)], config: RelayConfig())
+        _ = try relay.createRoomSync("r")
+        let g = try relay.addParticipantSync(room: "r", tracks: [.opus()])
+        group.syncShutdownGracefully()
+        XCTAssertFalse(group.loops[0].inEventLoop)
+        for _ in 0..<20 { // new threads: some get the joined loop thread's pthread_t back
+            let done = DispatchSemaphore(value: 0)
+            Thread {
+                XCTAssertFalse(group.loops[0].inEventLoop)
+                do {
+                    try relay.removeParticipantSync(room: "r", g.id)
+                    XCTFail("a stopped relay accepted a call")
+                } catch {
+                    XCTAssertEqual(error as? RelayError, .closed)
+                }
+                done.signal()
+            }.start()
+            done.wait()
+        }
+        XCTAssertThrowsError(try relay.createRoomSync("s")) { XCTAssertEqual($0 as? RelayError, .closed) }
+    }
 }

@@ -18,7 +18,8 @@ final class UDPGSOTests: XCTestCase {
     /// Queues `plan[d]` (sizes, in order) for destination d, interleaved
     /// across destinations, in one flush; checks what every receiver got.
     /// Returns the sender's metrics text.
-    func run(_ bind: SocketAddress, gso: Bool, plan: [[Int]], noCopy: Bool = false) throws -> (String, Bool) {
+    func run(_ bind: SocketAddress, gso: Bool, plan: [[Int]], noCopy: Bool = false,
+             configure: (@Sendable (UDPSocket) -> Void)? = nil) throws -> (String, Bool) {
         let group = try EventLoopGroup(numberOfThreads: 1)
         defer { group.syncShutdownGracefully() }
         let loop = group.next()
@@ -36,7 +37,11 @@ final class UDPGSOTests: XCTestCase {
             s.onReceive = { if s.received.count == want { all.fulfill() } }
         }
         let sockets = try loop.submit { try subs.map { try UDPSocket(loop: loop, bindTo: bind, handler: $0) } }
-        let sender = try loop.submit { try UDPSocket(loop: loop, bindTo: bind, options: opts, handler: NullUDP()) }
+        let sender = try loop.submit {
+            let s = try UDPSocket(loop: loop, bindTo: bind, options: opts, handler: NullUDP())
+            configure?(s)
+            return s
+        }
         let packets = plan.enumerated().map { d, sizes in sizes.enumerated().map { Self.datagram(dest: d, seq: $0, size: $1) } }
         let total = o.sendBatchSize!
         let (sent, enabled) = try loop.submit {
@@ -111,6 +116,20 @@ final class UDPGSOTests: XCTestCase {
                     [50]]
         let (text, enabled) = try run(.ipv4Loopback(port: 0), gso: true, plan: plan)
         if enabled { XCTAssertEqual(Self.saved(text), 0 + 4 + 0 + 0, text) }
+    }
+
+    /// The kernel refuses segmented sends on a socket without UDP checksums
+    /// (`SO_NO_CHECK`: EINVAL): GSO turns itself off, counted, and the whole
+    /// flush still arrives, in order, as plain datagrams.
+    func testKernelRefusalDisablesGSOAndFallsBack() throws {
+        let plan = [[80, 90], Array(repeating: 200, count: 20), Array(repeating: 300, count: 20)]
+        let (text, enabled) = try run(.ipv4Loopback(port: 0), gso: true, plan: plan) { s in
+            var one: Int32 = 1
+            XCTAssertEqual(setsockopt(s.fd, SOL_SOCKET, SO_NO_CHECK, &one, socklen_t(MemoryLayout<Int32>.size)), 0)
+        }
+        XCTAssertFalse(enabled)
+        XCTAssertTrue(text.contains("parley_udp_gso_disabled_total 1\n"), text)
+        XCTAssertEqual(Self.saved(text), 0, text)
     }
 
     /// `Options.gso = false`: the same traffic, nothing coalesced.

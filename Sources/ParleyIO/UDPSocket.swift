@@ -119,6 +119,9 @@ public final class UDPSendBatch {
     /// Largest segment coalesced: one segment must fit an Ethernet MTU
     /// (IPv6), or the kernel refuses the whole message.
     static let maxSegmentSize = 1452
+    /// Destinations grouped per flush (grouping costs up to this many
+    /// address compares per datagram).
+    static let maxGroups = 64
 
     let arrays: MMsgArrays
     private let fd: Int32
@@ -235,9 +238,15 @@ public final class UDPSendBatch {
     private func buildSegmented(_ total: Int) -> Int {
         for i in 0..<total { taken[i] = false }
         var k = 0
+        var groups = 0
         for i in 0..<total where !taken[i] {
             taken[i] = true
             order[k] = Int32(i); k += 1
+            // Bounded work: past maxGroups destinations the rest keeps its
+            // queue order (their destinations have no earlier group, so the
+            // order per destination still holds); adjacent runs still merge.
+            guard groups < Self.maxGroups else { continue }
+            groups += 1
             var j = i + 1
             while j < total {
                 if !taken[j] && sameDestination(i, j) { taken[j] = true; order[k] = Int32(j); k += 1 }

@@ -132,6 +132,15 @@ final class UDPGSOTests: XCTestCase {
         XCTAssertEqual(Self.saved(text), 0, text)
     }
 
+    /// More destinations than the grouping bound (64): those past it keep
+    /// queue order; every destination still gets its datagrams in order.
+    func testManyDestinationsKeepOrder() throws {
+        let plan = (0..<80).map { d in Array(repeating: 120, count: 3 + d % 3) }
+        let (text, enabled) = try run(.ipv4Loopback(port: 0), gso: true, plan: plan)
+        // The first 64 destinations form runs (2 + d % 3 saved each); the last 16 are interleaved: none.
+        if enabled { XCTAssertEqual(Self.saved(text), (0..<64).reduce(0) { $0 + 2 + $1 % 3 }, text) }
+    }
+
     /// `Options.gso = false`: the same traffic, nothing coalesced.
     func testGSOOff() throws {
         let plan = [Array(repeating: 200, count: 30), Array(repeating: 200, count: 30)]

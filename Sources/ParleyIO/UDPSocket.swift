@@ -100,7 +100,29 @@ final class MMsgArrays {
 ///
 /// To fan one packet out to N subscribers in one syscall, `appendNoCopy` the
 /// same bytes N times with different destinations, then flush.
+///
+/// UDP GSO: when enabled (``UDPSocket/Options/gso``, on where the kernel has
+/// `UDP_SEGMENT`), ``flush()`` groups the queued datagrams by destination
+/// (order per destination kept; across destinations it is not) and sends each
+/// run of same-size datagrams to one destination (the last may be shorter;
+/// at most 64 segments and 65,000 bytes) as one message with a `UDP_SEGMENT`
+/// cmsg: the kernel walks the UDP/IP stack once per run instead of once per
+/// datagram. The receiver still gets individual datagrams. Still one
+/// `sendmmsg` per flush. If the kernel refuses a segmented message with
+/// `EIO`/`EINVAL` (e.g. no checksum offload), GSO is turned off for the
+/// socket (`parley_udp_gso_disabled_total`) and the rest goes out plain.
 public final class UDPSendBatch {
+    /// Most segments per GSO message (the kernel's UDP_MAX_SEGMENTS).
+    static let maxSegments = 64
+    /// Most payload bytes per GSO message (below 64 KiB minus IP/UDP headers).
+    static let maxSuperDatagram = 65_000
+    /// Largest segment coalesced: one segment must fit an Ethernet MTU
+    /// (IPv6), or the kernel refuses the whole message.
+    static let maxSegmentSize = 1452
+    /// Destinations grouped per flush (grouping costs up to this many
+    /// address compares per datagram).
+    static let maxGroups = 64
+
     let arrays: MMsgArrays
     private let fd: Int32
     private let metrics: UDPSocket.Metrics
@@ -112,11 +134,59 @@ public final class UDPSendBatch {
     public var capacity: Int { arrays.capacity }
     /// Largest payload ``append(_:to:)`` / ``append(to:maxLength:_:)`` accept.
     public var maxDatagramSize: Int { arrays.slotSize }
+    /// True while flushes coalesce same-destination runs with `UDP_SEGMENT`.
+    public private(set) var gsoEnabled: Bool
 
-    init(fd: Int32, metrics: UDPSocket.Metrics, capacity: Int, slotSize: Int) {
+    // GSO scratch, preallocated (capacity entries each).
+    private let outMsgs: UnsafeMutablePointer<parley_mmsghdr>
+    private let outIovs: UnsafeMutablePointer<iovec>
+    /// Slot indices in send order (grouped by destination).
+    private let order: UnsafeMutablePointer<Int32>
+    /// Per out message: index of its first slot in `order`, and its segment count.
+    private let outStart: UnsafeMutablePointer<Int32>
+    private let outSegments: UnsafeMutablePointer<Int32>
+    private let taken: UnsafeMutablePointer<Bool>
+    private let control: UnsafeMutableRawPointer
+    private let controlSpace: Int
+    private let controlDataOffset: Int
+
+    init(fd: Int32, metrics: UDPSocket.Metrics, capacity: Int, slotSize: Int, gso: Bool) {
         self.fd = fd
         self.metrics = metrics
         arrays = MMsgArrays(capacity: capacity, slotSize: slotSize)
+        gsoEnabled = gso
+        outMsgs = .allocate(capacity: capacity)
+        outMsgs.initialize(repeating: parley_mmsghdr(), count: capacity)
+        outIovs = .allocate(capacity: capacity)
+        outIovs.initialize(repeating: iovec(), count: capacity)
+        order = .allocate(capacity: capacity)
+        order.initialize(repeating: 0, count: capacity)
+        outStart = .allocate(capacity: capacity)
+        outStart.initialize(repeating: 0, count: capacity)
+        outSegments = .allocate(capacity: capacity)
+        outSegments.initialize(repeating: 0, count: capacity)
+        taken = .allocate(capacity: capacity)
+        taken.initialize(repeating: false, count: capacity)
+        controlSpace = parley_cmsg_space(MemoryLayout<UInt16>.size)
+        control = .allocate(byteCount: controlSpace * capacity, alignment: 16)
+        control.initializeMemory(as: UInt8.self, repeating: 0, count: controlSpace * capacity)
+        var offset = 0
+        for i in 0..<capacity {
+            var h = msghdr()
+            h.msg_control = control + i * controlSpace
+            h.msg_controllen = controlSpace
+            let c = parley_cmsg_firsthdr(&h)!
+            c.pointee.cmsg_level = Int32(IPPROTO_UDP)
+            c.pointee.cmsg_type = parley_udp_segment()
+            c.pointee.cmsg_len = parley_cmsg_len(MemoryLayout<UInt16>.size)
+            offset = UnsafeMutableRawPointer(parley_cmsg_data(c)!) - (control + i * controlSpace)
+        }
+        controlDataOffset = offset
+    }
+
+    deinit {
+        outMsgs.deallocate(); outIovs.deallocate(); order.deallocate(); outStart.deallocate()
+        outSegments.deallocate(); taken.deallocate(); control.deallocate()
     }
 
     @inline(__always) private func slot(_ to: SocketAddress) -> Int {
@@ -157,6 +227,73 @@ public final class UDPSendBatch {
         arrays.iovs[i] = iovec(iov_base: base, iov_len: min(n, arrays.slotSize))
     }
 
+    @inline(__always) private func sameDestination(_ a: Int, _ b: Int) -> Bool {
+        let la = arrays.msgs[a].msg_hdr.msg_namelen
+        guard la == arrays.msgs[b].msg_hdr.msg_namelen else { return false }
+        return memcmp(arrays.names + a, arrays.names + b, Int(la)) == 0
+    }
+
+    /// Groups the `total` queued slots by destination into `order` and builds
+    /// the out messages (GSO runs). Returns the number of out messages.
+    private func buildSegmented(_ total: Int) -> Int {
+        for i in 0..<total { taken[i] = false }
+        var k = 0
+        var groups = 0
+        for i in 0..<total where !taken[i] {
+            taken[i] = true
+            order[k] = Int32(i); k += 1
+            // Bounded work: past maxGroups destinations the rest keeps its
+            // queue order (their destinations have no earlier group, so the
+            // order per destination still holds); adjacent runs still merge.
+            guard groups < Self.maxGroups else { continue }
+            groups += 1
+            var j = i + 1
+            while j < total {
+                if !taken[j] && sameDestination(i, j) { taken[j] = true; order[k] = Int32(j); k += 1 }
+                j += 1
+            }
+        }
+        // Runs: same destination, same size (the last may be shorter).
+        var m = 0
+        var p = 0
+        while p < total {
+            let first = Int(order[p])
+            let size = arrays.iovs[first].iov_len
+            outIovs[p] = arrays.iovs[first]
+            var segs = 1
+            var bytes = size
+            var q = p + 1
+            if size > 0 && size <= Self.maxSegmentSize {
+                while q < total && segs < Self.maxSegments {
+                    let s = Int(order[q])
+                    let len = arrays.iovs[s].iov_len
+                    guard len > 0, len <= size, bytes + len <= Self.maxSuperDatagram, sameDestination(first, s) else { break }
+                    outIovs[q] = arrays.iovs[s]
+                    segs += 1; bytes += len; q += 1
+                    if len < size { break } // a shorter segment ends the run
+                }
+            }
+            var h = arrays.msgs[first].msg_hdr
+            h.msg_iov = outIovs + p
+            h.msg_iovlen = segs
+            if segs > 1 {
+                let c = control + m * controlSpace
+                (c + controlDataOffset).storeBytes(of: UInt16(truncatingIfNeeded: size), as: UInt16.self)
+                h.msg_control = c
+                h.msg_controllen = controlSpace
+            } else {
+                h.msg_control = nil
+                h.msg_controllen = 0
+            }
+            outMsgs[m] = parley_mmsghdr(msg_hdr: h, msg_len: 0)
+            outStart[m] = Int32(p)
+            outSegments[m] = Int32(segs)
+            m += 1
+            p = q
+        }
+        return m
+    }
+
     /// Sends everything queued with as few `sendmmsg` calls as possible and
     /// empties the batch. UDP never waits for writability: datagrams the
     /// kernel refuses with would-block are dropped and counted
@@ -169,13 +306,19 @@ public final class UDPSendBatch {
         guard total > 0 else { return 0 }
         count = 0
         guard isOpen else { metrics.sendError.inc(total); return 0 }
+        if gsoEnabled && total > 1 { return flushSegmented(total) }
+        return send(arrays.msgs, total)
+    }
+
+    /// Plain `sendmmsg` of `total` one-datagram messages at `msgs`.
+    private func send(_ msgs: UnsafeMutablePointer<parley_mmsghdr>, _ total: Int) -> Int {
         var done = 0
         var sent = 0
         while done < total {
             let r: IOResult<Int32>
             do {
                 r = try syscallMayBlock("sendmmsg") {
-                    parley_sendmmsg(fd, arrays.msgs + done, UInt32(total - done), 0)
+                    parley_sendmmsg(fd, msgs + done, UInt32(total - done), 0)
                 }
             } catch {
                 metrics.sendError.inc()
@@ -190,6 +333,47 @@ public final class UDPSendBatch {
                 done = total
             }
         }
+        metrics.sent.inc(sent)
+        return sent
+    }
+
+    private func flushSegmented(_ total: Int) -> Int {
+        let messages = buildSegmented(total)
+        var done = 0
+        var sent = 0
+        while done < messages {
+            let r: IOResult<Int32>
+            do {
+                r = try syscallMayBlock("sendmmsg") {
+                    parley_sendmmsg(fd, outMsgs + done, UInt32(messages - done), 0)
+                }
+            } catch {
+                let segs = Int(outSegments[done])
+                if segs > 1 && (error.errno == EIO || error.errno == EINVAL) {
+                    // The kernel cannot segment here: GSO off for good, rest plain.
+                    gsoEnabled = false
+                    metrics.gsoDisabled.inc()
+                    let from = Int(outStart[done])
+                    for i in from..<total { outMsgs[i - from] = arrays.msgs[Int(order[i])] }
+                    metrics.sent.inc(sent)
+                    return sent + send(outMsgs, total - from)
+                }
+                metrics.sendError.inc(segs)
+                done += 1 // skip the message that failed
+                continue
+            }
+            switch r {
+            case .processed(let n):
+                for m in done..<(done + Int(n)) { sent += Int(outSegments[m]) }
+                done += Int(n)
+            case .wouldBlock:
+                var left = 0
+                for m in done..<messages { left += Int(outSegments[m]) }
+                metrics.sendWouldBlock.inc(left)
+                done = messages
+            }
+        }
+        if messages < total { metrics.gsoCoalesced.inc(total - messages) }
         metrics.sent.inc(sent)
         return sent
     }
@@ -216,6 +400,12 @@ public final class UDPSocket: EventLoopIOHandler, @unchecked Sendable {
         public var ipv6Only = true
         /// `recvmmsg` calls per readiness event before yielding to other fds.
         public var maxBatchesPerWakeup = 16
+        /// Datagrams per send batch (the most one flush sends in one
+        /// `sendmmsg`); nil: `batchSize`. A fan-out relay wants room for a
+        /// whole receive batch times its fan-out so GSO runs get long.
+        public var sendBatchSize: Int? = nil
+        /// UDP GSO (`UDP_SEGMENT`) on flush when the kernel supports it.
+        public var gso = true
         /// Where counters are registered.
         public var metrics: MetricsRegistry = .shared
         public init() {}
@@ -224,7 +414,12 @@ public final class UDPSocket: EventLoopIOHandler, @unchecked Sendable {
     struct Metrics {
         let received: Counter, sent: Counter, truncated: Counter, receiveError: Counter
         let sendWouldBlock: Counter, sendError: Counter, sendOversize: Counter
+        let gsoDisabled: Counter, gsoCoalesced: Counter
         init(_ r: MetricsRegistry) {
+            gsoDisabled = r.counter("parley_udp_gso_disabled_total",
+                                    help: "Sockets whose UDP GSO was turned off after the kernel refused a segmented send.")
+            gsoCoalesced = r.counter("parley_udp_gso_saved_messages_total",
+                                     help: "Datagrams sent inside a UDP GSO message beyond its first (messages saved).")
             received = r.counter("parley_udp_received_packets_total", help: "UDP datagrams received.")
             sent = r.counter("parley_udp_sent_packets_total", help: "UDP datagrams sent.")
             let help = "UDP datagrams dropped by the socket layer, by reason."
@@ -256,7 +451,7 @@ public final class UDPSocket: EventLoopIOHandler, @unchecked Sendable {
     public init(loop: EventLoop, bindTo address: SocketAddress, options: Options = Options(),
                 handler: any UDPSocketHandler) throws(SystemError) {
         loop.preconditionInLoop()
-        precondition(options.batchSize > 0 && options.maxDatagramSize > 0)
+        precondition(options.batchSize > 0 && options.maxDatagramSize > 0 && (options.sendBatchSize ?? 1) > 0)
         self.loop = loop
         self.options = options
         self.handler = handler
@@ -273,7 +468,10 @@ public final class UDPSocket: EventLoopIOHandler, @unchecked Sendable {
             throw error
         }
         recv = MMsgArrays(capacity: options.batchSize, slotSize: options.maxDatagramSize)
-        sendBatch = UDPSendBatch(fd: fd, metrics: metrics, capacity: options.batchSize, slotSize: options.maxDatagramSize)
+        // GSO needs UDP_SEGMENT (Linux 4.18+): probe once with getsockopt.
+        let gso = options.gso && SocketOps.getInt(fd, Int32(IPPROTO_UDP), parley_udp_segment()) >= 0
+        sendBatch = UDPSendBatch(fd: fd, metrics: metrics, capacity: options.sendBatchSize ?? options.batchSize,
+                                 slotSize: options.maxDatagramSize, gso: gso)
         do {
             registration = try loop.register(fd: fd, interest: .readable, handler: self)
         } catch {

@@ -307,56 +307,30 @@ public final class UDPSendBatch {
         count = 0
         guard isOpen else { metrics.sendError.inc(total); return 0 }
         if gsoEnabled && total > 1 { return flushSegmented(total) }
-        return send(arrays.msgs, total)
+        return send(arrays.msgs, total, segments: nil).sent
     }
 
-    /// Plain `sendmmsg` of `total` one-datagram messages at `msgs`.
-    private func send(_ msgs: UnsafeMutablePointer<parley_mmsghdr>, _ total: Int) -> Int {
-        var done = 0
-        var sent = 0
-        while done < total {
-            let r: IOResult<Int32>
-            do {
-                r = try syscallMayBlock("sendmmsg") {
-                    parley_sendmmsg(fd, msgs + done, UInt32(total - done), 0)
-                }
-            } catch {
-                metrics.sendError.inc()
-                done += 1 // skip the datagram that failed
-                continue
-            }
-            switch r {
-            case .processed(let n):
-                done += Int(n); sent += Int(n)
-            case .wouldBlock:
-                metrics.sendWouldBlock.inc(total - done)
-                done = total
-            }
-        }
-        metrics.sent.inc(sent)
-        return sent
-    }
-
-    private func flushSegmented(_ total: Int) -> Int {
-        let messages = buildSegmented(total)
+    /// The one `sendmmsg` loop, for plain and GSO messages: `segments` (nil:
+    /// one datagram per message) says how many datagrams message `m` carries,
+    /// for the counts. Stops at a multi-segment message the kernel refuses
+    /// with EIO/EINVAL (it cannot segment here) and returns its index, so the
+    /// caller can resend the rest plain.
+    private func send(_ msgs: UnsafeMutablePointer<parley_mmsghdr>, _ messages: Int,
+                      segments: UnsafeMutablePointer<Int32>?) -> (sent: Int, refusedGSO: Int?) {
+        func datagrams(_ m: Int) -> Int { segments.map { Int($0[m]) } ?? 1 }
         var done = 0
         var sent = 0
         while done < messages {
             let r: IOResult<Int32>
             do {
                 r = try syscallMayBlock("sendmmsg") {
-                    parley_sendmmsg(fd, outMsgs + done, UInt32(messages - done), 0)
+                    parley_sendmmsg(fd, msgs + done, UInt32(messages - done), 0)
                 }
             } catch {
-                let segs = Int(outSegments[done])
+                let segs = datagrams(done)
                 if segs > 1 && (error.errno == EIO || error.errno == EINVAL) {
-                    // The kernel cannot segment here: GSO off for good, rest plain.
-                    gsoEnabled = false
-                    metrics.gsoDisabled.inc()
-                    let from = Int(outStart[done])
-                    for i in from..<total { outMsgs[i - from] = arrays.msgs[Int(order[i])] }
                     metrics.sent.inc(sent)
-                    return sent + send(outMsgs, total - from)
+                    return (sent, done)
                 }
                 metrics.sendError.inc(segs)
                 done += 1 // skip the message that failed
@@ -364,18 +338,32 @@ public final class UDPSendBatch {
             }
             switch r {
             case .processed(let n):
-                for m in done..<(done + Int(n)) { sent += Int(outSegments[m]) }
+                if segments == nil { sent += Int(n) } else { for m in done..<(done + Int(n)) { sent += datagrams(m) } }
                 done += Int(n)
             case .wouldBlock:
                 var left = 0
-                for m in done..<messages { left += Int(outSegments[m]) }
+                for m in done..<messages { left += datagrams(m) }
                 metrics.sendWouldBlock.inc(left)
                 done = messages
             }
         }
-        if messages < total { metrics.gsoCoalesced.inc(total - messages) }
         metrics.sent.inc(sent)
-        return sent
+        return (sent, nil)
+    }
+
+    private func flushSegmented(_ total: Int) -> Int {
+        let messages = buildSegmented(total)
+        let (sent, refused) = send(outMsgs, messages, segments: outSegments)
+        guard let at = refused else {
+            if messages < total { metrics.gsoCoalesced.inc(total - messages) }
+            return sent
+        }
+        // The kernel cannot segment here: GSO off for good, the rest plain.
+        gsoEnabled = false
+        metrics.gsoDisabled.inc()
+        let from = Int(outStart[at])
+        for i in from..<total { outMsgs[i - from] = arrays.msgs[Int(order[i])] }
+        return sent + send(outMsgs, total - from, segments: nil).sent
     }
 }
 

@@ -105,18 +105,7 @@ final class FFmpegInteropTests: XCTestCase {
     /// has latched and the key it protects with; a tool that binds that port
     /// (here a plain UDP socket standing in for ffmpeg) decrypts the track.
     func testSDPReceiveModeDescribesALatchedPortAndTheReceiveKey() throws {
-        let alice = try fx.connect()
-        try alice.call(.auth(token: fx.token("alice"), room: nil))
-        let joinA = try alice.call(.join(room: nil, publish: true, subscribe: false, suite: nil))
-        let pub = try alice.call(.publish([TrackDescription(kind: .audio, codec: "opus", payloadType: 111, clockRate: 48000, channels: 2)]))
-        let track = pub["tracks"]!.arrayValue![0]
-        let ssrc = UInt32(track["ssrc"]!.intValue!)
-
-        var o = SDPSession.Options()
-        o.server = fx.wsURL
-        o.token = fx.token("viewer", publish: false)
-        o.receiveTrack = track["id"]!.stringValue!
-        let session = try SDPSession.open(loop: fx.group.loops[0], o)
+        let (alice, joinA, ssrc, session) = try publishOpusAndOpenReceiver(viewer: "viewer")
         let lines = session.sdp.split(separator: "\r\n").map(String.init)
         XCTAssertTrue(lines.contains("a=recvonly"), session.sdp)
         XCTAssertTrue(lines.contains("a=rtpmap:111 opus/48000/2"), session.sdp)
@@ -149,17 +138,7 @@ final class FFmpegInteropTests: XCTestCase {
     /// it (SRTP from a=crypto), and decodes the Opus tone a Parley client
     /// publishes through the relay.
     func testFFmpegReceivesAndDecodesATrackWithTheSDPFromParleySDP() throws {
-        let alice = try fx.connect()
-        try alice.call(.auth(token: fx.token("alice"), room: nil))
-        let joinA = try alice.call(.join(room: nil, publish: true, subscribe: false, suite: nil))
-        let pub = try alice.call(.publish([TrackDescription(kind: .audio, codec: "opus", payloadType: 111, clockRate: 48000, channels: 2)]))
-        let track = pub["tracks"]!.arrayValue![0]
-        let ssrc = UInt32(track["ssrc"]!.intValue!)
-        var o = SDPSession.Options()
-        o.server = fx.wsURL
-        o.token = fx.token("ffplay", publish: false)
-        o.receiveTrack = track["id"]!.stringValue!
-        let session = try SDPSession.open(loop: fx.group.loops[0], o)
+        let (alice, joinA, ssrc, session) = try publishOpusAndOpenReceiver(viewer: "ffplay")
         let dir = tempDir("ffrecv")
         try session.sdp.write(toFile: dir + "/recv.sdp", atomically: true, encoding: .utf8)
 
@@ -210,6 +189,22 @@ final class FFmpegInteropTests: XCTestCase {
         XCTAssertEqual(Double(crossings), 220, accuracy: 10, "ffmpeg decoded the 440 Hz tone")
         session.client.close()
         alice.close()
+    }
+
+    /// Alice joins and publishes an Opus track; `viewer` runs `parley sdp
+    /// --receive` on it. Returns Alice's connection, her join reply, the
+    /// track's SSRC and the receiving SDP session.
+    func publishOpusAndOpenReceiver(viewer: String) throws -> (SignallingClient, JSONValue, UInt32, SDPSession) {
+        let alice = try fx.connect()
+        try alice.call(.auth(token: fx.token("alice"), room: nil))
+        let joinA = try alice.call(.join(room: nil, publish: true, subscribe: false, suite: nil))
+        let pub = try alice.call(.publish([TrackDescription(kind: .audio, codec: "opus", payloadType: 111, clockRate: 48000, channels: 2)]))
+        let track = pub["tracks"]!.arrayValue![0]
+        var o = SDPSession.Options()
+        o.server = fx.wsURL
+        o.token = fx.token(viewer, publish: false)
+        o.receiveTrack = track["id"]!.stringValue!
+        return (alice, joinA, UInt32(track["ssrc"]!.intValue!), try SDPSession.open(loop: fx.group.loops[0], o))
     }
 
     func ssrcOf(_ d: [UInt8]) -> UInt32 { UInt32(d[8]) << 24 | UInt32(d[9]) << 16 | UInt32(d[10]) << 8 | UInt32(d[11]) }

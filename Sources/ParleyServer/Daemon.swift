@@ -35,24 +35,18 @@ enum Daemon {
             return ExitCode.failure
         }
         // SIGINT/SIGTERM shut the loops down gracefully: every socket and
-        // connection on them is told, pending writes are flushed, fds closed.
-        let signal = group.waitForShutdownSignal()
-        parts.stop() // what is left off the loops (nothing blocks: the loops refuse new tasks)
+        // connection on them (media, STUN, listener, sessions) is told,
+        // pending writes are flushed, fds closed. Nothing is left to stop after.
+        let signal = withExtendedLifetime(parts) { group.waitForShutdownSignal() }
         log.info("stopped", ["signal": .int(Int(signal ?? 0))])
         return ExitCode.ok
     }
 
-    /// What `start` brought up, so it can be stopped in order.
+    /// What `start` brought up; kept alive until the loops have stopped.
     struct Parts {
         var http: HTTPServer
         var relay: Relay
         var stun: STUNService?
-
-        func stop() {
-            http.stop()
-            if let stun { stun.loop.execute { stun.close() } }
-            relay.shutdown()
-        }
     }
 
     static func start(config: ServerConfig, group: EventLoopGroup, log: Logger) throws -> Parts {

@@ -11,9 +11,16 @@
 // time is the kernel's SO_TIMESTAMPNS stamp on the subscriber socket, so the
 // generator's own loop does not add to it.
 //
+// Latency runs are repeated (env LAT_REPEAT, default 5) because one run's
+// p99 on a VM is decided by a few scheduling stalls: each run prints its
+// p50/p99, the hypervisor's steal time on both cores (/proc/stat) and the
+// number of 10 ms windows holding a sample over 1 ms (one stall = one or
+// two windows; a relay that is slow per packet fills many). The summary
+// line gives the median p50 and p99 of the runs and their min/max.
+//
 // usage: relay_load SERVER_PORT SERVER_PID ROOMS PARTICIPANTS PUBLISHERS CLIENT_BASE SSRC_BASE SIZE [STEP_SECONDS] [START_RATE] [fixed]
 // With `fixed`: one step at START_RATE only (the allocation check uses it).
-// Prints: STEP ..., RESULT ..., LATENCY ... lines (key=value).
+// Prints: STEP ..., RESULT ..., LATRUN ..., LATENCY ... lines (key=value).
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -38,7 +45,8 @@ static int epfd;
 static uint16_t *seqs;
 static uint32_t step_id;
 static long long sent, received, stale;
-static int64_t *lat; static long long nlat, maxlat = 4 << 20;
+static int64_t *lat, *lat_tx; static long long nlat, maxlat = 4 << 20;
+static int server_core = 0, load_core = 1;
 
 static int64_t now_ns(clockid_t c) { struct timespec t; clock_gettime(c, &t); return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec; }
 
@@ -57,6 +65,24 @@ static double server_cpu(void) {
         if (field == 15) { st = strtoul(tok, NULL, 10); break; }
     }
     return (double)(ut + st) / sysconf(_SC_CLK_TCK);
+}
+
+// Steal time of one CPU in ms (/proc/stat "cpuN" field 8, USER_HZ ticks).
+static double steal_ms(int cpu) {
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return -1;
+    char line[512], want[16];
+    snprintf(want, sizeof want, "cpu%d ", cpu);
+    double v = -1;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, want, strlen(want)) != 0) continue;
+        unsigned long long x[8] = {0};
+        if (sscanf(line + strlen(want), "%llu %llu %llu %llu %llu %llu %llu %llu", &x[0], &x[1], &x[2], &x[3], &x[4], &x[5], &x[6], &x[7]) == 8)
+            v = x[7] * 1000.0 / sysconf(_SC_CLK_TCK);
+        break;
+    }
+    fclose(f);
+    return v;
 }
 
 static int is_pub(int i) { return i % per < pubs; }
@@ -88,6 +114,7 @@ static void receive_all(int wait_ms) {
                     for (struct cmsghdr *c = CMSG_FIRSTHDR(&m[k].msg_hdr); c; c = CMSG_NXTHDR(&m[k].msg_hdr, c)) {
                         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_TIMESTAMPNS) {
                             struct timespec ts; memcpy(&ts, CMSG_DATA(c), sizeof ts);
+                            lat_tx[nlat] = tx;
                             lat[nlat++] = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec - tx;
                         }
                     }
@@ -177,6 +204,46 @@ static struct result step(double rate, double secs) {
 }
 
 static int cmp64(const void *a, const void *b) { int64_t x = *(const int64_t *)a, y = *(const int64_t *)b; return x < y ? -1 : x > y; }
+static int cmpd(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return x < y ? -1 : x > y; }
+
+// Number of distinct 10 ms send-time windows holding a sample over 1 ms.
+static int late_windows(void) {
+    static int64_t w[1 << 16]; int nw = 0;
+    for (long long k = 0; k < nlat && nw < (1 << 16); k++)
+        if (lat[k] > 1000000) w[nw++] = lat_tx[k] / 10000000;
+    qsort(w, nw, sizeof *w, cmp64);
+    int d = 0;
+    for (int k = 0; k < nw; k++) if (k == 0 || w[k] != w[k - 1]) d++;
+    return d;
+}
+
+// REPEAT latency steps at `rate`: a LATRUN line each, then NAME with the
+// median p50 and p99 over the runs (and the p99 range).
+static void latency_runs(const char *name, double rate, double secs, int repeat) {
+    double p50s[64], p99s[64];
+    if (repeat > 64) repeat = 64;
+    double fwd = 0, loss = 0; long long samples = 0;
+    for (int k = 0; k < repeat; k++) {
+        nlat = 0;
+        double s0 = steal_ms(server_core), l0 = steal_ms(load_core);
+        struct result r = step(rate, secs);
+        double s1 = steal_ms(server_core), l1 = steal_ms(load_core);
+        int windows = late_windows();
+        qsort(lat, nlat, sizeof *lat, cmp64);
+        p50s[k] = nlat ? lat[nlat / 2] / 1000.0 : -1;
+        p99s[k] = nlat ? lat[(long long)(nlat * 0.99)] / 1000.0 : -1;
+        printf("LATRUN %s run=%d in_pps=%.0f loss=%.5f%% samples=%lld p50_us=%.1f p99_us=%.1f max_us=%.1f over_1ms_windows=%d steal_ms_server_core=%.0f steal_ms_load_core=%.0f\n",
+               name, k + 1, rate, r.loss * 100, nlat, p50s[k], p99s[k], nlat ? lat[nlat - 1] / 1000.0 : -1, windows, s1 - s0, l1 - l0);
+        fflush(stdout);
+        fwd += r.fwd; if (r.loss > loss) loss = r.loss; samples += nlat;
+    }
+    double m50[64], m99[64];
+    memcpy(m50, p50s, sizeof(double) * repeat); memcpy(m99, p99s, sizeof(double) * repeat);
+    qsort(m50, repeat, sizeof(double), cmpd); qsort(m99, repeat, sizeof(double), cmpd);
+    printf("%s in_pps=%.0f fwd_pps=%.0f max_loss=%.5f%% runs=%d samples=%lld p50_us=%.1f p99_us=%.1f p99_min_us=%.1f p99_max_us=%.1f\n",
+           name, rate, fwd / repeat, loss * 100, repeat, samples, m50[repeat / 2], m99[repeat / 2], m99[0], m99[repeat - 1]);
+    fflush(stdout);
+}
 
 int main(int argc, char **argv) {
     if (argc < 9) {
@@ -188,6 +255,8 @@ int main(int argc, char **argv) {
     double secs = argc > 9 ? atof(argv[9]) : 2.0;
     double start = argc > 10 ? atof(argv[10]) : 5000;
     if (size < 24 || size > 1400) { fprintf(stderr, "size must be 24..1400\n"); return 2; }
+    if (getenv("SERVER_CORE")) server_core = atoi(getenv("SERVER_CORE"));
+    if (getenv("LOAD_CORE")) load_core = atoi(getenv("LOAD_CORE"));
     total = rooms * per;
     fds = calloc(total, sizeof *fds);
     seqs = calloc(total, sizeof *seqs);
@@ -230,21 +299,13 @@ int main(int argc, char **argv) {
     printf("RESULT in_pps=%.0f fwd_pps=%.0f loss=%.5f%% server_cpu_s=%.2f fwd_per_cpu_s=%.0f\n",
            best.rate, best.fwd, best.loss * 100, best.cpu, best.per_cpu);
 
-    // Latency at half the loss-free rate.
+    // Latency at half the loss-free rate, then at a light load (500
+    // publisher packets/s), where queueing matters least.
     lat = malloc(maxlat * sizeof *lat);
-    nlat = 0;
-    double half = good > 0 ? good / 2 : start / 2;
-    r = step(half, secs);
-    qsort(lat, nlat, sizeof *lat, cmp64);
-    double p50 = nlat ? lat[nlat / 2] / 1000.0 : -1, p99 = nlat ? lat[(long long)(nlat * 0.99)] / 1000.0 : -1;
-    printf("LATENCY in_pps=%.0f fwd_pps=%.0f loss=%.5f%% samples=%lld p50_us=%.1f p99_us=%.1f\n", half, r.fwd, r.loss * 100, nlat, p50, p99);
-
-    // And at a light load (500 publisher packets/s), where queueing on a
-    // shared machine matters least: closest to the relay's own cost.
-    nlat = 0;
-    r = step(500, secs);
-    qsort(lat, nlat, sizeof *lat, cmp64);
-    p50 = nlat ? lat[nlat / 2] / 1000.0 : -1; p99 = nlat ? lat[(long long)(nlat * 0.99)] / 1000.0 : -1;
-    printf("LATENCY_LIGHT in_pps=500 fwd_pps=%.0f loss=%.5f%% samples=%lld p50_us=%.1f p99_us=%.1f\n", r.fwd, r.loss * 100, nlat, p50, p99);
+    lat_tx = malloc(maxlat * sizeof *lat_tx);
+    const char *rep = getenv("LAT_REPEAT");
+    int repeat = rep && atoi(rep) > 0 ? atoi(rep) : 5;
+    latency_runs("LATENCY", good > 0 ? good / 2 : start / 2, secs, repeat);
+    latency_runs("LATENCY_LIGHT", 500, secs, repeat);
     return 0;
 }

@@ -76,6 +76,13 @@ public enum RelayBench {
         }
         writeStdout("ready \(relay.endpoints[0]) rooms=\(rooms) participants=\(perRoom) publishers=\(publishers) kind=\(video ? "video" : "audio")\n")
         group.waitForShutdownSignal()
+        // What the run did, for whoever looks for where packets went: the
+        // relay's and the socket layer's counters (drops by reason, GSO).
+        let counters = MetricsRegistry.shared.render().split(separator: "\n").filter {
+            !$0.hasPrefix("#") && ($0.hasPrefix("parley_relay_") || $0.hasPrefix("parley_udp_"))
+                && !$0.hasPrefix("parley_relay_room_participants") && !$0.hasSuffix(" 0")
+        }
+        writeStdout(counters.map { "counter \($0)\n" }.joined())
         return ExitCode.ok
     }
 }

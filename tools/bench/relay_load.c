@@ -16,10 +16,12 @@
 // p50/p99, the hypervisor's steal time on both cores (/proc/stat) and the
 // number of 10 ms windows holding a sample over 1 ms (one stall = one or
 // two windows; a relay that is slow per packet fills many). The summary
-// line gives the median p50 and p99 of the runs and their min/max.
+// line gives the median p50 and p99 of the runs, their min/max, and the
+// p99 of the run with the least steal time.
 //
-// usage: relay_load SERVER_PORT SERVER_PID ROOMS PARTICIPANTS PUBLISHERS CLIENT_BASE SSRC_BASE SIZE [STEP_SECONDS] [START_RATE] [fixed]
-// With `fixed`: one step at START_RATE only (the allocation check uses it).
+// usage: relay_load SERVER_PORT SERVER_PID ROOMS PARTICIPANTS PUBLISHERS CLIENT_BASE SSRC_BASE SIZE [STEP_SECONDS] [START_RATE] [fixed|latency]
+// With `fixed`: one step at START_RATE only (the allocation check uses it);
+// with `latency`: only the latency runs, at START_RATE.
 // Prints: STEP ..., RESULT ..., LATRUN ..., LATENCY ... lines (key=value).
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -175,16 +177,20 @@ static void send_batch(int i, int count) {
 
 struct result { double rate, fwd, loss, cpu, per_cpu, behind; long long sent, expected, received; };
 
-// A step passes when under 0.1 % of the expected copies are lost and the
-// generator kept up with its schedule (under 1 % of the packets skipped).
-static int passed(struct result r) { return r.loss < 0.001 && r.behind < 0.01; }
+// A step passes when under 0.1 % of the copies expected from what was
+// actually sent are lost, and the generator sent at least 90 % of its
+// schedule (above that rate it measures itself, not the server).
+static int passed(struct result r) { return r.loss < 0.001 && r.behind < 0.1; }
 
 // Pacing: the generator never sends more than CATCH_UP_MS of its schedule
 // at once. One core cannot always keep up with sending and receiving; a
 // generator that then dumps its whole backlog (we saw 0.5 s of packets in
 // one burst) overflows any relay's socket buffer, and the loss is its own.
-// What it could not send in time is skipped and counted (`behind`).
-#define CATCH_UP_MS 5
+// What it could not send in time is skipped and reported (`behind`); loss
+// is computed from what was sent, and the search reports the passing step
+// that forwarded the most (with the rate it actually sent). A failed step is run once more
+// (one scheduling stall of the VM should not decide the rate).
+#define CATCH_UP_MS 20
 
 // Sends at `rate` publisher packets/s for `secs`, then drains.
 static struct result step(double rate, double secs) {
@@ -235,9 +241,14 @@ static struct result step(double rate, double secs) {
     r.cpu = cpu1 - cpu0;
     r.per_cpu = r.cpu > 0 ? received / r.cpu : 0;
     r.behind = rate > 0 ? skipped / (rate * secs) : 0;
-    printf("STEP in_pps=%.0f fwd_pps=%.0f loss=%.5f%% server_cpu_s=%.2f fwd_per_cpu_s=%.0f server_socket_drops=%lld max_burst=%lld generator_behind=%.2f%%\n", rate, r.fwd, r.loss * 100, r.cpu, r.per_cpu, drops, max_burst, r.behind * 100);
+    printf("STEP rate=%.0f in_pps=%.0f fwd_pps=%.0f loss=%.5f%% server_cpu_s=%.2f fwd_per_cpu_s=%.0f server_socket_drops=%lld max_burst=%lld generator_behind=%.2f%%\n", rate, sent / secs, r.fwd, r.loss * 100, r.cpu, r.per_cpu, drops, max_burst, r.behind * 100);
     fflush(stdout);
     return r;
+}
+
+static struct result search_step(double rate, double secs) {
+    struct result r = step(rate, secs);
+    return passed(r) ? r : step(rate, secs);
 }
 
 static int cmp64(const void *a, const void *b) { int64_t x = *(const int64_t *)a, y = *(const int64_t *)b; return x < y ? -1 : x > y; }
@@ -257,7 +268,7 @@ static int late_windows(void) {
 // REPEAT latency steps at `rate`: a LATRUN line each, then NAME with the
 // median p50 and p99 over the runs (and the p99 range).
 static void latency_runs(const char *name, double rate, double secs, int repeat) {
-    double p50s[64], p99s[64];
+    double p50s[64], p99s[64], steal[64];
     if (repeat > 64) repeat = 64;
     double fwd = 0, loss = 0; long long samples = 0;
     for (int k = 0; k < repeat; k++) {
@@ -273,12 +284,18 @@ static void latency_runs(const char *name, double rate, double secs, int repeat)
                name, k + 1, rate, r.loss * 100, nlat, p50s[k], p99s[k], nlat ? lat[nlat - 1] / 1000.0 : -1, windows, s1 - s0, l1 - l0);
         fflush(stdout);
         fwd += r.fwd; if (r.loss > loss) loss = r.loss; samples += nlat;
+        steal[k] = (s1 - s0) + (l1 - l0);
     }
     double m50[64], m99[64];
     memcpy(m50, p50s, sizeof(double) * repeat); memcpy(m99, p99s, sizeof(double) * repeat);
     qsort(m50, repeat, sizeof(double), cmpd); qsort(m99, repeat, sizeof(double), cmpd);
-    printf("%s in_pps=%.0f fwd_pps=%.0f max_loss=%.5f%% runs=%d samples=%lld p50_us=%.1f p99_us=%.1f p99_min_us=%.1f p99_max_us=%.1f\n",
-           name, rate, fwd / repeat, loss * 100, repeat, samples, m50[repeat / 2], m99[repeat / 2], m99[0], m99[repeat - 1]);
+    // The run the hypervisor disturbed least (lowest steal on both cores):
+    // 1 % of a run's packets is 20 ms of a 2 s run, so a stolen vCPU decides
+    // the p99 of any run it hits; this run shows the path without that.
+    int q = 0;
+    for (int k = 1; k < repeat; k++) if (steal[k] < steal[q] || (steal[k] == steal[q] && p99s[k] < p99s[q])) q = k;
+    printf("%s in_pps=%.0f fwd_pps=%.0f max_loss=%.5f%% runs=%d samples=%lld p50_us=%.1f p99_us=%.1f p99_min_us=%.1f p99_max_us=%.1f least_steal_p99_us=%.1f least_steal_ms=%.0f\n",
+           name, rate, fwd / repeat, loss * 100, repeat, samples, m50[repeat / 2], m99[repeat / 2], m99[0], m99[repeat - 1], p99s[q], steal[q]);
     fflush(stdout);
 }
 
@@ -317,6 +334,15 @@ int main(int argc, char **argv) {
         return 0;
     }
 
+    if (argc > 11 && strcmp(argv[11], "latency") == 0) {
+        lat = malloc(maxlat * sizeof *lat);
+        lat_tx = malloc(maxlat * sizeof *lat_tx);
+        step(start / 2, 0.5);
+        const char *rep = getenv("LAT_REPEAT");
+        latency_runs("LATENCY", start, secs, rep && atoi(rep) > 0 ? atoi(rep) : 5);
+        return 0;
+    }
+
     // Warm-up (caches, first-packet paths), not reported.
     step(start / 2, 0.5);
 
@@ -324,17 +350,18 @@ int main(int argc, char **argv) {
     struct result best = {0}, r;
     double good = 0, bad = 0, rate = start;
     for (;;) {
-        r = step(rate, secs);
-        if (passed(r)) { good = rate; best = r; rate *= 2; if (rate > 4e6) break; }
+        r = search_step(rate, secs);
+        if (passed(r)) { good = rate; if (r.fwd > best.fwd) best = r; rate *= 2; if (rate > 4e6) break; }
         else { bad = rate; break; }
     }
     for (int k = 0; k < 4 && bad > 0 && good > 0; k++) {
         double mid = (good + bad) / 2;
-        r = step(mid, secs);
-        if (passed(r)) { good = mid; best = r; } else bad = mid;
+        r = search_step(mid, secs);
+        if (passed(r)) { good = mid; if (r.fwd > best.fwd) best = r; } else bad = mid;
     }
+    double sent_pps = best.sent / secs;
     printf("RESULT in_pps=%.0f fwd_pps=%.0f loss=%.5f%% server_cpu_s=%.2f fwd_per_cpu_s=%.0f\n",
-           best.rate, best.fwd, best.loss * 100, best.cpu, best.per_cpu);
+           sent_pps, best.fwd, best.loss * 100, best.cpu, best.per_cpu);
 
     // Latency at half the loss-free rate, then at a light load (500
     // publisher packets/s), where queueing matters least.
@@ -342,7 +369,7 @@ int main(int argc, char **argv) {
     lat_tx = malloc(maxlat * sizeof *lat_tx);
     const char *rep = getenv("LAT_REPEAT");
     int repeat = rep && atoi(rep) > 0 ? atoi(rep) : 5;
-    latency_runs("LATENCY", good > 0 ? good / 2 : start / 2, secs, repeat);
+    latency_runs("LATENCY", sent_pps > 0 ? sent_pps / 2 : start / 2, secs, repeat);
     latency_runs("LATENCY_LIGHT", 500, secs, repeat);
     return 0;
 }

@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "ParleySTUN", dependencies: ["ParleyCore", "COpenSSL"]),
         .target(name: "ParleySRTP", dependencies: ["ParleyCore", "COpenSSL"]),
         .target(name: "ParleyHTTP", dependencies: ["ParleyCore", "COpenSSL"]),
-        .target(name: "ParleyRelay", dependencies: ["ParleyCore", "ParleyIO", "ParleyRTP", "ParleySTUN", "ParleySRTP"]),
+        .target(name: "ParleyRelay", dependencies: ["CLinux", "ParleyCore", "ParleyIO", "ParleyRTP", "ParleySTUN", "ParleySRTP"]),
         .target(name: "ParleyMedia", dependencies: ["ParleyCore", "CFFmpeg", "COpus"]),
         .target(name: "ParleyTranscode", dependencies: ["ParleyCore", "ParleyMedia", "CSQLite"]),
         .target(name: "ParleyServer", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyRelay",

@@ -2,6 +2,8 @@
 #define _GNU_SOURCE 1
 #include "CLinux.h"
 #include <stddef.h>
+#include <string.h>
+#include <time.h>
 #include <errno.h>
 #include <unistd.h>
 #include <pthread.h>
@@ -58,6 +60,14 @@ int parley_block_signals(const int *signals, int count) {
     return pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
+int parley_signalfd_read(int fd, int *signo, int *value) {
+    struct signalfd_siginfo si;
+    ssize_t n = read(fd, &si, sizeof si);
+    if (n == (ssize_t)sizeof si) { *signo = (int)si.ssi_signo; *value = si.ssi_int; return 1; }
+    if (n < 0 && errno == EAGAIN) return 0;
+    return -1;
+}
+
 int parley_signalfd_for(const int *signals, int count) {
     sigset_t set;
     fill_set(&set, signals, count);
@@ -70,6 +80,24 @@ struct cmsghdr *parley_cmsg_firsthdr(struct msghdr *msg) { return CMSG_FIRSTHDR(
 struct cmsghdr *parley_cmsg_nxthdr(struct msghdr *msg, struct cmsghdr *cmsg) { return CMSG_NXTHDR(msg, cmsg); }
 unsigned char *parley_cmsg_data(struct cmsghdr *cmsg) { return CMSG_DATA(cmsg); }
 size_t parley_cmsg_len(size_t len) { return CMSG_LEN(len); }
+
+int parley_set_receive_timestamps(int fd, int on) {
+    return setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
+}
+
+int64_t parley_receive_timestamp_ns(struct msghdr *msg) {
+    if (msg->msg_controllen == 0) return 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS && c->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
+            struct timespec ts;
+            memcpy(&ts, CMSG_DATA(c), sizeof ts);
+            return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+        }
+    }
+    return 0;
+}
+
+size_t parley_receive_timestamp_space(void) { return CMSG_SPACE(sizeof(struct timespec)); }
 
 int parley_so_reuseport(void) { return SO_REUSEPORT; }
 #ifndef UDP_SEGMENT

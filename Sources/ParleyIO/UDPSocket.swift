@@ -39,6 +39,14 @@ public struct UDPReceiveBatch: RandomAccessCollection {
                                ?? SocketAddress(ipv4NetworkOrder: 0, port: 0))
     }
 
+    /// When the kernel queued datagram `i` on the socket (`CLOCK_REALTIME`
+    /// ns, from `SO_TIMESTAMPNS`), or 0 without receive timestamps
+    /// (``UDPSocket/setReceiveTimestamps(_:)``).
+    public func receivedAtNanoseconds(_ i: Int) -> Int64 {
+        precondition(i >= 0 && i < count)
+        return parley_receive_timestamp_ns(&msgs[i].msg_hdr)
+    }
+
     /// Payload of datagram `i` without decoding the address.
     @inlinable public func bytes(at i: Int) -> UnsafeRawBufferPointer {
         let m = msgs[i]
@@ -69,10 +77,15 @@ final class MMsgArrays {
     let iovs: UnsafeMutablePointer<iovec>
     let names: UnsafeMutablePointer<sockaddr_storage>
     let buffers: UnsafeMutableRawPointer
+    /// Per-message control space for receive timestamps (``UDPSocket/setReceiveTimestamps(_:)``).
+    let controlSpace: Int
+    let controls: UnsafeMutableRawPointer
 
     init(capacity: Int, slotSize: Int) {
         self.capacity = capacity
         self.slotSize = slotSize
+        controlSpace = parley_receive_timestamp_space()
+        controls = .allocate(byteCount: capacity * controlSpace, alignment: 16)
         msgs = .allocate(capacity: capacity)
         iovs = .allocate(capacity: capacity)
         names = .allocate(capacity: capacity)
@@ -90,7 +103,7 @@ final class MMsgArrays {
     }
 
     deinit {
-        msgs.deallocate(); iovs.deallocate(); names.deallocate(); buffers.deallocate()
+        msgs.deallocate(); iovs.deallocate(); names.deallocate(); buffers.deallocate(); controls.deallocate()
     }
 }
 
@@ -434,6 +447,19 @@ public final class UDPSocket: EventLoopIOHandler, @unchecked Sendable {
     private let recv: MMsgArrays
     private let options: Options
     private var registration: IORegistration?
+    /// True while datagrams carry the kernel's receive time.
+    public private(set) var receiveTimestamps = false
+
+    /// Turns kernel receive timestamps (`SO_TIMESTAMPNS`) on or off; with
+    /// them, ``UDPReceiveBatch/receivedAtNanoseconds(_:)`` says when each
+    /// datagram was queued on the socket. Off by default: the kernel then
+    /// skips a control message per datagram. Loop only.
+    public func setReceiveTimestamps(_ on: Bool) throws(SystemError) {
+        loop.preconditionInLoop()
+        try syscall("setsockopt(SO_TIMESTAMPNS)") { parley_set_receive_timestamps(fd, on ? 1 : 0) }
+        receiveTimestamps = on
+        if !on { for i in 0..<recv.capacity { recv.msgs[i].msg_hdr.msg_controllen = 0 } }
+    }
 
     /// Binds a UDP socket to `address` and starts receiving. Loop only.
     public init(loop: EventLoop, bindTo address: SocketAddress, options: Options = Options(),
@@ -520,6 +546,13 @@ public final class UDPSocket: EventLoopIOHandler, @unchecked Sendable {
         for _ in 0..<options.maxBatchesPerWakeup {
             guard registration != nil, let handler else { return }
             for i in 0..<batch { recv.msgs[i].msg_hdr.msg_namelen = nameLen }
+            if receiveTimestamps {
+                // The kernel shrinks msg_controllen to what it wrote; give each slot its space back.
+                for i in 0..<batch {
+                    recv.msgs[i].msg_hdr.msg_control = recv.controls + i * recv.controlSpace
+                    recv.msgs[i].msg_hdr.msg_controllen = recv.controlSpace
+                }
+            }
             let r: IOResult<Int32>
             do {
                 r = try syscallMayBlock("recvmmsg") { parley_recvmmsg(fd, recv.msgs, UInt32(batch), Int32(MSG_DONTWAIT)) }

@@ -1,3 +1,4 @@
+import CLinux
 import Glibc
 import ParleyCore
 import ParleyIO
@@ -11,6 +12,13 @@ import ParleyIO
 /// directly (trusted, in-process); participant timeouts are off.
 ///
 /// Prints `ready <host:port>` once bound, then runs until SIGINT/SIGTERM.
+///
+/// Residence measurement, driven by the load generator with sigqueue(3):
+/// SIGUSR1 with value 0 turns on kernel receive timestamps and starts a
+/// fresh window; with value N > 0 it prints `residence label=N n=… p50_us=…
+/// p99_us=… max_us=…` for the window (each datagram from arrival in the
+/// relay's socket to the end of the `sendmmsg` that sent its copies) and
+/// starts a new one.
 public enum RelayBench {
     static let usage = """
     Usage: parley bench relay [options]
@@ -26,6 +34,9 @@ public enum RelayBench {
       --ssrc-base N         first participant's SSRC (default 4096)
       --kind audio|video    track kind: video keeps a 512-packet NACK buffer per track (default video)
       --batch N             datagrams per recvmmsg/sendmmsg (default 64)
+
+    SIGUSR1 (sigqueue value 0: start measuring residence; N: print window N)
+    drives the relay-side latency measurement; see tools/bench/relay.
 
     """
 
@@ -50,6 +61,9 @@ public enum RelayBench {
         }
         let video = (args["kind"] ?? "video") == "video"
 
+        // Blocked before the loop threads exist, so they inherit the mask
+        // and SIGUSR1 reaches only the signalfd.
+        let usr1 = [SIGUSR1].withUnsafeBufferPointer { parley_signalfd_for($0.baseAddress, 1) }
         let group: EventLoopGroup
         let relay: Relay
         do {
@@ -74,6 +88,10 @@ public enum RelayBench {
             writeStderr("parley bench relay: \(error)\n")
             return ExitCode.failure
         }
+        if usr1 >= 0 {
+            let w = relay.workers[0]
+            try? w.loop.submit { ResidenceControl.start(fd: usr1, worker: w) }
+        }
         writeStdout("ready \(relay.endpoints[0]) rooms=\(rooms) participants=\(perRoom) publishers=\(publishers) kind=\(video ? "video" : "audio")\n")
         group.waitForShutdownSignal()
         // What the run did, for whoever looks for where packets went: the
@@ -84,6 +102,42 @@ public enum RelayBench {
         }
         writeStdout(counters.map { "counter \($0)\n" }.joined())
         return ExitCode.ok
+    }
+}
+
+/// Reads SIGUSR1 from its signalfd on the worker's loop (see ``RelayBench``).
+private final class ResidenceControl: EventLoopIOHandler {
+    let fd: Int32
+    let worker: RelayWorker
+    var registration: IORegistration?
+
+    init(fd: Int32, worker: RelayWorker) { self.fd = fd; self.worker = worker }
+
+    static func start(fd: Int32, worker: RelayWorker) {
+        let c = ResidenceControl(fd: fd, worker: worker)
+        c.registration = try? worker.loop.register(fd: fd, interest: .readable, handler: c)
+    }
+
+    func handleIO(_ events: IOEvents) {
+        var signo: Int32 = 0, value: Int32 = 0
+        while parley_signalfd_read(fd, &signo, &value) == 1 {
+            if value == 0 {
+                do { try worker.setResidenceMeasurement(true) } catch { writeStderr("residence: \(error)\n") }
+                _ = worker.takeResidence()
+                continue
+            }
+            let h = worker.takeResidence()
+            func us(_ p: Double) -> String {
+                guard let v = h.percentile(p) else { return "-1" }
+                return String(Double(v / 100) / 10)
+            }
+            writeStdout("residence label=\(value) n=\(h.count) p50_us=\(us(0.5)) p99_us=\(us(0.99)) max_us=\(String(Double(h.max / 100) / 10))\n")
+        }
+    }
+
+    func loopIsShuttingDown(graceful: Bool) {
+        if let r = registration { worker.loop.deregister(r); registration = nil }
+        close(fd)
     }
 }
 

@@ -1,3 +1,4 @@
+import Glibc
 import ParleyCore
 import ParleyIO
 import ParleyRTP
@@ -40,6 +41,8 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     private var nowNs: UInt64 = 0
     private var nowMs: UInt64 = 0
     private var tally = BatchCounters()
+    /// Residence times (socket arrival → `sendmmsg` done) while measured.
+    private var residence = LatencyHistogram()
 
     /// Binds the media socket on `loop` and starts housekeeping. Loop only.
     public init(loop: EventLoop, index: Int, bindTo address: SocketAddress, config: RelayConfig) throws(RelayError) {
@@ -287,6 +290,36 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
             }
         }
         flush()
+        if socket.receiveTimestamps { recordResidence(batch) }
+    }
+
+    /// Residence of each datagram of `batch`: from the kernel queuing it on
+    /// our socket to the end of the flush that sent its copies (one clock
+    /// read per batch). This is the relay's added latency: waiting in the
+    /// socket queue, our processing, and handing every copy to the kernel.
+    private func recordResidence(_ batch: UDPReceiveBatch) {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        let now = Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+        for i in 0..<batch.count {
+            let at = batch.receivedAtNanoseconds(i)
+            if at > 0 { residence.record(UInt64(Swift.max(0, now - at))) }
+        }
+    }
+
+    /// Starts (or stops) measuring residence times: turns on kernel receive
+    /// timestamps on the media socket (they cost a control message per
+    /// datagram, so they are off unless asked for). Loop only.
+    public func setResidenceMeasurement(_ on: Bool) throws(SystemError) {
+        loop.preconditionInLoop()
+        try socket.setReceiveTimestamps(on)
+    }
+
+    /// The residence times measured since the last call, and a fresh start. Loop only.
+    public func takeResidence() -> LatencyHistogram {
+        loop.preconditionInLoop()
+        defer { residence.reset() }
+        return residence
     }
 
     /// Sends what is queued and moves the batch tallies to the metrics.

@@ -27,6 +27,12 @@ final class UDPCollector: UDPSocketHandler, @unchecked Sendable {
     }
 }
 
+func realtimeNanoseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+}
+
 final class UDPSocketTests: XCTestCase {
     static func payload(_ i: Int) -> [UInt8] {
         let len = 16 + (i * 37) % 1184 // 16...1199 bytes
@@ -130,6 +136,53 @@ final class UDPSocketTests: XCTestCase {
         }
         XCTAssertTrue(metrics.render().contains("parley_udp_dropped_total{reason=\"truncated\"} 1\n"), metrics.render())
         XCTAssertTrue(metrics.render().contains("parley_udp_received_packets_total 1\n"))
+    }
+
+    /// SO_TIMESTAMPNS: off by default (0); once on, each datagram carries the
+    /// kernel's receive time, between the send and the handler's clock read.
+    func testReceiveTimestamps() throws {
+        let group = try EventLoopGroup(numberOfThreads: 1)
+        defer { group.syncShutdownGracefully() }
+        let loop = group.next()
+        final class Stamps: UDPSocketHandler, @unchecked Sendable {
+            var stamps: [(at: Int64, handled: Int64)] = []
+            var onReceive: (() -> Void)?
+            func udpSocket(_ socket: UDPSocket, didReceive batch: UDPReceiveBatch) {
+                let now = realtimeNanoseconds()
+                for i in 0..<batch.count { stamps.append((batch.receivedAtNanoseconds(i), now)) }
+                onReceive?()
+            }
+        }
+        let h = Stamps()
+        var expected = expectation(description: "first")
+        h.onReceive = { if h.stamps.count == 1 { expected.fulfill() } }
+        let (rx, tx) = try loop.submit {
+            (try UDPSocket(loop: loop, bindTo: .ipv4Loopback(port: 0), handler: h),
+             try UDPSocket(loop: loop, bindTo: .ipv4Loopback(port: 0), handler: NullUDP()))
+        }
+        try loop.submit {
+            XCTAssertFalse(rx.receiveTimestamps)
+            _ = [UInt8](repeating: 1, count: 10).withUnsafeBytes { tx.send($0, to: rx.localAddress) }
+        }
+        wait(for: [expected], timeout: 30)
+        expected = expectation(description: "three more")
+        h.onReceive = { if h.stamps.count == 4 { expected.fulfill() } }
+        let sentAfter = realtimeNanoseconds()
+        try loop.submit {
+            try rx.setReceiveTimestamps(true)
+            XCTAssertTrue(rx.receiveTimestamps)
+            for _ in 0..<3 { [UInt8](repeating: 2, count: 10).withUnsafeBytes { tx.sendBatch.append($0, to: rx.localAddress) } }
+            tx.sendBatch.flush()
+        }
+        wait(for: [expected], timeout: 30)
+        try loop.submit {
+            XCTAssertEqual(h.stamps[0].at, 0, "no timestamp before they were turned on")
+            for s in h.stamps.dropFirst() {
+                XCTAssertGreaterThanOrEqual(s.at, sentAfter)
+                XCTAssertLessThanOrEqual(s.at, s.handled)
+            }
+            rx.close(); tx.close()
+        }
     }
 
     /// The relay's fan-out: one packet to ten subscribers in one sendmmsg.

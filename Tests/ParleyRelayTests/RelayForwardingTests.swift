@@ -9,6 +9,38 @@ import ParleySTUN
 /// The relay on real loopback sockets: clients latch with STUN short-term
 /// credentials, then send RTP that the relay fans out.
 final class RelayForwardingTests: XCTestCase {
+    /// Residence measurement: off by default (nothing recorded); once on,
+    /// every forwarded datagram gets one residence time, and taking the
+    /// window starts a new one.
+    func testResidenceIsMeasuredPerDatagramOnceTurnedOn() throws {
+        let f = try RelayFixture()
+        _ = try f.relay.createRoomSync("call")
+        let (g, alice) = try f.join("call", [.opus()])
+        let (_, bob) = try f.join("call", [])
+        let ssrc = g.tracks[0].ssrc
+        func sendAndReceive(_ seqs: ClosedRange<UInt16>) {
+            for seq in seqs { alice.send(rtpPacket(ssrc: ssrc, seq: seq, pt: 111, payload: [UInt8](repeating: 7, count: 160)), to: f.mediaAddress) }
+            for _ in seqs { XCTAssertNotNil(bob.receive(where: isRTP)) }
+        }
+        let w = f.relay.workers[0]
+        sendAndReceive(1...5)
+        XCTAssertEqual(try w.loop.submit { w.takeResidence().count }, 0, "not measured unless asked")
+
+        try w.loop.submit { try w.setResidenceMeasurement(true) }
+        sendAndReceive(6...15)
+        let h = try w.loop.submit { w.takeResidence() }
+        XCTAssertEqual(h.count, 10)
+        let p50 = try XCTUnwrap(h.percentile(0.5)), p99 = try XCTUnwrap(h.percentile(0.99))
+        XCTAssertGreaterThan(p50, 0)
+        XCTAssertLessThanOrEqual(p50, p99)
+        XCTAssertLessThanOrEqual(p99, h.max)
+        XCTAssertEqual(try w.loop.submit { w.takeResidence().count }, 0, "taking the window starts a new one")
+
+        try w.loop.submit { try w.setResidenceMeasurement(false) }
+        sendAndReceive(16...18)
+        XCTAssertEqual(try w.loop.submit { w.takeResidence().count }, 0)
+    }
+
     func testThreeParticipantsReceiveEachOthersStreamsByteExact() throws {
         let f = try RelayFixture()
         _ = try f.relay.createRoomSync("call")

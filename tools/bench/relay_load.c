@@ -17,7 +17,9 @@
 // number of 10 ms windows holding a sample over 1 ms (one stall = one or
 // two windows; a relay that is slow per packet fills many). The summary
 // line gives the median p50 and p99 of the runs, their min/max, and the
-// p99 of the run with the least steal time.
+// p99 of the run with the least steal time. Around each run the server
+// gets SIGUSR1 (sigqueue value 0 before, the run's label after: 1..N at
+// half load, 101..100+N light) and prints its own residence times.
 //
 // usage: relay_load SERVER_PORT SERVER_PID ROOMS PARTICIPANTS PUBLISHERS CLIENT_BASE SSRC_BASE SIZE [STEP_SECONDS] [START_RATE] [fixed|latency]
 // With `fixed`: one step at START_RATE only (the allocation check uses it);
@@ -32,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -267,14 +270,23 @@ static int late_windows(void) {
 
 // REPEAT latency steps at `rate`: a LATRUN line each, then NAME with the
 // median p50 and p99 over the runs (and the p99 range).
-static void latency_runs(const char *name, double rate, double secs, int repeat) {
+// Asks the server (sigqueue SIGUSR1) to start a residence window (0) or to
+// print the one that just ended under `label`.
+static void residence_signal(int label) {
+    union sigval v = { .sival_int = label };
+    sigqueue(server_pid, SIGUSR1, v);
+}
+
+static void latency_runs(const char *name, double rate, double secs, int repeat, int label_base) {
     double p50s[64], p99s[64], steal[64];
     if (repeat > 64) repeat = 64;
     double fwd = 0, loss = 0; long long samples = 0;
     for (int k = 0; k < repeat; k++) {
         nlat = 0;
         double s0 = steal_ms(server_core), l0 = steal_ms(load_core);
+        residence_signal(0);
         struct result r = step(rate, secs);
+        residence_signal(label_base + k + 1);
         double s1 = steal_ms(server_core), l1 = steal_ms(load_core);
         int windows = late_windows();
         qsort(lat, nlat, sizeof *lat, cmp64);
@@ -339,7 +351,7 @@ int main(int argc, char **argv) {
         lat_tx = malloc(maxlat * sizeof *lat_tx);
         step(start / 2, 0.5);
         const char *rep = getenv("LAT_REPEAT");
-        latency_runs("LATENCY", start, secs, rep && atoi(rep) > 0 ? atoi(rep) : 5);
+        latency_runs("LATENCY", start, secs, rep && atoi(rep) > 0 ? atoi(rep) : 5, 0);
         return 0;
     }
 
@@ -369,7 +381,7 @@ int main(int argc, char **argv) {
     lat_tx = malloc(maxlat * sizeof *lat_tx);
     const char *rep = getenv("LAT_REPEAT");
     int repeat = rep && atoi(rep) > 0 ? atoi(rep) : 5;
-    latency_runs("LATENCY", sent_pps > 0 ? sent_pps / 2 : start / 2, secs, repeat);
-    latency_runs("LATENCY_LIGHT", 500, secs, repeat);
+    latency_runs("LATENCY", sent_pps > 0 ? sent_pps / 2 : start / 2, secs, repeat, 0);
+    latency_runs("LATENCY_LIGHT", 500, secs, repeat, 100);
     return 0;
 }

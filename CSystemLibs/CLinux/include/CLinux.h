@@ -43,6 +43,9 @@ int parley_timerfd_create(void);
 int parley_timerfd_settime_ns(int fd, int64_t initial_ns, int64_t interval_ns);
 /// Blocks the given signals in the calling thread and returns a signalfd for them.
 int parley_signalfd_for(const int *signals, int count);
+/// Reads one signal from a (non-blocking) signalfd: 1 with its number and
+/// the sigqueue(3) value, 0 if none is pending, -1 on error.
+int parley_signalfd_read(int fd, int *signo, int *value);
 /// Blocks the given signals in the calling thread (new threads inherit the mask).
 int parley_block_signals(const int *signals, int count);
 
@@ -52,6 +55,13 @@ struct cmsghdr *parley_cmsg_firsthdr(struct msghdr *msg);
 struct cmsghdr *parley_cmsg_nxthdr(struct msghdr *msg, struct cmsghdr *cmsg);
 unsigned char *parley_cmsg_data(struct cmsghdr *cmsg);
 size_t parley_cmsg_len(size_t len);
+/// Turns kernel receive timestamps (SO_TIMESTAMPNS) on or off; 0 or -1 (errno).
+int parley_set_receive_timestamps(int fd, int on);
+/// The SO_TIMESTAMPNS receive time (CLOCK_REALTIME, ns) in `msg`'s control
+/// data, or 0 if it carries none.
+int64_t parley_receive_timestamp_ns(struct msghdr *msg);
+/// Control buffer bytes one receive timestamp needs.
+size_t parley_receive_timestamp_space(void);
 
 /// Socket option constants that live behind _GNU_SOURCE or newer headers.
 int parley_so_reuseport(void);

@@ -33,7 +33,8 @@ public enum RelayBench {
       --client-base PORT    first participant's port on 127.0.0.1 (default 41000)
       --ssrc-base N         first participant's SSRC (default 4096)
       --kind audio|video    track kind: video keeps a 512-packet NACK buffer per track (default video)
-      --batch N             datagrams per recvmmsg/sendmmsg (default 64)
+      --batch N             datagrams per recvmmsg (default 64)
+      --send-batch N        most datagrams per sendmmsg flush (default: the relay's, 1024)
 
     SIGUSR1 (sigqueue value 0: start measuring residence; N: print window N)
     drives the relay-side latency measurement; see tools/bench/relay.
@@ -44,7 +45,7 @@ public enum RelayBench {
         let args: Arguments
         do {
             args = try Arguments(argv, options: ["listen", "rooms", "participants", "publishers", "client-base",
-                                                 "ssrc-base", "kind", "batch"], flags: [])
+                                                 "ssrc-base", "kind", "batch", "send-batch"], flags: [])
         } catch {
             writeStderr("parley bench relay: \(error)\n\(usage)")
             return ExitCode.usage
@@ -54,6 +55,7 @@ public enum RelayBench {
         guard let listen = SocketAddress(args["listen"] ?? "127.0.0.1:40000"),
               let rooms = int("rooms", 1), let perRoom = int("participants", 11), let publishers = int("publishers", 1),
               let base = int("client-base", 41000), let ssrcBase = int("ssrc-base", 4096), let batch = int("batch", 64),
+              let sendBatch = int("send-batch", RelayConfig().sendBatchSize), sendBatch > 0,
               rooms > 0, perRoom > 1, (0...perRoom).contains(publishers), base > 0, base + rooms * perRoom <= 65536,
               ssrcBase > 0, batch > 0, ["audio", "video"].contains(args["kind"] ?? "video") else {
             writeStderr("parley bench relay: bad option value\n\(usage)")
@@ -73,6 +75,7 @@ public enum RelayBench {
             config.maxParticipantsPerRoom = max(perRoom, 100)
             config.maxRoomsPerLoop = max(rooms, 1000)
             config.batchSize = batch
+            config.sendBatchSize = sendBatch
             relay = try Relay(loops: group.loops, mediaAddresses: [listen], config: config)
             for r in 0..<rooms {
                 let name = "bench-\(r)"

@@ -54,9 +54,9 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         scratch = .allocate(byteCount: 1500, alignment: 16)
         var opts = UDPSocket.Options()
         opts.batchSize = config.batchSize
-        // Room for a receive batch's fan-out in one flush: the send batch
-        // groups it by subscriber into UDP GSO runs (one per subscriber).
-        opts.sendBatchSize = config.batchSize * 16
+        // A full send batch flushes; each flush groups what it holds by
+        // subscriber into UDP GSO runs.
+        opts.sendBatchSize = config.sendBatchSize
         opts.receiveBufferSize = config.socketBufferSize
         opts.sendBufferSize = config.socketBufferSize
         opts.metrics = config.metrics

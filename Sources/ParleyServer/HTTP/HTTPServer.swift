@@ -99,16 +99,27 @@ public final class WebSocketConnection: SignallingTransport, @unchecked Sendable
         }
     }
 
-    /// Sends a close frame and closes the TCP connection once it is flushed.
+    /// How long a closing connection waits for the peer to close its side.
+    static let lingerTime: Duration = .seconds(2)
+
+    /// Sends a close frame and closes the TCP connection (see ``closeNow``).
     public func close(code: UInt16, reason: String) {
         run { ws in ws.closeNow(code: WebSocketCloseCode(code), reason: reason) }
     }
 
+    /// Sends a close frame, then half-closes: the peer reads the frame and
+    /// closes its side (RFC 6455 §7.1.1: the server should let the client
+    /// close the TCP connection first); what it still sends is read and
+    /// discarded. Closing at once with unread input (say, the rest of an
+    /// oversized message) would send a TCP RST, and the RST can destroy the
+    /// close frame before the client reads it. After ``lingerTime`` without
+    /// the peer's close, the connection is aborted.
     func closeNow(code: WebSocketCloseCode, reason: String) {
         guard !closing, let tcp else { return }
         closing = true
         tcp.write(encoder.close(code: code, reason: String(reason.utf8.prefix(120)) ?? ""))
-        tcp.close()
+        tcp.shutdownWrite()
+        _ = loop.scheduleTimer(after: Self.lingerTime) { [weak tcp] in tcp?.abort() }
     }
 
     private func run(_ body: @escaping @Sendable (WebSocketConnection) -> Void) {
@@ -158,6 +169,7 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
             parser.append(bytes)
             processRequests(connection)
         case .websocket:
+            if ws?.closing == true { return } // lingering after our close frame: discard
             decoder.append(bytes)
             processFrames(connection)
         case .closed:

@@ -53,3 +53,12 @@ extension Duration {
         return ns <= 0 ? 0 : (ns / 1_000_000) + (ns % 1_000_000 == 0 ? 0 : 1)
     }
 }
+
+/// Wall-clock time (`CLOCK_REALTIME`) in nanoseconds since the epoch: the
+/// clock of kernel receive timestamps
+/// (``UDPReceiveBatch/receivedAtNanoseconds(_:)``).
+@inline(__always) public func realtimeNanoseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+}

@@ -130,11 +130,8 @@ private final class ResidenceControl: EventLoopIOHandler {
                 continue
             }
             let h = worker.takeResidence()
-            func us(_ p: Double) -> String {
-                guard let v = h.percentile(p) else { return "-1" }
-                return String(Double(v / 100) / 10)
-            }
-            writeStdout("residence label=\(value) n=\(h.count) p50_us=\(us(0.5)) p99_us=\(us(0.99)) max_us=\(String(Double(h.max / 100) / 10))\n")
+            func us(_ ns: UInt64?) -> String { ns.map { String(Double($0 / 100) / 10) } ?? "-1" }
+            writeStdout("residence label=\(value) n=\(h.count) p50_us=\(us(h.percentile(0.5))) p99_us=\(us(h.percentile(0.99))) max_us=\(us(h.max))\n")
         }
     }
 

@@ -1,4 +1,3 @@
-import Glibc
 import ParleyCore
 import ParleyIO
 import ParleyRTP
@@ -298,9 +297,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     /// read per batch). This is the relay's added latency: waiting in the
     /// socket queue, our processing, and handing every copy to the kernel.
     private func recordResidence(_ batch: UDPReceiveBatch) {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        let now = Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+        let now = realtimeNanoseconds()
         for i in 0..<batch.count {
             let at = batch.receivedAtNanoseconds(i)
             if at > 0 { residence.record(UInt64(Swift.max(0, now - at))) }

@@ -27,12 +27,6 @@ final class UDPCollector: UDPSocketHandler, @unchecked Sendable {
     }
 }
 
-func realtimeNanoseconds() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
-}
-
 final class UDPSocketTests: XCTestCase {
     static func payload(_ i: Int) -> [UInt8] {
         let len = 16 + (i * 37) % 1184 // 16...1199 bytes

@@ -191,8 +191,9 @@ static int passed(struct result r) { return r.loss < 0.001 && r.behind < 0.1; }
 // one burst) overflows any relay's socket buffer, and the loss is its own.
 // What it could not send in time is skipped and reported (`behind`); loss
 // is computed from what was sent, and the search reports the passing step
-// that forwarded the most (with the rate it actually sent). A failed step is run once more
-// (one scheduling stall of the VM should not decide the rate).
+// that forwarded the most (with the rate it actually sent). A failed step
+// is run once more (one scheduling stall of the VM should not decide the
+// rate).
 #define CATCH_UP_MS 20
 
 // Sends at `rate` publisher packets/s for `secs`, then drains.
@@ -268,8 +269,6 @@ static int late_windows(void) {
     return d;
 }
 
-// REPEAT latency steps at `rate`: a LATRUN line each, then NAME with the
-// median p50 and p99 over the runs (and the p99 range).
 // Asks the server (sigqueue SIGUSR1) to start a residence window (0) or to
 // print the one that just ended under `label`.
 static void residence_signal(int label) {
@@ -277,7 +276,16 @@ static void residence_signal(int label) {
     sigqueue(server_pid, SIGUSR1, v);
 }
 
-static void latency_runs(const char *name, double rate, double secs, int repeat, int label_base) {
+// LAT_REPEAT latency steps at `rate`: a LATRUN line each, then NAME with
+// the median p50 and p99 over the runs, the p99 range and the least-stolen
+// run's p99. Latency samples are only kept from the first call on.
+static void latency_runs(const char *name, double rate, double secs, int label_base) {
+    if (!lat) {
+        lat = malloc(maxlat * sizeof *lat);
+        lat_tx = malloc(maxlat * sizeof *lat_tx);
+    }
+    const char *rep = getenv("LAT_REPEAT");
+    int repeat = rep && atoi(rep) > 0 ? atoi(rep) : 5;
     double p50s[64], p99s[64], steal[64];
     if (repeat > 64) repeat = 64;
     double fwd = 0, loss = 0; long long samples = 0;
@@ -347,11 +355,8 @@ int main(int argc, char **argv) {
     }
 
     if (argc > 11 && strcmp(argv[11], "latency") == 0) {
-        lat = malloc(maxlat * sizeof *lat);
-        lat_tx = malloc(maxlat * sizeof *lat_tx);
         step(start / 2, 0.5);
-        const char *rep = getenv("LAT_REPEAT");
-        latency_runs("LATENCY", start, secs, rep && atoi(rep) > 0 ? atoi(rep) : 5, 0);
+        latency_runs("LATENCY", start, secs, 0);
         return 0;
     }
 
@@ -377,11 +382,7 @@ int main(int argc, char **argv) {
 
     // Latency at half the loss-free rate, then at a light load (500
     // publisher packets/s), where queueing matters least.
-    lat = malloc(maxlat * sizeof *lat);
-    lat_tx = malloc(maxlat * sizeof *lat_tx);
-    const char *rep = getenv("LAT_REPEAT");
-    int repeat = rep && atoi(rep) > 0 ? atoi(rep) : 5;
-    latency_runs("LATENCY", sent_pps > 0 ? sent_pps / 2 : start / 2, secs, repeat, 0);
-    latency_runs("LATENCY_LIGHT", 500, secs, repeat, 100);
+    latency_runs("LATENCY", sent_pps > 0 ? sent_pps / 2 : start / 2, secs, 0);
+    latency_runs("LATENCY_LIGHT", 500, secs, 100);
     return 0;
 }

@@ -137,6 +137,18 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// A 64-bit key for grouping by destination: equal addresses have equal
+    /// keys; for IPv4 the key is exact (address and port), for IPv6 a hash
+    /// (compare the addresses when keys match).
+    @inlinable
+    public var groupingKey: UInt64 {
+        switch family {
+        case .ipv4: return low | UInt64(port) << 32
+        case .ipv6:
+            return (high &* 0x9E37_79B9_7F4A_7C15) ^ low ^ (UInt64(port) << 48) ^ (UInt64(scopeID) << 17) ^ 1 << 63
+        }
+    }
+
     /// Writes this address as a `sockaddr_in`/`sockaddr_in6` into `storage`
     /// and returns its length. No allocation.
     @inlinable

@@ -132,9 +132,6 @@ public final class UDPSendBatch {
     /// Largest segment coalesced: one segment must fit an Ethernet MTU
     /// (IPv6), or the kernel refuses the whole message.
     static let maxSegmentSize = 1452
-    /// Destinations grouped per flush (grouping costs up to this many
-    /// address compares per datagram).
-    static let maxGroups = 64
 
     let arrays: MMsgArrays
     private let fd: Int32
@@ -158,7 +155,19 @@ public final class UDPSendBatch {
     /// Per out message: index of its first slot in `order`, and its segment count.
     private let outStart: UnsafeMutablePointer<Int32>
     private let outSegments: UnsafeMutablePointer<Int32>
-    private let taken: UnsafeMutablePointer<Bool>
+    /// Grouping by destination in one pass: per slot a key of its
+    /// destination (exact for IPv4, a hash for IPv6) and the next slot of
+    /// its group; per group its first and last slot, in order of first
+    /// appearance; an open-addressing table (key → group, -1 empty) twice
+    /// the capacity, emptied again after each flush.
+    private let keys: UnsafeMutablePointer<UInt64>
+    private let nextInGroup: UnsafeMutablePointer<Int32>
+    private let groupFirst: UnsafeMutablePointer<Int32>
+    private let groupLast: UnsafeMutablePointer<Int32>
+    private let groupEntry: UnsafeMutablePointer<Int32>
+    private let tableKeys: UnsafeMutablePointer<UInt64>
+    private let tableGroups: UnsafeMutablePointer<Int32>
+    private let tableMask: Int, tableShift: UInt64
     private let control: UnsafeMutableRawPointer
     private let controlSpace: Int
     private let controlDataOffset: Int
@@ -178,8 +187,24 @@ public final class UDPSendBatch {
         outStart.initialize(repeating: 0, count: capacity)
         outSegments = .allocate(capacity: capacity)
         outSegments.initialize(repeating: 0, count: capacity)
-        taken = .allocate(capacity: capacity)
-        taken.initialize(repeating: false, count: capacity)
+        keys = .allocate(capacity: capacity)
+        keys.initialize(repeating: 0, count: capacity)
+        nextInGroup = .allocate(capacity: capacity)
+        nextInGroup.initialize(repeating: -1, count: capacity)
+        groupFirst = .allocate(capacity: capacity)
+        groupFirst.initialize(repeating: 0, count: capacity)
+        groupLast = .allocate(capacity: capacity)
+        groupLast.initialize(repeating: 0, count: capacity)
+        groupEntry = .allocate(capacity: capacity)
+        groupEntry.initialize(repeating: 0, count: capacity)
+        var tableSize = 1
+        while tableSize < 2 * capacity { tableSize <<= 1 }
+        tableMask = tableSize - 1
+        tableShift = UInt64(64 - tableSize.trailingZeroBitCount)
+        tableKeys = .allocate(capacity: tableSize)
+        tableKeys.initialize(repeating: 0, count: tableSize)
+        tableGroups = .allocate(capacity: tableSize)
+        tableGroups.initialize(repeating: -1, count: tableSize)
         controlSpace = parley_cmsg_space(MemoryLayout<UInt16>.size)
         control = .allocate(byteCount: controlSpace * capacity, alignment: 16)
         control.initializeMemory(as: UInt8.self, repeating: 0, count: controlSpace * capacity)
@@ -199,13 +224,16 @@ public final class UDPSendBatch {
 
     deinit {
         outMsgs.deallocate(); outIovs.deallocate(); order.deallocate(); outStart.deallocate()
-        outSegments.deallocate(); taken.deallocate(); control.deallocate()
+        outSegments.deallocate(); control.deallocate()
+        keys.deallocate(); nextInGroup.deallocate(); groupFirst.deallocate(); groupLast.deallocate()
+        groupEntry.deallocate(); tableKeys.deallocate(); tableGroups.deallocate()
     }
 
     @inline(__always) private func slot(_ to: SocketAddress) -> Int {
         if count == arrays.capacity { flush() }
         let i = count
         arrays.msgs[i].msg_hdr.msg_namelen = to.write(to: UnsafeMutableRawPointer(arrays.names + i))
+        keys[i] = to.groupingKey
         count += 1
         return i
     }
@@ -246,25 +274,36 @@ public final class UDPSendBatch {
         return memcmp(arrays.names + a, arrays.names + b, Int(la)) == 0
     }
 
-    /// Groups the `total` queued slots by destination into `order` and builds
-    /// the out messages (GSO runs). Returns the number of out messages.
+    /// Groups the `total` queued slots by destination into `order` (groups
+    /// in order of first appearance, queue order within a group; one pass,
+    /// a table probe per slot) and builds the out messages (GSO runs).
+    /// Returns the number of out messages.
     private func buildSegmented(_ total: Int) -> Int {
-        for i in 0..<total { taken[i] = false }
-        var k = 0
         var groups = 0
-        for i in 0..<total where !taken[i] {
-            taken[i] = true
-            order[k] = Int32(i); k += 1
-            // Bounded work: past maxGroups destinations the rest keeps its
-            // queue order (their destinations have no earlier group, so the
-            // order per destination still holds); adjacent runs still merge.
-            guard groups < Self.maxGroups else { continue }
-            groups += 1
-            var j = i + 1
-            while j < total {
-                if !taken[j] && sameDestination(i, j) { taken[j] = true; order[k] = Int32(j); k += 1 }
-                j += 1
+        for i in 0..<total {
+            nextInGroup[i] = -1
+            let key = keys[i]
+            var e = Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> tableShift)
+            while true {
+                let g = Int(tableGroups[e])
+                if g < 0 {
+                    tableGroups[e] = Int32(groups); tableKeys[e] = key
+                    groupFirst[groups] = Int32(i); groupLast[groups] = Int32(i); groupEntry[groups] = Int32(e)
+                    groups += 1
+                    break
+                }
+                if tableKeys[e] == key && sameDestination(Int(groupFirst[g]), i) {
+                    nextInGroup[Int(groupLast[g])] = Int32(i); groupLast[g] = Int32(i)
+                    break
+                }
+                e = (e + 1) & tableMask
             }
+        }
+        var k = 0
+        for g in 0..<groups {
+            var i = Int(groupFirst[g])
+            while i >= 0 { order[k] = Int32(i); k += 1; i = Int(nextInGroup[i]) }
+            tableGroups[Int(groupEntry[g])] = -1
         }
         // Runs: same destination, same size (the last may be shorter).
         var m = 0

@@ -46,4 +46,14 @@ final class SocketAddressTests: XCTestCase {
         XCTAssertEqual(a.withPort(1001), b)
         XCTAssertEqual(MemoryLayout<SocketAddress>.size <= 40, true)
     }
+
+    /// The send batch groups datagrams by this key: equal addresses give
+    /// equal keys; IPv4 keys are exact, so distinct v4 addresses never share one.
+    func testGroupingKey() {
+        let v4 = ["127.0.0.1:1000", "127.0.0.1:1001", "127.0.0.2:1000", "10.0.0.1:1000", "0.0.0.0:0"].map { SocketAddress($0)! }
+        XCTAssertEqual(Set(v4.map(\.groupingKey)).count, v4.count)
+        let v6 = ["[::1]:1000", "[::1]:1001", "[::2]:1000", "[::ffff:127.0.0.1]:1000", "[fe80::1]:1000"].map { SocketAddress($0)! }
+        XCTAssertEqual(Set((v4 + v6).map(\.groupingKey)).count, v4.count + v6.count)
+        for a in v4 + v6 { XCTAssertEqual(a.groupingKey, SocketAddress(a.description)!.groupingKey, a.description) }
+    }
 }

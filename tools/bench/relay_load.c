@@ -21,6 +21,12 @@
 // gets SIGUSR1 (sigqueue value 0 before, the run's label after: 1..N at
 // half load, 101..100+N light) and prints its own residence times.
 //
+// Pacing: the publishers' schedule is kept between receives too (after
+// every recvmmsg), so the generator's own receive work (ten copies per
+// packet sent in 1 -> 10) does not turn its sends into bursts. Env BURST
+// (1..16, default 16): the most consecutive packets one publisher sends
+// at once before the next publisher's turn.
+//
 // usage: relay_load SERVER_PORT SERVER_PID ROOMS PARTICIPANTS PUBLISHERS CLIENT_BASE SSRC_BASE SIZE [STEP_SECONDS] [START_RATE] [fixed|latency]
 // With `fixed`: one step at START_RATE only (the allocation check uses it);
 // with `latency`: only the latency runs, at START_RATE.
@@ -42,6 +48,7 @@
 
 #define RBATCH 64
 #define SBATCH 16
+static int burst = SBATCH; // env BURST: most consecutive packets per publisher
 
 static int total, rooms, per, pubs, base, size, server_port, server_pid;
 static uint32_t ssrc_base;
@@ -112,9 +119,16 @@ static long long server_socket_drops(void) {
 
 static int is_pub(int i) { return i % per < pubs; }
 
-static void receive_all(int wait_ms) {
+static int64_t pace_send(void);
+
+// Receives everything queued (waiting up to wait_ns for the first), sending
+// what falls due in between (pace_send after every recvmmsg): a publisher's
+// schedule must not wait for the generator's own receive work, or its
+// packets reach the relay in bursts no real publisher sends.
+static void receive_all(int64_t wait_ns) {
     struct epoll_event ev[256];
-    int n = epoll_wait(epfd, ev, 256, wait_ms);
+    struct timespec timeout = { .tv_sec = wait_ns / 1000000000LL, .tv_nsec = wait_ns % 1000000000LL };
+    int n = epoll_pwait2(epfd, ev, 256, &timeout, NULL);
     static char bufs[RBATCH][2048];
     static char ctl[RBATCH][64];
     static struct mmsghdr m[RBATCH];
@@ -128,6 +142,7 @@ static void receive_all(int wait_ms) {
             }
             int r = recvmmsg(fd, m, RBATCH, MSG_DONTWAIT, NULL);
             if (r <= 0) break;
+            pace_send();
             for (int k = 0; k < r; k++) {
                 unsigned char *b = (unsigned char *)bufs[k];
                 if (m[k].msg_len < 24 || ((b[1] & 0x7f) >= 72 && (b[1] & 0x7f) <= 79)) continue; // RTCP from the relay (RR)
@@ -196,6 +211,33 @@ static int passed(struct result r) { return r.loss < 0.001 && r.behind < 0.1; }
 // rate).
 #define CATCH_UP_MS 20
 
+// The current step's schedule: publisher packets due at `rate` per second
+// since t0, sent round-robin over the publishers.
+static struct {
+    int64_t t0, end; double rate;
+    long long due_total, max_burst, skipped;
+    int pub[65536], npub, next;
+} pace;
+
+// Sends what the schedule has made due by now (at most CATCH_UP_MS of it;
+// the rest is skipped) and returns the ns until the next packet is due.
+static int64_t pace_send(void) {
+    if (pace.rate <= 0) return 1000000;
+    int64_t t = now_ns(CLOCK_MONOTONIC);
+    if (t > pace.end) return 1000000; // receive_all may run past the step's end
+    long long due = (long long)((t - pace.t0) * pace.rate / 1e9);
+    long long cap = (long long)(pace.rate * CATCH_UP_MS / 1000) + SBATCH;
+    if (due - pace.due_total > cap) { pace.skipped += due - pace.due_total - cap; pace.due_total = due - cap; }
+    if (due - pace.due_total > pace.max_burst) pace.max_burst = due - pace.due_total;
+    while (pace.due_total < due) {
+        int c = (int)(due - pace.due_total); if (c > burst) c = burst;
+        send_batch(pace.pub[pace.next], c);
+        pace.next = (pace.next + 1) % pace.npub;
+        pace.due_total += c;
+    }
+    return pace.t0 + (int64_t)((pace.due_total + 1) * 1e9 / pace.rate) - now_ns(CLOCK_MONOTONIC);
+}
+
 // Sends at `rate` publisher packets/s for `secs`, then drains.
 static struct result step(double rate, double secs) {
     step_id++;
@@ -203,35 +245,25 @@ static struct result step(double rate, double secs) {
     double cpu0 = server_cpu();
     long long drops0 = server_socket_drops();
     int64_t t0 = now_ns(CLOCK_MONOTONIC), end = t0 + (int64_t)(secs * 1e9);
-    long long due_total = 0, max_burst = 0, skipped = 0;
-    int pub_list[65536], npub = 0;
-    for (int i = 0; i < total; i++) if (is_pub(i)) pub_list[npub++] = i;
-    int next = 0;
-    for (;;) {
-        int64_t t = now_ns(CLOCK_MONOTONIC);
-        if (t >= end) break;
-        long long due = (long long)((t - t0) * rate / 1e9);
-        int busy = due_total < due;
-        long long cap = (long long)(rate * CATCH_UP_MS / 1000) + SBATCH;
-        if (due - due_total > cap) { skipped += due - due_total - cap; due_total = due - cap; }
-        if (due - due_total > max_burst) max_burst = due - due_total;
-        while (due_total < due) {
-            int c = (int)(due - due_total); if (c > SBATCH) c = SBATCH;
-            send_batch(pub_list[next], c);
-            next = (next + 1) % npub;
-            due_total += c;
-        }
-        // Block (up to 1 ms) when nothing is due instead of spinning: a
-        // spinning generator starves ksoftirqd on its core, and loopback
-        // delivery then waits behind it (hundreds of ms of fake latency).
-        receive_all(busy ? 0 : 1);
+    pace.t0 = t0; pace.end = end; pace.rate = rate; pace.due_total = pace.max_burst = pace.skipped = 0;
+    pace.npub = 0; pace.next = 0;
+    for (int i = 0; i < total; i++) if (is_pub(i)) pace.pub[pace.npub++] = i;
+    while (now_ns(CLOCK_MONOTONIC) < end) {
+        // Sleep until the next packet is due (at most 1 ms) unless a
+        // subscriber's packet arrives first; never spin: a spinning
+        // generator starves ksoftirqd on its core, and loopback delivery
+        // then waits behind it (hundreds of ms of fake latency).
+        int64_t wait = pace_send();
+        receive_all(wait < 0 ? 0 : wait > 1000000 ? 1000000 : wait);
     }
+    pace.rate = 0;
+    long long max_burst = pace.max_burst, skipped = pace.skipped;
     // Drain: until nothing (of this step or older ones) arrived for 300 ms,
     // so an overloaded step's backlog cannot leak into the next one.
     int64_t cap = now_ns(CLOCK_MONOTONIC) + 10000000000LL, idle_since = now_ns(CLOCK_MONOTONIC);
     for (;;) {
         long long before = received + stale;
-        receive_all(10);
+        receive_all(10000000);
         int64_t t = now_ns(CLOCK_MONOTONIC);
         if (received + stale != before) idle_since = t;
         if (t - idle_since > 300000000LL || t > cap) break;
@@ -329,6 +361,7 @@ int main(int argc, char **argv) {
     double secs = argc > 9 ? atof(argv[9]) : 2.0;
     double start = argc > 10 ? atof(argv[10]) : 5000;
     if (size < 24 || size > 1400) { fprintf(stderr, "size must be 24..1400\n"); return 2; }
+    if (getenv("BURST")) burst = atoi(getenv("BURST")) < 1 ? 1 : atoi(getenv("BURST")) > SBATCH ? SBATCH : atoi(getenv("BURST"));
     if (getenv("SERVER_CORE")) server_core = atoi(getenv("SERVER_CORE"));
     if (getenv("LOAD_CORE")) load_core = atoi(getenv("LOAD_CORE"));
     total = rooms * per;

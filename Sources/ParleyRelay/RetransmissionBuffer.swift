@@ -1,3 +1,5 @@
+import ParleyCore
+
 /// The last packets of one track, kept so a subscriber's NACK can be
 /// answered without asking the publisher (RFC 4585 §6.2.1).
 ///
@@ -26,12 +28,9 @@ final class RetransmissionBuffer {
         self.slotSize = slotSize
         mask = n - 1
         storage = .allocate(byteCount: n * slotSize, alignment: 16)
-        sequences = .allocate(capacity: n)
-        sequences.initialize(repeating: -1, count: n)
-        lengths = .allocate(capacity: n)
-        lengths.initialize(repeating: 0, count: n)
-        arrivals = .allocate(capacity: n)
-        arrivals.initialize(repeating: 0, count: n)
+        sequences = .filled(n, with: -1)
+        lengths = .filled(n, with: 0)
+        arrivals = .filled(n, with: 0)
     }
 
     deinit {

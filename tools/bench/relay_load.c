@@ -342,7 +342,7 @@ static void latency_runs(const char *name, double rate, double secs, int label_b
     if (repeat + extra > 64) extra = 64 - repeat < 0 ? 0 : 64 - repeat;
     double p50s[64], p99s[64], q50[64], q99[64];
     char labels[512] = ""; int nq = 0, runs = 0;
-    double fwd = 0, loss = 0; long long samples = 0;
+    double fwd = 0, loss = 0, cpu = 0; long long samples = 0;
     for (int k = 0; k < repeat || (nq < want_quiet && k < repeat + extra); k++) {
         nlat = 0;
         double s0 = steal_ms(server_core), l0 = steal_ms(load_core);
@@ -357,7 +357,7 @@ static void latency_runs(const char *name, double rate, double secs, int label_b
         printf("LATRUN %s run=%d in_pps=%.0f loss=%.5f%% samples=%lld p50_us=%.1f p99_us=%.1f max_us=%.1f over_1ms_windows=%d steal_ms_server_core=%.0f steal_ms_load_core=%.0f\n",
                name, k + 1, rate, r.loss * 100, nlat, p50s[k], p99s[k], nlat ? lat[nlat - 1] / 1000.0 : -1, windows, s1 - s0, l1 - l0);
         fflush(stdout);
-        fwd += r.fwd; if (r.loss > loss) loss = r.loss; samples += nlat; runs++;
+        fwd += r.fwd; cpu += r.cpu; if (r.loss > loss) loss = r.loss; samples += nlat; runs++;
         if ((s1 - s0) + (l1 - l0) <= quiet_steal) {
             q50[nq] = p50s[k]; q99[nq] = p99s[k]; nq++;
             snprintf(labels + strlen(labels), sizeof labels - strlen(labels), "%s%d", strlen(labels) ? "," : "", label_base + k + 1);
@@ -365,8 +365,9 @@ static void latency_runs(const char *name, double rate, double secs, int label_b
     }
     double lo = p99s[0], hi = p99s[0];
     for (int k = 1; k < runs; k++) { if (p99s[k] < lo) lo = p99s[k]; if (p99s[k] > hi) hi = p99s[k]; }
-    printf("%s in_pps=%.0f fwd_pps=%.0f max_loss=%.5f%% runs=%d samples=%lld p50_us=%.1f p99_us=%.1f p99_min_us=%.1f p99_max_us=%.1f quiet_runs=%d quiet_p50_us=%.1f quiet_p99_us=%.1f quiet_labels=%s\n",
-           name, rate, fwd / runs, loss * 100, runs, samples, median(p50s, runs), median(p99s, runs), lo, hi, nq, median(q50, nq), median(q99, nq), nq ? labels : "-");
+    // server_busy: the server's CPU seconds per second over the runs (1 = one core).
+    printf("%s in_pps=%.0f fwd_pps=%.0f server_busy=%.2f max_loss=%.5f%% runs=%d samples=%lld p50_us=%.1f p99_us=%.1f p99_min_us=%.1f p99_max_us=%.1f quiet_runs=%d quiet_p50_us=%.1f quiet_p99_us=%.1f quiet_labels=%s\n",
+           name, rate, fwd / runs, cpu / (runs * secs), loss * 100, runs, samples, median(p50s, runs), median(p99s, runs), lo, hi, nq, median(q50, nq), median(q99, nq), nq ? labels : "-");
     fflush(stdout);
 }
 

@@ -262,10 +262,10 @@ public final class UDPSendBatch {
         return memcmp(arrays.names + a, arrays.names + b, Int(la)) == 0
     }
 
-    /// Groups the `total` queued slots by destination into `order` (groups
-    /// in order of first appearance, queue order within a group; one pass,
-    /// a table probe per slot) and builds the out messages (GSO runs).
-    /// Returns the number of out messages.
+    /// Groups the `total` queued slots by destination (groups in order of
+    /// first appearance, queue order within a group; one pass, a table probe
+    /// per slot), writes them to `order` in that order and builds the out
+    /// messages (GSO runs). Returns the number of out messages.
     private func buildSegmented(_ total: Int) -> Int {
         var groups = 0
         for i in 0..<total {
@@ -287,49 +287,49 @@ public final class UDPSendBatch {
                 e = (e + 1) & tableMask
             }
         }
+        // Per group, in queue order: runs of same-size datagrams (the last
+        // may be shorter), each one out message. A group is one destination,
+        // so a run only ends on size, segment count or bytes.
         var k = 0
-        for g in 0..<groups {
-            var i = Int(groupFirst[g])
-            while i >= 0 { order[k] = Int32(i); k += 1; i = Int(nextInGroup[i]) }
-            tableGroups[Int(groupEntry[g])] = -1
-        }
-        // Runs: same destination, same size (the last may be shorter).
         var m = 0
-        var p = 0
-        while p < total {
-            let first = Int(order[p])
-            let size = arrays.iovs[first].iov_len
-            outIovs[p] = arrays.iovs[first]
-            var segs = 1
-            var bytes = size
-            var q = p + 1
-            if size > 0 && size <= Self.maxSegmentSize {
-                while q < total && segs < Self.maxSegments {
-                    let s = Int(order[q])
-                    let len = arrays.iovs[s].iov_len
-                    guard len > 0, len <= size, bytes + len <= Self.maxSuperDatagram, sameDestination(first, s) else { break }
-                    outIovs[q] = arrays.iovs[s]
-                    segs += 1; bytes += len; q += 1
-                    if len < size { break } // a shorter segment ends the run
+        for g in 0..<groups {
+            tableGroups[Int(groupEntry[g])] = -1
+            var i = Int(groupFirst[g])
+            while i >= 0 {
+                let p = k
+                let first = i
+                let size = arrays.iovs[first].iov_len
+                order[k] = Int32(first); outIovs[k] = arrays.iovs[first]; k += 1
+                i = Int(nextInGroup[first])
+                var segs = 1
+                var bytes = size
+                if size > 0 && size <= Self.maxSegmentSize {
+                    while i >= 0 && segs < Self.maxSegments {
+                        let len = arrays.iovs[i].iov_len
+                        guard len > 0, len <= size, bytes + len <= Self.maxSuperDatagram else { break }
+                        order[k] = Int32(i); outIovs[k] = arrays.iovs[i]; k += 1
+                        segs += 1; bytes += len
+                        i = Int(nextInGroup[i])
+                        if len < size { break } // a shorter segment ends the run
+                    }
                 }
+                var h = arrays.msgs[first].msg_hdr
+                h.msg_iov = outIovs + p
+                h.msg_iovlen = segs
+                if segs > 1 {
+                    let c = control + m * controlSpace
+                    (c + controlDataOffset).storeBytes(of: UInt16(truncatingIfNeeded: size), as: UInt16.self)
+                    h.msg_control = c
+                    h.msg_controllen = controlSpace
+                } else {
+                    h.msg_control = nil
+                    h.msg_controllen = 0
+                }
+                outMsgs[m] = parley_mmsghdr(msg_hdr: h, msg_len: 0)
+                outStart[m] = Int32(p)
+                outSegments[m] = Int32(segs)
+                m += 1
             }
-            var h = arrays.msgs[first].msg_hdr
-            h.msg_iov = outIovs + p
-            h.msg_iovlen = segs
-            if segs > 1 {
-                let c = control + m * controlSpace
-                (c + controlDataOffset).storeBytes(of: UInt16(truncatingIfNeeded: size), as: UInt16.self)
-                h.msg_control = c
-                h.msg_controllen = controlSpace
-            } else {
-                h.msg_control = nil
-                h.msg_controllen = 0
-            }
-            outMsgs[m] = parley_mmsghdr(msg_hdr: h, msg_len: 0)
-            outStart[m] = Int32(p)
-            outSegments[m] = Int32(segs)
-            m += 1
-            p = q
         }
         return m
     }

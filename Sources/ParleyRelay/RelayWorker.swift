@@ -71,8 +71,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         } else {
             endpoint = bound.description
         }
-        nowNs = MonotonicTime.now().nanoseconds
-        nowMs = nowNs / 1_000_000
+        tickClock()
         housekeeping = loop.scheduleRepeatingTimer(every: config.housekeepingInterval) { [weak self] in self?.runHousekeeping() }
     }
 
@@ -164,8 +163,9 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         }
     }
 
-    /// The clock read the packet path does once per batch, for control calls.
-    private func tickClock() {
+    /// Reads the monotonic clock into `nowNs`/`nowMs`: once per receive
+    /// batch, per housekeeping run, and in control calls that send.
+    @inline(__always) private func tickClock() {
         nowNs = MonotonicTime.now().nanoseconds
         nowMs = nowNs / 1_000_000
     }
@@ -253,8 +253,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     // MARK: Packet path
 
     public func udpSocket(_ socket: UDPSocket, didReceive batch: UDPReceiveBatch) {
-        nowNs = MonotonicTime.now().nanoseconds
-        nowMs = nowNs / 1_000_000
+        tickClock()
         for i in 0..<batch.count {
             let d = batch[i]
             let bytes = d.bytes

@@ -245,11 +245,11 @@ static struct result step(double rate, double secs) {
     sent = received = stale = 0;
     double cpu0 = server_cpu();
     long long drops0 = server_socket_drops();
-    int64_t t0 = now_ns(CLOCK_MONOTONIC), end = t0 + (int64_t)(secs * 1e9);
-    pace.t0 = t0; pace.end = end; pace.rate = rate; pace.due_total = pace.max_burst = pace.skipped = 0;
+    pace.t0 = now_ns(CLOCK_MONOTONIC); pace.end = pace.t0 + (int64_t)(secs * 1e9); pace.rate = rate;
+    pace.due_total = pace.max_burst = pace.skipped = 0;
     pace.npub = 0; pace.next = 0;
     for (int i = 0; i < total; i++) if (is_pub(i)) pace.pub[pace.npub++] = i;
-    while (now_ns(CLOCK_MONOTONIC) < end) {
+    while (now_ns(CLOCK_MONOTONIC) < pace.end) {
         // Sleep until the next packet is due (at most 1 ms) unless a
         // subscriber's packet arrives first; never spin: a spinning
         // generator starves ksoftirqd on its core, and loopback delivery
@@ -257,8 +257,7 @@ static struct result step(double rate, double secs) {
         int64_t wait = pace_send();
         receive_all(wait < 0 ? 0 : wait > 1000000 ? 1000000 : wait);
     }
-    pace.rate = 0;
-    long long max_burst = pace.max_burst, skipped = pace.skipped;
+    pace.rate = 0; // the drain sends nothing
     // Drain: until nothing (of this step or older ones) arrived for 300 ms,
     // so an overloaded step's backlog cannot leak into the next one.
     int64_t cap = now_ns(CLOCK_MONOTONIC) + 10000000000LL, idle_since = now_ns(CLOCK_MONOTONIC);
@@ -277,8 +276,8 @@ static struct result step(double rate, double secs) {
     r.fwd = received / secs;
     r.cpu = cpu1 - cpu0;
     r.per_cpu = r.cpu > 0 ? received / r.cpu : 0;
-    r.behind = rate > 0 ? skipped / (rate * secs) : 0;
-    printf("STEP rate=%.0f in_pps=%.0f fwd_pps=%.0f loss=%.5f%% server_cpu_s=%.2f fwd_per_cpu_s=%.0f server_socket_drops=%lld max_burst=%lld generator_behind=%.2f%%\n", rate, sent / secs, r.fwd, r.loss * 100, r.cpu, r.per_cpu, drops, max_burst, r.behind * 100);
+    r.behind = rate > 0 ? pace.skipped / (rate * secs) : 0;
+    printf("STEP rate=%.0f in_pps=%.0f fwd_pps=%.0f loss=%.5f%% server_cpu_s=%.2f fwd_per_cpu_s=%.0f server_socket_drops=%lld max_burst=%lld generator_behind=%.2f%%\n", rate, sent / secs, r.fwd, r.loss * 100, r.cpu, r.per_cpu, drops, pace.max_burst, r.behind * 100);
     fflush(stdout);
     return r;
 }

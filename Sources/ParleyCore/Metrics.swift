@@ -43,11 +43,13 @@ public final class Histogram: Sendable {
     public var snapshot: (buckets: [Int], sum: Double, count: Int) { state.withLock { $0 } }
 }
 
+public enum MetricKind: String, Sendable { case counter, gauge, histogram }
+
 /// The process's metrics, rendered in the Prometheus text exposition format
 /// (version 0.0.4). Registration returns the same object for the same
 /// name and labels, so modules can ask for their counters lazily.
 public final class MetricsRegistry: Sendable {
-    enum Kind: String { case counter, gauge, histogram }
+    public typealias Kind = MetricKind
 
     private struct Family {
         var kind: Kind
@@ -73,6 +75,16 @@ public final class MetricsRegistry: Sendable {
     public func histogram(_ name: String, help: String, labels: MetricLabels = [],
                           bounds: [Double] = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5]) -> Histogram {
         register(name, .histogram, help, labels) { Histogram(bounds: bounds) }
+    }
+
+    /// Declares a family whose series all carry labels known only later
+    /// (`parley_relay_room_participants{room}`), so `/metrics` lists its HELP
+    /// and TYPE from the start.
+    public func declare(_ name: String, _ kind: MetricKind, help: String) {
+        families.withLock { fams in
+            if let f = fams[name] { precondition(f.kind == kind, "metric \(name) registered as \(f.kind) and \(kind)") }
+            else { fams[name] = Family(kind: kind, help: help, series: []) }
+        }
     }
 
     private func register<M: AnyObject & Sendable>(_ name: String, _ kind: Kind, _ help: String,

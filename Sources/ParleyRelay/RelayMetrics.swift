@@ -65,11 +65,15 @@ final class RelayMetrics: Sendable {
         rooms = r.gauge("parley_relay_rooms", help: "Rooms open.")
         participants = r.gauge("parley_relay_participants", help: "Participants in all rooms.")
         timeouts = r.counter("parley_relay_participant_timeouts_total", help: "Participants removed for sending nothing.")
+        r.declare(Self.roomParticipants, .gauge, help: Self.roomParticipantsHelp)
     }
+
+    static let roomParticipants = "parley_relay_room_participants"
+    static let roomParticipantsHelp = "Participants per room."
 
     /// `parley_relay_room_participants{room=…}`.
     func roomGauge(_ room: String) -> Gauge {
-        registry.gauge("parley_relay_room_participants", help: "Participants per room.", labels: [("room", room)])
+        registry.gauge(Self.roomParticipants, help: Self.roomParticipantsHelp, labels: [("room", room)])
     }
 
     func counter(_ r: DropReason) -> Counter { dropped[r.rawValue] }

@@ -24,6 +24,14 @@ final class MetricsTests: XCTestCase {
         r.counter("x_total", help: "x", labels: [("room", "a\"b\\c")]).inc()
         XCTAssertTrue(r.render().contains("x_total{room=\"a\\\"b\\\\c\"} 1"))
     }
+
+    func testDeclaredFamilyIsListedBeforeItsFirstSeries() {
+        let r = MetricsRegistry()
+        r.declare("parley_test_room_members", .gauge, help: "Members per room.")
+        XCTAssertEqual(r.render(), "# HELP parley_test_room_members Members per room.\n# TYPE parley_test_room_members gauge\n")
+        r.gauge("parley_test_room_members", help: "Members per room.", labels: [("room", "a")]).set(2)
+        XCTAssertTrue(r.render().hasSuffix("# TYPE parley_test_room_members gauge\nparley_test_room_members{room=\"a\"} 2\n"), r.render())
+    }
 }
 
 final class LoggerTests: XCTestCase {

@@ -19,9 +19,12 @@ public struct TokenClaims: Sendable, Equatable {
     public var canRecord: Bool
     /// `adm`: administrator (admin API, any room, every permission).
     public var isAdmin: Bool
+    /// `trn`: may upload media and submit transcoding jobs (its own jobs and
+    /// private assets only; `adm` sees every job).
+    public var canTranscode: Bool
 
     public init(subject: String, room: String? = nil, issuedAt: Int64, expiresAt: Int64, notBefore: Int64? = nil,
-                canPublish: Bool = false, canRecord: Bool = false, isAdmin: Bool = false) {
+                canPublish: Bool = false, canRecord: Bool = false, isAdmin: Bool = false, canTranscode: Bool = false) {
         self.subject = subject
         self.room = room
         self.issuedAt = issuedAt
@@ -30,6 +33,7 @@ public struct TokenClaims: Sendable, Equatable {
         self.canPublish = canPublish
         self.canRecord = canRecord
         self.isAdmin = isAdmin
+        self.canTranscode = canTranscode
     }
 
     /// Whether the token may join `room`.
@@ -77,13 +81,15 @@ public enum JWT {
         var pub: Bool?
         var rec: Bool?
         var adm: Bool?
+        var trn: Bool?
     }
 
     /// Signs `claims` with `secret`: `base64url(header).base64url(claims).base64url(HMAC)`.
     public static func sign(_ claims: TokenClaims, secret: [UInt8]) -> String {
         let header = #"{"alg":"HS256","typ":"JWT"}"#
         let payload = Payload(sub: claims.subject, room: claims.room, iat: claims.issuedAt, exp: claims.expiresAt,
-                              nbf: claims.notBefore, pub: claims.canPublish, rec: claims.canRecord, adm: claims.isAdmin)
+                              nbf: claims.notBefore, pub: claims.canPublish, rec: claims.canRecord, adm: claims.isAdmin,
+                              trn: claims.canTranscode)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         // Encoding a struct of strings, ints and bools cannot fail.
@@ -126,7 +132,8 @@ public enum JWT {
         if let nbf = payload.nbf, now &+ leeway < nbf { throw .notYetValid }
         return TokenClaims(subject: payload.sub, room: payload.room, issuedAt: payload.iat ?? 0,
                            expiresAt: payload.exp, notBefore: payload.nbf, canPublish: payload.pub ?? false,
-                           canRecord: payload.rec ?? false, isAdmin: payload.adm ?? false)
+                           canRecord: payload.rec ?? false, isAdmin: payload.adm ?? false,
+                           canTranscode: payload.trn ?? false)
     }
 }
 

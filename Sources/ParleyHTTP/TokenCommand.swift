@@ -3,7 +3,7 @@ import ParleyCore
 
 /// `parley token`: mints an access token signed with the server secret.
 ///
-///     parley token --user alice --room standup --ttl 1h [--can-publish] [--can-record] [--admin] [--data-dir DIR]
+///     parley token --user alice --room standup --ttl 1h [--can-publish] [--can-record] [--can-transcode] [--admin] [--data-dir DIR]
 ///
 /// `main` takes the arguments after the subcommand name (a leading "token"
 /// is skipped too), prints the token on stdout and returns the exit code:
@@ -11,15 +11,17 @@ import ParleyCore
 public enum TokenCommand {
     public static let usage = """
         usage: parley token --user NAME [--room ROOM] [--ttl DURATION] [--can-publish] [--can-record]
-                            [--admin] [--data-dir DIR]
+                            [--can-transcode] [--admin] [--data-dir DIR]
 
-        Prints a signed access token (JWT, HS256) for the signalling WebSocket.
+        Prints a signed access token (JWT, HS256) for the signalling WebSocket
+        and the transcoding API.
 
           --user NAME      user id the token is for (required; claim "sub")
           --room ROOM      the only room the token may join; omitted or "*" = any room
           --ttl DURATION   lifetime such as 90s, 30m, 1h, 2d, 1h30m (default 1h, max 366d)
           --can-publish    may publish media (claim "pub")
           --can-record     may start/stop recordings (claim "rec")
+          --can-transcode  may upload media and submit transcoding jobs (claim "trn")
           --admin          administrator (claim "adm")
           --data-dir DIR   where the signing secret lives, DIR/secret (default ./var)
           -h, --help       show this help
@@ -33,6 +35,7 @@ public enum TokenCommand {
         var canPublish = false
         var canRecord = false
         var admin = false
+        var canTranscode = false
         var dataDir = "./var"
         var help = false
     }
@@ -62,8 +65,15 @@ public enum TokenCommand {
         }
         let now = Int64(Date().timeIntervalSince1970)
         let claims = TokenClaims(subject: options.user!, room: options.room, issuedAt: now, expiresAt: now + options.ttl,
-                                 canPublish: options.canPublish, canRecord: options.canRecord, isAdmin: options.admin)
-        print(JWT.sign(claims, secret: secret))
+                                 canPublish: options.canPublish, canRecord: options.canRecord, isAdmin: options.admin,
+                                 canTranscode: options.canTranscode)
+        let token = JWT.sign(claims, secret: secret)
+        // Never print a token the server would refuse.
+        guard token.utf8.count <= JWT.maxTokenLength else {
+            printError("parley token: the token would be \(token.utf8.count) bytes, more than the \(JWT.maxTokenLength) a server accepts (shorten --user or --room)\n")
+            return ExitCode.usage
+        }
+        print(token)
         return ExitCode.ok
     }
 
@@ -73,7 +83,7 @@ public enum TokenCommand {
         let parsed: Arguments
         do {
             parsed = try Arguments(args, options: ["user", "room", "ttl", "data-dir"],
-                                   flags: ["can-publish", "can-record", "admin"])
+                                   flags: ["can-publish", "can-record", "can-transcode", "admin"])
         } catch {
             throw UsageError(message: "\(error)")
         }
@@ -98,6 +108,7 @@ public enum TokenCommand {
         o.canPublish = parsed.has("can-publish")
         o.canRecord = parsed.has("can-record")
         o.admin = parsed.has("admin")
+        o.canTranscode = parsed.has("can-transcode")
         if !o.help && o.user == nil { throw UsageError(message: "--user is required") }
         return o
     }

@@ -99,7 +99,11 @@ final class TokenTests: XCTestCase {
                              secret: secret)
         let payload = try XCTUnwrap(Base64.decodeURL(token.split(separator: ".")[1]))
         XCTAssertEqual(String(decoding: payload, as: UTF8.self),
-                       #"{"adm":true,"exp":20,"iat":10,"pub":false,"rec":true,"sub":"bob"}"#)
+                       #"{"adm":true,"exp":20,"iat":10,"pub":false,"rec":true,"sub":"bob","trn":false}"#)
+        let transcoder = JWT.sign(TokenClaims(subject: "enc", issuedAt: 10, expiresAt: 20, canTranscode: true), secret: secret)
+        XCTAssertTrue(try JWT.verify(transcoder, secret: secret, now: 15).canTranscode)
+        // A token minted before the grant existed (no "trn") grants nothing new.
+        XCTAssertFalse(try JWT.verify(token, secret: secret, now: 15).canTranscode)
     }
 
     func testDurationParsing() {
@@ -210,6 +214,13 @@ final class TokenTests: XCTestCase {
         XCTAssertTrue(claims.canPublish)
         XCTAssertTrue(claims.canRecord)
         XCTAssertFalse(claims.isAdmin)
+        XCTAssertFalse(claims.canTranscode)
+
+        let (tcCode, tcOut, _) = try runTokenCommand(["--user", "encoder", "--can-transcode", "--data-dir", dir])
+        XCTAssertEqual(tcCode, 0)
+        let tc = try JWT.verify(tcOut.trimmingCharacters(in: .whitespacesAndNewlines), secret: secret)
+        XCTAssertTrue(tc.canTranscode)
+        XCTAssertFalse(tc.canPublish || tc.isAdmin)
 
         let (badCode, badOut, badErr) = try runTokenCommand(["--user", "alice", "--ttl", "soon", "--data-dir", dir])
         XCTAssertEqual(badCode, 2)
@@ -220,6 +231,7 @@ final class TokenTests: XCTestCase {
         let (helpCode, helpOut, _) = try runTokenCommand(["--help"])
         XCTAssertEqual(helpCode, 0)
         XCTAssertTrue(helpOut.contains("--can-publish"))
+        XCTAssertTrue(helpOut.contains("--can-transcode"))
     }
 
     private func runTokenCommand(_ args: [String]) throws -> (Int32, String, String) {

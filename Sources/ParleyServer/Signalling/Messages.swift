@@ -5,6 +5,8 @@
 /// request with exactly one reply (same `type`, `"ok": true`) or one `error`,
 /// and pushes events (no `id`) when something changes in the room.
 
+import ParleyHTTP
+
 /// What kind of media a track carries.
 public enum MediaKind: String, Sendable, Equatable, CaseIterable {
     case audio, video
@@ -115,13 +117,14 @@ public struct ClientMessage: Sendable, Equatable {
         guard let type = o["type"]?.stringValue else { throw fail("missing string field \"type\"") }
         guard id != .null else { throw fail("missing field \"id\"") }
 
-        func string(_ key: String, optional: Bool = false) throws(SignallingError) -> String? {
+        // Names (rooms, suites) are short; a token may be as long as JWT.verify accepts.
+        func string(_ key: String, optional: Bool = false, maxBytes: Int = 256) throws(SignallingError) -> String? {
             guard let f = o[key], f != .null else {
                 if optional { return nil }
                 throw fail("missing string field \"\(key)\"")
             }
-            guard let s = f.stringValue, !s.isEmpty, s.utf8.count <= 256 else {
-                throw fail("\"\(key)\" must be a non-empty string of at most 256 bytes")
+            guard let s = f.stringValue, !s.isEmpty, s.utf8.count <= maxBytes else {
+                throw fail("\"\(key)\" must be a non-empty string of at most \(maxBytes) bytes")
             }
             return s
         }
@@ -134,7 +137,7 @@ public struct ClientMessage: Sendable, Equatable {
         let request: ClientRequest
         switch type {
         case "auth":
-            request = .auth(token: try string("token")!, room: try string("room", optional: true))
+            request = .auth(token: try string("token", maxBytes: JWT.maxTokenLength)!, room: try string("room", optional: true))
         case "join":
             request = .join(room: try string("room", optional: true), publish: try bool("publish", default: true),
                             subscribe: try bool("subscribe", default: true), suite: try string("suite", optional: true))

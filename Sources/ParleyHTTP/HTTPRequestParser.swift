@@ -77,6 +77,10 @@ public struct HTTPRequestParser: Sendable {
     private var headerBytes = 0
     private var leadingEmptyLines = 0
     private var bodyReceived = 0
+    /// This request's body limit: `limits.maxBodySize` unless `allowBody(upTo:)` changed it.
+    private var bodyLimit: Int
+    /// Content-Length of the request being parsed (0 when chunked or absent).
+    private var declaredLength = 0
     private var keepAlive = true
 
     // For nextRequest().
@@ -85,7 +89,17 @@ public struct HTTPRequestParser: Sendable {
 
     public init(limits: Limits = Limits()) {
         self.limits = limits
+        self.bodyLimit = limits.maxBodySize
         buffer.reserveCapacity(4096)
+    }
+
+    /// Sets the body limit of the request whose `.head` was just returned, in
+    /// place of `limits.maxBodySize`: for a route that streams its body to
+    /// disk rather than memory (uploads). Checked before any body byte is
+    /// returned (Content-Length) or as chunks arrive (chunked); the next
+    /// request starts again at `limits.maxBodySize`.
+    public mutating func allowBody(upTo bytes: Int) {
+        bodyLimit = bytes
     }
 
     /// Bytes buffered but not yet consumed.
@@ -184,6 +198,9 @@ public struct HTTPRequestParser: Sendable {
                 try parseHeaderLine(line)
 
             case .fixedBody(let remaining):
+                // Checked here, not when the head is read, so the caller can
+                // raise the limit for this request between `.head` and the body.
+                if declaredLength > bodyLimit { throw .payloadTooLarge }
                 if remaining == 0 {
                     state = .endOfMessage
                     continue
@@ -201,7 +218,7 @@ public struct HTTPRequestParser: Sendable {
                     return .needMoreData
                 }
                 let size = try parseChunkSize(line)
-                if size > limits.maxBodySize - bodyReceived { throw .payloadTooLarge }
+                if size > bodyLimit - bodyReceived { throw .payloadTooLarge }
                 state = size == 0 ? .trailers : .chunkData(remaining: size)
 
             case .chunkData(let remaining):
@@ -245,6 +262,8 @@ public struct HTTPRequestParser: Sendable {
         headerBytes = 0
         leadingEmptyLines = 0
         bodyReceived = 0
+        bodyLimit = limits.maxBodySize
+        declaredLength = 0
         if case .closed = state {
             buffer.removeAll()
             readIndex = 0
@@ -396,7 +415,7 @@ public struct HTTPRequestParser: Sendable {
                 length = n
             }
             let n = length!
-            if n > limits.maxBodySize { throw .payloadTooLarge }
+            declaredLength = n
             bodyLength = n == 0 ? .none : .contentLength(n)
             state = .fixedBody(remaining: n)
         } else {

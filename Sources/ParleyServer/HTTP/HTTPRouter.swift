@@ -101,6 +101,27 @@ public final class HTTPResponder: Sendable {
 /// Handles a request; answers through the responder (now or later, from any thread).
 public typealias HTTPHandler = @Sendable (HTTPServerRequest, HTTPResponder) -> Void
 
+/// Takes a request body as it arrives, for a route added with
+/// ``HTTPRouter/addStreaming(_:_:_:)``: the body goes to disk (or anywhere)
+/// instead of being collected in memory. Called on the connection's loop.
+public protocol HTTPBodySink: AnyObject {
+    /// The next body bytes, in order. Throwing ends the request: the client
+    /// gets a 500 and the connection is closed (`abort` is not called).
+    func write(_ bytes: [UInt8]) throws
+    /// The whole body arrived: answer through `responder` (now or later, any thread).
+    func finish(_ responder: HTTPResponder)
+    /// The body will not complete (connection lost, over the limit, malformed).
+    func abort()
+}
+
+/// What a streaming route decides from the request head, before any body byte is read.
+public enum HTTPBodyDecision {
+    /// Read a body of at most `maxBytes` (413 past it) into `sink`.
+    case stream(maxBytes: Int, sink: any HTTPBodySink)
+    /// Answer now without reading the body (the connection closes after it).
+    case respond(HTTPServerResponse)
+}
+
 /// Accepts WebSocket connections on a path (see `HTTPServer`). Called on the
 /// connection's loop.
 public protocol WebSocketService: AnyObject, Sendable {
@@ -122,10 +143,17 @@ public final class HTTPRouter: Sendable {
         case prefix(String)
     }
 
+    enum Handler: Sendable {
+        /// Gets the whole body (up to the parser's `maxBodySize`).
+        case whole(HTTPHandler)
+        /// Decides on the head; the body is streamed (see `HTTPBodySink`).
+        case streaming(@Sendable (HTTPServerRequest) -> HTTPBodyDecision)
+    }
+
     struct Route: Sendable {
         var method: String?
         var match: PathMatch
-        var handler: HTTPHandler
+        var handler: Handler
     }
 
     private let state = Mutex<(routes: [Route], sockets: [String: any WebSocketService])>(([], [:]))
@@ -134,7 +162,15 @@ public final class HTTPRouter: Sendable {
 
     /// Registers `handler` for `method` (nil: any method) on `match`.
     public func add(_ method: String?, _ match: PathMatch, _ handler: @escaping HTTPHandler) {
-        state.withLock { $0.routes.append(Route(method: method, match: match, handler: handler)) }
+        state.withLock { $0.routes.append(Route(method: method, match: match, handler: .whole(handler))) }
+    }
+
+    /// Registers a route whose body is streamed rather than collected:
+    /// `decide` sees the request head (body empty) and either answers at once
+    /// or names the sink and the body limit for this request.
+    public func addStreaming(_ method: String, _ match: PathMatch,
+                             _ decide: @escaping @Sendable (HTTPServerRequest) -> HTTPBodyDecision) {
+        state.withLock { $0.routes.append(Route(method: method, match: match, handler: .streaming(decide))) }
     }
 
     /// Registers a handler that answers at once.
@@ -152,7 +188,7 @@ public final class HTTPRouter: Sendable {
     }
 
     enum Resolution {
-        case handler(HTTPHandler, remainder: String)
+        case handler(Handler, remainder: String)
         case notFound
         case methodNotAllowed(allow: [String])
     }

@@ -138,6 +138,8 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
     var parser = HTTPRequestParser()
     var head: HTTPRequestHead?
     var body: [UInt8] = []
+    /// Where the current request's body goes instead of `body` (streaming routes).
+    var bodySink: (any HTTPBodySink)?
     /// A request is being handled; later requests wait in the parser.
     var awaitingResponse = false
     var file: FileStream?
@@ -188,6 +190,8 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
         mode = .closed
         file?.close()
         file = nil
+        bodySink?.abort()
+        bodySink = nil
         if let t = pingTimer { connection.loop.cancelTimer(t); pingTimer = nil }
         if wasWS, let ws, let wsService {
             ws.closing = true
@@ -204,7 +208,10 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
             let event: HTTPRequestParser.Event
             do { event = try parser.next() } catch {
                 Self.metrics.badRequests.inc()
-                write(HTTPServerResponse.text(error.status, error.status.reason + "\n"), head: nil, keepAlive: false, on: c)
+                bodySink?.abort()
+                bodySink = nil
+                write(HTTPServerResponse.text(error.status, error.status.reason + "\n"), head: nil, keepAlive: false,
+                      linger: true, on: c)
                 return
             }
             switch event {
@@ -212,11 +219,24 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
             case .head(let h):
                 head = h
                 body = []
-            case .body(let b): body.append(contentsOf: b)
+                if !startStreamingBody(h, on: c) { return }
+            case .body(let b):
+                guard let sink = bodySink else { body.append(contentsOf: b); continue }
+                do { try sink.write(b) } catch {
+                    bodySink = nil
+                    write(.error(.internalServerError, "cannot store the request body: \(error)"), head: head,
+                          keepAlive: false, linger: true, on: c)
+                    return
+                }
             case .end:
                 guard let h = head else { return }
                 head = nil
-                dispatch(h, body, on: c)
+                if let sink = bodySink {
+                    bodySink = nil
+                    sink.finish(responder(for: h, on: c))
+                } else {
+                    dispatch(h, body, on: c)
+                }
             }
         }
     }
@@ -241,25 +261,68 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
             var r = HTTPServerResponse.error(.methodNotAllowed, "\(h.method) is not allowed on \(target.path)")
             r.headers.add("Allow", allow.joined(separator: ", "))
             write(r, head: h, keepAlive: h.keepAlive, on: c)
-        case .handler(let handler, let remainder):
+        case .handler(.whole(let handler), let remainder):
             req.pathRemainder = remainder
-            awaitingResponse = true
-            let loop = c.loop
-            let responder = HTTPResponder { [weak self, weak c] response in
-                let me = self, conn = c
-                let finish: @Sendable () -> Void = {
-                    guard let self = me, let c = conn, self.mode == .http else { return }
-                    self.awaitingResponse = false
-                    self.write(response, head: h, keepAlive: h.keepAlive, on: c)
-                    if self.mode == .http && !self.awaitingResponse { self.processRequests(c) }
-                }
-                if loop.inEventLoop { finish() } else { loop.execute(finish) }
-            }
-            handler(req, responder)
+            handler(req, responder(for: h, on: c))
+        case .handler(.streaming, _):
+            // Added between this request's head and its end: it was read whole.
+            write(.error(.serviceUnavailable, "try again"), head: h, keepAlive: h.keepAlive, on: c)
         }
     }
 
-    private func write(_ response: HTTPServerResponse, head: HTTPRequestHead?, keepAlive: Bool, on c: TCPConnection) {
+    /// Marks a request in progress and returns the responder that writes its
+    /// answer on this connection's loop, then resumes parsing.
+    private func responder(for h: HTTPRequestHead, on c: TCPConnection) -> HTTPResponder {
+        awaitingResponse = true
+        let loop = c.loop
+        return HTTPResponder { [weak self, weak c] response in
+            let me = self, conn = c
+            let finish: @Sendable () -> Void = {
+                guard let self = me, let c = conn, self.mode == .http else { return }
+                self.awaitingResponse = false
+                self.write(response, head: h, keepAlive: h.keepAlive, on: c)
+                if self.mode == .http && !self.awaitingResponse { self.processRequests(c) }
+            }
+            if loop.inEventLoop { finish() } else { loop.execute(finish) }
+        }
+    }
+
+    /// For a streaming route (`HTTPRouter.addStreaming`), lets the route decide
+    /// on the head before any body byte is read. Returns false when it answered
+    /// at once (the connection is then closing).
+    private func startStreamingBody(_ h: HTTPRequestHead, on c: TCPConnection) -> Bool {
+        guard let target = HTTPTarget(h.target),
+              case .handler(.streaming(let decide), let remainder) = router.resolve(method: h.method, path: target.path) else {
+            return true
+        }
+        Self.metrics.requests.inc()
+        var req = HTTPServerRequest(head: h, path: target.path, query: target.query, body: [], remoteAddress: c.remoteAddress)
+        req.pathRemainder = remainder
+        switch decide(req) {
+        case .respond(let r):
+            write(r, head: h, keepAlive: false, linger: true, on: c)
+            return false
+        case .stream(let maxBytes, let sink):
+            if case .contentLength(let n) = h.bodyLength, n > maxBytes {
+                sink.abort()
+                write(.error(.payloadTooLarge, "the body is \(n) bytes, more than the \(maxBytes) allowed"), head: h,
+                      keepAlive: false, linger: true, on: c)
+                return false
+            }
+            parser.allowBody(upTo: maxBytes)
+            bodySink = sink
+            // RFC 9110 §10.1.1: a client waiting to send a large body learns it is wanted.
+            if h.headers.containsToken("100-continue", in: "Expect") { c.write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)) }
+            return true
+        }
+    }
+
+    /// `linger`: the peer may still be sending (a refused body); half-close and
+    /// discard its input for a moment instead of closing at once, which would
+    /// send a RST that can destroy the response before the client reads it
+    /// (RFC 9112 §9.6).
+    private func write(_ response: HTTPServerResponse, head: HTTPRequestHead?, keepAlive: Bool, linger: Bool = false,
+                       on c: TCPConnection) {
         var keepAlive = keepAlive
         var response = response
         if case .file(let path, let offset, let length) = response.body {
@@ -291,7 +354,14 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
         }
         file?.close()
         file = nil
-        if !keepAlive { mode = .closed; c.close() }
+        if !keepAlive && linger {
+            mode = .closed
+            c.shutdownWrite()
+            _ = c.loop.scheduleTimer(after: WebSocketConnection.lingerTime) { [weak c] in c?.abort() }
+        } else if !keepAlive {
+            mode = .closed
+            c.close()
+        }
     }
 
     /// Streams the pending file while the connection takes it.

@@ -30,6 +30,20 @@ public struct ServerConfig: Sendable, Equatable {
     /// Seconds of silence (no media, no STUN) before a participant is removed.
     public var participantTimeoutSeconds = 30
 
+    // MARK: transcoding jobs, uploads, HLS (docs/security.md)
+    /// Directories `POST /jobs` may read inputs from, by relative name; none by default.
+    public var transcodeInputDirs: [String] = []
+    /// Largest `PUT /uploads` body, in bytes.
+    public var uploadMaxBytes = 1 << 30
+    /// Job submissions per minute per token subject (token bucket refill).
+    public var jobRatePerMinute = 10
+    /// Job submissions a subject may make back to back (token bucket size).
+    public var jobBurst = 5
+    /// Jobs queued or running at which `POST /jobs` answers 503.
+    public var jobQueueCap = 100
+    /// Whether `/hls` assets are served without a token when their job did not say.
+    public var hlsPublicDefault = false
+
     public init() {}
 
     public struct HostPort: Sendable, Equatable, CustomStringConvertible {
@@ -76,9 +90,16 @@ public struct ServerConfig: Sendable, Equatable {
         ("max-rooms-per-loop", "rooms per event loop (default 1000)"),
         ("reconnect-grace", "seconds a media session survives a dropped connection (default 15)"),
         ("participant-timeout", "seconds of silence before a participant is removed (default 30)"),
+        // MARK: transcoding jobs, uploads, HLS
+        ("transcode-input-dirs", "directories POST /jobs may name inputs in, comma-separated (a JSON array in the file); default none"),
+        ("upload-max-bytes", "largest PUT /uploads body in bytes (default 1073741824)"),
+        ("job-rate", "job submissions per minute per token subject (default 10)"),
+        ("job-burst", "job submissions a token subject may make back to back (default 5)"),
+        ("job-queue-cap", "jobs queued or running before POST /jobs answers 503 (default 100)"),
+        ("hls-public-default", "serve /hls assets without a token unless their job said \"public\": false (default false)"),
     ]
 
-    static let booleanKeys: Set<String> = ["insecure"]
+    static let booleanKeys: Set<String> = ["insecure", "hls-public-default"]
 
     /// Sets one key from its textual form (a flag value or a JSON scalar).
     public mutating func set(_ key: String, _ value: String) throws {
@@ -116,6 +137,16 @@ public struct ServerConfig: Sendable, Equatable {
         case "max-rooms-per-loop": maxRoomsPerLoop = try int(1...1_000_000)
         case "reconnect-grace": reconnectGraceSeconds = try int(0...3600)
         case "participant-timeout": participantTimeoutSeconds = try int(1...3600)
+        // MARK: transcoding jobs, uploads, HLS
+        case "transcode-input-dirs":
+            transcodeInputDirs = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        case "upload-max-bytes": uploadMaxBytes = try int(1024...(1 << 40))
+        case "job-rate": jobRatePerMinute = try int(1...100_000)
+        case "job-burst": jobBurst = try int(1...10_000)
+        case "job-queue-cap": jobQueueCap = try int(1...1_000_000)
+        case "hls-public-default":
+            guard let b = ["true": true, "false": false][value] else { throw ConfigError(key: key, "must be true or false") }
+            hlsPublicDefault = b
         default: throw ConfigError(key: key, "unknown key")
         }
     }
@@ -140,6 +171,12 @@ public struct ServerConfig: Sendable, Equatable {
                 if Self.booleanKeys.contains(key) { throw ConfigError(key: key, "must be true or false (in \(path))") }
                 text = n.stringValue
             case let s as String: text = s
+            case let list as [Any] where key == "transcode-input-dirs":
+                // A list of directories; set() takes them comma-separated.
+                guard let dirs = list as? [String], !dirs.contains(where: { $0.contains(",") }) else {
+                    throw ConfigError(key: key, "must be an array of directory names without commas (in \(path))")
+                }
+                text = dirs.joined(separator: ",")
             default: throw ConfigError(key: key, "must be a string, number or boolean (in \(path))")
             }
             do { try set(key, text) } catch let e as ConfigError {

@@ -42,4 +42,33 @@ public enum HLSFiles {
         guard FileManager.default.fileExists(atPath: candidate.path, isDirectory: &isDir), !isDir.boolValue else { return nil }
         return candidate.path
     }
+
+    /// A directory name for a ladder under DATA-DIR/hls: letters, digits,
+    /// `-` and `_` only (no dots, no separators), at most 128 bytes.
+    public static func isSafeAssetName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 128
+            && name.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }
+    }
+
+    /// Whether a job may write (and so replace, which removes what was there)
+    /// `output`: only a safely named directory directly inside `hlsRoot`
+    /// (DATA-DIR/hls), by real path, so neither `..` nor a symlinked parent
+    /// leads out, and not itself a symlink. The worker refuses anything else,
+    /// whoever queued it.
+    public static func isJobOutput(_ output: String, hlsRoot: String) -> Bool {
+        let out = URL(fileURLWithPath: output).standardizedFileURL
+        guard isSafeAssetName(out.lastPathComponent),
+              let root = realPath(hlsRoot), let parent = realPath(out.deletingLastPathComponent().path),
+              root == parent else { return false }
+        var st = stat()
+        if lstat(out.path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK { return false }
+        return true
+    }
+
+    /// realpath(3): the absolute path with every symlink, `.` and `..` resolved; nil if it does not exist.
+    public static func realPath(_ path: String) -> String? {
+        guard let p = realpath(path, nil) else { return nil }
+        defer { free(p) }
+        return String(cString: p)
+    }
 }

@@ -20,6 +20,9 @@ public struct Job: Sendable, Codable {
     public var updated: Double
     /// Not claimed before this time (retry backoff).
     public var notBefore: Double
+    /// Set for jobs submitted over HTTP (`POST /jobs`); nil for the command
+    /// line and the spool.
+    public var submission: JobQueue.Submission?
 }
 
 /// The transcoding job queue: a `jobs` table in DATA-DIR/parley.db (SQLite,
@@ -28,6 +31,26 @@ public struct Job: Sendable, Codable {
 public final class JobQueue: @unchecked Sendable {
     public struct QueueError: Error, CustomStringConvertible {
         public let description: String
+    }
+
+    /// Who submitted a job over HTTP and how they named it: what the job API
+    /// shows instead of server paths.
+    public struct Submission: Sendable, Codable, Equatable {
+        /// The token subject that submitted it.
+        public var owner: String
+        /// The input as the client named it: `upload:SHA256` or `input:RELATIVE-NAME`.
+        public var source: String
+        /// The ladder's directory name under DATA-DIR/hls (chosen by the server).
+        public var asset: String
+        /// Served without a token; nil: the server's `hls-public-default`.
+        public var isPublic: Bool?
+
+        public init(owner: String, source: String, asset: String, isPublic: Bool?) {
+            self.owner = owner
+            self.source = source
+            self.asset = asset
+            self.isPublic = isPublic
+        }
     }
 
     private var db: OpaquePointer?
@@ -65,7 +88,27 @@ public final class JobQueue: @unchecked Sendable {
               not_before REAL NOT NULL DEFAULT 0)
             """)
         try q.exec("CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, not_before, id)")
+        try q.addSubmissionColumns()
         return q
+    }
+
+    /// The columns of `Submission` (added to databases made before them).
+    private func addSubmissionColumns() throws {
+        func columns() throws -> Set<String> {
+            Set(try query("PRAGMA table_info(jobs)").compactMap { r -> String? in
+                if case .text(let name) = r[1] { return name }
+                return nil
+            })
+        }
+        let have = try columns()
+        for (name, type) in [("owner", "TEXT"), ("source", "TEXT"), ("asset", "TEXT"), ("public", "INTEGER")] where !have.contains(name) {
+            do { try exec("ALTER TABLE jobs ADD COLUMN \(name) \(type)") } catch {
+                // Another process may have added it since we looked.
+                if !(try columns().contains(name)) { throw error }
+            }
+        }
+        try exec("CREATE INDEX IF NOT EXISTS jobs_asset ON jobs(asset, id)")
+        try exec("CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, id)")
     }
 
     private func exec(_ sql: String) throws {
@@ -77,7 +120,7 @@ public final class JobQueue: @unchecked Sendable {
         }
     }
 
-    enum Value { case int(Int64), real(Double), text(String), null }
+    enum Value: Equatable { case int(Int64), real(Double), text(String), null }
 
     /// Runs one statement with bound values; returns the rows.
     private func query(_ sql: String, _ values: [Value] = []) throws -> [[Value]] {
@@ -115,7 +158,7 @@ public final class JobQueue: @unchecked Sendable {
         return rows
     }
 
-    private static let columns = "id, input, options, output, state, progress, attempts, max_attempts, error, created, updated, not_before"
+    private static let columns = "id, input, options, output, state, progress, attempts, max_attempts, error, created, updated, not_before, owner, source, asset, public"
 
     private func job(_ r: [Value]) -> Job? {
         func i(_ k: Int) -> Int64 { if case .int(let x) = r[k] { return x }; if case .real(let x) = r[k] { return Int64(x) }; return 0 }
@@ -124,8 +167,13 @@ public final class JobQueue: @unchecked Sendable {
         guard let input = s(1), let optJSON = s(2),
               let opts = try? JSONDecoder().decode(TranscodeOptions.self, from: Data(optJSON.utf8)),
               let state = s(4).flatMap(Job.State.init(rawValue:)) else { return nil }
+        var submission: Submission?
+        if let owner = s(12), let source = s(13), let asset = s(14) {
+            submission = Submission(owner: owner, source: source, asset: asset, isPublic: r[15] == .null ? nil : i(15) != 0)
+        }
         return Job(id: i(0), input: input, options: opts, output: s(3), state: state, progress: d(5),
-                   attempts: Int(i(6)), maxAttempts: Int(i(7)), error: s(8), created: d(9), updated: d(10), notBefore: d(11))
+                   attempts: Int(i(6)), maxAttempts: Int(i(7)), error: s(8), created: d(9), updated: d(10), notBefore: d(11),
+                   submission: submission)
     }
 
     static func now() -> Double { Date().timeIntervalSince1970 }
@@ -143,17 +191,56 @@ public final class JobQueue: @unchecked Sendable {
         return id
     }
 
+    /// Queues a job submitted over HTTP, unless `cap` jobs are already queued
+    /// or running (checked and inserted in one statement, so concurrent
+    /// submissions cannot overshoot). The output is DATA-DIR/hls/ASSET.
+    /// Returns the id, or nil when the queue is full.
+    public func enqueue(input: String, options: TranscodeOptions, submission: Submission, cap: Int,
+                        maxAttempts: Int = 3) throws -> Int64? {
+        var o = options
+        o.input = input
+        o.output = ""
+        let json = String(decoding: try JSONEncoder().encode(o), as: UTF8.self)
+        let t = JobQueue.now()
+        let output = dataDir + "/hls/" + submission.asset
+        let visibility: Value = submission.isPublic.map { .int($0 ? 1 : 0) } ?? .null
+        let rows = try query("""
+            INSERT INTO jobs(input, options, output, state, max_attempts, created, updated, owner, source, asset, public)
+            SELECT ?,?,?,'queued',?,?,?,?,?,?,?
+            WHERE (SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')) < ?
+            RETURNING id
+            """, [.text(input), .text(json), .text(output), .int(Int64(maxAttempts)), .real(t), .real(t),
+                  .text(submission.owner), .text(submission.source), .text(submission.asset), visibility, .int(Int64(cap))])
+        guard let first = rows.first else { return nil }
+        guard case .int(let id) = first.first else { throw QueueError(description: "enqueue: no id") }
+        return id
+    }
+
+    /// Jobs queued or running.
+    public func activeCount() throws -> Int {
+        guard case .int(let n) = try query("SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')").first?.first else { return 0 }
+        return Int(n)
+    }
+
+    /// Who may see the ladder in DATA-DIR/hls/ASSET: the newest job that wrote
+    /// it (nil when no HTTP job did: the command line or the spool made it).
+    public func submission(forAsset asset: String) throws -> Submission? {
+        try query("SELECT \(JobQueue.columns) FROM jobs WHERE asset = ? ORDER BY id DESC LIMIT 1", [.text(asset)])
+            .first.flatMap(job)?.submission
+    }
+
     public func get(_ id: Int64) throws -> Job? {
         try query("SELECT \(JobQueue.columns) FROM jobs WHERE id = ?", [.int(id)]).first.flatMap(job)
     }
 
-    /// Jobs, newest first; `state` filters.
-    public func list(state: Job.State? = nil, limit: Int = 100) throws -> [Job] {
-        if let state {
-            return try query("SELECT \(JobQueue.columns) FROM jobs WHERE state = ? ORDER BY id DESC LIMIT ?",
-                             [.text(state.rawValue), .int(Int64(limit))]).compactMap(job)
-        }
-        return try query("SELECT \(JobQueue.columns) FROM jobs ORDER BY id DESC LIMIT ?", [.int(Int64(limit))]).compactMap(job)
+    /// Jobs, newest first; `state` and `owner` (the submitting token's subject) filter.
+    public func list(state: Job.State? = nil, owner: String? = nil, limit: Int = 100) throws -> [Job] {
+        var conditions: [String] = [], values: [Value] = []
+        if let state { conditions.append("state = ?"); values.append(.text(state.rawValue)) }
+        if let owner { conditions.append("owner = ?"); values.append(.text(owner)) }
+        let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ") + " "
+        return try query("SELECT \(JobQueue.columns) FROM jobs \(filter)ORDER BY id DESC LIMIT ?",
+                         values + [.int(Int64(limit))]).compactMap(job)
     }
 
     /// Takes the oldest runnable queued job and marks it running (atomic,

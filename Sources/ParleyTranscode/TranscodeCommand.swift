@@ -84,6 +84,13 @@ public enum TranscodeCommand {
             do {
                 let o = try parseOptions(a, input: input, output: a["out"] ?? "")
                 let q = try JobQueue.open(dataDir: a["data-dir"] ?? "./var")
+                if !o.output.isEmpty {
+                    // The worker writes nowhere else (see HLSFiles.isJobOutput).
+                    try FileManager.default.createDirectory(atPath: q.dataDir + "/hls", withIntermediateDirectories: true)
+                    guard HLSFiles.isJobOutput(o.output, hlsRoot: q.dataDir + "/hls") else {
+                        return usage("with --enqueue, --out must name a directory directly inside \(q.dataDir)/hls (or leave it out)")
+                    }
+                }
                 let id = try q.enqueue(input: URL(fileURLWithPath: input).standardizedFileURL.path, options: o)
                 if a.has("json") { print("{\"job\":\(id),\"state\":\"queued\"}") } else { print("queued job \(id)") }
                 return ExitCode.ok

@@ -170,6 +170,14 @@ public final class Worker: @unchecked Sendable {
         var o = job.options
         o.input = job.input
         if o.output.isEmpty { o.output = job.output ?? hlsDir + "/" + Worker.assetName(input: job.input, id: job.id) }
+        // The transcode replaces its output directory (removing what was
+        // there): whoever wrote the job row, never anywhere but DATA-DIR/hls.
+        guard HLSFiles.isJobOutput(o.output, hlsRoot: hlsDir) else {
+            let why = "output \(o.output) is not a directory directly under \(hlsDir); refused"
+            _ = try? queue.fail(job.id, error: why, retry: false)
+            log.warn("job refused", ["job": .int(Int(job.id)), "error": .string(why)])
+            return
+        }
         try? queue.setOutput(job.id, o.output)
         log.info("job started", ["job": .int(Int(job.id)), "input": .string(job.input), "attempt": .int(job.attempts)])
         let t = Transcoder(options: o)

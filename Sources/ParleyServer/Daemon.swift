@@ -76,7 +76,7 @@ enum Daemon {
 
         // HTTPS/WSS (or plain with --insecure): signalling, admin, metrics, HLS, jobs.
         let router = HTTPRouter()
-        TranscodeRoutes.install(on: router, dataDir: config.dataDir)
+        try TranscodeRoutes.install(on: router, config: config)
         let front = try ServerFrontEnd.start(group: group, config: config, relay: relay, events: events, router: router,
                                              logger: Logger(label: "http", level: config.logLevel))
         for line in front.readyLines {

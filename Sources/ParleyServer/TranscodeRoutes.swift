@@ -1,72 +1,249 @@
 import Foundation
+import ParleyCore
 import ParleyHTTP
 import ParleyTranscode
 
-/// `/hls/…` (finished ladders in DATA-DIR/hls) and the transcoding job API
-/// (`POST /jobs`, `GET /jobs`, `GET /jobs/{id}`) over the worker's SQLite queue.
+/// The transcoding API on the daemon's listener (docs/protocol.md "HTTP
+/// endpoints", docs/security.md "Transcoding jobs, uploads and HLS"):
+///
+/// - `PUT /uploads`: media in, streamed to DATA-DIR/uploads (transcode grant);
+/// - `POST /jobs`, `GET /jobs`, `GET /jobs/{id}`: the worker's SQLite queue
+///   (transcode grant: own jobs; `adm`: all). Clients name inputs as upload
+///   ids or relative names in `transcode-input-dirs`, never server paths,
+///   and the server picks the output, DATA-DIR/hls/ASSET;
+/// - `/hls/…`: finished ladders, public or by token, with ranges and validators.
 enum TranscodeRoutes {
-    static func install(on router: HTTPRouter, dataDir: String) {
-        let hlsRoot = dataDir + "/hls"
-        router.add("GET", .prefix("/hls/"), sync: { req in
-            guard let path = HLSFiles.resolve(urlPath: req.pathRemainder, root: hlsRoot),
-                  let type = HLSFiles.contentType(forPath: path),
-                  let attrs = try? FileManager.default.attributesOfItem(atPath: path),
-                  (attrs[.type] as? FileAttributeType) == .typeRegular,
-                  let size = (attrs[.size] as? NSNumber)?.intValue else {
-                return .error(.notFound, "no such file")
+    static func install(on router: HTTPRouter, config: ServerConfig) throws {
+        let dataDir = config.dataDir
+        let hlsRoot = dataDir + "/hls", uploadsDir = dataDir + "/uploads"
+        for d in [hlsRoot, uploadsDir] { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) }
+        UploadSink.removePartials(in: uploadsDir)
+        let realHLSRoot = HLSFiles.realPath(hlsRoot) ?? hlsRoot
+        let auth = BearerAuth(secret: try ServerSecret.loadOrCreate(dataDir: dataDir))
+        let inputs = try JobInputs(uploadsDir: uploadsDir, inputDirs: config.transcodeInputDirs)
+        let queue = try JobQueue.open(dataDir: dataDir)
+        let buckets = KeyedTokenBuckets(burst: config.jobBurst, perMinute: config.jobRatePerMinute)
+        let (cap, uploadMax, publicDefault) = (config.jobQueueCap, config.uploadMaxBytes, config.hlsPublicDefault)
+
+        router.addStreaming("PUT", .exact("/uploads")) { req in
+            do throws(HTTPRefusal) { _ = try auth.require(.transcode, req) } catch { return .respond(error.response) }
+            do { return .stream(maxBytes: uploadMax, sink: try UploadSink(dir: uploadsDir)) } catch {
+                return .respond(.error(.internalServerError, "\(error)"))
             }
-            var r = HTTPServerResponse(status: .ok, body: .file(path: path, offset: 0, length: size))
-            r.headers.add("Content-Type", type)
+        }
+
+        router.add("POST", .exact("/jobs"), sync: HTTPServerResponse.answering { req in
+            let claims = try auth.require(.transcode, req)
+            if let wait = buckets.take(claims.subject) {
+                Metrics.refused("rate_limited")
+                var r = HTTPServerResponse.error(.tooManyRequests, "too many job submissions; try again in \(Int(wait.rounded(.up))) s")
+                r.headers.add("Retry-After", String(Int(wait.rounded(.up))))
+                throw HTTPRefusal(r)
+            }
+            let spec: JobRequest
+            let input: String
+            do {
+                spec = try JobRequest(parsing: req.body)
+                input = try spec.upload.map(inputs.upload) ?? inputs.file(named: spec.input!)
+            } catch {
+                Metrics.refused("bad_request")
+                throw error
+            }
+            let asset = "a" + (0..<2).map { _ in String(UInt64.random(in: 0...UInt64.max), radix: 16) }.joined()
+            let submission = JobQueue.Submission(owner: claims.subject, source: spec.source, asset: asset, isPublic: spec.isPublic)
+            guard let id = try queue.enqueue(input: input, options: spec.options, submission: submission, cap: cap) else {
+                Metrics.refused("queue_full")
+                var r = HTTPServerResponse.error(.serviceUnavailable, "the job queue is full (\(cap) jobs queued or running); try again later")
+                r.headers.add("Retry-After", "30")
+                throw HTTPRefusal(r)
+            }
+            Metrics.submitted.inc()
+            return HTTPServerResponse.json(HTTPStatus(code: 202, reason: "Accepted"),
+                         ["id": .number(Double(id)), "state": "queued", "asset": .string(asset),
+                          "playlist": .string("/hls/\(asset)/master.m3u8")])
+        })
+
+        router.add("GET", .prefix("/jobs"), sync: HTTPServerResponse.answering { req in
+            let claims = try auth.require(.transcode, req)
+            let owner = claims.isAdmin ? nil : claims.subject
+            let rest = req.pathRemainder.hasPrefix("/") ? String(req.pathRemainder.dropFirst()) : req.pathRemainder
+            if rest.isEmpty {
+                return .json(.ok, ["jobs": .array(try queue.list(owner: owner).map { JobView.json($0, dataDir: queue.dataDir) })])
+            }
+            // Another subject's job is "no such job", as is a missing one.
+            guard let id = Int64(rest), let job = try queue.get(id), owner == nil || job.submission?.owner == owner else {
+                throw HTTPRefusal(.notFound, "no such job")
+            }
+            return .json(.ok, JobView.json(job, dataDir: queue.dataDir))
+        })
+
+        router.add("GET", .prefix("/hls/"), sync: HTTPServerResponse.answering { req in
+            // The asset decides who may read: its newest job's `public`, else the
+            // default. It is read from the file that would be served (so no
+            // spelling of the URL reaches one asset under another's name), or
+            // for a missing file from the URL, so a private asset's files are
+            // not confirmed or denied to someone without a token.
+            let path = HLSFiles.resolve(urlPath: req.pathRemainder, root: hlsRoot)
+            var components = (req.pathRemainder.removingPercentEncoding ?? "").split(separator: "/")
+            if let path, path.hasPrefix(realHLSRoot + "/") {
+                components = path.dropFirst(realHLSRoot.count + 1).split(separator: "/")
+            } else if components.first == "hls" {
+                components.removeFirst()
+            }
+            let asset = components.first.map(String.init) ?? ""
+            let submission = HLSFiles.isSafeAssetName(asset) ? try queue.submission(forAsset: asset) : nil
+            let isPublic = submission?.isPublic ?? publicDefault
+            var queryToken: String?
+            if !isPublic {
+                let claims = try auth.require(.transcode, req, allowQueryToken: true)
+                // A private asset is its owner's (adm reads all); someone else's is "no such file".
+                guard claims.isAdmin || (submission != nil && submission?.owner == claims.subject) else {
+                    throw HTTPRefusal(.notFound, "no such file")
+                }
+                if req.bearerToken == nil { queryToken = req.queryValue("token") }
+            }
+            guard let path, let type = HLSFiles.contentType(forPath: path) else { throw HTTPRefusal(.notFound, "no such file") }
+            let isPlaylist = path.hasSuffix(".m3u8")
+            if isPlaylist, let token = queryToken {
+                return try HLSPlaylist.withToken(path, token: token, contentType: type)
+            }
+            // Asset names are unique per job, so a segment never changes: cache it for good.
+            let cache = (isPublic ? "public" : "private") + (isPlaylist || path.hasSuffix(".json") ? ", max-age=2" : ", max-age=31536000, immutable")
+            var r = HTTPServerResponse.file(path, contentType: type, request: req, cacheControl: cache)
             r.headers.add("Access-Control-Allow-Origin", "*")
             return r
         })
-        router.add("POST", .exact("/jobs"), sync: { req in
-            // The job JSON is TranscodeOptions' own form (only "input" required;
-            // "ladder", "segment_seconds", "format", "preset", …), checked by its validate().
-            let options: TranscodeOptions
-            do {
-                options = try JSONDecoder().decode(TranscodeOptions.self, from: Data(req.body))
-                try options.validate()
-            } catch let e as DecodingError {
-                return .error(.badRequest, "expected a JSON object with \"input\" (a video file on this host): \(e.localizedDescription)")
-            } catch {
-                return .error(.badRequest, "\(error)")
-            }
-            guard FileManager.default.isReadableFile(atPath: options.input) else {
-                return .error(.badRequest, "cannot read input file \(options.input)")
-            }
-            do {
-                let q = try JobQueue.open(dataDir: dataDir)
-                let id = try q.enqueue(input: options.input, options: options)
-                return .json(HTTPStatus(code: 202, reason: "Accepted"), ["id": .number(Double(id)), "state": "queued"])
-            } catch {
-                return .error(.internalServerError, "cannot queue the job: \(error)")
-            }
-        })
-        router.add("GET", .prefix("/jobs"), sync: { req in
-            do {
-                let q = try JobQueue.open(dataDir: dataDir)
-                let rest = req.pathRemainder.hasPrefix("/") ? String(req.pathRemainder.dropFirst()) : req.pathRemainder
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys]
-                if rest.isEmpty {
-                    return .raw(.ok, try encoder.encode(q.list()))
-                }
-                guard let id = Int64(rest) else { return .error(.notFound, "no such job") }
-                guard let job = try q.get(id) else { return .error(.notFound, "no job \(id)") }
-                return .raw(.ok, try encoder.encode(job))
-            } catch {
-                return .error(.internalServerError, "cannot read the job queue: \(error)")
-            }
-        })
+    }
+
+    enum Metrics {
+        static let submitted = MetricsRegistry.shared.counter("parley_jobs_submitted_total", help: "Transcoding jobs queued through POST /jobs")
+        static func refused(_ reason: String) {
+            MetricsRegistry.shared.counter("parley_jobs_refused_total", help: "POST /jobs refused after authentication, by reason",
+                                           labels: [("reason", reason)]).inc()
+        }
     }
 }
 
-extension HTTPServerResponse {
-    /// A JSON body that is already encoded.
-    static func raw(_ status: HTTPStatus, _ json: Data) -> HTTPServerResponse {
-        var r = HTTPServerResponse(status: status, body: .bytes(Array(json)))
-        r.headers.add("Content-Type", "application/json")
+/// The body of `POST /jobs`: the input (exactly one of `upload`, an upload
+/// id, or `input`, a relative name in `transcode-input-dirs`), `public`, and
+/// the transcode options of `TranscodeOptions`. Any other field is refused,
+/// named, as `parley.json` refuses unknown keys.
+struct JobRequest {
+    static let optionFields = ["ladder", "segment_seconds", "format", "preset", "audio_bitrate", "thumbnails", "threads"]
+    static let fields = ["upload", "input", "public"] + optionFields
+
+    var upload: String?
+    var input: String?
+    var isPublic: Bool?
+    var options: TranscodeOptions
+
+    /// How the job API shows the input: `upload:ID` or `input:NAME`.
+    var source: String { upload.map { "upload:" + $0 } ?? "input:" + (input ?? "") }
+
+    init(parsing body: [UInt8]) throws(HTTPRefusal) {
+        func bad(_ m: String) -> HTTPRefusal { HTTPRefusal(.badRequest, m) }
+        let object: [String: JSONValue]
+        do {
+            guard let o = try JSONValue.parse(String(decoding: body, as: UTF8.self)).objectValue else {
+                throw bad("expected a JSON object")
+            }
+            object = o
+        } catch let e as HTTPRefusal { throw e } catch { throw bad("\(error)") }
+        if let unknown = object.keys.sorted().first(where: { !Self.fields.contains($0) }) {
+            let why = unknown == "output" ? " (the server chooses where the ladder goes)" : ""
+            throw bad("unknown field \"\(unknown)\"\(why); the fields are \(Self.fields.joined(separator: ", "))")
+        }
+        func string(_ k: String) throws(HTTPRefusal) -> String? {
+            guard let v = object[k] else { return nil }
+            guard let s = v.stringValue else { throw bad("\(k): must be a string") }
+            return s
+        }
+        upload = try string("upload")
+        input = try string("input")
+        guard (upload == nil) != (input == nil) else { throw bad("give exactly one of \"upload\" (an upload id) or \"input\" (a file name)") }
+        if let p = object["public"] {
+            guard let b = p.boolValue else { throw bad("public: must be true or false") }
+            isPublic = b
+        }
+        var opts = object.filter { Self.optionFields.contains($0.key) }
+        opts["input"] = "-"
+        do {
+            options = try JSONDecoder().decode(TranscodeOptions.self, from: Data(JSONValue.object(opts).serialized.utf8))
+            try options.validate()
+        } catch let e as DecodingError {
+            var field = "options"
+            switch e {
+            case .typeMismatch(_, let c), .valueNotFound(_, let c), .dataCorrupted(let c): field = c.codingPath.last?.stringValue ?? field
+            case .keyNotFound(let k, _): field = k.stringValue
+            @unknown default: break
+            }
+            throw bad("\(field): invalid value")
+        } catch {
+            throw bad("\(error)")
+        }
+    }
+}
+
+/// A job as the API shows it: no server paths. The input is the name the
+/// client gave; errors have paths replaced by those names.
+enum JobView {
+    static func json(_ j: Job, dataDir: String) -> JSONValue {
+        let asset = j.submission?.asset ?? j.output.map { ($0 as NSString).lastPathComponent }
+        var input: JSONValue = ["local": .string((j.input as NSString).lastPathComponent)]
+        if let source = j.submission?.source, let colon = source.firstIndex(of: ":") {
+            input = .object([String(source[..<colon]): .string(String(source[source.index(after: colon)...]))])
+        }
+        let shownInput = j.submission?.source ?? (j.input as NSString).lastPathComponent
+        var error = j.error
+        for (path, name) in [(j.input, shownInput), (j.output ?? "\0", "hls/" + (asset ?? "")), (dataDir, "DATA-DIR")] {
+            error = error?.replacingOccurrences(of: path, with: name)
+        }
+        let o = j.options
+        var v: [String: JSONValue] = [
+            "id": .number(Double(j.id)), "state": .string(j.state.rawValue), "progress": .number(j.progress),
+            "attempts": .number(Double(j.attempts)), "max_attempts": .number(Double(j.maxAttempts)),
+            "created": .number(j.created), "updated": .number(j.updated), "input": input,
+            "error": error.map(JSONValue.string) ?? .null,
+            "options": ["ladder": o.ladder.map(JSONValue.string) ?? .null, "segment_seconds": .number(o.segmentSeconds),
+                        "format": .string(o.format.rawValue), "preset": .string(o.preset),
+                        "audio_bitrate": .number(Double(o.audioBitRate)), "thumbnails": .bool(o.thumbnails),
+                        "threads": .number(Double(o.encoderThreads))],
+        ]
+        if let s = j.submission {
+            v["owner"] = .string(s.owner)
+            v["public"] = s.isPublic.map(JSONValue.bool) ?? .null
+        }
+        if let asset {
+            v["asset"] = .string(asset)
+            if j.state == .done { v["playlist"] = .string("/hls/\(asset)/master.m3u8") }
+        }
+        return .object(v)
+    }
+}
+
+/// Playlists fetched with `?token=` (players that cannot set headers): every
+/// URI in them gets the same `?token=`, so the player's next requests carry it.
+enum HLSPlaylist {
+    /// Playlists are small; a bigger file is not one we wrote.
+    static let maxBytes = 4 << 20
+
+    static func withToken(_ path: String, token: String, contentType: String) throws(HTTPRefusal) -> HTTPServerResponse {
+        guard let data = FileManager.default.contents(atPath: path), data.count <= maxBytes else {
+            throw HTTPRefusal(.notFound, "no such file")
+        }
+        let q = "token=" + (token.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? "")
+        func tagged(_ uri: Substring) -> String { uri + (uri.contains("?") ? "&" : "?") + q }
+        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+            if line.isEmpty { return "" }
+            if !line.hasPrefix("#") { return tagged(line) }
+            // Tags with URI="…" (EXT-X-MAP, EXT-X-MEDIA, EXT-X-I-FRAME-STREAM-INF).
+            guard let start = line.range(of: "URI=\"") else { return String(line) }
+            guard let end = line[start.upperBound...].firstIndex(of: "\"") else { return String(line) }
+            return line[..<start.upperBound] + tagged(line[start.upperBound..<end]) + line[end...]
+        }
+        var r = HTTPServerResponse.text(.ok, lines.joined(separator: "\n"), contentType: contentType)
+        r.headers.add("Cache-Control", "private, no-store")
+        r.headers.add("Access-Control-Allow-Origin", "*")
         return r
     }
 }

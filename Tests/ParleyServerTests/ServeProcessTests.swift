@@ -7,7 +7,7 @@ import ParleyTestSupport
 final class ServeProcessTests: XCTestCase {
 
     /// Starts `parley serve` on ephemeral ports and waits for its `listening http` line.
-    func startServe(dataDir: String, insecure: Bool = true) throws -> (Process, [String], FileHandle) {
+    func startServe(dataDir: String, insecure: Bool = true, extra: [String] = []) throws -> (Process, [String], FileHandle) {
         let bin = parleyBinary
         XCTAssertTrue(FileManager.default.isExecutableFile(atPath: bin), "build the parley product first: \(bin)")
         let base = Int.random(in: 20_000...60_000)
@@ -15,7 +15,7 @@ final class ServeProcessTests: XCTestCase {
         p.executableURL = URL(fileURLWithPath: bin)
         p.arguments = ["serve", "--listen", "127.0.0.1:0", "--stun", "127.0.0.1:0", "--loops", "2",
                        "--media-ports", "\(base)-\(base + 1)", "--data-dir", dataDir, "--log-level", "warn"]
-            + (insecure ? ["--insecure"] : [])
+            + (insecure ? ["--insecure"] : []) + extra
         let out = Pipe()
         p.standardOutput = out
         p.standardError = FileHandle.nullDevice
@@ -37,7 +37,7 @@ final class ServeProcessTests: XCTestCase {
 
     func httpGet(_ port: Int, _ path: String) throws -> String { try http(port, "GET", path) }
 
-    func http(_ port: Int, _ method: String, _ path: String, body: String = "") throws -> String {
+    func http(_ port: Int, _ method: String, _ path: String, body: String = "", header: String? = nil) throws -> String {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var addr = sockaddr_in()
@@ -46,7 +46,7 @@ final class ServeProcessTests: XCTestCase {
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         XCTAssertEqual(rc, 0)
-        let req = Array("\(method) \(path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
+        let req = Array("\(method) \(path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\(header.map { $0 + "\r\n" } ?? "")Content-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
         _ = req.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         var out = [UInt8]()
         var buf = [UInt8](repeating: 0, count: 65536)
@@ -107,27 +107,37 @@ final class ServeProcessTests: XCTestCase {
         XCTAssertTrue(body.contains(#""status":"ok""#), body)
     }
 
-    /// The transcoding job API and the HLS file route on the daemon's listener.
+    /// The transcoding job API and the HLS file route on the daemon's listener,
+    /// with a token minted by `parley token --can-transcode` and the samples
+    /// directory as the one transcode input directory.
     func testJobsAPIQueuesValidJobsAndRefusesBadOnes() throws {
         let dir = NSTemporaryDirectory() + "parley-serve-jobs-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let (p, lines, _) = try startServe(dataDir: dir)
+        let samples = repositoryPath("samples")
+        let (p, lines, _) = try startServe(dataDir: dir, extra: ["--transcode-input-dirs", samples])
         defer { kill(p.processIdentifier, SIGTERM); p.waitUntilExit() }
         guard let line = lines.first(where: { $0.hasPrefix("listening http ") }) else { return XCTFail("\(lines)") }
         let port = Int(line.split(separator: ":").last!)!
-        let sample = URL(fileURLWithPath: parleyBinary).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("samples/sample-720p-12s.mp4").path
-        XCTAssertTrue(try http(port, "POST", "/jobs", body: "not json").hasPrefix("HTTP/1.1 400"))
-        XCTAssertTrue(try http(port, "POST", "/jobs", body: #"{"input":"/nonexistent.mp4"}"#).hasPrefix("HTTP/1.1 400"))
-        let bad = try http(port, "POST", "/jobs", body: #"{"input":"\#(sample)","segment_seconds":0}"#)
+        let minted = try runTool(parleyBinary, ["token", "--user", "encoder", "--can-transcode", "--data-dir", dir])
+        XCTAssertEqual(minted.status, 0, minted.err)
+        let auth = "Authorization: Bearer " + minted.out.trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertTrue(try http(port, "POST", "/jobs", body: #"{"input":"sample-720p-12s.mp4"}"#).hasPrefix("HTTP/1.1 401"))
+        XCTAssertTrue(try http(port, "POST", "/jobs", body: "not json", header: auth).hasPrefix("HTTP/1.1 400"))
+        let missing = try http(port, "POST", "/jobs", body: #"{"input":"nonexistent.mp4"}"#, header: auth)
+        let outside = try http(port, "POST", "/jobs", body: #"{"input":"\#(samples)/sample-720p-12s.mp4"}"#, header: auth)
+        XCTAssertTrue(missing.hasPrefix("HTTP/1.1 400"), missing)
+        XCTAssertEqual(missing.components(separatedBy: "\r\n\r\n").last, outside.components(separatedBy: "\r\n\r\n").last)
+        let bad = try http(port, "POST", "/jobs", body: #"{"input":"sample-720p-12s.mp4","segment_seconds":0}"#, header: auth)
         XCTAssertTrue(bad.hasPrefix("HTTP/1.1 400") && bad.contains("segment_seconds"), bad)
-        let ok = try http(port, "POST", "/jobs", body: #"{"input":"\#(sample)","ladder":"360p:365k"}"#)
+        let ok = try http(port, "POST", "/jobs", body: #"{"input":"sample-720p-12s.mp4","ladder":"360p:365k"}"#, header: auth)
         XCTAssertTrue(ok.hasPrefix("HTTP/1.1 202"), ok)
         XCTAssertTrue(ok.contains(#""state":"queued""#), ok)
-        let job = try httpGet(port, "/jobs/1")
+        let job = try http(port, "GET", "/jobs/1", header: auth)
         XCTAssertTrue(job.hasPrefix("HTTP/1.1 200") && job.contains("360p:365k"), job)
-        XCTAssertTrue(try httpGet(port, "/jobs/99").hasPrefix("HTTP/1.1 404"))
-        XCTAssertTrue(try httpGet(port, "/hls/../../etc/passwd").hasPrefix("HTTP/1.1 404"))
+        XCTAssertFalse(job.contains(samples), "no server paths: \(job)")
+        XCTAssertTrue(try http(port, "GET", "/jobs/99", header: auth).hasPrefix("HTTP/1.1 404"))
+        XCTAssertTrue(try httpGet(port, "/hls/../../etc/passwd").hasPrefix("HTTP/1.1 401"))
+        XCTAssertTrue(try http(port, "GET", "/hls/../../etc/passwd", header: auth).hasPrefix("HTTP/1.1 404"))
     }
 
     func testBadConfigExitsWithUsageCode() throws {

@@ -311,6 +311,19 @@ final class TranscodeAPITests: XCTestCase {
             XCTAssertTrue(rung.text.contains("#EXTINF"), rung.text)
         }
 
+        // The I-frame playlist's byte ranges, fetched with Range, are those bytes of the segment.
+        let assetURL = (playlist as NSString).deletingLastPathComponent
+        let iframeURI = try XCTUnwrap(master.text.split(separator: "\n").first { $0.hasPrefix("#EXT-X-I-FRAME-STREAM-INF") }?
+            .components(separatedBy: "URI=\"").last?.split(separator: "\"").first.map(String.init))
+        let iframes = try request("GET", assetURL + "/" + iframeURI, token: alice).text.split(separator: "\n")
+        let rangeLine = try XCTUnwrap(iframes.firstIndex { $0.hasPrefix("#EXT-X-BYTERANGE:") })
+        let spec = iframes[rangeLine].dropFirst("#EXT-X-BYTERANGE:".count).split(separator: "@").compactMap { Int($0) }
+        let segURL = assetURL + "/" + (iframeURI as NSString).deletingLastPathComponent + "/" + iframes[rangeLine + 1]
+        let keyframe = try request("GET", segURL, token: alice, headers: ["Range: bytes=\(spec[1])-\(spec[1] + spec[0] - 1)"])
+        XCTAssertEqual(keyframe.code, 206)
+        XCTAssertEqual(keyframe.body.count, spec[0])
+        XCTAssertEqual(keyframe.body, try request("GET", segURL, token: alice).body.subdata(in: spec[1]..<spec[1] + spec[0]))
+
         let pubJob = try request("GET", "/jobs/\(pubID)", token: alice)
         XCTAssertEqual(pubJob.json?["state"], "done", pubJob.text)
         XCTAssertEqual(pubJob.json?["input"]?["input"], "clip.mp4")

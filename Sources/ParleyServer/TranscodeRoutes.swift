@@ -24,6 +24,7 @@ enum TranscodeRoutes {
         let queue = try JobQueue.open(dataDir: dataDir)
         let buckets = KeyedTokenBuckets(burst: config.jobBurst, perMinute: config.jobRatePerMinute)
         let (cap, uploadMax, publicDefault) = (config.jobQueueCap, config.uploadMaxBytes, config.hlsPublicDefault)
+        Metrics.register()
 
         router.addStreaming("PUT", .exact("/uploads")) { req in
             do throws(HTTPRefusal) { _ = try auth.require(.transcode, req) } catch { return .respond(error.response) }
@@ -117,9 +118,19 @@ enum TranscodeRoutes {
 
     enum Metrics {
         static let submitted = MetricsRegistry.shared.counter("parley_jobs_submitted_total", help: "Transcoding jobs queued through POST /jobs")
-        static func refused(_ reason: String) {
+        static let reasons = ["rate_limited", "queue_full", "bad_request"]
+
+        /// Registers every counter, so /metrics shows them at zero from the start.
+        static func register() {
+            _ = (submitted, UploadSink.uploaded, UploadSink.bytes)
+            for r in reasons { counter(r).inc(0) }
+        }
+
+        static func refused(_ reason: String) { counter(reason).inc() }
+
+        private static func counter(_ reason: String) -> Counter {
             MetricsRegistry.shared.counter("parley_jobs_refused_total", help: "POST /jobs refused after authentication, by reason",
-                                           labels: [("reason", reason)]).inc()
+                                           labels: [("reason", reason)])
         }
     }
 }

@@ -50,7 +50,8 @@ enum TranscodeRoutes {
                 Metrics.refused("bad_request")
                 throw error
             }
-            let asset = "a" + (0..<2).map { _ in String(UInt64.random(in: 0...UInt64.max), radix: 16) }.joined()
+            // Random (128 bits): never reused, so never another job's, and not guessable.
+            let asset = "a" + (0..<2).map { _ in String(format: "%016llx", UInt64.random(in: 0...UInt64.max)) }.joined()
             let submission = JobQueue.Submission(owner: claims.subject, source: spec.source, asset: asset, isPublic: spec.isPublic)
             guard let id = try queue.enqueue(input: input, options: spec.options, submission: submission, cap: cap) else {
                 Metrics.refused("queue_full")

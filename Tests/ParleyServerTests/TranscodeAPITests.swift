@@ -81,6 +81,34 @@ final class TranscodeAPITests: XCTestCase {
         return Reply(code: Int(r.out) ?? -1, headers: fields, body: FileManager.default.contents(atPath: out + "/b") ?? Data())
     }
 
+    // MARK: configuration
+
+    /// `transcode-input-dirs` is a list in parley.json and comma-separated as a
+    /// flag; a directory that is not there stops the server before it serves.
+    func testInputDirectoriesComeFromTheConfigAndMustExist() throws {
+        let a = tempDir("dirs-a"), b = tempDir("dirs-b")
+        defer { for d in [a, b] { try? FileManager.default.removeItem(atPath: d) } }
+        let file = a + "/parley.json"
+        try Data(#"{"transcode-input-dirs": ["\#(a)", "\#(b)"], "job-queue-cap": 7}"#.utf8).write(to: URL(fileURLWithPath: file))
+        var c = ServerConfig()
+        try c.load(file: file)
+        XCTAssertEqual(c.transcodeInputDirs, [a, b])
+        XCTAssertEqual(c.jobQueueCap, 7)
+        try c.set("transcode-input-dirs", "\(b),\(a)")
+        XCTAssertEqual(c.transcodeInputDirs, [b, a])
+        XCTAssertEqual(ServerConfig().transcodeInputDirs, [], "none by default")
+        try Data(#"{"transcode-input-dirs": [1]}"#.utf8).write(to: URL(fileURLWithPath: file))
+        var fresh = ServerConfig()
+        XCTAssertThrowsError(try fresh.load(file: file)) { XCTAssertTrue("\($0)".contains("transcode-input-dirs"), "\($0)") }
+
+        c.dataDir = tempDir("dirs-data")
+        defer { try? FileManager.default.removeItem(atPath: c.dataDir) }
+        c.transcodeInputDirs = [a + "/missing"]
+        XCTAssertThrowsError(try TranscodeRoutes.install(on: HTTPRouter(), config: c)) {
+            XCTAssertTrue("\($0)".contains("transcode-input-dirs"), "\($0)")
+        }
+    }
+
     // MARK: tokens
 
     func testEveryJobEndpointNeedsATokenWithTheTranscodeGrant() throws {

@@ -27,6 +27,12 @@ public struct MediaError: Error, CustomStringConvertible, Sendable {
     /// True when the error is `AVERROR_EOF`.
     public var isEOF: Bool { code == parley_averror_eof() }
 
+    /// True when the system failed rather than the data: an I/O error, no
+    /// space or memory, a timeout. Trying again later may succeed.
+    public var isSystemError: Bool {
+        [EIO, ENOSPC, ENOMEM, EAGAIN, ETIMEDOUT, EINTR, ESTALE, ENFILE, EMFILE].contains { code == parley_averror($0) }
+    }
+
     static func string(for code: Int32) -> String {
         var buf = [CChar](repeating: 0, count: 256)
         return buf.withUnsafeMutableBufferPointer { b -> String in

@@ -19,6 +19,23 @@ public enum TranscodeError: Error, CustomStringConvertible {
         case .cancelled: return "cancelled"
         }
     }
+
+    /// True when running the same job again cannot succeed: the input is
+    /// not a usable video (not a media file, no video stream, unsupported
+    /// codec, truncated) or the options are wrong. An I/O error, a full
+    /// disk or a failed encoder may go away, so those are retried.
+    public var isPermanent: Bool {
+        switch self {
+        case .badInput, .usage: return true
+        case .failed, .cancelled: return false
+        }
+    }
+
+    /// A libav error while reading `input`: transient when the system
+    /// failed (I/O error, out of memory, ...), else the input is bad.
+    static func reading(_ input: String, _ e: MediaError, badInput: String) -> TranscodeError {
+        e.isSystemError ? .failed("\(input): read error (\(e.message))") : .badInput("\(input): \(badInput) (\(e.message))")
+    }
 }
 
 /// What `parley transcode` does, as values.
@@ -116,6 +133,10 @@ public struct TranscodeResult: Sendable {
     public var thumbnails: [String]
     public var elapsed: Double
     public var frames: Int
+    /// The source's dynamic range: `SDR`, `PQ` or `HLG`.
+    public var sourceVideoRange = "SDR"
+    /// True when an HDR source was tone-mapped to SDR BT.709.
+    public var toneMapped = false
 }
 
 /// Decode once, scale and encode every rung concurrently, package into
@@ -165,7 +186,7 @@ public final class Transcoder {
         let input = options.input
         let demuxer: Demuxer
         do { demuxer = try Demuxer(url: input) } catch let e as MediaError {
-            throw TranscodeError.badInput("\(input): not a media file we can read (\(e.message))")
+            throw TranscodeError.reading(input, e, badInput: "not a media file we can read")
         }
         guard let vinfo = demuxer.bestStream(.video) else {
             throw TranscodeError.badInput("\(input): no video stream")
@@ -314,8 +335,8 @@ public final class Transcoder {
             if audio != nil { try audio!.push(nil) }
         } catch let e as MediaError {
             abortWorkers()
-            if frames == 0 { throw TranscodeError.badInput("\(input): cannot decode video (\(e.message))") }
-            throw TranscodeError.badInput("\(input): read failed after \(frames) frames, truncated or corrupt (\(e.message))")
+            throw TranscodeError.reading(input, e, badInput: frames == 0 ? "cannot decode video"
+                                                      : "read failed after \(frames) frames, truncated or corrupt")
         } catch {
             abortWorkers()
             throw error

@@ -3,8 +3,8 @@ import ParleyCore
 
 /// The transcoding daemon: takes jobs from the queue (DATA-DIR/parley.db),
 /// runs `concurrency` of them at a time, records state and progress,
-/// retries failures with exponential backoff up to the job's attempt
-/// limit, and re-queues jobs a killed worker left running. Files dropped
+/// retries transient failures with exponential backoff up to the job's
+/// attempt limit (bad input fails at once), and re-queues jobs a killed worker left running. Files dropped
 /// into DATA-DIR/spool/incoming/ become jobs.
 public final class Worker: @unchecked Sendable {
     public struct Config: Sendable {
@@ -197,11 +197,13 @@ public final class Worker: @unchecked Sendable {
             try? queue.release(job.id)
             log.info("job re-queued on shutdown", ["job": .int(Int(job.id))])
         } catch {
-            var retry = true
-            if case TranscodeError.usage = error { retry = false }
-            let state = (try? queue.fail(job.id, error: "\(error)", retry: retry, retryBase: config.retryBase)) ?? .failed
-            log.warn(state == .queued ? "job failed, will retry" : "job failed",
-                     ["job": .int(Int(job.id)), "error": .string("\(error)"), "attempt": .int(job.attempts)])
+            // Bad input and bad options fail at once; anything else (I/O,
+            // full disk, an encoder that failed) is retried with backoff.
+            let permanent = (error as? TranscodeError)?.isPermanent ?? false
+            let reason = permanent ? "permanent: \(error)" : "\(error)"
+            let state = (try? queue.fail(job.id, error: reason, retry: !permanent, retryBase: config.retryBase)) ?? .failed
+            log.warn(state == .queued ? "job failed, will retry" : permanent ? "job failed, not retried" : "job failed",
+                     ["job": .int(Int(job.id)), "error": .string(reason), "attempt": .int(job.attempts)])
         }
     }
 }
@@ -214,8 +216,10 @@ public enum WorkerCommand {
     Runs transcoding jobs from the queue in DATA-DIR/parley.db. Jobs come
     from `parley transcode INPUT --enqueue`, `POST /jobs` on `parley serve`,
     or files dropped into DATA-DIR/spool/incoming/. Ladders are written to
-    DATA-DIR/hls/ASSET/. A failed job is retried with exponential backoff;
-    jobs left running by a killed worker are re-queued at start.
+    DATA-DIR/hls/ASSET/. A job that failed for a passing reason (I/O error,
+    full disk, encoder failure) is retried with exponential backoff; bad
+    input (not a media file, no video stream, unsupported codec) fails at
+    once. Jobs left running by a killed worker are re-queued at start.
     SIGINT/SIGTERM stop cleanly (running jobs go back to the queue).
 
     Options:

@@ -96,12 +96,61 @@ final class JobQueueTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/master.m3u8"))
         let junk = try XCTUnwrap(try w.queue.list().first { $0.input.hasSuffix("junk.mp4") })
         XCTAssertEqual(junk.state, .failed)
-        XCTAssertEqual(junk.attempts, 2, "retried up to the limit")
+        XCTAssertEqual(junk.attempts, 1, "bad input is not retried")
         XCTAssertTrue(junk.error?.contains("not a media file") ?? false)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: w.incomingDir), [])
         // Only one worker per data directory: `w` still holds the lock.
         XCTAssertThrowsError(try Worker(config: c, log: Logger(label: "worker", level: .error)).run()) { XCTAssertTrue("\($0)".contains("another worker"), "\($0)") }
         XCTAssertEqual(WorkerCommand.main(["--data-dir", dir.path, "--concurrency", "0"]), 2)
+    }
+}
+
+/// Which failures the worker retries: bad input never (it fails at once,
+/// with the reason), a transient fault (here a full disk) up to the limit.
+final class WorkerRetryTests: XCTestCase {
+    func testRetriesOnlyTransientFailures() throws {
+        let dir = Support.tempDir("retry")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // DATA-DIR/hls on a 64 KiB tmpfs: a 12 s ladder does not fit (ENOSPC).
+        let hls = dir.appendingPathComponent("hls")
+        try FileManager.default.createDirectory(at: hls, withIntermediateDirectories: true)
+        let mount = try Support.run("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", hls.path])
+        try XCTSkipIf(mount.status != 0, "cannot mount a tmpfs here (needs root): \(mount.stderr)")
+        defer { _ = try? Support.run("umount", [hls.path]) }
+
+        let audioOnly = dir.appendingPathComponent("voice.m4a").path
+        let gen = try Support.run("ffmpeg", ["-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", "sine=d=1", "-c:a", "aac", audioOnly])
+        XCTAssertEqual(gen.status, 0, gen.stderr)
+        let junk = dir.appendingPathComponent("junk.mp4").path
+        try Data("not a video".utf8).write(to: URL(fileURLWithPath: junk))
+
+        var c = Worker.Config()
+        c.dataDir = dir.path
+        c.once = true
+        c.retryBase = 0
+        c.maxAttempts = 3
+        c.pollInterval = 0.1
+        let w = try Worker(config: c, log: Logger(label: "worker", level: .error))
+        var o = TranscodeOptions(input: "", output: "")
+        o.ladder = "234p:145k"
+        o.preset = "ultrafast"
+        let permanent = [(try w.queue.enqueue(input: junk, options: o, maxAttempts: 3), "not a media file"),
+                         (try w.queue.enqueue(input: audioOnly, options: o, maxAttempts: 3), "no video stream")]
+        let full = try w.queue.enqueue(input: Support.sample, options: o, maxAttempts: 3)
+        try w.run()
+
+        for (id, reason) in permanent {
+            let j = try XCTUnwrap(try w.queue.get(id))
+            XCTAssertEqual(j.state, .failed)
+            XCTAssertEqual(j.attempts, 1, "\(reason): failed at once, not retried")
+            XCTAssertTrue(j.error?.contains(reason) ?? false, j.error ?? "no error recorded")
+            XCTAssertTrue(j.error?.hasPrefix("permanent:") ?? false, j.error ?? "")
+        }
+        let j = try XCTUnwrap(try w.queue.get(full))
+        XCTAssertEqual(j.state, .failed)
+        XCTAssertEqual(j.attempts, 3, "a full disk is retried up to max attempts")
+        XCTAssertTrue(j.error?.contains("No space left on device") ?? false, j.error ?? "no error recorded")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: hls.path), [], "no partial ladders left")
     }
 }
 

@@ -19,7 +19,7 @@ public struct Rung: Sendable, Equatable, Codable {
 /// The H.264 ladder of Apple's HLS Authoring Specification and the rules
 /// that fit it to a source.
 public enum Ladder {
-    /// (height, kbit/s), for 16:9: 416×234 … 1920×1080.
+    /// (short side, kbit/s): 416×234 … 1920×1080 for 16:9, 234×416 … 1080×1920 for 9:16.
     public static let apple: [(height: Int, kbps: Int)] = [
         (234, 145), (360, 365), (432, 730), (432, 1100), (540, 2000),
         (720, 3000), (720, 4500), (1080, 6000), (1080, 7800),
@@ -33,7 +33,8 @@ public enum Ladder {
     }
 
     /// Parses `1080p:6000k,720p:3000k,...` (also `1280x720:3000k`, `3M`, plain bit/s).
-    /// Returns (height or nil, width or nil, bit/s) per rung, in the given order.
+    /// Returns (width or nil, height, bit/s) per rung, in the given order;
+    /// for `720p` the height is the short side (see `pick`).
     public static func parse(_ spec: String) throws -> [(width: Int?, height: Int, bitRate: Int)] {
         var out: [(width: Int?, height: Int, bitRate: Int)] = []
         for part in spec.split(separator: ",", omittingEmptySubsequences: true) {
@@ -67,33 +68,46 @@ public enum Ladder {
         return out
     }
 
-    /// Width for `height` keeping the source's display aspect ratio, even.
-    static func width(forHeight h: Int, sourceWidth sw: Int, sourceHeight sh: Int) -> Int {
-        let w = Int((Double(h) * Double(sw) / Double(sh)).rounded())
-        return max(2, w - w % 2)
+    /// The long side for a short side `short`, keeping the source's aspect ratio, even.
+    static func longSide(forShort short: Int, sourceShort ss: Int, sourceLong sl: Int) -> Int {
+        let l = Int((Double(short) * Double(sl) / Double(ss)).rounded())
+        return max(2, l - l % 2)
     }
 
     /// The ladder for a source: the Apple rungs (or `spec`) never above the
-    /// source resolution, highest first. A source smaller than every rung
-    /// gets one rung at its own size and the lowest bitrate.
+    /// source, highest first. A rung's `NNNp` is its short side, so a
+    /// portrait 720×1280 source gets 720×1280, 540×960, … and stays
+    /// portrait; the long side keeps the source's aspect ratio and is even.
+    /// A `WxH` rung is turned to the source's orientation. A source smaller
+    /// than every rung gets one rung at its own size and the lowest bitrate.
     public static func pick(sourceWidth sw: Int, sourceHeight sh: Int, spec: String? = nil) throws -> [Rung] {
         var wanted: [(width: Int?, height: Int, bitRate: Int)]
         if let spec { wanted = try parse(spec) } else { wanted = apple.map { (nil, $0.height, $0.kbps * 1000) } }
+        let portrait = sh > sw
+        let sourceShort = min(sw, sh), sourceLong = max(sw, sh)
+        func oriented(short: Int, long: Int) -> (width: Int, height: Int) { portrait ? (short, long) : (long, short) }
         var rungs: [Rung] = []
         for w in wanted {
-            guard w.height <= sh, (w.width ?? 0) <= sw else { continue }
-            let width = w.width.map { $0 - $0 % 2 } ?? width(forHeight: w.height, sourceWidth: sw, sourceHeight: sh)
-            let name = "\(w.height)p-\(w.bitRate / 1000)k"
+            let short: Int, long: Int
+            if let width = w.width {
+                short = min(width, w.height); long = max(width, w.height)
+            } else {
+                short = w.height; long = longSide(forShort: short, sourceShort: sourceShort, sourceLong: sourceLong)
+            }
+            guard short <= sourceShort, long <= sourceLong else { continue }  // never upscale
+            let size = oriented(short: short - short % 2, long: long - long % 2)
+            let name = "\(short - short % 2)p-\(w.bitRate / 1000)k"
             guard !rungs.contains(where: { $0.name == name }) else { continue }
-            rungs.append(Rung(name: name, width: width, height: w.height, bitRate: w.bitRate))
+            rungs.append(Rung(name: name, width: size.width, height: size.height, bitRate: w.bitRate))
         }
         if rungs.isEmpty {
             if spec != nil {
                 throw ParseError.bad("--ladder: every rung is above the source resolution \(sw)x\(sh)")
             }
-            let h = sh - sh % 2, wd = sw - sw % 2
-            rungs = [Rung(name: "\(h)p-\(apple[0].kbps)k", width: wd, height: h, bitRate: apple[0].kbps * 1000)]
+            let short = sourceShort - sourceShort % 2
+            let size = oriented(short: short, long: sourceLong - sourceLong % 2)
+            rungs = [Rung(name: "\(short)p-\(apple[0].kbps)k", width: size.width, height: size.height, bitRate: apple[0].kbps * 1000)]
         }
-        return rungs.sorted { ($0.height, $0.bitRate) > ($1.height, $1.bitRate) }
+        return rungs.sorted { (min($0.width, $0.height), $0.bitRate) > (min($1.width, $1.height), $1.bitRate) }
     }
 }

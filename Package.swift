@@ -16,7 +16,7 @@ let package = Package(
                        providers: [.apt(["libopus-dev"])]),
         .systemLibrary(name: "CFFmpeg", path: "CSystemLibs/CFFmpeg", pkgConfig: "libavformat",
                        providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev",
-                                         "libswscale-dev", "libswresample-dev"])]),
+                                         "libswscale-dev", "libswresample-dev", "libavfilter-dev"])]),
         .systemLibrary(name: "CSRTP", path: "CSystemLibs/CSRTP", pkgConfig: "libsrtp2",
                        providers: [.apt(["libsrtp2-dev"])]),
         .systemLibrary(name: "COpenSSL", path: "CSystemLibs/COpenSSL", pkgConfig: "openssl",

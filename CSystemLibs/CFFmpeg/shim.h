@@ -10,6 +10,9 @@
 #include <libavutil/audio_fifo.h>
 #include <libswscale/swscale.h>
 #include <libswresample/swresample.h>
+#include <libavfilter/avfilter.h>
+#include <libavfilter/buffersrc.h>
+#include <libavfilter/buffersink.h>
 
 // Macros Swift cannot import.
 static inline int parley_averror(int e) { return AVERROR(e); }

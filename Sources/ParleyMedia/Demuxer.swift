@@ -12,6 +12,8 @@ public struct StreamInfo: Sendable {
     public let frameRate: Rational
     public let width: Int
     public let height: Int
+    /// Video: the colour description the container or codec header gives.
+    public let color: ColorDescription
     public let sampleRate: Int
     public let channels: Int
     /// Stream duration in seconds, 0 when unknown.
@@ -51,6 +53,8 @@ public final class Demuxer: @unchecked Sendable {
             infos.append(StreamInfo(index: i, kind: kind, codecID: par.codec_id, codecName: name,
                                     timeBase: tb, frameRate: rate,
                                     width: Int(par.width), height: Int(par.height),
+                                    color: ColorDescription(primaries: par.color_primaries, transfer: par.color_trc,
+                                                            matrix: par.color_space, range: par.color_range),
                                     sampleRate: Int(par.sample_rate), channels: Int(par.ch_layout.nb_channels),
                                     duration: dur, startTime: st.start_time))
         }

@@ -25,6 +25,8 @@ public final class Encoder: @unchecked Sendable {
         public var threads: Int = 0
         /// Put SPS/PPS in extradata (MP4 needs it; MPEG-TS repeats them in-band).
         public var globalHeader = true
+        /// Colour description written into the stream (the VUI for H.264).
+        public var color = ColorDescription()
         /// Fixed quantiser for MJPEG thumbnails (`qscale`), 0 = unset.
         public var qscale: Int = 0
         public init(width: Int, height: Int, timeBase: Rational, frameRate: Rational) {
@@ -52,6 +54,10 @@ public final class Encoder: @unchecked Sendable {
         c.pointee.time_base = v.timeBase.av
         c.pointee.framerate = v.frameRate.av
         c.pointee.sample_aspect_ratio = AVRational(num: 1, den: 1)
+        c.pointee.color_primaries = v.color.primaries
+        c.pointee.color_trc = v.color.transfer
+        c.pointee.colorspace = v.color.matrix
+        c.pointee.color_range = v.color.range
         if v.bitRate > 0 { c.pointee.bit_rate = Int64(v.bitRate) }
         if v.maxRate > 0 { c.pointee.rc_max_rate = Int64(v.maxRate) }
         if v.bufferSize > 0 { c.pointee.rc_buffer_size = Int32(v.bufferSize) }

@@ -36,6 +36,19 @@ public final class Frame: @unchecked Sendable {
     }
     /// The decoder's best guess at the presentation time (pts, else dts).
     public var bestEffortTimestamp: Int64 { pointer.pointee.best_effort_timestamp }
+    /// The frame's colour description (from the bitstream or the container).
+    public var color: ColorDescription {
+        get {
+            let f = pointer.pointee
+            return ColorDescription(primaries: f.color_primaries, transfer: f.color_trc, matrix: f.colorspace, range: f.color_range)
+        }
+        set {
+            pointer.pointee.color_primaries = newValue.primaries
+            pointer.pointee.color_trc = newValue.transfer
+            pointer.pointee.colorspace = newValue.matrix
+            pointer.pointee.color_range = newValue.range
+        }
+    }
     /// Asks the encoder for an intra frame (an IDR with closed GOPs).
     public var forceKeyframe: Bool {
         get { pointer.pointee.pict_type == AV_PICTURE_TYPE_I }

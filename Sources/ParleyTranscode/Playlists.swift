@@ -53,12 +53,14 @@ public enum Playlists {
             if r.audio != nil { codecs += ",mp4a.40.2" }
             s += "#EXT-X-STREAM-INF:BANDWIDTH=\(v.peakBitRate + aPeak),AVERAGE-BANDWIDTH=\(v.averageBitRate + aAvg)"
             s += ",CODECS=\"\(codecs)\",RESOLUTION=\(v.width)x\(v.height),FRAME-RATE=\(String(format: "%.3f", r.frameRate))"
+            s += ",VIDEO-RANGE=\(VideoRange.sdr.rawValue)"
             if r.audio != nil { s += ",AUDIO=\"\(audioGroup)\"" }
             s += ",CLOSED-CAPTIONS=NONE\n\(v.name)/index.m3u8\n"
         }
         s += "\n"
         for v in r.video {
-            s += "#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=\(iframePeak(v)),CODECS=\"\(v.codecs)\",RESOLUTION=\(v.width)x\(v.height),URI=\"\(v.name)/iframes.m3u8\"\n"
+            s += "#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=\(iframePeak(v)),CODECS=\"\(v.codecs)\",RESOLUTION=\(v.width)x\(v.height)"
+            s += ",VIDEO-RANGE=\(VideoRange.sdr.rawValue),URI=\"\(v.name)/iframes.m3u8\"\n"
         }
         return s
     }
@@ -91,6 +93,8 @@ public enum Manifest {
     struct Document: Codable {
         var input: String; var duration: Double; var frame_rate: Double; var format: String
         var segment_seconds: Double; var master: String; var created: String
+        /// The source's range; the renditions' (always SDR); whether an HDR source was tone-mapped.
+        var source_video_range: String; var video_range: String; var tone_mapped: Bool
         var renditions: [RenditionEntry]; var thumbnails: [String]
     }
 
@@ -112,7 +116,9 @@ public enum Manifest {
         if let a = r.audio { entries.append(entry(r, a, dir: "audio")) }
         let doc = Document(input: input, duration: r.duration, frame_rate: r.frameRate, format: r.format.rawValue,
                            segment_seconds: r.segmentSeconds, master: "master.m3u8",
-                           created: ISO8601DateFormatter().string(from: Date()), renditions: entries, thumbnails: r.thumbnails)
+                           created: ISO8601DateFormatter().string(from: Date()),
+                           source_video_range: r.sourceVideoRange.rawValue, video_range: VideoRange.sdr.rawValue,
+                           tone_mapped: r.toneMapped, renditions: entries, thumbnails: r.thumbnails)
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try enc.encode(doc).write(to: dir.appendingPathComponent("manifest.json"))

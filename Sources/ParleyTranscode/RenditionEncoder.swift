@@ -53,6 +53,8 @@ struct VideoSettings: Sendable {
     var timeBase: Rational
     var frameDuration: Int64
     var threads: Int
+    /// Colour tags of every rung (BT.709 for a tone-mapped HDR source).
+    var color: ColorDescription
 }
 
 /// One video rung on its own thread: scale, encode (libx264, High, capped
@@ -87,6 +89,7 @@ final class VideoRenditionEncoder: @unchecked Sendable {
         v.gopSize = settings.segmentFrames
         v.threads = settings.threads
         v.globalHeader = format == .fmp4
+        v.color = settings.color
         // Closed GOPs, no scene-cut keyframes: IDRs only where we force them
         // (every segment boundary), identical in every rung.
         v.options = ["preset": settings.preset, "profile": "high",

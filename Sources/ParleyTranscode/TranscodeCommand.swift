@@ -109,6 +109,9 @@ public enum TranscodeCommand {
         do {
             let r = try t.run()
             bar.done()
+            if r.toneMapped && !a.has("json") {
+                FileHandle.standardError.write(Data("parley transcode: \(input): \(Summary.toneMapNote(r))\n".utf8))
+            }
             if a.has("json") { print(Summary.json(r)) } else if !a.has("quiet") {
                 FileHandle.standardError.write(Data(Summary.text(r).utf8))
             }
@@ -165,12 +168,19 @@ enum Summary {
                 "duration": (r.duration * 1000).rounded() / 1000, "frames": r.frames,
                 "elapsed": (r.elapsed * 1000).rounded() / 1000,
                 "speed": r.elapsed > 0 ? ((r.duration / r.elapsed) * 100).rounded() / 100 : 0,
-                "segment_seconds": r.segmentSeconds, "renditions": all, "thumbnails": r.thumbnails.count]
+                "segment_seconds": r.segmentSeconds, "renditions": all, "thumbnails": r.thumbnails.count,
+                "source_video_range": r.sourceVideoRange.rawValue, "video_range": VideoRange.sdr.rawValue,
+                "tone_mapped": r.toneMapped]
     }
 
     static func json(_ r: TranscodeResult) -> String {
         let d = try! JSONSerialization.data(withJSONObject: object(r), options: [.sortedKeys, .withoutEscapingSlashes])
         return String(decoding: d, as: UTF8.self)
+    }
+
+    /// The line that says an HDR source was tone-mapped.
+    static func toneMapNote(_ r: TranscodeResult) -> String {
+        "HDR (\(r.sourceVideoRange.rawValue), BT.2020) source tone-mapped to SDR (BT.709, 8-bit)"
     }
 
     static func errorJSON(_ message: String) -> String {

@@ -133,10 +133,10 @@ public struct TranscodeResult: Sendable {
     public var thumbnails: [String]
     public var elapsed: Double
     public var frames: Int
-    /// The source's dynamic range: `SDR`, `PQ` or `HLG`.
-    public var sourceVideoRange = "SDR"
-    /// True when an HDR source was tone-mapped to SDR BT.709.
-    public var toneMapped = false
+    /// The source's dynamic range (the renditions are always SDR).
+    public var sourceVideoRange = VideoRange.sdr
+    /// True when an HDR (PQ/HLG) source was tone-mapped to SDR BT.709.
+    public var toneMapped: Bool { sourceVideoRange.isHDR }
 }
 
 /// Decode once, scale and encode every rung concurrently, package into
@@ -220,8 +220,9 @@ public final class Transcoder {
         // the output is constant frame rate at the source's average rate, and
         // x264's rate control sees exactly what it sees under ffmpeg.
         let encoderTB = Rational(fps.den, fps.num)
-        let settings = VideoSettings(preset: options.preset, segmentFrames: segmentFrames, frameRate: fps,
-                                     timeBase: encoderTB, frameDuration: 1, threads: options.encoderThreads)
+        var settings = VideoSettings(preset: options.preset, segmentFrames: segmentFrames, frameRate: fps,
+                                     timeBase: encoderTB, frameDuration: 1, threads: options.encoderThreads,
+                                     color: ColorDescription())
 
         let fm = FileManager.default
         var audio: AudioRenditionEncoder?
@@ -235,6 +236,11 @@ public final class Transcoder {
         if options.thumbnails { try fm.createDirectory(at: thumbsDir, withIntermediateDirectories: true) }
 
         var workers: [VideoRenditionEncoder] = []
+        // Decided on the first frame: an HDR source goes through `toneMap` to SDR BT.709.
+        var sourceRange: VideoRange?
+        var sourceColor = ColorDescription()
+        var toneMap: VideoFilter?
+        let mapped = Frame()
         var thumbnailer: Thumbnailer?
         var thumbnails: [String] = []
         var origin: Int64?
@@ -254,8 +260,38 @@ public final class Transcoder {
         }
         func firstWorkerError() -> Error? { workers.lazy.compactMap(\.error).first }
 
-        func handleVideoFrame() throws {
-            var pts = frame.bestEffortTimestamp
+        /// The first frame decides the dynamic range and the output's colour tags.
+        func chooseColor(_ first: Frame) throws {
+            sourceColor = first.color.filled(from: vinfo.color)
+            let range = VideoRange(transfer: sourceColor.transfer)
+            sourceRange = range
+            if range.isHDR {
+                sourceColor = sourceColor.filled(from: VideoRange.bt2020)
+                first.color = sourceColor
+                toneMap = try VideoRange.toneMapper(first: first, timeBase: tb)
+                settings.color = .bt709
+            } else {
+                // Pixels keep the source's colours: so do the tags. swscale turns
+                // yuvj (full range) formats into limited range; others keep theirs.
+                var c = sourceColor
+                c.range = c.range == AVCOL_RANGE_JPEG && !Transcoder.fullRangeFormats.contains(first.pixelFormat)
+                    ? AVCOL_RANGE_JPEG : AVCOL_RANGE_MPEG
+                settings.color = c
+            }
+        }
+
+        func handleDecodedFrame(_ decoded: Frame) throws {
+            decoded.pts = decoded.bestEffortTimestamp
+            if sourceRange == nil { try chooseColor(decoded) }
+            guard let toneMap else { return try handleVideoFrame(decoded) }
+            decoded.color = decoded.color.filled(from: sourceColor)
+            try toneMap.push(decoded)
+            decoded.unref()
+            while try toneMap.pull(into: mapped) { try handleVideoFrame(mapped) }
+        }
+
+        func handleVideoFrame(_ frame: Frame) throws {
+            var pts = frame.pts
             if pts == Packet.noPTS { pts = (origin ?? 0) + Int64(frames) * frameDuration }
             if frames > 0, pts <= lastPTS { pts = lastPTS + frameDuration }  // keep pts increasing
             frame.pts = pts
@@ -308,7 +344,7 @@ public final class Transcoder {
                     let got: Bool
                     do { got = try vdec.receive(into: frame) } catch { decodeErrors += 1; break }
                     if !got { break }
-                    try handleVideoFrame()
+                    try handleDecodedFrame(frame)
                 }
             }
         }
@@ -323,20 +359,31 @@ public final class Transcoder {
             }
         }
 
+        // A read error is the input's (or, for EIO and the like, the system's);
+        // a libav error anywhere else (encoder, scaler, filter) is ours: transient.
+        func read() throws -> Bool {
+            do { return try demuxer.read(into: pkt) } catch let e as MediaError {
+                throw TranscodeError.reading(input, e, badInput: frames == 0 ? "cannot decode video"
+                                             : "read failed after \(frames) frames, truncated or corrupt")
+            }
+        }
         do {
-            while try demuxer.read(into: pkt) {
+            while try read() {
                 if shouldCancel?() == true { throw TranscodeError.cancelled }
                 if pkt.streamIndex == vinfo.index { try decodeVideo(pkt) }
                 else if pkt.streamIndex == adec?.stream.index { try decodeAudio(pkt) }
                 pkt.unref()
             }
             try decodeVideo(nil)
+            if let toneMap {
+                try toneMap.push(nil)
+                while try toneMap.pull(into: mapped) { try handleVideoFrame(mapped) }
+            }
             try decodeAudio(nil)
             if audio != nil { try audio!.push(nil) }
         } catch let e as MediaError {
             abortWorkers()
-            throw TranscodeError.reading(input, e, badInput: frames == 0 ? "cannot decode video"
-                                                      : "read failed after \(frames) frames, truncated or corrupt")
+            throw TranscodeError.failed("\(input): \(e)")
         } catch {
             abortWorkers()
             throw error
@@ -365,13 +412,20 @@ public final class Transcoder {
         }
         let result = TranscodeResult(output: dir.path, duration: decoded, frameRate: fps.double, format: options.format,
                                      segmentSeconds: options.segmentSeconds, video: video, audio: audioResult,
-                                     thumbnails: thumbnails, elapsed: Date().timeIntervalSince(started), frames: frames)
+                                     thumbnails: thumbnails, elapsed: Date().timeIntervalSince(started), frames: frames,
+                                     sourceVideoRange: sourceRange ?? .sdr)
         try Playlists.write(result, to: dir)
         try Manifest.write(result, input: input, to: dir)
         onProgress?(TranscodeProgress(frames: frames, mediaSeconds: decoded, totalSeconds: decoded,
                                       elapsed: result.elapsed))
         return result
     }
+}
+
+extension Transcoder {
+    /// Pixel formats libswscale reads as full range (and converts to limited).
+    static let fullRangeFormats: Set<AVPixelFormat> = [AV_PIX_FMT_YUVJ420P, AV_PIX_FMT_YUVJ422P, AV_PIX_FMT_YUVJ444P,
+                                                        AV_PIX_FMT_YUVJ440P, AV_PIX_FMT_YUVJ411P]
 }
 
 /// Moving a finished ladder into place.

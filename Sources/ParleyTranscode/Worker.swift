@@ -191,6 +191,10 @@ public final class Worker: @unchecked Sendable {
         do {
             let r = try t.run()
             try queue.finish(job.id, output: r.output)
+            if r.toneMapped {
+                log.info("HDR source tone-mapped to SDR", ["job": .int(Int(job.id)), "source_video_range": .string(r.sourceVideoRange.rawValue),
+                                                           "video_range": .string(VideoRange.sdr.rawValue)])
+            }
             log.info("job done", ["job": .int(Int(job.id)), "output": .string(r.output),
                                   "seconds": .double((r.elapsed * 10).rounded() / 10)])
         } catch TranscodeError.cancelled {

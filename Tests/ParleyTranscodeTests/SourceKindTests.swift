@@ -68,4 +68,80 @@ final class SourceKindTests: XCTestCase {
         let p = try probe(out.appendingPathComponent("360p-365k/index.m3u8").path, "width,height")
         XCTAssertEqual([p["width"], p["height"]], ["360", "640"])
     }
+
+    // MARK: HDR
+
+    /// A 2 s 640×360 10-bit HEVC source tagged BT.2020 with `transfer`.
+    func hdrSource(_ transfer: String) throws -> String {
+        try ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-t", "2", "-pix_fmt", "yuv420p10le",
+                    "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error",
+                    "-color_primaries", "bt2020", "-color_trc", transfer, "-colorspace", "bt2020nc"], "hdr-\(transfer).mp4")
+    }
+
+    /// PSNR (average, dB) of two videos of one size, from their first frames on.
+    func psnr(_ a: String, _ b: String) throws -> Double {
+        let o = try Support.run("ffmpeg", ["-nostdin", "-i", a, "-i", b, "-lavfi",
+                                           "[0:v]setpts=PTS-STARTPTS[a];[1:v]setpts=PTS-STARTPTS[b];[a][b]psnr", "-f", "null", "-"])
+        XCTAssertEqual(o.status, 0, o.stderr)
+        guard let r = o.stderr.range(of: "average:") else { XCTFail("no PSNR in \(o.stderr)"); return 0 }
+        let v = o.stderr[r.upperBound...].prefix { $0.isNumber || $0 == "." }
+        return Double(v) ?? (o.stderr[r.upperBound...].hasPrefix("inf") ? 100 : 0)
+    }
+
+    /// PQ and HLG sources are tone-mapped to SDR, tagged BT.709, and say so
+    /// (result, manifest.json, VIDEO-RANGE=SDR): never flattened silently.
+    func testHDRSourceIsToneMappedAndTagged() throws {
+        for (transfer, range) in [("smpte2084", "PQ"), ("arib-std-b67", "HLG")] {
+            let src = try hdrSource(transfer)
+            let out = work.appendingPathComponent("out-\(range)")
+            var o = TranscodeOptions(input: src, output: out.path)
+            o.ladder = "360p:3000k"
+            o.preset = "ultrafast"
+            o.thumbnails = false
+            let r = try Transcoder(options: o).run()
+            XCTAssertEqual(r.sourceVideoRange.rawValue, range)
+            XCTAssertTrue(r.toneMapped, range)
+
+            let rung = out.appendingPathComponent("360p-3000k/index.m3u8").path
+            let p = try probe(rung, "pix_fmt,color_primaries,color_transfer,color_space,color_range")
+            XCTAssertEqual(p["pix_fmt"], "yuv420p", range)
+            XCTAssertEqual(p["color_primaries"], "bt709", range)
+            XCTAssertEqual(p["color_transfer"], "bt709", range)
+            XCTAssertEqual(p["color_space"], "bt709", range)
+            XCTAssertEqual(p["color_range"], "tv", range)
+
+            let master = Support.read(out.appendingPathComponent("master.m3u8"))
+            let inf = try XCTUnwrap(master.split(separator: "\n").first { $0.hasPrefix("#EXT-X-STREAM-INF:") })
+            XCTAssertEqual(Support.attributes(String(inf))["VIDEO-RANGE"], "SDR", range)
+            let manifest = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("manifest.json"))) as? [String: Any])
+            XCTAssertEqual(manifest["source_video_range"] as? String, range)
+            XCTAssertEqual(manifest["video_range"] as? String, "SDR")
+            XCTAssertEqual(manifest["tone_mapped"] as? Bool, true)
+
+            // The pictures really are tone-mapped: close to ffmpeg's own
+            // zscale+tonemap of the source, far from a plain 10→8 bit cut.
+            let ref = try ffmpeg(["-i", src, "-vf", "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv,format=yuv420p",
+                                  "-c:v", "rawvideo", "-f", "nut"], "ref-\(range).nut")
+            let naive = try ffmpeg(["-i", src, "-vf", "format=yuv420p", "-c:v", "rawvideo", "-f", "nut"], "naive-\(range).nut")
+            let toRef = try psnr(rung, ref), toNaive = try psnr(rung, naive)
+            XCTAssertGreaterThan(toRef, 30, "\(range): tone-mapped like ffmpeg")
+            XCTAssertLessThan(toNaive, 25, "\(range): not the untouched HDR code values")
+        }
+    }
+
+    /// An SDR source is not tone-mapped and says it is SDR.
+    func testSDRSourceIsNotToneMapped() throws {
+        let src = try ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30", "-t", "1", "-c:v", "libx264", "-preset", "ultrafast",
+                              "-pix_fmt", "yuv420p", "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"], "sdr.mp4")
+        let out = work.appendingPathComponent("out")
+        var o = TranscodeOptions(input: src, output: out.path)
+        o.preset = "ultrafast"
+        o.thumbnails = false
+        let r = try Transcoder(options: o).run()
+        XCTAssertEqual(r.sourceVideoRange, .sdr)
+        XCTAssertFalse(r.toneMapped)
+        let p = try probe(out.appendingPathComponent("\(r.video[0].name)/index.m3u8").path, "color_transfer,color_primaries")
+        XCTAssertEqual(p["color_transfer"], "bt709", "source tags kept")
+        XCTAssertEqual(p["color_primaries"], "bt709")
+    }
 }

@@ -1,0 +1,39 @@
+import CFFmpeg
+import ParleyMedia
+
+/// The dynamic range of a video, named as HLS's `VIDEO-RANGE` names it.
+public enum VideoRange: String, Sendable, Codable {
+    case sdr = "SDR", pq = "PQ", hlg = "HLG"
+
+    /// PQ (SMPTE ST 2084) and HLG (ARIB STD-B67) are HDR; any other transfer is SDR.
+    public init(transfer: AVColorTransferCharacteristic) {
+        switch transfer {
+        case AVCOL_TRC_SMPTE2084: self = .pq
+        case AVCOL_TRC_ARIB_STD_B67: self = .hlg
+        default: self = .sdr
+        }
+    }
+
+    public var isHDR: Bool { self != .sdr }
+
+    /// HDR to SDR BT.709, the chain ffmpeg's documentation gives: linearise
+    /// (zimg, 100 nit nominal peak), convert BT.2020 primaries to BT.709 in
+    /// linear light, compress highlights with Hable's curve, then BT.709
+    /// transfer and matrix, limited range, 8-bit 4:2:0 as every rung encodes.
+    static let toneMapFilters = "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,"
+        + "tonemap=tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv,format=yuv420p"
+
+    /// What PQ and HLG sources are mastered in, for the fields a stream leaves unspecified.
+    static let bt2020 = ColorDescription(primaries: AVCOL_PRI_BT2020, transfer: AVCOL_TRC_UNSPECIFIED,
+                                         matrix: AVCOL_SPC_BT2020_NCL, range: AVCOL_RANGE_MPEG)
+
+    /// The tone-mapping filter graph for frames like `first` (HDR).
+    static func toneMapper(first: Frame, timeBase: Rational) throws -> VideoFilter {
+        guard VideoFilter.has(["zscale", "tonemap"]) else {
+            throw TranscodeError.failed("HDR source needs tone-mapping, but this libavfilter has no zscale/tonemap filter")
+        }
+        do { return try VideoFilter(toneMapFilters, input: first, timeBase: timeBase) } catch {
+            throw TranscodeError.failed("HDR source: cannot set up tone-mapping (\(error))")
+        }
+    }
+}

@@ -268,7 +268,8 @@ public final class Transcoder {
             if range.isHDR {
                 sourceColor = sourceColor.filled(from: VideoRange.bt2020)
                 first.color = sourceColor
-                toneMap = try VideoRange.toneMapper(first: first, timeBase: tb)
+                let top = rungs.max { $0.width * $0.height < $1.width * $1.height }!
+                toneMap = try VideoRange.toneMapper(first: first, timeBase: tb, width: top.width, height: top.height)
                 settings.color = .bt709
             } else {
                 // Pixels keep the source's colours: so do the tags. swscale turns

@@ -16,23 +16,28 @@ public enum VideoRange: String, Sendable, Codable {
 
     public var isHDR: Bool { self != .sdr }
 
-    /// HDR to SDR BT.709, the chain ffmpeg's documentation gives: linearise
-    /// (zimg, 100 nit nominal peak), convert BT.2020 primaries to BT.709 in
-    /// linear light, compress highlights with Hable's curve, then BT.709
-    /// transfer and matrix, limited range, 8-bit 4:2:0 as every rung encodes.
-    static let toneMapFilters = "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,"
-        + "tonemap=tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv,format=yuv420p"
+    /// HDR to SDR BT.709 at `width`×`height`, the chain ffmpeg's
+    /// documentation gives: linearise (zimg, 100 nit nominal peak) while
+    /// scaling to the largest rung (tone-mapping costs per pixel, and a
+    /// 4K phone video rarely needs more than 1080p), convert BT.2020
+    /// primaries to BT.709 in linear light, compress highlights with
+    /// Hable's curve, then BT.709 transfer and matrix, limited range, 8-bit
+    /// 4:2:0 as every rung encodes.
+    static func toneMapFilters(width: Int, height: Int) -> String {
+        "zscale=w=\(width):h=\(height):f=bicubic:t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,"
+            + "tonemap=tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv,format=yuv420p"
+    }
 
     /// What PQ and HLG sources are mastered in, for the fields a stream leaves unspecified.
     static let bt2020 = ColorDescription(primaries: AVCOL_PRI_BT2020, transfer: AVCOL_TRC_UNSPECIFIED,
                                          matrix: AVCOL_SPC_BT2020_NCL, range: AVCOL_RANGE_MPEG)
 
-    /// The tone-mapping filter graph for frames like `first` (HDR).
-    static func toneMapper(first: Frame, timeBase: Rational) throws -> VideoFilter {
+    /// The tone-mapping filter graph for HDR frames like `first`, putting out `width`×`height`.
+    static func toneMapper(first: Frame, timeBase: Rational, width: Int, height: Int) throws -> VideoFilter {
         guard VideoFilter.has(["zscale", "tonemap"]) else {
             throw TranscodeError.failed("HDR source needs tone-mapping, but this libavfilter has no zscale/tonemap filter")
         }
-        do { return try VideoFilter(toneMapFilters, input: first, timeBase: timeBase) } catch {
+        do { return try VideoFilter(toneMapFilters(width: width, height: height), input: first, timeBase: timeBase) } catch {
             throw TranscodeError.failed("HDR source: cannot set up tone-mapping (\(error))")
         }
     }

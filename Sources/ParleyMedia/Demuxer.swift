@@ -14,6 +14,9 @@ public struct StreamInfo: Sendable {
     public let height: Int
     /// Video: the colour description the container or codec header gives.
     public let color: ColorDescription
+    /// Video: degrees (0, 90, 180, 270) to turn each picture clockwise for
+    /// display, from the container's display matrix (phones record this way).
+    public let rotation: Int
     public let sampleRate: Int
     public let channels: Int
     /// Stream duration in seconds, 0 when unknown.
@@ -40,7 +43,8 @@ public final class Demuxer: @unchecked Sendable {
         var infos: [StreamInfo] = []
         let c = ctx!.pointee
         for i in 0..<Int(c.nb_streams) {
-            let st = c.streams[i]!.pointee
+            let stream = c.streams[i]!
+            let st = stream.pointee
             let par = st.codecpar.pointee
             let kind: StreamInfo.Kind = par.codec_type == AVMEDIA_TYPE_VIDEO ? .video
                 : par.codec_type == AVMEDIA_TYPE_AUDIO ? .audio : .other
@@ -55,6 +59,7 @@ public final class Demuxer: @unchecked Sendable {
                                     width: Int(par.width), height: Int(par.height),
                                     color: ColorDescription(primaries: par.color_primaries, transfer: par.color_trc,
                                                             matrix: par.color_space, range: par.color_range),
+                                    rotation: Demuxer.rotation(of: stream),
                                     sampleRate: Int(par.sample_rate), channels: Int(par.ch_layout.nb_channels),
                                     duration: dur, startTime: st.start_time))
         }
@@ -62,6 +67,17 @@ public final class Demuxer: @unchecked Sendable {
     }
 
     deinit { avformat_close_input(&context) }
+
+    /// The display matrix's rotation as ffmpeg's autorotate reads it,
+    /// rounded to a quarter turn (0 when absent or not one).
+    static func rotation(of stream: UnsafeMutablePointer<AVStream>) -> Int {
+        var size = 0
+        guard let m = av_stream_get_side_data(stream, AV_PKT_DATA_DISPLAYMATRIX, &size), size >= 9 * 4 else { return 0 }
+        let ccw = m.withMemoryRebound(to: Int32.self, capacity: 9) { av_display_rotation_get($0) }
+        guard ccw.isFinite else { return 0 }
+        let cw = (-Int(ccw.rounded()) % 360 + 360) % 360
+        return [0, 90, 180, 270, 360].first { abs($0 - cw) < 1 }.map { $0 % 360 } ?? 0
+    }
 
     /// Container duration in seconds (0 when unknown).
     public var duration: Double {

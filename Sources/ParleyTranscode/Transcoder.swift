@@ -205,8 +205,11 @@ public final class Transcoder {
         }
         demuxer.discardAll(except: Set([vinfo.index] + (adec.map { [$0.stream.index] } ?? [])))
 
+        // The ladder follows the picture as displayed: a phone's 1920x1080 turned 90° is portrait.
+        let turned = vinfo.rotation % 180 == 90
         let rungs: [Rung]
-        do { rungs = try Ladder.pick(sourceWidth: vinfo.width, sourceHeight: vinfo.height, spec: options.ladder) } catch {
+        do { rungs = try Ladder.pick(sourceWidth: turned ? vinfo.height : vinfo.width, sourceHeight: turned ? vinfo.width : vinfo.height,
+                                     spec: options.ladder) } catch {
             throw TranscodeError.usage("\(error)")
         }
         var fps = vinfo.frameRate
@@ -236,11 +239,12 @@ public final class Transcoder {
         if options.thumbnails { try fm.createDirectory(at: thumbsDir, withIntermediateDirectories: true) }
 
         var workers: [VideoRenditionEncoder] = []
-        // Decided on the first frame: an HDR source goes through `toneMap` to SDR BT.709.
+        // Decided on the first frame: a rotated or HDR source goes through
+        // `sourceFilter` (turned upright, tone-mapped to SDR BT.709).
         var sourceRange: VideoRange?
         var sourceColor = ColorDescription()
-        var toneMap: VideoFilter?
-        let mapped = Frame()
+        var sourceFilter: VideoFilter?
+        let filtered = Frame()
         var thumbnailer: Thumbnailer?
         var thumbnails: [String] = []
         var origin: Int64?
@@ -260,16 +264,22 @@ public final class Transcoder {
         }
         func firstWorkerError() -> Error? { workers.lazy.compactMap(\.error).first }
 
-        /// The first frame decides the dynamic range and the output's colour tags.
-        func chooseColor(_ first: Frame) throws {
+        /// The first frame decides the dynamic range, the output's colour tags
+        /// and the filters every frame goes through.
+        func setUpSource(_ first: Frame) throws {
             sourceColor = first.color.filled(from: vinfo.color)
             let range = VideoRange(transfer: sourceColor.transfer)
             sourceRange = range
+            var filters: [String] = []
+            if let turn = Transcoder.rotationFilters[vinfo.rotation] { filters.append(turn) }
             if range.isHDR {
+                guard VideoFilter.has(["zscale", "tonemap"]) else {
+                    throw TranscodeError.failed("\(input): HDR (\(range.rawValue)) source needs tone-mapping, but this libavfilter has no zscale/tonemap filter")
+                }
                 sourceColor = sourceColor.filled(from: VideoRange.bt2020)
                 first.color = sourceColor
                 let top = rungs.max { $0.width * $0.height < $1.width * $1.height }!
-                toneMap = try VideoRange.toneMapper(first: first, timeBase: tb, width: top.width, height: top.height)
+                filters.append(VideoRange.toneMapFilters(width: top.width, height: top.height))
                 settings.color = .bt709
             } else {
                 // Pixels keep the source's colours: so do the tags. swscale turns
@@ -279,16 +289,20 @@ public final class Transcoder {
                     ? AVCOL_RANGE_JPEG : AVCOL_RANGE_MPEG
                 settings.color = c
             }
+            guard !filters.isEmpty else { return }
+            do { sourceFilter = try VideoFilter(filters.joined(separator: ","), input: first, timeBase: tb) } catch {
+                throw TranscodeError.failed("\(input): cannot set up the filters \(filters.joined(separator: ",")) (\(error))")
+            }
         }
 
         func handleDecodedFrame(_ decoded: Frame) throws {
             decoded.pts = decoded.bestEffortTimestamp
-            if sourceRange == nil { try chooseColor(decoded) }
-            guard let toneMap else { return try handleVideoFrame(decoded) }
+            if sourceRange == nil { try setUpSource(decoded) }
+            guard let sourceFilter else { return try handleVideoFrame(decoded) }
             decoded.color = decoded.color.filled(from: sourceColor)
-            try toneMap.push(decoded)
+            try sourceFilter.push(decoded)
             decoded.unref()
-            while try toneMap.pull(into: mapped) { try handleVideoFrame(mapped) }
+            while try sourceFilter.pull(into: filtered) { try handleVideoFrame(filtered) }
         }
 
         func handleVideoFrame(_ frame: Frame) throws {
@@ -376,9 +390,9 @@ public final class Transcoder {
                 pkt.unref()
             }
             try decodeVideo(nil)
-            if let toneMap {
-                try toneMap.push(nil)
-                while try toneMap.pull(into: mapped) { try handleVideoFrame(mapped) }
+            if let sourceFilter {
+                try sourceFilter.push(nil)
+                while try sourceFilter.pull(into: filtered) { try handleVideoFrame(filtered) }
             }
             try decodeAudio(nil)
             if audio != nil { try audio!.push(nil) }
@@ -424,6 +438,9 @@ public final class Transcoder {
 }
 
 extension Transcoder {
+    /// libavfilter filters that turn a picture clockwise, as ffmpeg's autorotate does.
+    static let rotationFilters = [90: "transpose=clock", 180: "hflip,vflip", 270: "transpose=cclock"]
+
     /// Pixel formats libswscale reads as full range (and converts to limited).
     static let fullRangeFormats: Set<AVPixelFormat> = [AV_PIX_FMT_YUVJ420P, AV_PIX_FMT_YUVJ422P, AV_PIX_FMT_YUVJ444P,
                                                         AV_PIX_FMT_YUVJ440P, AV_PIX_FMT_YUVJ411P]

@@ -31,14 +31,4 @@ public enum VideoRange: String, Sendable, Codable {
     /// What PQ and HLG sources are mastered in, for the fields a stream leaves unspecified.
     static let bt2020 = ColorDescription(primaries: AVCOL_PRI_BT2020, transfer: AVCOL_TRC_UNSPECIFIED,
                                          matrix: AVCOL_SPC_BT2020_NCL, range: AVCOL_RANGE_MPEG)
-
-    /// The tone-mapping filter graph for HDR frames like `first`, putting out `width`×`height`.
-    static func toneMapper(first: Frame, timeBase: Rational, width: Int, height: Int) throws -> VideoFilter {
-        guard VideoFilter.has(["zscale", "tonemap"]) else {
-            throw TranscodeError.failed("HDR source needs tone-mapping, but this libavfilter has no zscale/tonemap filter")
-        }
-        do { return try VideoFilter(toneMapFilters(width: width, height: height), input: first, timeBase: timeBase) } catch {
-            throw TranscodeError.failed("HDR source: cannot set up tone-mapping (\(error))")
-        }
-    }
 }

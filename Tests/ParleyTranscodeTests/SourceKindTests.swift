@@ -69,6 +69,26 @@ final class SourceKindTests: XCTestCase {
         XCTAssertEqual([p["width"], p["height"]], ["360", "640"])
     }
 
+    /// A phone video stored landscape with a display rotation: the ladder is
+    /// portrait and the pictures are upright, as ffmpeg shows them.
+    func testRotatedSourceIsTurnedUpright() throws {
+        let plain = try ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-t", "1",
+                                "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"], "landscape.mp4")
+        let src = try ffmpeg(["-i", plain, "-c", "copy", "-metadata:s:v:0", "rotate=90"], "rotated.mp4")
+        let out = work.appendingPathComponent("out")
+        var o = TranscodeOptions(input: src, output: out.path)
+        o.ladder = "360p:3000k"
+        o.preset = "ultrafast"
+        o.thumbnails = false
+        let r = try Transcoder(options: o).run()
+        XCTAssertEqual(r.video.map { [$0.width, $0.height] }, [[360, 640]])
+        let rung = out.appendingPathComponent("360p-3000k/index.m3u8").path
+        let upright = try ffmpeg(["-i", src, "-c:v", "rawvideo", "-f", "nut"], "upright.nut")  // ffmpeg autorotates
+        let sideways = try ffmpeg(["-noautorotate", "-i", src, "-vf", "scale=360:640", "-c:v", "rawvideo", "-f", "nut"], "sideways.nut")
+        XCTAssertGreaterThan(try psnr(rung, upright), 30, "turned like ffmpeg turns it")
+        XCTAssertLessThan(try psnr(rung, sideways), 20)
+    }
+
     // MARK: HDR
 
     /// A 2 s 640×360 10-bit HEVC source tagged BT.2020 with `transfer`.

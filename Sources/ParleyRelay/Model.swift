@@ -122,6 +122,12 @@ public struct RelayConfig: Sendable {
     public var audioRetransmissionSlots = 64
     /// Packets older than this are not retransmitted.
     public var retransmissionMaxAge: Duration = .seconds(1)
+    /// A packet is resent to one subscriber at most once per this interval
+    /// (about a round trip; at least once per NACK even when zero).
+    public var retransmissionResendInterval: Duration = .milliseconds(100)
+    /// Bytes resent to a subscriber on NACK, at most this percentage of the
+    /// bytes of the track forwarded to it (0 answers no NACK).
+    public var retransmissionBudgetPercent = 100
     /// Host (IP) announced in grants instead of the bound one (e.g. the public IP when bound to 0.0.0.0).
     public var announcedHost: String? = nil
     /// Datagrams per recvmmsg on the media socket.

@@ -37,7 +37,7 @@ enum DropReason: Int, CaseIterable {
 final class RelayMetrics: Sendable {
     let packetsIn, bytesIn, packetsOut, bytesOut: Counter
     let dropped: [Counter]
-    let nacksServed, nacksMissed: Counter
+    let nacksServed, nacksMissed, nacksDuplicate, nacksOverBudget: Counter
     let keyframeForwarded, keyframeThrottled: Counter
     let stunBindings: Counter
     let rtcpIn: Counter
@@ -55,8 +55,11 @@ final class RelayMetrics: Sendable {
         bytesOut = r.counter("parley_relay_bytes_out_total", help: "Bytes sent from media ports.")
         let help = "Datagrams the relay dropped, by reason."
         dropped = DropReason.allCases.map { r.counter("parley_relay_dropped_total", help: help, labels: [("reason", $0.label)]) }
-        nacksServed = r.counter("parley_relay_nack_packets_total", help: "Packets requested by NACK, by result.", labels: [("result", "served")])
-        nacksMissed = r.counter("parley_relay_nack_packets_total", help: "Packets requested by NACK, by result.", labels: [("result", "missed")])
+        let nackHelp = "Packets requested by NACK, by result."
+        nacksServed = r.counter("parley_relay_nack_packets_total", help: nackHelp, labels: [("result", "served")])
+        nacksMissed = r.counter("parley_relay_nack_packets_total", help: nackHelp, labels: [("result", "missed")])
+        nacksDuplicate = r.counter("parley_relay_nack_packets_total", help: nackHelp, labels: [("result", "duplicate")])
+        nacksOverBudget = r.counter("parley_relay_nack_packets_total", help: nackHelp, labels: [("result", "over_budget")])
         keyframeForwarded = r.counter("parley_relay_keyframe_requests_total", help: "PLI/FIR from subscribers, by result.", labels: [("result", "forwarded")])
         keyframeThrottled = r.counter("parley_relay_keyframe_requests_total", help: "PLI/FIR from subscribers, by result.", labels: [("result", "throttled")])
         stunBindings = r.counter("parley_relay_stun_bindings_total", help: "STUN Binding requests answered with success on media ports.")

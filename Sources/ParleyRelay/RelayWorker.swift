@@ -386,8 +386,8 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         t.packetsIn += 1
         t.bytesIn += bytes.count
         p.router.packetsIn += 1
-        t.retransmission?.store(bytes, sequence: seq, nowMs: nowMs)
         guard !t.muted else { tally.drop(.muted); return }
+        t.retransmission?.store(bytes, sequence: seq, nowMs: nowMs) // after mute: a NACK must not reveal muted media
         if let tap = p.router.tap { tap.packet(t.ssrc, t.kind, bytes) }
         let n = t.destinations.count
         guard n > 0 else { return }
@@ -420,9 +420,9 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
                 t.statistics.senderReportReceived(ntpTimestamp: ntp, arrivalTime: nowNs)
                 senderReportTrack = t
             case RTCP.PacketType.transportFeedback where pkt.count == RTCP.Format.genericNACK:
-                guard let m = pkt.mediaSSRC, let t = router.tracksBySSRC[m], t.isSubscribed(p),
+                guard let m = pkt.mediaSSRC, let t = router.tracksBySSRC[m], let budget = t.retransmissionBudget(for: p),
                       let dest = p.address else { continue }
-                answerNACK(pkt, track: t, subscriber: p, dest: dest)
+                answerNACK(pkt, track: t, budget: budget, subscriber: p, dest: dest)
             case RTCP.PacketType.payloadFeedback where pkt.count == RTCP.Format.pictureLossIndication:
                 guard let m = pkt.mediaSSRC, let t = router.tracksBySSRC[m], t.isSubscribed(p) else { continue }
                 requestKeyframe(t, fir: false)
@@ -447,22 +447,31 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         }
     }
 
-    private func answerNACK(_ pkt: RTCPPacketView, track t: Track, subscriber p: Participant, dest: SocketAddress) {
+    /// Resends what subscriber `p` lost, as far as its budget for `t` allows
+    /// (see `RetransmissionBudget`): the answer never grows with the NACK.
+    private func answerNACK(_ pkt: RTCPPacketView, track t: Track, budget: RetransmissionBudget,
+                            subscriber p: Participant, dest: SocketAddress) {
         guard let ring = t.retransmission else { return }
         let maxAge = UInt64(config.retransmissionMaxAge.millisecondsRoundedUp)
-        var served = 0, missed = 0
+        let interval = UInt64(config.retransmissionResendInterval.millisecondsRoundedUp)
+        budget.refill(from: ring, percent: config.retransmissionBudgetPercent)
+        var served = 0, missed = 0, duplicate = 0, overBudget = 0
         RTCPGenericNACK.forEachLost(in: pkt) { seq in
-            if let stored = ring.packet(sequence: seq, nowMs: nowMs, maxAgeMs: maxAge) {
+            guard let stored = ring.packet(sequence: seq, nowMs: nowMs, maxAgeMs: maxAge) else { missed += 1; return }
+            switch budget.admit(sequence: seq, bytes: stored.count, nowMs: nowMs, intervalMs: interval) {
+            case .resend:
                 // Copied: the ring slot may be overwritten before the batch is flushed.
                 queue(stored, to: dest, subscriber: p, isRTCP: false, byReference: false)
                 served += 1
-            } else {
-                missed += 1
+            case .duplicate: duplicate += 1
+            case .overBudget: overBudget += 1
             }
         }
         t.publisher.router.nacksServed += served
         if served > 0 { metrics.nacksServed.inc(served) }
         if missed > 0 { metrics.nacksMissed.inc(missed) }
+        if duplicate > 0 { metrics.nacksDuplicate.inc(duplicate) }
+        if overBudget > 0 { metrics.nacksOverBudget.inc(overBudget) }
     }
 
     /// Forwards a keyframe request to the publisher of `t`, at most one per

@@ -13,6 +13,8 @@ final class Track {
     var muted = false
     /// Participants subscribed to this track, latched or not.
     private(set) var subscribers: [Participant] = []
+    /// Parallel to `subscribers`: what each may still be resent on NACK.
+    private var retransmissionBudgets: [RetransmissionBudget] = []
     /// What the packet path walks: the latched addresses of `subscribers`,
     /// recomputed on every (un)subscribe or latch, never per packet.
     private(set) var destinations: [SocketAddress] = []
@@ -49,11 +51,19 @@ final class Track {
 
     func isSubscribed(_ p: Participant) -> Bool { subscribers.contains { $0 === p } }
 
+    /// Subscriber `p`'s retransmission budget; nil if `p` does not receive
+    /// this track or the track keeps no packets to resend.
+    func retransmissionBudget(for p: Participant) -> RetransmissionBudget? {
+        guard retransmission != nil, let i = subscribers.firstIndex(where: { $0 === p }) else { return nil }
+        return retransmissionBudgets[i]
+    }
+
     /// Adds `p` as a subscriber; false if it already was one.
     @discardableResult
     func addSubscriber(_ p: Participant) -> Bool {
         guard p !== publisher, !isSubscribed(p) else { return false }
         subscribers.append(p)
+        retransmissionBudgets.append(RetransmissionBudget(ring: retransmission))
         p.receiving.append(self)
         recomputeDestinations()
         return true
@@ -64,6 +74,7 @@ final class Track {
     func removeSubscriber(_ p: Participant) -> Bool {
         guard let i = subscribers.firstIndex(where: { $0 === p }) else { return false }
         subscribers.remove(at: i)
+        retransmissionBudgets.remove(at: i)
         p.receiving.removeAll { $0 === self }
         recomputeDestinations()
         return true

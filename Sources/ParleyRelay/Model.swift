@@ -128,6 +128,9 @@ public struct RelayConfig: Sendable {
     /// Bytes resent to a subscriber on NACK, at most this percentage of the
     /// bytes of the track forwarded to it (0 answers no NACK).
     public var retransmissionBudgetPercent = 100
+    /// Answers to STUN requests that do not authenticate, from addresses
+    /// nobody latched, per source IP; nil: no limit.
+    public var stunRateLimit: STUNRateLimit? = STUNRateLimit()
     /// Host (IP) announced in grants instead of the bound one (e.g. the public IP when bound to 0.0.0.0).
     public var announcedHost: String? = nil
     /// Datagrams per recvmmsg on the media socket.

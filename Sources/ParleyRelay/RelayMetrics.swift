@@ -17,6 +17,8 @@ enum DropReason: Int, CaseIterable {
     case authFailed
     /// STUN that is not a Binding request, or fails its credentials.
     case stunRejected
+    /// STUN from an unknown source over its `STUNRateLimit` (not answered).
+    case stunRateLimited
 
     var label: String {
         switch self {
@@ -27,6 +29,7 @@ enum DropReason: Int, CaseIterable {
         case .muted: return "muted"
         case .authFailed: return "auth_failed"
         case .stunRejected: return "stun_rejected"
+        case .stunRateLimited: return "stun_rate_limited"
         }
     }
 }
@@ -85,7 +88,7 @@ final class RelayMetrics: Sendable {
 /// Per-batch tallies, flushed to `RelayMetrics` once per `recvmmsg` batch.
 struct BatchCounters {
     var packetsIn = 0, bytesIn = 0, packetsOut = 0, bytesOut = 0
-    var drops = (0, 0, 0, 0, 0, 0, 0)
+    var drops = (0, 0, 0, 0, 0, 0, 0, 0)
 
     @inline(__always) mutating func drop(_ r: DropReason) {
         switch r {
@@ -96,6 +99,7 @@ struct BatchCounters {
         case .muted: drops.4 += 1
         case .authFailed: drops.5 += 1
         case .stunRejected: drops.6 += 1
+        case .stunRateLimited: drops.7 += 1
         }
     }
 
@@ -109,5 +113,6 @@ struct BatchCounters {
         if drops.4 > 0 { m.counter(.muted).inc(drops.4) }
         if drops.5 > 0 { m.counter(.authFailed).inc(drops.5) }
         if drops.6 > 0 { m.counter(.stunRejected).inc(drops.6) }
+        if drops.7 > 0 { m.counter(.stunRateLimited).inc(drops.7) }
     }
 }

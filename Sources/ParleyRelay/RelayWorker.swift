@@ -34,6 +34,8 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     private var nextParticipant: UInt32 = 1
     private var housekeeping: TimerHandle?
     private let responder = BindingResponder(software: "parley", alwaysFingerprint: true)
+    /// Limits unauthenticated STUN answers to addresses nobody latched.
+    private let stunLimiter: SourceRateLimiter?
     /// Scratch space for RTCP we build (RR, PLI, FIR) before queuing copies.
     private let scratch: UnsafeMutableRawBufferPointer
     // Per batch: the one clock read, and tallies flushed to metrics at the end.
@@ -50,6 +52,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         self.index = index
         self.config = config
         metrics = RelayMetrics(config.metrics)
+        stunLimiter = config.stunRateLimit.map(SourceRateLimiter.init)
         scratch = .allocate(byteCount: 1500, alignment: 16)
         var opts = UDPSocket.Options()
         opts.batchSize = config.batchSize
@@ -503,12 +506,14 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     private func handleSTUN(_ bytes: UnsafeRawBufferPointer, from source: SocketAddress) {
         // Any STUN from a latched address (consent checks, keepalive
         // indications) counts as activity for the timeout; it moves nothing.
-        if let p = byAddress[source] { p.lastSeenMs = nowMs }
+        let latched = byAddress[source]
+        latched?.lastSeenMs = nowMs
         // With USERNAME: ICE short-term credentials (authenticate, then latch).
         // Without: plain public-address discovery, no session change.
         let hasUsername = (try? STUNMessageView(parsing: bytes))?.username != nil
         let stunSource = STUNAddress(source)
         var outcome: BindingOutcome<Participant>?
+        var rateLimited = false
         socket.sendBatch.append(to: source, maxLength: 512) { out in
             do {
                 if hasUsername {
@@ -521,6 +526,14 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
                     case .success(let n, _): outcome = .success(length: n, participant: nil)
                     case .errorResponse(let n, let c): outcome = .errorResponse(length: n, code: c)
                     }
+                }
+                // An answer that authenticates nobody, to an address nobody latched,
+                // may be aimed at a spoofed victim: limited per source IP.
+                var authenticated = false
+                if case .success(_, _?)? = outcome { authenticated = true }
+                if !authenticated, latched == nil, let l = stunLimiter, !l.admit(source, nowNs: nowNs) {
+                    outcome = nil
+                    rateLimited = true
                 }
                 return outcome?.length ?? 0
             } catch {
@@ -541,7 +554,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
             tally.bytesOut += n
             tally.drop(.stunRejected)
         case nil:
-            tally.drop(.stunRejected)
+            tally.drop(rateLimited ? .stunRateLimited : .stunRejected)
         }
     }
 

@@ -5,6 +5,9 @@ import ParleySTUN
 /// A plain STUN server (RFC 8489 Binding, no credentials) on its own UDP
 /// port, 3478 by default: any client learns its server-reflexive address
 /// from the XOR-MAPPED-ADDRESS. Nothing here touches relay sessions.
+/// Each source IP gets at most `STUNRateLimit` answers (burst, then a
+/// rate): the source can be spoofed, and the answer is larger than the
+/// request, so an unlimited service reflects floods at third parties.
 ///
 /// Loop-bound: create and close it on its loop (`start` does that for you).
 public final class STUNService: UDPSocketHandler, @unchecked Sendable {
@@ -16,17 +19,21 @@ public final class STUNService: UDPSocketHandler, @unchecked Sendable {
     private let responder = BindingResponder(software: "parley", alwaysFingerprint: false)
     /// Tests: sees the source of every datagram (to check what a client was told).
     var observer: ((SocketAddress) -> Void)?
+    private let limiter: SourceRateLimiter?
     private let answered: Counter
     private let rejected: Counter
+    private let limited: Counter
 
-    /// Binds `address` on `loop`. Loop only.
-    public init(loop: EventLoop, bindTo address: SocketAddress, metrics: MetricsRegistry = .shared) throws(RelayError) {
+    /// Binds `address` on `loop`; `rateLimit` nil answers without limit. Loop only.
+    public init(loop: EventLoop, bindTo address: SocketAddress, rateLimit: STUNRateLimit? = STUNRateLimit(),
+                metrics: MetricsRegistry = .shared) throws(RelayError) {
         loop.preconditionInLoop()
         self.loop = loop
-        answered = metrics.counter("parley_stun_bindings_total", help: "Binding requests answered by the STUN service, by result.",
-                                   labels: [("result", "success")])
-        rejected = metrics.counter("parley_stun_bindings_total", help: "Binding requests answered by the STUN service, by result.",
-                                   labels: [("result", "rejected")])
+        limiter = rateLimit.map(SourceRateLimiter.init)
+        let help = "Requests to the STUN service, by result (success, rejected, rate_limited)."
+        answered = metrics.counter("parley_stun_bindings_total", help: help, labels: [("result", "success")])
+        rejected = metrics.counter("parley_stun_bindings_total", help: help, labels: [("result", "rejected")])
+        limited = metrics.counter("parley_stun_bindings_total", help: help, labels: [("result", "rate_limited")])
         var opts = UDPSocket.Options()
         opts.metrics = metrics
         do {
@@ -37,11 +44,13 @@ public final class STUNService: UDPSocketHandler, @unchecked Sendable {
     }
 
     /// Binds on `loop` from any thread but that loop's, blocking until bound.
-    public static func start(on loop: EventLoop, bindTo address: SocketAddress,
+    public static func start(on loop: EventLoop, bindTo address: SocketAddress, rateLimit: STUNRateLimit? = STUNRateLimit(),
                              metrics: MetricsRegistry = .shared) throws(RelayError) -> STUNService {
         let r: Result<STUNService, RelayError>
         do {
-            r = try loop.submit { Result { () throws(RelayError) in try STUNService(loop: loop, bindTo: address, metrics: metrics) } }
+            r = try loop.submit {
+                Result { () throws(RelayError) in try STUNService(loop: loop, bindTo: address, rateLimit: rateLimit, metrics: metrics) }
+            }
         } catch {
             throw .bindFailed(address: address.description, reason: "\(error)")
         }
@@ -56,10 +65,12 @@ public final class STUNService: UDPSocketHandler, @unchecked Sendable {
 
     public func udpSocket(_ socket: UDPSocket, didReceive batch: UDPReceiveBatch) {
         let out: UDPSendBatch = socket.sendBatch
-        var ok = 0, bad = 0
+        let now = MonotonicTime.now().nanoseconds
+        var ok = 0, bad = 0, over = 0
         for i in 0..<batch.count {
             let d = batch[i]
             observer?(d.source)
+            if let l = limiter, !l.admit(d.source, nowNs: now) { over += 1; continue }
             let source = STUNAddress(d.source)
             var success = false
             out.append(to: d.source, maxLength: 512) { buf in
@@ -72,6 +83,7 @@ public final class STUNService: UDPSocketHandler, @unchecked Sendable {
         // Count before sending so a client that got its answer sees the count.
         if ok > 0 { answered.inc(ok) }
         if bad > 0 { rejected.inc(bad) }
+        if over > 0 { limited.inc(over) }
         out.flush()
     }
 }

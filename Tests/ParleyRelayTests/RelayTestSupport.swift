@@ -65,6 +65,22 @@ final class TestClient {
         receiveDatagram(fd, timeout: timeout)
     }
 
+    /// A client on another IPv4 loopback address (`127.0.0.2`: a second
+    /// source IP for per-source limits), any port; nil if it cannot bind.
+    init?(ipv4 ip: String) {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        var bound = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        guard fd >= 0, let want = SocketAddress(ip: ip, port: 0), want.withSockAddr({ Glibc.bind(fd, $0, $1) }) == 0,
+              withUnsafeMutablePointer(to: &bound, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }) == 0,
+              let a = SocketAddress(bound, length: Int(len)) else {
+            if fd >= 0 { close(fd) }
+            return nil
+        }
+        self.fd = fd
+        address = a
+    }
+
     /// Every datagram already queued, without waiting.
     func drain() -> [[UInt8]] {
         var out: [[UInt8]] = []

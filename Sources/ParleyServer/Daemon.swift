@@ -63,6 +63,10 @@ enum Daemon {
         relayConfig.maxParticipantsPerRoom = config.maxParticipantsPerRoom
         relayConfig.participantTimeout = .seconds(config.participantTimeoutSeconds)
         relayConfig.batchSize = config.udpBatch
+        relayConfig.retransmissionResendInterval = .milliseconds(config.nackResendIntervalMs)
+        relayConfig.retransmissionBudgetPercent = config.nackBudgetPercent
+        let stunLimit = config.stunRate == 0 ? nil : STUNRateLimit(rate: config.stunRate, burst: config.stunBurst, sources: config.stunSources)
+        relayConfig.stunRateLimit = stunLimit
         let events = RelayEventSink() // relay timeouts end signalling sessions
         relayConfig.onEvent = events.deliver
         let relay = try Relay(loops: loops, mediaAddresses: mediaAddresses, config: relayConfig)
@@ -70,7 +74,7 @@ enum Daemon {
 
         var stun: STUNService?
         if let s = config.stun {
-            stun = try STUNService.start(on: loops[0], bindTo: try s.socketAddress(key: "stun"))
+            stun = try STUNService.start(on: loops[0], bindTo: try s.socketAddress(key: "stun"), rateLimit: stunLimit)
             announce("stun", stun!.localAddress.description, log)
         }
 

@@ -30,6 +30,18 @@ public struct ServerConfig: Sendable, Equatable {
     /// Seconds of silence (no media, no STUN) before a participant is removed.
     public var participantTimeoutSeconds = 30
 
+    // MARK: media relay limits (NACK answers, STUN answers to strangers; docs/security.md)
+    /// Milliseconds before a packet may be resent to the same subscriber again.
+    public var nackResendIntervalMs = 100
+    /// Bytes resent to a subscriber, at most this percentage of the track's bytes forwarded to it.
+    public var nackBudgetPercent = 100
+    /// STUN answers per second per source IP (STUN service, unauthenticated on media ports); 0 = no limit.
+    public var stunRate = 20
+    /// STUN answers one source IP may get at once.
+    public var stunBurst = 40
+    /// Source IPs the STUN limit remembers (per STUN port).
+    public var stunSources = 4096
+
     // MARK: transcoding jobs, uploads, HLS (docs/security.md)
     /// Directories `POST /jobs` may read inputs from, by relative name; none by default.
     public var transcodeInputDirs: [String] = []
@@ -97,6 +109,12 @@ public struct ServerConfig: Sendable, Equatable {
         ("job-burst", "job submissions a token subject may make back to back (default 5)"),
         ("job-queue-cap", "jobs queued or running before POST /jobs answers 503 (default 100)"),
         ("hls-public-default", "serve /hls assets without a token unless their job said \"public\": false (default false)"),
+        // MARK: media relay limits (NACK answers, STUN answers to strangers)
+        ("nack-resend-interval-ms", "milliseconds before a packet is resent to the same subscriber again (default 100)"),
+        ("nack-budget-percent", "bytes resent on NACK, at most this % of the track's bytes sent to that subscriber, 0-200 (default 100)"),
+        ("stun-rate", "STUN answers per second per source IP to unauthenticated requests, 0 = no limit (default 20)"),
+        ("stun-burst", "STUN answers one source IP may get at once (default 40)"),
+        ("stun-sources", "source IPs the STUN rate limit tracks per port, least recently seen forgotten first (default 4096)"),
     ]
 
     static let booleanKeys: Set<String> = ["insecure", "hls-public-default"]
@@ -147,6 +165,12 @@ public struct ServerConfig: Sendable, Equatable {
         case "hls-public-default":
             guard let b = ["true": true, "false": false][value] else { throw ConfigError(key: key, "must be true or false") }
             hlsPublicDefault = b
+        // MARK: media relay limits (NACK answers, STUN answers to strangers)
+        case "nack-resend-interval-ms": nackResendIntervalMs = try int(1...10_000)
+        case "nack-budget-percent": nackBudgetPercent = try int(0...200)
+        case "stun-rate": stunRate = try int(0...1_000_000)
+        case "stun-burst": stunBurst = try int(1...1_000_000)
+        case "stun-sources": stunSources = try int(16...1 << 20)
         default: throw ConfigError(key: key, "unknown key")
         }
     }

@@ -55,4 +55,15 @@ final class ServerConfigTests: XCTestCase {
             XCTAssertTrue(String(describing: e).contains("not valid JSON"))
         }
     }
+
+    func testMediaRelayLimitKeys() throws {
+        let d = try ServerConfig.resolve(flags: [:], switches: [])
+        XCTAssertEqual([d.nackResendIntervalMs, d.nackBudgetPercent, d.stunRate, d.stunBurst, d.stunSources], [100, 100, 20, 40, 4096])
+        let c = try ServerConfig.resolve(flags: ["nack-resend-interval-ms": "250", "nack-budget-percent": "50", "stun-rate": "0",
+                                                 "stun-burst": "5", "stun-sources": "64"], switches: [])
+        XCTAssertEqual([c.nackResendIntervalMs, c.nackBudgetPercent, c.stunRate, c.stunBurst, c.stunSources], [250, 50, 0, 5, 64])
+        // The NACK budget cannot be set past 2x what a subscriber receives.
+        XCTAssertThrowsError(try ServerConfig.resolve(flags: ["nack-budget-percent": "300"], switches: []))
+        XCTAssertThrowsError(try ServerConfig.resolve(flags: ["stun-burst": "0"], switches: []))
+    }
 }

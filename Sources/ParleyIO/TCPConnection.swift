@@ -10,6 +10,11 @@ public enum TCPCloseReason: Sendable, Equatable, CustomStringConvertible {
     case peer
     /// No bytes moved for ``TCPOptions/idleTimeout``.
     case idleTimeout
+    /// The TLS handshake did not finish within ``TCPOptions/handshakeTimeout``.
+    case handshakeTimeout
+    /// The peer did not read: a write found more than
+    /// ``TCPOptions/maxQueuedWriteBytes`` already queued.
+    case writeQueueFull
     /// The event loop shut down.
     case shutdown
     /// The outbound connect failed.
@@ -24,6 +29,8 @@ public enum TCPCloseReason: Sendable, Equatable, CustomStringConvertible {
         case .local: return "local"
         case .peer: return "peer"
         case .idleTimeout: return "idle timeout"
+        case .handshakeTimeout: return "TLS handshake timeout"
+        case .writeQueueFull: return "write queue full"
         case .shutdown: return "shutdown"
         case .connectFailed(let e): return "connect failed: \(e)"
         case .error(let e): return "error: \(e)"
@@ -49,6 +56,16 @@ public struct TCPOptions: Sendable {
     public var allowHalfClose = false
     /// Close (abort) a connection when no byte was read or written for this long.
     public var idleTimeout: Duration? = nil
+    /// Close (abort) a TLS connection whose handshake has not finished this
+    /// long after it was accepted (or connected). Unlike the idle timeout,
+    /// traffic does not extend it: a peer trickling its ClientHello one byte
+    /// at a time is closed all the same.
+    public var handshakeTimeout: Duration? = nil
+    /// Abort the connection when a write finds more than this many bytes
+    /// still queued (the peer is not reading). The queue may exceed the cap
+    /// by at most one write, so a protocol layer that sees the cap coming
+    /// can still queue its own goodbye (a WebSocket close frame). nil: no cap.
+    public var maxQueuedWriteBytes: Int? = nil
     /// Bytes read per readiness event before yielding to other fds.
     public var maxReadPerWakeup = 256 << 10
     public init() {}
@@ -169,6 +186,7 @@ public final class TCPConnection: EventLoopIOHandler, @unchecked Sendable {
     private var closeAfterFlush = false
     private var pendingCloseReason: TCPCloseReason = .local
     private var idleTimer: TimerHandle?
+    private var handshakeTimer: TimerHandle?
     private var lastActivity: UInt64 = 0
     var layer: TCPStreamLayer?
     private var layerActive = false
@@ -262,6 +280,13 @@ public final class TCPConnection: EventLoopIOHandler, @unchecked Sendable {
 
     private func becameActive() {
         if let layer {
+            if let d = options.handshakeTimeout {
+                handshakeTimer = loop.scheduleTimer(after: d) { [weak self] in
+                    guard let self else { return }
+                    self.handshakeTimer = nil
+                    if !self.layerActive { self.finishClose(.handshakeTimeout) }
+                }
+            }
             layer.start(self) // handler is told active when the handshake completes
         } else {
             layerActive = true
@@ -274,6 +299,7 @@ public final class TCPConnection: EventLoopIOHandler, @unchecked Sendable {
     func layerDidBecomeActive() {
         guard !layerActive, state != .closed else { return }
         layerActive = true
+        if let t = handshakeTimer { loop.cancelTimer(t); handshakeTimer = nil }
         handler?.connectionDidBecomeActive(self)
     }
 
@@ -305,6 +331,11 @@ public final class TCPConnection: EventLoopIOHandler, @unchecked Sendable {
     /// Raw bytes to the socket (below any layer).
     func transmit(_ bytes: UnsafeRawBufferPointer) {
         guard state != .closed, bytes.count > 0 else { return }
+        if let cap = options.maxQueuedWriteBytes, queue.count > cap {
+            // The peer has stopped reading; queueing more only grows memory.
+            finishClose(.writeQueueFull)
+            return
+        }
         var rest = bytes
         if queue.isEmpty && state != .connecting {
             switch sendOnce(rest) {
@@ -417,6 +448,7 @@ public final class TCPConnection: EventLoopIOHandler, @unchecked Sendable {
         guard state != .closed else { return }
         state = .closed
         if let t = idleTimer { loop.cancelTimer(t); idleTimer = nil }
+        if let t = handshakeTimer { loop.cancelTimer(t); handshakeTimer = nil }
         if let reg = registration {
             loop.deregister(reg)
             registration = nil

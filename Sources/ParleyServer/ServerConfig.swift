@@ -56,6 +56,20 @@ public struct ServerConfig: Sendable, Equatable {
     /// Whether `/hls` assets are served without a token when their job did not say.
     public var hlsPublicDefault = false
 
+    // MARK: Front end limits (HTTP, WebSocket, TLS, signalling requests)
+    /// Seconds from accept to a finished TLS handshake.
+    public var tlsHandshakeTimeoutSeconds = 10
+    /// Seconds from accept (or the previous response) to a complete request head.
+    public var requestHeadTimeoutSeconds = 10
+    /// Bytes queued for a client that does not read before it is disconnected.
+    public var maxQueuedBytes = 1 << 20
+    /// Open connections, overall and per source IP.
+    public var maxConnections = 10_000
+    public var maxConnectionsPerIP = 100
+    /// Signalling requests per second per connection, and the burst allowed.
+    public var signallingRate = 50
+    public var signallingBurst = 200
+
     public init() {}
 
     public struct HostPort: Sendable, Equatable, CustomStringConvertible {
@@ -115,6 +129,14 @@ public struct ServerConfig: Sendable, Equatable {
         ("stun-rate", "STUN answers per second per source IP to unauthenticated requests, 0 = no limit (default 20)"),
         ("stun-burst", "STUN answers one source IP may get at once (default 40)"),
         ("stun-sources", "source IPs the STUN rate limit tracks per port, least recently seen forgotten first (default 4096)"),
+        // Front end limits (HTTP, WebSocket, TLS, signalling requests)
+        ("tls-handshake-timeout", "seconds from accept to a finished TLS handshake (default 10)"),
+        ("request-head-timeout", "seconds from accept or the previous response to a complete request head (default 10)"),
+        ("max-queued-bytes", "bytes queued for a client that does not read before it is disconnected (default 1048576)"),
+        ("max-connections", "open HTTP/WebSocket connections (default 10000)"),
+        ("max-connections-per-ip", "open HTTP/WebSocket connections from one IP address (default 100)"),
+        ("signalling-rate", "signalling requests per second per connection (default 50)"),
+        ("signalling-burst", "signalling requests a connection may send at once (default 200)"),
     ]
 
     static let booleanKeys: Set<String> = ["insecure", "hls-public-default"]
@@ -171,6 +193,14 @@ public struct ServerConfig: Sendable, Equatable {
         case "stun-rate": stunRate = try int(0...1_000_000)
         case "stun-burst": stunBurst = try int(1...1_000_000)
         case "stun-sources": stunSources = try int(16...1 << 20)
+        // Front end limits
+        case "tls-handshake-timeout": tlsHandshakeTimeoutSeconds = try int(1...300)
+        case "request-head-timeout": requestHeadTimeoutSeconds = try int(1...300)
+        case "max-queued-bytes": maxQueuedBytes = try int(65536...(1 << 30))
+        case "max-connections": maxConnections = try int(1...1_000_000)
+        case "max-connections-per-ip": maxConnectionsPerIP = try int(1...1_000_000)
+        case "signalling-rate": signallingRate = try int(1...100_000)
+        case "signalling-burst": signallingBurst = try int(1...100_000)
         default: throw ConfigError(key: key, "unknown key")
         }
     }

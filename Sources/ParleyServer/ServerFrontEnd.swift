@@ -79,13 +79,14 @@ public final class ServerFrontEnd: Sendable {
             let s = SignallingService(backend: b, verifier: JWTVerifier(secret: secret),
                                       graceSeconds: Double(config.reconnectGraceSeconds),
                                       maxParticipantsPerRoom: config.maxParticipantsPerRoom,
+                                      requestRate: config.signallingRate, requestBurst: config.signallingBurst,
                                       logger: Logger(label: "parley.signalling", level: config.logLevel))
             s.install(on: router)
             events?.connect(backend: b, signalling: s)
             signalling = s
             backend = b
         }
-        let http = HTTPServer(group: group, router: router, tls: tls, logger: logger)
+        let http = HTTPServer(group: group, router: router, tls: tls, limits: config.httpLimits, logger: logger)
         let bound = try http.start(at: listen)
         let scheme = tls == nil ? "http" : "https"
         lines.append("listening \(scheme) \(bound)")
@@ -96,6 +97,19 @@ public final class ServerFrontEnd: Sendable {
 
     /// Stops accepting connections.
     public func stop() { http.stop() }
+}
+
+extension ServerConfig {
+    /// The front end's limits from the config keys.
+    var httpLimits: HTTPServer.Limits {
+        var l = HTTPServer.Limits()
+        l.tlsHandshakeTimeout = .seconds(tlsHandshakeTimeoutSeconds)
+        l.requestHeadTimeout = .seconds(requestHeadTimeoutSeconds)
+        l.maxQueuedBytes = maxQueuedBytes
+        l.maxConnections = maxConnections
+        l.maxConnectionsPerIP = maxConnectionsPerIP
+        return l
+    }
 }
 
 /// Forwards relay events (from the relay's loops) to the signalling layer.

@@ -102,7 +102,9 @@ final class HTTPServerTests: XCTestCase {
     func testSilentWebSocketPeerIsClosedDespiteServerPings() throws {
         let r = HTTPRouter()
         r.addWebSocket("/ws", NullSocketService())
-        let s = HTTPServer(group: group, router: r, tls: nil, idleTimeout: .seconds(3), logger: quietLogger)
+        var limits = HTTPServer.Limits()
+        limits.idleTimeout = .seconds(3)
+        let s = HTTPServer(group: group, router: r, tls: nil, limits: limits, logger: quietLogger)
         let a = try s.start(at: SocketAddress("127.0.0.1:0")!)
         defer { s.stop() }
         let dead = MetricsRegistry.shared.counter("parley_http_websocket_dead_peers_total", help: "").current

@@ -16,27 +16,53 @@ import ParleyIO
 /// let bound = try server.start(at: SocketAddress("127.0.0.1:7700")!)
 /// ```
 public final class HTTPServer: Sendable {
+    /// What one client may hold of the server: connections, time, memory.
+    /// The defaults are `parley serve`'s (docs/security.md).
+    public struct Limits: Sendable {
+        /// A connection with no traffic this long is closed (WebSocket
+        /// connections get a ping every third of it, so only dead peers hit it).
+        public var idleTimeout: Duration = .seconds(60)
+        /// The TLS handshake must finish this long after the accept.
+        public var tlsHandshakeTimeout: Duration = .seconds(10)
+        /// A request head must be complete this long after the connection is
+        /// ready for it: after the accept (and TLS handshake), or after the
+        /// previous response on a keep-alive connection. Bytes arriving do not
+        /// extend it (the idle timeout does not stop a slowloris; this does).
+        public var requestHeadTimeout: Duration = .seconds(10)
+        /// Bytes queued for a client that does not read before its connection
+        /// is closed (WebSocket: close code 4009, ``SignallingCloseCode/slowConsumer``).
+        public var maxQueuedBytes = 1 << 20
+        /// Open connections, overall and from one source IP; an accept over
+        /// either is closed at once.
+        public var maxConnections = 10_000
+        public var maxConnectionsPerIP = 100
+
+        public init() {}
+    }
+
     public let group: EventLoopGroup
     public let router: HTTPRouter
     public let tls: TLSContext?
+    public let limits: Limits
     let logger: Logger
     let options: TCPOptions
+    let counts = ConnectionCounts()
     private let listener = Mutex<TCPListener?>(nil)
 
-    /// - Parameters:
-    ///   - idleTimeout: a connection with no traffic this long is closed
-    ///     (WebSocket connections get a ping every third of it, so only dead
-    ///     peers hit it).
-    public init(group: EventLoopGroup, router: HTTPRouter, tls: TLSContext?, idleTimeout: Duration = .seconds(60),
+    public init(group: EventLoopGroup, router: HTTPRouter, tls: TLSContext?, limits: Limits = Limits(),
                 logger: Logger = Logger(label: "parley.http")) {
         self.group = group
         self.router = router
         self.tls = tls
+        self.limits = limits
         self.logger = logger
         var o = TCPOptions()
-        o.idleTimeout = idleTimeout
-        o.highWaterMark = 4 << 20
-        o.lowWaterMark = 1 << 20
+        o.idleTimeout = limits.idleTimeout
+        o.handshakeTimeout = limits.tlsHandshakeTimeout
+        o.maxQueuedWriteBytes = limits.maxQueuedBytes
+        // Stop reading (and answering pipelined requests) well before the cap.
+        o.highWaterMark = limits.maxQueuedBytes / 2
+        o.lowWaterMark = limits.maxQueuedBytes / 8
         self.options = o
     }
 
@@ -45,21 +71,31 @@ public final class HTTPServer: Sendable {
     @discardableResult
     public func start(at address: SocketAddress) throws -> SocketAddress {
         let loop = group.loops[0]
-        let group = self.group, options = self.options, tls = self.tls, router = self.router, logger = self.logger
         let l = try loop.submit { () throws -> TCPListener in
-            try TCPListener(loop: loop, bindTo: address, reusePort: false) { sock in
-                let target = group.next()
-                let adopt: @Sendable () -> Void = {
-                    let h = HTTPConnectionHandler(router: router, logger: logger)
-                    do { try TCPConnection.adopt(sock, on: target, options: options, tls: tls, handler: h) } catch {
-                        logger.warn("adopt failed", ["error": .string("\(error)")])
-                    }
-                }
-                if target === loop { adopt() } else { target.execute(adopt) }
-            }
+            try TCPListener(loop: loop, bindTo: address, reusePort: false) { [self] sock in self.accepted(sock) }
         }
         listener.withLock { $0 = l }
         return l.localAddress
+    }
+
+    /// On the listener's loop: admit the socket under the connection caps and
+    /// hand it to the next loop, or close it at once.
+    private func accepted(_ sock: AcceptedSocket) {
+        let ip = sock.remoteAddress.withPort(0)
+        if let refusal = counts.admit(ip, limits: limits) {
+            sock.close()
+            HTTPConnectionHandler.metrics.refused(refusal).inc()
+            return
+        }
+        let target = group.next()
+        let adopt: @Sendable () -> Void = { [self] in
+            let h = HTTPConnectionHandler(router: router, logger: logger, limits: limits) { [counts] in counts.release(ip) }
+            do { try TCPConnection.adopt(sock, on: target, options: options, tls: tls, handler: h) } catch {
+                counts.release(ip)
+                logger.warn("adopt failed", ["error": .string("\(error)")])
+            }
+        }
+        if target.inEventLoop { adopt() } else { target.execute(adopt) }
     }
 
     /// Stops accepting (open connections stay until the loops shut down).
@@ -67,6 +103,34 @@ public final class HTTPServer: Sendable {
         guard let l = listener.withLock({ l -> TCPListener? in let x = l; l = nil; return x }) else { return }
         if l.loop.inEventLoop { l.close() } else { try? l.loop.submit { l.close() } }
     }
+}
+
+/// Open connections, overall and per source IP, for the caps of
+/// ``HTTPServer/Limits``. Admitted on the listener's loop, released from any.
+final class ConnectionCounts: Sendable {
+    enum Refusal { case total, perIP }
+    private let state = Mutex<(total: Int, perIP: [SocketAddress: Int])>((0, [:]))
+
+    func admit(_ ip: SocketAddress, limits: HTTPServer.Limits) -> Refusal? {
+        state.withLock { s in
+            if s.total >= limits.maxConnections { return .total }
+            let n = s.perIP[ip, default: 0]
+            if n >= limits.maxConnectionsPerIP { return .perIP }
+            s.total += 1
+            s.perIP[ip] = n + 1
+            return nil
+        }
+    }
+
+    func release(_ ip: SocketAddress) {
+        state.withLock { s in
+            s.total -= 1
+            let n = s.perIP[ip, default: 1] - 1
+            s.perIP[ip] = n > 0 ? n : nil
+        }
+    }
+
+    var total: Int { state.withLock { $0.total } }
 }
 
 private let connectionIDs = Atomic<UInt64>(0)
@@ -81,7 +145,14 @@ public final class WebSocketConnection: SignallingTransport, @unchecked Sendable
     /// Loop-confined.
     weak var tcp: TCPConnection?
     var closing = false
+    /// Closed because the peer did not read what was queued for it.
+    var slowConsumer = false
     let encoder = WebSocketFrameEncoder(role: .server)
+    /// The service's per-connection budget of incoming messages (see
+    /// `SignallingService`); loop-confined.
+    var requestBudget: TokenBucket?
+    /// Messages refused in a row by `requestBudget`; loop-confined.
+    var refusedInARow = 0
 
     init(loop: EventLoop, tcp: TCPConnection) {
         self.id = connectionIDs.wrappingAdd(1, ordering: .relaxed).newValue
@@ -90,11 +161,19 @@ public final class WebSocketConnection: SignallingTransport, @unchecked Sendable
         self.remoteAddress = tcp.remoteAddress
     }
 
-    /// Sends one text message.
+    /// Sends one text message. A message that would take the bytes queued
+    /// for the peer past ``HTTPServer/Limits/maxQueuedBytes`` is not sent:
+    /// the connection is closed with ``SignallingCloseCode/slowConsumer`` instead.
     public func send(text: String) {
         let frame = encoder.text(text)
         run { ws in
             guard !ws.closing, let tcp = ws.tcp else { return }
+            if let cap = tcp.options.maxQueuedWriteBytes, tcp.pendingWriteBytes + frame.count > cap {
+                ws.slowConsumer = true
+                HTTPConnectionHandler.metrics.slowConsumers.inc()
+                ws.closeNow(code: WebSocketCloseCode(SignallingCloseCode.slowConsumer), reason: "slow consumer")
+                return
+            }
             tcp.write(frame)
         }
     }
@@ -134,6 +213,9 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
 
     let router: HTTPRouter
     let logger: Logger
+    let requestHeadTimeout: Duration
+    /// Releases the connection's place under the connection caps.
+    let released: () -> Void
     var mode = Mode.http
     var parser = HTTPRequestParser()
     var head: HTTPRequestHead?
@@ -144,6 +226,8 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
     var awaitingResponse = false
     var file: FileStream?
     var keepAliveAfterFile = true
+    /// Fires when a request head has not arrived in time (see ``HTTPServer/Limits/requestHeadTimeout``).
+    var headDeadline: TimerHandle?
     weak var connection: TCPConnection?
 
     // WebSocket mode
@@ -156,12 +240,17 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
 
     static let metrics = HTTPMetrics()
 
-    init(router: HTTPRouter, logger: Logger) {
+    init(router: HTTPRouter, logger: Logger, limits: HTTPServer.Limits = .init(), released: @escaping () -> Void = {}) {
         self.router = router
         self.logger = logger
+        self.requestHeadTimeout = limits.requestHeadTimeout
+        self.released = released
     }
 
-    func connectionDidBecomeActive(_ connection: TCPConnection) { self.connection = connection }
+    func connectionDidBecomeActive(_ connection: TCPConnection) {
+        self.connection = connection
+        armHeadDeadline(connection)
+    }
 
     func connection(_ connection: TCPConnection, didRead bytes: UnsafeRawBufferPointer) {
         self.connection = connection
@@ -180,7 +269,9 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
     }
 
     func connection(_ connection: TCPConnection, writabilityChanged writable: Bool) {
-        if writable { pumpFile(connection) }
+        guard writable else { return }
+        pumpFile(connection)
+        if mode == .http && file == nil && !awaitingResponse { processRequests(connection) }
     }
 
     func connectionDidDrain(_ connection: TCPConnection) { pumpFile(connection) }
@@ -188,11 +279,18 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
     func connection(_ connection: TCPConnection, didCloseWith reason: TCPCloseReason) {
         let wasWS = mode == .websocket
         mode = .closed
+        released()
+        switch reason {
+        case .handshakeTimeout: Self.metrics.tlsHandshakeDeadline.inc()
+        case .writeQueueFull where ws?.slowConsumer != true: Self.metrics.slowConsumers.inc()
+        default: break
+        }
         file?.close()
         file = nil
         bodySink?.abort()
         bodySink = nil
         if let t = pingTimer { connection.loop.cancelTimer(t); pingTimer = nil }
+        if let t = headDeadline { connection.loop.cancelTimer(t); headDeadline = nil }
         if wasWS, let ws, let wsService {
             ws.closing = true
             wsService.webSocketClosed(ws)
@@ -203,8 +301,30 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
 
     // MARK: HTTP
 
+    /// Starts the wait for the next request head (absolute: bytes that
+    /// arrive meanwhile do not extend it).
+    private func armHeadDeadline(_ c: TCPConnection) {
+        guard mode == .http, headDeadline == nil else { return }
+        headDeadline = c.loop.scheduleTimer(after: requestHeadTimeout) { [weak self, weak c] in
+            guard let self, let c else { return }
+            self.headDeadline = nil
+            guard self.mode == .http, self.head == nil, !self.awaitingResponse, self.file == nil else { return }
+            Self.metrics.requestHeadDeadline.inc()
+            if self.parser.bufferedByteCount > 0 {
+                self.write(.error(.requestTimeout, "the request head did not arrive within \(self.requestHeadTimeout)"),
+                           head: nil, keepAlive: false, on: c)
+            } else {
+                // Nothing of a next request: close quietly, as for an idle keep-alive.
+                self.mode = .closed
+                c.close()
+            }
+        }
+    }
+
     private func processRequests(_ c: TCPConnection) {
-        while mode == .http && !awaitingResponse {
+        // Not while the client leaves responses unread: pipelined requests
+        // wait (and reads pause) until the queue drains.
+        while mode == .http && !awaitingResponse && c.isWritable {
             let event: HTTPRequestParser.Event
             do { event = try parser.next() } catch {
                 Self.metrics.badRequests.inc()
@@ -217,6 +337,7 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
             switch event {
             case .needMoreData: return
             case .head(let h):
+                if let t = headDeadline { c.loop.cancelTimer(t); headDeadline = nil }
                 head = h
                 body = []
                 if !startStreamingBody(h, on: c) { return }
@@ -361,6 +482,8 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
         } else if !keepAlive {
             mode = .closed
             c.close()
+        } else {
+            armHeadDeadline(c)
         }
     }
 
@@ -374,6 +497,7 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
                 f.close()
                 file = nil
                 if !keepAliveAfterFile { mode = .closed; c.close(); return }
+                armHeadDeadline(c)
                 if !awaitingResponse { processRequests(c) }
                 return
             case .failed:
@@ -483,10 +607,21 @@ final class FileStream {
 }
 
 struct HTTPMetrics {
+    let refusedTotal = MetricsRegistry.shared.counter("parley_http_connections_refused_total", help: "Accepted connections closed at once for a connection cap",
+                                                      labels: [("reason", "max_connections")])
+    let refusedPerIP = MetricsRegistry.shared.counter("parley_http_connections_refused_total", help: "Accepted connections closed at once for a connection cap",
+                                                      labels: [("reason", "max_connections_per_ip")])
+    let tlsHandshakeDeadline = MetricsRegistry.shared.counter("parley_http_deadline_closed_total", help: "Connections closed because a deadline passed",
+                                                              labels: [("deadline", "tls_handshake")])
+    let requestHeadDeadline = MetricsRegistry.shared.counter("parley_http_deadline_closed_total", help: "Connections closed because a deadline passed",
+                                                             labels: [("deadline", "request_head")])
+    let slowConsumers = MetricsRegistry.shared.counter("parley_http_slow_consumer_closed_total", help: "Connections closed because the client left more than the queued-bytes cap unread")
     let requests = MetricsRegistry.shared.counter("parley_http_requests_total", help: "HTTP requests received")
     let errors = MetricsRegistry.shared.counter("parley_http_error_responses_total", help: "HTTP responses with status >= 400")
     let badRequests = MetricsRegistry.shared.counter("parley_http_malformed_requests_total", help: "Requests the parser refused")
     let upgrades = MetricsRegistry.shared.counter("parley_http_websocket_upgrades_total", help: "WebSocket handshakes completed")
     let wsErrors = MetricsRegistry.shared.counter("parley_http_websocket_protocol_errors_total", help: "WebSocket connections closed for a protocol error")
     let wsDead = MetricsRegistry.shared.counter("parley_http_websocket_dead_peers_total", help: "WebSocket connections closed because the peer sent nothing (not even a pong) for the idle timeout")
+
+    func refused(_ r: ConnectionCounts.Refusal) -> Counter { r == .total ? refusedTotal : refusedPerIP }
 }

@@ -105,13 +105,8 @@ public struct ClientMessage: Sendable, Equatable {
         let v: JSONValue
         do { v = try JSONValue.parse(text) } catch { throw SignallingError(.badRequest, "\(error)") }
         guard case .object(let o) = v else { throw SignallingError(.badRequest, "a message must be a JSON object") }
-        var id = JSONValue.null
-        if let raw = o["id"] {
-            switch raw {
-            case .string(let s) where s.utf8.count <= 64: id = raw
-            case .number where raw.intValue != nil: id = raw
-            default: throw SignallingError(.badRequest, "id must be an integer or a string of at most 64 bytes")
-            }
+        guard let id = requestID(o) else {
+            throw SignallingError(.badRequest, "id must be an integer or a string of at most 64 bytes")
         }
         func fail(_ m: String) -> SignallingError { SignallingError(.badRequest, m, id: id) }
         guard let type = o["type"]?.stringValue else { throw fail("missing string field \"type\"") }
@@ -162,6 +157,23 @@ public struct ClientMessage: Sendable, Equatable {
             throw SignallingError(.unknownType, "unknown message type \"\(type)\"", id: id)
         }
         return ClientMessage(id: id, request: request)
+    }
+
+    /// The `id` of a message object: null when absent, nil when not a valid id.
+    private static func requestID(_ o: [String: JSONValue]) -> JSONValue? {
+        guard let raw = o["id"] else { return .null }
+        switch raw {
+        case .string(let s) where s.utf8.count <= 64: return raw
+        case .number where raw.intValue != nil: return raw
+        default: return nil
+        }
+    }
+
+    /// The `id` of a message that is refused unread (rate limited), so the
+    /// error still names the request; null when there is none to find.
+    public static func requestID(in text: String) -> JSONValue {
+        guard text.utf8.count <= maxSize, case .object(let o)? = try? JSONValue.parse(text) else { return .null }
+        return requestID(o) ?? .null
     }
 
     /// The JSON text of this message (what a client sends).
@@ -242,6 +254,8 @@ public enum SignallingErrorCode: String, Sendable, Equatable, CaseIterable {
     case roomFull = "room_full"
     case unsupported = "unsupported"
     case internalError = "internal"
+    /// Over the connection's request rate; the error carries `retryAfter`.
+    case rateLimited = "rate_limited"
 
     /// The WebSocket close code sent after this error, when it ends the connection.
     public var closeCode: UInt16? {
@@ -266,6 +280,11 @@ public enum SignallingCloseCode {
     public static let kicked: UInt16 = 4005
     /// No `auth` within the auth timeout.
     public static let authTimeout: UInt16 = 4008
+    /// The client left more than `max-queued-bytes` unread.
+    public static let slowConsumer: UInt16 = 4009
+    /// The client kept sending after more than `signalling-burst` requests in
+    /// a row were refused as `rate_limited`.
+    public static let rateLimited: UInt16 = 4029
 }
 
 /// An error answer: a code from the table, a human-readable message, and
@@ -274,17 +293,22 @@ public struct SignallingError: Error, Sendable, Equatable, CustomStringConvertib
     public var code: SignallingErrorCode
     public var message: String
     public var id: JSONValue
+    /// `rate_limited` only: milliseconds until the server takes a request again.
+    public var retryAfterMilliseconds: Int?
 
-    public init(_ code: SignallingErrorCode, _ message: String, id: JSONValue = .null) {
+    public init(_ code: SignallingErrorCode, _ message: String, id: JSONValue = .null, retryAfterMilliseconds: Int? = nil) {
         self.code = code
         self.message = message
         self.id = id
+        self.retryAfterMilliseconds = retryAfterMilliseconds
     }
 
     public var description: String { "\(code.rawValue): \(message)" }
 
     public var json: JSONValue {
-        ["id": id, "type": "error", "code": .string(code.rawValue), "message": .string(message)]
+        var o: [String: JSONValue] = ["id": id, "type": "error", "code": .string(code.rawValue), "message": .string(message)]
+        if let ms = retryAfterMilliseconds { o["retryAfter"] = JSONValue(ms) }
+        return .object(o)
     }
 }
 

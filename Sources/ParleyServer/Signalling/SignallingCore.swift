@@ -439,4 +439,6 @@ struct SignallingMetrics {
     let authFailures = MetricsRegistry.shared.counter("parley_signalling_auth_failures_total", help: "auth messages refused")
     let badRequests = MetricsRegistry.shared.counter("parley_signalling_bad_requests_total", help: "Malformed signalling messages")
     let errors = MetricsRegistry.shared.counter("parley_signalling_errors_total", help: "Requests answered with an error")
+    let rateLimited = MetricsRegistry.shared.counter("parley_signalling_rate_limited_total", help: "Requests refused with rate_limited")
+    let rateLimitClosed = MetricsRegistry.shared.counter("parley_signalling_rate_limit_closed_total", help: "Connections closed (4029) for sending on while rate limited")
 }

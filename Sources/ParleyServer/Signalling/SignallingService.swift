@@ -1,16 +1,27 @@
 import Foundation
 import ParleyCore
 import ParleyHTTP
+import ParleyIO
 
 /// The signalling endpoint: WebSocket connections on `/ws` feed one
 /// `SignallingCore` on a serial queue (the control plane). The queue may
 /// block briefly in the media backend (which hops to a room's event loop);
 /// event loops never wait for the queue, so this cannot deadlock.
+///
+/// Each connection has a request budget (a token bucket of `requestRate`
+/// per second, `requestBurst` deep), checked on the connection's loop: a
+/// request over it is answered there with `rate_limited` and never reaches
+/// the queue every connection shares. A connection that has more than
+/// `requestBurst` requests refused in a row is closed (4029).
 public final class SignallingService: WebSocketService, @unchecked Sendable {
     public let queue = DispatchQueue(label: "parley.signalling")
     /// Confined to `queue`.
     let core: SignallingCore
     public let verifier: any TokenVerifying
+    /// Requests per second one connection may send, and how many at once.
+    public let requestRate: Int
+    public let requestBurst: Int
+    let metrics = SignallingMetrics()
 
     final class QueueScheduler: SignallingScheduler {
         let queue: DispatchQueue
@@ -22,8 +33,11 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
     }
 
     public init(backend: any MediaBackend, verifier: any TokenVerifying, graceSeconds: Double = 15,
-                maxParticipantsPerRoom: Int = 100, logger: Logger = Logger(label: "parley.signalling")) {
+                maxParticipantsPerRoom: Int = 100, requestRate: Int = 50, requestBurst: Int = 200,
+                logger: Logger = Logger(label: "parley.signalling")) {
         self.verifier = verifier
+        self.requestRate = requestRate
+        self.requestBurst = requestBurst
         let scheduler = QueueScheduler(queue: queue)
         core = SignallingCore(backend: backend, verifier: verifier, scheduler: scheduler, graceSeconds: graceSeconds,
                               maxParticipantsPerRoom: maxParticipantsPerRoom, logger: logger)
@@ -36,11 +50,35 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
     // MARK: WebSocketService
 
     public func webSocketOpened(_ ws: WebSocketConnection, request: HTTPServerRequest) {
+        ws.requestBudget = TokenBucket(rate: Double(requestRate), burst: Double(requestBurst), now: MonotonicTime.now().nanoseconds)
         queue.async { self.core.connectionOpened(ws.id, transport: ws) }
     }
 
     public func webSocket(_ ws: WebSocketConnection, received text: String) {
+        let now = MonotonicTime.now().nanoseconds
+        guard ws.requestBudget?.take(now: now) != false else {
+            refuse(text, on: ws, now: now)
+            return
+        }
+        ws.refusedInARow = 0
         queue.async { self.core.received(text, from: ws.id) }
+    }
+
+    /// Answers a request over the budget with `rate_limited` (on the loop:
+    /// it may overtake replies to earlier requests still on the queue), and
+    /// closes a connection that keeps on regardless.
+    private func refuse(_ text: String, on ws: WebSocketConnection, now: UInt64) {
+        metrics.rateLimited.inc()
+        let wait = ws.requestBudget?.nanosecondsUntilAvailable(now: now) ?? 0
+        let ms = max(1, Int((wait + 999_999) / 1_000_000))
+        let e = SignallingError(.rateLimited, "more than \(requestRate) requests per second (burst \(requestBurst)); retry after \(ms) ms",
+                                id: ClientMessage.requestID(in: text), retryAfterMilliseconds: ms)
+        ws.send(text: e.json.serialized)
+        ws.refusedInARow += 1
+        if ws.refusedInARow > requestBurst {
+            metrics.rateLimitClosed.inc()
+            ws.close(code: SignallingCloseCode.rateLimited, reason: "rate limit exceeded")
+        }
     }
 
     public func webSocketClosed(_ ws: WebSocketConnection) {

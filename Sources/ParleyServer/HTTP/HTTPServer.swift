@@ -83,8 +83,8 @@ public final class HTTPServer: Sendable {
     private func accepted(_ sock: AcceptedSocket) {
         let ip = sock.remoteAddress.withPort(0)
         if let refusal = counts.admit(ip, limits: limits) {
-            sock.close()
             HTTPConnectionHandler.metrics.refused(refusal).inc()
+            sock.close()
             return
         }
         let target = group.next()

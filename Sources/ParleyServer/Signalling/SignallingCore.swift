@@ -415,6 +415,13 @@ public final class SignallingCore {
     public var connectionCount: Int { connections.count }
     public var participantCount: Int { rooms.values.reduce(0) { $0 + $1.count } }
 
+    /// Closes a connection for a reason found outside the state machine
+    /// (the service's rate limit); it is then gone as if the peer had closed.
+    public func close(_ id: ConnectionID, code: UInt16, reason: String) {
+        guard let c = connections[id] else { return }
+        close(c, code: code, reason: reason)
+    }
+
     // MARK: Output
 
     private func send(_ c: Connection, _ v: JSONValue) {

@@ -55,6 +55,7 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
     }
 
     public func webSocket(_ ws: WebSocketConnection, received text: String) {
+        guard ws.refusedInARow <= requestBurst else { return } // being closed (4029)
         let now = MonotonicTime.now().nanoseconds
         guard ws.requestBudget?.take(now: now) != false else {
             refuse(text, on: ws, now: now)
@@ -65,8 +66,10 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
     }
 
     /// Answers a request over the budget with `rate_limited` (on the loop:
-    /// it may overtake replies to earlier requests still on the queue), and
-    /// closes a connection that keeps on regardless.
+    /// it may overtake replies to earlier requests still on the queue). A
+    /// connection that keeps on regardless is closed through the queue, so
+    /// the requests it was allowed are answered first; what it sends after
+    /// that is not read.
     private func refuse(_ text: String, on ws: WebSocketConnection, now: UInt64) {
         metrics.rateLimited.inc()
         let wait = ws.requestBudget?.nanosecondsUntilAvailable(now: now) ?? 0
@@ -77,7 +80,7 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
         ws.refusedInARow += 1
         if ws.refusedInARow > requestBurst {
             metrics.rateLimitClosed.inc()
-            ws.close(code: SignallingCloseCode.rateLimited, reason: "rate limit exceeded")
+            queue.async { self.core.close(ws.id, code: SignallingCloseCode.rateLimited, reason: "rate limit exceeded") }
         }
     }
 

@@ -48,6 +48,27 @@ final class FrontEndLimitsTests: XCTestCase {
         XCTAssertEqual(metric(name, labels) - before, delta, name, file: file, line: line)
     }
 
+    func testConfigKeysSetTheFrontEndLimits() throws {
+        var c = ServerConfig()
+        XCTAssertEqual(c.httpLimits.maxQueuedBytes, 1 << 20)
+        XCTAssertEqual(c.httpLimits.maxConnectionsPerIP, 100)
+        for (k, v) in [("tls-handshake-timeout", "3"), ("request-head-timeout", "4"), ("max-queued-bytes", "131072"),
+                       ("max-connections", "500"), ("max-connections-per-ip", "7"), ("signalling-rate", "20"), ("signalling-burst", "40")] {
+            try c.set(k, v)
+            XCTAssertTrue(ServerConfig.keys.contains { $0.key == k }, "\(k) is listed for --help")
+        }
+        let l = c.httpLimits
+        XCTAssertEqual(l.tlsHandshakeTimeout, .seconds(3))
+        XCTAssertEqual(l.requestHeadTimeout, .seconds(4))
+        XCTAssertEqual(l.maxQueuedBytes, 131072)
+        XCTAssertEqual(l.maxConnections, 500)
+        XCTAssertEqual(l.maxConnectionsPerIP, 7)
+        XCTAssertEqual(c.signallingRate, 20)
+        XCTAssertEqual(c.signallingBurst, 40)
+        XCTAssertThrowsError(try c.set("request-head-timeout", "0"))
+        XCTAssertThrowsError(try c.set("max-queued-bytes", "1000"))
+    }
+
     // MARK: Finding 5: deadlines
 
     func testTrickledClientHelloIsClosedByTheHandshakeDeadline() throws {

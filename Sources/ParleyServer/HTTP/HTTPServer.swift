@@ -240,7 +240,7 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
 
     static let metrics = HTTPMetrics()
 
-    init(router: HTTPRouter, logger: Logger, limits: HTTPServer.Limits = .init(), released: @escaping () -> Void = {}) {
+    init(router: HTTPRouter, logger: Logger, limits: HTTPServer.Limits, released: @escaping () -> Void) {
         self.router = router
         self.logger = logger
         self.requestHeadTimeout = limits.requestHeadTimeout
@@ -290,7 +290,7 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
         bodySink?.abort()
         bodySink = nil
         if let t = pingTimer { connection.loop.cancelTimer(t); pingTimer = nil }
-        if let t = headDeadline { connection.loop.cancelTimer(t); headDeadline = nil }
+        cancelHeadDeadline(connection.loop)
         if wasWS, let ws, let wsService {
             ws.closing = true
             wsService.webSocketClosed(ws)
@@ -308,7 +308,9 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
         headDeadline = c.loop.scheduleTimer(after: requestHeadTimeout) { [weak self, weak c] in
             guard let self, let c else { return }
             self.headDeadline = nil
-            guard self.mode == .http, self.head == nil, !self.awaitingResponse, self.file == nil else { return }
+            // A head that waits unparsed because the client leaves responses
+            // unread is not late: the queued-bytes cap and idle timeout govern that.
+            guard self.mode == .http, self.head == nil, !self.awaitingResponse, self.file == nil, c.isWritable else { return }
             Self.metrics.requestHeadDeadline.inc()
             if self.parser.bufferedByteCount > 0 {
                 self.write(.error(.requestTimeout, "the request head did not arrive within \(self.requestHeadTimeout)"),
@@ -319,6 +321,10 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
                 c.close()
             }
         }
+    }
+
+    private func cancelHeadDeadline(_ loop: EventLoop) {
+        if let t = headDeadline { loop.cancelTimer(t); headDeadline = nil }
     }
 
     private func processRequests(_ c: TCPConnection) {
@@ -337,7 +343,7 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
             switch event {
             case .needMoreData: return
             case .head(let h):
-                if let t = headDeadline { c.loop.cancelTimer(t); headDeadline = nil }
+                cancelHeadDeadline(c.loop)
                 head = h
                 body = []
                 if !startStreamingBody(h, on: c) { return }

@@ -33,6 +33,12 @@ public struct TokenBucket: Sendable {
         return tokens >= 1 ? 0 : UInt64(((1 - tokens) / rate * 1e9).rounded(.up))
     }
 
+    /// True when the bucket is full (it then holds nothing a new bucket would not).
+    public mutating func isFull(now: UInt64) -> Bool {
+        refill(now)
+        return tokens >= burst
+    }
+
     private mutating func refill(_ now: UInt64) {
         guard now > last else { return }
         tokens = min(burst, tokens + Double(now - last) * rate / 1e9)

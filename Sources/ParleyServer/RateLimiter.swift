@@ -1,12 +1,13 @@
-import Foundation
 import Synchronization
+import ParleyCore
+import ParleyIO
 
 /// Token buckets by key (a token's subject): each key may take `burst` at
-/// once and `perSecond` after that. Thread-safe.
+/// once and `perMinute` a minute after that. Thread-safe.
 final class KeyedTokenBuckets: Sendable {
     let burst: Double
     let perSecond: Double
-    private let buckets = Mutex<[String: (tokens: Double, at: Double)]>([:])
+    private let buckets = Mutex<[String: TokenBucket]>([:])
     /// Past this many keys, full buckets are forgotten (they hold nothing a new one would not).
     static let pruneAt = 10_000
 
@@ -17,20 +18,15 @@ final class KeyedTokenBuckets: Sendable {
 
     /// Takes one token for `key`: nil when there was one, else the seconds
     /// until there will be (for `Retry-After`).
-    func take(_ key: String, now: Double = ProcessInfo.processInfo.systemUptime) -> Double? {
+    func take(_ key: String, now: UInt64 = MonotonicTime.now().nanoseconds) -> Double? {
         buckets.withLock { b in
-            var e = b[key] ?? (burst, now)
-            e.tokens = min(burst, e.tokens + (now - e.at) * perSecond)
-            e.at = now
+            var bucket = b[key] ?? TokenBucket(rate: perSecond, burst: burst, now: now)
             defer {
-                b[key] = e
-                if b.count > Self.pruneAt {
-                    b = b.filter { $0.value.tokens + (now - $0.value.at) * perSecond < burst }
-                }
+                b[key] = bucket
+                if b.count > Self.pruneAt { b = b.filter { var x = $0.value; return !x.isFull(now: now) } }
             }
-            guard e.tokens >= 1 else { return (1 - e.tokens) / perSecond }
-            e.tokens -= 1
-            return nil
+            if bucket.take(now: now) { return nil }
+            return Double(bucket.nanosecondsUntilAvailable(now: now)) / 1e9
         }
     }
 }

@@ -314,7 +314,7 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
             Self.metrics.requestHeadDeadline.inc()
             if self.parser.bufferedByteCount > 0 {
                 self.write(.error(.requestTimeout, "the request head did not arrive within \(self.requestHeadTimeout)"),
-                           head: nil, keepAlive: false, on: c)
+                           head: nil, keepAlive: false, linger: true, on: c)
             } else {
                 // Nothing of a next request: close quietly, as for an idle keep-alive.
                 self.mode = .closed

@@ -4,7 +4,7 @@ import ParleySTUN
 extension STUNAddress {
     /// The STUN form of a socket address (what XOR-MAPPED-ADDRESS carries).
     /// No allocation for IPv4.
-    init(_ a: SocketAddress) {
+    public init(_ a: SocketAddress) {
         if let v4 = a.ipv4NetworkOrder {
             self.init(ipv4: UInt32(bigEndian: v4), port: a.port)
         } else {

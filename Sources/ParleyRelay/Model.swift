@@ -53,6 +53,13 @@ public struct ParticipantGrant: Sendable, Equatable {
     /// MESSAGE-INTEGRITY keyed with `password`; a valid one latches its address.
     public var ufrag: String
     public var password: String
+    /// The reverse direction: before media goes to a new address the relay
+    /// sends its own Binding request there (a consent check, RFC 7675) with
+    /// USERNAME `consentUfrag:ufrag` and MESSAGE-INTEGRITY keyed with
+    /// `consentPassword`; the client answers with a success response
+    /// carrying MESSAGE-INTEGRITY keyed with `consentPassword`.
+    public var consentUfrag: String
+    public var consentPassword: String
     /// The participant's own tracks with the SSRCs granted.
     public var tracks: [TrackInfo]
 }
@@ -131,6 +138,12 @@ public struct RelayConfig: Sendable {
     /// Answers to STUN requests that do not authenticate, from addresses
     /// nobody latched, per source IP; nil: no limit.
     public var stunRateLimit: STUNRateLimit? = STUNRateLimit()
+    /// Interval between retransmissions of a consent check (the relay's
+    /// Binding request to a participant's new address).
+    public var consentRetransmitInterval: Duration = .milliseconds(500)
+    /// Requests sent for one consent check before it fails (media stays
+    /// where it was).
+    public var consentMaxAttempts = 7
     /// Host (IP) announced in grants instead of the bound one (e.g. the public IP when bound to 0.0.0.0).
     public var announcedHost: String? = nil
     /// Datagrams per recvmmsg on the media socket.

@@ -32,8 +32,23 @@ final class Participant {
     let password: String
     /// `password` as bytes: the MESSAGE-INTEGRITY key (RFC 8489 §9.2.2 short-term).
     let key: [UInt8]
-    /// The latched media address; nil until an authenticated packet arrives.
+    /// The client's credentials for the relay's consent checks (given in the
+    /// join grant): the relay's requests carry USERNAME `consentUfrag:ufrag`
+    /// and MESSAGE-INTEGRITY keyed with `consentPassword`, and so must the answer.
+    let consentUfrag: String
+    let consentPassword: String
+    let consentUsername: [UInt8]
+    let consentKey: [UInt8]
+    /// The latched media address; nil until a consent check there succeeds
+    /// (or an SRTP packet from there authenticates).
     var address: SocketAddress?
+    /// Where RTCP to this participant goes when it sends RTCP from another
+    /// port than its media (ffmpeg: RTP port + 1); nil means `address`.
+    var rtcpAddress: SocketAddress?
+    /// Recent Binding request transaction IDs (replays move nothing).
+    var recentTransactions = TransactionRing()
+    /// The consent check in flight, if any (one per participant).
+    var consent: ConsentCheck?
     /// Monotonic ms of the last packet of any kind from this participant.
     var lastSeenMs: UInt64
     /// Tracks this participant publishes (1–3 usually: a linear scan beats a map).
@@ -45,14 +60,22 @@ final class Participant {
     var bytesIn = 0
     var removed = false
 
-    init(id: ParticipantID, router: Router, ufrag: String, password: String, nowMs: UInt64) {
+    init(id: ParticipantID, router: Router, ufrag: String, password: String, consentUfrag: String, consentPassword: String,
+         nowMs: UInt64) {
         self.id = id
         self.router = router
         self.ufrag = ufrag
         self.password = password
         key = Array(password.utf8)
+        self.consentUfrag = consentUfrag
+        self.consentPassword = consentPassword
+        consentUsername = Array("\(consentUfrag):\(ufrag)".utf8)
+        consentKey = Array(consentPassword.utf8)
         lastSeenMs = nowMs
     }
+
+    /// Where RTCP for this participant goes.
+    var rtcpDestination: SocketAddress? { rtcpAddress ?? address }
 
     /// The published track with this SSRC, if any.
     @inline(__always) func publishedTrack(_ ssrc: UInt32) -> Track? {

@@ -48,6 +48,9 @@ final class RelayMetrics: Sendable {
     let rooms: Gauge
     let participants: Gauge
     let timeouts: Counter
+    let consentRequests, consentSucceeded, consentFailed: Counter
+    let stunReplays: Counter
+    let rtcpLatches: Counter
     let registry: MetricsRegistry
 
     init(_ r: MetricsRegistry) {
@@ -72,6 +75,15 @@ final class RelayMetrics: Sendable {
         participants = r.gauge("parley_relay_participants", help: "Participants in all rooms.")
         timeouts = r.counter("parley_relay_participant_timeouts_total", help: "Participants removed for sending nothing.")
         r.declare(Self.roomParticipants, .gauge, help: Self.roomParticipantsHelp)
+        consentRequests = r.counter("parley_relay_consent_requests_total",
+                                    help: "Binding requests the relay sent to check consent at a new address (retransmissions included).")
+        let consentHelp = "Consent checks (media moves to a new address only after one succeeds), by result."
+        consentSucceeded = r.counter("parley_relay_consent_checks_total", help: consentHelp, labels: [("result", "succeeded")])
+        consentFailed = r.counter("parley_relay_consent_checks_total", help: consentHelp, labels: [("result", "failed")])
+        stunReplays = r.counter("parley_relay_stun_replays_total",
+                                help: "Authenticated Binding requests with a transaction ID already seen (answered; they move nothing).")
+        rtcpLatches = r.counter("parley_relay_rtcp_latches_total",
+                                help: "RTCP addresses latched by an authenticated SRTCP packet from a participant's media port + 1.")
     }
 
     static let roomParticipants = "parley_relay_room_participants"

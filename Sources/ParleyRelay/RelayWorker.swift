@@ -9,7 +9,9 @@ import ParleySTUN
 /// Datagrams arrive in `recvmmsg` batches and are demultiplexed by their
 /// first byte (RFC 7983): STUN goes to the Binding responder, RTP and RTCP
 /// to the sender's `Router`. The sender is found by source address among
-/// latched participants only; anything else is dropped and counted. Every
+/// latched participants only; anything else is dropped and counted. Media
+/// moves to a new address only after a consent check there succeeds (or an
+/// SRTP packet from there authenticates): see docs/protocol.md. Every
 /// forwarded copy is queued on the socket's `sendmmsg` batch, flushed once
 /// at the end of the receive batch. One clock read per batch.
 ///
@@ -29,6 +31,12 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     private(set) var socket: UDPSocket!
     private(set) var rooms: [String: Router] = [:]
     private var byAddress: [SocketAddress: Participant] = [:]
+    /// RTCP addresses latched apart from the media address (ffmpeg's RTP port + 1).
+    private var byRTCPAddress: [SocketAddress: Participant] = [:]
+    /// Consent checks in flight, by the transaction ID of the relay's request.
+    private var consentChecks: [STUNTransactionID: Participant] = [:]
+    /// Retransmits consent checks while any is in flight.
+    private var consentTimer: TimerHandle?
     private var byUfrag: [String: Participant] = [:]
     private var byID: [ParticipantID: Participant] = [:]
     private var nextParticipant: UInt32 = 1
@@ -36,8 +44,12 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     private let responder = BindingResponder(software: "parley", alwaysFingerprint: true)
     /// Limits unauthenticated STUN answers to addresses nobody latched.
     private let stunLimiter: SourceRateLimiter?
-    /// Scratch space for RTCP we build (RR, PLI, FIR) before queuing copies.
+    /// Scratch space for RTCP we build (RR, PLI, FIR) and STUN responses
+    /// before queuing copies.
     private let scratch: UnsafeMutableRawBufferPointer
+    /// Scratch space for the relay's own Binding requests (consent checks),
+    /// apart from `scratch`, which holds the response they precede.
+    private let checkScratch: UnsafeMutableRawBufferPointer
     // Per batch: the one clock read, and tallies flushed to metrics at the end.
     private var nowNs: UInt64 = 0
     private var nowMs: UInt64 = 0
@@ -54,6 +66,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         metrics = RelayMetrics(config.metrics)
         stunLimiter = config.stunRateLimit.map(SourceRateLimiter.init)
         scratch = .allocate(byteCount: 1500, alignment: 16)
+        checkScratch = .allocate(byteCount: 512, alignment: 16)
         var opts = UDPSocket.Options()
         opts.batchSize = config.batchSize
         // A full send batch flushes; each flush groups what it holds by
@@ -66,6 +79,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
             socket = try UDPSocket(loop: loop, bindTo: address, options: opts, handler: self)
         } catch {
             scratch.deallocate()
+            checkScratch.deallocate()
             throw .bindFailed(address: address.description, reason: error.description)
         }
         let bound = socket.localAddress
@@ -78,13 +92,17 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         housekeeping = loop.scheduleRepeatingTimer(every: config.housekeepingInterval) { [weak self] in self?.runHousekeeping() }
     }
 
-    deinit { scratch.deallocate() }
+    deinit {
+        scratch.deallocate()
+        checkScratch.deallocate()
+    }
 
     /// Closes every room and the socket. Loop only.
     public func close() {
         loop.preconditionInLoop()
         for name in Array(rooms.keys) { _ = closeRoom(name) }
         if let h = housekeeping { loop.cancelTimer(h); housekeeping = nil }
+        if let h = consentTimer { loop.cancelTimer(h); consentTimer = nil }
         socket?.close()
     }
 
@@ -121,12 +139,15 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         guard let r = rooms[room] else { return .failure(.noSuchRoom(room)) }
         var ufrag = Credentials.random(8)
         while byUfrag[ufrag] != nil { ufrag = Credentials.random(8) }
+        // 16 characters: never one of the relay's 8-character ufrags, so a
+        // consent check reflected back at the relay authenticates as nobody.
         let id = ParticipantID(rawValue: UInt32(index & 0xFF) << 24 | nextParticipant)
         nextParticipant = nextParticipant >= 0xFF_FFFF ? 1 : nextParticipant + 1
         let p: Participant
         do {
-            p = try r.addParticipant(id: id, ufrag: ufrag, password: Credentials.random(24), tracks: tracks,
-                                     nowMs: MonotonicTime.now().milliseconds)
+            p = try r.addParticipant(id: id, ufrag: ufrag, password: Credentials.random(24),
+                                     consentUfrag: Credentials.random(16), consentPassword: Credentials.random(24),
+                                     tracks: tracks, nowMs: MonotonicTime.now().milliseconds)
         } catch {
             return .failure(error)
         }
@@ -134,6 +155,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         byID[id] = p
         metrics.participants.inc()
         return .success(ParticipantGrant(id: id, room: room, endpoint: endpoint, ufrag: p.ufrag, password: p.password,
+                                         consentUfrag: p.consentUfrag, consentPassword: p.consentPassword,
                                          tracks: p.published.map(\.info)))
     }
 
@@ -230,16 +252,21 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         guard !p.removed else { return }
         p.router.removeParticipant(p)
         if let a = p.address, byAddress[a] === p { byAddress[a] = nil }
+        forgetRTCPAddress(p)
+        if let c = p.consent { consentChecks[c.transactionID] = nil; p.consent = nil }
         byUfrag[p.ufrag] = nil
         byID[p.id] = nil
         metrics.participants.dec()
     }
 
-    /// Sets `p`'s media address (after authentication) and rebuilds the
-    /// destinations that include it. An address belongs to one participant.
+    /// Sets `p`'s media address (after a consent check or an authenticated
+    /// SRTP packet) and rebuilds the destinations that include it. An
+    /// address belongs to one participant. A separate RTCP address is
+    /// forgotten: it belonged to the old media port.
     private func latch(_ p: Participant, _ address: SocketAddress) {
         if p.address == address { return }
         if let old = p.address, byAddress[old] === p { byAddress[old] = nil }
+        forgetRTCPAddress(p)
         if let other = byAddress[address], other !== p {
             other.address = nil
             other.router.addressChanged(other)
@@ -278,7 +305,15 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
                 p.bytesIn += bytes.count
                 forwardRTP(from: p, bytes)
             case .rtcp:
-                guard let p = byAddress[d.source] else { tally.drop(.unknownSource); continue }
+                guard let p = byAddress[d.source] ?? byRTCPAddress[d.source] else {
+                    // Not latched: SRTCP from a participant's media port + 1 that authenticates latches its RTCP address.
+                    if let (p, plain) = latchRTCPBySRTCP(bytes, from: d.source) {
+                        p.packetsIn += 1
+                        p.bytesIn += bytes.count
+                        handleRTCP(from: p, plain, plaintext: true)
+                    }
+                    continue
+                }
                 p.lastSeenMs = nowMs
                 p.packetsIn += 1
                 p.bytesIn += bytes.count
@@ -380,6 +415,32 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         return nil
     }
 
+    /// RTCP from an address nobody has latched. Tools without RTCP-mux
+    /// (ffmpeg) send RTCP from their RTP port + 1 (RFC 3550 §11): when the
+    /// port below is a participant's media address, an SRTCP packet that
+    /// authenticates with that participant's key and is no replay (the SRTCP
+    /// index check runs first) latches its RTCP address. Returns the
+    /// participant and the plaintext.
+    private func latchRTCPBySRTCP(_ bytes: UnsafeRawBufferPointer, from source: SocketAddress) -> (Participant, UnsafeRawBufferPointer)? {
+        guard source.port > 1, let p = byAddress[source.withPort(source.port - 1)], p.crypto != nil else {
+            tally.drop(.unknownSource)
+            return nil
+        }
+        guard let plain = inbound(p, bytes, isRTCP: true) else { return nil } // counted as auth_failed
+        forgetRTCPAddress(p)
+        p.rtcpAddress = source
+        byRTCPAddress[source] = p
+        p.lastSeenMs = nowMs
+        metrics.rtcpLatches.inc()
+        return (p, plain)
+    }
+
+    private func forgetRTCPAddress(_ p: Participant) {
+        guard let a = p.rtcpAddress else { return }
+        if byRTCPAddress[a] === p { byRTCPAddress[a] = nil }
+        p.rtcpAddress = nil
+    }
+
     private func forwardRTP(from p: Participant, _ raw: UnsafeRawBufferPointer, plaintext: Bool = false) {
         guard let bytes = plaintext ? raw : inbound(p, raw, isRTCP: false) else { return }
         guard let rtp = try? RTPPacketView(parsing: bytes) else { tally.drop(.malformed); return }
@@ -410,8 +471,8 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         p.router.packetsOut += n
     }
 
-    private func handleRTCP(from p: Participant, _ raw: UnsafeRawBufferPointer) {
-        guard let bytes = inbound(p, raw, isRTCP: true) else { return }
+    private func handleRTCP(from p: Participant, _ raw: UnsafeRawBufferPointer, plaintext: Bool = false) {
+        guard let bytes = plaintext ? raw : inbound(p, raw, isRTCP: true) else { return }
         guard let compound = try? RTCPCompoundView(parsing: bytes) else { tally.drop(.malformed); return }
         metrics.rtcpIn.inc()
         let router = p.router
@@ -445,7 +506,8 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         // Publishers' SR go to the track's receivers (lip sync needs the NTP↔RTP mapping).
         if let t = senderReportTrack, !t.muted {
             for i in 0..<t.destinations.count {
-                queue(bytes, to: t.destinations[i], subscriber: t.destinationParticipants[i], isRTCP: true, byReference: p.crypto == nil)
+                let s = t.destinationParticipants[i]
+                queue(bytes, to: s.rtcpAddress ?? t.destinations[i], subscriber: s, isRTCP: true, byReference: p.crypto == nil)
             }
         }
     }
@@ -487,7 +549,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
             metrics.keyframeThrottled.inc()
             return
         }
-        guard let dest = t.publisher.address else { return }
+        guard let dest = t.publisher.rtcpDestination else { return }
         t.lastKeyframeRequestMs = nowMs
         router.keyframeRequestsForwarded += 1
         metrics.keyframeForwarded.inc()
@@ -508,54 +570,145 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         // indications) counts as activity for the timeout; it moves nothing.
         let latched = byAddress[source]
         latched?.lastSeenMs = nowMs
-        // With USERNAME: ICE short-term credentials (authenticate, then latch).
-        // Without: plain public-address discovery, no session change.
-        let hasUsername = (try? STUNMessageView(parsing: bytes))?.username != nil
+        guard let m = try? STUNMessageView(parsing: bytes) else { tally.drop(.stunRejected); return }
+        switch m.type.messageClass {
+        case .successResponse, .errorResponse:
+            consentAnswered(m, from: source)
+            return
+        case .indication:
+            tally.drop(.stunRejected) // keepalive: nothing to answer
+            return
+        case .request:
+            break
+        }
+        // With USERNAME: ICE short-term credentials (authenticate, then check
+        // consent at a new address). Without: plain public-address discovery,
+        // no session change. The answer is built in `scratch` and queued
+        // after any consent check, so a client reads the check first.
+        let out = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<512])
         let stunSource = STUNAddress(source)
         var outcome: BindingOutcome<Participant>?
+        if m.username != nil {
+            outcome = try? responder.respond(to: bytes, from: stunSource, into: out) { username in
+                self.lookup(username).map { STUNCredential(key: $0.key, participant: $0) }
+            }
+        } else if let o = try? responder.respond(to: bytes, from: stunSource, into: out) {
+            switch o {
+            case .success(let n, _): outcome = .success(length: n, participant: nil)
+            case .errorResponse(let n, let c): outcome = .errorResponse(length: n, code: c)
+            }
+        }
+        // An answer that authenticates nobody, to an address nobody latched,
+        // may be aimed at a spoofed victim: limited per source IP.
         var rateLimited = false
-        socket.sendBatch.append(to: source, maxLength: 512) { out in
-            do {
-                if hasUsername {
-                    outcome = try responder.respond(to: bytes, from: stunSource, into: out) { username in
-                        self.lookup(username).map { STUNCredential(key: $0.key, participant: $0) }
-                    }
-                } else {
-                    let o = try responder.respond(to: bytes, from: stunSource, into: out)
-                    switch o {
-                    case .success(let n, _): outcome = .success(length: n, participant: nil)
-                    case .errorResponse(let n, let c): outcome = .errorResponse(length: n, code: c)
-                    }
-                }
-                // An answer that authenticates nobody, to an address nobody latched,
-                // may be aimed at a spoofed victim: limited per source IP.
-                var authenticated = false
-                if case .success(_, _?)? = outcome { authenticated = true }
-                if !authenticated, latched == nil, let l = stunLimiter, !l.admit(source, nowNs: nowNs) {
-                    outcome = nil
-                    rateLimited = true
-                }
-                return outcome?.length ?? 0
-            } catch {
-                return 0
+        if let o = outcome, latched == nil, let l = stunLimiter {
+            var authenticated = false
+            if case .success(_, _?) = o { authenticated = true }
+            if !authenticated, !l.admit(source, nowNs: nowNs) {
+                outcome = nil
+                rateLimited = true
             }
         }
         switch outcome {
         case .success(let n, let who)?:
-            tally.packetsOut += 1
-            tally.bytesOut += n
             metrics.stunBindings.inc()
-            if let p = who {
-                p.lastSeenMs = nowMs
-                latch(p, source)
-            }
+            if let p = who { authenticatedBinding(p, m.transactionID, from: source) }
+            send(UnsafeRawBufferPointer(rebasing: out[0..<n]), to: source)
         case .errorResponse(let n, _)?:
-            tally.packetsOut += 1
-            tally.bytesOut += n
+            send(UnsafeRawBufferPointer(rebasing: out[0..<n]), to: source)
             tally.drop(.stunRejected)
         case nil:
             tally.drop(rateLimited ? .stunRateLimited : .stunRejected)
         }
+    }
+
+    /// Queues a copy of a packet the relay built itself.
+    private func send(_ bytes: UnsafeRawBufferPointer, to dest: SocketAddress) {
+        socket.sendBatch.append(bytes, to: dest)
+        tally.packetsOut += 1
+        tally.bytesOut += bytes.count
+    }
+
+    /// An authenticated Binding request from `p`. A transaction ID seen
+    /// before is a retransmission or a replay (RFC 8489 §6.3.4): it is
+    /// answered, and moves nothing. From the latched address it refreshes the
+    /// session; from any other, it starts a consent check there (RFC 7675):
+    /// the request proves the sender knows the password, not that the source
+    /// address is theirs, nor that it wants media.
+    private func authenticatedBinding(_ p: Participant, _ id: STUNTransactionID, from source: SocketAddress) {
+        guard p.recentTransactions.insert(id) else { metrics.stunReplays.inc(); return }
+        if p.address == source {
+            p.lastSeenMs = nowMs
+        } else if p.consent?.address != source {
+            startConsentCheck(p, to: source)
+        }
+    }
+
+    /// Sends the relay's own Binding request to `address` with `p`'s
+    /// consent credentials; it replaces a check in flight to another address.
+    private func startConsentCheck(_ p: Participant, to address: SocketAddress) {
+        if let old = p.consent {
+            consentChecks[old.transactionID] = nil
+            metrics.consentFailed.inc()
+        }
+        let c = ConsentCheck(address: address, transactionID: .random(), attempts: 0)
+        p.consent = c
+        consentChecks[c.transactionID] = p
+        sendConsentRequest(p)
+        if consentTimer == nil {
+            consentTimer = loop.scheduleRepeatingTimer(every: config.consentRetransmitInterval) { [weak self] in
+                self?.retransmitConsentChecks()
+            }
+        }
+    }
+
+    /// Sends (or resends, with the same transaction ID, RFC 8489 §6.2.1) `p`'s consent check.
+    private func sendConsentRequest(_ p: Participant) {
+        guard var c = p.consent,
+              let n = try? BindingCheck.writeRequest(into: checkScratch, transactionID: c.transactionID,
+                                                     username: p.consentUsername, key: p.consentKey) else { return }
+        send(UnsafeRawBufferPointer(rebasing: checkScratch[0..<n]), to: c.address)
+        c.attempts += 1
+        p.consent = c
+        metrics.consentRequests.inc()
+    }
+
+    /// The consent timer: resends each check in flight, and gives up on one
+    /// after `consentMaxAttempts` requests (media stays where it was).
+    func retransmitConsentChecks() {
+        tickClock()
+        for p in Array(consentChecks.values) {
+            guard let c = p.consent else { continue }
+            if c.attempts >= config.consentMaxAttempts {
+                consentChecks[c.transactionID] = nil
+                p.consent = nil
+                metrics.consentFailed.inc()
+            } else {
+                sendConsentRequest(p)
+            }
+        }
+        if consentChecks.isEmpty, let h = consentTimer {
+            loop.cancelTimer(h)
+            consentTimer = nil
+        }
+        flush()
+    }
+
+    /// A STUN response: the answer to a consent check when its transaction ID
+    /// is one in flight, it comes from the checked address, and it is a
+    /// success whose MESSAGE-INTEGRITY verifies with the participant's
+    /// consent password. Then, and only then, media moves there.
+    private func consentAnswered(_ m: STUNMessageView, from source: SocketAddress) {
+        guard let p = consentChecks[m.transactionID], let c = p.consent, c.address == source,
+              BindingCheck.isAuthenticatedSuccess(m, key: p.consentKey) else {
+            tally.drop(.stunRejected)
+            return
+        }
+        consentChecks[c.transactionID] = nil
+        p.consent = nil
+        metrics.consentSucceeded.inc()
+        p.lastSeenMs = nowMs
+        latch(p, source)
     }
 
     /// USERNAME is `ufrag` or `ufrag:peer-ufrag` (RFC 8445 §7.2.2).
@@ -590,7 +743,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
 
     /// RFC 3550 §6.4.2: one RR per publisher with a block per track it sends us.
     private func sendReceiverReport(to p: Participant, router r: Router) {
-        guard let dest = p.address, !p.published.isEmpty else { return }
+        guard let dest = p.rtcpDestination, !p.published.isEmpty else { return }
         var blocks: [RTCPReportBlock] = []
         for t in p.published where t.packetsIn > 0 {
             blocks.append(t.statistics.makeReportBlock(ssrc: t.ssrc, now: nowNs))

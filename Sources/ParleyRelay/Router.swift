@@ -38,8 +38,8 @@ final class Router {
 
     /// Adds a participant publishing `specs`, subscribed to everyone else's
     /// tracks, and subscribes everyone else to its tracks.
-    func addParticipant(id: ParticipantID, ufrag: String, password: String, tracks specs: [TrackSpec],
-                        nowMs: UInt64) throws(RelayError) -> Participant {
+    func addParticipant(id: ParticipantID, ufrag: String, password: String, consentUfrag: String, consentPassword: String,
+                        tracks specs: [TrackSpec], nowMs: UInt64) throws(RelayError) -> Participant {
         guard participants.count < config.maxParticipantsPerRoom else {
             throw .roomFull(room: name, limit: config.maxParticipantsPerRoom)
         }
@@ -61,7 +61,8 @@ final class Router {
                 granted.append(s)
             }
         }
-        let p = Participant(id: id, router: self, ufrag: ufrag, password: password, nowMs: nowMs)
+        let p = Participant(id: id, router: self, ufrag: ufrag, password: password, consentUfrag: consentUfrag,
+                            consentPassword: consentPassword, nowMs: nowMs)
         for (spec, ssrc) in zip(specs, granted) {
             let slots = spec.kind == .video ? config.videoRetransmissionSlots : config.audioRetransmissionSlots
             let t = Track(spec: spec, ssrc: ssrc, publisher: p, retransmissionSlots: slots)

@@ -3,6 +3,7 @@ import ParleyCore
 import ParleyIO
 import ParleySRTP
 import ParleySTUN
+import ParleyRelay
 
 /// A signalling session opened for an external RTP tool (ffmpeg, GStreamer):
 /// joins with a token, publishes an Opus track (or subscribes to one), and
@@ -73,7 +74,9 @@ public final class SDPSession: @unchecked Sendable {
                 let t = sub["track"] ?? .null
                 let port = try latchLocalPort(relay: SocketAddress(ip: mediaHost, port: UInt16(mediaPort))!,
                                               ufrag: join["ice"]?["ufrag"]?.stringValue ?? "",
-                                              password: join["ice"]?["pwd"]?.stringValue ?? "")
+                                              password: join["ice"]?["pwd"]?.stringValue ?? "",
+                                              consentUfrag: join["ice"]?["consentUfrag"]?.stringValue ?? "",
+                                              consentPassword: join["ice"]?["consentPwd"]?.stringValue ?? "")
                 let pt = t["payloadType"]?.intValue ?? 111
                 let codec = t["codec"]?.stringValue ?? "opus"
                 let rate = t["clockRate"]?.intValue ?? 48000
@@ -111,9 +114,11 @@ public final class SDPSession: @unchecked Sendable {
     }
 
     /// Binds an ephemeral UDP port, latches it at the relay with an
-    /// authenticated STUN Binding, closes it and returns the port (for a tool
-    /// that will bind it and receive).
-    static func latchLocalPort(relay: SocketAddress, ufrag: String, password: String, port wanted: UInt16 = 0) throws -> Int {
+    /// authenticated STUN Binding (answering the relay's consent check on
+    /// the way), closes it and returns the port (for a tool that will bind it
+    /// and receive).
+    static func latchLocalPort(relay: SocketAddress, ufrag: String, password: String, consentUfrag: String,
+                               consentPassword: String, port wanted: UInt16 = 0) throws -> Int {
         let fd = socket(relay.protocolFamily, Int32(SOCK_DGRAM.rawValue), 0)
         guard fd >= 0 else { throw SignallingClient.Failure("socket: errno \(errno)") }
         defer { close(fd) }
@@ -123,22 +128,34 @@ public final class SDPSession: @unchecked Sendable {
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
         _ = withUnsafeMutablePointer(to: &ss) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
         let port = Int(SocketAddress(ss, length: Int(len))?.port ?? 0)
+        let check = (ufrag: Array(consentUfrag.utf8), key: Array(consentPassword.utf8))
+        var buf = [UInt8](repeating: 0, count: 1500)
+        var answer = [UInt8](repeating: 0, count: 512)
         for _ in 0..<5 {
             var req = [UInt8](repeating: 0, count: 256)
-            let n = req.withUnsafeMutableBytes { out -> Int in
-                guard var w = try? STUNMessageWriter(into: out, type: .bindingRequest, transactionID: .random()),
-                      (try? w.append(.username, bytes: Array("\(ufrag):sdp".utf8))) != nil,
-                      (try? w.appendMessageIntegrity(key: Array(password.utf8))) != nil,
-                      (try? w.appendFingerprint()) != nil else { return 0 }
-                return w.count
+            let n = req.withUnsafeMutableBytes { out in
+                (try? BindingCheck.writeRequest(into: out, transactionID: .random(), username: Array("\(ufrag):sdp".utf8),
+                                                key: Array(password.utf8))) ?? 0
             }
             _ = req.withUnsafeBytes { b in relay.withSockAddr { sendto(fd, b.baseAddress, n, 0, $0, $1) } }
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&p, 1, 1000) == 1 else { continue }
-            var buf = [UInt8](repeating: 0, count: 1500)
-            let r = recv(fd, &buf, buf.count, 0)
-            if r >= 20 && buf[0] == 0x01 && buf[1] == 0x01 { return port }
-            if r >= 20 && buf[0] == 0x01 && buf[1] == 0x11 { throw SignallingClient.Failure("the relay refused the STUN credentials") }
+            while poll(&p, 1, 1000) == 1 {
+                let r = recv(fd, &buf, buf.count, 0)
+                guard r >= 20 else { continue }
+                // The relay's consent check comes first: answer it from this port.
+                let a = buf.withUnsafeBytes { b in
+                    answer.withUnsafeMutableBytes { out in
+                        BindingCheck.answer(UnsafeRawBufferPointer(rebasing: b[0..<r]), from: STUNAddress(relay),
+                                            ufrag: check.ufrag, key: check.key, into: out)
+                    }
+                }
+                if let a {
+                    _ = answer.withUnsafeBytes { b in relay.withSockAddr { sendto(fd, b.baseAddress, a, 0, $0, $1) } }
+                    continue
+                }
+                if buf[0] == 0x01 && buf[1] == 0x01 { return port }
+                if buf[0] == 0x01 && buf[1] == 0x11 { throw SignallingClient.Failure("the relay refused the STUN credentials") }
+            }
         }
         throw SignallingClient.Failure("no STUN answer from the relay at \(relay)")
     }

@@ -90,6 +90,7 @@ public enum SRTPBench {
                     try relay.setCryptoSync(room: "bench", participant: g.id, try RelayMediaBackend.makeCrypto(keys, metrics: .shared))
                 }
                 _ = try SDPSession.latchLocalPort(relay: relay.workers[0].localAddress, ufrag: g.ufrag, password: g.password,
+                                                  consentUfrag: g.consentUfrag, consentPassword: g.consentPassword,
                                                   port: UInt16(base + i))
             }
         } catch {

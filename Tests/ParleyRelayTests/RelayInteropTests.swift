@@ -73,7 +73,7 @@ final class RelayInteropTests: XCTestCase {
         let port = f.mediaAddress.port
         let pcap = NSTemporaryDirectory() + "parley-relay-\(getpid()).pcap"
         defer { unlink(pcap) }
-        let expected = 21
+        let expected = 25
         let cap = Process()
         cap.executableURL = URL(fileURLWithPath: tshark)
         cap.arguments = ["-i", "lo", "-f", "udp port \(port)", "-c", String(expected), "-w", pcap, "-q"]
@@ -90,8 +90,8 @@ final class RelayInteropTests: XCTestCase {
         }
         guard cap.isRunning else { throw XCTSkip("tshark cannot capture here: \(String(decoding: banner, as: UTF8.self))") }
 
-        let (_, cb) = try f.join("r", [])                                  // 2: binding request + response
-        let (a, ca) = try f.join("r", [.video()])                          // 2 (latching after B: no keyframe request)
+        let (_, cb) = try f.join("r", [])                                  // 4: binding request, consent check, its answer, response
+        let (a, ca) = try f.join("r", [.video()])                          // 4 (latching after B: no keyframe request)
         let ssrc = a.tracks[0].ssrc
         for seq in UInt16(1)...5 {                                          // 5 in + 5 forwarded
             ca.send(rtpPacket(ssrc: ssrc, seq: seq, timestamp: UInt32(seq) * 3000, payload: payload(ssrc: ssrc, seq: seq, size: 1000)), to: f.mediaAddress)
@@ -119,7 +119,7 @@ final class RelayInteropTests: XCTestCase {
         XCTAssertEqual(s1, 0, summary)
         let lines = summary.split(separator: "\n")
         XCTAssertEqual(lines.count, expected, summary)
-        XCTAssertEqual(lines.filter { $0.hasPrefix("STUN") }.count, 4, summary)
+        XCTAssertEqual(lines.filter { $0.hasPrefix("STUN") }.count, 8, summary)
         XCTAssertEqual(lines.filter { $0.hasPrefix("RTP") }.count, 11, summary)
         XCTAssertEqual(lines.filter { $0.hasPrefix("RTCP") }.count, 6, summary)
         XCTAssertTrue(summary.contains("Binding Success Response"), summary)

@@ -22,20 +22,22 @@ final class RelaySTUNTests: XCTestCase {
         XCTAssertEqual(g.ufrag.count, 8)
         XCTAssertGreaterThanOrEqual(g.password.count, 22)
         let c = TestClient()
-        let resp = try XCTUnwrap(c.bind(to: f.mediaAddress, ufrag: g.ufrag, password: g.password))
+        let resp = try XCTUnwrap(c.bind(to: f.mediaAddress, grant: g))
         parse(resp) { m in
             XCTAssertEqual(m.type, .bindingSuccess)
             XCTAssertEqual(try? m.xorMappedAddress(), STUNAddress("127.0.0.1", port: c.address.port))
             XCTAssertTrue(Array(g.password.utf8).withUnsafeBytes { m.verifyMessageIntegrity(key: $0) })
             XCTAssertTrue(m.verifyFingerprint())
         }
-        XCTAssertEqual(try f.relay.statsSync(room: "r").participants.first?.address, c.address.description)
+        f.waitUntilLatched("r", g.id, c)
         XCTAssertTrue(f.events.all.contains(.participantLatched(room: "r", participant: g.id, address: c.address.description)))
 
-        // A second binding from a new address moves the session (NAT rebinding).
+        // A second binding from a new address moves the session (NAT
+        // rebinding) once the new address answers the relay's consent check.
         let c2 = TestClient()
-        XCTAssertNotNil(c2.bind(to: f.mediaAddress, ufrag: g.ufrag, password: g.password))
-        XCTAssertEqual(try f.relay.statsSync(room: "r").participants.first?.address, c2.address.description)
+        XCTAssertNotNil(c2.bind(to: f.mediaAddress, grant: g))
+        f.waitUntilLatched("r", g.id, c2)
+        XCTAssertEqual(f.counter("parley_relay_consent_checks_total", [("result", "succeeded")]), 2)
     }
 
     func testBindingWithoutCredentialsAnswersButDoesNotLatch() throws {
@@ -107,13 +109,13 @@ final class RelayIPv6Tests: XCTestCase {
         let a = try relay.addParticipantSync(room: "v6", tracks: [.opus()])
         let b = try relay.addParticipantSync(room: "v6", tracks: [])
         let ca = try XCTUnwrap(TestClient(ipv6: true)), cb = try XCTUnwrap(TestClient(ipv6: true))
-        let resp = try XCTUnwrap(ca.bind(to: media, ufrag: a.ufrag, password: a.password))
+        let resp = try XCTUnwrap(ca.bind(to: media, grant: a))
         try resp.withUnsafeBytes { raw in
             let m = try STUNMessageView(parsing: raw)
             XCTAssertEqual(m.type, .bindingSuccess)
             XCTAssertEqual(try m.xorMappedAddress(), STUNAddress("::1", port: ca.address.port))
         }
-        XCTAssertNotNil(cb.bind(to: media, ufrag: b.ufrag, password: b.password))
+        XCTAssertNotNil(cb.bind(to: media, grant: b))
         let p = rtpPacket(ssrc: a.tracks[0].ssrc, seq: 1, pt: 111, payload: payload(ssrc: 1, seq: 1))
         ca.send(p, to: media)
         XCTAssertEqual(cb.receive(where: isRTP), p)

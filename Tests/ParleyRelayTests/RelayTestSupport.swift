@@ -96,18 +96,50 @@ final class TestClient {
         return nil
     }
 
-    /// Sends an authenticated Binding request and returns the response.
-    func bind(to relay: SocketAddress, ufrag: String?, password: String?) -> [UInt8]? {
+    /// Sends a Binding request (authenticated when `ufrag` and `password`
+    /// are given) and returns the response. With `consent`, a consent check
+    /// from the relay that arrives first is answered, as a real client does.
+    func bind(to relay: SocketAddress, ufrag: String?, password: String?,
+              consent: (ufrag: String, password: String)? = nil) -> [UInt8]? {
+        send(bindingRequest(ufrag: ufrag, password: password), to: relay)
+        while let d = receive(where: { $0.first.map { $0 < 4 } ?? false }) {
+            if let c = consent, answerConsentCheck(d, from: relay, ufrag: c.ufrag, password: c.password) { continue }
+            if d.count >= 2 && d[0] == 0x01 { return d } // a response (success 0x0101, error 0x0111)
+        }
+        return nil
+    }
+
+    /// `bind` with a grant's credentials, answering the relay's consent check.
+    func bind(to relay: SocketAddress, grant g: ParticipantGrant) -> [UInt8]? {
+        bind(to: relay, ufrag: g.ufrag, password: g.password, consent: (g.consentUfrag, g.consentPassword))
+    }
+
+    /// A Binding request, authenticated when both are given.
+    func bindingRequest(ufrag: String?, password: String?, id: STUNTransactionID = .random()) -> [UInt8] {
         var req = [UInt8](repeating: 0, count: 256)
         let n = req.withUnsafeMutableBytes { out -> Int in
-            var w = try! STUNMessageWriter(into: out, type: .bindingRequest, transactionID: .random())
+            var w = try! STUNMessageWriter(into: out, type: .bindingRequest, transactionID: id)
             if let u = ufrag { try! w.append(.username, bytes: Array("\(u):client".utf8)) }
             if let p = password { try! w.appendMessageIntegrity(key: Array(p.utf8)) }
             try! w.appendFingerprint()
             return w.count
         }
-        send(Array(req[0..<n]), to: relay)
-        return receive { $0.first.map { $0 < 4 } ?? false }
+        return Array(req[0..<n])
+    }
+
+    /// If `d` is the relay's consent check for these credentials, answers it
+    /// and returns true.
+    @discardableResult
+    func answerConsentCheck(_ d: [UInt8], from relay: SocketAddress, ufrag: String, password: String) -> Bool {
+        var out = [UInt8](repeating: 0, count: 512)
+        let n = d.withUnsafeBytes { b in
+            out.withUnsafeMutableBytes { o in
+                BindingCheck.answer(b, from: STUNAddress(relay), ufrag: Array(ufrag.utf8), key: Array(password.utf8), into: o)
+            }
+        }
+        guard let n else { return false }
+        send(Array(out[0..<n]), to: relay)
+        return true
     }
 }
 
@@ -169,9 +201,17 @@ final class RelayFixture {
     func join(_ room: String, _ tracks: [TrackSpec]) throws -> (ParticipantGrant, TestClient) {
         let g = try relay.addParticipantSync(room: room, tracks: tracks)
         let c = TestClient()
-        let resp = c.bind(to: mediaAddress, ufrag: g.ufrag, password: g.password)
-        XCTAssertNotNil(resp)
+        XCTAssertNotNil(c.bind(to: mediaAddress, grant: g))
+        waitUntilLatched(room, g.id, c)
         return (g, c)
+    }
+
+    /// Waits until the relay has latched `c`'s address for `id` (the consent
+    /// answer is processed on the relay's loop after `bind` returns).
+    func waitUntilLatched(_ room: String, _ id: ParticipantID, _ c: TestClient) {
+        waitUntil("\(id) latched at \(c.address)") {
+            (try? relay.statsSync(room: room).participants.first { $0.id == id }?.address) == c.address.description
+        }
     }
 
     deinit {

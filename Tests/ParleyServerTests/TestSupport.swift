@@ -19,6 +19,9 @@ final class MediaPeer {
     let sender: SRTPContext
     let receiver: SRTPContext
     var seq: UInt16 = 100
+    /// The credentials the relay's consent checks carry (join reply `ice.consentUfrag`/`consentPwd`).
+    let consentUfrag: [UInt8]
+    let consentKey: [UInt8]
 
     /// `join` is the join reply (or the `join` field of a resumed auth reply).
     init(join: JSONValue) throws {
@@ -28,6 +31,8 @@ final class MediaPeer {
         receiver = try SRTPContext(material: SRTPKeyMaterial(suite: suite, inlineKeyParams: join["srtp"]!["receive"]!.stringValue!),
                                    direction: .inbound)
         relay = SocketAddress(ip: join["media"]!["host"]!.stringValue!, port: UInt16(join["media"]!["port"]!.intValue!))!
+        consentUfrag = Array((join["ice"]?["consentUfrag"]?.stringValue ?? "").utf8)
+        consentKey = Array((join["ice"]?["consentPwd"]?.stringValue ?? "").utf8)
         fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         precondition(fd >= 0)
         let any = SocketAddress("127.0.0.1:0")!
@@ -67,10 +72,24 @@ final class MediaPeer {
         }
         send(Array(req[0..<n]))
         while let d = receive(), d.count >= 20 {
+            if answerConsentCheck(d) { continue }              // the relay's check comes first
             if d[0] == 0x01 && d[1] == 0x01 { return true }   // Binding success response
             if d[0] == 0x01 && d[1] == 0x11 { return false }  // Binding error response
         }
         return false
+    }
+
+    /// If `d` is the relay's consent check, answers it and returns true.
+    func answerConsentCheck(_ d: [UInt8]) -> Bool {
+        var out = [UInt8](repeating: 0, count: 512)
+        let n = d.withUnsafeBytes { b in
+            out.withUnsafeMutableBytes { o in
+                BindingCheck.answer(b, from: STUNAddress(relay), ufrag: consentUfrag, key: consentKey, into: o)
+            }
+        }
+        guard let n else { return false }
+        send(Array(out[0..<n]))
+        return true
     }
 
     /// An RTP packet with a payload unique to (ssrc, seq), protected with the send key.

@@ -69,7 +69,8 @@ public final class RelayMediaBackend: MediaBackend, @unchecked Sendable {
         var ssrcs: [MediaKind: UInt32] = [:]
         for t in grant.tracks { ssrcs[t.kind == .audio ? .audio : .video] = t.ssrc }
         let (host, port) = Self.split(grant.endpoint)
-        return MediaGrant(host: advertisedHost ?? host, port: port, iceUfrag: grant.ufrag, icePassword: grant.password, ssrcs: ssrcs)
+        return MediaGrant(host: advertisedHost ?? host, port: port, iceUfrag: grant.ufrag, icePassword: grant.password,
+                          consentUfrag: grant.consentUfrag, consentPassword: grant.consentPassword, ssrcs: ssrcs)
     }
 
     /// The relay hook: libsrtp contexts for both directions. Replay

@@ -95,14 +95,23 @@ public struct MediaGrant: Sendable, Equatable {
     /// USERNAME `iceUfrag` and MESSAGE-INTEGRITY keyed with `icePassword`.
     public var iceUfrag: String
     public var icePassword: String
+    /// The reverse direction (consent checks, RFC 7675): before media goes
+    /// to a new address, the relay sends a Binding request there with
+    /// USERNAME `consentUfrag:iceUfrag` and MESSAGE-INTEGRITY keyed with
+    /// `consentPassword`; the client answers it, keyed with the same.
+    public var consentUfrag: String
+    public var consentPassword: String
     /// SSRCs the participant may publish with, one per kind.
     public var ssrcs: [MediaKind: UInt32]
 
-    public init(host: String, port: Int, iceUfrag: String, icePassword: String, ssrcs: [MediaKind: UInt32]) {
+    public init(host: String, port: Int, iceUfrag: String, icePassword: String, consentUfrag: String = "",
+                consentPassword: String = "", ssrcs: [MediaKind: UInt32]) {
         self.host = host
         self.port = port
         self.iceUfrag = iceUfrag
         self.icePassword = icePassword
+        self.consentUfrag = consentUfrag
+        self.consentPassword = consentPassword
         self.ssrcs = ssrcs
     }
 }

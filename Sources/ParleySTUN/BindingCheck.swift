@@ -1,0 +1,50 @@
+/// ICE-style connectivity checks with short-term credentials (RFC 8445
+/// §7.2.2, RFC 7675 consent freshness), for both ends of a media socket:
+/// building an authenticated Binding request, answering one, and checking
+/// the answer. The relay uses it for its consent checks; clients use it for
+/// their own Binding requests and to answer the relay's.
+///
+/// USERNAME is `responderUfrag:requesterUfrag`; MESSAGE-INTEGRITY is keyed
+/// with the responder's password in the request and in the answer (§7.2.2,
+/// §7.3).
+public enum BindingCheck {
+    /// Writes a Binding request with USERNAME `username`, MESSAGE-INTEGRITY
+    /// keyed with `key`, and FINGERPRINT into `out`; returns its length.
+    public static func writeRequest(into out: UnsafeMutableRawBufferPointer, transactionID: STUNTransactionID,
+                                    username: [UInt8], key: [UInt8]) throws(STUNError) -> Int {
+        var w = try STUNMessageWriter(into: out, type: .bindingRequest, transactionID: transactionID)
+        try w.append(.username, bytes: username)
+        try w.appendMessageIntegrity(key: key)
+        try w.appendFingerprint()
+        return w.count
+    }
+
+    /// Answers `request` when it is a Binding request whose USERNAME starts
+    /// with `ufrag` (up to the first ':') and whose MESSAGE-INTEGRITY
+    /// verifies with `key`: writes the success response (XOR-MAPPED-ADDRESS
+    /// of `source`, MESSAGE-INTEGRITY, FINGERPRINT) into `out` and returns its
+    /// length. Returns nil for anything else (not STUN, not a request, other
+    /// credentials), which the caller handles as it would without checks.
+    public static func answer(_ request: UnsafeRawBufferPointer, from source: STUNAddress, ufrag: [UInt8], key: [UInt8],
+                              into out: UnsafeMutableRawBufferPointer) -> Int? {
+        let responder = BindingResponder(software: nil, alwaysFingerprint: true)
+        let outcome = try? responder.respond(to: request, from: source, into: out) { username -> STUNCredential<Void>? in
+            let end = username.firstIndex(of: UInt8(ascii: ":")) ?? username.count
+            return username[0..<end].elementsEqual(ufrag) ? STUNCredential(key: key, participant: ()) : nil
+        }
+        if case .success(let n, _)? = outcome { return n }
+        return nil
+    }
+
+    /// Whether `m` is a Binding success response whose MESSAGE-INTEGRITY
+    /// (SHA-1 or SHA-256) verifies with `key` (the transaction ID is the
+    /// caller's to match).
+    public static func isAuthenticatedSuccess(_ m: STUNMessageView, key: [UInt8]) -> Bool {
+        guard m.type == .bindingSuccess else { return false }
+        if m.fingerprintOffset != nil, !m.verifyFingerprint() { return false }
+        return key.withUnsafeBytes { k in
+            m.messageIntegritySHA256Offset != nil ? m.verifyMessageIntegritySHA256(key: k)
+                : m.messageIntegrityOffset != nil && m.verifyMessageIntegrity(key: k)
+        }
+    }
+}

@@ -655,6 +655,9 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         p.consent = c
         consentChecks[c.transactionID] = p
         sendConsentRequest(p)
+        // Its own flush: it leaves before the Binding response queued next
+        // (one GSO run would carry both as one datagram until segmentation).
+        flush()
         if consentTimer == nil {
             consentTimer = loop.scheduleRepeatingTimer(every: config.consentRetransmitInterval) { [weak self] in
                 self?.retransmitConsentChecks()

@@ -31,23 +31,35 @@ final class TestClient {
         address = SocketAddress(ipv6: a.sin6_addr, port: UInt16(bigEndian: a.sin6_port))
     }
 
-    init() {
+    convenience init() { self.init(port: 0)! }
+
+    /// A client on 127.0.0.1:`port` (0: any); nil when the port is taken.
+    init?(port: UInt16) {
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         precondition(fd >= 0)
-        self.fd = fd
         var a = sockaddr_in()
         a.sin_family = sa_family_t(AF_INET)
         a.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        a.sin_port = port.bigEndian
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        withUnsafeMutablePointer(to: &a) {
+        let ok = withUnsafeMutablePointer(to: &a) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                precondition(Glibc.bind(fd, sa, len) == 0)
-                precondition(getsockname(fd, sa, &len) == 0)
+                Glibc.bind(fd, sa, len) == 0 && getsockname(fd, sa, &len) == 0
             }
         }
+        guard ok else { close(fd); return nil }
+        self.fd = fd
         var big: Int32 = 4 << 20
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, socklen_t(4))
         address = SocketAddress(ipv4NetworkOrder: a.sin_addr.s_addr, port: UInt16(bigEndian: a.sin_port))
+    }
+
+    /// Two clients on ports P and P + 1 (an RTP tool's media and RTCP ports).
+    static func rtpAndRTCPPair() -> (rtp: TestClient, rtcp: TestClient) {
+        while true {
+            let rtp = TestClient()
+            if rtp.address.port < UInt16.max, let rtcp = TestClient(port: rtp.address.port + 1) { return (rtp, rtcp) }
+        }
     }
 
     deinit { close(fd) }

@@ -62,6 +62,8 @@ enum Daemon {
         relayConfig.maxRoomsPerLoop = config.maxRoomsPerLoop
         relayConfig.maxParticipantsPerRoom = config.maxParticipantsPerRoom
         relayConfig.participantTimeout = .seconds(config.participantTimeoutSeconds)
+        relayConfig.consentRetransmitInterval = .milliseconds(config.consentIntervalMilliseconds)
+        relayConfig.consentMaxAttempts = config.consentAttempts
         relayConfig.batchSize = config.udpBatch
         relayConfig.retransmissionResendInterval = .milliseconds(config.nackResendIntervalMs)
         relayConfig.retransmissionBudgetPercent = config.nackBudgetPercent

@@ -30,6 +30,12 @@ public struct ServerConfig: Sendable, Equatable {
     /// Seconds of silence (no media, no STUN) before a participant is removed.
     public var participantTimeoutSeconds = 30
 
+    // MARK: Media latching and consent checks (#14 finding 3)
+    /// Milliseconds between retransmissions of the relay's consent check to a participant's new address.
+    public var consentIntervalMilliseconds = 500
+    /// Consent-check requests sent to a new address before the relay gives up (media stays where it was).
+    public var consentAttempts = 7
+
     // MARK: media relay limits (NACK answers, STUN answers to strangers; docs/security.md)
     /// Milliseconds before a packet may be resent to the same subscriber again.
     public var nackResendIntervalMs = 100
@@ -137,6 +143,9 @@ public struct ServerConfig: Sendable, Equatable {
         ("max-connections-per-ip", "open HTTP/WebSocket connections from one IP address (default 100)"),
         ("signalling-rate", "signalling requests per second per connection (default 50)"),
         ("signalling-burst", "signalling requests a connection may send at once (default 200)"),
+        // Media latching and consent checks (#14 finding 3)
+        ("consent-interval", "milliseconds between retransmissions of a consent check to a new media address (default 500)"),
+        ("consent-attempts", "consent-check requests sent to a new media address before giving up (default 7)"),
     ]
 
     static let booleanKeys: Set<String> = ["insecure", "hls-public-default"]
@@ -201,6 +210,9 @@ public struct ServerConfig: Sendable, Equatable {
         case "max-connections-per-ip": maxConnectionsPerIP = try int(1...1_000_000)
         case "signalling-rate": signallingRate = try int(1...100_000)
         case "signalling-burst": signallingBurst = try int(1...100_000)
+        // Media latching and consent checks (#14 finding 3)
+        case "consent-interval": consentIntervalMilliseconds = try int(10...10_000)
+        case "consent-attempts": consentAttempts = try int(1...100)
         default: throw ConfigError(key: key, "unknown key")
         }
     }

@@ -41,6 +41,17 @@ final class ServerConfigTests: XCTestCase {
         }
     }
 
+    func testConsentCheckKeys() throws {
+        let d = try ServerConfig.resolve(flags: [:], switches: [])
+        XCTAssertEqual(d.consentIntervalMilliseconds, 500)
+        XCTAssertEqual(d.consentAttempts, 7)
+        let c = try ServerConfig.resolve(flags: ["consent-interval": "200", "consent-attempts": "3"], switches: [])
+        XCTAssertEqual(c.consentIntervalMilliseconds, 200)
+        XCTAssertEqual(c.consentAttempts, 3)
+        XCTAssertThrowsError(try ServerConfig.resolve(flags: ["consent-attempts": "0"], switches: []))
+        XCTAssertThrowsError(try ServerConfig.resolve(flags: ["consent-interval": "5"], switches: []))
+    }
+
     func testInsecureOnlyOnLoopback() {
         XCTAssertThrowsError(try ServerConfig.resolve(flags: ["listen": "0.0.0.0:7700"], switches: ["insecure"]))
         XCTAssertNoThrow(try ServerConfig.resolve(flags: ["listen": "[::1]:7700"], switches: ["insecure"]))

@@ -45,6 +45,9 @@ public final class Relay: Sendable {
         roomCounts = Mutex(Array(repeating: 0, count: ws.count))
     }
 
+    /// How long a participant may send nothing before it is removed.
+    public var participantTimeout: Duration { config.participantTimeout }
+
     /// The media endpoints, one per loop (`host:port`).
     public var endpoints: [String] { workers.map(\.endpoint) }
 
@@ -143,6 +146,14 @@ public final class Relay: Sendable {
     /// packet the room forwards, on the room's loop.
     public func setTap(room: String, _ tap: RTPTap?, completion: @escaping @Sendable (Result<Void, RelayError>) -> Void) {
         onRoom(room, completion) { $0.setTap(room: room, tap) }
+    }
+
+    /// Counts as activity for the participant's timeout, as a packet from it
+    /// would: for a receive-only tool that sends nothing on its media port
+    /// (ffmpeg reading an SDP) while its signalling connection shows it is
+    /// there. Moves nothing. Fire and forget.
+    public func keepAlive(room: String, _ id: ParticipantID) {
+        onRoom(room, { (_: Result<Void, RelayError>) in }) { $0.keepAlive(room: room, id) }
     }
 
     /// A snapshot of a room's participants, tracks and counters.

@@ -222,6 +222,12 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         return .success(())
     }
 
+    /// Counts as activity from the participant (see `Relay.keepAlive`).
+    public func keepAlive(room: String, _ id: ParticipantID) -> Result<Void, RelayError> {
+        loop.preconditionInLoop()
+        return participant(room, id).map { $0.lastSeenMs = MonotonicTime.now().milliseconds }
+    }
+
     /// A snapshot of a room.
     public func stats(room: String) -> Result<RoomStats, RelayError> {
         loop.preconditionInLoop()
@@ -261,12 +267,12 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
 
     /// Sets `p`'s media address (after a consent check or an authenticated
     /// SRTP packet) and rebuilds the destinations that include it. An
-    /// address belongs to one participant. A separate RTCP address is
-    /// forgotten: it belonged to the old media port.
+    /// address belongs to one participant. A separate RTCP address is kept
+    /// only when it is the new media port + 1.
     private func latch(_ p: Participant, _ address: SocketAddress) {
         if p.address == address { return }
         if let old = p.address, byAddress[old] === p { byAddress[old] = nil }
-        forgetRTCPAddress(p)
+        if let r = p.rtcpAddress, address.port == UInt16.max || r != address.withPort(address.port + 1) { forgetRTCPAddress(p) }
         if let other = byAddress[address], other !== p {
             other.address = nil
             other.router.addressChanged(other)
@@ -401,28 +407,33 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     /// and never latches. Returns the publisher and the plaintext.
     private func latchBySRTP(_ bytes: UnsafeRawBufferPointer, from source: SocketAddress) -> (Participant, UnsafeRawBufferPointer)? {
         guard bytes.count >= 12 else { tally.drop(.malformed); return nil }
-        let ssrc = bytes.u32(8)
+        guard let p = publisher(ofSSRC: bytes.u32(8)), p.crypto != nil else { tally.drop(.unknownSource); return nil }
+        guard let plain = inbound(p, bytes, isRTCP: false) else { return nil } // counted as auth_failed
+        p.lastSeenMs = nowMs
+        latch(p, source)
+        return (p, plain)
+    }
+
+    /// The participant publishing `ssrc` in any room of this loop.
+    private func publisher(ofSSRC ssrc: UInt32) -> Participant? {
         for r in rooms.values {
-            guard let t = r.tracksBySSRC[ssrc] else { continue }
-            let p = t.publisher
-            guard p.crypto != nil else { break }
-            guard let plain = inbound(p, bytes, isRTCP: false) else { return nil } // counted as auth_failed
-            p.lastSeenMs = nowMs
-            latch(p, source)
-            return (p, plain)
+            if let t = r.tracksBySSRC[ssrc] { return t.publisher }
         }
-        tally.drop(.unknownSource)
         return nil
     }
 
     /// RTCP from an address nobody has latched. Tools without RTCP-mux
-    /// (ffmpeg) send RTCP from their RTP port + 1 (RFC 3550 §11): when the
-    /// port below is a participant's media address, an SRTCP packet that
-    /// authenticates with that participant's key and is no replay (the SRTCP
+    /// (ffmpeg) send RTCP from their RTP port + 1 (RFC 3550 §11). The
+    /// candidate is the participant whose media address is the port below,
+    /// else the publisher of the sender SSRC (ffmpeg's first sender report
+    /// goes out before its first RTP packet). An SRTCP packet that
+    /// authenticates with the candidate's key and is no replay (the SRTCP
     /// index check runs first) latches its RTCP address. Returns the
     /// participant and the plaintext.
     private func latchRTCPBySRTCP(_ bytes: UnsafeRawBufferPointer, from source: SocketAddress) -> (Participant, UnsafeRawBufferPointer)? {
-        guard source.port > 1, let p = byAddress[source.withPort(source.port - 1)], p.crypto != nil else {
+        guard bytes.count >= 8 else { tally.drop(.malformed); return nil }
+        let below = source.port > 1 ? byAddress[source.withPort(source.port - 1)] : nil
+        guard let p = below ?? publisher(ofSSRC: bytes.u32(4)), p.crypto != nil else {
             tally.drop(.unknownSource)
             return nil
         }

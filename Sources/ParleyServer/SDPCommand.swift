@@ -31,6 +31,8 @@ public final class SDPSession: @unchecked Sendable {
     public let sdp: String
     /// The ffmpeg command line that publishes a tone with this session (publish mode).
     public let ffmpegHint: String?
+    /// Receive mode: pings that keep the media session alive (the tool sends nothing to the relay).
+    private var keepalive: DispatchSourceTimer?
 
     private init(client: SignallingClient, join: JSONValue, track: JSONValue?, sdp: String, ffmpegHint: String?) {
         self.client = client
@@ -87,7 +89,9 @@ public final class SDPSession: @unchecked Sendable {
                 sdp += "a=ssrc:\(sub["ssrc"]?.intValue ?? 0) cname:\(t["participant"]?.stringValue ?? "")\r\n"
                 sdp += "a=recvonly\r\n"
                 sdp += "a=crypto:1 \(suite) \(join["srtp"]?["receive"]?.stringValue ?? "")\r\n"
-                return SDPSession(client: client, join: join, track: t, sdp: sdp, ffmpegHint: nil)
+                let session = SDPSession(client: client, join: join, track: t, sdp: sdp, ffmpegHint: nil)
+                session.keepAlive(timeoutSeconds: join["media"]?["timeout"]?.intValue ?? 30)
+                return session
             }
             var track: JSONValue?
             if publish {
@@ -111,6 +115,23 @@ public final class SDPSession: @unchecked Sendable {
             client.close()
             throw error
         }
+    }
+
+    deinit { keepalive?.cancel() }
+
+    /// A receiving tool (ffmpeg reading the SDP) sends nothing to the relay,
+    /// so the relay would end the media session after its participant
+    /// timeout: ping on the signalling connection three times per timeout,
+    /// which the server counts as activity, for as long as it is open.
+    private func keepAlive(timeoutSeconds: Int) {
+        let interval = Double(max(1, timeoutSeconds)) / 3
+        let timer = DispatchSource.makeTimerSource(queue: .global())
+        timer.schedule(deadline: .now() + interval, repeating: interval)
+        timer.setEventHandler { [client, weak self] in
+            if (try? client.call(.ping, timeout: interval)) == nil { self?.keepalive?.cancel() } // connection gone
+        }
+        timer.resume()
+        keepalive = timer
     }
 
     /// Binds an ephemeral UDP port, latches it at the relay with an

@@ -46,6 +46,7 @@ final class FFmpegInteropTests: XCTestCase {
         try carol.call(.subscribe(track: published["track"]!["id"]!.stringValue!))
 
         let params = String(material.inlineKeyParams.dropFirst("inline:".count))
+        let rtcpLatches = MetricsRegistry.shared.counter("parley_relay_rtcp_latches_total", help: "").current
         let ffmpeg = Process()
         ffmpeg.executableURL = URL(fileURLWithPath: "/usr/bin/ffmpeg")
         ffmpeg.arguments = ["-hide_banner", "-loglevel", "error", "-nostdin", "-re",
@@ -97,6 +98,8 @@ final class FFmpegInteropTests: XCTestCase {
         var crossings = 0
         for i in 1..<mid.count where mid[i - 1] < 0 && mid[i] >= 0 { crossings += 1 }
         XCTAssertEqual(Double(crossings), 440, accuracy: 10, "a 440 Hz tone came through")
+        // ffmpeg's SRTCP sender report comes from its RTP port + 1: it latched ffmpeg's RTCP address.
+        XCTAssertGreaterThan(MetricsRegistry.shared.counter("parley_relay_rtcp_latches_total", help: "").current, rtcpLatches)
         carol.close()
         session.client.close()
     }
@@ -139,25 +142,59 @@ final class FFmpegInteropTests: XCTestCase {
     /// publishes through the relay.
     func testFFmpegReceivesAndDecodesATrackWithTheSDPFromParleySDP() throws {
         let (alice, joinA, ssrc, session) = try publishOpusAndOpenReceiver(viewer: "ffplay")
+        let (status, pcm, ffErr) = try receiveWithFFmpeg(session, publisher: joinA, ssrc: ssrc, seconds: 1)
+        XCTAssertEqual(status, 0, ffErr)
+        guard pcm.count >= 36000 else { return XCTFail("only \(pcm.count) samples decoded") }
+        XCTAssertEqual(Double(risingZeroCrossings(pcm[12000..<36000])), 220, accuracy: 10, "ffmpeg decoded the 440 Hz tone")
+        session.client.close()
+        alice.close()
+    }
+
+    /// #14: ffmpeg reading the SDP of `parley sdp --receive` sends nothing to
+    /// the relay (its RTCP goes to its own port + 1), so the relay ended the
+    /// session after `participant-timeout` and ffmpeg stalled. The session's
+    /// pings now keep it: with the timeout at 5 s, ffmpeg receives for 15 s.
+    func testFFmpegReceiverOutlivesTheParticipantTimeout() throws {
+        fx.stop()
+        fx = try RelayServerFixture(participantTimeout: .seconds(5))
+        let (alice, joinA, ssrc, session) = try publishOpusAndOpenReceiver(viewer: "ffplay")
+        let seconds = 15
+        let (status, pcm, ffErr) = try receiveWithFFmpeg(session, publisher: joinA, ssrc: ssrc, seconds: seconds)
+        XCTAssertEqual(status, 0, ffErr)
+        XCTAssertGreaterThanOrEqual(pcm.count, 48000 * (seconds - 1), "ffmpeg got the whole \(seconds) s, past the 5 s timeout")
+        if pcm.count >= 48000 * (seconds - 1) {
+            // The tone is there in the last seconds too, not silence after a stall.
+            let tail = pcm[(pcm.count - 36000)..<(pcm.count - 12000)]
+            XCTAssertEqual(Double(risingZeroCrossings(tail)), 220, accuracy: 10)
+        }
+        XCTAssertNil(try? alice.nextEvent("participant_left", timeout: 0), "the viewer was never timed out")
+        session.client.close()
+        alice.close()
+    }
+
+    /// Runs ffmpeg on the session's SDP for `seconds` of output while the
+    /// publisher (a Parley client) sends a paced 440 Hz Opus tone. Returns
+    /// ffmpeg's exit status, the decoded 48 kHz mono samples and its stderr.
+    func receiveWithFFmpeg(_ session: SDPSession, publisher joinA: JSONValue, ssrc: UInt32,
+                           seconds: Int) throws -> (Int32, [Int16], String) {
         let dir = tempDir("ffrecv")
         try session.sdp.write(toFile: dir + "/recv.sdp", atomically: true, encoding: .utf8)
-
         let ffmpeg = Process()
         ffmpeg.executableURL = URL(fileURLWithPath: "/usr/bin/ffmpeg")
         ffmpeg.arguments = ["-hide_banner", "-loglevel", "error", "-nostdin", "-protocol_whitelist", "file,udp,rtp,srtp",
-                            "-i", dir + "/recv.sdp", "-t", "1", "-ac", "1", "-ar", "48000", "-y", dir + "/out.wav"]
+                            "-i", dir + "/recv.sdp", "-t", String(seconds), "-ac", "1", "-ar", "48000", "-y", dir + "/out.wav"]
         let errPipe = Pipe()
         ffmpeg.standardError = errPipe
         ffmpeg.standardOutput = FileHandle.nullDevice
         try ffmpeg.run()
 
-        // Publish a 440 Hz Opus tone (20 ms frames, paced) until ffmpeg has its second.
+        // Publish a 440 Hz Opus tone (20 ms frames, paced) until ffmpeg has its seconds.
         var err: Int32 = 0
         let enc = try XCTUnwrap(opus_encoder_create(48000, 1, OPUS_APPLICATION_AUDIO, &err))
         defer { opus_encoder_destroy(enc) }
         let peer = try MediaPeer(join: joinA)
         var sample = 0
-        let deadline = Date().addingTimeInterval(30) // hang guard
+        let deadline = Date().addingTimeInterval(Double(seconds) * 2 + 30) // hang guard
         while ffmpeg.isRunning && Date() < deadline {
             var pcm = [Int16](repeating: 0, count: 960)
             for k in 0..<960 { pcm[k] = Int16(8000 * sin(2 * Double.pi * 440 * Double(sample + k) / 48000)) }
@@ -176,19 +213,21 @@ final class FFmpegInteropTests: XCTestCase {
         if ffmpeg.isRunning { ffmpeg.terminate() }
         ffmpeg.waitUntilExit()
         let ffErr = String(decoding: errPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        XCTAssertEqual(ffmpeg.terminationStatus, 0, ffErr)
-        let wav = try XCTUnwrap(FileManager.default.contents(atPath: dir + "/out.wav"), ffErr)
-        // 16-bit mono PCM after the "data" chunk header: count rising zero crossings over 0.5 s.
+        guard let wav = FileManager.default.contents(atPath: dir + "/out.wav") else { return (ffmpeg.terminationStatus, [], ffErr) }
+        // 16-bit mono PCM after the "data" chunk header.
         let bytes = [UInt8](wav)
-        let data = try XCTUnwrap((12..<(bytes.count - 8)).first { bytes[$0..<($0 + 4)].elementsEqual("data".utf8) })
+        guard bytes.count > 20, let data = (12..<(bytes.count - 8)).first(where: { bytes[$0..<($0 + 4)].elementsEqual("data".utf8) }) else {
+            return (ffmpeg.terminationStatus, [], ffErr)
+        }
         let pcm = Array(bytes[(data + 8)...]).withUnsafeBytes { Array($0.bindMemory(to: Int16.self)) }
-        guard pcm.count >= 36000 else { return XCTFail("only \(pcm.count) samples decoded") }
-        let mid = Array(pcm[12000..<36000])
+        return (ffmpeg.terminationStatus, pcm, ffErr)
+    }
+
+    /// Rising zero crossings: 220 in 0.5 s of a 440 Hz tone.
+    func risingZeroCrossings(_ pcm: ArraySlice<Int16>) -> Int {
         var crossings = 0
-        for i in 1..<mid.count where mid[i - 1] < 0 && mid[i] >= 0 { crossings += 1 }
-        XCTAssertEqual(Double(crossings), 220, accuracy: 10, "ffmpeg decoded the 440 Hz tone")
-        session.client.close()
-        alice.close()
+        for i in (pcm.startIndex + 1)..<pcm.endIndex where pcm[i - 1] < 0 && pcm[i] >= 0 { crossings += 1 }
+        return crossings
     }
 
     /// Alice joins and publishes an Opus track; `viewer` runs `parley sdp

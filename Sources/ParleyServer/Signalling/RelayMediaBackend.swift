@@ -70,7 +70,8 @@ public final class RelayMediaBackend: MediaBackend, @unchecked Sendable {
         for t in grant.tracks { ssrcs[t.kind == .audio ? .audio : .video] = t.ssrc }
         let (host, port) = Self.split(grant.endpoint)
         return MediaGrant(host: advertisedHost ?? host, port: port, iceUfrag: grant.ufrag, icePassword: grant.password,
-                          consentUfrag: grant.consentUfrag, consentPassword: grant.consentPassword, ssrcs: ssrcs)
+                          consentUfrag: grant.consentUfrag, consentPassword: grant.consentPassword, ssrcs: ssrcs,
+                          timeoutSeconds: Int(relay.participantTimeout.components.seconds))
     }
 
     /// The relay hook: libsrtp contexts for both directions. Replay
@@ -131,6 +132,11 @@ public final class RelayMediaBackend: MediaBackend, @unchecked Sendable {
     private func closeRoom(_ room: String) {
         ids[room] = nil
         try? relay.closeRoomSync(room)
+    }
+
+    public func keepAlive(room: String, participant: String) {
+        guard let id = ids[room]?[participant] else { return }
+        relay.keepAlive(room: room, id)
     }
 
     public func publish(room: String, participant: String, track: TrackDescription, ssrc: UInt32) throws(SignallingError) {

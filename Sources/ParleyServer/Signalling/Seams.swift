@@ -103,9 +103,13 @@ public struct MediaGrant: Sendable, Equatable {
     public var consentPassword: String
     /// SSRCs the participant may publish with, one per kind.
     public var ssrcs: [MediaKind: UInt32]
+    /// Seconds of silence after which the media session ends (0: not told).
+    /// A client that sends nothing on its media port pings more often.
+    public var timeoutSeconds: Int
 
     public init(host: String, port: Int, iceUfrag: String, icePassword: String, consentUfrag: String = "",
-                consentPassword: String = "", ssrcs: [MediaKind: UInt32]) {
+                consentPassword: String = "", ssrcs: [MediaKind: UInt32], timeoutSeconds: Int = 0) {
+        self.timeoutSeconds = timeoutSeconds
         self.host = host
         self.port = port
         self.iceUfrag = iceUfrag
@@ -134,6 +138,12 @@ public protocol MediaBackend: AnyObject {
     func unsubscribe(room: String, subscriber: String, publisher: String, ssrc: UInt32)
     /// A muted track is not forwarded.
     func setMuted(room: String, participant: String, ssrc: UInt32, muted: Bool)
+    /// The participant pinged: count it as activity for its media timeout.
+    func keepAlive(room: String, participant: String)
+}
+
+extension MediaBackend {
+    public func keepAlive(room: String, participant: String) {}
 }
 
 /// The connection a session writes to. Implementations are thread-safe: the

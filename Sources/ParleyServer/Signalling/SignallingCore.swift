@@ -146,6 +146,8 @@ public final class SignallingCore {
         switch m.request {
         case .auth: fatalError("handled above")
         case .ping:
+            // A receive-only tool (ffmpeg) sends nothing on its media port: its pings keep the media session.
+            if s.joined != nil { backend.keepAlive(room: key.room, participant: key.id) }
             return signallingReply(id: m.id, type: "ping", ["time": JSONValue(clock())])
         case .join(let room, let publish, let subscribe, let suiteName):
             if let room, room != key.room {
@@ -299,10 +301,12 @@ public final class SignallingCore {
             guard let o = sessions[ParticipantKey(room: s.key.room, id: id)], let oj = o.joined else { return nil }
             return ["id": .string(id), "tracks": .array(oj.tracks.values.sorted { $0.id < $1.id }.map(\.json))]
         }
+        var media: [String: JSONValue] = ["protocol": "udp", "host": .string(j.grant.host), "port": JSONValue(j.grant.port)]
+        if j.grant.timeoutSeconds > 0 { media["timeout"] = JSONValue(j.grant.timeoutSeconds) }
         return [
             "room": .string(s.key.room),
             "participant": .string(s.key.id),
-            "media": ["protocol": "udp", "host": .string(j.grant.host), "port": JSONValue(j.grant.port)],
+            "media": .object(media),
             "ice": ["ufrag": .string(j.grant.iceUfrag), "pwd": .string(j.grant.icePassword),
                     "consentUfrag": .string(j.grant.consentUfrag), "consentPwd": .string(j.grant.consentPassword)],
             "ssrcs": .object(ssrcs),

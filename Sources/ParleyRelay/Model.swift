@@ -144,6 +144,10 @@ public struct RelayConfig: Sendable {
     /// Requests sent for one consent check before it fails (media stays
     /// where it was).
     public var consentMaxAttempts = 7
+    /// Whether an authenticated SRTP packet from a new address latches it
+    /// without a consent check (for tools that cannot answer STUN, like
+    /// ffmpeg). Off: only consent checks move media.
+    public var srtpLatching = true
     /// Host (IP) announced in grants instead of the bound one (e.g. the public IP when bound to 0.0.0.0).
     public var announcedHost: String? = nil
     /// Datagrams per recvmmsg on the media socket.

@@ -83,7 +83,7 @@ final class RelayMetrics: Sendable {
         stunReplays = r.counter("parley_relay_stun_replays_total",
                                 help: "Authenticated Binding requests with a transaction ID already seen (answered; they move nothing).")
         rtcpLatches = r.counter("parley_relay_rtcp_latches_total",
-                                help: "RTCP addresses latched by an authenticated SRTCP packet from a participant's media port + 1.")
+                                help: "RTCP addresses latched by an authenticated SRTCP packet (from a media port + 1, or for a published sender SSRC).")
     }
 
     static let roomParticipants = "parley_relay_room_participants"

@@ -407,7 +407,10 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     /// and never latches. Returns the publisher and the plaintext.
     private func latchBySRTP(_ bytes: UnsafeRawBufferPointer, from source: SocketAddress) -> (Participant, UnsafeRawBufferPointer)? {
         guard bytes.count >= 12 else { tally.drop(.malformed); return nil }
-        guard let p = publisher(ofSSRC: bytes.u32(8)), p.crypto != nil else { tally.drop(.unknownSource); return nil }
+        guard config.srtpLatching, let p = publisher(ofSSRC: bytes.u32(8)), p.crypto != nil else {
+            tally.drop(.unknownSource)
+            return nil
+        }
         guard let plain = inbound(p, bytes, isRTCP: false) else { return nil } // counted as auth_failed
         p.lastSeenMs = nowMs
         latch(p, source)

@@ -64,6 +64,7 @@ enum Daemon {
         relayConfig.participantTimeout = .seconds(config.participantTimeoutSeconds)
         relayConfig.consentRetransmitInterval = .milliseconds(config.consentIntervalMilliseconds)
         relayConfig.consentMaxAttempts = config.consentAttempts
+        relayConfig.srtpLatching = config.srtpLatching
         relayConfig.batchSize = config.udpBatch
         relayConfig.retransmissionResendInterval = .milliseconds(config.nackResendIntervalMs)
         relayConfig.retransmissionBudgetPercent = config.nackBudgetPercent

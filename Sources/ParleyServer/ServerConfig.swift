@@ -35,6 +35,8 @@ public struct ServerConfig: Sendable, Equatable {
     public var consentIntervalMilliseconds = 500
     /// Consent-check requests sent to a new address before the relay gives up (media stays where it was).
     public var consentAttempts = 7
+    /// An authenticated SRTP packet from a new address latches it without a consent check (ffmpeg).
+    public var srtpLatching = true
 
     // MARK: media relay limits (NACK answers, STUN answers to strangers; docs/security.md)
     /// Milliseconds before a packet may be resent to the same subscriber again.
@@ -146,6 +148,7 @@ public struct ServerConfig: Sendable, Equatable {
         // Media latching and consent checks (#14 finding 3)
         ("consent-interval", "milliseconds between retransmissions of a consent check to a new media address (default 500)"),
         ("consent-attempts", "consent-check requests sent to a new media address before giving up (default 7)"),
+        ("srtp-latching", "an authenticated SRTP packet from a new address moves media without a consent check, for ffmpeg (default true)"),
     ]
 
     static let booleanKeys: Set<String> = ["insecure", "hls-public-default"]
@@ -213,6 +216,9 @@ public struct ServerConfig: Sendable, Equatable {
         // Media latching and consent checks (#14 finding 3)
         case "consent-interval": consentIntervalMilliseconds = try int(10...10_000)
         case "consent-attempts": consentAttempts = try int(1...100)
+        case "srtp-latching":
+            guard let b = ["true": true, "false": false][value] else { throw ConfigError(key: key, "must be true or false") }
+            srtpLatching = b
         default: throw ConfigError(key: key, "unknown key")
         }
     }

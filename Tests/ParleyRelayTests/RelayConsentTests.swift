@@ -144,6 +144,29 @@ final class RelayConsentTests: XCTestCase {
         f.waitUntilLatched("r", a.id, moved)
     }
 
+    /// With `srtpLatching` off, only consent checks move media: an
+    /// authenticated SRTP packet from an unlatched address is dropped.
+    func testSRTPLatchingCanBeTurnedOff() throws {
+        let f = try RelayFixture { $0.srtpLatching = false }
+        _ = try f.relay.createRoomSync("r")
+        let ka = RelaySRTPTests.Keys()
+        let a = try f.relay.addParticipantSync(room: "r", tracks: [.video()])
+        let (_, cb) = try f.join("r", [])
+        try f.relay.setCryptoSync(room: "r", participant: a.id, try ka.relayHook())
+        let aOut = try ka.clientSend()
+        let ssrc = a.tracks[0].ssrc
+        let ca = TestClient()
+        ca.send(try aOut.protect(rtpPacket(ssrc: ssrc, seq: 1, payload: payload(ssrc: ssrc, seq: 1))), to: f.mediaAddress)
+        waitUntil("dropped") { f.counter("parley_relay_dropped_total", [("reason", "unknown_source")]) == 1 }
+        XCTAssertNil(try f.relay.statsSync(room: "r").participants.first { $0.id == a.id }?.address)
+        // A consents with STUN; then its SRTP flows.
+        XCTAssertNotNil(ca.bind(to: f.mediaAddress, grant: a))
+        f.waitUntilLatched("r", a.id, ca)
+        let p = rtpPacket(ssrc: ssrc, seq: 2, payload: payload(ssrc: ssrc, seq: 2))
+        ca.send(try aOut.protect(p), to: f.mediaAddress)
+        XCTAssertNotNil(cb.receive(where: isRTP))
+    }
+
     /// The ffmpeg RTCP bug of #14: ffmpeg sends RTCP from its RTP port + 1.
     /// SRTCP from there that authenticates with the participant's key latches
     /// its RTCP address; what the relay sends as RTCP then goes there.

@@ -45,9 +45,11 @@ final class ServerConfigTests: XCTestCase {
         let d = try ServerConfig.resolve(flags: [:], switches: [])
         XCTAssertEqual(d.consentIntervalMilliseconds, 500)
         XCTAssertEqual(d.consentAttempts, 7)
-        let c = try ServerConfig.resolve(flags: ["consent-interval": "200", "consent-attempts": "3"], switches: [])
+        XCTAssertTrue(d.srtpLatching)
+        let c = try ServerConfig.resolve(flags: ["consent-interval": "200", "consent-attempts": "3", "srtp-latching": "false"], switches: [])
         XCTAssertEqual(c.consentIntervalMilliseconds, 200)
         XCTAssertEqual(c.consentAttempts, 3)
+        XCTAssertFalse(c.srtpLatching)
         XCTAssertThrowsError(try ServerConfig.resolve(flags: ["consent-attempts": "0"], switches: []))
         XCTAssertThrowsError(try ServerConfig.resolve(flags: ["consent-interval": "5"], switches: []))
     }

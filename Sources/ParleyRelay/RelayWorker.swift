@@ -139,12 +139,12 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         guard let r = rooms[room] else { return .failure(.noSuchRoom(room)) }
         var ufrag = Credentials.random(8)
         while byUfrag[ufrag] != nil { ufrag = Credentials.random(8) }
-        // 16 characters: never one of the relay's 8-character ufrags, so a
-        // consent check reflected back at the relay authenticates as nobody.
         let id = ParticipantID(rawValue: UInt32(index & 0xFF) << 24 | nextParticipant)
         nextParticipant = nextParticipant >= 0xFF_FFFF ? 1 : nextParticipant + 1
         let p: Participant
         do {
+            // The consent ufrag has 16 characters: never one of the relay's 8-character
+            // ufrags, so a consent check reflected back at the relay authenticates as nobody.
             p = try r.addParticipant(id: id, ufrag: ufrag, password: Credentials.random(24),
                                      consentUfrag: Credentials.random(16), consentPassword: Credentials.random(24),
                                      tracks: tracks, nowMs: MonotonicTime.now().milliseconds)
@@ -272,7 +272,8 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     private func latch(_ p: Participant, _ address: SocketAddress) {
         if p.address == address { return }
         if let old = p.address, byAddress[old] === p { byAddress[old] = nil }
-        if let r = p.rtcpAddress, address.port == UInt16.max || r != address.withPort(address.port + 1) { forgetRTCPAddress(p) }
+        let rtcpBesideIt = address.port < UInt16.max && p.rtcpAddress == address.withPort(address.port + 1)
+        if !rtcpBesideIt { forgetRTCPAddress(p) }
         if let other = byAddress[address], other !== p {
             other.address = nil
             other.router.addressChanged(other)

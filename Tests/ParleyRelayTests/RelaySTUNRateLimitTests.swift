@@ -93,11 +93,12 @@ final class RelaySTUNRateLimitTests: XCTestCase {
         XCTAssertEqual(f.counter("parley_relay_dropped_total", [("reason", "stun_rate_limited")]), 2000 - answered)
         XCTAssertEqual(flooder.drain().count, answered)
 
-        // Same IP, but the request authenticates: answered and latched.
+        // Same IP, but the request authenticates: answered and, once the
+        // consent check is answered, latched.
         let c = TestClient()
-        let resp = try XCTUnwrap(c.bind(to: f.mediaAddress, ufrag: g.ufrag, password: g.password))
+        let resp = try XCTUnwrap(c.bind(to: f.mediaAddress, grant: g))
         try resp.withUnsafeBytes { XCTAssertEqual(try STUNMessageView(parsing: $0).type, .bindingSuccess) }
-        XCTAssertEqual(try f.relay.statsSync(room: "r").participants.first?.address, c.address.description)
+        f.waitUntilLatched("r", g.id, c)
     }
 
     func testLimiterTableStaysBoundedUnderManySources() {

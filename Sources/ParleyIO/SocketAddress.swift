@@ -185,6 +185,14 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The numeric IP without port: `"127.0.0.1"`, `"::1"`.
+    /// 127.0.0.0/8, ::1, or an IPv4-mapped loopback address.
+    public var isLoopback: Bool {
+        let b = addressBytes
+        if family == .ipv4 { return b[0] == 127 }
+        if b[0..<15].allSatisfy({ $0 == 0 }) && b[15] == 1 { return true }
+        return b[0..<10].allSatisfy({ $0 == 0 }) && b[10] == 0xff && b[11] == 0xff && b[12] == 127
+    }
+
     public var ipString: String {
         var buf = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
         var h = high, l = low

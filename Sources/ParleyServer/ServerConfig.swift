@@ -77,6 +77,8 @@ public struct ServerConfig: Sendable, Equatable {
     /// Signalling requests per second per connection, and the burst allowed.
     public var signallingRate = 50
     public var signallingBurst = 200
+    /// Who may read `/metrics` (its labels name rooms).
+    public var metricsAccess = MetricsAccess.loopback
 
     public init() {}
 
@@ -145,6 +147,7 @@ public struct ServerConfig: Sendable, Equatable {
         ("max-connections-per-ip", "open HTTP/WebSocket connections from one IP address (default 100)"),
         ("signalling-rate", "signalling requests per second per connection (default 50)"),
         ("signalling-burst", "signalling requests a connection may send at once (default 200)"),
+        ("metrics-access", "who may read /metrics: public, loopback (clients on 127.0.0.0/8 or ::1, others need an adm token) or admin (default loopback)"),
         // Media latching and consent checks (#14 finding 3)
         ("consent-interval", "milliseconds between retransmissions of a consent check to a new media address (default 500)"),
         ("consent-attempts", "consent-check requests sent to a new media address before giving up (default 7)"),
@@ -213,6 +216,9 @@ public struct ServerConfig: Sendable, Equatable {
         case "max-connections-per-ip": maxConnectionsPerIP = try int(1...1_000_000)
         case "signalling-rate": signallingRate = try int(1...100_000)
         case "signalling-burst": signallingBurst = try int(1...100_000)
+        case "metrics-access":
+            guard let a = MetricsAccess(rawValue: value) else { throw ConfigError(key: key, "must be public, loopback or admin, got \"\(value)\"") }
+            metricsAccess = a
         // Media latching and consent checks (#14 finding 3)
         case "consent-interval": consentIntervalMilliseconds = try int(10...10_000)
         case "consent-attempts": consentAttempts = try int(1...100)

@@ -67,14 +67,14 @@ public final class ServerFrontEnd: Sendable {
             tls = ctx
             lines += info
         }
-        BuiltinRoutes.install(on: router)
+        let secret: [UInt8]
+        do { secret = try ServerSecret.loadOrCreate(dataDir: config.dataDir) } catch {
+            throw StartError("token secret: \(error)")
+        }
+        BuiltinRoutes.install(on: router, access: config.metricsAccess, secret: secret)
         var signalling: SignallingService?
         var backend: RelayMediaBackend?
         if let relay {
-            let secret: [UInt8]
-            do { secret = try ServerSecret.loadOrCreate(dataDir: config.dataDir) } catch {
-                throw StartError("token secret: \(error)")
-            }
             let b = RelayMediaBackend(relay: relay, advertisedHost: config.mediaHost == "0.0.0.0" ? nil : config.mediaHost)
             let s = SignallingService(backend: b, verifier: JWTVerifier(secret: secret),
                                       graceSeconds: Double(config.reconnectGraceSeconds),

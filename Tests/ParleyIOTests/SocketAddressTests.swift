@@ -18,6 +18,15 @@ final class SocketAddressTests: XCTestCase {
         XCTAssertEqual(SocketAddress("0.0.0.0:0"), .ipv4Any(port: 0))
     }
 
+    func testLoopbackAddresses() {
+        for a in ["127.0.0.1:1", "127.255.0.9:1", "[::1]:1", "[::ffff:127.0.0.1]:1"] {
+            XCTAssertTrue(SocketAddress(a)!.isLoopback, a)
+        }
+        for a in ["192.0.2.2:1", "0.0.0.0:1", "[::]:1", "[fd00::2]:1", "[::ffff:192.0.2.2]:1", "[::2]:1"] {
+            XCTAssertFalse(SocketAddress(a)!.isLoopback, a)
+        }
+    }
+
     func testRejectsMalformed() {
         for text in ["", "1.2.3.4", "1.2.3.4:", "1.2.3.4:65536", "1.2.3.4:-1", "1.2.3.4:+80", "::1:80",
                      "[::1]", "[::1]80", "[1.2.3.4]:80", "300.1.1.1:80", "host.example:80", "[::1:80",

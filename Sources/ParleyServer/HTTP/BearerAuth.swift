@@ -32,9 +32,21 @@ struct BearerAuth: Sendable {
     enum Grant: Sendable {
         /// `trn` (or `adm`): uploads, transcoding jobs, private HLS assets.
         case transcode
+        /// `adm`: `/metrics` from off the host (see `metrics-access`).
+        case admin
 
-        var message: String { "a token with the transcode grant is required (parley token --can-transcode)" }
-        func granted(by c: TokenClaims) -> Bool { c.isAdmin || c.canTranscode }
+        var message: String {
+            switch self {
+            case .transcode: "a token with the transcode grant is required (parley token --can-transcode)"
+            case .admin: "an admin token is required (parley token --admin)"
+            }
+        }
+        func granted(by c: TokenClaims) -> Bool {
+            switch self {
+            case .transcode: c.isAdmin || c.canTranscode
+            case .admin: c.isAdmin
+            }
+        }
     }
 
     let secret: [UInt8]

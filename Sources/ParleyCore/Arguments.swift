@@ -1,6 +1,7 @@
 /// A small command-line parser shared by every `parley` subcommand:
 /// `--flag value`, `--flag=value`, boolean `--switch`, and positionals.
-/// Unknown flags and missing values are usage errors (exit code 2).
+/// Unknown flags (with the nearest known one suggested) and missing values
+/// are usage errors (exit code 2).
 public struct Arguments {
     public struct UsageError: Error, CustomStringConvertible {
         public let description: String
@@ -45,7 +46,8 @@ public struct Arguments {
                 guard inline == nil else { throw UsageError("--\(name) takes no value") }
                 switches.insert(name)
             } else {
-                throw UsageError("unknown option --\(name)")
+                let near = nearestName(to: name, in: options.union(flags).union(["help"]))
+                throw UsageError("unknown option --\(name)\(near.map { "; did you mean --\($0)?" } ?? "")")
             }
         }
     }
@@ -53,6 +55,34 @@ public struct Arguments {
     public subscript(_ name: String) -> String? { values[name] }
     public func has(_ name: String) -> Bool { switches.contains(name) }
     public var wantsHelp: Bool { switches.contains("help") }
+}
+
+/// The candidate closest to a mistyped `name` by edit distance (Levenshtein:
+/// insertions, deletions, substitutions), if it is close enough to be the
+/// likely intent: at most 2 edits, and fewer than half of the name's length.
+public func nearestName(to name: String, in candidates: some Sequence<String>) -> String? {
+    let a = Array(name.utf8)
+    var best: (name: String, distance: Int)?
+    for c in candidates.sorted() {
+        let d = editDistance(a, Array(c.utf8))
+        if d <= 2, d * 2 < a.count, d < (best?.distance ?? .max) { best = (c, d) }
+    }
+    return best?.name
+}
+
+func editDistance(_ a: [UInt8], _ b: [UInt8]) -> Int {
+    // One row of the dynamic-programming table at a time.
+    var row = Array(0...b.count)
+    for i in a.indices {
+        var diagonal = row[0]
+        row[0] = i + 1
+        for j in b.indices {
+            let above = row[j + 1]
+            row[j + 1] = min(above + 1, row[j] + 1, diagonal + (a[i] == b[j] ? 0 : 1))
+            diagonal = above
+        }
+    }
+    return row[b.count]
 }
 
 /// Exit codes every subcommand uses.

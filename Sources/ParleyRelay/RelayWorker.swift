@@ -78,9 +78,8 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         do {
             socket = try UDPSocket(loop: loop, bindTo: address, options: opts, handler: self)
         } catch {
-            scratch.deallocate()
-            checkScratch.deallocate()
-            throw .bindFailed(address: address.description, reason: error.description)
+            // self is fully initialised here, so deinit frees the scratch buffers.
+            throw .bindFailed(address: address.description, reason: error.message)
         }
         let bound = socket.localAddress
         if let host = config.announcedHost {

@@ -39,7 +39,7 @@ public final class STUNService: UDPSocketHandler, @unchecked Sendable {
         do {
             socket = try UDPSocket(loop: loop, bindTo: address, options: opts, handler: self)
         } catch {
-            throw .bindFailed(address: address.description, reason: error.description)
+            throw .bindFailed(address: address.description, reason: error.message)
         }
     }
 

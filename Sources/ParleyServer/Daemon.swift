@@ -10,30 +10,33 @@ import ParleyTranscode
 /// plain STUN service, and the HTTP/WebSocket listener (signalling, admin,
 /// metrics, HLS files, transcoding jobs).
 enum Daemon {
-    struct StartError: Error, CustomStringConvertible {
-        let description: String
-        init(_ d: String) { description = d }
-    }
+    typealias StartError = ServerFrontEnd.StartError
 
+    /// Starts everything, prints the readiness lines once all of it is up,
+    /// and runs until SIGINT/SIGTERM. A daemon that cannot start (a busy
+    /// port, a locked data dir) prints one line on stderr and returns 1
+    /// without having printed any `listening` line; whatever it had bound
+    /// closes with the loops.
     static func run(config: ServerConfig) -> Int32 {
         let log = Logger(label: "serve", level: config.logLevel)
         let group: EventLoopGroup
         let parts: Parts
         do {
             try FileManager.default.createDirectory(atPath: config.dataDir, withIntermediateDirectories: true)
+            let lock = try DirectoryLock(directory: config.dataDir, name: "serve.lock", what: "server")
             let loops = config.loops == 0 ? EventLoopGroup.coreCount : config.loops
             group = try EventLoopGroup(numberOfThreads: loops, shutdownSignals: [SIGINT, SIGTERM])
             do {
-                parts = try start(config: config, group: group, log: log)
+                parts = try start(config: config, group: group, lock: lock)
             } catch {
                 group.syncShutdownGracefully()
                 throw error
             }
         } catch {
-            log.error("cannot start", ["error": .string(String(describing: error))])
             FileHandle.standardError.write(Data("parley serve: \(error)\n".utf8))
             return ExitCode.failure
         }
+        announce(parts.readyLines, log)
         // SIGINT/SIGTERM shut the loops down gracefully: every socket and
         // connection on them (media, STUN, listener, sessions) is told,
         // pending writes are flushed, fds closed. Nothing is left to stop after.
@@ -47,9 +50,12 @@ enum Daemon {
         var http: HTTPServer
         var relay: Relay
         var stun: STUNService?
+        var lock: DirectoryLock
+        /// `listening <what> <address>` (and the certificate line), printed once all is up.
+        var readyLines: [String]
     }
 
-    static func start(config: ServerConfig, group: EventLoopGroup, log: Logger) throws -> Parts {
+    static func start(config: ServerConfig, group: EventLoopGroup, lock: DirectoryLock) throws -> Parts {
         // Media: one UDP port per loop, from the front of the range.
         let loops = group.loops
         guard config.mediaPorts.count >= loops.count else {
@@ -72,13 +78,19 @@ enum Daemon {
         relayConfig.stunRateLimit = stunLimit
         let events = RelayEventSink() // relay timeouts end signalling sessions
         relayConfig.onEvent = events.deliver
-        let relay = try Relay(loops: loops, mediaAddresses: mediaAddresses, config: relayConfig)
-        for a in mediaAddresses { announce("media", a.description, log) }
+        let relay: Relay
+        do { relay = try Relay(loops: loops, mediaAddresses: mediaAddresses, config: relayConfig) } catch {
+            throw StartError(bindFailure: error, what: "media")
+        }
+        var lines = relay.workers.map { "listening media \($0.localAddress)" }
 
         var stun: STUNService?
         if let s = config.stun {
-            stun = try STUNService.start(on: loops[0], bindTo: try s.socketAddress(key: "stun"), rateLimit: stunLimit)
-            announce("stun", stun!.localAddress.description, log)
+            let address = try s.socketAddress(key: "stun")
+            do { stun = try STUNService.start(on: loops[0], bindTo: address, rateLimit: stunLimit) } catch {
+                throw StartError(bindFailure: error, what: "stun")
+            }
+            lines.append("listening stun \(stun!.localAddress)")
         }
 
         // HTTPS/WSS (or plain with --insecure): signalling, admin, metrics, HLS, jobs.
@@ -86,19 +98,21 @@ enum Daemon {
         try TranscodeRoutes.install(on: router, config: config)
         let front = try ServerFrontEnd.start(group: group, config: config, relay: relay, events: events, router: router,
                                              logger: Logger(label: "http", level: config.logLevel))
-        for line in front.readyLines {
-            print(line)
-            log.info(line)
-        }
-        fflush(nil)
-        return Parts(http: front.http, relay: relay, stun: stun)
+        return Parts(http: front.http, relay: relay, stun: stun, lock: lock, readyLines: lines + front.readyLines)
     }
 
-    /// The readiness line scripts wait for (stdout), and the same as a log line.
-    static func announce(_ what: String, _ address: String, _ log: Logger) {
-        print("listening \(what) \(address)")
+    /// The readiness lines scripts wait for (stdout), each also a log line.
+    static func announce(_ lines: [String], _ log: Logger) {
+        for line in lines {
+            print(line)
+            let words = line.split(separator: " ")
+            if words.count == 3, words[0] == "listening" {
+                log.info("listening", ["what": .string(String(words[1])), "address": .string(String(words[2]))])
+            } else {
+                log.info(line)
+            }
+        }
         fflush(nil)
-        log.info("listening", ["what": .string(what), "address": .string(address)])
     }
 }
 

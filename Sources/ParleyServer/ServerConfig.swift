@@ -225,42 +225,54 @@ public struct ServerConfig: Sendable, Equatable {
         case "srtp-latching":
             guard let b = ["true": true, "false": false][value] else { throw ConfigError(key: key, "must be true or false") }
             srtpLatching = b
-        default: throw ConfigError(key: key, "unknown key")
+        default:
+            let near = nearestName(to: key, in: Self.keys.map(\.key))
+            throw ConfigError(key: nil, "unknown key \"\(key)\"\(near.map { "; did you mean \"\($0)\"?" } ?? "")")
         }
     }
 
-    /// Loads a JSON object of keys → scalars.
+    /// Loads a JSON object of keys → scalars. The file is parsed strictly
+    /// (RFC 8259: no trailing commas, no comments); errors give line and column.
     public mutating func load(file path: String) throws {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigError(key: nil, "cannot read config file \(path)")
         }
-        let obj: Any
-        do { obj = try JSONSerialization.jsonObject(with: data) } catch {
-            throw ConfigError(key: nil, "\(path) is not valid JSON: \(error.localizedDescription)")
+        let text = String(decoding: data, as: UTF8.self)
+        let json: JSONValue
+        do { json = try JSONValue.parse(text) } catch {
+            let (line, column) = Self.lineAndColumn(ofByte: error.offset, in: text)
+            throw ConfigError(key: nil, "\(path):\(line):\(column): invalid JSON: \(error.reason)")
         }
-        guard let dict = obj as? [String: Any] else { throw ConfigError(key: nil, "\(path) must hold a JSON object") }
-        for key in dict.keys.sorted() {
-            let v = dict[key]!
-            let text: String
-            switch v {
-            case let n as NSNumber where String(cString: n.objCType) == "c":
-                text = n.boolValue ? "true" : "false"
-            case let n as NSNumber:
-                if Self.booleanKeys.contains(key) { throw ConfigError(key: key, "must be true or false (in \(path))") }
-                text = n.stringValue
-            case let s as String: text = s
-            case let list as [Any] where key == "transcode-input-dirs":
+        guard let object = json.objectValue else { throw ConfigError(key: nil, "\(path) must hold a JSON object") }
+        for key in object.keys.sorted() {
+            let value = object[key]!, text: String
+            switch value {
+            case .bool(let b): text = b ? "true" : "false"
+            case .number where Self.booleanKeys.contains(key):
+                throw ConfigError(key: key, "must be true or false (in \(path))")
+            case .number: text = value.serialized
+            case .string(let s): text = s
+            case .array(let list) where key == "transcode-input-dirs":
                 // A list of directories; set() takes them comma-separated.
-                guard let dirs = list as? [String], !dirs.contains(where: { $0.contains(",") }) else {
+                let dirs = list.compactMap(\.stringValue)
+                guard dirs.count == list.count, !dirs.contains(where: { $0.contains(",") }) else {
                     throw ConfigError(key: key, "must be an array of directory names without commas (in \(path))")
                 }
                 text = dirs.joined(separator: ",")
-            default: throw ConfigError(key: key, "must be a string, number or boolean (in \(path))")
+            case .null, .array, .object: throw ConfigError(key: key, "must be a string, number or boolean (in \(path))")
             }
             do { try set(key, text) } catch let e as ConfigError {
-                throw ConfigError(key: key, "\(e.message) (in \(path))")
+                throw ConfigError(key: e.key, "\(e.message) (in \(path))")
             }
         }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    static func lineAndColumn(ofByte offset: Int, in text: String) -> (Int, Int) {
+        let before = text.utf8.prefix(offset)
+        let line = before.reduce(1) { $1 == 0x0A ? $0 + 1 : $0 }
+        let lineStart = before.lastIndex(of: 0x0A).map { before.index(after: $0) } ?? before.startIndex
+        return (line, String(decoding: before[lineStart...], as: UTF8.self).count + 1)
     }
 
     /// Checks combinations that single keys cannot.

@@ -28,7 +28,7 @@ public final class Worker: @unchecked Sendable {
     private let cond = NSCondition()
     private var stopping = false
     private var running = 0
-    private var lockFD: Int32 = -1
+    private var dataDirLock: DirectoryLock?
     private var spoolSeen: [String: (size: Int, mtime: Double)] = [:]
 
     public var hlsDir: String { queue.dataDir + "/hls" }
@@ -43,15 +43,11 @@ public final class Worker: @unchecked Sendable {
         for d in [hlsDir, incomingDir, acceptedDir] { try fm.createDirectory(atPath: d, withIntermediateDirectories: true) }
     }
 
-    deinit { if lockFD >= 0 { close(lockFD) } }
-
     /// Takes the data directory's worker lock (one worker per data dir, so
     /// "running" in the table means "was running when a worker died").
     func lock() throws {
-        lockFD = open(queue.dataDir + "/worker.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard lockFD >= 0 else { throw TranscodeError.failed("cannot open \(queue.dataDir)/worker.lock: \(String(cString: strerror(errno)))") }
-        if flock(lockFD, LOCK_EX | LOCK_NB) != 0 {
-            throw TranscodeError.failed("another worker is running on \(queue.dataDir)")
+        do { dataDirLock = try DirectoryLock(directory: queue.dataDir, name: "worker.lock", what: "worker") } catch {
+            throw TranscodeError.failed("\(error)")
         }
     }
 

@@ -34,9 +34,11 @@ public final class TLSContext: @unchecked Sendable {
     let ctx: OpaquePointer
     let isServer: Bool
     let serverName: String?
+    /// `"AB:CD:…"`: the SHA-256 the peer's certificate must have (client only).
+    let pinnedSHA256: String?
 
-    private init(ctx: OpaquePointer, isServer: Bool, serverName: String?) {
-        self.ctx = ctx; self.isServer = isServer; self.serverName = serverName
+    private init(ctx: OpaquePointer, isServer: Bool, serverName: String?, pinnedSHA256: String? = nil) {
+        self.ctx = ctx; self.isServer = isServer; self.serverName = serverName; self.pinnedSHA256 = pinnedSHA256
     }
 
     deinit { SSL_CTX_free(ctx) }
@@ -67,9 +69,24 @@ public final class TLSContext: @unchecked Sendable {
 
     /// A client context. With `trustedCertificatesFile` the peer must present
     /// a chain to one of those certificates and, if `serverName` is set, a
-    /// certificate for that name; without it nothing is verified (tests, load
-    /// tools against self-signed servers). `serverName` is also sent as SNI.
-    public static func client(trustedCertificatesFile: String? = nil, serverName: String? = nil) throws(TLSError) -> TLSContext {
+    /// certificate for that name; without it the chain is not verified (tests,
+    /// load tools against self-signed servers). `serverName` is also sent as SNI.
+    ///
+    /// With `pinnedSHA256` (hex, colons optional, as `openssl x509
+    /// -fingerprint -sha256` prints it) each connection checks the peer's
+    /// certificate right after its own handshake and, on a mismatch, closes
+    /// with ``TCPCloseReason/tls(_:)`` before the handler becomes active:
+    /// not a byte of the handler's (queued) writes is sent.
+    public static func client(trustedCertificatesFile: String? = nil, serverName: String? = nil,
+                              pinnedSHA256: String? = nil) throws(TLSError) -> TLSContext {
+        var pin: String?
+        if let p = pinnedSHA256 {
+            let hex = Array(p.uppercased().filter { $0 != ":" })
+            guard hex.count == 64, hex.allSatisfy(\.isHexDigit) else {
+                throw TLSError("a SHA-256 fingerprint is 64 hex digits (colons optional), got \"\(p)\"")
+            }
+            pin = stride(from: 0, to: 64, by: 2).map { String(hex[$0..<$0 + 2]) }.joined(separator: ":")
+        }
         let ctx = try newContext(server: false)
         if let file = trustedCertificatesFile {
             guard SSL_CTX_load_verify_locations(ctx, file, nil) == 1 else {
@@ -79,7 +96,7 @@ public final class TLSContext: @unchecked Sendable {
         } else {
             SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nil)
         }
-        return TLSContext(ctx: ctx, isServer: false, serverName: serverName)
+        return TLSContext(ctx: ctx, isServer: false, serverName: serverName, pinnedSHA256: pin)
     }
 
     func makeLayer() -> TCPStreamLayer? {
@@ -96,12 +113,14 @@ final class TLSSession: TCPStreamLayer {
     private var closed = false
     private var pendingPlaintext = ByteQueue() // handler writes before the handshake finished
     private var released = false
+    private let pinnedSHA256: String?
 
     init?(context: TLSContext) {
         guard let ssl = SSL_new(context.ctx) else { return nil }
         guard let r = BIO_new(BIO_s_mem()), let w = BIO_new(BIO_s_mem()) else { SSL_free(ssl); return nil }
         SSL_set_bio(ssl, r, w) // ssl owns the BIOs now
         self.ssl = ssl; rbio = r; wbio = w
+        pinnedSHA256 = context.pinnedSHA256
         if context.isServer {
             SSL_set_accept_state(ssl)
         } else {
@@ -148,6 +167,17 @@ final class TLSSession: TCPStreamLayer {
     private func handshake(_ c: TCPConnection) {
         let r = SSL_do_handshake(ssl)
         if r == 1 {
+            if let pin = pinnedSHA256 {
+                // Checked on this connection, before anything is sent on it.
+                let got = SSL_get1_peer_certificate(ssl).map { x in
+                    defer { X509_free(x) }
+                    return (try? TLSCertificate.fingerprint(x)) ?? "?"
+                }
+                guard got == pin else {
+                    c.fail(.tls("server certificate sha256 \(got ?? "(none)") is not the pinned \(pin)"))
+                    return
+                }
+            }
             handshakeDone = true
             flushOutput(c)
             guard !released else { return }
@@ -308,7 +338,7 @@ public enum TLSCertificate {
     }
 
     /// `"AB:CD:…"` SHA-256 of a certificate's DER encoding.
-    private static func fingerprint(_ x: OpaquePointer) throws(TLSError) -> String {
+    static func fingerprint(_ x: OpaquePointer) throws(TLSError) -> String {
         var md = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
         var mdLen: UInt32 = 0
         guard X509_digest(x, EVP_sha256(), &md, &mdLen) == 1 else { throw TLSError.fromQueue("X509_digest") }

@@ -14,7 +14,9 @@ public final class SDPSession: @unchecked Sendable {
         public var token = ""
         /// Accept any server certificate (self-signed).
         public var insecureSkipVerify = false
-        /// SHA-256 fingerprint the server certificate must have (hex, colons optional).
+        /// SHA-256 fingerprint the server certificate must have (hex, colons
+        /// optional), checked on the connection that carries the session.
+        /// Wins over `insecureSkipVerify`.
         public var fingerprint: String?
         /// Publish an Opus track (the SDP describes what the tool sends).
         public var publish = true
@@ -29,7 +31,9 @@ public final class SDPSession: @unchecked Sendable {
     /// The published track (publish mode) or the subscribed one (receive mode).
     public let track: JSONValue?
     public let sdp: String
-    /// The ffmpeg command line that publishes a tone with this session (publish mode).
+    /// The ffmpeg command line that publishes a tone with this session
+    /// (publish mode), or receives the track with the SDP saved as
+    /// `SDP_FILE` (receive mode); nil when joined without publishing.
     public let ffmpegHint: String?
     /// Receive mode: pings that keep the media session alive (the tool sends nothing to the relay).
     private var keepalive: DispatchSourceTimer?
@@ -42,6 +46,15 @@ public final class SDPSession: @unchecked Sendable {
         self.ffmpegHint = ffmpegHint
     }
 
+    /// Leaves the room and closes the WebSocket (close frame, then waits
+    /// briefly for the server's), so the others see `participant_left` now
+    /// rather than after the reconnect grace period.
+    public func leave() {
+        keepalive?.cancel()
+        _ = try? client.request(.leave, timeout: 5)
+        client.close()
+    }
+
     public static func open(loop: EventLoop, _ o: Options) throws -> SDPSession {
         let url = try ServerURL(o.server)
         guard let address = SocketAddress(ip: url.host == "localhost" ? "127.0.0.1" : url.host, port: url.port) else {
@@ -52,10 +65,9 @@ public final class SDPSession: @unchecked Sendable {
             guard o.insecureSkipVerify || o.fingerprint != nil else {
                 throw SignallingClient.Failure("wss:// needs --insecure-skip-verify or --fingerprint SHA256 (the server's certificate is self-signed)")
             }
-            if let fp = o.fingerprint, !o.insecureSkipVerify {
-                try ClientTLS.checkFingerprint(address: address, serverName: url.host, expected: fp)
-            }
-            tls = try ClientTLS.context(pinnedFingerprint: o.insecureSkipVerify ? nil : o.fingerprint)
+            // The pin is checked on the session's own connection, after the
+            // TLS handshake and before the WebSocket request (let alone the token).
+            tls = try TLSContext.client(pinnedSHA256: o.fingerprint)
         }
         let client = try SignallingClient.connect(loop: loop, address: address, host: url.host, path: url.path, tls: tls)
         do {
@@ -89,7 +101,8 @@ public final class SDPSession: @unchecked Sendable {
                 sdp += "a=ssrc:\(sub["ssrc"]?.intValue ?? 0) cname:\(t["participant"]?.stringValue ?? "")\r\n"
                 sdp += "a=recvonly\r\n"
                 sdp += "a=crypto:1 \(suite) \(join["srtp"]?["receive"]?.stringValue ?? "")\r\n"
-                let session = SDPSession(client: client, join: join, track: t, sdp: sdp, ffmpegHint: nil)
+                let hint = "ffmpeg -protocol_whitelist file,udp,rtp,srtp -i SDP_FILE -c copy received.mkv"
+                let session = SDPSession(client: client, join: join, track: t, sdp: sdp, ffmpegHint: hint)
                 session.keepAlive(timeoutSeconds: join["media"]?["timeout"]?.intValue ?? 30)
                 return session
             }
@@ -107,7 +120,7 @@ public final class SDPSession: @unchecked Sendable {
             sdp += "a=rtcp-mux\r\na=sendonly\r\n"
             sdp += "a=crypto:1 \(suite) \(sendKey)\r\n"
             let params = sendKey.hasPrefix("inline:") ? String(sendKey.dropFirst(7)) : sendKey
-            let hint = "ffmpeg -re -f lavfi -i sine=frequency=440:sample_rate=48000 -c:a libopus -payload_type 111 " +
+            let hint = track == nil ? nil : "ffmpeg -re -f lavfi -i sine=frequency=440:sample_rate=48000 -c:a libopus -payload_type 111 " +
                 "-ssrc \(Int32(truncatingIfNeeded: ssrc)) -f rtp -srtp_out_suite \(suite) -srtp_out_params \(params) " +
                 "'srtp://\(mediaHost):\(mediaPort)?rtcpport=\(mediaPort)'"
             return SDPSession(client: client, join: join, track: track, sdp: sdp, ffmpegHint: hint)
@@ -218,21 +231,27 @@ public enum SDPCommand {
     Joins the room of token T on a running `parley serve` over the signalling
     WebSocket and prints an SDP (with a=crypto) for an external RTP tool.
     Publish mode (default): an Opus track is published; the SDP says where to
-    send, with which SSRC and SRTP key, and an ffmpeg command line that does it
-    is printed on stderr. Receive mode (--receive TRACK): the track is
-    subscribed, a local UDP port is latched with STUN, and the SDP tells the
-    tool to listen there (ffmpeg -protocol_whitelist file,udp,rtp,srtp -i FILE).
+    send, with which SSRC and SRTP key. Its track id (what --receive takes) and
+    an ffmpeg command line that publishes a tone are printed on stderr.
+    Receive mode (--receive TRACK): the track is subscribed, a local UDP port
+    is latched with STUN, and the SDP tells the tool to listen there; the
+    ffmpeg command line that receives it is printed on stderr.
 
     Options:
       --token T                 access token (parley token)
       --server URL              wss://HOST:PORT (default wss://127.0.0.1:7700), ws:// with serve --insecure
       --insecure-skip-verify    accept the server's certificate without checking it
       --fingerprint SHA256      accept only a server certificate with this SHA-256 fingerprint
+                                (checked on the session's connection before the token is sent)
       --receive TRACK           subscribe to TRACK (id from track_published) instead of publishing
       --no-publish              join without publishing
       --out FILE                write the SDP to FILE instead of stdout
-      --hold                    keep the session open until SIGINT/SIGTERM (otherwise it
-                                ends after the server's reconnect grace period)
+      --hold                    stay in the room until SIGINT/SIGTERM, then leave it (otherwise the
+                                session ends after the server's reconnect grace period)
+
+    Exit codes: 0 done (or left the room on SIGINT/SIGTERM), 1 the session
+    failed (connection, certificate pin, token, server error, or the server
+    closed a held session), 2 usage error.
 
     """
 
@@ -242,8 +261,7 @@ public enum SDPCommand {
             args = try Arguments(argv, options: ["token", "server", "fingerprint", "receive", "out"],
                                  flags: ["insecure-skip-verify", "no-publish", "hold"])
         } catch {
-            FileHandle.standardError.write(Data("parley sdp: \(error)\n".utf8))
-            return ExitCode.usage
+            return fail("\(error)", ExitCode.usage)
         }
         if args.wantsHelp { print(help, terminator: ""); return ExitCode.ok }
         guard let token = args["token"], args.positionals.isEmpty else {
@@ -257,37 +275,59 @@ public enum SDPCommand {
         o.fingerprint = args["fingerprint"]
         o.receiveTrack = args["receive"]
         o.publish = !args.has("no-publish")
+        let hold = args.has("hold")
+        // --hold waits for SIGINT/SIGTERM on this thread (sigwait), so they are
+        // blocked before the loop thread starts: it inherits the mask.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGINT)
+        sigaddset(&signals, SIGTERM)
+        if hold { pthread_sigmask(SIG_BLOCK, &signals, nil) }
         let group: EventLoopGroup
-        do {
-            group = try EventLoopGroup(numberOfThreads: 1, shutdownSignals: args.has("hold") ? [SIGINT, SIGTERM] : [],
-                                       logger: Logger(label: "parley.sdp", level: .warn))
-        } catch {
-            FileHandle.standardError.write(Data("parley sdp: \(error)\n".utf8))
-            return ExitCode.failure
+        do { group = try EventLoopGroup(numberOfThreads: 1, logger: Logger(label: "parley.sdp", level: .warn)) } catch {
+            return fail("\(error)")
         }
+        defer { group.syncShutdownGracefully() }
         let session: SDPSession
         do { session = try SDPSession.open(loop: group.loops[0], o) } catch {
-            FileHandle.standardError.write(Data("parley sdp: \(error)\n".utf8))
-            group.syncShutdownGracefully()
-            return ExitCode.failure
+            return fail("\(error)")
         }
         if let out = args["out"] {
             guard FileManager.default.createFile(atPath: out, contents: Data(session.sdp.utf8)) else {
-                FileHandle.standardError.write(Data("parley sdp: cannot write \(out)\n".utf8))
-                return ExitCode.failure
+                session.client.close(abort: true)
+                return fail("cannot write \(out)")
             }
         } else {
             print(session.sdp, terminator: "")
         }
-        if let hint = session.ffmpegHint { FileHandle.standardError.write(Data("# publish with:\n\(hint)\n".utf8)) }
+        var notes = ""
+        if let hint = session.ffmpegHint {
+            if o.receiveTrack != nil {
+                let file = args["out"] ?? "SDP_FILE"
+                notes += "# receive with\(args["out"] == nil ? " (the SDP above saved as SDP_FILE)" : ""):\n"
+                notes += hint.replacingOccurrences(of: "SDP_FILE", with: file) + "\n"
+            } else {
+                if let id = session.track?["id"]?.stringValue { notes += "# track \(id) (others receive it with --receive \(id))\n" }
+                notes += "# publish with:\n\(hint)\n"
+            }
+        }
+        FileHandle.standardError.write(Data(notes.utf8))
         fflush(nil)
-        if args.has("hold") {
-            group.waitForShutdownSignal()
-        } else {
+        guard hold else {
             // Drop the connection: the media session lives on for the server's grace period.
             session.client.close(abort: true)
-            group.syncShutdownGracefully()
+            return ExitCode.ok
         }
+        var wait = timespec(tv_sec: 1, tv_nsec: 0)
+        while sigtimedwait(&signals, nil, &wait) < 0 {
+            if session.client.isClosed { return fail("the server closed the session") }
+        }
+        session.leave()
         return ExitCode.ok
+    }
+
+    static func fail(_ message: String, _ code: Int32 = ExitCode.failure) -> Int32 {
+        FileHandle.standardError.write(Data("parley sdp: \(message)\n".utf8))
+        return code
     }
 }

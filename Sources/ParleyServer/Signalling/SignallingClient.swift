@@ -39,9 +39,16 @@ public final class SignallingClient: @unchecked Sendable {
             client.tcp = try TCPConnection.connect(to: address, on: loop, tls: tls, handler: h)
             client.tcp?.write(request)
         }
-        try client.wait(timeout: timeout, what: "WebSocket handshake") { $0.handshakeDone }
+        do { try client.wait(timeout: timeout, what: "WebSocket handshake") { $0.handshakeDone } } catch {
+            // Closed before the upgrade: say why (refused, TLS, a pin mismatch) in one line.
+            if let why = client.lock.withLock({ client.failure }) { throw Failure("\(address): \(why)") }
+            throw error
+        }
         return client
     }
+
+    /// True once the connection has closed (either side).
+    public var isClosed: Bool { lock.withLock { closed } }
 
     /// Sends a request and waits for its reply (or error). Events that arrive
     /// meanwhile stay queued for `nextEvent`.

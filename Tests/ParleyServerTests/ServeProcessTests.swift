@@ -6,56 +6,14 @@ import ParleyTestSupport
 /// stdout, HTTP answers, and a clean stop on SIGINT and SIGTERM.
 final class ServeProcessTests: XCTestCase {
 
-    /// Starts `parley serve` on ephemeral ports and waits for its `listening http` line.
     func startServe(dataDir: String, insecure: Bool = true, extra: [String] = []) throws -> (Process, [String], FileHandle) {
-        let bin = parleyBinary
-        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: bin), "build the parley product first: \(bin)")
-        let base = Int.random(in: 20_000...60_000)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: bin)
-        p.arguments = ["serve", "--listen", "127.0.0.1:0", "--stun", "127.0.0.1:0", "--loops", "2",
-                       "--media-ports", "\(base)-\(base + 1)", "--data-dir", dataDir, "--log-level", "warn"]
-            + (insecure ? ["--insecure"] : []) + extra
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        var lines: [String] = []
-        var buffer = Data()
-        let h = out.fileHandleForReading
-        while !lines.contains(where: { $0.hasPrefix("listening http ") || $0.hasPrefix("listening https ") }) {
-            let chunk = h.availableData
-            if chunk.isEmpty { break } // EOF: the process died
-            buffer.append(chunk)
-            while let nl = buffer.firstIndex(of: 10) {
-                lines.append(String(decoding: buffer[buffer.startIndex..<nl], as: UTF8.self))
-                buffer.removeSubrange(buffer.startIndex...nl)
-            }
-        }
-        return (p, lines, h)
+        try ParleyServerTests.startServe(dataDir: dataDir, insecure: insecure, extra: extra)
     }
 
     func httpGet(_ port: Int, _ path: String) throws -> String { try http(port, "GET", path) }
 
     func http(_ port: Int, _ method: String, _ path: String, body: String = "", header: String? = nil) throws -> String {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        XCTAssertEqual(rc, 0)
-        let req = Array("\(method) \(path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\(header.map { $0 + "\r\n" } ?? "")Content-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
-        _ = req.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        var out = [UInt8]()
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = read(fd, &buf, buf.count)
-            if n <= 0 { break }
-            out += buf[0..<n]
-        }
-        return String(decoding: out, as: UTF8.self)
+        try httpRequest(port, method, path, body: body, headers: header.map { [$0] } ?? [])
     }
 
     func testServeAnswersHealthAndMetricsAndStopsCleanlyOnSignals() throws {
@@ -154,6 +112,88 @@ final class ServeProcessTests: XCTestCase {
         XCTAssertTrue(text.contains("listen"), text)
     }
 
+    // MARK: Startup failures: one line, exit 1, no readiness lines
+
+    /// Binds 127.0.0.1:0 (UDP or TCP, listening) and returns the fd and its port.
+    func holdPort(udp: Bool) throws -> (Int32, Int) {
+        let fd = socket(AF_INET, Int32((udp ? SOCK_DGRAM : SOCK_STREAM).rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        try withUnsafeMutablePointer(to: &addr) { p in
+            try p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                guard bind(fd, sa, len) == 0, udp || listen(fd, 8) == 0, getsockname(fd, sa, &len) == 0 else {
+                    throw POSIXError(.EADDRINUSE)
+                }
+            }
+        }
+        return (fd, Int(UInt16(bigEndian: addr.sin_port)))
+    }
+
+    /// Runs `parley serve` to completion (it must not start).
+    func serveMustFail(_ args: [String], dataDir: String) throws -> (status: Int32, out: String, err: String) {
+        try runTool(parleyBinary, ["serve", "--data-dir", dataDir, "--loops", "1", "--insecure"] + args, timeout: 30)
+    }
+
+    /// A busy port: media crashed the daemon (exit 139 in Relay.init), HTTP
+    /// and STUN said "bind: Address already in use" without naming the
+    /// address, and the media/STUN `listening` lines were already printed.
+    func testABusyPortExitsOneWithOneLineNamingTheAddressAndNoReadinessLines() throws {
+        let dir = tempDir("busy")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (udp, udpPort) = try holdPort(udp: true)
+        defer { close(udp) }
+        let (tcp, tcpPort) = try holdPort(udp: false)
+        defer { close(tcp) }
+        let free = "--media-ports"
+        let cases: [(String, [String], String)] = [
+            ("media", [free, "\(udpPort)-\(udpPort)", "--listen", "127.0.0.1:0", "--stun", "127.0.0.1:0"], "media 127.0.0.1:\(udpPort)"),
+            ("stun", [free, "\(tcpPort)-\(tcpPort)", "--listen", "127.0.0.1:0", "--stun", "127.0.0.1:\(udpPort)"], "stun 127.0.0.1:\(udpPort)"),
+            ("http", [free, "\(tcpPort)-\(tcpPort)", "--listen", "127.0.0.1:\(tcpPort)", "--stun", "127.0.0.1:0"], "http 127.0.0.1:\(tcpPort)"),
+        ]
+        for (what, args, named) in cases {
+            let r = try serveMustFail(args, dataDir: dir)
+            XCTAssertEqual(r.status, 1, "\(what): \(r.err)")
+            XCTAssertEqual(r.err, "parley serve: \(named): address already in use\n", what)
+            XCTAssertFalse(r.out.contains("listening"), "\(what): no readiness line for a daemon that did not start: \(r.out)")
+        }
+    }
+
+    /// Two daemons on one data dir both started; the second now exits 1
+    /// naming the dir and the first one's pid.
+    func testASecondServeOnTheSameDataDirExitsNamingTheHolder() throws {
+        let dir = tempDir("lock")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (first, lines, _) = try startServe(dataDir: dir)
+        defer { kill(first.processIdentifier, SIGTERM); first.waitUntilExit() }
+        XCTAssertTrue(lines.contains { $0.hasPrefix("listening http ") }, "\(lines)")
+        let r = try serveMustFail(["--listen", "127.0.0.1:0", "--stun", "off", "--media-ports", "20000-29999"], dataDir: dir)
+        XCTAssertEqual(r.status, 1, r.err)
+        XCTAssertEqual(r.err, "parley serve: data dir \(dir) is in use by another server (pid \(first.processIdentifier))\n")
+        XCTAssertFalse(r.out.contains("listening"), r.out)
+    }
+
+    /// A trailing comma in parley.json was accepted (Foundation's lenient
+    /// parser); typos in keys and flags gave no hint.
+    func testStrictConfigFileAndTypoSuggestions() throws {
+        let dir = tempDir("strict")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let file = dir + "/parley.json"
+        try "{\n  \"listen\": \"127.0.0.1:0\",\n  \"loops\": 1,\n}\n".write(toFile: file, atomically: true, encoding: .utf8)
+        var r = try runTool(parleyBinary, ["serve", "--config", file, "--data-dir", dir])
+        XCTAssertEqual(r.status, 2, r.err)
+        XCTAssertEqual(r.err, "parley serve: config: \(file):4:1: invalid JSON: expected a key\n")
+        try #"{"lisen": "127.0.0.1:0"}"#.write(toFile: file, atomically: true, encoding: .utf8)
+        r = try runTool(parleyBinary, ["serve", "--config", file, "--data-dir", dir])
+        XCTAssertEqual(r.status, 2, r.err)
+        XCTAssertEqual(r.err, "parley serve: config: unknown key \"lisen\"; did you mean \"listen\"? (in \(file))\n")
+        r = try runTool(parleyBinary, ["serve", "--media-port", "7710-7711"])
+        XCTAssertEqual(r.status, 2, r.err)
+        XCTAssertEqual(r.err, "parley serve: unknown option --media-port; did you mean --media-ports?\n")
+        XCTAssertFalse(r.out.contains("listening"), r.out)
+    }
+
     func testEverySubcommandAnswersHelp() throws {
         for cmd in ["serve", "token", "sdp", "transcode", "worker", "bench"] {
             let p = Process()
@@ -168,4 +208,58 @@ final class ServeProcessTests: XCTestCase {
             XCTAssertTrue(text.lowercased().contains("usage: parley \(cmd)"), "\(cmd): \(text)")
         }
     }
+}
+
+/// Starts `parley serve` on ephemeral ports (plus `extra` flags) and waits
+/// for its `listening http(s)` line; returns the process, the stdout lines
+/// so far, and stdout to read on.
+func startServe(dataDir: String, insecure: Bool = true, extra: [String] = []) throws -> (Process, [String], FileHandle) {
+    let bin = parleyBinary
+    XCTAssertTrue(FileManager.default.isExecutableFile(atPath: bin), "build the parley product first: \(bin)")
+    let base = Int.random(in: 20_000...60_000)
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: bin)
+    p.arguments = ["serve", "--listen", "127.0.0.1:0", "--stun", "127.0.0.1:0", "--loops", "2",
+                   "--media-ports", "\(base)-\(base + 1)", "--data-dir", dataDir, "--log-level", "warn"]
+        + (insecure ? ["--insecure"] : []) + extra
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    var lines: [String] = []
+    var buffer = Data()
+    let h = out.fileHandleForReading
+    while !lines.contains(where: { $0.hasPrefix("listening http ") || $0.hasPrefix("listening https ") }) {
+        let chunk = h.availableData
+        if chunk.isEmpty { break } // EOF: the process died
+        buffer.append(chunk)
+        while let nl = buffer.firstIndex(of: 10) {
+            lines.append(String(decoding: buffer[buffer.startIndex..<nl], as: UTF8.self))
+            buffer.removeSubrange(buffer.startIndex...nl)
+        }
+    }
+    return (p, lines, h)
+}
+
+/// One plain HTTP/1.1 request to 127.0.0.1:`port`; the whole response.
+func httpRequest(_ port: Int, _ method: String, _ path: String, body: String = "", headers: [String] = []) throws -> String {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    XCTAssertEqual(rc, 0)
+    let extra = headers.map { $0 + "\r\n" }.joined()
+    let req = Array("\(method) \(path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\(extra)Content-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
+    _ = req.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    var out = [UInt8]()
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = read(fd, &buf, buf.count)
+        if n <= 0 { break }
+        out += buf[0..<n]
+    }
+    return String(decoding: out, as: UTF8.self)
 }

@@ -65,7 +65,40 @@ final class ServerConfigTests: XCTestCase {
         XCTAssertThrowsError(try ServerConfig.resolve(flags: ["config": file], switches: []))
         try "not json".write(toFile: file, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try ServerConfig.resolve(flags: ["config": file], switches: [])) { e in
-            XCTAssertTrue(String(describing: e).contains("not valid JSON"))
+            XCTAssertEqual(String(describing: e), "config: \(file):1:1: invalid JSON: unexpected token")
+        }
+    }
+
+    /// Strict RFC 8259: what Foundation's parser let through on Linux is refused with line:column.
+    func testFileIsParsedStrictlyWithLineAndColumn() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("strict-\(getpid()).json").path
+        let cases: [(String, String)] = [
+            ("{\"loops\": 1,}", "1:13: invalid JSON: expected a key"),
+            ("{\n  \"stun\": \"off\",\n  \"loops\": [1,],\n}", "3:15: invalid JSON: unexpected token"),
+            ("{\"loops\": 1} // comment", "1:14: invalid JSON: trailing characters"),
+            ("{'loops': 1}", "1:2: invalid JSON: expected a key"),
+            ("{\"loops\": 01}", "1:13: invalid JSON: leading zero"),
+            ("{\"stun\": \"é\", \"loops\": x}", "1:24: invalid JSON: unexpected token"),
+        ]
+        for (text, wanted) in cases {
+            try text.write(toFile: file, atomically: true, encoding: .utf8)
+            XCTAssertThrowsError(try ServerConfig.resolve(flags: ["config": file], switches: []), text) { e in
+                XCTAssertEqual(String(describing: e), "config: \(file):\(wanted)", text)
+            }
+        }
+    }
+
+    func testUnknownKeysSuggestTheNearest() {
+        let cases: [(String, String)] = [
+            ("lisen", #"unknown key "lisen"; did you mean "listen"?"#),
+            ("media-port", #"unknown key "media-port"; did you mean "media-ports"?"#),
+            ("logs-level", #"unknown key "logs-level"; did you mean "log-level"?"#),
+            ("colour", #"unknown key "colour""#),
+        ]
+        for (key, wanted) in cases {
+            XCTAssertThrowsError(try ServerConfig.resolve(flags: [key: "1"], switches: [])) { e in
+                XCTAssertEqual(String(describing: e), "config: \(wanted)")
+            }
         }
     }
 

@@ -293,7 +293,9 @@ public enum SDPCommand {
             return fail("\(error)")
         }
         if let out = args["out"] {
-            guard FileManager.default.createFile(atPath: out, contents: Data(session.sdp.utf8)) else {
+            // The SDP holds the SRTP key: owner-only, like the token.
+            guard FileManager.default.createFile(atPath: out, contents: Data(session.sdp.utf8),
+                                                 attributes: [.posixPermissions: 0o600]) else {
                 session.client.close(abort: true)
                 return fail("cannot write \(out)")
             }

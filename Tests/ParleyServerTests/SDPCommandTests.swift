@@ -114,6 +114,8 @@ final class SDPCommandTests: XCTestCase {
         let receive = "ffmpeg -protocol_whitelist file,udp,rtp,srtp -i \(dir)/recv.sdp -c copy received.mkv"
         XCTAssertEqual(r.err, "# receive with:\n\(receive)\n")
         XCTAssertTrue(try String(contentsOfFile: dir + "/recv.sdp", encoding: .utf8).contains("a=recvonly"))
+        let mode = try FileManager.default.attributesOfItem(atPath: dir + "/recv.sdp")[.posixPermissions] as? Int
+        XCTAssertEqual(mode, 0o600, "the SDP holds the SRTP key")
 
         // Both commands as printed, bounded in time (-t on the input) and quiet, the
         // recording written into the test's directory: the receiver records the publisher's tone.

@@ -96,6 +96,44 @@ final class SignallingWebSocketTests: XCTestCase {
         XCTAssertEqual(try c.waitForClose(), 4001, "garbage before auth closes the connection")
     }
 
+    /// The admin API had its own token check beside the one of /metrics and
+    /// the transcoding routes, with other messages: now one check answers a
+    /// missing, bad, expired or non-admin token identically everywhere.
+    func testAdminAPIAndMetricsRefuseTokensIdentically() throws {
+        let router = HTTPRouter()
+        BuiltinRoutes.install(on: router, access: .admin, secret: secret)
+        SignallingService(backend: SignallingCoreTests.Backend(), verifier: JWTVerifier(secret: secret), logger: quietLogger)
+            .install(on: router)
+        let server = HTTPServer(group: group, router: router, tls: nil, logger: quietLogger)
+        defer { server.stop() }
+        let port = Int(try server.start(at: SocketAddress("127.0.0.1:0")!).port)
+        /// What a client acts on: the status line, any challenge, the body.
+        func answer(_ method: String, _ path: String, _ token: String?) throws -> [String] {
+            let r = try httpRequest(port, method, path, headers: token.map { ["Authorization: Bearer \($0)"] } ?? [])
+            guard let end = r.range(of: "\r\n\r\n") else { XCTFail(r); return [] }
+            let head = r[..<end.lowerBound].components(separatedBy: "\r\n")
+            return [head[0]] + head.filter { $0.lowercased().hasPrefix("www-authenticate:") } + [String(r[end.upperBound...])]
+        }
+        let invalid = #"WWW-Authenticate: Bearer error="invalid_token""#
+        let cases: [(token: String?, status: String, challenge: String?)] = [
+            (nil, "401", "WWW-Authenticate: Bearer"),
+            (token("mallory", secret: (0..<32).map { _ in 7 }), "401", invalid),
+            ("not-a-jwt", "401", invalid),
+            (token("old", ttl: -5), "401", invalid),
+            (token("alice"), "403", nil),
+        ]
+        for c in cases {
+            let metrics = try answer("GET", "/metrics", c.token)
+            XCTAssertTrue(metrics.first?.hasPrefix("HTTP/1.1 \(c.status) ") == true, "\(metrics)")
+            XCTAssertEqual(metrics.count == 3 ? metrics[1] : nil, c.challenge, "\(metrics)")
+            XCTAssertEqual(try answer("GET", "/admin/rooms", c.token), metrics)
+            XCTAssertEqual(try answer("DELETE", "/admin/rooms/r1/participants/bob", c.token), metrics)
+        }
+        let admin = token("ops", room: nil, admin: true)
+        XCTAssertTrue(try answer("GET", "/metrics", admin)[0].hasPrefix("HTTP/1.1 200 "))
+        XCTAssertTrue(try answer("GET", "/admin/rooms", admin)[0].hasPrefix("HTTP/1.1 200 "))
+    }
+
     func testWebSocketFramingRules() throws {
         // A request split over fragments (with a ping in between) is one message.
         let c = try client()

@@ -23,16 +23,20 @@ extension HTTPServerResponse {
     }
 }
 
-/// Access tokens on HTTP routes (docs/protocol.md "Tokens"): the token in
-/// `Authorization: Bearer <token>`, or where a route allows it (HLS players
-/// that cannot set headers) in `?token=`. No token is a 401 with
-/// `WWW-Authenticate: Bearer`, a bad one a 401 with `error="invalid_token"`
-/// (RFC 6750 §3), one without the grant a 403.
+/// Access tokens on HTTP routes (docs/protocol.md "Tokens"), the one check
+/// every route that needs a token goes through (admin API, `/metrics`,
+/// uploads, jobs, private HLS): the token in `Authorization: Bearer <token>`,
+/// or where a route allows it (HLS players that cannot set headers) in
+/// `?token=`. No token is a 401 with `WWW-Authenticate: Bearer`, a bad one a
+/// 401 with `error="invalid_token"` (RFC 6750 §3), one without the grant a 403.
+///
+/// Built over the same `TokenVerifying` seam as signalling's `auth`, so a
+/// token means the same on `/ws` and on HTTP, and tests can plug in a fake.
 struct BearerAuth: Sendable {
     enum Grant: Sendable {
         /// `trn` (or `adm`): uploads, transcoding jobs, private HLS assets.
         case transcode
-        /// `adm`: `/metrics` from off the host (see `metrics-access`).
+        /// `adm`: the admin API, and `/metrics` from off the host (see `metrics-access`).
         case admin
 
         var message: String {
@@ -41,7 +45,7 @@ struct BearerAuth: Sendable {
             case .admin: "an admin token is required (parley token --admin)"
             }
         }
-        func granted(by c: TokenClaims) -> Bool {
+        func granted(by c: AuthClaims) -> Bool {
             switch self {
             case .transcode: c.isAdmin || c.canTranscode
             case .admin: c.isAdmin
@@ -49,22 +53,27 @@ struct BearerAuth: Sendable {
         }
     }
 
-    let secret: [UInt8]
+    let verifier: any TokenVerifying
+
+    init(verifier: any TokenVerifying) { self.verifier = verifier }
+    /// Verifies Parley JWTs signed with the server secret.
+    init(secret: [UInt8]) { self.init(verifier: JWTVerifier(secret: secret)) }
 
     /// The verified claims of a token carrying `grant`, or throws the refusal.
-    func require(_ grant: Grant, _ req: HTTPServerRequest, allowQueryToken: Bool = false) throws(HTTPRefusal) -> TokenClaims {
+    func require(_ grant: Grant, _ req: HTTPServerRequest, allowQueryToken: Bool = false) throws(HTTPRefusal) -> AuthClaims {
         guard let token = req.bearerToken ?? (allowQueryToken ? req.queryValue("token") : nil) else {
             var r = HTTPServerResponse.error(.unauthorized, grant.message + " (Authorization: Bearer …)")
             r.headers.add("WWW-Authenticate", "Bearer")
             throw HTTPRefusal(r)
         }
-        let claims: TokenClaims
-        do { claims = try JWT.verify(token, secret: secret) } catch {
-            var r = HTTPServerResponse.error(.unauthorized, "\(error)")
+        switch verifier.verify(token) {
+        case .failure(let f):
+            var r = HTTPServerResponse.error(.unauthorized, f.signallingError.message)
             r.headers.add("WWW-Authenticate", "Bearer error=\"invalid_token\"")
             throw HTTPRefusal(r)
+        case .success(let claims):
+            guard grant.granted(by: claims) else { throw HTTPRefusal(.forbidden, "the token lacks the grant: " + grant.message) }
+            return claims
         }
-        guard grant.granted(by: claims) else { throw HTTPRefusal(.forbidden, "the token lacks the grant: " + grant.message) }
-        return claims
     }
 }

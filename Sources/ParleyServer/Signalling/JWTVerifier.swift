@@ -16,7 +16,7 @@ public struct JWTVerifier: TokenVerifying {
             let room = c.room == "*" ? nil : c.room
             return .success(AuthClaims(subject: c.subject, room: room, expiresAt: Int(c.expiresAt),
                                        canPublish: c.canPublish || c.isAdmin, canRecord: c.canRecord || c.isAdmin,
-                                       isAdmin: c.isAdmin))
+                                       isAdmin: c.isAdmin, canTranscode: c.canTranscode || c.isAdmin))
         } catch {
             switch error {
             case .expired: return .failure(.expired)

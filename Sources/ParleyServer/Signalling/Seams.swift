@@ -19,6 +19,8 @@ public struct AuthClaims: Sendable, Equatable {
     public var canRecord: Bool
     /// `adm`: may use the admin API, join any room.
     public var isAdmin: Bool
+    /// `trn`: may upload media and submit transcoding jobs (HTTP only).
+    public var canTranscode: Bool
 
     /// The room a connection authenticating with these claims enters.
     public func resolveRoom(requested: String?) throws(SignallingError) -> String {
@@ -31,13 +33,15 @@ public struct AuthClaims: Sendable, Equatable {
         }
     }
 
-    public init(subject: String, room: String?, expiresAt: Int, canPublish: Bool = true, canRecord: Bool = false, isAdmin: Bool = false) {
+    public init(subject: String, room: String?, expiresAt: Int, canPublish: Bool = true, canRecord: Bool = false, isAdmin: Bool = false,
+                canTranscode: Bool = false) {
         self.subject = subject
         self.room = room
         self.expiresAt = expiresAt
         self.canPublish = canPublish
         self.canRecord = canRecord
         self.isAdmin = isAdmin
+        self.canTranscode = canTranscode
     }
 }
 

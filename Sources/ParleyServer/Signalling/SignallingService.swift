@@ -18,6 +18,8 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
     /// Confined to `queue`.
     let core: SignallingCore
     public let verifier: any TokenVerifying
+    /// The admin API's token check: the one every HTTP route uses.
+    let auth: BearerAuth
     /// Requests per second one connection may send, and how many at once.
     public let requestRate: Int
     public let requestBurst: Int
@@ -36,6 +38,7 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
                 maxParticipantsPerRoom: Int = 100, requestRate: Int = 50, requestBurst: Int = 200,
                 logger: Logger = Logger(label: "parley.signalling")) {
         self.verifier = verifier
+        auth = BearerAuth(verifier: verifier)
         self.requestRate = requestRate
         self.requestBurst = requestBurst
         let scheduler = QueueScheduler(queue: queue)
@@ -99,7 +102,7 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
     public func install(on router: HTTPRouter) {
         router.addWebSocket("/ws", self)
         router.add("GET", .exact("/admin/rooms")) { [self] req, responder in
-            guard authorizeAdmin(req, responder) else { return }
+            guard authorized(req, responder) else { return }
             queue.async { responder.respond(.json(.ok, self.core.roomsJSON())) }
         }
         router.add("DELETE", .prefix("/admin/rooms/")) { [self] req, responder in
@@ -109,7 +112,7 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
                 responder.respond(.error(.notFound, "expected /admin/rooms/{room}/participants/{id}"))
                 return
             }
-            guard authorizeAdmin(req, responder) else { return }
+            guard authorized(req, responder) else { return }
             let room = String(parts[0]), id = String(parts[2])
             queue.async {
                 if self.core.kick(room: room, participant: id) {
@@ -121,24 +124,15 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
         }
     }
 
-    private func authorizeAdmin(_ req: HTTPServerRequest, _ responder: HTTPResponder) -> Bool {
-        guard let token = req.bearerToken else {
-            var r = HTTPServerResponse.error(.unauthorized, "an admin token is required (Authorization: Bearer …)")
-            r.headers.add("WWW-Authenticate", "Bearer")
-            responder.respond(r)
-            return false
-        }
-        switch verifier.verify(token) {
-        case .failure(let f):
-            var r = HTTPServerResponse.error(.unauthorized, f.signallingError.message)
-            r.headers.add("WWW-Authenticate", "Bearer error=\"invalid_token\"")
-            responder.respond(r)
-            return false
-        case .success(let c) where !c.isAdmin:
-            responder.respond(.error(.forbidden, "the token is not an admin token"))
-            return false
-        case .success:
+    /// True for a request with an admin token; otherwise answers it with
+    /// the refusal (401/403, as every HTTP route that needs a token).
+    private func authorized(_ req: HTTPServerRequest, _ responder: HTTPResponder) -> Bool {
+        do throws(HTTPRefusal) {
+            _ = try auth.require(.admin, req)
             return true
+        } catch {
+            responder.respond(error.response)
+            return false
         }
     }
 }

@@ -194,6 +194,19 @@ final class ServeProcessTests: XCTestCase {
         XCTAssertFalse(r.out.contains("listening"), r.out)
     }
 
+    /// A key given twice in parley.json silently took the second value.
+    func testDuplicateKeyInConfigFileExitsNamingIt() throws {
+        let dir = tempDir("dupkey")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let file = dir + "/parley.json"
+        try "{\n  \"listen\": \"127.0.0.1:0\",\n  \"stun\": \"off\",\n  \"listen\": \"0.0.0.0:0\"\n}\n"
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        let r = try runTool(parleyBinary, ["serve", "--config", file, "--data-dir", dir])
+        XCTAssertEqual(r.status, 2, r.err)
+        XCTAssertEqual(r.err, "parley serve: config: \(file):4:3: invalid JSON: duplicate key \"listen\"\n")
+        XCTAssertFalse(r.out.contains("listening"), r.out)
+    }
+
     func testEverySubcommandAnswersHelp() throws {
         for cmd in ["serve", "token", "sdp", "transcode", "worker", "bench"] {
             let p = Process()

@@ -79,6 +79,7 @@ final class ServerConfigTests: XCTestCase {
             ("{'loops': 1}", "1:2: invalid JSON: expected a key"),
             ("{\"loops\": 01}", "1:13: invalid JSON: leading zero"),
             ("{\"stun\": \"é\", \"loops\": x}", "1:24: invalid JSON: unexpected token"),
+            ("{\n  \"loops\": 1,\n  \"stun\": \"off\",\n  \"loops\": 2\n}", "4:3: invalid JSON: duplicate key \"loops\""),
         ]
         for (text, wanted) in cases {
             try text.write(toFile: file, atomically: true, encoding: .utf8)

@@ -96,6 +96,21 @@ final class SignallingWebSocketTests: XCTestCase {
         XCTAssertEqual(try c.waitForClose(), 4001, "garbage before auth closes the connection")
     }
 
+    /// The parser kept the last of two keys, so `"room":"r2","room":"r1"`
+    /// joined r1 here and may mean r2 to a proxy or logger that reads the first.
+    func testDuplicateKeyInAMessageIsABadRequest() throws {
+        let c = try client()
+        try c.call(.auth(token: token("alice"), room: nil))
+        c.send(#"{"id":1,"type":"join","room":"r2","room":"r1"}"#)
+        let e = try c.nextEvent("error")
+        XCTAssertEqual(e["code"], "bad_request")
+        XCTAssertEqual(e["message"], #"invalid JSON at byte 34: duplicate key "room""#)
+        XCTAssertEqual(service.sync { $0.roomsJSON() }["rooms"]?.arrayValue, [], "nobody joined")
+        // Refused, not closed: the next request on the connection is served.
+        XCTAssertEqual(try c.call(.join(room: "r1", publish: true, subscribe: true, suite: nil))["type"], "join")
+        c.close()
+    }
+
     /// The admin API had its own token check beside the one of /metrics and
     /// the transcoding routes, with other messages: now one check answers a
     /// missing, bad, expired or non-admin token identically everywhere.

@@ -85,7 +85,9 @@ public enum JSONValue: Sendable, Equatable {
     }
 
     /// Parses one JSON text. Nesting deeper than `maxDepth` is refused so a
-    /// hostile message cannot exhaust the stack.
+    /// hostile message cannot exhaust the stack, and an object that names a
+    /// key twice is refused (at the second one) rather than one of the
+    /// values silently winning.
     public static func parse(_ text: String, maxDepth: Int = 32) throws(ParseError) -> JSONValue {
         var p = Parser(bytes: Array(text.utf8), maxDepth: maxDepth)
         p.skipSpace()
@@ -127,7 +129,15 @@ public enum JSONValue: Sendable, Equatable {
                 while true {
                     skipSpace()
                     guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a key") }
+                    let keyStart = i
                     let k = try string()
+                    // RFC 8259 §4 leaves duplicate names undefined, so two
+                    // readers may disagree on what the message says: refuse.
+                    guard o[k] == nil else {
+                        var quoted = ""
+                        JSONValue.writeString(k, into: &quoted)
+                        throw ParseError(offset: keyStart, reason: "duplicate key \(quoted)")
+                    }
                     skipSpace()
                     guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':'") }
                     i += 1

@@ -64,6 +64,12 @@ public struct ServerConfig: Sendable, Equatable {
     /// Whether `/hls` assets are served without a token when their job did not say.
     public var hlsPublicDefault = false
 
+    // MARK: upload quota (disk used by PUT /uploads; docs/security.md)
+    /// Bytes all stored uploads (and those arriving) may take in DATA-DIR/uploads.
+    public var uploadsMaxTotalBytes = 10 << 30
+    /// Bytes of uploads one token subject may own (and have arriving).
+    public var uploadsMaxBytesPerSubject = 4 << 30
+
     // MARK: Front end limits (HTTP, WebSocket, TLS, signalling requests)
     /// Seconds from accept to a finished TLS handshake.
     public var tlsHandshakeTimeoutSeconds = 10
@@ -133,6 +139,9 @@ public struct ServerConfig: Sendable, Equatable {
         ("job-burst", "job submissions a token subject may make back to back (default 5)"),
         ("job-queue-cap", "jobs queued or running before POST /jobs answers 503 (default 100)"),
         ("hls-public-default", "serve /hls assets without a token unless their job said \"public\": false (default false)"),
+        // MARK: upload quota
+        ("uploads-max-total-bytes", "bytes all uploads may take in DATA-DIR/uploads; PUT /uploads answers 507 past it (default 10737418240)"),
+        ("uploads-max-bytes-per-subject", "bytes of uploads one token subject may own; PUT /uploads answers 507 past it (default 4294967296)"),
         // MARK: media relay limits (NACK answers, STUN answers to strangers)
         ("nack-resend-interval-ms", "milliseconds before a packet is resent to the same subscriber again (default 100)"),
         ("nack-budget-percent", "bytes resent on NACK, at most this % of the track's bytes sent to that subscriber, 0-200 (default 100)"),
@@ -202,6 +211,9 @@ public struct ServerConfig: Sendable, Equatable {
         case "hls-public-default":
             guard let b = ["true": true, "false": false][value] else { throw ConfigError(key: key, "must be true or false") }
             hlsPublicDefault = b
+        // MARK: upload quota
+        case "uploads-max-total-bytes": uploadsMaxTotalBytes = try int(1024...(1 << 50))
+        case "uploads-max-bytes-per-subject": uploadsMaxBytesPerSubject = try int(1024...(1 << 50))
         // MARK: media relay limits (NACK answers, STUN answers to strangers)
         case "nack-resend-interval-ms": nackResendIntervalMs = try int(1...10_000)
         case "nack-budget-percent": nackBudgetPercent = try int(0...200)

@@ -6,7 +6,8 @@ import ParleyTranscode
 /// The transcoding API on the daemon's listener (docs/protocol.md "HTTP
 /// endpoints", docs/security.md "Transcoding jobs, uploads and HLS"):
 ///
-/// - `PUT /uploads`: media in, streamed to DATA-DIR/uploads (transcode grant);
+/// - `PUT /uploads`: media in, streamed to DATA-DIR/uploads (transcode grant),
+///   within a total and a per-subject quota; `DELETE /uploads/{id}` frees it;
 /// - `POST /jobs`, `GET /jobs`, `GET /jobs/{id}`: the worker's SQLite queue
 ///   (transcode grant: own jobs; `adm`: all). Clients name inputs as upload
 ///   ids or relative names in `transcode-input-dirs`, never server paths,
@@ -17,21 +18,35 @@ enum TranscodeRoutes {
         let dataDir = config.dataDir
         let hlsRoot = dataDir + "/hls", uploadsDir = dataDir + "/uploads"
         for d in [hlsRoot, uploadsDir] { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) }
-        UploadSink.removePartials(in: uploadsDir)
         let realHLSRoot = HLSFiles.realPath(hlsRoot) ?? hlsRoot
         let auth = BearerAuth(secret: try ServerSecret.loadOrCreate(dataDir: dataDir))
         let inputs = try JobInputs(uploadsDir: uploadsDir, inputDirs: config.transcodeInputDirs)
         let queue = try JobQueue.open(dataDir: dataDir)
+        let uploads = try UploadStore(dir: uploadsDir, queue: queue, maxTotal: config.uploadsMaxTotalBytes,
+                                      maxPerSubject: config.uploadsMaxBytesPerSubject)
         let buckets = KeyedTokenBuckets(burst: config.jobBurst, perMinute: config.jobRatePerMinute)
         let (cap, uploadMax, publicDefault) = (config.jobQueueCap, config.uploadMaxBytes, config.hlsPublicDefault)
         Metrics.register()
 
         router.addStreaming("PUT", .exact("/uploads")) { req in
-            do throws(HTTPRefusal) { _ = try auth.require(.transcode, req) } catch { return .respond(error.response) }
-            do { return .stream(maxBytes: uploadMax, sink: try UploadSink(dir: uploadsDir)) } catch {
+            let claims: TokenClaims
+            do throws(HTTPRefusal) { claims = try auth.require(.transcode, req) } catch { return .respond(error.response) }
+            // A promised length is held against the caps before any body byte
+            // is read (one over upload-max-bytes gets the server's 413 instead).
+            var promised = 0
+            if case .contentLength(let n) = req.head.bodyLength, n <= uploadMax { promised = n }
+            do { return .stream(maxBytes: uploadMax, sink: try UploadSink(store: uploads, subject: claims.subject, expected: promised)) }
+            catch let r as HTTPRefusal { return .respond(r.response) } catch {
                 return .respond(.error(.internalServerError, "\(error)"))
             }
         }
+
+        router.add("DELETE", .prefix("/uploads/"), sync: HTTPServerResponse.answering { req in
+            let claims = try auth.require(.transcode, req)
+            let id = req.pathRemainder.hasPrefix("/") ? String(req.pathRemainder.dropFirst()) : req.pathRemainder
+            try uploads.delete(id, by: claims.isAdmin ? nil : claims.subject)
+            return HTTPServerResponse(status: .noContent)
+        })
 
         router.add("POST", .exact("/jobs"), sync: HTTPServerResponse.answering { req in
             let claims = try auth.require(.transcode, req)
@@ -42,18 +57,29 @@ enum TranscodeRoutes {
                 throw HTTPRefusal(r)
             }
             let spec: JobRequest
-            let input: String
-            do {
-                spec = try JobRequest(parsing: req.body)
-                input = try spec.upload.map(inputs.upload) ?? inputs.file(named: spec.input!)
-            } catch {
+            do { spec = try JobRequest(parsing: req.body) } catch {
                 Metrics.refused("bad_request")
                 throw error
             }
             // Random (128 bits): never reused, so never another job's, and not guessable.
             let asset = "a" + (0..<2).map { _ in String(format: "%016llx", UInt64.random(in: 0...UInt64.max)) }.joined()
             let submission = JobQueue.Submission(owner: claims.subject, source: spec.source, asset: asset, isPublic: spec.isPublic)
-            guard let id = try queue.enqueue(input: input, options: spec.options, submission: submission, cap: cap) else {
+            func enqueue(_ input: () throws -> String) throws -> Int64? {
+                let path: String
+                do { path = try input() } catch {
+                    Metrics.refused("bad_request")
+                    throw error
+                }
+                return try queue.enqueue(input: path, options: spec.options, submission: submission, cap: cap)
+            }
+            let queued: Int64?
+            if let upload = spec.upload {
+                // Only the upload's owners (and adm) may use it; another subject's is "not an upload id".
+                queued = try uploads.using(upload, by: claims.isAdmin ? nil : claims.subject) { try enqueue { try inputs.upload(upload) } }
+            } else {
+                queued = try enqueue { try inputs.file(named: spec.input!) }
+            }
+            guard let id = queued else {
                 Metrics.refused("queue_full")
                 var r = HTTPServerResponse.error(.serviceUnavailable, "the job queue is full (\(cap) jobs queued or running); try again later")
                 r.headers.add("Retry-After", "30")
@@ -123,7 +149,8 @@ enum TranscodeRoutes {
 
         /// Registers every counter, so /metrics shows them at zero from the start.
         static func register() {
-            _ = (submitted, UploadSink.uploaded, UploadSink.bytes)
+            _ = (submitted, UploadSink.uploaded, UploadSink.bytes, UploadStore.storedBytes)
+            for r in UploadStore.reasons { UploadStore.refusals(r).inc(0) }
             for r in reasons { counter(r).inc(0) }
         }
 

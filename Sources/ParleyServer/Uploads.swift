@@ -3,31 +3,205 @@ import ParleyCore
 import ParleyHTTP
 import ParleyTranscode
 
+/// DATA-DIR/uploads and who owns what in it. Bytes stored and bytes still
+/// arriving count against `uploads-max-total-bytes`, and, per token subject,
+/// against `uploads-max-bytes-per-subject`. Identical content is one file
+/// (charged once to the total) owned by every subject that uploaded it (and
+/// charged to each), so no subject's quota depends on what others do. Owners
+/// are rows of the job queue's `upload_owners` table; the usage is counted
+/// from the files and those rows at start, so a restart keeps it.
+final class UploadStore: @unchecked Sendable {
+    /// Real path.
+    let dir: String
+    let maxTotal: Int
+    let maxPerSubject: Int
+    private let queue: JobQueue
+
+    /// Guards the counters (taken per body chunk, so held only for arithmetic).
+    private let lock = NSLock()
+    /// Bytes of stored uploads plus bytes reserved by uploads in progress.
+    private var total = 0
+    private var stored = 0
+    /// Per subject: bytes of the uploads it owns plus its reservations.
+    private var charged: [String: Int] = [:]
+    /// Serializes what changes files and owners together: storing, deleting,
+    /// and queueing a job on an upload (so none is deleted under a new job).
+    private let ownership = NSLock()
+
+    static let storedBytes = MetricsRegistry.shared.gauge("parley_upload_stored_bytes",
+                                                          help: "Bytes of stored uploads in DATA-DIR/uploads (uploads-max-total-bytes caps them)")
+    static let reasons = ["total_cap", "subject_cap"]
+    static func refusals(_ reason: String) -> Counter {
+        MetricsRegistry.shared.counter("parley_uploads_refused_total", help: "PUT /uploads refused with 507, by the cap it would pass",
+                                       labels: [("reason", reason)])
+    }
+
+    init(dir: String, queue: JobQueue, maxTotal: Int, maxPerSubject: Int) throws {
+        guard let real = HLSFiles.realPath(dir) else { throw ConfigError(key: "data-dir", "cannot resolve \(dir)") }
+        self.dir = real
+        self.queue = queue
+        self.maxTotal = maxTotal
+        self.maxPerSubject = maxPerSubject
+        var sizes: [String: Int] = [:]
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: real)) ?? [] {
+            if name.hasPrefix(".partial-") { unlink(real + "/" + name); continue }
+            var st = stat()
+            if UploadSink.isUploadID(name), stat(real + "/" + name, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG { sizes[name] = Int(st.st_size) }
+        }
+        stored = sizes.values.reduce(0, +)
+        total = stored
+        for o in try queue.uploadOwnerships() {
+            // An owner of a file removed by hand owns nothing.
+            guard let size = sizes[o.id] else { try queue.removeUploadOwners(o.id); continue }
+            charged[o.owner, default: 0] += size
+        }
+        Self.storedBytes.set(stored)
+    }
+
+    /// Holds `bytes` more for an upload by `subject` in progress, or throws a
+    /// 507 naming the cap it would pass.
+    func reserve(_ bytes: Int, for subject: String) throws(HTTPRefusal) {
+        lock.lock()
+        let (t, c) = (total, charged[subject, default: 0])
+        if t + bytes <= maxTotal && c + bytes <= maxPerSubject {
+            total = t + bytes
+            charged[subject] = c + bytes
+            lock.unlock()
+            return
+        }
+        lock.unlock()
+        if t + bytes > maxTotal {
+            Self.refusals("total_cap").inc()
+            throw HTTPRefusal(.insufficientStorage,
+                              "no room for this upload: the server's upload storage is full (uploads-max-total-bytes, \(maxTotal) bytes)")
+        }
+        Self.refusals("subject_cap").inc()
+        throw HTTPRefusal(.insufficientStorage,
+                          "this upload would take your uploads past \(maxPerSubject) bytes (uploads-max-bytes-per-subject; "
+                          + "you hold \(c)); free some with DELETE /uploads/ID")
+    }
+
+    func release(_ bytes: Int, for subject: String) {
+        lock.lock(); defer { lock.unlock() }
+        total -= bytes
+        charged[subject, default: 0] -= bytes
+        if charged[subject] == 0 { charged[subject] = nil }
+    }
+
+    /// Moves a finished upload's partial file to its id and records `subject`
+    /// as an owner; its reservation becomes the stored size. Returns whether
+    /// the content was already stored.
+    func store(partial: String, id: String, size: Int, reserved: Int, for subject: String) throws -> Bool {
+        ownership.lock(); defer { ownership.unlock() }
+        let final = dir + "/" + id
+        let existed = access(final, F_OK) == 0
+        let newOwner: Bool
+        do {
+            guard rename(partial, final) == 0 else { throw TranscodeError.failed(String(cString: strerror(errno))) }
+            do { newOwner = try queue.addUploadOwner(id, owner: subject, size: size) } catch {
+                if !existed { unlink(final) }
+                throw error
+            }
+        } catch {
+            unlink(partial)
+            release(reserved, for: subject)
+            throw error
+        }
+        lock.lock(); defer { lock.unlock() }
+        let added = existed ? 0 : size
+        stored += added
+        total += added - reserved
+        charged[subject, default: 0] += (newOwner ? size : 0) - reserved
+        if charged[subject] == 0 { charged[subject] = nil }
+        Self.storedBytes.set(stored)
+        return existed
+    }
+
+    /// `DELETE /uploads/{id}`: drops `subject`'s ownership (an `adm` token,
+    /// nil, drops everyone's); the file goes when no owner is left. Someone
+    /// else's upload is "no such upload"; one that a queued or running job
+    /// reads is refused with 409.
+    func delete(_ id: String, by subject: String?) throws {
+        let missing = HTTPRefusal(.notFound, "no such upload")
+        guard UploadSink.isUploadID(id) else { throw missing }
+        ownership.lock(); defer { ownership.unlock() }
+        let path = dir + "/" + id
+        var st = stat()
+        let size = stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG ? Int(st.st_size) : nil
+        let owners = try queue.uploadOwners(id)
+        guard let size, subject.map(owners.contains) ?? true else { throw missing }
+        if try queue.activeCount(input: path, source: "upload:" + id) > 0 {
+            throw HTTPRefusal(.conflict, "a queued or running job reads this upload; delete it when the job has finished")
+        }
+        let removed = try queue.removeUploadOwners(id, owner: subject)
+        let unlinked = owners.count == removed.count && unlink(path) == 0
+        lock.lock(); defer { lock.unlock() }
+        for o in removed {
+            charged[o, default: 0] -= size
+            if charged[o] == 0 { charged[o] = nil }
+        }
+        if unlinked {
+            stored -= size
+            total -= size
+            Self.storedBytes.set(stored)
+        }
+    }
+
+    /// Runs `body` (which queues a job on upload `id`) unless `subject` does
+    /// not own the upload (nil: `adm`, who may use any), with deletions held
+    /// off meanwhile.
+    func using<T>(_ id: String, by subject: String?, _ body: () throws -> T) throws -> T {
+        ownership.lock(); defer { ownership.unlock() }
+        if let subject, !(try queue.uploadOwners(id).contains(subject)) { throw JobInputs.refusal }
+        return try body()
+    }
+}
+
 /// `PUT /uploads`: media for transcoding jobs, streamed to DATA-DIR/uploads
 /// while its SHA-256 is computed; the file is named by that hash (the upload
-/// id), so the same content uploaded twice is one file.
+/// id), so the same content uploaded twice is one file. Its bytes are held
+/// against the store's caps as they arrive (all of a promised Content-Length
+/// at once), so a body that would pass one is refused (507) and its partial
+/// file removed.
 final class UploadSink: HTTPBodySink {
-    let dir: String
+    let store: UploadStore
+    let subject: String
     let partial: String
-    private var fd: Int32
+    private var fd: Int32 = -1
     private let hasher = SHA256()
     private var size = 0
+    /// Bytes held against the caps for this upload.
+    private var reserved = 0
+    /// `finish` or `abort` ran.
+    private var settled = false
 
     static let uploaded = MetricsRegistry.shared.counter("parley_uploads_total", help: "Uploads stored (PUT /uploads)")
     static let bytes = MetricsRegistry.shared.counter("parley_upload_bytes_total", help: "Bytes received in upload bodies")
 
-    /// Opens a new partial file in `dir`.
-    init(dir: String) throws {
-        self.dir = dir
-        partial = dir + "/.partial-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
+    /// Holds `expected` bytes for `subject` (throws the 507 when they do not
+    /// fit) and opens a new partial file.
+    init(store: UploadStore, subject: String, expected: Int) throws {
+        self.store = store
+        self.subject = subject
+        partial = store.dir + "/.partial-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        try store.reserve(expected, for: subject)
+        reserved = expected
         fd = open(partial, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw TranscodeError.failed("cannot create \(partial): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            let why = String(cString: strerror(errno))
+            abort()
+            throw TranscodeError.failed("cannot create \(partial): \(why)")
+        }
     }
 
-    deinit { if fd >= 0 { close(fd) } }
+    deinit { if !settled { abort() } }
 
     // On the connection's loop: the writes are to a local file, at most one read's worth each.
     func write(_ bytes: [UInt8]) throws {
+        if size + bytes.count > reserved {
+            try store.reserve(size + bytes.count - reserved, for: subject)
+            reserved = size + bytes.count
+        }
         hasher.update(bytes)
         size += bytes.count
         Self.bytes.inc(bytes.count)
@@ -43,25 +217,23 @@ final class UploadSink: HTTPBodySink {
     }
 
     func finish(_ responder: HTTPResponder) {
+        settled = true
         let id = SHA256.hex(hasher.finish())
-        let (fd, size, partial, dir) = (self.fd, self.size, self.partial, self.dir)
+        let (fd, size, reserved, partial, store, subject) = (self.fd, self.size, self.reserved, self.partial, self.store, self.subject)
         self.fd = -1
         // fsync and rename off the loop: a large upload takes a while to reach the disk.
         DispatchQueue.global().async {
             defer { close(fd) }
-            guard size > 0 else {
+            func fail(_ status: HTTPStatus, _ message: String) {
                 unlink(partial)
-                return responder.respond(.error(.badRequest, "empty upload"))
+                store.release(reserved, for: subject)
+                responder.respond(.error(status, message))
             }
-            guard fsync(fd) == 0 else {
-                unlink(partial)
-                return responder.respond(.error(.internalServerError, "cannot store the upload: \(String(cString: strerror(errno)))"))
-            }
-            let final = dir + "/" + id
-            let existed = access(final, F_OK) == 0
-            guard rename(partial, final) == 0 else {
-                unlink(partial)
-                return responder.respond(.error(.internalServerError, "cannot store the upload: \(String(cString: strerror(errno)))"))
+            guard size > 0 else { return fail(.badRequest, "empty upload") }
+            guard fsync(fd) == 0 else { return fail(.internalServerError, "cannot store the upload: \(String(cString: strerror(errno)))") }
+            let existed: Bool
+            do { existed = try store.store(partial: partial, id: id, size: size, reserved: reserved, for: subject) } catch {
+                return responder.respond(.error(.internalServerError, "cannot store the upload: \(error)"))
             }
             Self.uploaded.inc()
             responder.respond(.json(existed ? .ok : .created, ["id": .string(id), "size": .number(Double(size))]))
@@ -69,20 +241,16 @@ final class UploadSink: HTTPBodySink {
     }
 
     func abort() {
+        settled = true
         if fd >= 0 { close(fd); fd = -1 }
         unlink(partial)
+        store.release(reserved, for: subject)
+        reserved = 0
     }
 
     /// Whether `id` has the form of an upload id (64 lowercase hex digits).
     static func isUploadID(_ id: String) -> Bool {
         id.utf8.count == 64 && id.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
-    }
-
-    /// Removes partial files a stopped server left behind.
-    static func removePartials(in dir: String) {
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where name.hasPrefix(".partial-") {
-            unlink(dir + "/" + name)
-        }
     }
 }
 

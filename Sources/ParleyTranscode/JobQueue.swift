@@ -89,6 +89,9 @@ public final class JobQueue: @unchecked Sendable {
             """)
         try q.exec("CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, not_before, id)")
         try q.addSubmissionColumns()
+        // Who uploaded what (PUT /uploads): one row per upload id and subject.
+        try q.exec("CREATE TABLE IF NOT EXISTS upload_owners (id TEXT NOT NULL, owner TEXT NOT NULL, size INTEGER NOT NULL, created REAL NOT NULL, PRIMARY KEY (id, owner))")
+        try q.exec("CREATE INDEX IF NOT EXISTS upload_owners_owner ON upload_owners(owner)")
         return q
     }
 
@@ -307,5 +310,47 @@ public final class JobQueue: @unchecked Sendable {
         case .int(let x): return max(0, Double(x) - JobQueue.now())
         default: return nil
         }
+    }
+}
+
+// MARK: upload owners
+
+/// The subjects that uploaded each upload (`PUT /uploads`): identical content
+/// is one file, and each subject that uploaded it owns it and is charged for it.
+extension JobQueue {
+    /// Records `owner` as an owner of upload `id`; false when it already was one.
+    public func addUploadOwner(_ id: String, owner: String, size: Int) throws -> Bool {
+        !(try query("INSERT OR IGNORE INTO upload_owners(id, owner, size, created) VALUES (?,?,?,?) RETURNING id",
+                    [.text(id), .text(owner), .int(Int64(size)), .real(JobQueue.now())]).isEmpty)
+    }
+
+    public func uploadOwners(_ id: String) throws -> [String] {
+        try query("SELECT owner FROM upload_owners WHERE id = ? ORDER BY owner", [.text(id)]).compactMap {
+            if case .text(let o) = $0[0] { return o }
+            return nil
+        }
+    }
+
+    /// Removes `owner`'s claim on upload `id` (every claim when nil); returns the owners removed.
+    @discardableResult
+    public func removeUploadOwners(_ id: String, owner: String? = nil) throws -> [String] {
+        let rows = try owner.map { try query("DELETE FROM upload_owners WHERE id = ? AND owner = ? RETURNING owner", [.text(id), .text($0)]) }
+            ?? query("DELETE FROM upload_owners WHERE id = ? RETURNING owner", [.text(id)])
+        return rows.compactMap { if case .text(let o) = $0[0] { return o }; return nil }
+    }
+
+    /// Every (upload id, owner, size) recorded.
+    public func uploadOwnerships() throws -> [(id: String, owner: String, size: Int)] {
+        try query("SELECT id, owner, size FROM upload_owners").compactMap { r in
+            guard case .text(let id) = r[0], case .text(let owner) = r[1], case .int(let size) = r[2] else { return nil }
+            return (id, owner, Int(size))
+        }
+    }
+
+    /// Jobs queued or running whose input is `input` (a path) or that name `source` (`upload:ID`).
+    public func activeCount(input: String, source: String) throws -> Int {
+        guard case .int(let n) = try query("SELECT count(*) FROM jobs WHERE state IN ('queued', 'running') AND (input = ? OR source = ?)",
+                                           [.text(input), .text(source)]).first?.first else { return 0 }
+        return Int(n)
     }
 }

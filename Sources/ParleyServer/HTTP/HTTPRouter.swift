@@ -105,8 +105,9 @@ public typealias HTTPHandler = @Sendable (HTTPServerRequest, HTTPResponder) -> V
 /// ``HTTPRouter/addStreaming(_:_:_:)``: the body goes to disk (or anywhere)
 /// instead of being collected in memory. Called on the connection's loop.
 public protocol HTTPBodySink: AnyObject {
-    /// The next body bytes, in order. Throwing ends the request: the client
-    /// gets a 500 and the connection is closed (`abort` is not called).
+    /// The next body bytes, in order. Throwing ends the request: `abort` is
+    /// called, the client gets the response of an `HTTPRefusal` (any other
+    /// error: a 500) and the connection is closed.
     func write(_ bytes: [UInt8]) throws
     /// The whole body arrived: answer through `responder` (now or later, any thread).
     func finish(_ responder: HTTPResponder)

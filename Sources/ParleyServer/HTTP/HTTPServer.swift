@@ -351,8 +351,9 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
                 guard let sink = bodySink else { body.append(contentsOf: b); continue }
                 do { try sink.write(b) } catch {
                     bodySink = nil
-                    write(.error(.internalServerError, "cannot store the request body: \(error)"), head: head,
-                          keepAlive: false, linger: true, on: c)
+                    sink.abort()
+                    let r = (error as? HTTPRefusal)?.response ?? .error(.internalServerError, "cannot store the request body: \(error)")
+                    write(r, head: head, keepAlive: false, linger: true, on: c)
                     return
                 }
             case .end:

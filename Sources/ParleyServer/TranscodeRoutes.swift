@@ -75,7 +75,12 @@ enum TranscodeRoutes {
             let queued: Int64?
             if let upload = spec.upload {
                 // Only the upload's owners (and adm) may use it; another subject's is "not an upload id".
-                queued = try uploads.using(upload, by: claims.isAdmin ? nil : claims.subject) { try enqueue { try inputs.upload(upload) } }
+                queued = try uploads.using(upload) { owners in
+                    try enqueue {
+                        guard claims.isAdmin || owners.contains(claims.subject) else { throw JobInputs.refusal }
+                        return try inputs.upload(upload)
+                    }
+                }
             } else {
                 queued = try enqueue { try inputs.file(named: spec.input!) }
             }

@@ -147,13 +147,11 @@ final class UploadStore: @unchecked Sendable {
         }
     }
 
-    /// Runs `body` (which queues a job on upload `id`) unless `subject` does
-    /// not own the upload (nil: `adm`, who may use any), with deletions held
-    /// off meanwhile.
-    func using<T>(_ id: String, by subject: String?, _ body: () throws -> T) throws -> T {
+    /// Runs `body` (which queues a job on upload `id` if its owners allow)
+    /// with the owners, holding deletions off meanwhile.
+    func using<T>(_ id: String, _ body: (_ owners: [String]) throws -> T) throws -> T {
         ownership.lock(); defer { ownership.unlock() }
-        if let subject, !(try queue.uploadOwners(id).contains(subject)) { throw JobInputs.refusal }
-        return try body()
+        return try body(try queue.uploadOwners(id))
     }
 }
 

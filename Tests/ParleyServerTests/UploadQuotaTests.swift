@@ -111,7 +111,10 @@ extension TranscodeAPITests {
         XCTAssertEqual(other.code, 404, other.text)
         XCTAssertEqual(other.body, try request("DELETE", "/uploads/" + String(repeating: "0", count: 64), token: bob).body,
                        "someone else's upload and a missing one look alike")
-        XCTAssertEqual(try request("POST", "/jobs", token: bob, json: #"{"upload":"\#(id)"}"#).code, 400, "bob cannot use alice's upload")
+        let bobsJob = try request("POST", "/jobs", token: bob, json: #"{"upload":"\#(id)"}"#)
+        XCTAssertEqual(bobsJob.code, 400, "bob cannot use alice's upload")
+        XCTAssertEqual(bobsJob.body, try request("POST", "/jobs", token: bob, json: #"{"upload":"\#(String(repeating: "0", count: 64))"}"#).body,
+                       "it is an unknown upload to him")
 
         let job = try request("POST", "/jobs", token: alice, json: #"{"upload":"\#(id)","ladder":"234p:145k"}"#)
         XCTAssertEqual(job.code, 202, job.text)

@@ -29,7 +29,7 @@ enum TranscodeRoutes {
         Metrics.register()
 
         router.addStreaming("PUT", .exact("/uploads")) { req in
-            let claims: TokenClaims
+            let claims: AuthClaims
             do throws(HTTPRefusal) { claims = try auth.require(.transcode, req) } catch { return .respond(error.response) }
             // A promised length is held against the caps before any body byte
             // is read (one over upload-max-bytes gets the server's 413 instead).

@@ -33,9 +33,9 @@ let package = Package(
         .target(name: "ParleyHTTP", dependencies: ["ParleyCore", "COpenSSL"]),
         .target(name: "ParleyRelay", dependencies: ["CLinux", "ParleyCore", "ParleyIO", "ParleyRTP", "ParleySTUN", "ParleySRTP"]),
         .target(name: "ParleyMedia", dependencies: ["ParleyCore", "CFFmpeg", "COpus"]),
-        .target(name: "ParleyTranscode", dependencies: ["ParleyCore", "ParleyMedia", "CSQLite"]),
+        .target(name: "ParleyTranscode", dependencies: ["ParleyCore", "ParleyMedia", "CFFmpeg", "CSQLite"]),
         .target(name: "ParleyServer", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyRelay",
-                                                     "ParleySRTP", "ParleyTranscode"]),
+                                                     "ParleySRTP", "ParleySTUN", "ParleyTranscode"]),
         .executableTarget(name: "parley", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyRelay", "ParleyServer", "ParleyTranscode"]),
 
         // MARK: Tests, one target per module
@@ -43,14 +43,15 @@ let package = Package(
         .target(name: "ParleyTestSupport", path: "Tests/ParleyTestSupport"),
         .testTarget(name: "SystemLibsTests", dependencies: ["CLinux", "COpus", "CFFmpeg", "CSRTP", "COpenSSL", "CSQLite"]),
         .testTarget(name: "ParleyCoreTests", dependencies: ["ParleyCore"]),
-        .testTarget(name: "ParleyIOTests", dependencies: ["ParleyIO", "CLinux", "ParleyTestSupport"]),
+        .testTarget(name: "ParleyIOTests", dependencies: ["ParleyIO", "ParleyCore", "CLinux", "ParleyTestSupport"]),
         .testTarget(name: "ParleyRTPTests", dependencies: ["ParleyRTP", "ParleyTestSupport"]),
-        .testTarget(name: "ParleySTUNTests", dependencies: ["ParleySTUN", "ParleyTestSupport"]),
+        .testTarget(name: "ParleySTUNTests", dependencies: ["ParleySTUN", "COpenSSL", "ParleyTestSupport"]),
         .testTarget(name: "ParleySRTPTests", dependencies: ["ParleySRTP", "CSRTP", "ParleyTestSupport"]),
         .testTarget(name: "ParleyHTTPTests", dependencies: ["ParleyHTTP", "ParleyTestSupport"]),
-        .testTarget(name: "ParleyRelayTests", dependencies: ["ParleyRelay", "ParleyIO", "ParleyTestSupport"]),
-        .testTarget(name: "ParleyMediaTests", dependencies: ["ParleyMedia"]),
-        .testTarget(name: "ParleyTranscodeTests", dependencies: ["ParleyTranscode"]),
-        .testTarget(name: "ParleyServerTests", dependencies: ["ParleyServer", "ParleyIO", "ParleyHTTP", "ParleySRTP", "ParleyTestSupport"]),
+        .testTarget(name: "ParleyRelayTests", dependencies: ["ParleyRelay", "ParleyCore", "ParleyIO", "ParleyRTP", "ParleySTUN", "ParleySRTP", "ParleyTestSupport"]),
+        .testTarget(name: "ParleyMediaTests", dependencies: ["ParleyMedia", "CFFmpeg"]),
+        .testTarget(name: "ParleyTranscodeTests", dependencies: ["ParleyTranscode", "ParleyCore"]),
+        .testTarget(name: "ParleyServerTests", dependencies: ["ParleyServer", "ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyRelay",
+                                                         "ParleySRTP", "ParleySTUN", "ParleyTranscode", "COpus", "ParleyTestSupport"]),
     ]
 )

@@ -36,7 +36,11 @@ let package = Package(
         .target(name: "ParleyTranscode", dependencies: ["ParleyCore", "ParleyMedia", "CFFmpeg", "CSQLite"]),
         .target(name: "ParleyServer", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyRelay",
                                                      "ParleySRTP", "ParleySTUN", "ParleyTranscode"]),
-        .executableTarget(name: "parley", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyRelay", "ParleyServer", "ParleyTranscode"]),
+        // The benchmark servers behind `parley bench` (tools/bench/*); only the CLI depends on it.
+        .target(name: "ParleyBench", dependencies: ["CLinux", "ParleyCore", "ParleyIO", "ParleyRelay", "ParleySRTP", "ParleyServer"]),
+        // The CLI: every `parley <command>` lives here, on top of the modules.
+        .executableTarget(name: "parley", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyServer", "ParleyTranscode",
+                                                         "ParleyBench"]),
 
         // MARK: Tests, one target per module
         // Helpers shared by test targets (pcap writer, tshark and process runners); only tests depend on it.
@@ -50,7 +54,7 @@ let package = Package(
         .testTarget(name: "ParleyHTTPTests", dependencies: ["ParleyHTTP", "ParleyTestSupport"]),
         .testTarget(name: "ParleyRelayTests", dependencies: ["ParleyRelay", "ParleyCore", "ParleyIO", "ParleyRTP", "ParleySTUN", "ParleySRTP", "ParleyTestSupport"]),
         .testTarget(name: "ParleyMediaTests", dependencies: ["ParleyMedia", "CFFmpeg"]),
-        .testTarget(name: "ParleyTranscodeTests", dependencies: ["ParleyTranscode", "ParleyCore"]),
+        .testTarget(name: "ParleyTranscodeTests", dependencies: ["ParleyTranscode", "ParleyCore", "ParleyTestSupport"]),
         .testTarget(name: "ParleyServerTests", dependencies: ["ParleyServer", "ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyRelay",
                                                          "ParleySRTP", "ParleySTUN", "ParleyTranscode", "COpus", "ParleyTestSupport"]),
     ]

@@ -196,8 +196,9 @@ public final class Relay: Sendable {
     public func statsSync(room: String) throws(RelayError) -> RoomStats { try wait { stats(room: room, completion: $0) } }
 
     /// Latches a fixed address for a participant without STUN. Trusted
-    /// in-process callers only (the bench); blocking.
-    func latchSync(room: String, _ id: ParticipantID, address: SocketAddress) throws(RelayError) {
+    /// in-process callers only (`parley bench relay`, in ParleyBench: public
+    /// for it alone); blocking.
+    public func latchSync(room: String, _ id: ParticipantID, address: SocketAddress) throws(RelayError) {
         guard let w = worker(for: room) else { throw .noSuchRoom(room) }
         try wait { done in
             if !w.loop.execute({ done(w.latchForTrustedCaller(room: room, id, address: address)) }) { done(.failure(.closed)) }

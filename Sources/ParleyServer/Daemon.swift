@@ -8,8 +8,8 @@ import ParleyTranscode
 /// Wires the daemon's parts together and runs until SIGINT/SIGTERM:
 /// one event loop per core, a media UDP socket per loop (the relay), the
 /// plain STUN service, and the HTTP/WebSocket listener (signalling, admin,
-/// metrics, HLS files, transcoding jobs).
-enum Daemon {
+/// metrics, HLS files, transcoding jobs). `parley serve` runs it.
+public enum Daemon {
     typealias StartError = ServerFrontEnd.StartError
 
     /// Starts everything, prints the readiness lines once all of it is up,
@@ -17,7 +17,7 @@ enum Daemon {
     /// port, a locked data dir) prints one line on stderr and returns 1
     /// without having printed any `listening` line; whatever it had bound
     /// closes with the loops.
-    static func run(config: ServerConfig) -> Int32 {
+    public static func run(config: ServerConfig) -> Int32 {
         let log = Logger(label: "serve", level: config.logLevel)
         let group: EventLoopGroup
         let parts: Parts

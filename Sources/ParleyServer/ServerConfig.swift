@@ -163,7 +163,8 @@ public struct ServerConfig: Sendable, Equatable {
         ("srtp-latching", "an authenticated SRTP packet from a new address moves media without a consent check, for ffmpeg (default true)"),
     ]
 
-    static let booleanKeys: Set<String> = ["insecure", "hls-public-default"]
+    /// The keys that are switches (`--insecure`, `true`/`false` in the file), not values.
+    public static let booleanKeys: Set<String> = ["insecure", "hls-public-default"]
 
     /// Sets one key from its textual form (a flag value or a JSON scalar).
     public mutating func set(_ key: String, _ value: String) throws {

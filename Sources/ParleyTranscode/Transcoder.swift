@@ -76,7 +76,8 @@ public struct TranscodeOptions: Sendable, Codable {
         encoderThreads = try c.decodeIfPresent(Int.self, forKey: .encoderThreads) ?? 0
     }
 
-    static let presets = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
+    /// The x264 presets `preset` may name.
+    public static let presets = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
 
     /// Checks the options the way the command line does (for `POST /jobs`):
     /// throws `TranscodeError.usage` naming the bad field.

@@ -1,7 +1,5 @@
+import ParleyBench
 import ParleyCore
-import ParleyIO
-import ParleyRelay
-import ParleyServer
 
 /// `parley bench NAME …`: the Parley side of the scripts in tools/bench/
 /// (each script runs a baseline and this in one invocation).

@@ -1,8 +1,5 @@
 import Foundation
 import ParleyCore
-import ParleyHTTP
-import ParleyServer
-import ParleyTranscode
 
 /// `parley`: one executable, one subcommand per job. Each subcommand parses
 /// its own flags and answers `--help`; exit codes follow `ExitCode`.

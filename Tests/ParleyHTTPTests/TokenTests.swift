@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import XCTest
+import ParleyTestSupport
 @testable import ParleyHTTP
 
 final class TokenTests: XCTestCase {
@@ -178,32 +179,41 @@ final class TokenTests: XCTestCase {
         XCTAssertThrowsError(try ServerSecret.loadOrCreate(dataDir: linkDir))
     }
 
-    // MARK: parley token
+    // MARK: parley token (the command is in the `parley` executable, so it runs as a process)
 
+    /// `parley token` reads its flags as documented: --room "*" is any room,
+    /// --admin and --can-publish become claims; malformed flags are usage
+    /// errors (exit 2, nothing on stdout).
     func testTokenCommandArgumentParsing() throws {
-        let o = try TokenCommand.parse(["token", "--user", "alice", "--room=standup", "--ttl", "30m", "--can-publish",
-                                        "--admin", "--data-dir", "/tmp/x"])
-        XCTAssertEqual(o.user, "alice")
-        XCTAssertEqual(o.room, "standup")
-        XCTAssertEqual(o.ttl, 1800)
-        XCTAssertTrue(o.canPublish)
-        XCTAssertFalse(o.canRecord)
-        XCTAssertTrue(o.admin)
-        XCTAssertEqual(o.dataDir, "/tmp/x")
-        XCTAssertNil(try TokenCommand.parse(["--user", "a", "--room", "*"]).room)
-        XCTAssertTrue(try TokenCommand.parse(["--help"]).help)
+        let dir = tempDir()
+        let r = try runTool(parleyBinary, ["token", "--user", "alice", "--room=standup", "--ttl", "30m", "--can-publish",
+                                           "--admin", "--data-dir", dir])
+        XCTAssertEqual(r.status, 0, r.err)
+        let secret = try ServerSecret.loadOrCreate(dataDir: dir)
+        let c = try JWT.verify(r.out.trimmingCharacters(in: .whitespacesAndNewlines), secret: secret)
+        XCTAssertEqual(c.subject, "alice")
+        XCTAssertEqual(c.room, "standup")
+        XCTAssertEqual(c.expiresAt - c.issuedAt, 1800)
+        XCTAssertTrue(c.canPublish)
+        XCTAssertFalse(c.canRecord)
+        XCTAssertTrue(c.isAdmin)
+        let any = try runTool(parleyBinary, ["token", "--user", "a", "--room", "*", "--data-dir", dir])
+        XCTAssertEqual(any.status, 0, any.err)
+        XCTAssertNil(try JWT.verify(any.out.trimmingCharacters(in: .whitespacesAndNewlines), secret: secret).room)
+        XCTAssertEqual(try runTool(parleyBinary, ["token", "--help"]).status, 0)
         for bad in [[], ["--user"], ["--user", "--room", "r"], ["--user", "a", "--ttl", "forever"],
                     ["--user", "a", "--bogus"], ["--user", "a", "--admin=yes"], ["--user", ""], ["positional"]] {
-            XCTAssertThrowsError(try TokenCommand.parse(bad), "\(bad)")
+            let b = try runTool(parleyBinary, ["token"] + bad + ["--data-dir", dir])
+            XCTAssertEqual(b.status, 2, "\(bad): \(b.err)")
+            XCTAssertEqual(b.out, "", "\(bad)")
         }
     }
 
-    /// Runs TokenCommand.main with stdout/stderr captured, as `parley token`
-    /// would run it, and checks the output and exit codes.
+    /// Runs `parley token` and checks the output and exit codes.
     func testTokenCommandMintsAVerifiableToken() throws {
         let dir = tempDir()
-        let (code, out, _) = try runTokenCommand(["--user", "alice", "--room", "standup", "--ttl", "1h", "--can-publish",
-                                                  "--can-record", "--data-dir", dir])
+        let (code, out, _) = try runTool(parleyBinary, ["token", "--user", "alice", "--room", "standup", "--ttl", "1h",
+                                                        "--can-publish", "--can-record", "--data-dir", dir])
         XCTAssertEqual(code, 0)
         let token = out.trimmingCharacters(in: .whitespacesAndNewlines)
         let secret = try ServerSecret.loadOrCreate(dataDir: dir)
@@ -216,41 +226,21 @@ final class TokenTests: XCTestCase {
         XCTAssertFalse(claims.isAdmin)
         XCTAssertFalse(claims.canTranscode)
 
-        let (tcCode, tcOut, _) = try runTokenCommand(["--user", "encoder", "--can-transcode", "--data-dir", dir])
+        let (tcCode, tcOut, _) = try runTool(parleyBinary, ["token", "--user", "encoder", "--can-transcode", "--data-dir", dir])
         XCTAssertEqual(tcCode, 0)
         let tc = try JWT.verify(tcOut.trimmingCharacters(in: .whitespacesAndNewlines), secret: secret)
         XCTAssertTrue(tc.canTranscode)
         XCTAssertFalse(tc.canPublish || tc.isAdmin)
 
-        let (badCode, badOut, badErr) = try runTokenCommand(["--user", "alice", "--ttl", "soon", "--data-dir", dir])
+        let (badCode, badOut, badErr) = try runTool(parleyBinary, ["token", "--user", "alice", "--ttl", "soon", "--data-dir", dir])
         XCTAssertEqual(badCode, 2)
         XCTAssertEqual(badOut, "")
         XCTAssertTrue(badErr.contains("invalid --ttl"), badErr)
         XCTAssertTrue(badErr.contains("usage: parley token"), badErr)
 
-        let (helpCode, helpOut, _) = try runTokenCommand(["--help"])
+        let (helpCode, helpOut, _) = try runTool(parleyBinary, ["token", "--help"])
         XCTAssertEqual(helpCode, 0)
         XCTAssertTrue(helpOut.contains("--can-publish"))
         XCTAssertTrue(helpOut.contains("--can-transcode"))
-    }
-
-    private func runTokenCommand(_ args: [String]) throws -> (Int32, String, String) {
-        // Run in-process but with stdout/stderr redirected to files, so the
-        // real printing and exit codes are exercised.
-        let outPath = NSTemporaryDirectory() + "parley-token-out-\(UUID().uuidString)"
-        let errPath = outPath + ".err"
-        defer { unlink(outPath); unlink(errPath) }
-        fflush(nil)
-        let savedOut = dup(1), savedErr = dup(2)
-        let o = open(outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        let e = open(errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        dup2(o, 1); dup2(e, 2)
-        let code = TokenCommand.main(args)
-        fflush(nil)
-        dup2(savedOut, 1); dup2(savedErr, 2)
-        close(o); close(e); close(savedOut); close(savedErr)
-        let out = try String(contentsOfFile: outPath, encoding: .utf8)
-        let err = try String(contentsOfFile: errPath, encoding: .utf8)
-        return (code, out, err)
     }
 }

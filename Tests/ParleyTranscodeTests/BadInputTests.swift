@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import ParleyTestSupport
 @testable import ParleyTranscode
 
 /// Bad input fails with one clear line and exit code 1, and leaves nothing
@@ -40,8 +41,8 @@ final class BadInputTests: XCTestCase {
             XCTAssertFalse(msg.contains("\n"), "one line: \(msg)", file: file, line: line)
             XCTAssertTrue(msg.lowercased().contains(mentions), "'\(msg)' should mention '\(mentions)'", file: file, line: line)
         }
-        let code = TranscodeCommand.main([input, "--out", out, "--quiet", "--ladder", "234p:145k", "--preset", "ultrafast"])
-        XCTAssertEqual(code, 1, file: file, line: line)
+        let r = try runTool(parleyBinary, ["transcode", input, "--out", out, "--quiet", "--ladder", "234p:145k", "--preset", "ultrafast"])
+        XCTAssertEqual(r.status, 1, r.err, file: file, line: line)
         let left = try FileManager.default.contentsOfDirectory(atPath: outParent.path)
         XCTAssertEqual(left, [], "left behind: \(left)", file: file, line: line)
     }
@@ -87,14 +88,16 @@ final class BadInputTests: XCTestCase {
         try assertFailsCleanly(try make("unknown.mkv", d), mentions: "unsupported")
     }
 
-    func testUsageErrorsExitTwo() {
-        XCTAssertEqual(TranscodeCommand.main([]), 2)
-        XCTAssertEqual(TranscodeCommand.main([Support.sample]), 2, "--out missing")
-        XCTAssertEqual(TranscodeCommand.main([Support.sample, "--out", "/tmp/x", "--format", "webm"]), 2)
-        XCTAssertEqual(TranscodeCommand.main([Support.sample, "--out", "/tmp/x", "--ladder", "720:3000"]), 2)
-        XCTAssertEqual(TranscodeCommand.main([Support.sample, "--out", "/tmp/x", "--segment-seconds", "0"]), 2)
-        XCTAssertEqual(TranscodeCommand.main([Support.sample, "--bogus"]), 2)
-        XCTAssertEqual(TranscodeCommand.main(["--help"]), 0)
+    /// `parley transcode` (in the `parley` executable, run as a process).
+    func testUsageErrorsExitTwo() throws {
+        func status(_ args: [String]) throws -> Int32 { try runTool(parleyBinary, ["transcode"] + args).status }
+        XCTAssertEqual(try status([]), 2)
+        XCTAssertEqual(try status([Support.sample]), 2, "--out missing")
+        XCTAssertEqual(try status([Support.sample, "--out", "/tmp/x", "--format", "webm"]), 2)
+        XCTAssertEqual(try status([Support.sample, "--out", "/tmp/x", "--ladder", "720:3000"]), 2)
+        XCTAssertEqual(try status([Support.sample, "--out", "/tmp/x", "--segment-seconds", "0"]), 2)
+        XCTAssertEqual(try status([Support.sample, "--bogus"]), 2)
+        XCTAssertEqual(try status(["--help"]), 0)
     }
 }
 

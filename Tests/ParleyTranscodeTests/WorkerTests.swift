@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import ParleyTestSupport
 import ParleyCore
 @testable import ParleyTranscode
 
@@ -101,7 +102,7 @@ final class JobQueueTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: w.incomingDir), [])
         // Only one worker per data directory: `w` still holds the lock.
         XCTAssertThrowsError(try Worker(config: c, log: Logger(label: "worker", level: .error)).run()) { XCTAssertTrue("\($0)".contains("another worker"), "\($0)") }
-        XCTAssertEqual(WorkerCommand.main(["--data-dir", dir.path, "--concurrency", "0"]), 2)
+        XCTAssertEqual(try runTool(parleyBinary, ["worker", "--data-dir", dir.path, "--concurrency", "0"]).status, 2)
     }
 }
 

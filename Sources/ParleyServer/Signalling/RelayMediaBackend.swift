@@ -77,7 +77,8 @@ public final class RelayMediaBackend: MediaBackend, @unchecked Sendable {
     /// The relay hook: libsrtp contexts for both directions. Replay
     /// protection is on (window 1024); the outbound context allows the
     /// identical resend of a packet (NACK retransmissions from the relay's ring).
-    static func makeCrypto(_ keys: SRTPSessionKeys, metrics: SRTPMetrics) throws(SRTPError) -> ParticipantCrypto {
+    /// Public for `parley bench srtp`, which runs the relay with these hooks.
+    public static func makeCrypto(_ keys: SRTPSessionKeys, metrics: SRTPMetrics) throws(SRTPError) -> ParticipantCrypto {
         let inbound = try SRTPContext(material: keys.send, direction: .inbound)
         let outbound = try SRTPContext(material: keys.receive, direction: .outbound, allowRetransmit: true)
         return ParticipantCrypto(
@@ -184,14 +185,16 @@ public final class RelayMediaBackend: MediaBackend, @unchecked Sendable {
 }
 
 /// SRTP outcomes on the relay's crypto hook (lock-free counters; the hook
-/// runs on the packet path).
-final class SRTPMetrics: Sendable {
-    static let shared = SRTPMetrics()
-    let authFailed = MetricsRegistry.shared.counter("parley_srtp_dropped_total", help: "SRTP/SRTCP packets dropped by the relay, by reason",
+/// runs on the packet path). Public for `parley bench srtp`, which builds
+/// the hooks with ``RelayMediaBackend/makeCrypto(_:metrics:)`` and prints
+/// the drops at the end.
+public final class SRTPMetrics: Sendable {
+    public static let shared = SRTPMetrics()
+    public let authFailed = MetricsRegistry.shared.counter("parley_srtp_dropped_total", help: "SRTP/SRTCP packets dropped by the relay, by reason",
                                                     labels: [("reason", "auth_failed")])
-    let replayed = MetricsRegistry.shared.counter("parley_srtp_dropped_total", help: "SRTP/SRTCP packets dropped by the relay, by reason",
+    public let replayed = MetricsRegistry.shared.counter("parley_srtp_dropped_total", help: "SRTP/SRTCP packets dropped by the relay, by reason",
                                                   labels: [("reason", "replay")])
-    let malformed = MetricsRegistry.shared.counter("parley_srtp_dropped_total", help: "SRTP/SRTCP packets dropped by the relay, by reason",
+    public let malformed = MetricsRegistry.shared.counter("parley_srtp_dropped_total", help: "SRTP/SRTCP packets dropped by the relay, by reason",
                                                    labels: [("reason", "malformed")])
-    let protectFailed = MetricsRegistry.shared.counter("parley_srtp_protect_failures_total", help: "Packets the relay could not protect for a subscriber")
+    public let protectFailed = MetricsRegistry.shared.counter("parley_srtp_protect_failures_total", help: "Packets the relay could not protect for a subscriber")
 }

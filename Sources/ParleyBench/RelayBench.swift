@@ -2,6 +2,7 @@ import CLinux
 import Glibc
 import ParleyCore
 import ParleyIO
+import ParleyRelay
 
 /// `parley bench relay`: the relay as a benchmark server on one event loop
 /// (one core), with rooms and participants at fixed addresses and SSRCs so

@@ -1,5 +1,6 @@
 import Glibc
 import ParleyCore
+import ParleyIO
 
 /// The Parley side of `tools/bench/udp-echo`: a UDP echo server on ParleyIO
 /// (epoll loop, recvmmsg batch in, sendmmsg batch out, no allocation per

@@ -1,9 +1,10 @@
 import Foundation
 import ParleyCore
+import ParleyTranscode
 
 /// `parley transcode INPUT --out DIR`: an HLS adaptive-bitrate ladder.
-public enum TranscodeCommand {
-    public static let help = """
+enum TranscodeCommand {
+    static let help = """
     Usage: parley transcode INPUT --out DIR [options]
            parley transcode INPUT --enqueue [--data-dir DIR] [options]
 
@@ -67,7 +68,7 @@ public enum TranscodeCommand {
         return o
     }
 
-    public static func main(_ args: [String]) -> Int32 {
+    static func main(_ args: [String]) -> Int32 {
         let a: Arguments
         do { a = try Arguments(args, options: valueOptions, flags: switchFlags) } catch {
             FileHandle.standardError.write(Data("parley transcode: \(error)\n\nUsage: parley transcode INPUT --out DIR [options] (--help for more)\n".utf8))
@@ -149,56 +150,5 @@ final class ProgressBar: @unchecked Sendable {
 
     func done() {
         if drawn { FileHandle.standardError.write(Data("\n".utf8)); drawn = false }
-    }
-}
-
-/// The summary printed at the end (`--json` or text).
-enum Summary {
-    static func object(_ r: TranscodeResult) -> [String: Any] {
-        func rend(_ v: RenditionResult) -> [String: Any] {
-            var d: [String: Any] = ["name": v.name, "type": v.kind, "codecs": v.codecs, "segments": v.segments.count,
-                                    "target_bitrate": v.targetBitRate, "average_bitrate": v.averageBitRate,
-                                    "peak_bitrate": v.peakBitRate, "bytes": v.totalBytes + v.initBytes]
-            if v.kind == "video" { d["width"] = v.width; d["height"] = v.height }
-            return d
-        }
-        var all = r.video.map(rend)
-        if let a = r.audio { all.append(rend(a)) }
-        return ["ok": true, "output": r.output, "master": r.output + "/master.m3u8", "format": r.format.rawValue,
-                "duration": (r.duration * 1000).rounded() / 1000, "frames": r.frames,
-                "elapsed": (r.elapsed * 1000).rounded() / 1000,
-                "speed": r.elapsed > 0 ? ((r.duration / r.elapsed) * 100).rounded() / 100 : 0,
-                "segment_seconds": r.segmentSeconds, "renditions": all, "thumbnails": r.thumbnails.count,
-                "source_video_range": r.sourceVideoRange.rawValue, "video_range": VideoRange.sdr.rawValue,
-                "tone_mapped": r.toneMapped]
-    }
-
-    static func json(_ r: TranscodeResult) -> String {
-        let d = try! JSONSerialization.data(withJSONObject: object(r), options: [.sortedKeys, .withoutEscapingSlashes])
-        return String(decoding: d, as: UTF8.self)
-    }
-
-    /// The line that says an HDR source was tone-mapped.
-    static func toneMapNote(_ r: TranscodeResult) -> String {
-        "HDR (\(r.sourceVideoRange.rawValue), BT.2020) source tone-mapped to SDR (BT.709, 8-bit)"
-    }
-
-    static func errorJSON(_ message: String) -> String {
-        let d = try! JSONSerialization.data(withJSONObject: ["ok": false, "error": message], options: [.sortedKeys])
-        return String(decoding: d, as: UTF8.self)
-    }
-
-    static func text(_ r: TranscodeResult) -> String {
-        var s = String(format: "%@/master.m3u8: %.2f s, %d frames in %.1f s (%.2fx)\n", r.output, r.duration, r.frames,
-                       r.elapsed, r.elapsed > 0 ? r.duration / r.elapsed : 0)
-        for v in r.video {
-            s += String(format: "  %-14@ %5dx%-5d target %6d k  avg %6d k  peak %6d k  %d segments\n",
-                        v.name, v.width, v.height, v.targetBitRate / 1000, v.averageBitRate / 1000, v.peakBitRate / 1000,
-                        v.segments.count)
-        }
-        if let a = r.audio {
-            s += String(format: "  %-14@ AAC-LC stereo   avg %6d k  %d segments\n", "audio", a.averageBitRate / 1000, a.segments.count)
-        }
-        return s
     }
 }

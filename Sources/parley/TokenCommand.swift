@@ -1,5 +1,6 @@
 import Foundation
 import ParleyCore
+import ParleyHTTP
 
 /// `parley token`: mints an access token signed with the server secret.
 ///
@@ -8,8 +9,8 @@ import ParleyCore
 /// `main` takes the arguments after the subcommand name (a leading "token"
 /// is skipped too), prints the token on stdout and returns the exit code:
 /// 0 on success, 2 on a usage error, 1 when the secret cannot be read or created.
-public enum TokenCommand {
-    public static let usage = """
+enum TokenCommand {
+    static let usage = """
         usage: parley token --user NAME [--room ROOM] [--ttl DURATION] [--can-publish] [--can-record]
                             [--can-transcode] [--admin] [--data-dir DIR]
 
@@ -42,7 +43,7 @@ public enum TokenCommand {
 
     struct UsageError: Error { let message: String }
 
-    public static func main(_ args: [String]) -> Int32 {
+    static func main(_ args: [String]) -> Int32 {
         let options: Options
         do {
             options = try parse(args)

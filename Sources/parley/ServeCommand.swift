@@ -1,9 +1,10 @@
 import Foundation
 import ParleyCore
+import ParleyServer
 
 /// `parley serve`: the daemon.
-public enum ServeCommand {
-    public static var help: String {
+enum ServeCommand {
+    static var help: String {
         var s = """
         Usage: parley serve [options]
 
@@ -23,7 +24,7 @@ public enum ServeCommand {
         return s
     }
 
-    public static func main(_ argv: [String]) -> Int32 {
+    static func main(_ argv: [String]) -> Int32 {
         let config: ServerConfig
         do {
             let options = Set(ServerConfig.keys.map(\.key)).subtracting(ServerConfig.booleanKeys).union(["config"])

@@ -4,7 +4,7 @@
 // Topology: participant i at 127.0.0.1:(CLIENT_BASE + i); the first PUBLISHERS
 // send one stream each with SSRC SSRC_BASE + i; every other participant
 // receives every stream. In srtp mode the publishers protect with their fixed
-// send key (see SRTPBench.key in Sources/ParleyServer/SRTPBench.swift) and the
+// send key (see SRTPBench.key in Sources/ParleyBench/SRTPBench.swift) and the
 // first subscriber unprotects everything it receives with its fixed receive
 // key: every forwarded packet it gets must authenticate (auth_fail counts
 // those that do not). The RTP header stays in the clear under SRTP, so each

@@ -86,9 +86,9 @@ public enum SRTPBench {
                 let spec: ParleyRelay.TrackSpec = kind == "video" ? .video(ssrc: ssrc) : .opus(ssrc: ssrc)
                 let g = try relay.addParticipantSync(room: "bench", tracks: i < pubs ? [spec] : [])
                 if mode == "srtp" {
-                    let keys = SRTPSessionKeys(send: key(participant: i, receive: false, suite: suite),
-                                              receive: key(participant: i, receive: true, suite: suite))
-                    try relay.setCryptoSync(room: "bench", participant: g.id, try RelayMediaBackend.makeCrypto(keys, metrics: .shared))
+                    let crypto = try ParticipantCrypto.srtp(inbound: key(participant: i, receive: false, suite: suite),
+                                                            outbound: key(participant: i, receive: true, suite: suite))
+                    try relay.setCryptoSync(room: "bench", participant: g.id, crypto)
                 }
                 _ = try SDPSession.latchLocalPort(relay: relay.workers[0].localAddress, ufrag: g.ufrag, password: g.password,
                                                   consentUfrag: g.consentUfrag, consentPassword: g.consentPassword,

@@ -164,8 +164,8 @@ enum Layering {
         ["ParleyTranscode"],
         ["ParleyLoad"],
         ["ParleyServer"],
-        // Benchmark servers behind `parley bench`: above ParleyServer while the relay's
-        // SRTP hooks (`RelayMediaBackend.makeCrypto`) live there.
+        // Benchmark servers behind `parley bench`: above ParleyServer while `parley bench srtp`
+        // latches its participants with `SDPSession.latchLocalPort`, which lives there.
         ["ParleyBench"],
         ["parley", "parley-bench"],  // executables
         ["ParleyTestSupport"],  // test helpers: only test targets may use them

@@ -9,7 +9,7 @@ import Synchronization
 /// inbound context keyed with its `send` key (the relay unprotects what it
 /// publishes) and an outbound context keyed with its `receive` key (the relay
 /// protects what it forwards to it), installed as the relay's per-participant
-/// crypto hook.
+/// crypto hook (`ParticipantCrypto.srtp`, in ParleyRelay).
 ///
 /// Called on the signalling queue only (the blocking relay calls hop to the
 /// room's loop; the queue is never a loop thread).
@@ -53,7 +53,7 @@ public final class RelayMediaBackend: MediaBackend, @unchecked Sendable {
         }
         guard let grant else { throw SignallingError(.internalError, "could not grant unique SSRCs") }
         let crypto: ParticipantCrypto
-        do { crypto = try Self.makeCrypto(keys, metrics: metrics) } catch {
+        do { crypto = try .srtp(inbound: keys.send, outbound: keys.receive, metrics: metrics) } catch {
             try? relay.removeParticipantSync(room: room, grant.id)
             throw SignallingError(.internalError, "SRTP setup failed: \(error)")
         }
@@ -72,38 +72,6 @@ public final class RelayMediaBackend: MediaBackend, @unchecked Sendable {
         return MediaGrant(host: advertisedHost ?? host, port: port, iceUfrag: grant.ufrag, icePassword: grant.password,
                           consentUfrag: grant.consentUfrag, consentPassword: grant.consentPassword, ssrcs: ssrcs,
                           timeoutSeconds: Int(relay.participantTimeout.components.seconds))
-    }
-
-    /// The relay hook: libsrtp contexts for both directions. Replay
-    /// protection is on (window 1024); the outbound context allows the
-    /// identical resend of a packet (NACK retransmissions from the relay's ring).
-    /// Public for `parley bench srtp`, which runs the relay with these hooks.
-    public static func makeCrypto(_ keys: SRTPSessionKeys, metrics: SRTPMetrics) throws(SRTPError) -> ParticipantCrypto {
-        let inbound = try SRTPContext(material: keys.send, direction: .inbound)
-        let outbound = try SRTPContext(material: keys.receive, direction: .outbound, allowRetransmit: true)
-        return ParticipantCrypto(
-            unprotect: { packet, isRTCP in
-                do throws(SRTPError) {
-                    return isRTCP ? try inbound.unprotectRTCP(packet, length: packet.count)
-                                  : try inbound.unprotectRTP(packet, length: packet.count)
-                } catch {
-                    switch error {
-                    case .replayed: metrics.replayed.inc()
-                    case .authenticationFailed: metrics.authFailed.inc()
-                    default: metrics.malformed.inc()
-                    }
-                    return nil
-                }
-            },
-            protect: { buffer, length, isRTCP in
-                do throws(SRTPError) {
-                    return isRTCP ? try outbound.protectRTCP(buffer, length: length)
-                                  : try outbound.protectRTP(buffer, length: length)
-                } catch {
-                    metrics.protectFailed.inc()
-                    return nil
-                }
-            })
     }
 
     /// The relay subscribes every participant to every track; in Parley's
@@ -182,19 +150,4 @@ public final class RelayMediaBackend: MediaBackend, @unchecked Sendable {
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         return (host, port)
     }
-}
-
-/// SRTP outcomes on the relay's crypto hook (lock-free counters; the hook
-/// runs on the packet path). Public for `parley bench srtp`, which builds
-/// the hooks with ``RelayMediaBackend/makeCrypto(_:metrics:)`` and prints
-/// the drops at the end.
-public final class SRTPMetrics: Sendable {
-    public static let shared = SRTPMetrics()
-    public let authFailed = MetricsRegistry.shared.counter("parley_srtp_dropped_total", help: "SRTP/SRTCP packets dropped by the relay, by reason",
-                                                    labels: [("reason", "auth_failed")])
-    public let replayed = MetricsRegistry.shared.counter("parley_srtp_dropped_total", help: "SRTP/SRTCP packets dropped by the relay, by reason",
-                                                  labels: [("reason", "replay")])
-    public let malformed = MetricsRegistry.shared.counter("parley_srtp_dropped_total", help: "SRTP/SRTCP packets dropped by the relay, by reason",
-                                                   labels: [("reason", "malformed")])
-    public let protectFailed = MetricsRegistry.shared.counter("parley_srtp_protect_failures_total", help: "Packets the relay could not protect for a subscriber")
 }

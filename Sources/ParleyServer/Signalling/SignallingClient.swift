@@ -150,21 +150,19 @@ public final class SignallingClient: @unchecked Sendable {
             var rest = Array(bytes)
             if !upgraded {
                 head += rest
-                guard let end = findHeaderEnd(head) else {
-                    if head.count > 16384 { fail(connection, "response head too large") }
+                let parsed: (head: HTTPResponseHead, consumed: Int)?
+                do { parsed = try HTTPResponseHead.parse(head) } catch {
+                    fail(connection, "bad response head: \(error)")
                     return
                 }
-                let text = String(decoding: head[..<end], as: UTF8.self)
-                rest = Array(head[(end + 4)...])
-                let lines = text.components(separatedBy: "\r\n")
-                guard lines.first?.hasPrefix("HTTP/1.1 101") == true else {
-                    fail(connection, "handshake refused: \(lines.first ?? "")")
+                guard let (response, consumed) = parsed else { return }
+                rest = Array(head[consumed...])
+                guard response.status.code == 101 else {
+                    fail(connection, "handshake refused: \(response.status.code) \(response.status.reason)")
                     return
                 }
-                let accept = lines.dropFirst().first { $0.lowercased().hasPrefix("sec-websocket-accept:") }
-                    .map { String($0.dropFirst("sec-websocket-accept:".count)).trimmingCharacters(in: .whitespaces) }
-                guard accept == expectedAccept else {
-                    fail(connection, "bad Sec-WebSocket-Accept")
+                guard WebSocketHandshake.isAccepted(response, expectedAccept: expectedAccept) else {
+                    fail(connection, "handshake not accepted (Upgrade, Connection or Sec-WebSocket-Accept)")
                     return
                 }
                 upgraded = true
@@ -201,12 +199,6 @@ public final class SignallingClient: @unchecked Sendable {
         func fail(_ c: TCPConnection, _ why: String) {
             client.update { $0.failure = why }
             c.abort()
-        }
-
-        func findHeaderEnd(_ b: [UInt8]) -> Int? {
-            guard b.count >= 4 else { return nil }
-            for i in 0...(b.count - 4) where b[i] == 13 && b[i + 1] == 10 && b[i + 2] == 13 && b[i + 3] == 10 { return i }
-            return nil
         }
     }
 }

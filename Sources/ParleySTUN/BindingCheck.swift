@@ -8,15 +8,44 @@
 /// with the responder's password in the request and in the answer (§7.2.2,
 /// §7.3).
 public enum BindingCheck {
-    /// Writes a Binding request with USERNAME `username`, MESSAGE-INTEGRITY
-    /// keyed with `key`, and FINGERPRINT into `out`; returns its length.
+    /// Writes a Binding request into `out` and returns its length: USERNAME
+    /// `username` and MESSAGE-INTEGRITY keyed with `key` when given (a
+    /// stranger's request has neither), then FINGERPRINT.
     public static func writeRequest(into out: UnsafeMutableRawBufferPointer, transactionID: STUNTransactionID,
-                                    username: [UInt8], key: [UInt8]) throws(STUNError) -> Int {
+                                    username: [UInt8]?, key: [UInt8]?) throws(STUNError) -> Int {
         var w = try STUNMessageWriter(into: out, type: .bindingRequest, transactionID: transactionID)
-        try w.append(.username, bytes: username)
-        try w.appendMessageIntegrity(key: key)
+        if let username { try w.append(.username, bytes: username) }
+        if let key { try w.appendMessageIntegrity(key: key) }
         try w.appendFingerprint()
         return w.count
+    }
+
+    /// `writeRequest` into a new array, for clients off the packet path.
+    public static func request(transactionID: STUNTransactionID = .random(), username: [UInt8]?,
+                               key: [UInt8]?) throws(STUNError) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 512)
+        let n = out.withUnsafeMutableBytes { b in
+            Result { () throws(STUNError) in try writeRequest(into: b, transactionID: transactionID, username: username, key: key) }
+        }
+        return Array(out[0..<(try n.get())])
+    }
+
+    /// How a Binding request was answered, as its sender sees it.
+    public enum Reply: Sendable, Equatable {
+        case success
+        case error
+    }
+
+    /// Whether `bytes` is a Binding success or error response; nil for
+    /// anything else (a request, not STUN). Credentials are not checked:
+    /// `isAuthenticatedSuccess` does that.
+    public static func reply(_ bytes: UnsafeRawBufferPointer) -> Reply? {
+        guard let m = try? STUNMessageView(parsing: bytes) else { return nil }
+        switch m.type {
+        case .bindingSuccess: return .success
+        case .bindingError: return .error
+        default: return nil
+        }
     }
 
     /// Answers `request` when it is a Binding request whose USERNAME starts

@@ -167,12 +167,8 @@ public final class SDPSession: @unchecked Sendable {
         var buf = [UInt8](repeating: 0, count: 1500)
         var answer = [UInt8](repeating: 0, count: 512)
         for _ in 0..<5 {
-            var req = [UInt8](repeating: 0, count: 256)
-            let n = req.withUnsafeMutableBytes { out in
-                (try? BindingCheck.writeRequest(into: out, transactionID: .random(), username: Array("\(ufrag):sdp".utf8),
-                                                key: Array(password.utf8))) ?? 0
-            }
-            _ = req.withUnsafeBytes { b in relay.withSockAddr { sendto(fd, b.baseAddress, n, 0, $0, $1) } }
+            let req = (try? BindingCheck.request(username: Array("\(ufrag):sdp".utf8), key: Array(password.utf8))) ?? []
+            _ = req.withUnsafeBytes { b in relay.withSockAddr { sendto(fd, b.baseAddress, b.count, 0, $0, $1) } }
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             while poll(&p, 1, 1000) == 1 {
                 let r = recv(fd, &buf, buf.count, 0)
@@ -188,8 +184,11 @@ public final class SDPSession: @unchecked Sendable {
                     _ = answer.withUnsafeBytes { b in relay.withSockAddr { sendto(fd, b.baseAddress, a, 0, $0, $1) } }
                     continue
                 }
-                if buf[0] == 0x01 && buf[1] == 0x01 { return port }
-                if buf[0] == 0x01 && buf[1] == 0x11 { throw SignallingClient.Failure("the relay refused the STUN credentials") }
+                switch buf.withUnsafeBytes({ BindingCheck.reply(UnsafeRawBufferPointer(rebasing: $0[0..<r])) }) {
+                case .success?: return port
+                case .error?: throw SignallingClient.Failure("the relay refused the STUN credentials")
+                case nil: continue
+                }
             }
         }
         throw SignallingClient.Failure("no STUN answer from the relay at \(relay)")

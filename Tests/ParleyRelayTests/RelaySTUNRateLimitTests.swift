@@ -14,13 +14,7 @@ final class RelaySTUNRateLimitTests: XCTestCase {
 
     /// A credential-less Binding request (28 bytes: header and FINGERPRINT).
     private func bindingRequest() -> [UInt8] {
-        var req = [UInt8](repeating: 0, count: 64)
-        let n = req.withUnsafeMutableBytes { out -> Int in
-            var w = try! STUNMessageWriter(into: out, type: .bindingRequest, transactionID: .random())
-            try! w.appendFingerprint()
-            return w.count
-        }
-        return Array(req[0..<n])
+        try! BindingCheck.request(username: nil, key: nil)
     }
 
     /// Sends `total` requests from `client` in chunks the server's socket

@@ -116,7 +116,7 @@ final class TestClient {
         send(bindingRequest(ufrag: ufrag, password: password), to: relay)
         while let d = receive(where: { $0.first.map { $0 < 4 } ?? false }) {
             if let c = consent, answerConsentCheck(d, from: relay, ufrag: c.ufrag, password: c.password) { continue }
-            if d.count >= 2 && d[0] == 0x01 { return d } // a response (success 0x0101, error 0x0111)
+            if d.withUnsafeBytes(BindingCheck.reply) != nil { return d }
         }
         return nil
     }
@@ -128,15 +128,8 @@ final class TestClient {
 
     /// A Binding request, authenticated when both are given.
     func bindingRequest(ufrag: String?, password: String?, id: STUNTransactionID = .random()) -> [UInt8] {
-        var req = [UInt8](repeating: 0, count: 256)
-        let n = req.withUnsafeMutableBytes { out -> Int in
-            var w = try! STUNMessageWriter(into: out, type: .bindingRequest, transactionID: id)
-            if let u = ufrag { try! w.append(.username, bytes: Array("\(u):client".utf8)) }
-            if let p = password { try! w.appendMessageIntegrity(key: Array(p.utf8)) }
-            try! w.appendFingerprint()
-            return w.count
-        }
-        return Array(req[0..<n])
+        try! BindingCheck.request(transactionID: id, username: ufrag.map { Array("\($0):client".utf8) },
+                                  key: password.map { Array($0.utf8) })
     }
 
     /// If `d` is the relay's consent check for these credentials, answers it

@@ -62,19 +62,10 @@ final class MediaPeer {
 
     /// A STUN Binding with the ICE credentials of the join; returns whether it succeeded.
     func bind(ufrag: String, password: String) -> Bool {
-        var req = [UInt8](repeating: 0, count: 256)
-        let n = req.withUnsafeMutableBytes { out -> Int in
-            var w = try! STUNMessageWriter(into: out, type: .bindingRequest, transactionID: .random())
-            try! w.append(.username, bytes: Array("\(ufrag):peer".utf8))
-            try! w.appendMessageIntegrity(key: Array(password.utf8))
-            try! w.appendFingerprint()
-            return w.count
-        }
-        send(Array(req[0..<n]))
+        send(try! BindingCheck.request(username: Array("\(ufrag):peer".utf8), key: Array(password.utf8)))
         while let d = receive(), d.count >= 20 {
             if answerConsentCheck(d) { continue }              // the relay's check comes first
-            if d[0] == 0x01 && d[1] == 0x01 { return true }   // Binding success response
-            if d[0] == 0x01 && d[1] == 0x11 { return false }  // Binding error response
+            if let reply = d.withUnsafeBytes(BindingCheck.reply) { return reply == .success }
         }
         return false
     }

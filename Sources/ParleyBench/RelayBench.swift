@@ -48,7 +48,7 @@ public enum RelayBench {
             args = try Arguments(argv, options: ["listen", "rooms", "participants", "publishers", "client-base",
                                                  "ssrc-base", "kind", "batch", "send-batch"], flags: [])
         } catch {
-            writeStderr("parley bench relay: \(error)\n\(usage)")
+            printError("parley bench relay: \(error)\n\(usage)", terminator: "")
             return ExitCode.usage
         }
         if args.wantsHelp { print(usage, terminator: ""); return ExitCode.ok }
@@ -59,7 +59,7 @@ public enum RelayBench {
               let sendBatch = int("send-batch", RelayConfig().sendBatchSize), sendBatch > 0,
               rooms > 0, perRoom > 1, (0...perRoom).contains(publishers), base > 0, base + rooms * perRoom <= 65536,
               ssrcBase > 0, batch > 0, ["audio", "video"].contains(args["kind"] ?? "video") else {
-            writeStderr("parley bench relay: bad option value\n\(usage)")
+            printError("parley bench relay: bad option value\n\(usage)", terminator: "")
             return ExitCode.usage
         }
         let video = (args["kind"] ?? "video") == "video"
@@ -89,7 +89,7 @@ public enum RelayBench {
                 }
             }
         } catch {
-            writeStderr("parley bench relay: \(error)\n")
+            printError("parley bench relay: \(error)")
             return ExitCode.failure
         }
         if usr1 >= 0 {
@@ -126,7 +126,7 @@ private final class ResidenceControl: EventLoopIOHandler {
         var signo: Int32 = 0, value: Int32 = 0
         while parley_signalfd_read(fd, &signo, &value) == 1 {
             if value == 0 {
-                do { try worker.setResidenceMeasurement(true) } catch { writeStderr("residence: \(error)\n") }
+                do { try worker.setResidenceMeasurement(true) } catch { printError("residence: \(error)") }
                 _ = worker.takeResidence()
                 continue
             }
@@ -142,7 +142,6 @@ private final class ResidenceControl: EventLoopIOHandler {
     }
 }
 
-private func writeStderr(_ s: String) { writeAll(2, s) }
 private func writeStdout(_ s: String) { writeAll(1, s) }
 private func writeAll(_ fd: Int32, _ s: String) {
     var bytes = Array(s.utf8)

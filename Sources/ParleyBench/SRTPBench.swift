@@ -52,14 +52,14 @@ public enum SRTPBench {
             args = try Arguments(argv, options: ["listen", "participants", "publishers", "client-base", "ssrc-base",
                                                  "kind", "mode", "batch", "suite"], flags: [])
         } catch {
-            FileHandle.standardError.write(Data("parley bench srtp: \(error)\n\(usage)".utf8))
+            printError("parley bench srtp: \(error)\n\(usage)", terminator: "")
             return ExitCode.usage
         }
         if args.wantsHelp { print(usage, terminator: ""); return ExitCode.ok }
         func int(_ name: String, _ d: Int) -> Int? { args[name].map { Int($0) } ?? d }
         let kind = args["kind"] ?? "audio", mode = args["mode"] ?? "srtp"
         guard let suite = SRTPSuite(sdesName: args["suite"] ?? SRTPSuite.default.sdesName) else {
-            FileHandle.standardError.write(Data("parley bench srtp: unknown --suite\n\(usage)".utf8))
+            printError("parley bench srtp: unknown --suite\n\(usage)", terminator: "")
             return ExitCode.usage
         }
         guard let listen = SocketAddress(args["listen"] ?? "127.0.0.1:40100"),
@@ -67,7 +67,7 @@ public enum SRTPBench {
               let ssrcBase = int("ssrc-base", 8192), let batch = int("batch", 64),
               per > 1, (1...per).contains(pubs), base > 0, base + per <= 65536, ssrcBase > 0, batch > 0,
               ["audio", "video"].contains(kind), ["srtp", "plain"].contains(mode) else {
-            FileHandle.standardError.write(Data("parley bench srtp: bad option value\n\(usage)".utf8))
+            printError("parley bench srtp: bad option value\n\(usage)", terminator: "")
             return ExitCode.usage
         }
         let group: EventLoopGroup
@@ -95,14 +95,14 @@ public enum SRTPBench {
                                                   port: UInt16(base + i))
             }
         } catch {
-            FileHandle.standardError.write(Data("parley bench srtp: \(error)\n".utf8))
+            printError("parley bench srtp: \(error)")
             return ExitCode.failure
         }
         print("ready \(relay.endpoints[0]) mode=\(mode) suite=\(suite.sdesName) participants=\(per) publishers=\(pubs) kind=\(kind)")
         fflush(nil)
         group.waitForShutdownSignal()
         let m = SRTPMetrics.shared
-        FileHandle.standardError.write(Data("srtp drops: auth_failed=\(m.authFailed.current) replay=\(m.replayed.current) malformed=\(m.malformed.current) protect_failed=\(m.protectFailed.current)\n".utf8))
+        printError("srtp drops: auth_failed=\(m.authFailed.current) replay=\(m.replayed.current) malformed=\(m.malformed.current) protect_failed=\(m.protectFailed.current)")
         return ExitCode.ok
     }
 }

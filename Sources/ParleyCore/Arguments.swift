@@ -1,3 +1,5 @@
+import Foundation
+
 /// A small command-line parser shared by every `parley` subcommand:
 /// `--flag value`, `--flag=value`, boolean `--switch`, and positionals.
 /// Unknown flags (with the nearest known one suggested) and missing values
@@ -92,4 +94,11 @@ public enum ExitCode {
     public static let failure: Int32 = 1
     /// The command line or the config file is wrong.
     public static let usage: Int32 = 2
+}
+
+/// Writes `text` and `terminator` to stderr, unbuffered, like `print` does
+/// to stdout: the one way commands and the daemon show a person an error or
+/// a note. (Structured logs go through `Logger`.)
+public func printError(_ text: String, terminator: String = "\n") {
+    FileHandle.standardError.write(Data((text + terminator).utf8))
 }

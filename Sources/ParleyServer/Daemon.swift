@@ -33,7 +33,7 @@ public enum Daemon {
                 throw error
             }
         } catch {
-            FileHandle.standardError.write(Data("parley serve: \(error)\n".utf8))
+            printError("parley serve: \(error)")
             return ExitCode.failure
         }
         announce(parts.readyLines, log)

@@ -45,7 +45,7 @@ enum SDPCommand {
         }
         if args.wantsHelp { print(help, terminator: ""); return ExitCode.ok }
         guard let token = args["token"], args.positionals.isEmpty else {
-            FileHandle.standardError.write(Data("parley sdp: --token is required\n\n\(help)".utf8))
+            printError("parley sdp: --token is required\n\n\(help)", terminator: "")
             return ExitCode.usage
         }
         var o = SDPSession.Options()
@@ -93,7 +93,7 @@ enum SDPCommand {
                 notes += "# publish with:\n\(hint)\n"
             }
         }
-        FileHandle.standardError.write(Data(notes.utf8))
+        printError(notes, terminator: "")
         fflush(nil)
         guard hold else {
             // Drop the connection: the media session lives on for the server's grace period.
@@ -109,7 +109,7 @@ enum SDPCommand {
     }
 
     static func fail(_ message: String, _ code: Int32 = ExitCode.failure) -> Int32 {
-        FileHandle.standardError.write(Data("parley sdp: \(message)\n".utf8))
+        printError("parley sdp: \(message)")
         return code
     }
 }

@@ -33,7 +33,7 @@ enum ServeCommand {
             guard args.positionals.isEmpty else { throw Arguments.UsageError("unexpected argument \(args.positionals[0])") }
             config = try ServerConfig.resolve(flags: args.values, switches: args.switches)
         } catch {
-            FileHandle.standardError.write(Data("parley serve: \(error)\n".utf8))
+            printError("parley serve: \(error)")
             return ExitCode.usage
         }
         return Daemon.run(config: config)

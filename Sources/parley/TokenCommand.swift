@@ -48,7 +48,7 @@ enum TokenCommand {
         do {
             options = try parse(args)
         } catch let error as UsageError {
-            printError("parley token: \(error.message)\n\(usage)")
+            printError("parley token: \(error.message)\n\(usage)", terminator: "")
             return ExitCode.usage
         } catch {
             return ExitCode.usage
@@ -61,7 +61,7 @@ enum TokenCommand {
         do {
             secret = try ServerSecret.loadOrCreate(dataDir: options.dataDir)
         } catch {
-            printError("parley token: cannot load the signing secret: \(error)\n")
+            printError("parley token: cannot load the signing secret: \(error)")
             return ExitCode.failure
         }
         let now = Int64(Date().timeIntervalSince1970)
@@ -71,7 +71,7 @@ enum TokenCommand {
         let token = JWT.sign(claims, secret: secret)
         // Never print a token the server would refuse.
         guard token.utf8.count <= JWT.maxTokenLength else {
-            printError("parley token: the token would be \(token.utf8.count) bytes, more than the \(JWT.maxTokenLength) a server accepts (shorten --user or --room)\n")
+            printError("parley token: the token would be \(token.utf8.count) bytes, more than the \(JWT.maxTokenLength) a server accepts (shorten --user or --room)")
             return ExitCode.usage
         }
         print(token)
@@ -112,9 +112,5 @@ enum TokenCommand {
         o.canTranscode = parsed.has("can-transcode")
         if !o.help && o.user == nil { throw UsageError(message: "--user is required") }
         return o
-    }
-
-    private static func printError(_ text: String) {
-        FileHandle.standardError.write(Data(text.utf8))
     }
 }

@@ -71,12 +71,12 @@ enum TranscodeCommand {
     static func main(_ args: [String]) -> Int32 {
         let a: Arguments
         do { a = try Arguments(args, options: valueOptions, flags: switchFlags) } catch {
-            FileHandle.standardError.write(Data("parley transcode: \(error)\n\nUsage: parley transcode INPUT --out DIR [options] (--help for more)\n".utf8))
+            printError("parley transcode: \(error)\n\nUsage: parley transcode INPUT --out DIR [options] (--help for more)")
             return ExitCode.usage
         }
         if a.wantsHelp { print(help, terminator: ""); return ExitCode.ok }
         func usage(_ m: String) -> Int32 {
-            FileHandle.standardError.write(Data("parley transcode: \(m)\n".utf8))
+            printError("parley transcode: \(m)")
             return ExitCode.usage
         }
         guard a.positionals.count == 1 else { return usage(a.positionals.isEmpty ? "missing INPUT" : "one INPUT only") }
@@ -96,7 +96,7 @@ enum TranscodeCommand {
                 if a.has("json") { print("{\"job\":\(id),\"state\":\"queued\"}") } else { print("queued job \(id)") }
                 return ExitCode.ok
             } catch let e as Arguments.UsageError { return usage(e.description) } catch {
-                FileHandle.standardError.write(Data("parley transcode: \(error)\n".utf8))
+                printError("parley transcode: \(error)")
                 return ExitCode.failure
             }
         }
@@ -111,10 +111,10 @@ enum TranscodeCommand {
             let r = try t.run()
             bar.done()
             if r.toneMapped && !a.has("json") {
-                FileHandle.standardError.write(Data("parley transcode: \(input): \(Summary.toneMapNote(r))\n".utf8))
+                printError("parley transcode: \(input): \(Summary.toneMapNote(r))")
             }
             if a.has("json") { print(Summary.json(r)) } else if !a.has("quiet") {
-                FileHandle.standardError.write(Data(Summary.text(r).utf8))
+                printError(Summary.text(r), terminator: "")
             }
             return ExitCode.ok
         } catch {
@@ -124,7 +124,7 @@ enum TranscodeCommand {
             if a.has("json") {
                 print(Summary.errorJSON("\(error)"))
             }
-            FileHandle.standardError.write(Data("parley transcode: \(error)\n".utf8))
+            printError("parley transcode: \(error)")
             return code
         }
     }
@@ -144,11 +144,11 @@ final class ProgressBar: @unchecked Sendable {
         let eta = Int(p.eta.rounded())
         let line = String(format: "\r[%@] %5.1f%%  %6.1f fps  %5.2fx  ETA %d:%02d ",
                           bar, p.fraction * 100, p.fps, p.speed, eta / 60, eta % 60)
-        FileHandle.standardError.write(Data(line.utf8))
+        printError(line, terminator: "")
         drawn = true
     }
 
     func done() {
-        if drawn { FileHandle.standardError.write(Data("\n".utf8)); drawn = false }
+        if drawn { printError(""); drawn = false }
     }
 }

@@ -39,12 +39,12 @@ enum WorkerCommand {
                                               "ladder", "format", "preset", "segment-seconds", "audio-bitrate"],
                               flags: ["once", "no-thumbnails"])
         } catch {
-            FileHandle.standardError.write(Data("parley worker: \(error)\n".utf8))
+            printError("parley worker: \(error)")
             return ExitCode.usage
         }
         if a.wantsHelp { print(help, terminator: ""); return ExitCode.ok }
         func usage(_ m: String) -> Int32 {
-            FileHandle.standardError.write(Data("parley worker: \(m)\n".utf8))
+            printError("parley worker: \(m)")
             return ExitCode.usage
         }
         guard a.positionals.isEmpty else { return usage("unexpected argument \(a.positionals[0])") }
@@ -59,7 +59,7 @@ enum WorkerCommand {
 
         let worker: Worker
         do { worker = try Worker(config: c) } catch {
-            FileHandle.standardError.write(Data("parley worker: \(error)\n".utf8))
+            printError("parley worker: \(error)")
             return ExitCode.failure
         }
         signal(SIGINT, SIG_IGN)
@@ -77,7 +77,7 @@ enum WorkerCommand {
                 FileHandle.standardOutput.write(Data("worker ready \(worker.queue.dataDir)\n".utf8))
             })
         } catch {
-            FileHandle.standardError.write(Data("parley worker: \(error)\n".utf8))
+            printError("parley worker: \(error)")
             return ExitCode.failure
         }
         return ExitCode.ok

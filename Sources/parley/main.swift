@@ -45,7 +45,7 @@ let subcommands: [Subcommand] = [
 
 var args = Array(CommandLine.arguments.dropFirst())
 guard let first = args.first else {
-    FileHandle.standardError.write(Data(usage().utf8))
+    printError(usage(), terminator: "")
     exit(ExitCode.usage)
 }
 switch first {
@@ -60,7 +60,7 @@ case "--version", "version":
     exit(ExitCode.ok)
 default:
     guard let c = subcommands.first(where: { $0.name == first }) else {
-        FileHandle.standardError.write(Data("parley: unknown command '\(first)'\n\n\(usage())".utf8))
+        printError("parley: unknown command '\(first)'\n\n\(usage())", terminator: "")
         exit(ExitCode.usage)
     }
     args.removeFirst()

@@ -34,6 +34,12 @@ final class TranscodeAPITests: XCTestCase {
         dataDir = tempDir("jobs-data")
         inputDir = tempDir("jobs-input")
         try FileManager.default.copyItem(atPath: Self.sample, toPath: inputDir + "/clip.mp4")
+        try serve(configure)
+        secret = try ServerSecret.loadOrCreate(dataDir: dataDir)
+    }
+
+    /// Serves the routes on `dataDir` with `inputDir` as the input directory and `configure`d settings.
+    func serve(_ configure: (inout ServerConfig) -> Void) throws {
         var config = ServerConfig()
         config.dataDir = dataDir
         config.transcodeInputDirs = [inputDir]
@@ -42,7 +48,6 @@ final class TranscodeAPITests: XCTestCase {
         try TranscodeRoutes.install(on: router, config: config)
         server = HTTPServer(group: group, router: router, tls: nil, logger: quietLogger)
         base = "http://127.0.0.1:\(try server.start(at: SocketAddress("127.0.0.1:0")!).port)"
-        secret = try ServerSecret.loadOrCreate(dataDir: dataDir)
     }
 
     func token(_ sub: String, transcode: Bool = true, admin: Bool = false, publish: Bool = false) -> String {

@@ -25,14 +25,7 @@ extension TranscodeAPITests {
     /// Serves the routes again on the same data directory, as a restarted daemon would.
     func restart(_ configure: (inout ServerConfig) -> Void) throws {
         server.stop()
-        var config = ServerConfig()
-        config.dataDir = dataDir
-        config.transcodeInputDirs = [inputDir]
-        configure(&config)
-        let router = HTTPRouter()
-        try TranscodeRoutes.install(on: router, config: config)
-        server = HTTPServer(group: group, router: router, tls: nil, logger: quietLogger)
-        base = "http://127.0.0.1:\(try server.start(at: SocketAddress("127.0.0.1:0")!).port)"
+        try serve(configure)
     }
 
     /// Distinct uploads from several subjects cannot fill the disk: past

@@ -31,16 +31,26 @@ let package = Package(
         .target(name: "ParleySTUN", dependencies: ["ParleyCore", "COpenSSL"]),
         .target(name: "ParleySRTP", dependencies: ["ParleyCore", "COpenSSL"]),
         .target(name: "ParleyHTTP", dependencies: ["ParleyCore", "COpenSSL"]),
+        // Tokens (JWT HS256), the server secret, what a token grants.
+        .target(name: "ParleyAuth", dependencies: ["ParleyCore", "COpenSSL"]),
+        // The HTTP/WebSocket server runtime on ParleyIO: server, router, files, bearer auth, /healthz and /metrics.
+        .target(name: "ParleyWeb", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth"]),
         .target(name: "ParleyRelay", dependencies: ["CLinux", "ParleyCore", "ParleyIO", "ParleyRTP", "ParleySTUN", "ParleySRTP"]),
+        // Every signalling message and error, and the clients that speak them (WebSocket client, `parley sdp`'s session).
+        .target(name: "ParleyProtocol", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth", "ParleySRTP", "ParleySTUN"]),
+        // Sessions, the signalling state machine and its media backend over the relay.
+        .target(name: "ParleySignalling", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth", "ParleyWeb",
+                                                         "ParleyProtocol", "ParleyRelay", "ParleySRTP"]),
         .target(name: "ParleyMedia", dependencies: ["ParleyCore", "CFFmpeg", "COpus"]),
         .target(name: "ParleyTranscode", dependencies: ["ParleyCore", "ParleyMedia", "CFFmpeg", "CSQLite"]),
-        .target(name: "ParleyServer", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyRelay",
-                                                     "ParleySRTP", "ParleySTUN", "ParleyTranscode"]),
+        // Composition only: config, the daemon, its routes.
+        .target(name: "ParleyServer", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth", "ParleyWeb",
+                                                     "ParleyRelay", "ParleySignalling", "ParleyTranscode"]),
         // The benchmark servers behind `parley bench` (tools/bench/*); only the CLI depends on it.
-        .target(name: "ParleyBench", dependencies: ["CLinux", "ParleyCore", "ParleyIO", "ParleyRelay", "ParleySRTP", "ParleyServer"]),
+        .target(name: "ParleyBench", dependencies: ["CLinux", "ParleyCore", "ParleyIO", "ParleyRelay", "ParleySRTP", "ParleyProtocol"]),
         // The CLI: every `parley <command>` lives here, on top of the modules.
-        .executableTarget(name: "parley", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyServer", "ParleyTranscode",
-                                                         "ParleyBench"]),
+        .executableTarget(name: "parley", dependencies: ["ParleyCore", "ParleyIO", "ParleyAuth", "ParleyProtocol", "ParleyServer",
+                                                         "ParleyTranscode", "ParleyBench"]),
 
         // MARK: Tests, one target per module
         // Helpers shared by test targets (pcap writer, tshark and process runners); only tests depend on it.
@@ -52,10 +62,12 @@ let package = Package(
         .testTarget(name: "ParleySTUNTests", dependencies: ["ParleySTUN", "COpenSSL", "ParleyTestSupport"]),
         .testTarget(name: "ParleySRTPTests", dependencies: ["ParleySRTP", "CSRTP", "ParleyTestSupport"]),
         .testTarget(name: "ParleyHTTPTests", dependencies: ["ParleyHTTP", "ParleyTestSupport"]),
+        .testTarget(name: "ParleyAuthTests", dependencies: ["ParleyAuth", "ParleyCore", "ParleyTestSupport"]),
         .testTarget(name: "ParleyRelayTests", dependencies: ["ParleyRelay", "ParleyCore", "ParleyIO", "ParleyRTP", "ParleySTUN", "ParleySRTP", "ParleyTestSupport"]),
         .testTarget(name: "ParleyMediaTests", dependencies: ["ParleyMedia", "CFFmpeg"]),
         .testTarget(name: "ParleyTranscodeTests", dependencies: ["ParleyTranscode", "ParleyCore", "ParleyTestSupport"]),
-        .testTarget(name: "ParleyServerTests", dependencies: ["ParleyServer", "ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyRelay",
+        .testTarget(name: "ParleyServerTests", dependencies: ["ParleyServer", "ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth",
+                                                         "ParleyWeb", "ParleyProtocol", "ParleySignalling", "ParleyRelay",
                                                          "ParleySRTP", "ParleySTUN", "ParleyTranscode", "COpus", "ParleyTestSupport"]),
     ]
 )

@@ -2,7 +2,7 @@ import Foundation
 import ParleyCore
 import ParleyIO
 import ParleyRelay
-import ParleyServer
+import ParleyProtocol
 import ParleySRTP
 
 /// `parley bench srtp`: the relay with Parley's hop-by-hop SRTP hooks as a

@@ -47,6 +47,9 @@ public struct WebSocketCloseCode: RawRepresentable, Hashable, Sendable, CustomSt
     public static let messageTooBig = WebSocketCloseCode(1009)
     public static let mandatoryExtension = WebSocketCloseCode(1010)
     public static let internalError = WebSocketCloseCode(1011)
+    /// Parley's application code (4000-4999) for a peer that left more than
+    /// the server's `max-queued-bytes` unread (docs/protocol.md).
+    public static let slowConsumer = WebSocketCloseCode(4009)
 
     /// Whether a peer may put this code in a close frame (RFC 6455 §7.4.1–7.4.2):
     /// the registered 1000–1003, 1007–1014, and 3000–4999 for libraries/applications.

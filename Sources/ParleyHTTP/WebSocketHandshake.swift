@@ -1,3 +1,5 @@
+import ParleyCore
+
 /// The WebSocket opening handshake (RFC 6455 §4).
 public enum WebSocketHandshake {
     /// The GUID appended to the client's key (§1.3).
@@ -69,7 +71,7 @@ public enum WebSocketHandshake {
     /// request bytes and the Sec-WebSocket-Accept value to expect back.
     public static func clientRequest(host: String, path: String = "/ws",
                                      headers extra: HTTPHeaders = HTTPHeaders()) -> (request: [UInt8], expectedAccept: String) {
-        let key = Base64.encode((try? Crypto.randomBytes(16)) ?? Array(repeating: 0x5A, count: 16))
+        let key = Base64.encode(SecureRandom.bytes(16))
         var text = "GET \(path) HTTP/1.1\r\nHost: \(host)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         text += "Sec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n"
         for (name, value) in extra { text += "\(name): \(value)\r\n" }

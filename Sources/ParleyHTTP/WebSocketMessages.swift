@@ -1,3 +1,5 @@
+import ParleyCore
+
 /// A message (or control frame) received on a WebSocket.
 public enum WebSocketMessage: Sendable, Equatable {
     case text(String)
@@ -125,8 +127,8 @@ public struct WebSocketFrameEncoder: Sendable {
         case .server:
             frame.write(into: &out)
         case .client:
-            // The key must be unpredictable to the page's script (§10.3); RAND_bytes is.
-            let k = (try? Crypto.randomBytes(4)) ?? [0x37, 0xFA, 0x21, 0x3D]
+            // The key must be unpredictable to the page's script (§10.3); the system CSPRNG is.
+            let k = SecureRandom.bytes(4)
             frame.write(into: &out, maskingKey: (k[0], k[1], k[2], k[3]))
         }
     }

@@ -1,3 +1,4 @@
+import ParleyCore
 import ParleyIO
 
 /// Hop-by-hop SRTP slot for one participant (filled by ParleySRTP contexts

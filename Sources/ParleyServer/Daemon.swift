@@ -1,3 +1,6 @@
+import ParleyAuth
+import ParleySignalling
+import ParleyWeb
 import Foundation
 import ParleyCore
 import ParleyHTTP
@@ -62,7 +65,7 @@ public enum Daemon {
             throw StartError("media-ports \(config.mediaPorts.lowerBound)-\(config.mediaPorts.upperBound) has fewer ports than the \(loops.count) event loops")
         }
         let mediaAddresses = try loops.indices.map { i in
-            try ServerConfig.HostPort(host: config.mediaHost, port: config.mediaPorts.lowerBound + i).socketAddress(key: "media-host")
+            try HostPort(host: config.mediaHost, port: config.mediaPorts.lowerBound + i).socketAddress(key: "media-host")
         }
         var relayConfig = RelayConfig()
         relayConfig.maxRoomsPerLoop = config.maxRoomsPerLoop
@@ -113,16 +116,5 @@ public enum Daemon {
             }
         }
         fflush(nil)
-    }
-}
-
-extension ServerConfig.HostPort {
-    /// The socket address to bind (`localhost` means 127.0.0.1; other names are refused).
-    func socketAddress(key: String) throws -> SocketAddress {
-        let ip = host == "localhost" ? "127.0.0.1" : host
-        guard let a = SocketAddress(ip: ip, port: UInt16(port)) else {
-            throw ConfigError(key: key, "\(host) is not an IP address")
-        }
-        return a
     }
 }

@@ -1,3 +1,4 @@
+import ParleyWeb
 import Synchronization
 import ParleyCore
 import ParleyIO

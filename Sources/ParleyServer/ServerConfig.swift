@@ -1,3 +1,4 @@
+import ParleyWeb
 import Foundation
 import ParleyCore
 
@@ -87,33 +88,6 @@ public struct ServerConfig: Sendable, Equatable {
     public var metricsAccess = MetricsAccess.loopback
 
     public init() {}
-
-    public struct HostPort: Sendable, Equatable, CustomStringConvertible {
-        public var host: String
-        public var port: Int
-        public init(host: String, port: Int) { self.host = host; self.port = port }
-        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
-
-        public static func parse(_ s: String, key: String) throws -> HostPort {
-            var host: Substring, portText: Substring
-            if s.hasPrefix("[") {
-                guard let close = s.firstIndex(of: "]"), s[s.index(after: close)...].hasPrefix(":") else {
-                    throw ConfigError(key: key, "expected [IPv6]:PORT, got \"\(s)\"")
-                }
-                host = s[s.index(after: s.startIndex)..<close]
-                portText = s[s.index(close, offsetBy: 2)...]
-            } else {
-                guard let colon = s.lastIndex(of: ":") else { throw ConfigError(key: key, "expected HOST:PORT, got \"\(s)\"") }
-                host = s[..<colon]
-                portText = s[s.index(after: colon)...]
-            }
-            guard !host.isEmpty else { throw ConfigError(key: key, "missing host in \"\(s)\"") }
-            guard let port = Int(portText), (0...65535).contains(port) else {
-                throw ConfigError(key: key, "port must be 0-65535, got \"\(portText)\"")
-            }
-            return HostPort(host: String(host), port: port)
-        }
-    }
 
     /// The keys a config file may hold (and the flags that override them).
     public static let keys: [(key: String, help: String)] = [
@@ -314,6 +288,19 @@ public struct ServerConfig: Sendable, Equatable {
         for s in switches where booleanKeys.contains(s) { try c.set(s, "true") }
         try c.validate()
         return c
+    }
+}
+
+extension HostPort {
+    /// Parses a config value, naming the key in the error.
+    static func parse(_ s: String, key: String) throws -> HostPort {
+        do { return try parse(s) } catch { throw ConfigError(key: key, error.description) }
+    }
+
+    /// The socket address to bind; a host name is a config error.
+    func socketAddress(key: String) throws -> SocketAddress {
+        guard let a = socketAddress else { throw ConfigError(key: key, "\(host) is not an IP address") }
+        return a
     }
 }
 

@@ -1,3 +1,4 @@
+import ParleyWeb
 import Foundation
 import ParleyCore
 import ParleyIO

@@ -1,3 +1,5 @@
+import ParleyAuth
+import ParleyWeb
 import Foundation
 import ParleyCore
 import ParleyHTTP

@@ -1,7 +1,7 @@
 import Foundation
 import ParleyCore
 import ParleyIO
-import ParleyServer
+import ParleyProtocol
 
 /// `parley sdp`: joins a room for ffmpeg/GStreamer and prints the SDP.
 enum SDPCommand {

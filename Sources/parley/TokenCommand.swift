@@ -1,6 +1,6 @@
 import Foundation
 import ParleyCore
-import ParleyHTTP
+import ParleyAuth
 
 /// `parley token`: mints an access token signed with the server secret.
 ///

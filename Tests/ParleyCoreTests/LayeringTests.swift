@@ -1,3 +1,4 @@
+import ParleyCore
 import Foundation
 import XCTest
 
@@ -164,9 +165,7 @@ enum Layering {
         ["ParleyTranscode"],
         ["ParleyLoad"],
         ["ParleyServer"],
-        // Benchmark servers behind `parley bench`: above ParleyServer while `parley bench srtp`
-        // latches its participants with `SDPSession.latchLocalPort`, which lives there.
-        ["ParleyBench"],
+        ["ParleyBench"],  // benchmark servers behind `parley bench`
         ["parley", "parley-bench"],  // executables
         ["ParleyTestSupport"],  // test helpers: only test targets may use them
     ]

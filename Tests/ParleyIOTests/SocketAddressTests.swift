@@ -1,3 +1,4 @@
+import ParleyCore
 import XCTest
 import Glibc
 @testable import ParleyIO

@@ -1,3 +1,4 @@
+import ParleyCore
 import XCTest
 import Glibc
 import Synchronization

@@ -6,6 +6,7 @@ import ParleyCore
 import ParleyIO
 import ParleySRTP
 @testable import ParleyServer
+@testable import ParleyProtocol
 
 /// Interop with tools nobody here wrote: ffmpeg publishes an Opus tone into a
 /// room as SRTP with the key and SSRC from `parley sdp`, and a Parley client

@@ -6,6 +6,9 @@ import ParleyCore
 import ParleyHTTP
 import ParleyIO
 @testable import ParleyServer
+@testable import ParleyWeb
+@testable import ParleySignalling
+@testable import ParleyProtocol
 
 /// The front end's limits (issue #14, findings 4 and 5) against real
 /// clients on loopback: a ClientHello trickled by CPython's ssl (OpenSSL),

@@ -5,6 +5,7 @@ import ParleyCore
 import ParleyHTTP
 import ParleyIO
 @testable import ParleyServer
+@testable import ParleyWeb
 
 /// The HTTP listener on real loopback sockets, with curl (a client nobody
 /// here wrote) and a raw socket for what curl will not send.

@@ -2,6 +2,7 @@ import XCTest
 import Foundation
 import ParleyHTTP
 @testable import ParleyServer
+@testable import ParleyAuth
 import ParleyTestSupport
 
 /// docs/protocol.md: a token may be up to 8192 bytes. The signalling `auth`

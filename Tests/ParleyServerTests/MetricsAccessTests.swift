@@ -4,6 +4,8 @@ import ParleyCore
 import ParleyHTTP
 import ParleyIO
 @testable import ParleyServer
+@testable import ParleyWeb
+@testable import ParleyAuth
 import ParleyTestSupport
 
 /// `/metrics` names rooms in its labels, so by default (`metrics-access`

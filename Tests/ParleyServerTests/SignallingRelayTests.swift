@@ -6,6 +6,7 @@ import ParleyIO
 import ParleyRelay
 import ParleySRTP
 @testable import ParleyServer
+@testable import ParleyProtocol
 
 /// The whole call path in one process on loopback: signalling over
 /// WebSocket joins two clients into the real relay, they exchange SRTP

@@ -5,6 +5,10 @@ import ParleyCore
 import ParleyHTTP
 import ParleyIO
 @testable import ParleyServer
+@testable import ParleyWeb
+@testable import ParleySignalling
+@testable import ParleyProtocol
+@testable import ParleyAuth
 
 /// Signalling over real WebSocket connections on loopback: JWT tokens, the
 /// Swift client, Python's `websockets`, and the admin API through curl.

@@ -4,6 +4,7 @@ import Foundation
 import ParleyCore
 import ParleyIO
 @testable import ParleyServer
+@testable import ParleyProtocol
 
 /// `parley serve` without --insecure: HTTPS and WSS on a self-signed
 /// certificate generated into the data dir, checked by clients nobody here

@@ -7,6 +7,9 @@ import ParleySTUN
 import ParleyHTTP
 import ParleyRelay
 @testable import ParleyServer
+@testable import ParleySignalling
+@testable import ParleyProtocol
+@testable import ParleyAuth
 import ParleyTestSupport
 
 let quietLogger = Logger(label: "test", level: .error)

@@ -4,6 +4,8 @@ import ParleyCore
 import ParleyHTTP
 import ParleyIO
 @testable import ParleyServer
+@testable import ParleyWeb
+@testable import ParleyAuth
 import ParleyTestSupport
 
 /// The transcoding API (issue #14, finding 1) on a real HTTPServer on

@@ -4,6 +4,7 @@ import ParleyCore
 import ParleyHTTP
 import ParleyIO
 @testable import ParleyServer
+@testable import ParleyWeb
 import ParleyTestSupport
 import ParleyTranscode
 

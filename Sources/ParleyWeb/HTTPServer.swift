@@ -30,7 +30,7 @@ public final class HTTPServer: Sendable {
         /// extend it (the idle timeout does not stop a slowloris; this does).
         public var requestHeadTimeout: Duration = .seconds(10)
         /// Bytes queued for a client that does not read before its connection
-        /// is closed (WebSocket: close code 4009, ``SignallingCloseCode/slowConsumer``).
+        /// is closed (WebSocket: close code 4009, ``WebSocketCloseCode/slowConsumer``).
         public var maxQueuedBytes = 1 << 20
         /// Open connections, overall and from one source IP; an accept over
         /// either is closed at once.
@@ -137,7 +137,7 @@ private let connectionIDs = Atomic<UInt64>(0)
 
 /// A WebSocket connection after the handshake. `send`/`close` may be called
 /// from any thread; they hop to the connection's loop.
-public final class WebSocketConnection: SignallingTransport, @unchecked Sendable {
+public final class WebSocketConnection: @unchecked Sendable {
     /// Process-unique id.
     public let id: UInt64
     public let loop: EventLoop
@@ -150,9 +150,9 @@ public final class WebSocketConnection: SignallingTransport, @unchecked Sendable
     let encoder = WebSocketFrameEncoder(role: .server)
     /// The service's per-connection budget of incoming messages (see
     /// `SignallingService`); loop-confined.
-    var requestBudget: TokenBucket?
+    public var requestBudget: TokenBucket?
     /// Messages refused in a row by `requestBudget`; loop-confined.
-    var refusedInARow = 0
+    public var refusedInARow = 0
 
     init(loop: EventLoop, tcp: TCPConnection) {
         self.id = connectionIDs.wrappingAdd(1, ordering: .relaxed).newValue
@@ -171,7 +171,7 @@ public final class WebSocketConnection: SignallingTransport, @unchecked Sendable
             if let cap = tcp.options.maxQueuedWriteBytes, tcp.pendingWriteBytes + frame.count > cap {
                 ws.slowConsumer = true
                 HTTPConnectionHandler.metrics.slowConsumers.inc()
-                ws.closeNow(code: WebSocketCloseCode(SignallingCloseCode.slowConsumer), reason: "slow consumer")
+                ws.closeNow(code: .slowConsumer, reason: "slow consumer")
                 return
             }
             tcp.write(frame)

@@ -1,4 +1,3 @@
-import ParleyCore
 
 /// A JSON value (RFC 8259) for the signalling protocol's control messages.
 ///

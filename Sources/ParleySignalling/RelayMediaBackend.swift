@@ -1,3 +1,5 @@
+import ParleyProtocol
+import ParleyAuth
 import Foundation
 import ParleyCore
 import ParleyRelay

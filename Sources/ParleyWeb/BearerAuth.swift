@@ -1,19 +1,21 @@
+import ParleyAuth
+import ParleyCore
 import Foundation
 import ParleyHTTP
 
 /// A response a route gives up with: thrown from inside a handler written
 /// with ``HTTPServerResponse/answering(_:)``.
-struct HTTPRefusal: Error {
-    var response: HTTPServerResponse
+public struct HTTPRefusal: Error {
+    public var response: HTTPServerResponse
 
-    init(_ response: HTTPServerResponse) { self.response = response }
-    init(_ status: HTTPStatus, _ message: String) { response = .error(status, message) }
+    public init(_ response: HTTPServerResponse) { self.response = response }
+    public init(_ status: HTTPStatus, _ message: String) { response = .error(status, message) }
 }
 
 extension HTTPServerResponse {
     /// A synchronous handler whose body may throw an `HTTPRefusal` (its
     /// response is sent) or any other error (a 500 naming it).
-    static func answering(_ body: @escaping @Sendable (HTTPServerRequest) throws -> HTTPServerResponse)
+    public static func answering(_ body: @escaping @Sendable (HTTPServerRequest) throws -> HTTPServerResponse)
         -> @Sendable (HTTPServerRequest) -> HTTPServerResponse {
         { req in
             do { return try body(req) } catch let r as HTTPRefusal { return r.response } catch {
@@ -32,8 +34,8 @@ extension HTTPServerResponse {
 ///
 /// Built over the same `TokenVerifying` seam as signalling's `auth`, so a
 /// token means the same on `/ws` and on HTTP, and tests can plug in a fake.
-struct BearerAuth: Sendable {
-    enum Grant: Sendable {
+public struct BearerAuth: Sendable {
+    public enum Grant: Sendable {
         /// `trn` (or `adm`): uploads, transcoding jobs, private HLS assets.
         case transcode
         /// `adm`: the admin API, and `/metrics` from off the host (see `metrics-access`).
@@ -55,12 +57,12 @@ struct BearerAuth: Sendable {
 
     let verifier: any TokenVerifying
 
-    init(verifier: any TokenVerifying) { self.verifier = verifier }
+    public init(verifier: any TokenVerifying) { self.verifier = verifier }
     /// Verifies Parley JWTs signed with the server secret.
-    init(secret: [UInt8]) { self.init(verifier: JWTVerifier(secret: secret)) }
+    public init(secret: [UInt8]) { self.init(verifier: JWTVerifier(secret: secret)) }
 
     /// The verified claims of a token carrying `grant`, or throws the refusal.
-    func require(_ grant: Grant, _ req: HTTPServerRequest, allowQueryToken: Bool = false) throws(HTTPRefusal) -> AuthClaims {
+    public func require(_ grant: Grant, _ req: HTTPServerRequest, allowQueryToken: Bool = false) throws(HTTPRefusal) -> AuthClaims {
         guard let token = req.bearerToken ?? (allowQueryToken ? req.queryValue("token") : nil) else {
             var r = HTTPServerResponse.error(.unauthorized, grant.message + " (Authorization: Bearer …)")
             r.headers.add("WWW-Authenticate", "Bearer")
@@ -68,7 +70,7 @@ struct BearerAuth: Sendable {
         }
         switch verifier.verify(token) {
         case .failure(let f):
-            var r = HTTPServerResponse.error(.unauthorized, f.signallingError.message)
+            var r = HTTPServerResponse.error(.unauthorized, f.description)
             r.headers.add("WWW-Authenticate", "Bearer error=\"invalid_token\"")
             throw HTTPRefusal(r)
         case .success(let claims):

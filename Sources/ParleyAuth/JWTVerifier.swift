@@ -1,5 +1,5 @@
+import ParleyCore
 import Foundation
-import ParleyHTTP
 
 /// Verifies Parley access tokens (JWT HS256, docs/protocol.md "Tokens") with
 /// the server secret from the data directory.

@@ -1,8 +1,9 @@
+import ParleyCore
 import Foundation
 import Synchronization
 import XCTest
 import ParleyTestSupport
-@testable import ParleyHTTP
+@testable import ParleyAuth
 
 final class TokenTests: XCTestCase {
     let secret = Array("0123456789abcdef0123456789abcdef".utf8)
@@ -15,7 +16,7 @@ final class TokenTests: XCTestCase {
 
     private func makeToken(header: String, payload: String, key: [UInt8]? = nil) -> String {
         let input = Base64.encodeURL(Array(header.utf8)) + "." + Base64.encodeURL(Array(payload.utf8))
-        let mac = Crypto.hmacSHA256(key: key ?? secret, data: Array(input.utf8))
+        let mac = MAC.hmacSHA256(key: key ?? secret, data: Array(input.utf8))
         return input + "." + Base64.encodeURL(mac)
     }
 

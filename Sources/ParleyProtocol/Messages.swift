@@ -5,6 +5,8 @@
 /// request with exactly one reply (same `type`, `"ok": true`) or one `error`,
 /// and pushes events (no `id`) when something changes in the room.
 
+import ParleyAuth
+import ParleyCore
 import ParleyHTTP
 
 /// What kind of media a track carries.
@@ -45,6 +47,14 @@ public struct RoomTrack: Sendable, Equatable {
     public var spec: TrackDescription
     public var ssrc: UInt32
     public var muted: Bool
+
+    public init(id: String, participant: String, spec: TrackDescription, ssrc: UInt32, muted: Bool) {
+        self.id = id
+        self.participant = participant
+        self.spec = spec
+        self.ssrc = ssrc
+        self.muted = muted
+    }
 
     public var json: JSONValue {
         var o: [String: JSONValue] = [
@@ -281,7 +291,7 @@ public enum SignallingCloseCode {
     /// No `auth` within the auth timeout.
     public static let authTimeout: UInt16 = 4008
     /// The client left more than `max-queued-bytes` unread.
-    public static let slowConsumer: UInt16 = 4009
+    public static let slowConsumer: UInt16 = WebSocketCloseCode.slowConsumer.rawValue
     /// The client kept sending after more than `signalling-burst` requests in
     /// a row were refused as `rate_limited`.
     public static let rateLimited: UInt16 = 4029

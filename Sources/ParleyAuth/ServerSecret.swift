@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ParleyCore
 
 /// The token signing secret: 32 random bytes kept in `DATA_DIR/secret`.
 public enum ServerSecret {
@@ -12,7 +13,6 @@ public enum ServerSecret {
         case wrongLength(path: String, length: Int)
         case notRegularFile(path: String)
         case insecurePermissions(path: String, mode: UInt32)
-        case randomFailed
 
         public var description: String {
             switch self {
@@ -21,7 +21,6 @@ public enum ServerSecret {
         case .notRegularFile(let path): return "\(path) is not a regular file"
             case .insecurePermissions(let path, let mode):
                 return "\(path) has mode \(String(mode, radix: 8)); it must not be readable by group or others (chmod 600)"
-            case .randomFailed: return "RAND_bytes failed"
             }
         }
     }
@@ -37,10 +36,8 @@ public enum ServerSecret {
         let path = dataDir + "/" + fileName
         if let existing = try readSecret(path) { return existing }
 
-        let secret: [UInt8]
-        do { secret = try Crypto.randomBytes(length) } catch { throw .randomFailed }
-        var suffix: [UInt8] = []
-        do { suffix = try Crypto.randomBytes(6) } catch { throw .randomFailed }
+        let secret = SecureRandom.bytes(length)
+        let suffix = SecureRandom.bytes(6)
         let tmp = path + ".tmp." + Base64.encodeURL(suffix)
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw .io("create", path: tmp, errno: errno) }

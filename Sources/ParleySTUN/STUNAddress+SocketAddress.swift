@@ -1,5 +1,4 @@
-import ParleyIO
-import ParleySTUN
+import ParleyCore
 
 extension STUNAddress {
     /// The STUN form of a socket address (what XOR-MAPPED-ADDRESS carries).

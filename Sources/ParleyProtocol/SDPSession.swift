@@ -3,7 +3,6 @@ import ParleyCore
 import ParleyIO
 import ParleySRTP
 import ParleySTUN
-import ParleyRelay
 
 /// A signalling session opened for an external RTP tool (ffmpeg, GStreamer):
 /// joins with a token, publishes an Opus track (or subscribes to one), and
@@ -217,7 +216,10 @@ struct ServerURL {
             if p != "/" { path = p }
             rest = rest[..<slash]
         }
-        let hp = try ServerConfig.HostPort.parse(rest.contains(":") ? String(rest) : "\(rest):\(secure ? 443 : 80)", key: "server")
+        let hp: HostPort
+        do { hp = try HostPort.parse(rest.contains(":") ? String(rest) : "\(rest):\(secure ? 443 : 80)") } catch {
+            throw SignallingClient.Failure("server: \(error)")
+        }
         host = hp.host
         port = UInt16(hp.port)
     }

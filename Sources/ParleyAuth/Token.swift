@@ -1,4 +1,5 @@
 import Foundation
+import ParleyCore
 
 /// What a Parley access token grants (the JWT claims set, RFC 7519 §4).
 /// Wire names are documented in docs/protocol.md, section "Tokens".
@@ -95,7 +96,7 @@ public enum JWT {
         // Encoding a struct of strings, ints and bools cannot fail.
         let json = try! encoder.encode(payload)
         let signingInput = Base64.encodeURL(Array(header.utf8)) + "." + Base64.encodeURL([UInt8](json))
-        let mac = Crypto.hmacSHA256(key: secret, data: Array(signingInput.utf8))
+        let mac = MAC.hmacSHA256(key: secret, data: Array(signingInput.utf8))
         return signingInput + "." + Base64.encodeURL(mac)
     }
 
@@ -120,8 +121,8 @@ public enum JWT {
         guard header.alg == "HS256" else { throw .wrongAlgorithm(header.alg) }
 
         let signingInput = Array(token.utf8.prefix(parts[0].utf8.count + 1 + parts[1].utf8.count))
-        let expected = Crypto.hmacSHA256(key: secret, data: signingInput)
-        guard Crypto.constantTimeEqual(expected, signature) else { throw .badSignature }
+        let expected = MAC.hmacSHA256(key: secret, data: signingInput)
+        guard MAC.constantTimeEqual(expected, signature) else { throw .badSignature }
 
         let payload: Payload
         do { payload = try JSONDecoder().decode(Payload.self, from: Data(payloadBytes)) } catch {

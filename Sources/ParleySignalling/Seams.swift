@@ -1,27 +1,14 @@
+import ParleyWeb
+import ParleyAuth
+import ParleyCore
+import ParleyProtocol
 import ParleySRTP
 
 /// The parts the signalling state machine talks to, as small protocols so
 /// the state machine is tested with bytes alone and the daemon plugs in the
 /// real ones (JWT verification, the relay, the WebSocket connection).
 
-/// What a valid token says (JWT claims, see docs/protocol.md "Tokens").
-public struct AuthClaims: Sendable, Equatable {
-    /// `sub`: the participant id.
-    public var subject: String
-    /// `room`: the only room this token may join; nil means any room (then
-    /// `auth` names the room).
-    public var room: String?
-    /// `exp`: seconds since the epoch.
-    public var expiresAt: Int
-    /// `pub`: may publish tracks.
-    public var canPublish: Bool
-    /// `rec`: may start and stop recordings.
-    public var canRecord: Bool
-    /// `adm`: may use the admin API, join any room.
-    public var isAdmin: Bool
-    /// `trn`: may upload media and submit transcoding jobs (HTTP only).
-    public var canTranscode: Bool
-
+extension AuthClaims {
     /// The room a connection authenticating with these claims enters.
     public func resolveRoom(requested: String?) throws(SignallingError) -> String {
         switch (room, requested) {
@@ -32,43 +19,12 @@ public struct AuthClaims: Sendable, Equatable {
         case (nil, nil): throw SignallingError(.badRequest, "this token is valid for any room: name one in \"room\"")
         }
     }
-
-    public init(subject: String, room: String?, expiresAt: Int, canPublish: Bool = true, canRecord: Bool = false, isAdmin: Bool = false,
-                canTranscode: Bool = false) {
-        self.subject = subject
-        self.room = room
-        self.expiresAt = expiresAt
-        self.canPublish = canPublish
-        self.canRecord = canRecord
-        self.isAdmin = isAdmin
-        self.canTranscode = canTranscode
-    }
 }
 
-/// Why a token was refused.
-public enum AuthFailure: Error, Sendable, Equatable {
-    /// Not a JWT, or claims missing or of the wrong type.
-    case malformed(String)
-    /// The HMAC does not match the server secret.
-    case badSignature
-    /// `exp` is in the past.
-    case expired
-    /// `nbf` is in the future.
-    case notYetValid
-
+extension AuthFailure {
     public var signallingError: SignallingError {
-        switch self {
-        case .malformed(let m): return SignallingError(.invalidToken, "token is malformed: \(m)")
-        case .badSignature: return SignallingError(.invalidToken, "token signature does not verify")
-        case .expired: return SignallingError(.tokenExpired, "token has expired")
-        case .notYetValid: return SignallingError(.invalidToken, "token is not valid yet")
-        }
+        SignallingError(self == .expired ? .tokenExpired : .invalidToken, description)
     }
-}
-
-/// Checks a bearer token and returns its claims.
-public protocol TokenVerifying: Sendable {
-    func verify(_ token: String) -> Result<AuthClaims, AuthFailure>
 }
 
 /// The two keys of one participant's media session, named from the client's side:
@@ -149,6 +105,9 @@ public protocol MediaBackend: AnyObject {
 extension MediaBackend {
     public func keepAlive(room: String, participant: String) {}
 }
+
+/// The server's WebSocket connections are what sessions write to.
+extension WebSocketConnection: SignallingTransport {}
 
 /// The connection a session writes to. Implementations are thread-safe: the
 /// state machine calls them from the signalling queue, and they hand the

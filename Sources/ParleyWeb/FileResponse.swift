@@ -1,3 +1,4 @@
+import ParleyCore
 import Foundation
 import ParleyHTTP
 
@@ -8,7 +9,7 @@ extension HTTPServerResponse {
     /// `Content-Range: bytes */SIZE` when it starts past the end; several
     /// ranges, another unit or an `If-Range` that does not match → the whole
     /// file (a server may ignore Range). 404 when `path` is not a regular file.
-    static func file(_ path: String, contentType: String, request: HTTPServerRequest,
+    public static func file(_ path: String, contentType: String, request: HTTPServerRequest,
                      cacheControl: String) -> HTTPServerResponse {
         var st = stat()
         guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return .error(.notFound, "no such file") }
@@ -41,9 +42,9 @@ extension HTTPServerResponse {
 }
 
 extension HTTPStatus {
-    static let partialContent = HTTPStatus(code: 206, reason: "Partial Content")
-    static let rangeNotSatisfiable = HTTPStatus(code: 416, reason: "Range Not Satisfiable")
-    static let tooManyRequests = HTTPStatus(code: 429, reason: "Too Many Requests")
+    public static let partialContent = HTTPStatus(code: 206, reason: "Partial Content")
+    public static let rangeNotSatisfiable = HTTPStatus(code: 416, reason: "Range Not Satisfiable")
+    public static let tooManyRequests = HTTPStatus(code: 429, reason: "Too Many Requests")
 }
 
 /// `If-None-Match` (RFC 9110 §13.1.2): `*` or a list of entity tags, compared weakly.

@@ -27,6 +27,7 @@ let package = Package(
         // MARK: Swift modules, bottom to top
         .target(name: "ParleyCore"),
         .target(name: "ParleyIO", dependencies: ["ParleyCore", "CLinux", "COpenSSL"]),
+        .target(name: "ParleyStore", dependencies: ["ParleyCore", "CSQLite"]),
         .target(name: "ParleyRTP", dependencies: ["ParleyCore"]),
         .target(name: "ParleySTUN", dependencies: ["ParleyCore", "COpenSSL"]),
         .target(name: "ParleySRTP", dependencies: ["ParleyCore", "COpenSSL"]),
@@ -42,7 +43,7 @@ let package = Package(
         .target(name: "ParleySignalling", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth", "ParleyWeb",
                                                          "ParleyProtocol", "ParleyRelay", "ParleySRTP"]),
         .target(name: "ParleyMedia", dependencies: ["ParleyCore", "CFFmpeg", "COpus"]),
-        .target(name: "ParleyTranscode", dependencies: ["ParleyCore", "ParleyMedia", "CFFmpeg", "CSQLite"]),
+        .target(name: "ParleyTranscode", dependencies: ["ParleyCore", "ParleyMedia", "ParleyStore", "CFFmpeg"]),
         // Composition only: config, the daemon, its routes.
         .target(name: "ParleyServer", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth", "ParleyWeb",
                                                      "ParleyRelay", "ParleySignalling", "ParleyTranscode"]),
@@ -58,6 +59,7 @@ let package = Package(
         .testTarget(name: "SystemLibsTests", dependencies: ["CLinux", "COpus", "CFFmpeg", "CSRTP", "COpenSSL", "CSQLite"]),
         .testTarget(name: "ParleyCoreTests", dependencies: ["ParleyCore"]),
         .testTarget(name: "ParleyIOTests", dependencies: ["ParleyIO", "ParleyCore", "CLinux", "ParleyTestSupport"]),
+        .testTarget(name: "ParleyStoreTests", dependencies: ["ParleyStore", "ParleyTestSupport"]),
         .testTarget(name: "ParleyRTPTests", dependencies: ["ParleyRTP", "ParleyTestSupport"]),
         .testTarget(name: "ParleySTUNTests", dependencies: ["ParleySTUN", "COpenSSL", "ParleyTestSupport"]),
         .testTarget(name: "ParleySRTPTests", dependencies: ["ParleySRTP", "CSRTP", "ParleyTestSupport"]),

@@ -23,7 +23,7 @@ enum TranscodeRoutes {
         let realHLSRoot = HLSFiles.realPath(hlsRoot) ?? hlsRoot
         let auth = BearerAuth(secret: try ServerSecret.loadOrCreate(dataDir: dataDir))
         let inputs = try JobInputs(uploadsDir: uploadsDir, inputDirs: config.transcodeInputDirs)
-        let queue = try JobQueue.open(dataDir: dataDir)
+        let queue = try SQLiteJobQueue.open(dataDir: dataDir)
         let uploads = try UploadStore(dir: uploadsDir, queue: queue, maxTotal: config.uploadsMaxTotalBytes,
                                       maxPerSubject: config.uploadsMaxBytesPerSubject)
         let buckets = KeyedTokenBuckets(burst: config.jobBurst, perMinute: config.jobRatePerMinute)
@@ -65,7 +65,7 @@ enum TranscodeRoutes {
             }
             // Random (128 bits): never reused, so never another job's, and not guessable.
             let asset = "a" + (0..<2).map { _ in String(format: "%016llx", UInt64.random(in: 0...UInt64.max)) }.joined()
-            let submission = JobQueue.Submission(owner: claims.subject, source: spec.source, asset: asset, isPublic: spec.isPublic)
+            let submission = Job.Submission(owner: claims.subject, source: spec.source, asset: asset, isPublic: spec.isPublic)
             func enqueue(_ input: () throws -> String) throws -> Int64? {
                 let path: String
                 do { path = try input() } catch {

@@ -17,7 +17,7 @@ final class UploadStore: @unchecked Sendable {
     let dir: String
     let maxTotal: Int
     let maxPerSubject: Int
-    private let queue: JobQueue
+    private let queue: any JobQueue
 
     /// Guards the counters (taken per body chunk, so held only for arithmetic).
     private let lock = NSLock()
@@ -38,7 +38,7 @@ final class UploadStore: @unchecked Sendable {
                                        labels: [("reason", reason)])
     }
 
-    init(dir: String, queue: JobQueue, maxTotal: Int, maxPerSubject: Int) throws {
+    init(dir: String, queue: any JobQueue, maxTotal: Int, maxPerSubject: Int) throws {
         guard let real = HLSFiles.realPath(dir) else { throw ConfigError(key: "data-dir", "cannot resolve \(dir)") }
         self.dir = real
         self.queue = queue

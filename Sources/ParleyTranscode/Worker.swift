@@ -23,7 +23,9 @@ public final class Worker: @unchecked Sendable {
     }
 
     public let config: Config
-    public let queue: JobQueue
+    public let queue: any JobQueue
+    /// `config.dataDir`, standardized: DATA-DIR/hls and the spool are under it.
+    public let dataDir: String
     let log: Logger
     private let cond = NSCondition()
     private var stopping = false
@@ -31,14 +33,16 @@ public final class Worker: @unchecked Sendable {
     private var dataDirLock: DirectoryLock?
     private var spoolSeen: [String: (size: Int, mtime: Double)] = [:]
 
-    public var hlsDir: String { queue.dataDir + "/hls" }
-    public var incomingDir: String { queue.dataDir + "/spool/incoming" }
-    public var acceptedDir: String { queue.dataDir + "/spool/accepted" }
+    public var hlsDir: String { dataDir + "/hls" }
+    public var incomingDir: String { dataDir + "/spool/incoming" }
+    public var acceptedDir: String { dataDir + "/spool/accepted" }
 
-    public init(config: Config, log: Logger = Logger(label: "worker")) throws {
+    /// Takes jobs from `queue`, by default the `SQLiteJobQueue` in `config.dataDir`.
+    public init(config: Config, queue: (any JobQueue)? = nil, log: Logger = Logger(label: "worker")) throws {
         self.config = config
         self.log = log
-        queue = try JobQueue.open(dataDir: config.dataDir)
+        dataDir = URL(fileURLWithPath: config.dataDir).standardizedFileURL.path
+        self.queue = try queue ?? SQLiteJobQueue.open(dataDir: dataDir)
         let fm = FileManager.default
         for d in [hlsDir, incomingDir, acceptedDir] { try fm.createDirectory(atPath: d, withIntermediateDirectories: true) }
     }
@@ -46,7 +50,7 @@ public final class Worker: @unchecked Sendable {
     /// Takes the data directory's worker lock (one worker per data dir, so
     /// "running" in the table means "was running when a worker died").
     func lock() throws {
-        do { dataDirLock = try DirectoryLock(directory: queue.dataDir, name: "worker.lock", what: "worker") } catch {
+        do { dataDirLock = try DirectoryLock(directory: dataDir, name: "worker.lock", what: "worker") } catch {
             throw TranscodeError.failed("\(error)")
         }
     }
@@ -64,7 +68,7 @@ public final class Worker: @unchecked Sendable {
         let requeued = try queue.requeueInterrupted()
         if requeued > 0 { log.warn("re-queued jobs left running by a previous worker", ["count": .int(requeued)]) }
         removePartials()
-        log.info("worker started", ["data_dir": .string(queue.dataDir), "concurrency": .int(config.concurrency)])
+        log.info("worker started", ["data_dir": .string(dataDir), "concurrency": .int(config.concurrency)])
         ready?()
         var threads: [Thread] = []
         let done = DispatchGroup()

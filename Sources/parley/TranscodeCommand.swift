@@ -84,7 +84,7 @@ enum TranscodeCommand {
         if a.has("enqueue") {
             do {
                 let o = try parseOptions(a, input: input, output: a["out"] ?? "")
-                let q = try JobQueue.open(dataDir: a["data-dir"] ?? "./var")
+                let q = try SQLiteJobQueue.open(dataDir: a["data-dir"] ?? "./var")
                 if !o.output.isEmpty {
                     // The worker writes nowhere else (see HLSFiles.isJobOutput).
                     try FileManager.default.createDirectory(atPath: q.dataDir + "/hls", withIntermediateDirectories: true)

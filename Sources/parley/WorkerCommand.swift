@@ -74,7 +74,7 @@ enum WorkerCommand {
         defer { sources.forEach { $0.cancel() } }
         do {
             try worker.run(ready: {
-                FileHandle.standardOutput.write(Data("worker ready \(worker.queue.dataDir)\n".utf8))
+                FileHandle.standardOutput.write(Data("worker ready \(worker.dataDir)\n".utf8))
             })
         } catch {
             printError("parley worker: \(error)")

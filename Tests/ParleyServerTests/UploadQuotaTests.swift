@@ -119,7 +119,7 @@ extension TranscodeAPITests {
         XCTAssertEqual(storedUploads, [id])
 
         // The job runs and finishes (as the worker would record it): the upload may go.
-        let queue = try JobQueue.open(dataDir: dataDir)
+        let queue = try SQLiteJobQueue.open(dataDir: dataDir)
         let running = try XCTUnwrap(try queue.claim())
         XCTAssertEqual(try request("DELETE", "/uploads/" + id, token: alice).code, 409, "running")
         try queue.finish(running.id, output: running.output ?? "")

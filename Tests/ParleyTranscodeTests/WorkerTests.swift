@@ -8,7 +8,7 @@ final class JobQueueTests: XCTestCase {
     func testLifecycleRetryBackoffAndRequeue() throws {
         let dir = Support.tempDir("queue")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let q = try JobQueue.open(dataDir: dir.path)
+        let q = try SQLiteJobQueue.open(dataDir: dir.path)
         var o = TranscodeOptions(input: "", output: "")
         o.ladder = "234p:145k"
         let a = try q.enqueue(input: "/media/a.mp4", options: o, maxAttempts: 2)
@@ -18,7 +18,7 @@ final class JobQueueTests: XCTestCase {
         XCTAssertEqual(try q.list().map(\.id), [b, a])
 
         // A second connection (another process in real life) never takes the same job.
-        let q2 = try JobQueue.open(dataDir: dir.path)
+        let q2 = try SQLiteJobQueue.open(dataDir: dir.path)
         let j1 = try XCTUnwrap(try q.claim())
         let j2 = try XCTUnwrap(try q2.claim())
         XCTAssertEqual([j1.id, j2.id], [a, b])
@@ -177,7 +177,7 @@ final class WorkerKillTests: XCTestCase {
                                              "-f", "lavfi", "-i", "sine=d=40", "-c:v", "libx264", "-preset", "ultrafast",
                                              "-c:a", "aac", "-shortest", input])
         XCTAssertEqual(gen.status, 0, gen.stderr)
-        let q = try JobQueue.open(dataDir: dir.path + "/var")
+        let q = try SQLiteJobQueue.open(dataDir: dir.path + "/var")
         var o = TranscodeOptions(input: "", output: "")
         o.ladder = "360p:365k,234p:145k"
         let id = try q.enqueue(input: input, options: o)

@@ -1,0 +1,154 @@
+import CSQLite
+import Foundation
+
+/// A database's writer thread, with group commit.
+///
+/// Callers on any thread (an event loop, say) `submit` a write: a closure
+/// that gets the writer's `Database` and a completion. The writer thread
+/// takes every write waiting, up to `maxBatch`, runs them in one transaction
+/// (each in its own savepoint, so one that throws undoes only itself),
+/// commits once, and only then calls each completion: with the write's
+/// result once the commit is on disk (as `Database.Options.synchronous`
+/// defines it), with the error otherwise. Many writes share one commit and
+/// one fsync, and no caller ever waits for the disk.
+///
+/// The queue is bounded: `submit` on a full queue throws `queueFull` at once
+/// (it never blocks), so a caller can refuse the request instead of
+/// stalling its loop.
+public final class StoreWriter: @unchecked Sendable {
+    public struct Config: Sendable {
+        /// The writer's connection; `.full` gives one fsync per group commit.
+        public var options = Database.Options(synchronous: .full)
+        /// Writes that may wait for the writer (beyond the batch it is running).
+        public var capacity = 10_000
+        /// At most this many writes in one transaction.
+        public var maxBatch = 1_000
+        public init() {}
+    }
+
+    /// What the writer has done so far.
+    public struct Statistics: Sendable, Equatable {
+        /// Transactions committed.
+        public var commits = 0
+        /// Writes those transactions carried (including ones that threw and were undone).
+        public var writes = 0
+    }
+
+    /// A queued write and its completion.
+    private final class Pending<T: Sendable>: PendingWrite {
+        let write: @Sendable (Database) throws -> T
+        let completion: @Sendable (Result<T, Error>) -> Void
+        var result: Result<T, Error>?
+        init(_ write: @escaping @Sendable (Database) throws -> T, _ completion: @escaping @Sendable (Result<T, Error>) -> Void) {
+            self.write = write
+            self.completion = completion
+        }
+        func perform(on db: Database) {
+            do { result = .success(try db.savepoint { try write(db) }) } catch { result = .failure(error) }
+        }
+        func finish(commitError: Error?) {
+            if let commitError { completion(.failure(commitError)) } else if let result { completion(result) }
+        }
+    }
+
+    public let path: String
+    public let capacity: Int
+    private let maxBatch: Int
+    private let database: Database
+    private let condition = NSCondition()
+    // Guarded by `condition`:
+    private var queue: [PendingWrite] = []
+    private var closing = false
+    private var stats = Statistics()
+    private let stopped = DispatchSemaphore(value: 0)
+
+    /// Opens the database at `path` for writing, brings it up to `migrations`
+    /// (on the calling thread, before returning), and starts the thread.
+    public init(path: String, config: Config = Config(), migrations: [Migration] = []) throws {
+        precondition(config.capacity > 0 && config.maxBatch > 0)
+        self.path = path
+        capacity = config.capacity
+        maxBatch = config.maxBatch
+        database = try Database(path: path, options: config.options)
+        try database.migrate(migrations)
+        let thread = Thread { [self] in self.run() }
+        thread.name = "parley-store-writer"
+        thread.start()
+    }
+
+    /// Queues `write` for the writer thread (it must not begin or end
+    /// transactions itself). `completion` is called on the
+    /// writer thread after the batch holding `write` committed (with what
+    /// `write` returned, or what it threw) or failed to (with that error);
+    /// hop to your own thread from there. Throws `queueFull` or `closed`
+    /// without queueing anything. Safe to call from any thread.
+    public func submit<T: Sendable>(_ write: @escaping @Sendable (Database) throws -> T,
+                                    completion: @escaping @Sendable (Result<T, Error>) -> Void) throws {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !closing else { throw StoreError.closed }
+        guard queue.count < capacity else { throw StoreError.queueFull(capacity: capacity) }
+        queue.append(Pending(write, completion))
+        condition.signal()
+    }
+
+    /// Writes waiting (not counting the batch being run).
+    public var queued: Int { condition.lock(); defer { condition.unlock() }; return queue.count }
+
+    public var statistics: Statistics { condition.lock(); defer { condition.unlock() }; return stats }
+
+    /// Stops taking writes, lets the writer commit everything already
+    /// queued (calling its completions), and waits for its thread to end.
+    public func close() {
+        condition.lock()
+        let first = !closing
+        closing = true
+        condition.signal()
+        condition.unlock()
+        if first { stopped.wait() }
+    }
+
+    private func run() {
+        while let batch = nextBatch() {
+            var commitError: Error?
+            do {
+                try database.transaction {
+                    for write in batch {
+                        write.perform(on: database)
+                        // A full disk or an I/O error rolls the whole transaction back.
+                        guard database.isInTransaction else {
+                            throw StoreError.sqlite(code: SQLITE_ABORT, message: "the batch's transaction was rolled back", context: "group commit")
+                        }
+                    }
+                }
+                condition.lock(); stats.commits += 1; stats.writes += batch.count; condition.unlock()
+            } catch {
+                commitError = error  // BEGIN or COMMIT failed: nothing in the batch is stored
+            }
+            for write in batch { write.finish(commitError: commitError) }
+        }
+        stopped.signal()
+    }
+
+    /// Waits for writes; returns up to `maxBatch` of them, or nil once
+    /// closing and drained.
+    private func nextBatch() -> [PendingWrite]? {
+        condition.lock()
+        defer { condition.unlock() }
+        while queue.isEmpty {
+            if closing { return nil }
+            condition.wait()
+        }
+        let n = min(queue.count, maxBatch)
+        let batch = Array(queue.prefix(n))
+        queue.removeFirst(n)
+        return batch
+    }
+}
+
+private protocol PendingWrite: AnyObject {
+    /// Runs the write inside the batch's transaction (in its own savepoint).
+    func perform(on db: Database)
+    /// Calls the completion once the batch's commit is known.
+    func finish(commitError: Error?)
+}

@@ -32,6 +32,10 @@ public final class StoreWriter: @unchecked Sendable {
         public var commits = 0
         /// Writes those transactions carried (including ones that threw and were undone).
         public var writes = 0
+        public init(commits: Int = 0, writes: Int = 0) {
+            self.commits = commits
+            self.writes = writes
+        }
     }
 
     /// A queued write and its completion.

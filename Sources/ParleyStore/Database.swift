@@ -74,8 +74,9 @@ public final class Database {
     }
 
     /// The prepared statement for `sql`, compiled on first use and cached
-    /// for the connection's life. Finish with it (step to the end, or
-    /// `rows`/`run`) before preparing the same SQL again.
+    /// for the connection's life (so `sql` is fixed text: values go in
+    /// bindings). Finish with it (step to the end, or `rows`/`run`) before
+    /// preparing the same SQL again; it must not outlive the `Database`.
     public func prepare(_ sql: String) throws -> Statement {
         if let cached = statements[sql] { return cached }
         let statement = try Statement(database: self, sql: sql)

@@ -8,11 +8,6 @@ public enum SQLValue: Sendable, Equatable {
     case text(String)
     case blob([UInt8])
     case null
-
-    /// `.text`, or `.null` for nil.
-    public static func text(_ s: String?) -> SQLValue { s.map { .text($0) } ?? .null }
-    /// `.integer`, or `.null` for nil.
-    public static func integer(_ x: Int64?) -> SQLValue { x.map { .integer($0) } ?? .null }
 }
 
 /// A prepared statement. Get one from `Database.prepare` (cached per SQL

@@ -24,6 +24,9 @@ final class StoreCrashTests: XCTestCase {
         child.standardOutput = out
         child.standardError = FileHandle.nullDevice
         try child.run()
+        // Hang guard only: a child that stops writing is killed, and the count below fails.
+        let reaped = Mutexed(false), pid = child.processIdentifier
+        DispatchQueue.global().asyncAfter(deadline: .now() + 120) { reaped.update { if !$0 { kill(pid, SIGKILL) } } }
 
         // Read acknowledgements until enough have arrived (or the child ends), then kill it mid-stream.
         var text = ""
@@ -37,6 +40,7 @@ final class StoreCrashTests: XCTestCase {
         }
         kill(child.processIdentifier, SIGKILL)
         child.waitUntilExit()
+        reaped.update { $0 = true }
         text += String(decoding: reader.readDataToEndOfFile(), as: UTF8.self)  // acks written before the kill
 
         XCTAssertEqual(child.terminationReason, .uncaughtSignal, "the child was killed, not finished:\n\(text.suffix(2000))")

@@ -104,6 +104,30 @@ final class JobQueueTests: XCTestCase {
         XCTAssertThrowsError(try Worker(config: c, log: Logger(label: "worker", level: .error)).run()) { XCTAssertTrue("\($0)".contains("another worker"), "\($0)") }
         XCTAssertEqual(try runTool(parleyBinary, ["worker", "--data-dir", dir.path, "--concurrency", "0"]).status, 2)
     }
+
+    /// The worker goes through the `JobQueue` it is given for every job
+    /// (here one kept in another directory, as a queue shared by several
+    /// machines would be); its data directory gets only the ladders.
+    func testWorkerRunsJobsFromTheQueueItIsGiven() throws {
+        let dir = Support.tempDir("worker-queue")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let queue = try SQLiteJobQueue.open(dataDir: dir.path + "/shared")
+        var o = TranscodeOptions(input: "", output: "")
+        o.ladder = "234p:145k"
+        o.preset = "ultrafast"
+        let id = try queue.enqueue(input: Support.sample, options: o)
+        var c = Worker.Config()
+        c.dataDir = dir.path + "/node"
+        c.once = true
+        c.pollInterval = 0.1
+        let w = try Worker(config: c, queue: queue, log: Logger(label: "worker", level: .error))
+        try w.run()
+        let done = try XCTUnwrap(try queue.get(id))
+        XCTAssertEqual(done.state, .done)
+        XCTAssertTrue(done.output?.hasPrefix(dir.path + "/node/hls/") ?? false, "\(done.output ?? "nil")")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: (done.output ?? "") + "/master.m3u8"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.path + "/node/parley.db"), "the worker opened no queue of its own")
+    }
 }
 
 /// Which failures the worker retries: bad input never (it fails at once,

@@ -24,7 +24,7 @@ public final class SDPSession: @unchecked Sendable {
         public init() {}
     }
 
-    public let client: SignallingClient
+    public let client: BlockingSignallingClient
     /// The join reply.
     public let join: JSONValue
     /// The published track (publish mode) or the subscribed one (receive mode).
@@ -34,10 +34,7 @@ public final class SDPSession: @unchecked Sendable {
     /// (publish mode), or receives the track with the SDP saved as
     /// `SDP_FILE` (receive mode); nil when joined without publishing.
     public let ffmpegHint: String?
-    /// Receive mode: pings that keep the media session alive (the tool sends nothing to the relay).
-    private var keepalive: DispatchSourceTimer?
-
-    private init(client: SignallingClient, join: JSONValue, track: JSONValue?, sdp: String, ffmpegHint: String?) {
+    private init(client: BlockingSignallingClient, join: JSONValue, track: JSONValue?, sdp: String, ffmpegHint: String?) {
         self.client = client
         self.join = join
         self.track = track
@@ -49,7 +46,6 @@ public final class SDPSession: @unchecked Sendable {
     /// briefly for the server's), so the others see `participant_left` now
     /// rather than after the reconnect grace period.
     public func leave() {
-        keepalive?.cancel()
         _ = try? client.request(.leave, timeout: 5)
         client.close()
     }
@@ -57,18 +53,18 @@ public final class SDPSession: @unchecked Sendable {
     public static func open(loop: EventLoop, _ o: Options) throws -> SDPSession {
         let url = try ServerURL(o.server)
         guard let address = SocketAddress(ip: url.host == "localhost" ? "127.0.0.1" : url.host, port: url.port) else {
-            throw SignallingClient.Failure("\(url.host) is not an IP address")
+            throw SignallingClientError.failed("\(url.host) is not an IP address")
         }
         var tls: TLSContext?
         if url.secure {
             guard o.insecureSkipVerify || o.fingerprint != nil else {
-                throw SignallingClient.Failure("wss:// needs --insecure-skip-verify or --fingerprint SHA256 (the server's certificate is self-signed)")
+                throw SignallingClientError.failed("wss:// needs --insecure-skip-verify or --fingerprint SHA256 (the server's certificate is self-signed)")
             }
             // The pin is checked on the session's own connection, after the
             // TLS handshake and before the WebSocket request (let alone the token).
             tls = try TLSContext.client(pinnedSHA256: o.fingerprint)
         }
-        let client = try SignallingClient.connect(loop: loop, address: address, host: url.host, path: url.path, tls: tls)
+        let client = try BlockingSignallingClient.connect(loop: loop, address: address, host: url.host, path: url.path, tls: tls)
         do {
             let auth = try client.call(.auth(token: o.token, room: nil))
             let publish = o.publish && o.receiveTrack == nil
@@ -101,9 +97,11 @@ public final class SDPSession: @unchecked Sendable {
                 sdp += "a=recvonly\r\n"
                 sdp += "a=crypto:1 \(suite) \(join["srtp"]?["receive"]?.stringValue ?? "")\r\n"
                 let hint = "ffmpeg -protocol_whitelist file,udp,rtp,srtp -i SDP_FILE -c copy received.mkv"
-                let session = SDPSession(client: client, join: join, track: t, sdp: sdp, ffmpegHint: hint)
-                session.keepAlive(timeoutSeconds: join["media"]?["timeout"]?.intValue ?? 30)
-                return session
+                // The tool sends nothing to the relay, which would end the media session after its
+                // participant timeout: ping three times per timeout, which the server counts as activity.
+                let interval = Duration.milliseconds(max(1, join["media"]?["timeout"]?.intValue ?? 30) * 1000 / 3)
+                try client.onLoop { $0.keepaliveInterval = interval }
+                return SDPSession(client: client, join: join, track: t, sdp: sdp, ffmpegHint: hint)
             }
             var track: JSONValue?
             if publish {
@@ -129,23 +127,6 @@ public final class SDPSession: @unchecked Sendable {
         }
     }
 
-    deinit { keepalive?.cancel() }
-
-    /// A receiving tool (ffmpeg reading the SDP) sends nothing to the relay,
-    /// so the relay would end the media session after its participant
-    /// timeout: ping on the signalling connection three times per timeout,
-    /// which the server counts as activity, for as long as it is open.
-    private func keepAlive(timeoutSeconds: Int) {
-        let interval = Double(max(1, timeoutSeconds)) / 3
-        let timer = DispatchSource.makeTimerSource(queue: .global())
-        timer.schedule(deadline: .now() + interval, repeating: interval)
-        timer.setEventHandler { [client, weak self] in
-            if (try? client.call(.ping, timeout: interval)) == nil { self?.keepalive?.cancel() } // connection gone
-        }
-        timer.resume()
-        keepalive = timer
-    }
-
     /// Binds an ephemeral UDP port, latches it at the relay with an
     /// authenticated STUN Binding (answering the relay's consent check on
     /// the way), closes it and returns the port (for a tool that will bind it
@@ -154,10 +135,10 @@ public final class SDPSession: @unchecked Sendable {
     public static func latchLocalPort(relay: SocketAddress, ufrag: String, password: String, consentUfrag: String,
                                consentPassword: String, port wanted: UInt16 = 0) throws -> Int {
         let fd = socket(relay.protocolFamily, Int32(SOCK_DGRAM.rawValue), 0)
-        guard fd >= 0 else { throw SignallingClient.Failure("socket: errno \(errno)") }
+        guard fd >= 0 else { throw SignallingClientError.failed("socket: errno \(errno)") }
         defer { close(fd) }
         let local = relay.family == .ipv4 ? SocketAddress.ipv4Loopback(port: wanted) : SocketAddress.ipv6Loopback(port: wanted)
-        guard local.withSockAddr({ Glibc.bind(fd, $0, $1) }) == 0 else { throw SignallingClient.Failure("bind: errno \(errno)") }
+        guard local.withSockAddr({ Glibc.bind(fd, $0, $1) }) == 0 else { throw SignallingClientError.failed("bind: errno \(errno)") }
         var ss = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
         _ = withUnsafeMutablePointer(to: &ss) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
@@ -185,12 +166,12 @@ public final class SDPSession: @unchecked Sendable {
                 }
                 switch buf.withUnsafeBytes({ BindingCheck.reply(UnsafeRawBufferPointer(rebasing: $0[0..<r])) }) {
                 case .success?: return port
-                case .error?: throw SignallingClient.Failure("the relay refused the STUN credentials")
+                case .error?: throw SignallingClientError.failed("the relay refused the STUN credentials")
                 case nil: continue
                 }
             }
         }
-        throw SignallingClient.Failure("no STUN answer from the relay at \(relay)")
+        throw SignallingClientError.failed("no STUN answer from the relay at \(relay)")
     }
 }
 
@@ -206,7 +187,7 @@ struct ServerURL {
         if s.hasPrefix("wss://") || s.hasPrefix("https://") { secure = true } else if s.hasPrefix("ws://") || s.hasPrefix("http://") {
             secure = false
         } else {
-            throw SignallingClient.Failure("server must be ws://, wss://, http:// or https://, got \(s)")
+            throw SignallingClientError.failed("server must be ws://, wss://, http:// or https://, got \(s)")
         }
         scheme = String(s[..<s.range(of: "://")!.lowerBound])
         var rest = Substring(s.dropFirst(scheme.count + 3))
@@ -218,7 +199,7 @@ struct ServerURL {
         }
         let hp: HostPort
         do { hp = try HostPort.parse(rest.contains(":") ? String(rest) : "\(rest):\(secure ? 443 : 80)") } catch {
-            throw SignallingClient.Failure("server: \(error)")
+            throw SignallingClientError.failed("server: \(error)")
         }
         host = hp.host
         port = UInt16(hp.port)

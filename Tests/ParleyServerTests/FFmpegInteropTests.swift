@@ -234,7 +234,7 @@ final class FFmpegInteropTests: XCTestCase {
     /// Alice joins and publishes an Opus track; `viewer` runs `parley sdp
     /// --receive` on it. Returns Alice's connection, her join reply, the
     /// track's SSRC and the receiving SDP session.
-    func publishOpusAndOpenReceiver(viewer: String) throws -> (SignallingClient, JSONValue, UInt32, SDPSession) {
+    func publishOpusAndOpenReceiver(viewer: String) throws -> (BlockingSignallingClient, JSONValue, UInt32, SDPSession) {
         let alice = try fx.connect()
         try alice.call(.auth(token: fx.token("alice"), room: nil))
         let joinA = try alice.call(.join(room: nil, publish: true, subscribe: false, suite: nil))

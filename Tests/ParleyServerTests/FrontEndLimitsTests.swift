@@ -229,10 +229,10 @@ final class FrontEndLimitsTests: XCTestCase {
             try c.openWebSocket(auth: "silent\(i)@room")
             return c
         }
-        let reader = try SignallingClient.connect(loop: group.next(), address: address, host: "127.0.0.1")
+        let reader = try BlockingSignallingClient.connect(loop: group.next(), address: address, host: "127.0.0.1")
         try reader.call(.auth(token: "reader@room", room: nil))
         try reader.call(.join(room: nil, publish: false, subscribe: true, suite: nil))
-        let publisher = try SignallingClient.connect(loop: group.next(), address: address, host: "127.0.0.1")
+        let publisher = try BlockingSignallingClient.connect(loop: group.next(), address: address, host: "127.0.0.1")
         try publisher.call(.auth(token: "pub@room", room: nil))
         try publisher.call(.join(room: nil, publish: true, subscribe: true, suite: nil))
         let track = try publisher.call(.publish([TrackDescription(kind: .audio, codec: "opus", payloadType: 111, clockRate: 48000, channels: 2)]))
@@ -247,7 +247,7 @@ final class FrontEndLimitsTests: XCTestCase {
                 publisher.send(ClientMessage(id: .string("m\(toggles)"), request: .mute(track: trackID, muted: toggles % 2 == 1)).encoded)
             }
             try publisher.call(.ping, timeout: 30) // the queue has worked through the batch
-            publisher.lock.withLock { publisher.inbox.removeAll() }
+            _ = publisher.takeQueued()
         }
         assertCounted("parley_http_slow_consumer_closed_total", from: before, by: silent.count)
 
@@ -283,9 +283,9 @@ final class FrontEndLimitsTests: XCTestCase {
         let limitedBefore = metric("parley_signalling_rate_limited_total")
         let closedBefore = metric("parley_signalling_rate_limit_closed_total")
 
-        let flooder = try SignallingClient.connect(loop: group.next(), address: address, host: "127.0.0.1")
+        let flooder = try BlockingSignallingClient.connect(loop: group.next(), address: address, host: "127.0.0.1")
         try flooder.call(.auth(token: "mallory@room", room: nil))
-        let other = try SignallingClient.connect(loop: group.next(), address: address, host: "127.0.0.1")
+        let other = try BlockingSignallingClient.connect(loop: group.next(), address: address, host: "127.0.0.1")
         try other.call(.auth(token: "alice@room", room: nil))
 
         let sent = 1000...5000
@@ -295,7 +295,7 @@ final class FrontEndLimitsTests: XCTestCase {
         // Refused requests are answered, never dropped; a client that keeps on is
         // closed, after the answers to the requests it was allowed.
         XCTAssertEqual(try flooder.waitForClose(timeout: 30), SignallingCloseCode.rateLimited)
-        let inbox = flooder.lock.withLock { flooder.inbox }
+        let inbox = flooder.takeQueued()
         let limited = inbox.filter { $0["code"]?.stringValue == "rate_limited" }
         XCTAssertGreaterThan(limited.count, 200)
         for e in limited {

@@ -21,11 +21,11 @@ final class SignallingRelayTests: XCTestCase {
     override func tearDown() { fx.stop() }
 
     func token(_ sub: String, room: String = "call") -> String { fx.token(sub, room: room) }
-    func connect() throws -> SignallingClient { try fx.connect() }
+    func connect() throws -> BlockingSignallingClient { try fx.connect() }
     func counter(_ reason: String) -> Int { fx.srtpDrops(reason) }
 
     /// Joins `name`, publishes its audio track, and returns the client, join reply and track.
-    func joinAndPublish(_ name: String) throws -> (SignallingClient, JSONValue, JSONValue) {
+    func joinAndPublish(_ name: String) throws -> (BlockingSignallingClient, JSONValue, JSONValue) {
         let c = try connect()
         try c.call(.auth(token: token(name), room: nil))
         let join = try c.call(.join(room: nil, publish: true, subscribe: true, suite: nil))

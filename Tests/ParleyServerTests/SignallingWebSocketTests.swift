@@ -43,8 +43,8 @@ final class SignallingWebSocketTests: XCTestCase {
                                     canPublish: true, isAdmin: admin), secret: secret ?? self.secret)
     }
 
-    func client() throws -> SignallingClient {
-        try SignallingClient.connect(loop: group.next(), address: address, host: "127.0.0.1")
+    func client() throws -> BlockingSignallingClient {
+        try BlockingSignallingClient.connect(loop: group.next(), address: address, host: "127.0.0.1")
     }
 
     func testBadAndExpiredTokensAreRefusedAndClosed() throws {

@@ -156,8 +156,8 @@ final class RelayServerFixture {
         return JWT.sign(TokenClaims(subject: sub, room: room, issuedAt: now, expiresAt: now + 600, canPublish: publish), secret: secret)
     }
 
-    func connect() throws -> SignallingClient {
-        try SignallingClient.connect(loop: group.next(), address: front.address, host: "127.0.0.1",
+    func connect() throws -> BlockingSignallingClient {
+        try BlockingSignallingClient.connect(loop: group.next(), address: front.address, host: "127.0.0.1",
                                      tls: tls ? try TLSContext.client(trustedCertificatesFile: certificateFile) : nil)
     }
 

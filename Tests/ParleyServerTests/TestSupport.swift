@@ -121,7 +121,8 @@ final class RelayServerFixture {
 
     let tls: Bool
 
-    init(loops: Int = 2, grace: Int = 30, tls: Bool = false, participantTimeout: Duration = .seconds(30)) throws {
+    init(loops: Int = 2, grace: Int = 30, tls: Bool = false, participantTimeout: Duration = .seconds(30),
+         configure: (inout ServerConfig) -> Void = { _ in }) throws {
         self.tls = tls
         group = try EventLoopGroup(numberOfThreads: loops, logger: quietLogger)
         let sink = RelayEventSink()
@@ -137,6 +138,7 @@ final class RelayServerFixture {
         dataDir = tempDir("server")
         config.dataDir = dataDir
         config.logLevel = .error
+        configure(&config)
         front = try ServerFrontEnd.start(group: group, config: config, relay: relay, events: sink, logger: quietLogger)
         secret = try ServerSecret.loadOrCreate(dataDir: dataDir)
     }
@@ -157,8 +159,12 @@ final class RelayServerFixture {
     }
 
     func connect() throws -> BlockingSignallingClient {
-        try BlockingSignallingClient.connect(loop: group.next(), address: front.address, host: "127.0.0.1",
-                                     tls: tls ? try TLSContext.client(trustedCertificatesFile: certificateFile) : nil)
+        try BlockingSignallingClient.connect(loop: group.next(), address: front.address, host: "127.0.0.1", tls: clientTLS())
+    }
+
+    /// What a client needs for this server: nil over ws://, a context that trusts its certificate over wss://.
+    func clientTLS() throws -> TLSContext? {
+        tls ? try TLSContext.client(trustedCertificatesFile: certificateFile) : nil
     }
 
     func srtpDrops(_ reason: String) -> Int {

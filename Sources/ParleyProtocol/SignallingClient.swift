@@ -278,7 +278,7 @@ public final class SignallingClient: TCPConnectionHandler, @unchecked Sendable {
         if let timer { loop.cancelTimer(timer) }
         timer = nil
         // A clean close (ours, or after the server's close frame) has no reason to give.
-        if failure == nil, !(wasOpen && (closeCode != nil || reason == .local)) { failure = "\(reason)" }
+        if failure == nil, reason != .local, !(wasOpen && closeCode != nil) { failure = "\(reason)" }
         let failed = pending
         pending = []
         for p in failed { p.completion(.failure(.closed(code: closeCode, reason: failure))) }

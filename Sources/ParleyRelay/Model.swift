@@ -1,18 +1,12 @@
 import ParleyCore
 
-/// Identifies a participant within the relay (unique per `Relay`).
-public struct ParticipantID: Hashable, Sendable, CustomStringConvertible {
-    public let rawValue: UInt32
-    public init(rawValue: UInt32) { self.rawValue = rawValue }
-    public var description: String { String(rawValue) }
-}
-
 /// What a track carries.
 public enum TrackKind: String, Sendable, Equatable {
     case audio, video
 }
 
-/// A track a participant will publish, as asked for in a join.
+/// A track a participant may publish: asked for in a join (which grants,
+/// that is reserves, its SSRC), then published with `Relay.publish`.
 public struct TrackSpec: Sendable, Equatable {
     public var kind: TrackKind
     /// RTP payload type (0...127, not 72...79 that would look like RTCP on a muxed port).
@@ -32,20 +26,24 @@ public struct TrackSpec: Sendable, Equatable {
     public static func video(ssrc: UInt32? = nil) -> TrackSpec { TrackSpec(kind: .video, payloadType: 96, clockRate: 90000, ssrc: ssrc) }
 }
 
-/// A published track as the relay knows it.
+/// A track as the relay knows it: granted, or published (then forwarded).
 public struct TrackInfo: Sendable, Equatable {
     public var ssrc: UInt32
     public var kind: TrackKind
     public var payloadType: UInt8
     public var clockRate: UInt32
-    public var publisher: ParticipantID
+    /// The publisher's name.
+    public var publisher: String
     public var muted: Bool
 }
 
 /// What a successful join returns: where to send media and how to authenticate.
 public struct ParticipantGrant: Sendable, Equatable {
-    public var id: ParticipantID
+    /// The participant's name in the room (the signalling's name for it).
+    public var name: String
     public var room: String
+    /// Index of the event loop the room lives on.
+    public var loopIndex: Int
     /// host:port of the room's loop media socket (the advertised address).
     public var endpoint: SocketAddressText
     /// ICE-style short-term credentials: the client sends STUN Binding
@@ -60,7 +58,8 @@ public struct ParticipantGrant: Sendable, Equatable {
     /// carrying MESSAGE-INTEGRITY keyed with `consentPassword`.
     public var consentUfrag: String
     public var consentPassword: String
-    /// The participant's own tracks with the SSRCs granted.
+    /// The tracks it may publish, with the SSRCs granted (reserved; nothing
+    /// flows on them until `Relay.publish`).
     public var tracks: [TrackInfo]
 }
 
@@ -69,7 +68,7 @@ public typealias SocketAddressText = String
 
 /// A snapshot of one participant.
 public struct ParticipantStats: Sendable, Equatable {
-    public var id: ParticipantID
+    public var name: String
     /// The latched media address, if any (`"1.2.3.4:5000"`).
     public var address: String?
     public var published: [TrackInfo]
@@ -95,20 +94,12 @@ public struct RoomStats: Sendable, Equatable {
     public var keyframeRequestsThrottled: Int
 }
 
-/// What a created room reports.
-public struct RoomInfo: Sendable, Equatable {
-    public var name: String
-    public var loopIndex: Int
-    /// The media endpoint every participant of the room sends to.
-    public var endpoint: SocketAddressText
-}
-
 /// Things the relay decides on its own that the signalling layer wants to know.
 public enum RelayEvent: Sendable, Equatable {
     /// A participant sent nothing for the timeout and was removed.
-    case participantTimedOut(room: String, participant: ParticipantID)
+    case participantTimedOut(room: String, name: String)
     /// A participant's media address was latched (or moved) by an authenticated packet.
-    case participantLatched(room: String, participant: ParticipantID, address: String)
+    case participantLatched(room: String, name: String, address: String)
 }
 
 /// Relay tuning and limits. Defaults are the production ones.

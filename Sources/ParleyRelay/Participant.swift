@@ -27,8 +27,9 @@ public struct ParticipantCrypto: @unchecked Sendable {
 /// One member of a room: a media address (once latched), the tracks it
 /// publishes and the tracks it receives. Loop only.
 final class Participant {
-    let id: ParticipantID
-    unowned let router: Router
+    /// Its name in the room (the signalling's).
+    let name: String
+    unowned let room: Room
     let ufrag: String
     let password: String
     /// `password` as bytes: the MESSAGE-INTEGRITY key (RFC 8489 §9.2.2 short-term).
@@ -52,6 +53,8 @@ final class Participant {
     var consent: ConsentCheck?
     /// Monotonic ms of the last packet of any kind from this participant.
     var lastSeenMs: UInt64
+    /// What the join granted: the SSRCs (always set) it may publish.
+    var granted: [TrackSpec] = []
     /// Tracks this participant publishes (1–3 usually: a linear scan beats a map).
     var published: [Track] = []
     /// Tracks this participant receives.
@@ -61,10 +64,10 @@ final class Participant {
     var bytesIn = 0
     var removed = false
 
-    init(id: ParticipantID, router: Router, ufrag: String, password: String, consentUfrag: String, consentPassword: String,
+    init(name: String, room: Room, ufrag: String, password: String, consentUfrag: String, consentPassword: String,
          nowMs: UInt64) {
-        self.id = id
-        self.router = router
+        self.name = name
+        self.room = room
         self.ufrag = ufrag
         self.password = password
         key = Array(password.utf8)
@@ -83,4 +86,8 @@ final class Participant {
         for t in published where t.ssrc == ssrc { return t }
         return nil
     }
+
+    /// Whether `ssrc` was granted to it (published or not). Off the packet
+    /// path: only asked about RTP that matches no published track.
+    func isGranted(_ ssrc: UInt32) -> Bool { granted.contains { $0.ssrc == ssrc } }
 }

@@ -1,35 +1,48 @@
 import ParleyCore
 import ParleyIO
-import Synchronization
-import Dispatch
 
 /// The relay's control API, safe from any thread: one `RelayWorker` per
-/// event loop (each with its media socket), and a directory of which loop
-/// carries which room.
+/// event loop (each with its media socket), and a `RoomDirectory` saying
+/// which loop carries which room.
 ///
-/// Every method posts the work to the room's loop with `loop.execute` and
-/// calls `completion` there, on that loop's thread, when done. Callers on
-/// other threads must not block a loop waiting for it; tests and setup code
-/// may use the blocking `…Sync` variants (never on a loop thread).
+/// Every operation is one hop: it posts its work to the room's loop with
+/// `loop.execute` and calls `completion` there, on that loop's thread, with
+/// the answer. Nothing blocks and nothing waits; a caller that wants the
+/// answer on its own thread hops back itself (the signalling backend posts
+/// to its queue). Operations on one room run in the order they were posted.
+/// An operation on a room nobody carries fails at once with `noSuchRoom`, on
+/// the caller's thread; one after `shutdown` fails with `closed`. A nil
+/// completion makes an operation fire-and-forget.
 public final class Relay: Sendable {
+    public typealias Completion<T> = @Sendable (Result<T, RelayError>) -> Void
+
     /// One worker per loop, in the order of the loops given.
     public let workers: [RelayWorker]
-    private let directory = Mutex<[String: Int]>([:])
-    private let roomCounts: Mutex<[Int]>
+    /// Where rooms are placed (least-loaded loop) and found.
+    public let directory: any RoomDirectory
     private let config: RelayConfig
+    /// `parley_relay_control_operations_total`: every `execute` this API posts.
+    private let operations: Counter
 
     /// Binds one media socket per loop (`mediaAddresses[i]` on `loops[i]`)
     /// and starts the workers. The loops must be running (an
     /// `EventLoopGroup`'s); call from any thread but a loop thread.
-    public init(loops: [EventLoop], mediaAddresses: [SocketAddress], config: RelayConfig = RelayConfig()) throws(RelayError) {
+    public init(loops: [EventLoop], mediaAddresses: [SocketAddress], config: RelayConfig = RelayConfig(),
+                directory: (any RoomDirectory)? = nil) throws(RelayError) {
         precondition(!loops.isEmpty && loops.count == mediaAddresses.count, "one media address per loop")
         self.config = config
+        let directory = directory ?? LocalRoomDirectory(loopCount: loops.count)
+        self.directory = directory
+        operations = config.metrics.counter("parley_relay_control_operations_total",
+                                            help: "Control operations posted to a room's event loop (a join is one).")
         var ws: [RelayWorker] = []
         for (i, (loop, addr)) in zip(loops, mediaAddresses).enumerated() {
             let r: Result<RelayWorker, RelayError>
             do {
                 r = try loop.submit { () -> Result<RelayWorker, RelayError> in
-                    Result { () throws(RelayError) in try RelayWorker(loop: loop, index: i, bindTo: addr, config: config) }
+                    Result { () throws(RelayError) in
+                        try RelayWorker(loop: loop, index: i, bindTo: addr, config: config, directory: directory)
+                    }
                 }
             } catch {
                 r = .failure(.bindFailed(address: addr.description, reason: "\(error)"))
@@ -42,7 +55,6 @@ public final class Relay: Sendable {
             }
         }
         workers = ws
-        roomCounts = Mutex(Array(repeating: 0, count: ws.count))
     }
 
     /// How long a participant may send nothing before it is removed.
@@ -51,181 +63,121 @@ public final class Relay: Sendable {
     /// The media endpoints, one per loop (`host:port`).
     public var endpoints: [String] { workers.map(\.endpoint) }
 
-    /// Closes every room and socket, blocking until each loop has done so.
-    /// Not from a loop thread.
+    /// Control operations posted to loops so far (every operation is one;
+    /// the metric `parley_relay_control_operations_total` of the relay's registry).
+    public var controlOperations: Int { operations.current }
+
+    /// Names of the open rooms.
+    public var roomNames: [String] { directory.roomNames }
+
+    /// Closes every room and socket, each loop's on the loop, and returns
+    /// when all have. Not from a loop thread.
     public func shutdown() {
         for w in workers { try? w.loop.submit { w.close() } }
-        directory.withLock { dir in
-            dir.removeAll()
-            roomCounts.withLock { for i in $0.indices { $0[i] = 0 } }
-        }
     }
 
-    private func worker(for room: String) -> RelayWorker? {
-        directory.withLock { $0[room] }.map { workers[$0] }
+    // MARK: Operations (completion runs on the room's loop)
+
+    /// Joins participant `name` to `room` in one hop: the room opens on the
+    /// least-loaded loop if nobody carries it, the participant is added with
+    /// the SSRCs of `tracks` granted (reserved: `publish` starts one), its
+    /// SRTP hooks are installed, and the grant is the answer. It receives
+    /// nothing until it subscribes. A participant of that name already in
+    /// the room is replaced.
+    public func join(room: String, name: String, tracks: [TrackSpec], crypto: ParticipantCrypto? = nil,
+                     completion: @escaping Completion<ParticipantGrant>) {
+        join(on: directory.place(room, on: nil), room: room, name: name, tracks: tracks, crypto: crypto, completion: completion)
     }
 
-    // MARK: Asynchronous API (completion runs on the room's loop)
-
-    /// Opens a room on the least-loaded loop.
-    public func createRoom(_ name: String, completion: @escaping @Sendable (Result<RoomInfo, RelayError>) -> Void) {
-        let pick: Int? = directory.withLock { dir in
-            guard dir[name] == nil else { return nil }
-            let i = roomCounts.withLock { counts in
-                let i = counts.indices.min { counts[$0] < counts[$1] }!
-                counts[i] += 1
-                return i
+    private func join(on i: Int, room: String, name: String, tracks: [TrackSpec], crypto: ParticipantCrypto?,
+                      completion: @escaping Completion<ParticipantGrant>) {
+        let posted = post(i) { [self] w in
+            // The room closed (its last participant left) after it was looked
+            // up and has been placed elsewhere since: follow it there.
+            if !w.carries(room), case let j = directory.place(room, on: i), j != i {
+                join(on: j, room: room, name: name, tracks: tracks, crypto: crypto, completion: completion)
+                return
             }
-            dir[name] = i
-            return i
-        }
-        guard let i = pick else { completion(.failure(.roomExists(name))); return }
-        let w = workers[i]
-        let posted = w.loop.execute { [self] in
-            let r = w.createRoom(name)
-            if case .failure = r { forget(name, loop: i) }
-            completion(r)
-        }
-        if !posted {
-            forget(name, loop: i)
-            completion(.failure(.closed))
-        }
-    }
-
-    /// Closes a room and removes its participants.
-    public func closeRoom(_ name: String, completion: @escaping @Sendable (Result<Void, RelayError>) -> Void) {
-        guard let w = worker(for: name) else { completion(.failure(.noSuchRoom(name))); return }
-        let posted = w.loop.execute { [self] in
-            let r = w.closeRoom(name)
-            if case .success = r { forget(name, loop: w.index) }
-            completion(r)
+            completion(w.join(room: room, name: name, tracks: tracks, crypto: crypto))
         }
         if !posted { completion(.failure(.closed)) }
     }
 
-    private func forget(_ name: String, loop i: Int) {
-        directory.withLock { dir in
-            guard dir[name] == i else { return }
-            dir[name] = nil
-            roomCounts.withLock { $0[i] -= 1 }
-        }
+    /// Removes participant `name`, its tracks and its subscriptions; the
+    /// room closes with its last participant.
+    public func leave(room: String, name: String, completion: Completion<Void>? = nil) {
+        onRoom(room, completion) { $0.leave(room: room, name: name) }
     }
 
-    /// Adds a participant publishing `tracks`: returns its endpoint,
-    /// credentials and granted SSRCs.
-    public func addParticipant(room: String, tracks: [TrackSpec],
-                               completion: @escaping @Sendable (Result<ParticipantGrant, RelayError>) -> Void) {
-        onRoom(room, completion) { $0.addParticipant(room: room, tracks: tracks) }
+    /// Publishes `track` (its `ssrc` one granted to `name` at join, of the
+    /// kind granted): its RTP is forwarded to subscribers and kept for
+    /// retransmission from now on.
+    public func publish(room: String, name: String, track: TrackSpec, completion: Completion<TrackInfo>? = nil) {
+        onRoom(room, completion) { $0.publish(room: room, name: name, track: track) }
     }
 
-    /// Removes a participant.
-    public func removeParticipant(room: String, _ id: ParticipantID,
-                                  completion: @escaping @Sendable (Result<Void, RelayError>) -> Void) {
-        onRoom(room, completion) { $0.removeParticipant(room: room, id) }
+    /// Ends `name`'s track `ssrc`: its subscriptions and retransmission ring
+    /// go, and RTP on the SSRC (still granted) is dropped as `unpublished`.
+    public func unpublish(room: String, name: String, ssrc: UInt32, completion: Completion<Void>? = nil) {
+        onRoom(room, completion) { $0.unpublish(room: room, name: name, ssrc: ssrc) }
     }
 
-    /// Subscribes (`true`) or unsubscribes a participant to/from track `ssrc`.
-    public func setSubscribed(room: String, subscriber: ParticipantID, ssrc: UInt32, _ subscribed: Bool,
-                              completion: @escaping @Sendable (Result<Void, RelayError>) -> Void) {
+    /// Subscribes (`true`) or unsubscribes participant `subscriber` to/from track `ssrc`.
+    public func setSubscribed(room: String, subscriber: String, ssrc: UInt32, _ subscribed: Bool,
+                              completion: Completion<Void>? = nil) {
         onRoom(room, completion) { $0.setSubscribed(room: room, subscriber: subscriber, ssrc: ssrc, subscribed) }
     }
 
     /// Mutes or unmutes track `ssrc` for everyone.
-    public func setMuted(room: String, ssrc: UInt32, _ muted: Bool,
-                         completion: @escaping @Sendable (Result<Void, RelayError>) -> Void) {
+    public func setMuted(room: String, ssrc: UInt32, _ muted: Bool, completion: Completion<Void>? = nil) {
         onRoom(room, completion) { $0.setMuted(room: room, ssrc: ssrc, muted) }
-    }
-
-    /// Installs a participant's SRTP hooks (hop-by-hop; see `ParticipantCrypto`).
-    public func setCrypto(room: String, participant: ParticipantID, _ crypto: ParticipantCrypto?,
-                          completion: @escaping @Sendable (Result<Void, RelayError>) -> Void) {
-        onRoom(room, completion) { $0.setCrypto(room: room, participant: participant, crypto) }
     }
 
     /// Starts (or with nil stops) a room's recorder tap: every plaintext RTP
     /// packet the room forwards, on the room's loop.
-    public func setTap(room: String, _ tap: RTPTap?, completion: @escaping @Sendable (Result<Void, RelayError>) -> Void) {
+    public func setTap(room: String, _ tap: RTPTap?, completion: Completion<Void>? = nil) {
         onRoom(room, completion) { $0.setTap(room: room, tap) }
     }
 
     /// Counts as activity for the participant's timeout, as a packet from it
     /// would: for a receive-only tool that sends nothing on its media port
     /// (ffmpeg reading an SDP) while its signalling connection shows it is
-    /// there. Moves nothing. Fire and forget.
-    public func keepAlive(room: String, _ id: ParticipantID) {
-        onRoom(room, { (_: Result<Void, RelayError>) in }) { $0.keepAlive(room: room, id) }
+    /// there. Moves nothing.
+    public func keepAlive(room: String, name: String) {
+        onRoom(room, nil) { $0.keepAlive(room: room, name: name) }
     }
 
     /// A snapshot of a room's participants, tracks and counters.
-    public func stats(room: String, completion: @escaping @Sendable (Result<RoomStats, RelayError>) -> Void) {
+    public func stats(room: String, completion: @escaping Completion<RoomStats>) {
         onRoom(room, completion) { $0.stats(room: room) }
     }
 
-    /// Names of the open rooms.
-    public var roomNames: [String] { directory.withLock { Array($0.keys) }.sorted() }
-
-    private func onRoom<T>(_ room: String, _ completion: @escaping @Sendable (Result<T, RelayError>) -> Void,
-                           _ body: @escaping @Sendable (RelayWorker) -> Result<T, RelayError>) {
-        guard let w = worker(for: room) else { completion(.failure(.noSuchRoom(room))); return }
-        // A loop that has stopped refuses work: answer instead of leaving the caller waiting.
-        if !w.loop.execute({ completion(body(w)) }) { completion(.failure(.closed)) }
+    /// Closes a room and removes its participants.
+    public func closeRoom(_ room: String, completion: Completion<Void>? = nil) {
+        onRoom(room, completion) { $0.closeRoom(room) }
     }
-
-    // MARK: Blocking API (setup code and tests; never on a loop thread)
-
-    public func createRoomSync(_ name: String) throws(RelayError) -> RoomInfo { try wait { createRoom(name, completion: $0) } }
-    public func closeRoomSync(_ name: String) throws(RelayError) { try wait { closeRoom(name, completion: $0) } }
-    public func addParticipantSync(room: String, tracks: [TrackSpec]) throws(RelayError) -> ParticipantGrant {
-        try wait { addParticipant(room: room, tracks: tracks, completion: $0) }
-    }
-    public func removeParticipantSync(room: String, _ id: ParticipantID) throws(RelayError) {
-        try wait { removeParticipant(room: room, id, completion: $0) }
-    }
-    public func setSubscribedSync(room: String, subscriber: ParticipantID, ssrc: UInt32, _ subscribed: Bool) throws(RelayError) {
-        try wait { setSubscribed(room: room, subscriber: subscriber, ssrc: ssrc, subscribed, completion: $0) }
-    }
-    public func setMutedSync(room: String, ssrc: UInt32, _ muted: Bool) throws(RelayError) {
-        try wait { setMuted(room: room, ssrc: ssrc, muted, completion: $0) }
-    }
-    public func setCryptoSync(room: String, participant: ParticipantID, _ crypto: ParticipantCrypto?) throws(RelayError) {
-        try wait { setCrypto(room: room, participant: participant, crypto, completion: $0) }
-    }
-    public func setTapSync(room: String, _ tap: RTPTap?) throws(RelayError) {
-        try wait { setTap(room: room, tap, completion: $0) }
-    }
-    public func statsSync(room: String) throws(RelayError) -> RoomStats { try wait { stats(room: room, completion: $0) } }
 
     /// Latches a fixed address for a participant without STUN. Trusted
     /// in-process callers only (`parley bench relay`, in ParleyBench: public
-    /// for it alone); blocking.
-    public func latchSync(room: String, _ id: ParticipantID, address: SocketAddress) throws(RelayError) {
-        guard let w = worker(for: room) else { throw .noSuchRoom(room) }
-        try wait { done in
-            if !w.loop.execute({ done(w.latchForTrustedCaller(room: room, id, address: address)) }) { done(.failure(.closed)) }
-        }
+    /// for it alone).
+    public func latch(room: String, name: String, address: SocketAddress, completion: @escaping Completion<Void>) {
+        onRoom(room, completion) { $0.latchForTrustedCaller(room: room, name: name, address: address) }
     }
 
-    private func wait<T>(_ start: (@escaping @Sendable (Result<T, RelayError>) -> Void) -> Void) throws(RelayError) -> T {
-        precondition(!workers.contains { $0.loop.inEventLoop }, "blocking relay call on a relay loop would deadlock")
-        let box = ResultBox<T>()
-        start { box.put($0) }
-        return try box.take().get()
-    }
-}
-
-/// A one-shot hand-off from a loop to a blocked caller: the semaphore
-/// orders the write before the read, so the value needs no lock.
-final class ResultBox<T>: @unchecked Sendable {
-    private let ready = DispatchSemaphore(value: 0)
-    private var value: Result<T, RelayError>?
-
-    func put(_ v: Result<T, RelayError>) {
-        value = v
-        ready.signal()
+    private func onRoom<T>(_ room: String, _ completion: Completion<T>?,
+                           _ body: @escaping @Sendable (RelayWorker) -> Result<T, RelayError>) {
+        guard let i = directory.loop(of: room) else { completion?(.failure(.noSuchRoom(room))); return }
+        // A loop that has stopped refuses work: answer instead of leaving the caller waiting.
+        if !post(i, { w in
+            let r = body(w)
+            completion?(r)
+        }) { completion?(.failure(.closed)) }
     }
 
-    func take() -> Result<T, RelayError> {
-        ready.wait()
-        return value!
+    /// Posts `body` to loop `i` (one control operation); false when the loop has stopped.
+    private func post(_ i: Int, _ body: @escaping @Sendable (RelayWorker) -> Void) -> Bool {
+        operations.inc()
+        let w = workers[i]
+        return w.loop.execute { body(w) }
     }
 }

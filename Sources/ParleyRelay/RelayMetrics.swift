@@ -11,6 +11,8 @@ enum DropReason: Int, CaseIterable {
     case malformed
     /// RTP with an SSRC the sender was not granted.
     case unknownSSRC
+    /// RTP on an SSRC granted to the sender but not published (or unpublished).
+    case unpublished
     /// The track is muted by its publisher.
     case muted
     /// SRTP/SRTCP authentication failed (crypto hook).
@@ -26,6 +28,7 @@ enum DropReason: Int, CaseIterable {
         case .unknownProtocol: return "unknown_protocol"
         case .malformed: return "malformed"
         case .unknownSSRC: return "unknown_ssrc"
+        case .unpublished: return "unpublished"
         case .muted: return "muted"
         case .authFailed: return "auth_failed"
         case .stunRejected: return "stun_rejected"
@@ -100,7 +103,7 @@ final class RelayMetrics: Sendable {
 /// Per-batch tallies, flushed to `RelayMetrics` once per `recvmmsg` batch.
 struct BatchCounters {
     var packetsIn = 0, bytesIn = 0, packetsOut = 0, bytesOut = 0
-    var drops = (0, 0, 0, 0, 0, 0, 0, 0)
+    var drops = (0, 0, 0, 0, 0, 0, 0, 0, 0)
 
     @inline(__always) mutating func drop(_ r: DropReason) {
         switch r {
@@ -112,6 +115,7 @@ struct BatchCounters {
         case .authFailed: drops.5 += 1
         case .stunRejected: drops.6 += 1
         case .stunRateLimited: drops.7 += 1
+        case .unpublished: drops.8 += 1
         }
     }
 
@@ -126,5 +130,6 @@ struct BatchCounters {
         if drops.5 > 0 { m.counter(.authFailed).inc(drops.5) }
         if drops.6 > 0 { m.counter(.stunRejected).inc(drops.6) }
         if drops.7 > 0 { m.counter(.stunRateLimited).inc(drops.7) }
+        if drops.8 > 0 { m.counter(.unpublished).inc(drops.8) }
     }
 }

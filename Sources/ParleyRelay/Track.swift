@@ -47,7 +47,7 @@ final class Track {
     }
 
     var info: TrackInfo {
-        TrackInfo(ssrc: ssrc, kind: kind, payloadType: payloadType, clockRate: clockRate, publisher: publisher.id, muted: muted)
+        TrackInfo(ssrc: ssrc, kind: kind, payloadType: payloadType, clockRate: clockRate, publisher: publisher.name, muted: muted)
     }
 
     func isSubscribed(_ p: Participant) -> Bool { subscribers.contains { $0 === p } }

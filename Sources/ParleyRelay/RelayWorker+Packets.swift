@@ -1,0 +1,172 @@
+import ParleyCore
+import ParleyIO
+import ParleyRTP
+
+/// The packet path: a receive batch demultiplexed, RTP forwarded to each
+/// track's destinations, and the SRTP hooks run in place. Loop only.
+extension RelayWorker {
+    public func udpSocket(_ socket: UDPSocket, didReceive batch: UDPReceiveBatch) {
+        tickClock()
+        for i in 0..<batch.count {
+            let d = batch[i]
+            let bytes = d.bytes
+            tally.packetsIn += 1
+            tally.bytesIn += bytes.count
+            switch MediaDemultiplexer.classify(bytes) {
+            case .rtp:
+                guard let p = byAddress[d.source] else {
+                    // Not latched: an SRTP packet that authenticates with its SSRC owner's key latches.
+                    if let (p, plain) = latchBySRTP(bytes, from: d.source) {
+                        p.packetsIn += 1
+                        p.bytesIn += bytes.count
+                        forwardRTP(from: p, plain, plaintext: true)
+                    }
+                    continue
+                }
+                p.lastSeenMs = nowMs
+                p.packetsIn += 1
+                p.bytesIn += bytes.count
+                forwardRTP(from: p, bytes)
+            case .rtcp:
+                guard let p = byAddress[d.source] ?? byRTCPAddress[d.source] else {
+                    // Not latched: SRTCP from a participant's media port + 1 that authenticates latches its RTCP address.
+                    if let (p, plain) = latchRTCPBySRTCP(bytes, from: d.source) {
+                        p.packetsIn += 1
+                        p.bytesIn += bytes.count
+                        handleRTCP(from: p, plain, plaintext: true)
+                    }
+                    continue
+                }
+                p.lastSeenMs = nowMs
+                p.packetsIn += 1
+                p.bytesIn += bytes.count
+                handleRTCP(from: p, bytes)
+            case .stun:
+                handleSTUN(bytes, from: d.source)
+            default:
+                // RTP's first byte but too short to classify: malformed; anything else: not ours.
+                tally.drop((128...191).contains(bytes.first ?? 0) ? .malformed : .unknownProtocol)
+            }
+        }
+        flush()
+        if socket.receiveTimestamps { recordResidence(batch) }
+    }
+
+    /// Residence of each datagram of `batch`: from the kernel queuing it on
+    /// our socket to the end of the flush that sent its copies (one clock
+    /// read per batch). This is the relay's added latency: waiting in the
+    /// socket queue, our processing, and handing every copy to the kernel.
+    func recordResidence(_ batch: UDPReceiveBatch) {
+        let now = realtimeNanoseconds()
+        for i in 0..<batch.count {
+            let at = batch.receivedAtNanoseconds(i)
+            if at > 0 { residence.record(UInt64(Swift.max(0, now - at))) }
+        }
+    }
+
+    /// Starts (or stops) measuring residence times: turns on kernel receive
+    /// timestamps on the media socket (they cost a control message per
+    /// datagram, so they are off unless asked for). Loop only.
+    public func setResidenceMeasurement(_ on: Bool) throws(SystemError) {
+        loop.preconditionInLoop()
+        try socket.setReceiveTimestamps(on)
+    }
+
+    /// The residence times measured since the last call, and a fresh start. Loop only.
+    public func takeResidence() -> LatencyHistogram {
+        loop.preconditionInLoop()
+        defer { residence.reset() }
+        return residence
+    }
+
+
+
+    /// Runs the inbound crypto hook, if any: returns the plaintext view or nil (dropped).
+    @inline(__always)
+    func inbound(_ p: Participant, _ bytes: UnsafeRawBufferPointer, isRTCP: Bool) -> UnsafeRawBufferPointer? {
+        guard let c = p.crypto else { return bytes }
+        let m = UnsafeMutableRawBufferPointer(mutating: bytes)
+        guard let n = c.unprotect(m, isRTCP), n <= bytes.count else { tally.drop(.authFailed); return nil }
+        return UnsafeRawBufferPointer(rebasing: bytes[0..<n])
+    }
+
+    /// An RTP packet from an address nobody has latched (DESIGN.md: an SRTP
+    /// packet that authenticates with the participant's key latches, so tools
+    /// without STUN, like ffmpeg, can publish). The SSRC names the candidate
+    /// publisher; only one with an SRTP hook qualifies, and only if the packet
+    /// authenticates (and is no replay). Anything else is dropped and counted,
+    /// and never latches. Returns the publisher and the plaintext.
+    func latchBySRTP(_ bytes: UnsafeRawBufferPointer, from source: SocketAddress) -> (Participant, UnsafeRawBufferPointer)? {
+        guard bytes.count >= 12 else { tally.drop(.malformed); return nil }
+        guard config.srtpLatching, let p = publisher(ofSSRC: bytes.u32(8)), p.crypto != nil else {
+            tally.drop(.unknownSource)
+            return nil
+        }
+        guard let plain = inbound(p, bytes, isRTCP: false) else { return nil } // counted as auth_failed
+        p.lastSeenMs = nowMs
+        latch(p, source)
+        return (p, plain)
+    }
+
+    /// The participant publishing `ssrc` in any room of this loop.
+    func publisher(ofSSRC ssrc: UInt32) -> Participant? {
+        for r in rooms.values {
+            if let t = r.tracksBySSRC[ssrc] { return t.publisher }
+        }
+        return nil
+    }
+
+    /// RTCP from an address nobody has latched. Tools without RTCP-mux
+    /// (ffmpeg) send RTCP from their RTP port + 1 (RFC 3550 §11). The
+    /// candidate is the participant whose media address is the port below,
+    /// else the publisher of the sender SSRC (ffmpeg's first sender report
+    /// goes out before its first RTP packet). An SRTCP packet that
+    /// authenticates with the candidate's key and is no replay (the SRTCP
+    /// index check runs first) latches its RTCP address. Returns the
+    /// participant and the plaintext.
+    func latchRTCPBySRTCP(_ bytes: UnsafeRawBufferPointer, from source: SocketAddress) -> (Participant, UnsafeRawBufferPointer)? {
+        guard bytes.count >= 8 else { tally.drop(.malformed); return nil }
+        let below = source.port > 1 ? byAddress[source.withPort(source.port - 1)] : nil
+        guard let p = below ?? publisher(ofSSRC: bytes.u32(4)), p.crypto != nil else {
+            tally.drop(.unknownSource)
+            return nil
+        }
+        guard let plain = inbound(p, bytes, isRTCP: true) else { return nil } // counted as auth_failed
+        forgetRTCPAddress(p)
+        p.rtcpAddress = source
+        byRTCPAddress[source] = p
+        p.lastSeenMs = nowMs
+        metrics.rtcpLatches.inc()
+        return (p, plain)
+    }
+
+    func forwardRTP(from p: Participant, _ raw: UnsafeRawBufferPointer, plaintext: Bool = false) {
+        guard let bytes = plaintext ? raw : inbound(p, raw, isRTCP: false) else { return }
+        guard let rtp = try? RTPPacketView(parsing: bytes) else { tally.drop(.malformed); return }
+        guard let t = p.publishedTrack(rtp.ssrc) else { tally.drop(p.isGranted(rtp.ssrc) ? .unpublished : .unknownSSRC); return }
+        let seq = rtp.sequenceNumber
+        t.statistics.update(sequenceNumber: seq, timestamp: rtp.timestamp, arrivalTime: nowNs)
+        t.packetsIn += 1
+        t.bytesIn += bytes.count
+        p.room.packetsIn += 1
+        guard !t.muted else { tally.drop(.muted); return }
+        t.retransmission?.store(bytes, sequence: seq, nowMs: nowMs) // after mute: a NACK must not reveal muted media
+        if let tap = p.room.tap { tap.packet(t.ssrc, t.kind, bytes) }
+        let n = t.destinations.count
+        guard n > 0 else { return }
+        if t.needsPerDestinationCopy || p.crypto != nil {
+            // The receive buffer now holds plaintext (or some subscriber needs its own SRTP): copy per destination.
+            for i in 0..<n {
+                queue(bytes, to: t.destinations[i], subscriber: t.destinationParticipants[i], isRTCP: false, byReference: false)
+            }
+        } else {
+            t.destinations.withUnsafeBufferPointer { dests in
+                for d in dests { socket.sendBatch.appendNoCopy(bytes, to: d) }
+            }
+            tally.packetsOut += n
+            tally.bytesOut += n * bytes.count
+        }
+        t.packetsForwarded += n
+        p.room.packetsOut += n
+    }
+}

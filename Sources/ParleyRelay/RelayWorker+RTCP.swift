@@ -1,0 +1,116 @@
+import ParleyCore
+import ParleyIO
+import ParleyRTP
+
+/// RTCP feedback: sender reports passed on, NACKs answered from the
+/// retransmission ring, keyframe requests (PLI/FIR) throttled to the
+/// publisher, and the relay's own receiver reports. Loop only.
+extension RelayWorker {
+    func handleRTCP(from p: Participant, _ raw: UnsafeRawBufferPointer, plaintext: Bool = false) {
+        guard let bytes = plaintext ? raw : inbound(p, raw, isRTCP: true) else { return }
+        guard let compound = try? RTCPCompoundView(parsing: bytes) else { tally.drop(.malformed); return }
+        metrics.rtcpIn.inc()
+        let room = p.room
+        var senderReportTrack: Track?
+        for pkt in compound {
+            switch pkt.packetType {
+            case RTCP.PacketType.senderReport:
+                guard let s = pkt.senderSSRC, let t = p.publishedTrack(s), let ntp = pkt.senderReportNTPTimestamp else { continue }
+                t.statistics.senderReportReceived(ntpTimestamp: ntp, arrivalTime: nowNs)
+                senderReportTrack = t
+            case RTCP.PacketType.transportFeedback where pkt.count == RTCP.Format.genericNACK:
+                guard let m = pkt.mediaSSRC, let t = room.tracksBySSRC[m], let budget = t.retransmissionBudget(for: p),
+                      let dest = p.address else { continue }
+                answerNACK(pkt, track: t, budget: budget, subscriber: p, dest: dest)
+            case RTCP.PacketType.payloadFeedback where pkt.count == RTCP.Format.pictureLossIndication:
+                guard let m = pkt.mediaSSRC, let t = room.tracksBySSRC[m], t.isSubscribed(p) else { continue }
+                requestKeyframe(t, fir: false)
+            case RTCP.PacketType.payloadFeedback where pkt.count == RTCP.Format.fullIntraRequest:
+                // RFC 5104 §4.3.1.2: FCI entries of (SSRC, seq nr, reserved).
+                let b = pkt.body
+                var off = 8
+                while off + 8 <= b.count {
+                    let ssrc = b.u32(off)
+                    if let t = room.tracksBySSRC[ssrc], t.isSubscribed(p) { requestKeyframe(t, fir: true) }
+                    off += 8
+                }
+            default:
+                continue // RR, SDES, BYE, APP, REMB: consumed here
+            }
+        }
+        // Publishers' SR go to the track's receivers (lip sync needs the NTP↔RTP mapping).
+        if let t = senderReportTrack, !t.muted {
+            for i in 0..<t.destinations.count {
+                let s = t.destinationParticipants[i]
+                queue(bytes, to: s.rtcpAddress ?? t.destinations[i], subscriber: s, isRTCP: true, byReference: p.crypto == nil)
+            }
+        }
+    }
+
+    /// Resends what subscriber `p` lost, as far as its budget for `t` allows
+    /// (see `RetransmissionBudget`): the answer never grows with the NACK.
+    func answerNACK(_ pkt: RTCPPacketView, track t: Track, budget: RetransmissionBudget,
+                            subscriber p: Participant, dest: SocketAddress) {
+        guard let ring = t.retransmission else { return }
+        let maxAge = UInt64(config.retransmissionMaxAge.millisecondsRoundedUp)
+        let interval = UInt64(config.retransmissionResendInterval.millisecondsRoundedUp)
+        budget.refill(from: ring, percent: config.retransmissionBudgetPercent)
+        var served = 0, missed = 0, duplicate = 0, overBudget = 0
+        RTCPGenericNACK.forEachLost(in: pkt) { seq in
+            guard let stored = ring.packet(sequence: seq, nowMs: nowMs, maxAgeMs: maxAge) else { missed += 1; return }
+            switch budget.admit(sequence: seq, bytes: stored.count, nowMs: nowMs, intervalMs: interval) {
+            case .resend:
+                // Copied: the ring slot may be overwritten before the batch is flushed.
+                queue(stored, to: dest, subscriber: p, isRTCP: false, byReference: false)
+                served += 1
+            case .duplicate: duplicate += 1
+            case .overBudget: overBudget += 1
+            }
+        }
+        t.publisher.room.nacksServed += served
+        if served > 0 { metrics.nacksServed.inc(served) }
+        if missed > 0 { metrics.nacksMissed.inc(missed) }
+        if duplicate > 0 { metrics.nacksDuplicate.inc(duplicate) }
+        if overBudget > 0 { metrics.nacksOverBudget.inc(overBudget) }
+    }
+
+    /// Forwards a keyframe request to the publisher of `t`, at most one per
+    /// `keyframeRequestInterval` per track (mediasoup does the same).
+    func requestKeyframe(_ t: Track, fir: Bool) {
+        let room = t.publisher.room
+        let interval = UInt64(config.keyframeRequestInterval.millisecondsRoundedUp)
+        if let last = t.lastKeyframeRequestMs, nowMs &- last < interval {
+            room.keyframeRequestsThrottled += 1
+            metrics.keyframeThrottled.inc()
+            return
+        }
+        guard let dest = t.publisher.rtcpDestination else { return }
+        t.lastKeyframeRequestMs = nowMs
+        room.keyframeRequestsForwarded += 1
+        metrics.keyframeForwarded.inc()
+        let n: Int
+        if fir {
+            t.firSequence &+= 1
+            let f = RTCPFullIntraRequest(senderSSRC: room.relaySSRC, entries: [RTCPFIREntry(ssrc: t.ssrc, sequenceNumber: t.firSequence)])
+            n = (try? f.write(into: scratch)) ?? 0
+        } else {
+            n = (try? RTCPPictureLossIndication(senderSSRC: room.relaySSRC, mediaSSRC: t.ssrc).write(into: scratch)) ?? 0
+        }
+        guard n > 0 else { return }
+        queue(UnsafeRawBufferPointer(rebasing: scratch[0..<n]), to: dest, subscriber: t.publisher, isRTCP: true, byReference: false)
+    }
+
+    /// RFC 3550 §6.4.2: one RR per publisher with a block per track it sends us.
+    func sendReceiverReport(to p: Participant, room r: Room) {
+        guard let dest = p.rtcpDestination, !p.published.isEmpty else { return }
+        var blocks: [RTCPReportBlock] = []
+        for t in p.published where t.packetsIn > 0 {
+            blocks.append(t.statistics.makeReportBlock(ssrc: t.ssrc, now: nowNs))
+        }
+        guard !blocks.isEmpty else { return }
+        let rr = RTCPReceiverReport(ssrc: r.relaySSRC, reports: Array(blocks.prefix(31)))
+        guard let n = try? rr.write(into: scratch), n > 0 else { return }
+        queue(UnsafeRawBufferPointer(rebasing: scratch[0..<n]), to: dest, subscriber: p, isRTCP: true, byReference: false)
+        metrics.receiverReports.inc()
+    }
+}

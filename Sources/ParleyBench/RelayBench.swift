@@ -1,8 +1,10 @@
 import CLinux
+import Dispatch
 import Glibc
 import ParleyCore
 import ParleyIO
 import ParleyRelay
+import Synchronization
 
 /// `parley bench relay`: the relay as a benchmark server on one event loop
 /// (one core), with rooms and participants at fixed addresses and SSRCs so
@@ -79,14 +81,15 @@ public enum RelayBench {
             config.sendBatchSize = sendBatch
             relay = try Relay(loops: group.loops, mediaAddresses: [listen], config: config)
             for r in 0..<rooms {
-                let name = "bench-\(r)"
-                _ = try relay.createRoomSync(name)
+                let room = "bench-\(r)"
                 for j in 0..<perRoom {
                     let i = r * perRoom + j
                     let spec = video ? TrackSpec.video(ssrc: UInt32(ssrcBase + i)) : TrackSpec.opus(ssrc: UInt32(ssrcBase + i))
-                    let g = try relay.addParticipantSync(room: name, tracks: j < publishers ? [spec] : [])
-                    try relay.latchSync(room: name, g.id, address: .ipv4Loopback(port: UInt16(base + i)))
+                    let name = "p\(i)"
+                    try joinForBench(relay, room: room, name: name, publishing: j < publishers ? spec : nil)
+                    try setupWait { relay.latch(room: room, name: name, address: .ipv4Loopback(port: UInt16(base + i)), completion: $0) }
                 }
+                try subscribeEveryone(relay, room: room)
             }
         } catch {
             printError("parley bench relay: \(error)")
@@ -106,6 +109,42 @@ public enum RelayBench {
         }
         writeStdout(counters.map { "counter \($0)\n" }.joined())
         return ExitCode.ok
+    }
+}
+
+/// Waits for one relay operation's answer. Benchmark setup only (on the
+/// main thread, before any load): the relay's control API never blocks.
+func setupWait<T: Sendable>(_ start: (@escaping @Sendable (Result<T, RelayError>) -> Void) -> Void) throws(RelayError) -> T {
+    let done = DispatchSemaphore(value: 0)
+    let answer = Mutex<Result<T, RelayError>?>(nil)
+    start { r in
+        answer.withLock { $0 = r }
+        done.signal()
+    }
+    done.wait()
+    return try answer.withLock { $0! }.get()
+}
+
+/// Joins `name` and publishes its track, if any.
+@discardableResult
+func joinForBench(_ relay: Relay, room: String, name: String, publishing track: TrackSpec?,
+                  crypto: ParticipantCrypto? = nil) throws(RelayError) -> ParticipantGrant {
+    let g = try setupWait { relay.join(room: room, name: name, tracks: track.map { [$0] } ?? [], crypto: crypto, completion: $0) }
+    if let track { _ = try setupWait { relay.publish(room: room, name: name, track: track, completion: $0) } }
+    return g
+}
+
+/// Subscribes every participant of `room` to every track the others
+/// publish (the relay subscribes nobody by default; the load generators
+/// expect everyone to receive everything).
+func subscribeEveryone(_ relay: Relay, room: String) throws(RelayError) {
+    let stats = try setupWait { relay.stats(room: room, completion: $0) }
+    for p in stats.participants {
+        for other in stats.participants where other.name != p.name {
+            for t in other.published {
+                try setupWait { relay.setSubscribed(room: room, subscriber: p.name, ssrc: t.ssrc, true, completion: $0) }
+            }
+        }
     }
 }
 

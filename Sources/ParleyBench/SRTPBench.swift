@@ -80,20 +80,19 @@ public enum SRTPBench {
             config.maxParticipantsPerRoom = max(per, 50)
             config.batchSize = batch
             relay = try Relay(loops: group.loops, mediaAddresses: [listen], config: config)
-            _ = try relay.createRoomSync("bench")
             for i in 0..<per {
                 let ssrc = UInt32(ssrcBase + i)
                 let spec: ParleyRelay.TrackSpec = kind == "video" ? .video(ssrc: ssrc) : .opus(ssrc: ssrc)
-                let g = try relay.addParticipantSync(room: "bench", tracks: i < pubs ? [spec] : [])
-                if mode == "srtp" {
-                    let crypto = try ParticipantCrypto.srtp(inbound: key(participant: i, receive: false, suite: suite),
-                                                            outbound: key(participant: i, receive: true, suite: suite))
-                    try relay.setCryptoSync(room: "bench", participant: g.id, crypto)
-                }
+                let crypto = mode == "srtp"
+                    ? try ParticipantCrypto.srtp(inbound: key(participant: i, receive: false, suite: suite),
+                                                 outbound: key(participant: i, receive: true, suite: suite))
+                    : nil
+                let g = try joinForBench(relay, room: "bench", name: "p\(i)", publishing: i < pubs ? spec : nil, crypto: crypto)
                 _ = try SDPSession.latchLocalPort(relay: relay.workers[0].localAddress, ufrag: g.ufrag, password: g.password,
                                                   consentUfrag: g.consentUfrag, consentPassword: g.consentPassword,
                                                   port: UInt16(base + i))
             }
+            try subscribeEveryone(relay, room: "bench")
         } catch {
             printError("parley bench srtp: \(error)")
             return ExitCode.failure

@@ -109,8 +109,7 @@ public final class Relay: Sendable {
         onRoom(room, completion) { $0.leave(room: room, name: name) }
     }
 
-    /// Publishes `track` (its `ssrc` one granted to `name` at join, of the
-    /// kind granted): its RTP is forwarded to subscribers and kept for
+    /// Publishes `track` (its `ssrc` one granted to `name` at join): its RTP is forwarded to subscribers and kept for
     /// retransmission from now on.
     public func publish(room: String, name: String, track: TrackSpec, completion: Completion<TrackInfo>? = nil) {
         onRoom(room, completion) { $0.publish(room: room, name: name, track: track) }

@@ -90,14 +90,12 @@ final class Room {
         participantsGauge.set(participants.count)
     }
 
-    /// Makes `spec` (an SSRC granted to `p`, of the kind granted) a
-    /// published track: from now on its RTP is forwarded to subscribers and
-    /// kept for retransmission.
+    /// Makes `spec` (its SSRC one granted to `p`) a published track: from
+    /// now on its RTP is forwarded to subscribers and kept for
+    /// retransmission. The spec's kind, payload type and clock rate are the
+    /// track's (the grant's are only what was asked for at join).
     func publish(_ p: Participant, _ spec: TrackSpec) throws(RelayError) -> Track {
-        guard let ssrc = spec.ssrc, let g = p.granted.first(where: { $0.ssrc == ssrc }) else {
-            throw .ssrcNotGranted(spec.ssrc ?? 0)
-        }
-        guard g.kind == spec.kind else { throw .invalidRequest("SSRC \(ssrc) was granted for \(g.kind.rawValue), not \(spec.kind.rawValue)") }
+        guard let ssrc = spec.ssrc, p.isGranted(ssrc) else { throw .ssrcNotGranted(spec.ssrc ?? 0) }
         guard tracksBySSRC[ssrc] == nil else { throw .invalidRequest("SSRC \(ssrc) is already published") }
         try Self.validate(spec)
         let slots = spec.kind == .video ? config.videoRetransmissionSlots : config.audioRetransmissionSlots

@@ -93,14 +93,15 @@ public final class ServerFrontEnd: Sendable {
         var signalling: SignallingService?
         var backend: RelayMediaBackend?
         if let relay {
-            let b = RelayMediaBackend(relay: relay, advertisedHost: config.mediaHost == "0.0.0.0" ? nil : config.mediaHost)
-            let s = SignallingService(backend: b, verifier: JWTVerifier(secret: secret),
+            let queue = DispatchQueue(label: "parley.signalling")
+            let b = RelayMediaBackend(relay: relay, queue: queue, advertisedHost: config.mediaHost == "0.0.0.0" ? nil : config.mediaHost)
+            let s = SignallingService(queue: queue, backend: b, verifier: JWTVerifier(secret: secret),
                                       graceSeconds: Double(config.reconnectGraceSeconds),
                                       maxParticipantsPerRoom: config.maxParticipantsPerRoom,
                                       requestRate: config.signallingRate, requestBurst: config.signallingBurst,
                                       logger: Logger(label: "parley.signalling", level: config.logLevel))
             s.install(on: router)
-            events?.connect(backend: b, signalling: s)
+            events?.connect(signalling: s)
             signalling = s
             backend = b
         }

@@ -4,7 +4,6 @@ import Foundation
 import ParleyCore
 import ParleyRelay
 import ParleySRTP
-import Synchronization
 
 /// The signalling layer's view of the relay (`MediaBackend` over
 /// `ParleyRelay.Relay`), with hop-by-hop SRTP: each participant gets an
@@ -13,125 +12,92 @@ import Synchronization
 /// protects what it forwards to it), installed as the relay's per-participant
 /// crypto hook (`ParticipantCrypto.srtp`, in ParleyRelay).
 ///
-/// Called on the signalling queue only (the blocking relay calls hop to the
-/// room's loop; the queue is never a loop thread).
+/// Called on the signalling queue. It keeps no state of its own: the relay
+/// knows participants by their signalling names. A join is one relay
+/// operation (`Relay.join`), answered back on `queue`; the other calls post
+/// their operation and return.
 public final class RelayMediaBackend: MediaBackend, @unchecked Sendable {
     public let relay: Relay
+    /// The signalling queue, where join answers are delivered.
+    let queue: DispatchQueue
     /// Host advertised in join replies (the relay's endpoint host otherwise).
     let advertisedHost: String?
-    /// room → participant name → relay id.
-    private var ids: [String: [String: ParticipantID]] = [:]
-    /// relay id → (room, name), for relay events.
-    private let names = Mutex<[ParticipantID: (room: String, name: String)]>([:])
     private let metrics = SRTPMetrics.shared
 
-    public init(relay: Relay, advertisedHost: String? = nil) {
+    public init(relay: Relay, queue: DispatchQueue, advertisedHost: String? = nil) {
         self.relay = relay
+        self.queue = queue
         self.advertisedHost = advertisedHost
     }
 
-    /// The signalling name of a relay participant (for `RelayEvent`s). Any thread.
-    public func name(of id: ParticipantID) -> (room: String, name: String)? { names.withLock { $0[id] } }
-
-    public func join(room: String, participant: String, publish: Bool, subscribe: Bool,
-                     keys: SRTPSessionKeys) throws(SignallingError) -> MediaGrant {
-        if ids[room]?[participant] != nil { leave(room: room, participant: participant) }
-        if ids[room] == nil {
-            do { _ = try relay.createRoomSync(room) } catch {
-                if case .roomExists = error {} else { throw Self.map(error) }
-            }
-            ids[room] = [:]
-        }
-        // SSRCs below 2^31: tools that take the SSRC as a signed int (ffmpeg's -ssrc) can use them as is.
-        var grant: ParticipantGrant?
-        for _ in 0..<4 where grant == nil {
-            let tracks: [ParleyRelay.TrackSpec] = publish
-                ? [.opus(ssrc: UInt32.random(in: 1..<0x8000_0000)), .video(ssrc: UInt32.random(in: 1..<0x8000_0000))] : []
-            do { grant = try relay.addParticipantSync(room: room, tracks: tracks) } catch {
-                if case .ssrcInUse = error { continue }
-                if ids[room]?.isEmpty == true { closeRoom(room) }
-                throw Self.map(error)
-            }
-        }
-        guard let grant else { throw SignallingError(.internalError, "could not grant unique SSRCs") }
+    public func join(room: String, participant: String, publish: Bool, subscribe: Bool, keys: SRTPSessionKeys,
+                     completion: @escaping (Result<MediaGrant, SignallingError>) -> Void) {
         let crypto: ParticipantCrypto
         do { crypto = try .srtp(inbound: keys.send, outbound: keys.receive, metrics: metrics) } catch {
-            try? relay.removeParticipantSync(room: room, grant.id)
-            throw SignallingError(.internalError, "SRTP setup failed: \(error)")
+            completion(.failure(SignallingError(.internalError, "SRTP setup failed: \(error)")))
+            return
         }
-        do {
-            try relay.setCryptoSync(room: room, participant: grant.id, crypto)
-            try unsubscribeDefaults(room: room, grant: grant)
-        } catch {
-            try? relay.removeParticipantSync(room: room, grant.id)
-            throw Self.map(error)
+        nonisolated(unsafe) let completion = completion // run on the signalling queue only
+        join(room: room, participant: participant, publish: publish, crypto: crypto, attemptsLeft: 4) { result in
+            completion(result)
         }
-        ids[room, default: [:]][participant] = grant.id
-        names.withLock { $0[grant.id] = (room, participant) }
+    }
+
+    /// One `Relay.join`; on an SSRC collision (1 in 2^31 per track) it asks
+    /// again with new random SSRCs.
+    private func join(room: String, participant: String, publish: Bool, crypto: ParticipantCrypto, attemptsLeft: Int,
+                      completion: @escaping @Sendable (Result<MediaGrant, SignallingError>) -> Void) {
+        // SSRCs below 2^31: tools that take the SSRC as a signed int (ffmpeg's -ssrc) can use them as is.
+        let tracks: [ParleyRelay.TrackSpec] = publish
+            ? [.opus(ssrc: UInt32.random(in: 1..<0x8000_0000)), .video(ssrc: UInt32.random(in: 1..<0x8000_0000))] : []
+        relay.join(room: room, name: participant, tracks: tracks, crypto: crypto) { [self] result in
+            if case .failure(.ssrcInUse) = result, attemptsLeft > 1 {
+                join(room: room, participant: participant, publish: publish, crypto: crypto, attemptsLeft: attemptsLeft - 1,
+                     completion: completion)
+                return
+            }
+            let answer = result.map(grant).mapError(Self.map)
+            queue.async { completion(answer) }
+        }
+    }
+
+    private func grant(_ g: ParticipantGrant) -> MediaGrant {
         var ssrcs: [MediaKind: UInt32] = [:]
-        for t in grant.tracks { ssrcs[t.kind == .audio ? .audio : .video] = t.ssrc }
-        let (host, port) = Self.split(grant.endpoint)
-        return MediaGrant(host: advertisedHost ?? host, port: port, iceUfrag: grant.ufrag, icePassword: grant.password,
-                          consentUfrag: grant.consentUfrag, consentPassword: grant.consentPassword, ssrcs: ssrcs,
+        for t in g.tracks { ssrcs[t.kind == .audio ? .audio : .video] = t.ssrc }
+        let (host, port) = Self.split(g.endpoint)
+        return MediaGrant(host: advertisedHost ?? host, port: port, iceUfrag: g.ufrag, icePassword: g.password,
+                          consentUfrag: g.consentUfrag, consentPassword: g.consentPassword, ssrcs: ssrcs,
                           timeoutSeconds: Int(relay.participantTimeout.components.seconds))
     }
 
-    /// The relay subscribes every participant to every track; in Parley's
-    /// protocol a client subscribes explicitly, so the defaults are undone.
-    private func unsubscribeDefaults(room: String, grant: ParticipantGrant) throws(RelayError) {
-        let stats = try relay.statsSync(room: room)
-        for other in stats.participants where other.id != grant.id {
-            for t in other.published { try relay.setSubscribedSync(room: room, subscriber: grant.id, ssrc: t.ssrc, false) }
-            for t in grant.tracks { try relay.setSubscribedSync(room: room, subscriber: other.id, ssrc: t.ssrc, false) }
-        }
-    }
-
     public func leave(room: String, participant: String) {
-        guard let id = ids[room]?.removeValue(forKey: participant) else { return }
-        names.withLock { $0[id] = nil }
-        try? relay.removeParticipantSync(room: room, id)
-        if ids[room]?.isEmpty == true { closeRoom(room) }
-    }
-
-    /// The relay already removed this participant (timeout): drop the mapping only.
-    func forget(room: String, participant: String) {
-        guard let id = ids[room]?.removeValue(forKey: participant) else { return }
-        names.withLock { $0[id] = nil }
-        if ids[room]?.isEmpty == true { closeRoom(room) }
-    }
-
-    private func closeRoom(_ room: String) {
-        ids[room] = nil
-        try? relay.closeRoomSync(room)
+        relay.leave(room: room, name: participant)
     }
 
     public func keepAlive(room: String, participant: String) {
-        guard let id = ids[room]?[participant] else { return }
-        relay.keepAlive(room: room, id)
+        relay.keepAlive(room: room, name: participant)
     }
 
-    public func publish(room: String, participant: String, track: TrackDescription, ssrc: UInt32) throws(SignallingError) {
-        // The relay granted (and created) the tracks at join; publishing declares what flows on them.
-        guard ids[room]?[participant] != nil else { throw SignallingError(.notJoined, "not in the relay") }
+    public func publish(room: String, participant: String, track: TrackDescription, ssrc: UInt32) {
+        let spec = ParleyRelay.TrackSpec(kind: track.kind == .audio ? .audio : .video, payloadType: track.payloadType,
+                                         clockRate: UInt32(track.clockRate), ssrc: ssrc)
+        relay.publish(room: room, name: participant, track: spec)
     }
 
     public func unpublish(room: String, participant: String, ssrc: UInt32) {
-        try? relay.setMutedSync(room: room, ssrc: ssrc, true)
+        relay.unpublish(room: room, name: participant, ssrc: ssrc)
     }
 
-    public func subscribe(room: String, subscriber: String, publisher: String, ssrc: UInt32) throws(SignallingError) -> UInt32 {
-        guard let id = ids[room]?[subscriber] else { throw SignallingError(.notJoined, "not in the relay") }
-        do { try relay.setSubscribedSync(room: room, subscriber: id, ssrc: ssrc, true) } catch { throw Self.map(error) }
-        return ssrc
+    public func subscribe(room: String, subscriber: String, publisher: String, ssrc: UInt32) {
+        relay.setSubscribed(room: room, subscriber: subscriber, ssrc: ssrc, true)
     }
 
     public func unsubscribe(room: String, subscriber: String, publisher: String, ssrc: UInt32) {
-        guard let id = ids[room]?[subscriber] else { return }
-        try? relay.setSubscribedSync(room: room, subscriber: id, ssrc: ssrc, false)
+        relay.setSubscribed(room: room, subscriber: subscriber, ssrc: ssrc, false)
     }
 
     public func setMuted(room: String, participant: String, ssrc: UInt32, muted: Bool) {
-        try? relay.setMutedSync(room: room, ssrc: ssrc, muted)
+        relay.setMuted(room: room, ssrc: ssrc, muted)
     }
 
     static func map(_ e: RelayError) -> SignallingError {

@@ -80,21 +80,26 @@ public struct MediaGrant: Sendable, Equatable {
     }
 }
 
-/// The relay as the signalling state machine sees it. Calls come from the
-/// signalling queue, one at a time; an implementation may block briefly
-/// (hopping to the room's event loop and back) but never on the signalling
-/// queue itself.
+/// The relay as the signalling state machine sees it. Called on the
+/// signalling queue; nothing here blocks. `join` answers through its
+/// completion, which the backend calls on the signalling queue (one hop to
+/// the room's loop and one back). The rest are fire-and-forget: the relay
+/// applies them in the order they are made, after the join, and the state
+/// machine has checked them already (a failure there means the relay
+/// removed the participant itself, which it reports as a timeout).
 public protocol MediaBackend: AnyObject {
-    /// Creates the room if needed and adds the participant.
-    func join(room: String, participant: String, publish: Bool, subscribe: Bool,
-              keys: SRTPSessionKeys) throws(SignallingError) -> MediaGrant
+    /// Creates the room if needed, adds the participant with its SSRCs
+    /// granted and its SRTP keys installed, and answers with the grant.
+    func join(room: String, participant: String, publish: Bool, subscribe: Bool, keys: SRTPSessionKeys,
+              completion: @escaping (Result<MediaGrant, SignallingError>) -> Void)
     /// Removes the participant and everything it published or subscribed to.
     func leave(room: String, participant: String)
-    /// Starts forwarding `ssrc` from this publisher (it must be one it was granted).
-    func publish(room: String, participant: String, track: TrackDescription, ssrc: UInt32) throws(SignallingError)
+    /// Starts forwarding `ssrc` from this publisher (one it was granted).
+    func publish(room: String, participant: String, track: TrackDescription, ssrc: UInt32)
+    /// Stops forwarding `ssrc`; its subscriptions end with it.
     func unpublish(room: String, participant: String, ssrc: UInt32)
-    /// Forwards `ssrc` of `publisher` to `subscriber`; returns the SSRC the subscriber will see.
-    func subscribe(room: String, subscriber: String, publisher: String, ssrc: UInt32) throws(SignallingError) -> UInt32
+    /// Forwards `ssrc` of `publisher` to `subscriber` (as is: the SSRC is the publisher's).
+    func subscribe(room: String, subscriber: String, publisher: String, ssrc: UInt32)
     func unsubscribe(room: String, subscriber: String, publisher: String, ssrc: UInt32)
     /// A muted track is not forwarded.
     func setMuted(room: String, participant: String, ssrc: UInt32, muted: Bool)

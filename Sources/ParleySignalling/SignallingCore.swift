@@ -36,6 +36,8 @@ public final class SignallingCore {
         /// Bumped on every disconnect, so a stale grace timer does nothing.
         var generation = 0
         var joined: Joined?
+        /// A join was sent to the media backend and has not been answered.
+        var joining = false
         init(key: ParticipantKey, claims: AuthClaims) { self.key = key; self.claims = claims }
     }
 
@@ -127,23 +129,32 @@ public final class SignallingCore {
             return
         }
         do {
-            let reply = try handle(message, on: c)
-            send(c, reply)
+            if let reply = try handle(message, on: c) { send(c, reply) }
         } catch {
-            var e = error
-            e.id = message.id
-            if e.code != .badRequest { metrics.errors.inc() } else { metrics.badRequests.inc() }
-            send(c, e.json)
-            if let code = e.code.closeCode { close(c, code: code, reason: e.code.rawValue) }
+            fail(c, id: message.id, error)
         }
+    }
+
+    /// Answers request `id` with an error (and closes the connection when the error says so).
+    private func fail(_ c: Connection, id: JSONValue, _ error: SignallingError) {
+        var e = error
+        e.id = id
+        if e.code != .badRequest { metrics.errors.inc() } else { metrics.badRequests.inc() }
+        send(c, e.json)
+        if let code = e.code.closeCode { close(c, code: code, reason: e.code.rawValue) }
     }
 
     // MARK: Requests
 
-    private func handle(_ m: ClientMessage, on c: Connection) throws(SignallingError) -> JSONValue {
+    /// The reply, or nil when it comes later (a join answers when the relay has).
+    private func handle(_ m: ClientMessage, on c: Connection) throws(SignallingError) -> JSONValue? {
         if case .auth(let token, let room) = m.request { return try auth(token: token, room: room, id: m.id, on: c) }
         guard let key = c.participant, let s = sessions[key] else {
             throw SignallingError(.notAuthenticated, "the first message must be auth")
+        }
+        if s.joining, m.request != .ping {
+            // Nothing else until the relay has answered the join.
+            throw SignallingError(m.request.type == "join" ? .alreadyJoined : .notJoined, "a join is in progress: wait for its answer")
         }
         switch m.request {
         case .auth: fatalError("handled above")
@@ -169,13 +180,14 @@ public final class SignallingCore {
                 throw SignallingError(.roomFull, "room \(key.room) has \(members.count) participants, the maximum")
             }
             let keys = SRTPSessionKeys.random(suite)
-            let grant = try backend.join(room: key.room, participant: key.id, publish: publish, subscribe: subscribe, keys: keys)
-            s.joined = Joined(publish: publish, subscribe: subscribe, keys: keys, grant: grant, joinedAt: clock())
-            rooms[key.room, default: []].append(key.id)
-            metrics.joins.inc()
-            log.info("joined", ["room": .string(key.room), "participant": .string(key.id)])
-            broadcast(room: key.room, except: key.id, .participantJoined(participant: key.id))
-            return signallingReply(id: m.id, type: "join", joinFields(s))
+            s.joining = true
+            let generation = s.generation
+            backend.join(room: key.room, participant: key.id, publish: publish, subscribe: subscribe, keys: keys) { [weak self] result in
+                self?.joinAnswered(s, generation: generation, id: m.id, result.map {
+                    Joined(publish: publish, subscribe: subscribe, keys: keys, grant: $0, joinedAt: 0)
+                })
+            }
+            return nil
         case .leave:
             guard s.joined != nil else { throw SignallingError(.notJoined, "not in a room") }
             leaveMedia(s, reason: "left")
@@ -198,7 +210,7 @@ public final class SignallingCore {
                 infos.append(RoomTrack(id: id, participant: key.id, spec: sp, ssrc: ssrc, muted: false))
             }
             for t in infos {
-                try backend.publish(room: key.room, participant: key.id, track: t.spec, ssrc: t.ssrc)
+                backend.publish(room: key.room, participant: key.id, track: t.spec, ssrc: t.ssrc)
                 j.tracks[t.id] = t
             }
             s.joined = j
@@ -222,10 +234,10 @@ public final class SignallingCore {
             if let existing = j.subscriptions[track] {
                 return signallingReply(id: m.id, type: "subscribe", ["track": t.json, "ssrc": JSONValue(existing)])
             }
-            let ssrc = try backend.subscribe(room: key.room, subscriber: key.id, publisher: t.participant, ssrc: t.ssrc)
-            j.subscriptions[track] = ssrc
+            backend.subscribe(room: key.room, subscriber: key.id, publisher: t.participant, ssrc: t.ssrc)
+            j.subscriptions[track] = t.ssrc
             s.joined = j
-            return signallingReply(id: m.id, type: "subscribe", ["track": t.json, "ssrc": JSONValue(ssrc)])
+            return signallingReply(id: m.id, type: "subscribe", ["track": t.json, "ssrc": JSONValue(t.ssrc)])
         case .unsubscribe(let track):
             guard var j = s.joined else { throw SignallingError(.notJoined, "join first") }
             guard j.subscriptions.removeValue(forKey: track) != nil else {
@@ -247,6 +259,31 @@ public final class SignallingCore {
                 broadcast(room: key.room, except: key.id, .trackMuted(track: track, participant: key.id, muted: muted))
             }
             return signallingReply(id: m.id, type: "mute", ["track": .string(track), "muted": .bool(muted)])
+        }
+    }
+
+    /// The media backend answered `s`'s join (request `id`). If the session
+    /// has moved on meanwhile (its connection closed or was replaced, or it
+    /// was kicked), the relay's participant is removed again, unless another
+    /// session of that name exists by now: its own join replaces it there.
+    private func joinAnswered(_ s: Session, generation: Int, id: JSONValue, _ result: Result<Joined, SignallingError>) {
+        s.joining = false
+        let key = s.key
+        guard sessions[key] === s, s.generation == generation, let cid = s.connection, let c = connections[cid] else {
+            if case .success = result, sessions[key] == nil || sessions[key] === s { backend.leave(room: key.room, participant: key.id) }
+            return
+        }
+        switch result {
+        case .failure(let e):
+            fail(c, id: id, e)
+        case .success(var j):
+            j.joinedAt = clock()
+            s.joined = j
+            rooms[key.room, default: []].append(key.id)
+            metrics.joins.inc()
+            log.info("joined", ["room": .string(key.room), "participant": .string(key.id)])
+            broadcast(room: key.room, except: key.id, .participantJoined(participant: key.id))
+            send(c, signallingReply(id: id, type: "join", joinFields(s)))
         }
     }
 
@@ -328,12 +365,12 @@ public final class SignallingCore {
         return sessions[ParticipantKey(room: room, id: owner)]?.joined?.tracks[id]
     }
 
-    /// Subscribers of a track that went away forget it (the relay already did).
+    /// Subscribers of a track that went away forget it (the relay's
+    /// unpublish or leave already ended the subscriptions).
     private func dropSubscriptions(to t: RoomTrack, room: String) {
         for id in rooms[room] ?? [] {
             guard let s = sessions[ParticipantKey(room: room, id: id)], var j = s.joined,
                   j.subscriptions.removeValue(forKey: t.id) != nil else { continue }
-            backend.unsubscribe(room: room, subscriber: id, publisher: t.participant, ssrc: t.ssrc)
             s.joined = j
         }
     }

@@ -7,9 +7,9 @@ import ParleyHTTP
 import ParleyIO
 
 /// The signalling endpoint: WebSocket connections on `/ws` feed one
-/// `SignallingCore` on a serial queue (the control plane). The queue may
-/// block briefly in the media backend (which hops to a room's event loop);
-/// event loops never wait for the queue, so this cannot deadlock.
+/// `SignallingCore` on a serial queue (the control plane). Neither side ever
+/// waits for the other: the media backend posts to a room's event loop and
+/// the relay's answer is posted back to the queue.
 ///
 /// Each connection has a request budget (a token bucket of `requestRate`
 /// per second, `requestBurst` deep), checked on the connection's loop: a
@@ -17,7 +17,7 @@ import ParleyIO
 /// the queue every connection shares. A connection that has more than
 /// `requestBurst` requests refused in a row is closed (4029).
 public final class SignallingService: WebSocketService, @unchecked Sendable {
-    public let queue = DispatchQueue(label: "parley.signalling")
+    public let queue: DispatchQueue
     /// Confined to `queue`.
     let core: SignallingCore
     public let verifier: any TokenVerifying
@@ -37,9 +37,12 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
         }
     }
 
-    public init(backend: any MediaBackend, verifier: any TokenVerifying, graceSeconds: Double = 15,
+    /// - Parameter queue: the signalling queue (the media backend answers joins on it).
+    public init(queue: DispatchQueue = DispatchQueue(label: "parley.signalling"), backend: any MediaBackend,
+                verifier: any TokenVerifying, graceSeconds: Double = 15,
                 maxParticipantsPerRoom: Int = 100, requestRate: Int = 50, requestBurst: Int = 200,
                 logger: Logger = Logger(label: "parley.signalling")) {
+        self.queue = queue
         self.verifier = verifier
         auth = BearerAuth(verifier: verifier)
         self.requestRate = requestRate

@@ -15,9 +15,8 @@ import ParleySTUN
 final class RelayConsentTests: XCTestCase {
     func testReplayedBindingFromAnotherAddressDoesNotMoveMedia() throws {
         let f = try RelayFixture()
-        _ = try f.relay.createRoomSync("r")
         let (a, ca) = try f.join("r", [.opus()])
-        let (b, cb) = try f.join("r", [])
+        let (b, cb) = try f.join("r", [], receiving: [a])
         // B refreshes its binding; an attacker on the path captures the request...
         let captured = cb.bindingRequest(ufrag: b.ufrag, password: b.password)
         cb.send(captured, to: f.mediaAddress)
@@ -36,20 +35,19 @@ final class RelayConsentTests: XCTestCase {
             XCTAssertEqual(cb.receive(where: isRTP), p, "B still gets the media")
         }
         XCTAssertEqual(attacker.drain().count, 0, "no consent check and no media at the replaying address")
-        XCTAssertEqual(try f.relay.statsSync(room: "r").participants.first { $0.id == b.id }?.address, cb.address.description)
+        XCTAssertEqual(try f.stats("r").participants.first { $0.name == b.name }?.address, cb.address.description)
         XCTAssertEqual(f.counter("parley_relay_consent_requests_total"), 2, "only the two joins were checked")
     }
 
     func testNewAddressThatAnswersTheConsentCheckGetsMedia() throws {
         let f = try RelayFixture()
-        _ = try f.relay.createRoomSync("r")
         let (a, ca) = try f.join("r", [.opus()])
-        let (b, cb) = try f.join("r", [])
+        let (b, cb) = try f.join("r", [], receiving: [a])
         // B's NAT binding changes: it binds from a new address and answers the check there.
         let moved = TestClient()
         XCTAssertNotNil(moved.bind(to: f.mediaAddress, grant: b))
-        f.waitUntilLatched("r", b.id, moved)
-        XCTAssertTrue(f.events.all.contains(.participantLatched(room: "r", participant: b.id, address: moved.address.description)))
+        f.waitUntilLatched("r", b.name, moved)
+        XCTAssertTrue(f.events.all.contains(.participantLatched(room: "r", name: b.name, address: moved.address.description)))
 
         let ssrc = a.tracks[0].ssrc
         for seq in UInt16(1)...5 {
@@ -74,9 +72,8 @@ final class RelayConsentTests: XCTestCase {
             $0.consentRetransmitInterval = .milliseconds(50)
             $0.consentMaxAttempts = attempts
         }
-        _ = try f.relay.createRoomSync("r")
         let (a, ca) = try f.join("r", [.video()])
-        let (b, cb) = try f.join("r", [])
+        let (b, cb) = try f.join("r", [], receiving: [a])
         let victim = TestClient()
         victim.send(victim.bindingRequest(ufrag: b.ufrag, password: b.password), to: f.mediaAddress)
 
@@ -102,19 +99,16 @@ final class RelayConsentTests: XCTestCase {
         XCTAssertEqual(requests.count, attempts, "the consent check, retransmitted up to the bound")
         XCTAssertEqual(responses.count, 1, "the answer to the (spoofed) request")
         XCTAssertEqual(atVictim.count, attempts + 1, "no RTP or RTCP ever reached the victim")
-        XCTAssertEqual(try f.relay.statsSync(room: "r").participants.first { $0.id == b.id }?.address, cb.address.description)
+        XCTAssertEqual(try f.stats("r").participants.first { $0.name == b.name }?.address, cb.address.description)
         XCTAssertEqual(f.counter("parley_relay_consent_requests_total"), 2 + attempts)
     }
 
     func testReplayedSRTPFromANewAddressDoesNotMoveMedia() throws {
         let f = try RelayFixture()
-        _ = try f.relay.createRoomSync("r")
         let ka = RelaySRTPTests.Keys(), kb = RelaySRTPTests.Keys()
         // A is an RTP tool without STUN (ffmpeg): its SRTP latches it.
-        let a = try f.relay.addParticipantSync(room: "r", tracks: [.video()])
-        let (b, cb) = try f.join("r", [])
-        try f.relay.setCryptoSync(room: "r", participant: a.id, try ka.relayHook())
-        try f.relay.setCryptoSync(room: "r", participant: b.id, try kb.relayHook())
+        let a = try f.add("r", [.video()], crypto: try ka.relayHook())
+        let (b, cb) = try f.join("r", [], crypto: try kb.relayHook(), receiving: [a])
         let aOut = try ka.clientSend(), bOut = try kb.clientSend()
         let ssrc = a.tracks[0].ssrc
         let ca = TestClient()
@@ -124,13 +118,13 @@ final class RelayConsentTests: XCTestCase {
             ca.send(sent.last!, to: f.mediaAddress)
             XCTAssertNotNil(cb.receive(where: isRTP))
         }
-        f.waitUntilLatched("r", a.id, ca)
+        f.waitUntilLatched("r", a.name, ca)
 
         // An attacker replays A's last packet from its own address: no latch.
         let attacker = TestClient()
         attacker.send(sent[2], to: f.mediaAddress)
         waitUntil("replay dropped") { f.counter("parley_relay_dropped_total", [("reason", "auth_failed")]) == 1 }
-        XCTAssertEqual(try f.relay.statsSync(room: "r").participants.first { $0.id == a.id }?.address, ca.address.description)
+        XCTAssertEqual(try f.stats("r").participants.first { $0.name == a.name }?.address, ca.address.description)
         // What goes to A (here B's keyframe request) still goes to A.
         cb.send(try bOut.protect(encoded(RTCPPictureLossIndication(senderSSRC: 0xB, mediaSSRC: ssrc)), rtcp: true), to: f.mediaAddress)
         XCTAssertNotNil(ca.receive(where: isRTCP), "the PLI reaches A")
@@ -141,27 +135,25 @@ final class RelayConsentTests: XCTestCase {
         let moved = TestClient()
         moved.send(try aOut.protect(rtpPacket(ssrc: ssrc, seq: 4, timestamp: 12000, payload: payload(ssrc: ssrc, seq: 4))), to: f.mediaAddress)
         XCTAssertNotNil(cb.receive(where: isRTP))
-        f.waitUntilLatched("r", a.id, moved)
+        f.waitUntilLatched("r", a.name, moved)
     }
 
     /// With `srtpLatching` off, only consent checks move media: an
     /// authenticated SRTP packet from an unlatched address is dropped.
     func testSRTPLatchingCanBeTurnedOff() throws {
         let f = try RelayFixture { $0.srtpLatching = false }
-        _ = try f.relay.createRoomSync("r")
         let ka = RelaySRTPTests.Keys()
-        let a = try f.relay.addParticipantSync(room: "r", tracks: [.video()])
-        let (_, cb) = try f.join("r", [])
-        try f.relay.setCryptoSync(room: "r", participant: a.id, try ka.relayHook())
+        let a = try f.add("r", [.video()], crypto: try ka.relayHook())
+        let (_, cb) = try f.join("r", [], receiving: [a])
         let aOut = try ka.clientSend()
         let ssrc = a.tracks[0].ssrc
         let ca = TestClient()
         ca.send(try aOut.protect(rtpPacket(ssrc: ssrc, seq: 1, payload: payload(ssrc: ssrc, seq: 1))), to: f.mediaAddress)
         waitUntil("dropped") { f.counter("parley_relay_dropped_total", [("reason", "unknown_source")]) == 1 }
-        XCTAssertNil(try f.relay.statsSync(room: "r").participants.first { $0.id == a.id }?.address)
+        XCTAssertNil(try f.stats("r").participants.first { $0.name == a.name }?.address)
         // A consents with STUN; then its SRTP flows.
         XCTAssertNotNil(ca.bind(to: f.mediaAddress, grant: a))
-        f.waitUntilLatched("r", a.id, ca)
+        f.waitUntilLatched("r", a.name, ca)
         let p = rtpPacket(ssrc: ssrc, seq: 2, payload: payload(ssrc: ssrc, seq: 2))
         ca.send(try aOut.protect(p), to: f.mediaAddress)
         XCTAssertNotNil(cb.receive(where: isRTP))
@@ -172,18 +164,15 @@ final class RelayConsentTests: XCTestCase {
     /// its RTCP address; what the relay sends as RTCP then goes there.
     func testSRTCPFromTheMediaPortPlusOneLatchesTheRTCPAddress() throws {
         let f = try RelayFixture { $0.housekeepingInterval = .seconds(3600) }
-        _ = try f.relay.createRoomSync("r")
         let ka = RelaySRTPTests.Keys(), kb = RelaySRTPTests.Keys()
-        let a = try f.relay.addParticipantSync(room: "r", tracks: [.video()])
-        let (b, cb) = try f.join("r", [])
-        try f.relay.setCryptoSync(room: "r", participant: a.id, try ka.relayHook())
-        try f.relay.setCryptoSync(room: "r", participant: b.id, try kb.relayHook())
+        let a = try f.add("r", [.video()], crypto: try ka.relayHook())
+        let (b, cb) = try f.join("r", [], crypto: try kb.relayHook(), receiving: [a])
         let aOut = try ka.clientSend(), bOut = try kb.clientSend(), bIn = try kb.clientReceive()
         let ssrc = a.tracks[0].ssrc
         let (rtp, rtcp) = TestClient.rtpAndRTCPPair()
         rtp.send(try aOut.protect(rtpPacket(ssrc: ssrc, seq: 1, timestamp: 3000, payload: payload(ssrc: ssrc, seq: 1))), to: f.mediaAddress)
         XCTAssertNotNil(cb.receive(where: isRTP))
-        f.waitUntilLatched("r", a.id, rtp)
+        f.waitUntilLatched("r", a.name, rtp)
 
         // Forged SRTCP from port + 1 latches nothing.
         let sr = encoded(RTCPSenderReport(ssrc: ssrc, ntpTimestamp: 0xE000_0000_0000_0000, rtpTimestamp: 3000, packetCount: 1, octetCount: 160))

@@ -24,13 +24,10 @@ final class RelayCryptoHookTests: XCTestCase {
 
     func testInboundUnprotectedWithSenderHookAndOutboundProtectedPerReceiver() throws {
         let f = try RelayFixture()
-        _ = try f.relay.createRoomSync("r")
-        let (a, ca) = try f.join("r", [.video()])
-        let (b, cb) = try f.join("r", [])
-        let (_, cc) = try f.join("r", [])
         let tagA: [UInt8] = Array("AAAA".utf8), tagB: [UInt8] = Array("BBBB".utf8)
-        try f.relay.setCryptoSync(room: "r", participant: a.id, toy(tagA))
-        try f.relay.setCryptoSync(room: "r", participant: b.id, toy(tagB))
+        let (a, ca) = try f.join("r", [.video()], crypto: toy(tagA))
+        let (_, cb) = try f.join("r", [], crypto: toy(tagB), receiving: [a])
+        let (_, cc) = try f.join("r", [], receiving: [a])
         let ssrc = a.tracks[0].ssrc
         let plain = rtpPacket(ssrc: ssrc, seq: 1, payload: payload(ssrc: ssrc, seq: 1))
         ca.send(plain + tagA, to: f.mediaAddress)

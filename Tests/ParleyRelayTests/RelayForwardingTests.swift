@@ -14,9 +14,8 @@ final class RelayForwardingTests: XCTestCase {
     /// window starts a new one.
     func testResidenceIsMeasuredPerDatagramOnceTurnedOn() throws {
         let f = try RelayFixture()
-        _ = try f.relay.createRoomSync("call")
         let (g, alice) = try f.join("call", [.opus()])
-        let (_, bob) = try f.join("call", [])
+        let (_, bob) = try f.join("call", [], receiving: [g])
         let ssrc = g.tracks[0].ssrc
         func sendAndReceive(_ seqs: ClosedRange<UInt16>) {
             for seq in seqs { alice.send(rtpPacket(ssrc: ssrc, seq: seq, pt: 111, payload: [UInt8](repeating: 7, count: 160)), to: f.mediaAddress) }
@@ -43,10 +42,12 @@ final class RelayForwardingTests: XCTestCase {
 
     func testThreeParticipantsReceiveEachOthersStreamsByteExact() throws {
         let f = try RelayFixture()
-        _ = try f.relay.createRoomSync("call")
         var members: [(ParticipantGrant, TestClient)] = []
-        for _ in 0..<3 { members.append(try f.join("call", [.opus(), .video()])) }
-        let stats = try f.relay.statsSync(room: "call")
+        for _ in 0..<3 {
+            let others = members.map(\.0)
+            members.append(try f.join("call", [.opus(), .video()], receiving: others, receivedBy: others))
+        }
+        let stats = try f.stats("call")
         XCTAssertEqual(stats.participants.count, 3)
         XCTAssertEqual(Set(stats.participants.compactMap(\.address)), Set(members.map { $0.1.address.description }))
         for p in stats.participants { XCTAssertEqual(p.subscribedSSRCs.count, 4, "each receives the other two's audio + video") }
@@ -81,14 +82,13 @@ final class RelayForwardingTests: XCTestCase {
 
     func testUnsubscribeAndMuteStopDelivery() throws {
         let f = try RelayFixture()
-        _ = try f.relay.createRoomSync("r")
         let (a, ca) = try f.join("r", [.video()])
-        let (b, cb) = try f.join("r", [.opus()])
-        let (c, cc) = try f.join("r", [.opus()])
+        let (b, cb) = try f.join("r", [.opus()], receiving: [a], receivedBy: [a])
+        let (c, cc) = try f.join("r", [.opus()], receiving: [a, b], receivedBy: [a, b])
         let aTrack = a.tracks[0].ssrc, bTrack = b.tracks[0].ssrc, cTrack = c.tracks[0].ssrc
 
         // C unsubscribes from A's video: B still gets it, C does not.
-        try f.relay.setSubscribedSync(room: "r", subscriber: c.id, ssrc: aTrack, false)
+        try waitFor { f.relay.setSubscribed(room: "r", subscriber: c.name, ssrc: aTrack, false, completion: $0) }
         let x = rtpPacket(ssrc: aTrack, seq: 1, payload: payload(ssrc: aTrack, seq: 1))
         ca.send(x, to: f.mediaAddress)
         XCTAssertEqual(cb.receive(where: isRTP), x)
@@ -98,21 +98,21 @@ final class RelayForwardingTests: XCTestCase {
         XCTAssertEqual(cc.receive(where: isRTP), m1, "C got the marker and nothing from A before it")
 
         // Resubscribe brings it back.
-        try f.relay.setSubscribedSync(room: "r", subscriber: c.id, ssrc: aTrack, true)
+        try waitFor { f.relay.setSubscribed(room: "r", subscriber: c.name, ssrc: aTrack, true, completion: $0) }
         let x2 = rtpPacket(ssrc: aTrack, seq: 2, payload: payload(ssrc: aTrack, seq: 2))
         ca.send(x2, to: f.mediaAddress)
         XCTAssertEqual(cc.receive(where: isRTP), x2)
         XCTAssertEqual(cb.receive(where: isRTP), x2)
 
         // A mutes its video: nobody gets it, and it is counted.
-        try f.relay.setMutedSync(room: "r", ssrc: aTrack, true)
+        try waitFor { f.relay.setMuted(room: "r", ssrc: aTrack, true, completion: $0) }
         let y = rtpPacket(ssrc: aTrack, seq: 3, payload: payload(ssrc: aTrack, seq: 3))
         ca.send(y, to: f.mediaAddress)
         let m2 = rtpPacket(ssrc: cTrack, seq: 1, pt: 111, payload: payload(ssrc: cTrack, seq: 1))
         cc.send(m2, to: f.mediaAddress)
         XCTAssertEqual(cb.receive(where: isRTP), m2, "B got C's marker, not A's muted packet")
         XCTAssertEqual(f.counter("parley_relay_dropped_total", [("reason", "muted")]), 1)
-        try f.relay.setMutedSync(room: "r", ssrc: aTrack, false)
+        try waitFor { f.relay.setMuted(room: "r", ssrc: aTrack, false, completion: $0) }
         let z = rtpPacket(ssrc: aTrack, seq: 4, payload: payload(ssrc: aTrack, seq: 4))
         ca.send(z, to: f.mediaAddress)
         XCTAssertEqual(cb.receive(where: isRTP), z)
@@ -120,9 +120,8 @@ final class RelayForwardingTests: XCTestCase {
 
     func testPacketFromUnknownAddressIsDropped() throws {
         let f = try RelayFixture()
-        _ = try f.relay.createRoomSync("r")
         let (a, ca) = try f.join("r", [.opus()])
-        let (b, cb) = try f.join("r", [.opus()])
+        let (b, cb) = try f.join("r", [.opus()], receiving: [a], receivedBy: [a])
         let stranger = TestClient()
         // Uses A's SSRC, but from an address nobody latched.
         let forged = rtpPacket(ssrc: a.tracks[0].ssrc, seq: 9, pt: 111, payload: payload(ssrc: 1, seq: 9))
@@ -141,7 +140,7 @@ final class RelayForwardingTests: XCTestCase {
         XCTAssertEqual(f.counter("parley_relay_dropped_total", [("reason", "malformed")]), 2)
         XCTAssertEqual(f.counter("parley_relay_dropped_total", [("reason", "unknown_protocol")]), 1)
         // The stranger did not get a session either.
-        let s = try f.relay.statsSync(room: "r")
+        let s = try f.stats("r")
         XCTAssertFalse(s.participants.contains { $0.address == stranger.address.description })
         _ = b
     }
@@ -151,13 +150,12 @@ final class RelayForwardingTests: XCTestCase {
 final class RelayTapTests: XCTestCase {
     func testTapReceivesForwardedPacketsButNotMutedOnes() throws {
         let f = try RelayFixture()
-        _ = try f.relay.createRoomSync("r")
         let (a, ca) = try f.join("r", [.opus(), .video()])
-        let (_, cb) = try f.join("r", [])
+        let (_, cb) = try f.join("r", [], receiving: [a])
         let seen = TapLog()
-        try f.relay.setTapSync(room: "r", RTPTap { ssrc, kind, bytes in seen.add(ssrc, kind, Array(bytes)) })
+        try waitFor { f.relay.setTap(room: "r", RTPTap { ssrc, kind, bytes in seen.add(ssrc, kind, Array(bytes)) }, completion: $0) }
         let audio = a.tracks[0].ssrc, video = a.tracks[1].ssrc
-        try f.relay.setMutedSync(room: "r", ssrc: video, true)
+        try waitFor { f.relay.setMuted(room: "r", ssrc: video, true, completion: $0) }
         let p1 = rtpPacket(ssrc: audio, seq: 1, pt: 111, payload: payload(ssrc: audio, seq: 1))
         let p2 = rtpPacket(ssrc: video, seq: 1, payload: payload(ssrc: video, seq: 1))
         let p3 = rtpPacket(ssrc: audio, seq: 2, pt: 111, payload: payload(ssrc: audio, seq: 2))
@@ -168,7 +166,7 @@ final class RelayTapTests: XCTestCase {
         XCTAssertEqual(log.map(\.0), [audio, audio])
         XCTAssertEqual(log.map(\.1), [.audio, .audio])
         XCTAssertEqual(log.map(\.2), [p1, p3])
-        try f.relay.setTapSync(room: "r", nil)
+        try waitFor { f.relay.setTap(room: "r", nil, completion: $0) }
     }
 }
 

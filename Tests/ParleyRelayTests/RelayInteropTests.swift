@@ -69,7 +69,6 @@ final class RelayInteropTests: XCTestCase {
         let tshark = try require("tshark")
         // Housekeeping only when the test asks, so the packet count is exact.
         let f = try RelayFixture { $0.housekeepingInterval = .seconds(3600) }
-        _ = try f.relay.createRoomSync("r")
         let port = f.mediaAddress.port
         let pcap = NSTemporaryDirectory() + "parley-relay-\(getpid()).pcap"
         defer { unlink(pcap) }
@@ -90,8 +89,8 @@ final class RelayInteropTests: XCTestCase {
         }
         guard cap.isRunning else { throw XCTSkip("tshark cannot capture here: \(String(decoding: banner, as: UTF8.self))") }
 
-        let (_, cb) = try f.join("r", [])                                  // 4: binding request, consent check, its answer, response
-        let (a, ca) = try f.join("r", [.video()])                          // 4 (latching after B: no keyframe request)
+        let (b, cb) = try f.join("r", [])                                  // 4: binding request, consent check, its answer, response
+        let (a, ca) = try f.join("r", [.video()], receivedBy: [b])         // 4 (latching after B: no keyframe request)
         let ssrc = a.tracks[0].ssrc
         for seq in UInt16(1)...5 {                                          // 5 in + 5 forwarded
             ca.send(rtpPacket(ssrc: ssrc, seq: seq, timestamp: UInt32(seq) * 3000, payload: payload(ssrc: ssrc, seq: seq, size: 1000)), to: f.mediaAddress)

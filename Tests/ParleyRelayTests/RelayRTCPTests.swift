@@ -10,9 +10,8 @@ import ParleyRTP
 final class RelayRTCPTests: XCTestCase {
     func testNACKFromSubscriberIsAnsweredWithTheOriginalPacket() throws {
         let f = try RelayFixture()
-        _ = try f.relay.createRoomSync("r")
         let (a, ca) = try f.join("r", [.video()])
-        let (b, cb) = try f.join("r", [])
+        let (b, cb) = try f.join("r", [], receiving: [a])
         let ssrc = a.tracks[0].ssrc
         var sent: [UInt16: [UInt8]] = [:]
         for seq in UInt16(100)..<110 {
@@ -28,7 +27,7 @@ final class RelayRTCPTests: XCTestCase {
         XCTAssertEqual(cb.receive(where: isRTP), sent[103])
         XCTAssertEqual(cb.receive(where: isRTP), sent[105])
         waitUntil("NACK counted") { f.counter("parley_relay_nack_packets_total", [("result", "served")]) == 2 }
-        XCTAssertEqual(try f.relay.statsSync(room: "r").nacksServed, 2)
+        XCTAssertEqual(try f.stats("r").nacksServed, 2)
 
         // A NACK for packets never sent is counted as missed, and the
         // publisher never sees NACKs (the relay answers them itself).
@@ -44,12 +43,11 @@ final class RelayRTCPTests: XCTestCase {
         // "within the interval" independent of how fast this machine is.
         let f = try RelayFixture { $0.keyframeRequestInterval = .seconds(60) }
         XCTAssertEqual(RelayConfig().keyframeRequestInterval, .seconds(1))
-        _ = try f.relay.createRoomSync("r")
         // Subscribers first: a subscriber latching after the publisher makes
         // the relay ask for a keyframe itself (testLateJoinerGetsAKeyframeRequest).
-        let (_, cb) = try f.join("r", [])
-        let (_, cc) = try f.join("r", [])
-        let (a, ca) = try f.join("r", [.video()])
+        let (b, cb) = try f.join("r", [])
+        let (c, cc) = try f.join("r", [])
+        let (a, ca) = try f.join("r", [.video()], receivedBy: [b, c])
         let ssrc = a.tracks[0].ssrc
         cb.send(encoded(RTCPPictureLossIndication(senderSSRC: 0xB, mediaSSRC: ssrc)), to: f.mediaAddress)
         cc.send(encoded(RTCPPictureLossIndication(senderSSRC: 0xC, mediaSSRC: ssrc)), to: f.mediaAddress)
@@ -60,10 +58,10 @@ final class RelayRTCPTests: XCTestCase {
             XCTAssertEqual(view.mediaSSRC, ssrc)
         }
         waitUntil("both PLIs processed") {
-            let s = try! f.relay.statsSync(room: "r")
+            let s = try! f.stats("r")
             return s.keyframeRequestsForwarded + s.keyframeRequestsThrottled == 2
         }
-        let s = try f.relay.statsSync(room: "r")
+        let s = try f.stats("r")
         XCTAssertEqual(s.keyframeRequestsForwarded, 1)
         XCTAssertEqual(s.keyframeRequestsThrottled, 1)
         // Anything the relay forwarded is already in A's socket buffer by now.
@@ -72,14 +70,13 @@ final class RelayRTCPTests: XCTestCase {
 
         // FIR is a keyframe request too, throttled with PLI.
         cb.send(encoded(RTCPFullIntraRequest(senderSSRC: 0xB, entries: [RTCPFIREntry(ssrc: ssrc, sequenceNumber: 1)])), to: f.mediaAddress)
-        waitUntil("FIR throttled") { (try? f.relay.statsSync(room: "r").keyframeRequestsThrottled) == 2 }
+        waitUntil("FIR throttled") { (try? f.stats("r").keyframeRequestsThrottled) == 2 }
     }
 
     func testFIRIsForwardedAsFIR() throws {
         let f = try RelayFixture()
-        _ = try f.relay.createRoomSync("r")
-        let (_, cb) = try f.join("r", [])
-        let (a, ca) = try f.join("r", [.video()])
+        let (b, cb) = try f.join("r", [])
+        let (a, ca) = try f.join("r", [.video()], receivedBy: [b])
         let ssrc = a.tracks[0].ssrc
         cb.send(encoded(RTCPFullIntraRequest(senderSSRC: 0xB, entries: [RTCPFIREntry(ssrc: ssrc, sequenceNumber: 7)])), to: f.mediaAddress)
         let fir = try XCTUnwrap(ca.receive { isRTCP($0) && $0[1] == RTCP.PacketType.payloadFeedback })
@@ -89,26 +86,24 @@ final class RelayRTCPTests: XCTestCase {
 
     func testLateJoinerGetsAKeyframeRequest() throws {
         let f = try RelayFixture()
-        _ = try f.relay.createRoomSync("r")
         let (a, ca) = try f.join("r", [.opus(), .video()])
         let video = a.tracks[1].ssrc
         // B latches after A: the relay asks A for a keyframe of its video (not audio).
-        let (b, _) = try f.join("r", [])
+        let (b, _) = try f.join("r", [], receiving: [a])
         let pli = try XCTUnwrap(ca.receive { isRTCP($0) && $0[1] == RTCP.PacketType.payloadFeedback })
         XCTAssertEqual(try pli.withUnsafeBytes { try RTCPPictureLossIndication(parsing: $0) }.mediaSSRC, video)
-        XCTAssertEqual(try f.relay.statsSync(room: "r").keyframeRequestsForwarded, 1)
+        XCTAssertEqual(try f.stats("r").keyframeRequestsForwarded, 1)
         // Resubscribing asks again (throttled: within the second it is counted, not sent).
-        try f.relay.setSubscribedSync(room: "r", subscriber: b.id, ssrc: video, false)
-        try f.relay.setSubscribedSync(room: "r", subscriber: b.id, ssrc: video, true)
-        let s = try f.relay.statsSync(room: "r")
+        try waitFor { f.relay.setSubscribed(room: "r", subscriber: b.name, ssrc: video, false, completion: $0) }
+        try waitFor { f.relay.setSubscribed(room: "r", subscriber: b.name, ssrc: video, true, completion: $0) }
+        let s = try f.stats("r")
         XCTAssertEqual(s.keyframeRequestsForwarded + s.keyframeRequestsThrottled, 2)
     }
 
     func testSenderReportIsForwardedAndRelaySendsReceiverReports() throws {
         let f = try RelayFixture { $0.housekeepingInterval = .milliseconds(100) }
-        _ = try f.relay.createRoomSync("r")
         let (a, ca) = try f.join("r", [.opus()])
-        let (_, cb) = try f.join("r", [])
+        let (_, cb) = try f.join("r", [], receiving: [a])
         let ssrc = a.tracks[0].ssrc
         for seq in UInt16(1)...10 {
             ca.send(rtpPacket(ssrc: ssrc, seq: seq, timestamp: UInt32(seq) * 960, pt: 111, payload: payload(ssrc: ssrc, seq: seq)), to: f.mediaAddress)

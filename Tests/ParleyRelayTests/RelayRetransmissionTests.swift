@@ -22,13 +22,10 @@ final class RelayRetransmissionTests: XCTestCase {
 
         init(configure: (inout RelayConfig) -> Void = { _ in }) throws {
             f = try RelayFixture(configure: configure)
-            _ = try f.relay.createRoomSync("r")
             let ka = Keys(), kb = Keys()
             let a: ParticipantGrant, b: ParticipantGrant
-            (b, cb) = try f.join("r", [])
-            (a, ca) = try f.join("r", [.video()])
-            try f.relay.setCryptoSync(room: "r", participant: a.id, try ka.relayHook())
-            try f.relay.setCryptoSync(room: "r", participant: b.id, try kb.relayHook())
+            (b, cb) = try f.join("r", [], crypto: try kb.relayHook())
+            (a, ca) = try f.join("r", [.video()], crypto: try ka.relayHook(), receivedBy: [b])
             ssrc = a.tracks[0].ssrc
             aOut = try ka.clientSend()
             bIn = try kb.clientReceive()
@@ -120,7 +117,7 @@ final class RelayRetransmissionTests: XCTestCase {
         // Mute means nothing of the track reaches subscribers, NACK answers included.
         let room = try Room()
         _ = try room.publish(1...5)
-        try room.f.relay.setMutedSync(room: "r", ssrc: room.ssrc, true)
+        try waitFor { room.f.relay.setMuted(room: "r", ssrc: room.ssrc, true, completion: $0) }
         for seq in UInt16(6)...10 { room.ca.send(try room.aOut.protect(room.media(seq)), to: room.f.mediaAddress) }
         waitUntil("muted packets dropped") { room.f.counter("parley_relay_dropped_total", [("reason", "muted")]) == 5 }
         try room.nack([RTCPNACKPair(packetID: 6, bitmaskOfLostPackets: 0xf)])

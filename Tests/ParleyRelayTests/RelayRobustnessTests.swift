@@ -10,9 +10,8 @@ import ParleyRTP
 final class RelayRobustnessTests: XCTestCase {
     func testRandomDatagramsAreDroppedAndForwardingContinues() throws {
         let f = try RelayFixture()
-        _ = try f.relay.createRoomSync("r")
         let (a, ca) = try f.join("r", [.video()])
-        let (_, cb) = try f.join("r", [])
+        let (_, cb) = try f.join("r", [], receiving: [a])
         let stranger = TestClient()
         var rng = SystemRandomNumberGenerator()
         let ssrc = a.tracks[0].ssrc
@@ -41,6 +40,6 @@ final class RelayRobustnessTests: XCTestCase {
         let drops = ["unknown_source", "unknown_protocol", "malformed", "unknown_ssrc", "stun_rejected"]
             .map { f.counter("parley_relay_dropped_total", [("reason", $0)]) }.reduce(0, +)
         XCTAssertGreaterThan(drops, 1000)
-        XCTAssertEqual(try f.relay.statsSync(room: "r").participants.count, 2)
+        XCTAssertEqual(try f.stats("r").participants.count, 2)
     }
 }

@@ -29,14 +29,11 @@ final class RelaySRTPTests: XCTestCase {
 
     func testSRTPIsUnprotectedFromThePublisherAndReprotectedPerSubscriber() throws {
         let f = try RelayFixture()
-        _ = try f.relay.createRoomSync("r")
         let ka = Keys(), kb = Keys()
         // A never does STUN: its first authenticated SRTP packet latches it.
-        let a = try f.relay.addParticipantSync(room: "r", tracks: [.video()])
+        let a = try f.add("r", [.video()], crypto: try ka.relayHook())
         let ca = TestClient()
-        let (b, cb) = try f.join("r", [])
-        try f.relay.setCryptoSync(room: "r", participant: a.id, try ka.relayHook())
-        try f.relay.setCryptoSync(room: "r", participant: b.id, try kb.relayHook())
+        let (_, cb) = try f.join("r", [], crypto: try kb.relayHook(), receiving: [a])
         let aOut = try ka.clientSend(), bIn = try kb.clientReceive(), bOut = try kb.clientSend()
         let ssrc = a.tracks[0].ssrc
 
@@ -56,7 +53,7 @@ final class RelaySRTPTests: XCTestCase {
             if seqOf(p) == 4 { continue } // B "loses" seq 4 (its SRTP replay window never sees it)
             XCTAssertEqual(try bIn.unprotect(got), p, "B decrypts A's packet with B's own down-link key")
         }
-        XCTAssertEqual(try f.relay.statsSync(room: "r").participants.first { $0.id == a.id }?.address, ca.address.description)
+        XCTAssertEqual(try f.stats("r").participants.first { $0.name == a.name }?.address, ca.address.description)
         XCTAssertEqual(f.counter("parley_relay_dropped_total", [("reason", "auth_failed")]), 1, "the forged packet")
         XCTAssertEqual(f.counter("parley_relay_dropped_total", [("reason", "unknown_source")]), 0)
 

@@ -72,8 +72,7 @@ final class RelaySTUNRateLimitTests: XCTestCase {
     func testMediaPortLimitsUnauthenticatedAnswersButNotParticipants() throws {
         let l = limit
         let f = try RelayFixture { $0.stunRateLimit = l }
-        _ = try f.relay.createRoomSync("r")
-        let g = try f.relay.addParticipantSync(room: "r", tracks: [.opus()])
+        let g = try f.add("r", [.opus()])
         func count() -> Int { f.counter("parley_relay_stun_bindings_total") + f.counter("parley_relay_dropped_total", [("reason", "stun_rate_limited")]) }
 
         let flooder = TestClient()
@@ -92,7 +91,7 @@ final class RelaySTUNRateLimitTests: XCTestCase {
         let c = TestClient()
         let resp = try XCTUnwrap(c.bind(to: f.mediaAddress, grant: g))
         try resp.withUnsafeBytes { XCTAssertEqual(try STUNMessageView(parsing: $0).type, .bindingSuccess) }
-        f.waitUntilLatched("r", g.id, c)
+        f.waitUntilLatched("r", g.name, c)
     }
 
     func testLimiterTableStaysBoundedUnderManySources() {

@@ -16,8 +16,7 @@ final class RelaySTUNTests: XCTestCase {
 
     func testBindingWithCredentialsGetsReflexiveAddressAndLatches() throws {
         let f = try RelayFixture()
-        _ = try f.relay.createRoomSync("r")
-        let g = try f.relay.addParticipantSync(room: "r", tracks: [.opus()])
+        let g = try f.add("r", [.opus()])
         XCTAssertEqual(g.endpoint, f.mediaAddress.description)
         XCTAssertEqual(g.ufrag.count, 8)
         XCTAssertGreaterThanOrEqual(g.password.count, 22)
@@ -29,34 +28,32 @@ final class RelaySTUNTests: XCTestCase {
             XCTAssertTrue(Array(g.password.utf8).withUnsafeBytes { m.verifyMessageIntegrity(key: $0) })
             XCTAssertTrue(m.verifyFingerprint())
         }
-        f.waitUntilLatched("r", g.id, c)
-        XCTAssertTrue(f.events.all.contains(.participantLatched(room: "r", participant: g.id, address: c.address.description)))
+        f.waitUntilLatched("r", g.name, c)
+        XCTAssertTrue(f.events.all.contains(.participantLatched(room: "r", name: g.name, address: c.address.description)))
 
         // A second binding from a new address moves the session (NAT
         // rebinding) once the new address answers the relay's consent check.
         let c2 = TestClient()
         XCTAssertNotNil(c2.bind(to: f.mediaAddress, grant: g))
-        f.waitUntilLatched("r", g.id, c2)
+        f.waitUntilLatched("r", g.name, c2)
         XCTAssertEqual(f.counter("parley_relay_consent_checks_total", [("result", "succeeded")]), 2)
     }
 
     func testBindingWithoutCredentialsAnswersButDoesNotLatch() throws {
         let f = try RelayFixture()
-        _ = try f.relay.createRoomSync("r")
-        _ = try f.relay.addParticipantSync(room: "r", tracks: [.opus()])
+        _ = try f.add("r", [.opus()])
         let c = TestClient()
         let resp = try XCTUnwrap(c.bind(to: f.mediaAddress, ufrag: nil, password: nil))
         parse(resp) { m in
             XCTAssertEqual(m.type, .bindingSuccess)
             XCTAssertEqual(try? m.xorMappedAddress(), STUNAddress("127.0.0.1", port: c.address.port))
         }
-        XCTAssertNil(try f.relay.statsSync(room: "r").participants.first?.address)
+        XCTAssertNil(try f.stats("r").participants.first?.address)
     }
 
     func testBindingWithWrongPasswordIsRejectedAndDoesNotLatch() throws {
         let f = try RelayFixture()
-        _ = try f.relay.createRoomSync("r")
-        let g = try f.relay.addParticipantSync(room: "r", tracks: [.opus()])
+        let g = try f.add("r", [.opus()])
         let c = TestClient()
         let resp = try XCTUnwrap(c.bind(to: f.mediaAddress, ufrag: g.ufrag, password: "not-the-password-at-all"))
         parse(resp) { m in
@@ -66,7 +63,7 @@ final class RelaySTUNTests: XCTestCase {
         // Unknown username too.
         let resp2 = try XCTUnwrap(c.bind(to: f.mediaAddress, ufrag: "nobody00", password: g.password))
         parse(resp2) { m in XCTAssertEqual(try? m.errorCode()?.code, 401) }
-        XCTAssertNil(try f.relay.statsSync(room: "r").participants.first?.address)
+        XCTAssertNil(try f.stats("r").participants.first?.address)
         XCTAssertEqual(f.counter("parley_relay_dropped_total", [("reason", "stun_rejected")]), 2)
     }
 
@@ -105,9 +102,11 @@ final class RelayIPv6Tests: XCTestCase {
         }
         defer { relay.shutdown() }
         let media = relay.workers[0].localAddress
-        _ = try relay.createRoomSync("v6")
-        let a = try relay.addParticipantSync(room: "v6", tracks: [.opus()])
-        let b = try relay.addParticipantSync(room: "v6", tracks: [])
+        let a = try waitFor { relay.join(room: "v6", name: "a", tracks: [.opus()], completion: $0) }
+        let ssrc = a.tracks[0].ssrc
+        _ = try waitFor { relay.publish(room: "v6", name: "a", track: .opus(ssrc: ssrc), completion: $0) }
+        let b = try waitFor { relay.join(room: "v6", name: "b", tracks: [], completion: $0) }
+        try waitFor { relay.setSubscribed(room: "v6", subscriber: "b", ssrc: ssrc, true, completion: $0) }
         let ca = try XCTUnwrap(TestClient(ipv6: true)), cb = try XCTUnwrap(TestClient(ipv6: true))
         let resp = try XCTUnwrap(ca.bind(to: media, grant: a))
         try resp.withUnsafeBytes { raw in

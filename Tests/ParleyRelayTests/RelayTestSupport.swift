@@ -6,6 +6,7 @@ import ParleyRTP
 import ParleySTUN
 @testable import ParleyRelay
 import ParleyTestSupport
+import Synchronization
 
 /// A media client for tests: a real blocking UDP socket on 127.0.0.1.
 final class TestClient {
@@ -179,6 +180,19 @@ func waitUntil(_ what: String, timeout: Double = 30, _ cond: () -> Bool) {
     }
 }
 
+/// Waits for a relay operation's answer: for test setup and checks (never
+/// on a relay loop). The relay's own API never blocks.
+func waitFor<T: Sendable>(_ start: (@escaping @Sendable (Result<T, RelayError>) -> Void) -> Void) throws -> T {
+    let done = DispatchSemaphore(value: 0)
+    let answer = Mutex<Result<T, RelayError>?>(nil)
+    start { r in
+        answer.withLock { $0 = r }
+        done.signal()
+    }
+    done.wait()
+    return try answer.withLock { $0! }.get()
+}
+
 /// A relay on one loop bound to 127.0.0.1:0, with its own metrics registry.
 final class RelayFixture {
     let group: EventLoopGroup
@@ -202,20 +216,58 @@ final class RelayFixture {
         metrics.counter(name, help: "", labels: labels).current
     }
 
-    /// A participant joined and latched through STUN with its credentials.
-    func join(_ room: String, _ tracks: [TrackSpec]) throws -> (ParticipantGrant, TestClient) {
-        let g = try relay.addParticipantSync(room: room, tracks: tracks)
-        let c = TestClient()
-        XCTAssertNotNil(c.bind(to: mediaAddress, grant: g))
-        waitUntilLatched(room, g.id, c)
-        return (g, c)
+    private var joined = 0
+
+    /// A participant joined (named p1, p2, … unless `name` is given) that
+    /// publishes every track it was granted; it receives nothing until it
+    /// subscribes. Not latched.
+    func add(_ room: String, _ tracks: [TrackSpec], name: String? = nil, crypto: ParticipantCrypto? = nil) throws -> ParticipantGrant {
+        joined += 1
+        let name = name ?? "p\(joined)"
+        let g = try waitFor { relay.join(room: room, name: name, tracks: tracks, crypto: crypto, completion: $0) }
+        for t in g.tracks {
+            let spec = TrackSpec(kind: t.kind, payloadType: t.payloadType, clockRate: t.clockRate, ssrc: t.ssrc)
+            _ = try waitFor { relay.publish(room: room, name: name, track: spec, completion: $0) }
+        }
+        return g
     }
 
-    /// Waits until the relay has latched `c`'s address for `id` (the consent
+    /// `add`, subscribed to every track of `receiving` and with `receivedBy`
+    /// subscribed to its tracks (before it latches, as a client subscribes
+    /// right after its join), then latched through STUN.
+    func join(_ room: String, _ tracks: [TrackSpec], crypto: ParticipantCrypto? = nil,
+              receiving: [ParticipantGrant] = [], receivedBy: [ParticipantGrant] = []) throws -> (ParticipantGrant, TestClient) {
+        let g = try add(room, tracks, crypto: crypto)
+        for p in receiving { try subscribe(g, to: p) }
+        for s in receivedBy { try subscribe(s, to: g) }
+        return (g, latch(g))
+    }
+
+    /// A client that latches `g` through STUN with its credentials.
+    func latch(_ g: ParticipantGrant) -> TestClient {
+        let c = TestClient()
+        XCTAssertNotNil(c.bind(to: mediaAddress, grant: g))
+        waitUntilLatched(g.room, g.name, c)
+        return c
+    }
+
+    /// Subscribes `subscriber` to every track of each of `publishers`.
+    func subscribe(_ subscriber: ParticipantGrant, to publishers: ParticipantGrant...) throws {
+        for p in publishers {
+            for t in p.tracks {
+                try waitFor { relay.setSubscribed(room: subscriber.room, subscriber: subscriber.name, ssrc: t.ssrc, true, completion: $0) }
+            }
+        }
+    }
+
+    /// A snapshot of `room`.
+    func stats(_ room: String) throws -> RoomStats { try waitFor { relay.stats(room: room, completion: $0) } }
+
+    /// Waits until the relay has latched `c`'s address for `name` (the consent
     /// answer is processed on the relay's loop after `bind` returns).
-    func waitUntilLatched(_ room: String, _ id: ParticipantID, _ c: TestClient) {
-        waitUntil("\(id) latched at \(c.address)") {
-            (try? relay.statsSync(room: room).participants.first { $0.id == id }?.address) == c.address.description
+    func waitUntilLatched(_ room: String, _ name: String, _ c: TestClient) {
+        waitUntil("\(name) latched at \(c.address)") {
+            (try? stats(room).participants.first { $0.name == name }?.address) == c.address.description
         }
     }
 

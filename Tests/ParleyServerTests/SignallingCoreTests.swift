@@ -28,17 +28,23 @@ final class SignallingCoreTests: XCTestCase {
     final class Backend: MediaBackend {
         var calls: [String] = []
         var nextSSRC: UInt32 = 1000
-        func join(room: String, participant: String, publish: Bool, subscribe: Bool, keys: SRTPSessionKeys) throws(SignallingError) -> MediaGrant {
+        /// When set, joins wait in `heldJoins` until the test answers them
+        /// (the relay's answer still on its way); otherwise they are answered at once.
+        var holdJoins = false
+        var heldJoins: [() -> Void] = []
+        func join(room: String, participant: String, publish: Bool, subscribe: Bool, keys: SRTPSessionKeys,
+                  completion: @escaping (Result<MediaGrant, SignallingError>) -> Void) {
             calls.append("join \(room) \(participant)")
             nextSSRC += 2
-            return MediaGrant(host: "127.0.0.1", port: 7710, iceUfrag: "u\(participant)", icePassword: "p", ssrcs: [.audio: nextSSRC, .video: nextSSRC + 1])
+            let grant = MediaGrant(host: "127.0.0.1", port: 7710, iceUfrag: "u\(participant)", icePassword: "p", ssrcs: [.audio: nextSSRC, .video: nextSSRC + 1])
+            if holdJoins { heldJoins.append { completion(.success(grant)) } } else { completion(.success(grant)) }
         }
+        func answerHeldJoins() { let h = heldJoins; heldJoins = []; h.forEach { $0() } }
         func leave(room: String, participant: String) { calls.append("leave \(room) \(participant)") }
-        func publish(room: String, participant: String, track: TrackDescription, ssrc: UInt32) throws(SignallingError) { calls.append("publish \(participant) \(ssrc)") }
+        func publish(room: String, participant: String, track: TrackDescription, ssrc: UInt32) { calls.append("publish \(participant) \(ssrc)") }
         func unpublish(room: String, participant: String, ssrc: UInt32) { calls.append("unpublish \(participant) \(ssrc)") }
-        func subscribe(room: String, subscriber: String, publisher: String, ssrc: UInt32) throws(SignallingError) -> UInt32 {
+        func subscribe(room: String, subscriber: String, publisher: String, ssrc: UInt32) {
             calls.append("subscribe \(subscriber) \(publisher) \(ssrc)")
-            return ssrc
         }
         func unsubscribe(room: String, subscriber: String, publisher: String, ssrc: UInt32) { calls.append("unsubscribe \(subscriber) \(ssrc)") }
         func setMuted(room: String, participant: String, ssrc: UInt32, muted: Bool) { calls.append("mute \(ssrc) \(muted)") }

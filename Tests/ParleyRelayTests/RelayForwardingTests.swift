@@ -146,6 +146,76 @@ final class RelayForwardingTests: XCTestCase {
     }
 }
 
+/// What a join grants, what publish and unpublish do, and that nobody
+/// receives anything without subscribing.
+final class RelayPublishTests: XCTestCase {
+    func testNothingIsForwardedBeforePublishOrSubscribeAndUnpublishEndsTheTrack() throws {
+        let f = try RelayFixture()
+        let g = try waitFor { f.relay.join(room: "r", name: "alice", tracks: [.video()], completion: $0) }
+        let ssrc = g.tracks[0].ssrc
+        XCTAssertEqual(g.name, "alice")
+        let ca = f.latch(g)
+        let (b, cb) = try f.join("r", [])
+        XCTAssertEqual(try f.stats("r").participants.flatMap(\.published), [], "a grant is no track yet")
+        func send(_ seq: UInt16) -> [UInt8] {
+            let p = rtpPacket(ssrc: ssrc, seq: seq, payload: payload(ssrc: ssrc, seq: seq))
+            ca.send(p, to: f.mediaAddress)
+            return p
+        }
+        func marker(_ seq: UInt16) {
+            // From B on an SSRC never granted: once it is counted, all A sent before it was processed.
+            let before = f.counter("parley_relay_dropped_total", [("reason", "unknown_ssrc")])
+            cb.send(rtpPacket(ssrc: 0xB0B, seq: seq, payload: [1]), to: f.mediaAddress)
+            waitUntil("B's packet processed") { f.counter("parley_relay_dropped_total", [("reason", "unknown_ssrc")]) > before }
+        }
+
+        // Granted but not published: dropped and counted as unpublished.
+        _ = send(1)
+        marker(1)
+        XCTAssertEqual(f.counter("parley_relay_dropped_total", [("reason", "unpublished")]), 1)
+
+        // Published, but B has not subscribed: forwarded to nobody.
+        let info = try waitFor { f.relay.publish(room: "r", name: "alice", track: .video(ssrc: ssrc), completion: $0) }
+        XCTAssertEqual(info, TrackInfo(ssrc: ssrc, kind: .video, payloadType: 96, clockRate: 90000, publisher: "alice", muted: false))
+        _ = send(2)
+        marker(2)
+        XCTAssertTrue(cb.drain().filter(isRTP).isEmpty, "not subscribed: nothing")
+        XCTAssertEqual(try f.stats("r").participants.first { $0.name == b.name }?.subscribedSSRCs, [])
+
+        // Subscribed: it flows, and B's NACK is answered from the ring.
+        try f.subscribe(b, to: g)
+        let p3 = send(3)
+        XCTAssertEqual(cb.receive(where: isRTP), p3)
+        cb.send(encoded(RTCPGenericNACK(senderSSRC: 0xB, mediaSSRC: ssrc, lost: [3])), to: f.mediaAddress)
+        XCTAssertEqual(cb.receive(where: isRTP), p3)
+
+        // Unpublished: the subscription and the ring go with the track; RTP on the SSRC is dropped again.
+        try waitFor { f.relay.unpublish(room: "r", name: "alice", ssrc: ssrc, completion: $0) }
+        XCTAssertEqual(try f.stats("r").participants.first { $0.name == b.name }?.subscribedSSRCs, [])
+        XCTAssertEqual(try f.stats("r").participants.first { $0.name == "alice" }?.published, [])
+        _ = send(4)
+        marker(4)
+        XCTAssertEqual(f.counter("parley_relay_dropped_total", [("reason", "unpublished")]), 2)
+        XCTAssertThrowsError(try waitFor { f.relay.setSubscribed(room: "r", subscriber: b.name, ssrc: ssrc, true, completion: $0) }) {
+            XCTAssertEqual($0 as? RelayError, .noSuchTrack(ssrc))
+        }
+        XCTAssertThrowsError(try waitFor { f.relay.unpublish(room: "r", name: "alice", ssrc: ssrc, completion: $0) }) {
+            XCTAssertEqual($0 as? RelayError, .noSuchTrack(ssrc))
+        }
+
+        // The SSRC stays granted: published again, it is a fresh track with an empty ring.
+        _ = try waitFor { f.relay.publish(room: "r", name: "alice", track: .video(ssrc: ssrc), completion: $0) }
+        try f.subscribe(b, to: g)
+        let missedBefore = f.counter("parley_relay_nack_packets_total", [("result", "missed")])
+        cb.send(encoded(RTCPGenericNACK(senderSSRC: 0xB, mediaSSRC: ssrc, lost: [3])), to: f.mediaAddress)
+        waitUntil("NACK for the old track's packet missed") {
+            f.counter("parley_relay_nack_packets_total", [("result", "missed")]) == missedBefore + 1
+        }
+        let p5 = send(5)
+        XCTAssertEqual(cb.receive(where: isRTP), p5)
+    }
+}
+
 /// The recorder tap sees exactly what is forwarded, as plaintext.
 final class RelayTapTests: XCTestCase {
     func testTapReceivesForwardedPacketsButNotMutedOnes() throws {

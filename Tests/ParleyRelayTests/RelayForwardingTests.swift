@@ -5,6 +5,7 @@ import ParleyIO
 import ParleyRTP
 import ParleySTUN
 @testable import ParleyRelay
+import ParleyTestSupport
 
 /// The relay on real loopback sockets: clients latch with STUN short-term
 /// credentials, then send RTP that the relay fans out.

@@ -3,6 +3,7 @@ import Glibc
 import ParleyCore
 import ParleyIO
 @testable import ParleyRelay
+import ParleyTestSupport
 
 /// Timeouts, limits, control-plane errors and metrics.
 final class RelayLifecycleTests: XCTestCase {

@@ -4,6 +4,7 @@ import ParleyCore
 import ParleyIO
 import ParleyRTP
 @testable import ParleyRelay
+import ParleyTestSupport
 
 /// RTCP feedback through the relay: NACKs answered from the retransmission
 /// buffer, keyframe requests throttled, SR forwarded, RR generated.

@@ -5,6 +5,7 @@ import ParleyIO
 import ParleyRTP
 import ParleySRTP
 @testable import ParleyRelay
+import ParleyTestSupport
 
 /// NACK answers are bounded (issue #14, finding 2): one SRTCP NACK of 290
 /// FCI entries, each with BLP 0xffff, made the relay resend about 4,900

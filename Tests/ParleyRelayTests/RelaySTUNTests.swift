@@ -4,6 +4,7 @@ import ParleyCore
 import ParleyIO
 import ParleySTUN
 @testable import ParleyRelay
+import ParleyTestSupport
 
 /// STUN on the media port (address discovery and latching) and the plain STUN service.
 final class RelaySTUNTests: XCTestCase {

@@ -6,7 +6,6 @@ import ParleyRTP
 import ParleySTUN
 @testable import ParleyRelay
 import ParleyTestSupport
-import Synchronization
 
 /// A media client for tests: a real blocking UDP socket on 127.0.0.1.
 final class TestClient {
@@ -178,19 +177,6 @@ func waitUntil(_ what: String, timeout: Double = 30, _ cond: () -> Bool) {
         }
         usleep(2000)
     }
-}
-
-/// Waits for a relay operation's answer: for test setup and checks (never
-/// on a relay loop). The relay's own API never blocks.
-func waitFor<T: Sendable>(_ start: (@escaping @Sendable (Result<T, RelayError>) -> Void) -> Void) throws -> T {
-    let done = DispatchSemaphore(value: 0)
-    let answer = Mutex<Result<T, RelayError>?>(nil)
-    start { r in
-        answer.withLock { $0 = r }
-        done.signal()
-    }
-    done.wait()
-    return try answer.withLock { $0! }.get()
 }
 
 /// A relay on one loop bound to 127.0.0.1:0, with its own metrics registry.

@@ -198,6 +198,79 @@ final class SignallingCoreTests: XCTestCase {
         XCTAssertEqual(request(ca, ta, #"{"id":8,"type":"publish","tracks":[{"kind":"audio","codec":"opus","payloadType":111,"clockRate":48000}]}"#)["code"], "not_joined")
     }
 
+    /// The join is answered when the media backend answers (the relay's
+    /// hop and back); until then the session refuses a second join and any
+    /// other media request, and nobody is told it joined.
+    func testJoiningSessionRefusesMediaRequestsUntilTheBackendAnswers() {
+        let (_, tb, _) = joined("bob@r1")
+        backend.holdJoins = true
+        let (c, t) = connect()
+        _ = request(c, t, #"{"id":1,"type":"auth","token":"alice@r1"}"#)
+        let sentBefore = t.sent.count
+        core.received(#"{"id":2,"type":"join"}"#, from: c)
+        XCTAssertEqual(t.sent.count, sentBefore, "no answer before the backend's")
+        XCTAssertNil(tb.last("participant_joined"))
+        let second = request(c, t, #"{"id":3,"type":"join"}"#)
+        XCTAssertEqual(second["code"], "already_joined")
+        XCTAssertEqual(second["id"], 3)
+        XCTAssertEqual(second["message"]?.stringValue, "a join is in progress: wait for its answer")
+        for (id, text) in [(4, #""type":"publish","tracks":[{"kind":"audio","codec":"opus","payloadType":111,"clockRate":48000}]"#),
+                           (5, #""type":"subscribe","track":"bob/1001""#), (6, #""type":"leave""#)] {
+            XCTAssertEqual(request(c, t, #"{"id":\#(id),\#(text)}"#)["code"], "not_joined", text)
+        }
+        XCTAssertEqual(request(c, t, #"{"id":7,"type":"ping"}"#)["type"], "ping", "ping is not a media request")
+        XCTAssertEqual(backend.calls.filter { $0.hasPrefix("join r1 alice") }.count, 1)
+
+        backend.answerHeldJoins()
+        let reply = t.last("join")
+        XCTAssertEqual(reply?["id"], 2)
+        XCTAssertEqual(reply?["ok"], true)
+        XCTAssertEqual(tb.last("participant_joined")?["participant"], "alice")
+        XCTAssertEqual(request(c, t, #"{"id":8,"type":"publish","tracks":[{"kind":"audio","codec":"opus","payloadType":111,"clockRate":48000}]}"#)["ok"], true)
+        XCTAssertNil(t.closed)
+    }
+
+    /// A connection that closes (or is kicked) while its join is on its way
+    /// leaves the relay cleanly once the answer arrives; nobody is told it joined.
+    func testConnectionClosedWhileJoiningLeavesTheRelay() {
+        let (_, tb, _) = joined("bob@r1")
+        backend.holdJoins = true
+        let (c, t) = connect()
+        _ = request(c, t, #"{"id":1,"type":"auth","token":"alice@r1"}"#)
+        core.received(#"{"id":2,"type":"join"}"#, from: c)
+        core.connectionClosed(c)
+        XCTAssertFalse(backend.calls.contains("leave r1 alice"))
+        backend.answerHeldJoins()
+        XCTAssertTrue(backend.calls.contains("leave r1 alice"), "the participant the relay added is removed again")
+        XCTAssertNil(tb.last("participant_joined"))
+        XCTAssertNil(t.last("join"))
+        XCTAssertEqual(core.participantCount, 1)
+
+        // Kicked while joining: the same.
+        let (c2, t2) = connect()
+        _ = request(c2, t2, #"{"id":1,"type":"auth","token":"carol@r1"}"#)
+        core.received(#"{"id":2,"type":"join"}"#, from: c2)
+        XCTAssertTrue(core.kick(room: "r1", participant: "carol"))
+        backend.answerHeldJoins()
+        XCTAssertTrue(backend.calls.contains("leave r1 carol"))
+        XCTAssertEqual(core.participantCount, 1)
+
+        // A new connection that resumed the session while the join was on its
+        // way: the stale answer is undone; the session may join afresh.
+        let (c3, t3) = connect()
+        _ = request(c3, t3, #"{"id":1,"type":"auth","token":"dave@r1"}"#)
+        core.received(#"{"id":2,"type":"join"}"#, from: c3)
+        let (c4, t4) = connect()
+        XCTAssertEqual(request(c4, t4, #"{"id":1,"type":"auth","token":"dave@r1"}"#)["resumed"], false)
+        XCTAssertEqual(t3.closed?.code, 4004)
+        backend.answerHeldJoins()
+        XCTAssertTrue(backend.calls.contains("leave r1 dave"))
+        XCTAssertNil(t4.last("join"))
+        backend.holdJoins = false
+        XCTAssertEqual(request(c4, t4, #"{"id":3,"type":"join"}"#)["ok"], true)
+        XCTAssertEqual(core.participantCount, 2)
+    }
+
     func testViewerTokenCannotPublish() {
         let (c, t) = connect()
         _ = request(c, t, #"{"id":1,"type":"auth","token":"viewer1@r1"}"#)

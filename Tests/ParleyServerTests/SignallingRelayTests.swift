@@ -5,6 +5,7 @@ import ParleyHTTP
 import ParleyIO
 import ParleyRelay
 import ParleySRTP
+import ParleyTestSupport
 @testable import ParleyServer
 @testable import ParleyProtocol
 
@@ -186,5 +187,43 @@ final class SignallingRelayTests: XCTestCase {
         XCTAssertNotNil(try a.call(.join(room: nil, publish: true, subscribe: true, suite: nil))["srtp"])
         a.close()
         b.close()
+    }
+
+    /// Issue #15: a join is one round trip between the signalling queue and
+    /// the room's loop, however many participants and tracks the room has
+    /// (it was 4 + 2 × the others' tracks). Counted by the relay: every
+    /// control operation it posts to a loop.
+    func testAJoinIsOneHopToTheRoomsLoop() throws {
+        var others: [SignallingClient] = []
+        var published: [UInt32] = []
+        for name in ["alice", "bob", "carol"] {
+            let c = try connect()
+            try c.call(.auth(token: token(name), room: nil))
+            try c.call(.join(room: nil, publish: true, subscribe: true, suite: nil))
+            let pub = try c.call(.publish([
+                TrackDescription(kind: .audio, codec: "opus", payloadType: 111, clockRate: 48000, channels: 2),
+                TrackDescription(kind: .video, codec: "VP8", payloadType: 96, clockRate: 90000),
+            ]))
+            published += pub["tracks"]!.arrayValue!.map { UInt32($0["ssrc"]!.intValue!) }
+            others.append(c)
+        }
+        let d = try connect()
+        try d.call(.auth(token: token("dave"), room: nil))
+        let before = fx.relay.controlOperations
+        let join = try d.call(.join(room: nil, publish: true, subscribe: true, suite: nil))
+        XCTAssertEqual(fx.relay.controlOperations - before, 1, "one operation posted to the room's loop")
+        XCTAssertEqual(join["participants"]?.arrayValue?.count, 3)
+        XCTAssertEqual(join["participants"]?.arrayValue?.flatMap { $0["tracks"]?.arrayValue ?? [] }.count, 6)
+
+        // That one operation did the whole join: Dave is in the relay with his SRTP
+        // hooks and SSRCs granted, subscribed to nothing, publishing nothing yet.
+        let stats = try waitFor { fx.relay.stats(room: "call", completion: $0) }
+        let dave = try XCTUnwrap(stats.participants.first { $0.name == "dave" })
+        XCTAssertEqual(dave.subscribedSSRCs, [])
+        XCTAssertEqual(dave.published, [])
+        XCTAssertEqual(Set(stats.participants.flatMap(\.published).map(\.ssrc)), Set(published))
+        let peer = try MediaPeer(join: join)
+        XCTAssertTrue(peer.bind(ufrag: join["ice"]!["ufrag"]!.stringValue!, password: join["ice"]!["pwd"]!.stringValue!))
+        for c in others + [d] { c.close() }
     }
 }

@@ -16,6 +16,11 @@ import ParleySRTP
 /// session named by the token's (room, sub). The session survives its
 /// connection for `graceSeconds` once joined, and a new connection that
 /// authenticates with the same room and subject takes it over (`resumed`).
+///
+/// A join is answered when the media backend answers (one hop to the room's
+/// loop and back); meanwhile the session is `joining` and refuses other
+/// media requests. The other media requests are posted to the backend and
+/// answered at once.
 public final class SignallingCore {
     public typealias ConnectionID = UInt64
 

@@ -16,7 +16,7 @@ import ParleySRTP
 /// knows participants by their signalling names. A join is one relay
 /// operation (`Relay.join`), answered back on `queue`; the other calls post
 /// their operation and return.
-public final class RelayMediaBackend: MediaBackend, @unchecked Sendable {
+public final class RelayMediaBackend: MediaBackend, Sendable {
     public let relay: Relay
     /// The signalling queue, where join answers are delivered.
     let queue: DispatchQueue

@@ -194,7 +194,7 @@ final class SignallingRelayTests: XCTestCase {
     /// (it was 4 + 2 × the others' tracks). Counted by the relay: every
     /// control operation it posts to a loop.
     func testAJoinIsOneHopToTheRoomsLoop() throws {
-        var others: [SignallingClient] = []
+        var others: [BlockingSignallingClient] = []
         var published: [UInt32] = []
         for name in ["alice", "bob", "carol"] {
             let c = try connect()

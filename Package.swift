@@ -38,17 +38,17 @@ let package = Package(
         .target(name: "ParleyWeb", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth"]),
         .target(name: "ParleyRelay", dependencies: ["CLinux", "ParleyCore", "ParleyIO", "ParleyRTP", "ParleySTUN", "ParleySRTP"]),
         // Every signalling message and error, and the clients that speak them (WebSocket client, `parley sdp`'s session).
-        .target(name: "ParleyProtocol", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth", "ParleySRTP", "ParleySTUN"]),
+        .target(name: "ParleyProtocol", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth", "ParleySRTP", "ParleySTUN", "ParleyRTP"]),
         // Sessions, the signalling state machine and its media backend over the relay.
         .target(name: "ParleySignalling", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth", "ParleyWeb",
-                                                         "ParleyProtocol", "ParleyRelay", "ParleySRTP"]),
+                                                         "ParleyProtocol", "ParleyRelay", "ParleySRTP", "ParleyRTP"]),
         .target(name: "ParleyMedia", dependencies: ["ParleyCore", "CFFmpeg", "COpus"]),
         .target(name: "ParleyTranscode", dependencies: ["ParleyCore", "ParleyMedia", "ParleyStore", "CFFmpeg"]),
         // Composition only: config, the daemon, its routes.
         .target(name: "ParleyServer", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth", "ParleyWeb",
                                                      "ParleyRelay", "ParleySignalling", "ParleyTranscode"]),
         // The benchmark servers behind `parley bench` (tools/bench/*); only the CLI depends on it.
-        .target(name: "ParleyBench", dependencies: ["CLinux", "ParleyCore", "ParleyIO", "ParleyRelay", "ParleySRTP", "ParleyProtocol"]),
+        .target(name: "ParleyBench", dependencies: ["CLinux", "ParleyCore", "ParleyIO", "ParleyRelay", "ParleySRTP", "ParleyProtocol", "ParleyRTP"]),
         // The CLI: every `parley <command>` lives here, on top of the modules.
         .executableTarget(name: "parley", dependencies: ["ParleyCore", "ParleyIO", "ParleyAuth", "ParleyProtocol", "ParleyServer",
                                                          "ParleyTranscode", "ParleyBench"]),
@@ -70,6 +70,6 @@ let package = Package(
         .testTarget(name: "ParleyTranscodeTests", dependencies: ["ParleyTranscode", "ParleyCore", "ParleyTestSupport"]),
         .testTarget(name: "ParleyServerTests", dependencies: ["ParleyServer", "ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth",
                                                          "ParleyWeb", "ParleyProtocol", "ParleySignalling", "ParleyRelay",
-                                                         "ParleySRTP", "ParleySTUN", "ParleyTranscode", "COpus", "ParleyTestSupport"]),
+                                                         "ParleySRTP", "ParleySTUN", "ParleyTranscode", "COpus", "ParleyTestSupport", "ParleyRTP"]),
     ]
 )

@@ -1,3 +1,4 @@
+import ParleyRTP
 import CLinux
 import Dispatch
 import Glibc
@@ -84,7 +85,7 @@ public enum RelayBench {
                 let room = "bench-\(r)"
                 for j in 0..<perRoom {
                     let i = r * perRoom + j
-                    let spec = video ? TrackSpec.video(ssrc: UInt32(ssrcBase + i)) : TrackSpec.opus(ssrc: UInt32(ssrcBase + i))
+                    let spec = video ? TrackDescription.video(ssrc: UInt32(ssrcBase + i)) : TrackDescription.opus(ssrc: UInt32(ssrcBase + i))
                     let name = "p\(i)"
                     try joinForBench(relay, room: room, name: name, publishing: j < publishers ? spec : nil)
                     try setupWait { relay.latch(room: room, name: name, address: .ipv4Loopback(port: UInt16(base + i)), completion: $0) }
@@ -127,7 +128,7 @@ func setupWait<T: Sendable>(_ start: (@escaping @Sendable (Result<T, RelayError>
 
 /// Joins `name` and publishes its track, if any.
 @discardableResult
-func joinForBench(_ relay: Relay, room: String, name: String, publishing track: TrackSpec?,
+func joinForBench(_ relay: Relay, room: String, name: String, publishing track: TrackDescription?,
                   crypto: ParticipantCrypto? = nil) throws(RelayError) -> ParticipantGrant {
     let g = try setupWait { relay.join(room: room, name: name, tracks: track.map { [$0] } ?? [], crypto: crypto, completion: $0) }
     if let track { _ = try setupWait { relay.publish(room: room, name: name, track: track, completion: $0) } }

@@ -1,3 +1,4 @@
+import ParleyRTP
 import Foundation
 import ParleyCore
 import ParleyIO
@@ -82,7 +83,7 @@ public enum SRTPBench {
             relay = try Relay(loops: group.loops, mediaAddresses: [listen], config: config)
             for i in 0..<per {
                 let ssrc = UInt32(ssrcBase + i)
-                let spec: ParleyRelay.TrackSpec = kind == "video" ? .video(ssrc: ssrc) : .opus(ssrc: ssrc)
+                let spec: TrackDescription = kind == "video" ? .video(ssrc: ssrc) : .opus(ssrc: ssrc)
                 let crypto = mode == "srtp"
                     ? try ParticipantCrypto.srtp(inbound: key(participant: i, receive: false, suite: suite),
                                                  outbound: key(participant: i, receive: true, suite: suite))

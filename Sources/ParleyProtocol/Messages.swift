@@ -8,54 +8,9 @@
 import ParleyAuth
 import ParleyCore
 import ParleyHTTP
+import ParleyRTP
 
-/// What kind of media a track carries.
-public enum MediaKind: String, Sendable, Equatable, CaseIterable {
-    case audio, video
-}
-
-/// A track as a publisher declares it in `publish`.
-public struct TrackDescription: Sendable, Equatable {
-    public var kind: MediaKind
-    /// Codec name as in SDP rtpmap, e.g. `opus`, `VP8`, `H264`.
-    public var codec: String
-    /// RTP payload type, 0-127.
-    public var payloadType: UInt8
-    /// RTP clock rate in Hz.
-    public var clockRate: Int
-    /// Audio channels (1 when absent).
-    public var channels: Int
-    /// The SSRC the publisher sends with; one of those granted in `join`.
-    /// Absent: the granted SSRC for `kind`.
-    public var ssrc: UInt32?
-
-    public init(kind: MediaKind, codec: String, payloadType: UInt8, clockRate: Int, channels: Int = 1, ssrc: UInt32? = nil) {
-        self.kind = kind
-        self.codec = codec
-        self.payloadType = payloadType
-        self.clockRate = clockRate
-        self.channels = channels
-        self.ssrc = ssrc
-    }
-}
-
-/// A published track as other participants see it.
-public struct RoomTrack: Sendable, Equatable {
-    /// Room-unique id: `<participant>/<ssrc>`.
-    public var id: String
-    public var participant: String
-    public var spec: TrackDescription
-    public var ssrc: UInt32
-    public var muted: Bool
-
-    public init(id: String, participant: String, spec: TrackDescription, ssrc: UInt32, muted: Bool) {
-        self.id = id
-        self.participant = participant
-        self.spec = spec
-        self.ssrc = ssrc
-        self.muted = muted
-    }
-
+extension RoomTrack {
     public var json: JSONValue {
         var o: [String: JSONValue] = [
             "id": .string(id), "participant": .string(participant), "kind": .string(spec.kind.rawValue),

@@ -1,3 +1,4 @@
+import ParleyRTP
 import Foundation
 import ParleyCore
 import ParleyIO

@@ -1,41 +1,5 @@
 import ParleyCore
-
-/// What a track carries.
-public enum TrackKind: String, Sendable, Equatable {
-    case audio, video
-}
-
-/// A track a participant may publish: asked for in a join (which grants,
-/// that is reserves, its SSRC), then published with `Relay.publish`.
-public struct TrackSpec: Sendable, Equatable {
-    public var kind: TrackKind
-    /// RTP payload type (0...127, not 72...79 that would look like RTCP on a muxed port).
-    public var payloadType: UInt8
-    /// RTP clock rate in Hz (48000 Opus, 90000 video).
-    public var clockRate: UInt32
-    /// A requested SSRC; nil lets the relay grant a random unused one.
-    public var ssrc: UInt32?
-
-    public init(kind: TrackKind, payloadType: UInt8, clockRate: UInt32, ssrc: UInt32? = nil) {
-        self.kind = kind; self.payloadType = payloadType; self.clockRate = clockRate; self.ssrc = ssrc
-    }
-
-    /// Opus audio, PT 111, 48 kHz.
-    public static func opus(ssrc: UInt32? = nil) -> TrackSpec { TrackSpec(kind: .audio, payloadType: 111, clockRate: 48000, ssrc: ssrc) }
-    /// Video (VP8/H.264), PT 96, 90 kHz.
-    public static func video(ssrc: UInt32? = nil) -> TrackSpec { TrackSpec(kind: .video, payloadType: 96, clockRate: 90000, ssrc: ssrc) }
-}
-
-/// A track as the relay knows it: granted, or published (then forwarded).
-public struct TrackInfo: Sendable, Equatable {
-    public var ssrc: UInt32
-    public var kind: TrackKind
-    public var payloadType: UInt8
-    public var clockRate: UInt32
-    /// The publisher's name.
-    public var publisher: String
-    public var muted: Bool
-}
+import ParleyRTP
 
 /// What a successful join returns: where to send media and how to authenticate.
 public struct ParticipantGrant: Sendable, Equatable {
@@ -60,7 +24,7 @@ public struct ParticipantGrant: Sendable, Equatable {
     public var consentPassword: String
     /// The tracks it may publish, with the SSRCs granted (reserved; nothing
     /// flows on them until `Relay.publish`).
-    public var tracks: [TrackInfo]
+    public var tracks: [RoomTrack]
 }
 
 /// A `host:port` string (what the signalling layer hands to clients).
@@ -71,7 +35,7 @@ public struct ParticipantStats: Sendable, Equatable {
     public var name: String
     /// The latched media address, if any (`"1.2.3.4:5000"`).
     public var address: String?
-    public var published: [TrackInfo]
+    public var published: [RoomTrack]
     /// SSRCs of the tracks this participant currently receives.
     public var subscribedSSRCs: [UInt32]
     /// Packets and bytes received from this participant.
@@ -163,8 +127,8 @@ public struct RelayConfig: Sendable {
 /// DESIGN.md's media path). Runs on the room's loop, on the packet path:
 /// copy what you keep and hand it to another thread; never block.
 public struct RTPTap: @unchecked Sendable {
-    public var packet: (_ ssrc: UInt32, _ kind: TrackKind, _ bytes: UnsafeRawBufferPointer) -> Void
-    public init(_ packet: @escaping (_ ssrc: UInt32, _ kind: TrackKind, _ bytes: UnsafeRawBufferPointer) -> Void) {
+    public var packet: (_ ssrc: UInt32, _ kind: MediaKind, _ bytes: UnsafeRawBufferPointer) -> Void
+    public init(_ packet: @escaping (_ ssrc: UInt32, _ kind: MediaKind, _ bytes: UnsafeRawBufferPointer) -> Void) {
         self.packet = packet
     }
 }

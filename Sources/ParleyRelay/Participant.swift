@@ -1,3 +1,4 @@
+import ParleyRTP
 import ParleyCore
 import ParleyIO
 
@@ -54,7 +55,7 @@ final class Participant {
     /// Monotonic ms of the last packet of any kind from this participant.
     var lastSeenMs: UInt64
     /// What the join granted: the SSRCs (always set) it may publish.
-    var granted: [TrackSpec] = []
+    var granted: [TrackDescription] = []
     /// Tracks this participant publishes (1–3 usually: a linear scan beats a map).
     var published: [Track] = []
     /// Tracks this participant receives.

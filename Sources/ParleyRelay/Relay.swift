@@ -1,3 +1,4 @@
+import ParleyRTP
 import ParleyCore
 import ParleyIO
 
@@ -84,12 +85,12 @@ public final class Relay: Sendable {
     /// SRTP hooks are installed, and the grant is the answer. It receives
     /// nothing until it subscribes. A participant of that name already in
     /// the room is replaced.
-    public func join(room: String, name: String, tracks: [TrackSpec], crypto: ParticipantCrypto? = nil,
+    public func join(room: String, name: String, tracks: [TrackDescription], crypto: ParticipantCrypto? = nil,
                      completion: @escaping Completion<ParticipantGrant>) {
         join(on: directory.place(room, on: nil), room: room, name: name, tracks: tracks, crypto: crypto, completion: completion)
     }
 
-    private func join(on i: Int, room: String, name: String, tracks: [TrackSpec], crypto: ParticipantCrypto?,
+    private func join(on i: Int, room: String, name: String, tracks: [TrackDescription], crypto: ParticipantCrypto?,
                       completion: @escaping Completion<ParticipantGrant>) {
         let posted = post(i) { [self] w in
             // The room closed (its last participant left) after it was looked
@@ -111,7 +112,7 @@ public final class Relay: Sendable {
 
     /// Publishes `track` (its `ssrc` one granted to `name` at join): its RTP is forwarded to subscribers and kept for
     /// retransmission from now on.
-    public func publish(room: String, name: String, track: TrackSpec, completion: Completion<TrackInfo>? = nil) {
+    public func publish(room: String, name: String, track: TrackDescription, completion: Completion<RoomTrack>? = nil) {
         onRoom(room, completion) { $0.publish(room: room, name: name, track: track) }
     }
 

@@ -1,3 +1,4 @@
+import ParleyRTP
 import ParleyCore
 import ParleyIO
 
@@ -16,7 +17,7 @@ extension RelayWorker {
     /// (a participant of that name already in the room is replaced),
     /// installs its SRTP hooks, and answers with the grant. A failed join
     /// leaves no room it opened behind.
-    func join(room: String, name: String, tracks: [TrackSpec], crypto: ParticipantCrypto?) -> Result<ParticipantGrant, RelayError> {
+    func join(room: String, name: String, tracks: [TrackDescription], crypto: ParticipantCrypto?) -> Result<ParticipantGrant, RelayError> {
         loop.preconditionInLoop()
         let r: Room
         if let existing = rooms[room] {
@@ -51,9 +52,7 @@ extension RelayWorker {
         p.crypto = crypto
         byUfrag[ufrag] = p
         metrics.participants.inc()
-        let granted = p.granted.map {
-            TrackInfo(ssrc: $0.ssrc!, kind: $0.kind, payloadType: $0.payloadType, clockRate: $0.clockRate, publisher: name, muted: false)
-        }
+        let granted = p.granted.map { RoomTrack(participant: name, spec: $0, ssrc: $0.ssrc!, muted: false) }
         return .success(ParticipantGrant(name: name, room: room, loopIndex: index, endpoint: endpoint, ufrag: p.ufrag,
                                          password: p.password, consentUfrag: p.consentUfrag,
                                          consentPassword: p.consentPassword, tracks: granted))
@@ -88,7 +87,7 @@ extension RelayWorker {
     }
 
     /// Publishes a track on an SSRC granted to participant `name`.
-    func publish(room: String, name: String, track: TrackSpec) -> Result<TrackInfo, RelayError> {
+    func publish(room: String, name: String, track: TrackDescription) -> Result<RoomTrack, RelayError> {
         loop.preconditionInLoop()
         return participant(room, name).flatMap { p in
             Result { () throws(RelayError) in try p.room.publish(p, track).info }

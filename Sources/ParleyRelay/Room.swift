@@ -1,3 +1,4 @@
+import ParleyRTP
 import ParleyCore
 import ParleyIO
 
@@ -46,13 +47,13 @@ final class Room {
     /// `specs` (random unused ones where a spec names none). It publishes
     /// and receives nothing yet.
     func addParticipant(name: String, ufrag: String, password: String, consentUfrag: String, consentPassword: String,
-                        tracks specs: [TrackSpec], nowMs: UInt64) throws(RelayError) -> Participant {
+                        tracks specs: [TrackDescription], nowMs: UInt64) throws(RelayError) -> Participant {
         precondition(byName[name] == nil, "the worker removes a participant it replaces first")
         guard participants.count < config.maxParticipantsPerRoom else {
             throw .roomFull(room: self.name, limit: config.maxParticipantsPerRoom)
         }
         // Validate every spec before changing anything.
-        var grants: [TrackSpec] = []
+        var grants: [TrackDescription] = []
         func taken(_ s: UInt32) -> Bool {
             s == 0 || s == relaySSRC || granted[s] != nil || grants.contains { $0.ssrc == s }
         }
@@ -94,7 +95,7 @@ final class Room {
     /// now on its RTP is forwarded to subscribers and kept for
     /// retransmission. The spec's kind, payload type and clock rate are the
     /// track's (the grant's are only what was asked for at join).
-    func publish(_ p: Participant, _ spec: TrackSpec) throws(RelayError) -> Track {
+    func publish(_ p: Participant, _ spec: TrackDescription) throws(RelayError) -> Track {
         guard let ssrc = spec.ssrc, p.isGranted(ssrc) else { throw .ssrcNotGranted(spec.ssrc ?? 0) }
         guard tracksBySSRC[ssrc] == nil else { throw .invalidRequest("SSRC \(ssrc) is already published") }
         try Self.validate(spec)
@@ -113,11 +114,11 @@ final class Room {
         tracksBySSRC[t.ssrc] = nil
     }
 
-    private static func validate(_ spec: TrackSpec) throws(RelayError) {
+    private static func validate(_ spec: TrackDescription) throws(RelayError) {
         guard spec.payloadType <= 127, !(72...79).contains(spec.payloadType) else {
             throw .invalidRequest("payload type \(spec.payloadType) is not usable on an RTP/RTCP-muxed port")
         }
-        guard spec.clockRate > 0 else { throw .invalidRequest("clock rate must be positive") }
+        guard spec.clockRate > 0, spec.clockRate <= Int(UInt32.max) else { throw .invalidRequest("clock rate must be positive") }
     }
 
     /// Starts or stops delivery of track `ssrc` to `subscriber`.

@@ -6,9 +6,9 @@ import ParleyRTP
 /// Producer and its Consumers in one object. Loop only.
 final class Track {
     let ssrc: UInt32
-    let kind: TrackKind
-    let payloadType: UInt8
-    let clockRate: UInt32
+    /// What the publisher declared (its `ssrc` is `ssrc`).
+    let spec: TrackDescription
+    let kind: MediaKind
     unowned let publisher: Participant
     /// Publisher-side mute: nothing is forwarded while set.
     var muted = false
@@ -36,18 +36,19 @@ final class Track {
     var bytesIn = 0
     var packetsForwarded = 0
 
-    init(spec: TrackSpec, ssrc: UInt32, publisher: Participant, retransmissionSlots: Int) {
+    init(spec: TrackDescription, ssrc: UInt32, publisher: Participant, retransmissionSlots: Int) {
         self.ssrc = ssrc
+        var s = spec
+        s.ssrc = ssrc
+        self.spec = s
         kind = spec.kind
-        payloadType = spec.payloadType
-        clockRate = spec.clockRate
         self.publisher = publisher
         retransmission = retransmissionSlots > 0 ? RetransmissionBuffer(slots: retransmissionSlots) : nil
-        statistics = RTPReceiveStatistics(clockRate: spec.clockRate, probation: 0)
+        statistics = RTPReceiveStatistics(clockRate: UInt32(spec.clockRate), probation: 0)
     }
 
-    var info: TrackInfo {
-        TrackInfo(ssrc: ssrc, kind: kind, payloadType: payloadType, clockRate: clockRate, publisher: publisher.name, muted: muted)
+    var info: RoomTrack {
+        RoomTrack(participant: publisher.name, spec: spec, ssrc: ssrc, muted: muted)
     }
 
     func isSubscribed(_ p: Participant) -> Bool { subscribers.contains { $0 === p } }

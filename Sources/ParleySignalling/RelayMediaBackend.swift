@@ -1,3 +1,4 @@
+import ParleyRTP
 import ParleyProtocol
 import ParleyAuth
 import Foundation
@@ -48,7 +49,7 @@ public final class RelayMediaBackend: MediaBackend, Sendable {
     private func join(room: String, participant: String, publish: Bool, crypto: ParticipantCrypto, attemptsLeft: Int,
                       completion: @escaping @Sendable (Result<MediaGrant, SignallingError>) -> Void) {
         // SSRCs below 2^31: tools that take the SSRC as a signed int (ffmpeg's -ssrc) can use them as is.
-        let tracks: [ParleyRelay.TrackSpec] = publish
+        let tracks: [TrackDescription] = publish
             ? [.opus(ssrc: UInt32.random(in: 1..<0x8000_0000)), .video(ssrc: UInt32.random(in: 1..<0x8000_0000))] : []
         relay.join(room: room, name: participant, tracks: tracks, crypto: crypto) { [self] result in
             if case .failure(.ssrcInUse) = result, attemptsLeft > 1 {
@@ -63,7 +64,7 @@ public final class RelayMediaBackend: MediaBackend, Sendable {
 
     private func grant(_ g: ParticipantGrant) -> MediaGrant {
         var ssrcs: [MediaKind: UInt32] = [:]
-        for t in g.tracks { ssrcs[t.kind == .audio ? .audio : .video] = t.ssrc }
+        for t in g.tracks { ssrcs[t.spec.kind] = t.ssrc }
         let (host, port) = Self.split(g.endpoint)
         return MediaGrant(host: advertisedHost ?? host, port: port, iceUfrag: g.ufrag, icePassword: g.password,
                           consentUfrag: g.consentUfrag, consentPassword: g.consentPassword, ssrcs: ssrcs,
@@ -79,9 +80,9 @@ public final class RelayMediaBackend: MediaBackend, Sendable {
     }
 
     public func publish(room: String, participant: String, track: TrackDescription, ssrc: UInt32) {
-        let spec = ParleyRelay.TrackSpec(kind: track.kind == .audio ? .audio : .video, payloadType: track.payloadType,
-                                         clockRate: UInt32(track.clockRate), ssrc: ssrc)
-        relay.publish(room: room, name: participant, track: spec)
+        var t = track
+        t.ssrc = ssrc
+        relay.publish(room: room, name: participant, track: t)
     }
 
     public func unpublish(room: String, participant: String, ssrc: UInt32) {

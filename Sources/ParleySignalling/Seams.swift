@@ -1,3 +1,4 @@
+import ParleyRTP
 import ParleyWeb
 import ParleyAuth
 import ParleyCore

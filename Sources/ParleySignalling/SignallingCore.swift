@@ -1,3 +1,4 @@
+import ParleyRTP
 import ParleyProtocol
 import ParleyAuth
 import Foundation
@@ -206,13 +207,13 @@ public final class SignallingCore {
                 guard ssrc != 0, j.grant.ssrcs.values.contains(ssrc) else {
                     throw SignallingError(.badRequest, "SSRC \(spec.ssrc.map(String.init) ?? "for \(spec.kind.rawValue)") was not granted in join")
                 }
-                let id = "\(key.id)/\(ssrc)"
+                let id = RoomTrack.id(participant: key.id, ssrc: ssrc)
                 guard j.tracks[id] == nil, !infos.contains(where: { $0.ssrc == ssrc }) else {
                     throw SignallingError(.badRequest, "SSRC \(ssrc) is already published")
                 }
                 var sp = spec
                 sp.ssrc = ssrc
-                infos.append(RoomTrack(id: id, participant: key.id, spec: sp, ssrc: ssrc, muted: false))
+                infos.append(RoomTrack(participant: key.id, spec: sp, ssrc: ssrc, muted: false))
             }
             for t in infos {
                 backend.publish(room: key.room, participant: key.id, track: t.spec, ssrc: t.ssrc)

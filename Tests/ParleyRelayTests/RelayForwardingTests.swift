@@ -58,8 +58,8 @@ final class RelayForwardingTests: XCTestCase {
         for (g, c) in members {
             for t in g.tracks {
                 for seq in UInt16(1)...20 {
-                    let pkt = rtpPacket(ssrc: t.ssrc, seq: seq, pt: t.payloadType,
-                                        payload: payload(ssrc: t.ssrc, seq: seq, size: t.kind == .video ? 1100 : 160))
+                    let pkt = rtpPacket(ssrc: t.ssrc, seq: seq, pt: t.spec.payloadType,
+                                        payload: payload(ssrc: t.ssrc, seq: seq, size: t.spec.kind == .video ? 1100 : 160))
                     sent[t.ssrc, default: []].append(pkt)
                     c.send(pkt, to: f.mediaAddress)
                 }
@@ -177,7 +177,7 @@ final class RelayPublishTests: XCTestCase {
 
         // Published, but B has not subscribed: forwarded to nobody.
         let info = try waitFor { f.relay.publish(room: "r", name: "alice", track: .video(ssrc: ssrc), completion: $0) }
-        XCTAssertEqual(info, TrackInfo(ssrc: ssrc, kind: .video, payloadType: 96, clockRate: 90000, publisher: "alice", muted: false))
+        XCTAssertEqual(info, RoomTrack(participant: "alice", spec: .video(ssrc: ssrc), ssrc: ssrc, muted: false))
         _ = send(2)
         marker(2)
         XCTAssertTrue(cb.drain().filter(isRTP).isEmpty, "not subscribed: nothing")
@@ -243,7 +243,7 @@ final class RelayTapTests: XCTestCase {
 
 final class TapLog: @unchecked Sendable {
     private let lock = NSLockLike()
-    private var items: [(UInt32, TrackKind, [UInt8])] = []
-    func add(_ s: UInt32, _ k: TrackKind, _ b: [UInt8]) { lock.sync { items.append((s, k, b)) } }
-    var all: [(UInt32, TrackKind, [UInt8])] { lock.sync { items } }
+    private var items: [(UInt32, MediaKind, [UInt8])] = []
+    func add(_ s: UInt32, _ k: MediaKind, _ b: [UInt8]) { lock.sync { items.append((s, k, b)) } }
+    var all: [(UInt32, MediaKind, [UInt8])] { lock.sync { items } }
 }

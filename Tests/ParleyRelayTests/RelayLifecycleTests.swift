@@ -1,3 +1,4 @@
+import ParleyRTP
 import XCTest
 import Glibc
 import ParleyCore
@@ -50,7 +51,7 @@ final class RelayLifecycleTests: XCTestCase {
         XCTAssertThrowsError(try f.add("", [])) { XCTAssertEqual($0 as? RelayError, .invalidRequest("room names are 1-128 bytes")) }
 
         XCTAssertThrowsError(try f.add("a", [.opus(ssrc: 1234)])) { XCTAssertEqual($0 as? RelayError, .ssrcInUse(1234)) }
-        XCTAssertThrowsError(try f.add("a", [TrackSpec(kind: .audio, payloadType: 72, clockRate: 8000)]))
+        XCTAssertThrowsError(try f.add("a", [TrackDescription(kind: .audio, codec: "PCMU", payloadType: 72, clockRate: 8000)]))
         let p2 = try f.add("a", [.video()])
         XCTAssertThrowsError(try f.add("a", [])) { XCTAssertEqual($0 as? RelayError, .roomFull(room: "a", limit: 2)) }
         XCTAssertThrowsError(try waitFor { f.relay.setMuted(room: "a", ssrc: 999, true, completion: $0) }) {

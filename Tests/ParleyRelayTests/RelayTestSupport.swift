@@ -207,13 +207,12 @@ final class RelayFixture {
     /// A participant joined (named p1, p2, … unless `name` is given) that
     /// publishes every track it was granted; it receives nothing until it
     /// subscribes. Not latched.
-    func add(_ room: String, _ tracks: [TrackSpec], name: String? = nil, crypto: ParticipantCrypto? = nil) throws -> ParticipantGrant {
+    func add(_ room: String, _ tracks: [TrackDescription], name: String? = nil, crypto: ParticipantCrypto? = nil) throws -> ParticipantGrant {
         joined += 1
         let name = name ?? "p\(joined)"
         let g = try waitFor { relay.join(room: room, name: name, tracks: tracks, crypto: crypto, completion: $0) }
         for t in g.tracks {
-            let spec = TrackSpec(kind: t.kind, payloadType: t.payloadType, clockRate: t.clockRate, ssrc: t.ssrc)
-            _ = try waitFor { relay.publish(room: room, name: name, track: spec, completion: $0) }
+            _ = try waitFor { relay.publish(room: room, name: name, track: t.spec, completion: $0) }
         }
         return g
     }
@@ -221,7 +220,7 @@ final class RelayFixture {
     /// `add`, subscribed to every track of `receiving` and with `receivedBy`
     /// subscribed to its tracks (before it latches, as a client subscribes
     /// right after its join), then latched through STUN.
-    func join(_ room: String, _ tracks: [TrackSpec], crypto: ParticipantCrypto? = nil,
+    func join(_ room: String, _ tracks: [TrackDescription], crypto: ParticipantCrypto? = nil,
               receiving: [ParticipantGrant] = [], receivedBy: [ParticipantGrant] = []) throws -> (ParticipantGrant, TestClient) {
         let g = try add(room, tracks, crypto: crypto)
         for p in receiving { try subscribe(g, to: p) }

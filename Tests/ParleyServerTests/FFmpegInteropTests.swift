@@ -1,3 +1,4 @@
+import ParleyRTP
 import XCTest
 import ParleyTestSupport
 import Foundation

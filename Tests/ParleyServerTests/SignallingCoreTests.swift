@@ -1,3 +1,4 @@
+import ParleyRTP
 import XCTest
 @testable import ParleyServer
 @testable import ParleySignalling

@@ -1,3 +1,4 @@
+import ParleyRTP
 import XCTest
 import Foundation
 import ParleyCore

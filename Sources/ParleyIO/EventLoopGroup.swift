@@ -36,7 +36,10 @@ public final class EventLoopGroup: @unchecked Sendable {
     ///     graceful shutdown; empty for none.
     ///   - onSignal: called on loop 0 with the signal number just before the
     ///     shutdown starts (for logging).
+    ///   - threadName: the threads are named `<threadName>-<index>` (at most
+    ///     15 bytes in all, the kernel's limit).
     public init(numberOfThreads: Int = EventLoopGroup.coreCount, shutdownSignals: [Int32] = [],
+                threadName: String = "parley-loop",
                 logger: Logger = Logger(label: "parley.io"),
                 onSignal: (@Sendable (Int32) -> Void)? = nil) throws {
         precondition(numberOfThreads > 0)
@@ -50,7 +53,7 @@ public final class EventLoopGroup: @unchecked Sendable {
             }
         }
         for loop in loops {
-            let name = "parley-loop-\(loop.index)"
+            let name = "\(threadName)-\(loop.index)"
             let box = Unmanaged.passRetained(ThreadStart {
                 parley_set_thread_name(name)
                 loop.run()

@@ -22,36 +22,91 @@ extension RoomTrack {
     }
 }
 
-/// A request from a client.
-public enum ClientRequest: Sendable, Equatable {
-    /// The first message on a connection. `room`, when given, must match the token's.
-    case auth(token: String, room: String?)
-    /// Enter the room of the token (or `room`, which must match it).
-    case join(room: String?, publish: Bool, subscribe: Bool, suite: String?)
-    case leave
-    case publish([TrackDescription])
-    case unpublish(track: String)
-    case subscribe(track: String)
-    case unsubscribe(track: String)
-    case mute(track: String, muted: Bool)
+/// A request from a client: its `type` and the fields beside it, not yet
+/// read. Each feature reads its own types into its own request enum
+/// (`SessionRequest`, `CallRequest`; chat will add its own), so no enum
+/// holds every message. The static constructors (`.auth(…)`, `.join(…)`)
+/// are how clients write requests.
+public struct ClientRequest: Sendable, Equatable {
+    public var type: String
+    /// Every field of the message but `id` and `type`.
+    public var fields: [String: JSONValue]
+
+    public init(type: String, fields: [String: JSONValue] = [:]) {
+        self.type = type
+        self.fields = fields
+    }
+
+    func fail(_ m: String) -> SignallingError { SignallingError(.badRequest, m) }
+
+    /// A string field. Names (rooms, suites) are short; a token may be as long as JWT.verify accepts.
+    public func string(_ key: String, optional: Bool = false, maxBytes: Int = 256) throws(SignallingError) -> String? {
+        guard let f = fields[key], f != .null else {
+            if optional { return nil }
+            throw fail("missing string field \"\(key)\"")
+        }
+        guard let s = f.stringValue, !s.isEmpty, s.utf8.count <= maxBytes else {
+            throw fail("\"\(key)\" must be a non-empty string of at most \(maxBytes) bytes")
+        }
+        return s
+    }
+
+    /// A required string field.
+    public func string(_ key: String, maxBytes: Int = 256) throws(SignallingError) -> String {
+        try string(key, optional: false, maxBytes: maxBytes)!
+    }
+
+    public func bool(_ key: String, default d: Bool) throws(SignallingError) -> Bool {
+        guard let f = fields[key], f != .null else { return d }
+        guard let b = f.boolValue else { throw fail("\"\(key)\" must be true or false") }
+        return b
+    }
+}
+
+/// The requests of the session itself, which the signalling core answers
+/// before any feature sees a message.
+public enum SessionRequest: Sendable, Equatable {
+    /// The first message on a connection. `room`, when given, must be one the
+    /// token allows; `device` names the device (absent: the user's default device).
+    case auth(token: String, room: String?, device: String?)
     case ping
 
-    public var type: String {
+    public static let types = ["auth", "ping"]
+
+    /// Reads a request of one of `types`.
+    public init(_ r: ClientRequest) throws(SignallingError) {
+        switch r.type {
+        case "auth":
+            self = .auth(token: try r.string("token", maxBytes: JWT.maxTokenLength), room: try r.string("room", optional: true),
+                         device: try r.string("device", optional: true, maxBytes: SessionRequest.maxDeviceBytes))
+        case "ping": self = .ping
+        default: throw SignallingError(.unknownType, "unknown message type \"\(r.type)\"")
+        }
+    }
+
+    /// The longest device name, in bytes.
+    public static let maxDeviceBytes = 64
+
+    public var request: ClientRequest {
         switch self {
-        case .auth: return "auth"
-        case .join: return "join"
-        case .leave: return "leave"
-        case .publish: return "publish"
-        case .unpublish: return "unpublish"
-        case .subscribe: return "subscribe"
-        case .unsubscribe: return "unsubscribe"
-        case .mute: return "mute"
-        case .ping: return "ping"
+        case .auth(let token, let room, let device):
+            var o: [String: JSONValue] = ["token": .string(token)]
+            if let room { o["room"] = .string(room) }
+            if let device { o["device"] = .string(device) }
+            return ClientRequest(type: "auth", fields: o)
+        case .ping: return ClientRequest(type: "ping")
         }
     }
 }
 
-/// One decoded client message: a request and the id to answer with.
+extension ClientRequest {
+    public static func auth(token: String, room: String?, device: String? = nil) -> ClientRequest {
+        SessionRequest.auth(token: token, room: room, device: device).request
+    }
+    public static var ping: ClientRequest { SessionRequest.ping.request }
+}
+
+/// One client message: a request and the id to answer with.
 public struct ClientMessage: Sendable, Equatable {
     /// A JSON number or string chosen by the client.
     public var id: JSONValue
@@ -62,66 +117,24 @@ public struct ClientMessage: Sendable, Equatable {
     /// The largest signalling message accepted, in bytes of JSON text.
     public static let maxSize = 64 * 1024
 
-    /// Decodes one message. A message that parses but is wrong in shape throws
-    /// a `SignallingError` carrying the id (if one could be read), so the
-    /// server can answer it with an `error`.
+    /// Decodes the envelope of one message: a JSON object with an `id` and a
+    /// string `type`. Its fields are read by whoever handles the type. A
+    /// message that parses but is wrong in shape throws a `SignallingError`
+    /// carrying the id (if one could be read), so the server can answer it
+    /// with an `error`.
     public static func decode(_ text: String) throws(SignallingError) -> ClientMessage {
         guard text.utf8.count <= maxSize else { throw SignallingError(.badRequest, "message larger than \(maxSize) bytes") }
         let v: JSONValue
         do { v = try JSONValue.parse(text) } catch { throw SignallingError(.badRequest, "\(error)") }
-        guard case .object(let o) = v else { throw SignallingError(.badRequest, "a message must be a JSON object") }
+        guard case .object(var o) = v else { throw SignallingError(.badRequest, "a message must be a JSON object") }
         guard let id = requestID(o) else {
             throw SignallingError(.badRequest, "id must be an integer or a string of at most 64 bytes")
         }
-        func fail(_ m: String) -> SignallingError { SignallingError(.badRequest, m, id: id) }
-        guard let type = o["type"]?.stringValue else { throw fail("missing string field \"type\"") }
-        guard id != .null else { throw fail("missing field \"id\"") }
-
-        // Names (rooms, suites) are short; a token may be as long as JWT.verify accepts.
-        func string(_ key: String, optional: Bool = false, maxBytes: Int = 256) throws(SignallingError) -> String? {
-            guard let f = o[key], f != .null else {
-                if optional { return nil }
-                throw fail("missing string field \"\(key)\"")
-            }
-            guard let s = f.stringValue, !s.isEmpty, s.utf8.count <= maxBytes else {
-                throw fail("\"\(key)\" must be a non-empty string of at most \(maxBytes) bytes")
-            }
-            return s
-        }
-        func bool(_ key: String, default d: Bool) throws(SignallingError) -> Bool {
-            guard let f = o[key], f != .null else { return d }
-            guard let b = f.boolValue else { throw fail("\"\(key)\" must be true or false") }
-            return b
-        }
-
-        let request: ClientRequest
-        switch type {
-        case "auth":
-            request = .auth(token: try string("token", maxBytes: JWT.maxTokenLength)!, room: try string("room", optional: true))
-        case "join":
-            request = .join(room: try string("room", optional: true), publish: try bool("publish", default: true),
-                            subscribe: try bool("subscribe", default: true), suite: try string("suite", optional: true))
-        case "leave": request = .leave
-        case "publish":
-            guard let list = o["tracks"]?.arrayValue, !list.isEmpty, list.count <= 16 else {
-                throw fail("\"tracks\" must be an array of 1 to 16 tracks")
-            }
-            var specs: [TrackDescription] = []
-            for (n, t) in list.enumerated() {
-                do { specs.append(try TrackDescription(json: t)) } catch let e {
-                    throw fail("tracks[\(n)]: \(e.message)")
-                }
-            }
-            request = .publish(specs)
-        case "unpublish": request = .unpublish(track: try string("track")!)
-        case "subscribe": request = .subscribe(track: try string("track")!)
-        case "unsubscribe": request = .unsubscribe(track: try string("track")!)
-        case "mute": request = .mute(track: try string("track")!, muted: try bool("muted", default: true))
-        case "ping": request = .ping
-        default:
-            throw SignallingError(.unknownType, "unknown message type \"\(type)\"", id: id)
-        }
-        return ClientMessage(id: id, request: request)
+        guard let type = o["type"]?.stringValue else { throw SignallingError(.badRequest, "missing string field \"type\"", id: id) }
+        guard id != .null else { throw SignallingError(.badRequest, "missing field \"id\"", id: id) }
+        o["id"] = nil
+        o["type"] = nil
+        return ClientMessage(id: id, request: ClientRequest(type: type, fields: o))
     }
 
     /// The `id` of a message object: null when absent, nil when not a valid id.
@@ -143,23 +156,9 @@ public struct ClientMessage: Sendable, Equatable {
 
     /// The JSON text of this message (what a client sends).
     public var encoded: String {
-        var o: [String: JSONValue] = ["id": id, "type": .string(request.type)]
-        switch request {
-        case .auth(let token, let room):
-            o["token"] = .string(token)
-            if let room { o["room"] = .string(room) }
-        case .join(let room, let publish, let subscribe, let suite):
-            if let room { o["room"] = .string(room) }
-            o["publish"] = .bool(publish)
-            o["subscribe"] = .bool(subscribe)
-            if let suite { o["suite"] = .string(suite) }
-        case .leave, .ping: break
-        case .publish(let specs): o["tracks"] = .array(specs.map(\.json))
-        case .unpublish(let t), .subscribe(let t), .unsubscribe(let t): o["track"] = .string(t)
-        case .mute(let t, let m):
-            o["track"] = .string(t)
-            o["muted"] = .bool(m)
-        }
+        var o = request.fields
+        o["id"] = id
+        o["type"] = .string(request.type)
         return JSONValue.object(o).serialized
     }
 }

@@ -93,9 +93,8 @@ public final class ServerFrontEnd: Sendable {
         var signalling: SignallingService?
         var backend: RelayMediaBackend?
         if let relay {
-            let queue = DispatchQueue(label: "parley.signalling")
-            let b = RelayMediaBackend(relay: relay, queue: queue, advertisedHost: config.mediaHost == "0.0.0.0" ? nil : config.mediaHost)
-            let s = SignallingService(queue: queue, backend: b, verifier: JWTVerifier(secret: secret),
+            let b = RelayMediaBackend(relay: relay, advertisedHost: config.mediaHost == "0.0.0.0" ? nil : config.mediaHost)
+            let s = try SignallingService(backend: b, verifier: JWTVerifier(secret: secret),
                                       graceSeconds: Double(config.reconnectGraceSeconds),
                                       maxParticipantsPerRoom: config.maxParticipantsPerRoom,
                                       requestRate: config.signallingRate, requestBurst: config.signallingBurst,
@@ -117,8 +116,11 @@ public final class ServerFrontEnd: Sendable {
                               scheme: scheme, readyLines: lines)
     }
 
-    /// Stops accepting connections.
-    public func stop() { http.stop() }
+    /// Stops accepting connections, and the signalling thread.
+    public func stop() {
+        http.stop()
+        signalling?.shutdown()
+    }
 }
 
 extension ServerConfig {

@@ -17,6 +17,6 @@ public final class RelayEventSink: Sendable {
     /// Any thread (the relay calls it on a room's loop).
     public func deliver(_ event: RelayEvent) {
         guard case .participantTimedOut(let room, let name) = event, let signalling = target.withLock({ $0 }) else { return }
-        signalling.queue.async { signalling.core.mediaTimedOut(room: room, participant: name) }
+        signalling.execute { _, calls in calls.mediaTimedOut(room: room, participant: name) }
     }
 }

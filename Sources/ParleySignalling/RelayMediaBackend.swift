@@ -13,35 +13,29 @@ import ParleySRTP
 /// protects what it forwards to it), installed as the relay's per-participant
 /// crypto hook (`ParticipantCrypto.srtp`, in ParleyRelay).
 ///
-/// Called on the signalling queue. It keeps no state of its own: the relay
+/// Called on the signalling loop. It keeps no state of its own: the relay
 /// knows participants by their signalling names. A join is one relay
-/// operation (`Relay.join`), answered back on `queue`; the other calls post
-/// their operation and return.
+/// operation (`Relay.join`), answered on the room's loop (the caller hops
+/// back); the other calls post their operation and return.
 public final class RelayMediaBackend: MediaBackend, Sendable {
     public let relay: Relay
-    /// The signalling queue, where join answers are delivered.
-    let queue: DispatchQueue
     /// Host advertised in join replies (the relay's endpoint host otherwise).
     let advertisedHost: String?
     private let metrics = SRTPMetrics.shared
 
-    public init(relay: Relay, queue: DispatchQueue, advertisedHost: String? = nil) {
+    public init(relay: Relay, advertisedHost: String? = nil) {
         self.relay = relay
-        self.queue = queue
         self.advertisedHost = advertisedHost
     }
 
     public func join(room: String, participant: String, publish: Bool, subscribe: Bool, keys: SRTPSessionKeys,
-                     completion: @escaping (Result<MediaGrant, SignallingError>) -> Void) {
+                     completion: @escaping @Sendable (Result<MediaGrant, SignallingError>) -> Void) {
         let crypto: ParticipantCrypto
         do { crypto = try .srtp(inbound: keys.send, outbound: keys.receive, metrics: metrics) } catch {
             completion(.failure(SignallingError(.internalError, "SRTP setup failed: \(error)")))
             return
         }
-        nonisolated(unsafe) let completion = completion // run on the signalling queue only
-        join(room: room, participant: participant, publish: publish, crypto: crypto, attemptsLeft: 4) { result in
-            completion(result)
-        }
+        join(room: room, participant: participant, publish: publish, crypto: crypto, attemptsLeft: 4, completion: completion)
     }
 
     /// One `Relay.join`; on an SSRC collision (1 in 2^31 per track) it asks
@@ -57,8 +51,7 @@ public final class RelayMediaBackend: MediaBackend, Sendable {
                      completion: completion)
                 return
             }
-            let answer = result.map(grant).mapError(Self.map)
-            queue.async { completion(answer) }
+            completion(result.map(grant).mapError(Self.map))
         }
     }
 

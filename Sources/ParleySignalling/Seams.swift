@@ -4,22 +4,26 @@ import ParleyAuth
 import ParleyCore
 import ParleyProtocol
 import ParleySRTP
+import ParleyIO
 
 /// The parts the signalling state machine talks to, as small protocols so
 /// the state machine is tested with bytes alone and the daemon plugs in the
 /// real ones (JWT verification, the relay, the WebSocket connection).
 
 extension AuthClaims {
-    /// The room a connection authenticating with these claims enters.
-    public func resolveRoom(requested: String?) throws(SignallingError) -> String {
-        switch (room, requested) {
-        case (let r?, let q?) where r != q && !isAdmin:
-            throw SignallingError(.wrongRoom, "the token is for room \"\(r)\", not \"\(q)\"")
-        case (_, let q?): return q
-        case (let r?, nil): return r
-        case (nil, nil): throw SignallingError(.badRequest, "this token is valid for any room: name one in \"room\"")
+    /// The room a connection authenticating with these claims names: the
+    /// one asked for (which the token must allow), else the token's, else
+    /// none (a token valid for any room, or for chat only).
+    public func resolveRoom(requested: String?) throws(SignallingError) -> String? {
+        if let requested, !mayJoin(requested) {
+            throw SignallingError(.wrongRoom, "the token is for room \"\(room ?? "")\", not \"\(requested)\"")
         }
+        return requested ?? room
     }
+
+    /// Whether these claims allow joining `room`: the token's room, any room
+    /// for a token without one, any room for an administrator.
+    public func mayJoin(_ requested: String) -> Bool { room == nil || room == requested || isAdmin }
 }
 
 extension AuthFailure {
@@ -82,9 +86,10 @@ public struct MediaGrant: Sendable, Equatable {
 }
 
 /// The relay as the signalling state machine sees it. Called on the
-/// signalling queue; nothing here blocks. `join` answers through its
-/// completion, which the backend calls on the signalling queue (one hop to
-/// the room's loop and one back). The rest are fire-and-forget: the relay
+/// signalling loop; nothing here blocks. `join` answers through its
+/// completion, which the backend may call on any thread (the room's loop);
+/// `CallService` hops back to the signalling loop with
+/// `SignallingCore.execute`. The rest are fire-and-forget: the relay
 /// applies them in the order they are made, after the join, and the state
 /// machine has checked them already (a failure there means the relay
 /// removed the participant itself, which it reports as a timeout).
@@ -92,7 +97,7 @@ public protocol MediaBackend: AnyObject {
     /// Creates the room if needed, adds the participant with its SSRCs
     /// granted and its SRTP keys installed, and answers with the grant.
     func join(room: String, participant: String, publish: Bool, subscribe: Bool, keys: SRTPSessionKeys,
-              completion: @escaping (Result<MediaGrant, SignallingError>) -> Void)
+              completion: @escaping @Sendable (Result<MediaGrant, SignallingError>) -> Void)
     /// Removes the participant and everything it published or subscribed to.
     func leave(room: String, participant: String)
     /// Starts forwarding `ssrc` from this publisher (one it was granted).
@@ -116,7 +121,7 @@ extension MediaBackend {
 extension WebSocketConnection: SignallingTransport {}
 
 /// The connection a session writes to. Implementations are thread-safe: the
-/// state machine calls them from the signalling queue, and they hand the
+/// state machine calls them from the signalling loop, and they hand the
 /// bytes to the connection's event loop.
 public protocol SignallingTransport: AnyObject, Sendable {
     func send(text: String)
@@ -124,8 +129,20 @@ public protocol SignallingTransport: AnyObject, Sendable {
     func close(code: UInt16, reason: String)
 }
 
-/// Runs a closure later on the signalling queue (grace periods, auth timeouts).
-public protocol SignallingScheduler: AnyObject {
+/// The signalling thread as the state machine sees it: timers (grace
+/// periods, auth timeouts) and a way back onto it from other threads
+/// (completions of the media backend). The daemon's is an `EventLoop`;
+/// state-machine tests use one they drive by hand.
+public protocol SignallingScheduler: AnyObject, Sendable {
+    /// Runs `body` on the signalling thread after `seconds`. Signalling thread only.
     func schedule(afterSeconds seconds: Double, _ body: @escaping () -> Void)
+    /// Runs `task` on the signalling thread soon. Any thread.
+    @discardableResult
+    func execute(_ task: @escaping @Sendable () -> Void) -> Bool
 }
 
+extension EventLoop: SignallingScheduler {
+    public func schedule(afterSeconds seconds: Double, _ body: @escaping () -> Void) {
+        scheduleTimer(after: .milliseconds(Int64((seconds * 1000).rounded(.up))), body)
+    }
+}

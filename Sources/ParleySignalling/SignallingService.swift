@@ -7,19 +7,23 @@ import ParleyHTTP
 import ParleyIO
 
 /// The signalling endpoint: WebSocket connections on `/ws` feed one
-/// `SignallingCore` on a serial queue (the control plane). Neither side ever
-/// waits for the other: the media backend posts to a room's event loop and
-/// the relay's answer is posted back to the queue.
+/// `SignallingCore` (with its `CallService`) on the signalling thread, a
+/// dedicated `EventLoop` (`loop`, thread `parley-sig-0`): messages and
+/// connection events are posted to it with `execute`, its timers are the
+/// loop's, and the admin routes answer from it through their responder.
+/// Nothing waits for it.
 ///
 /// Each connection has a request budget (a token bucket of `requestRate`
 /// per second, `requestBurst` deep), checked on the connection's loop: a
 /// request over it is answered there with `rate_limited` and never reaches
-/// the queue every connection shares. A connection that has more than
-/// `requestBurst` requests refused in a row is closed (4029).
+/// the signalling thread every connection shares. A connection that has more
+/// than `requestBurst` requests refused in a row is closed (4029).
 public final class SignallingService: WebSocketService, @unchecked Sendable {
-    public let queue: DispatchQueue
-    /// Confined to `queue`.
+    /// The signalling thread. `core` and `calls` are touched only on it.
+    public let loop: EventLoop
+    private let thread: EventLoopGroup
     let core: SignallingCore
+    let calls: CallService
     public let verifier: any TokenVerifying
     /// The admin API's token check: the one every HTTP route uses.
     let auth: BearerAuth
@@ -28,39 +32,34 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
     public let requestBurst: Int
     let metrics = SignallingMetrics()
 
-    final class QueueScheduler: SignallingScheduler {
-        let queue: DispatchQueue
-        init(queue: DispatchQueue) { self.queue = queue }
-        func schedule(afterSeconds seconds: Double, _ body: @escaping () -> Void) {
-            nonisolated(unsafe) let b = body
-            queue.asyncAfter(deadline: .now() + seconds) { b() }
-        }
-    }
-
-    /// - Parameter queue: the signalling queue (the media backend answers joins on it).
-    public init(queue: DispatchQueue = DispatchQueue(label: "parley.signalling"), backend: any MediaBackend,
-                verifier: any TokenVerifying, graceSeconds: Double = 15,
+    /// Starts the signalling thread. Stop it with `shutdown()`.
+    public init(backend: any MediaBackend, verifier: any TokenVerifying, graceSeconds: Double = 15,
                 maxParticipantsPerRoom: Int = 100, requestRate: Int = 50, requestBurst: Int = 200,
-                logger: Logger = Logger(label: "parley.signalling")) {
-        self.queue = queue
+                logger: Logger = Logger(label: "parley.signalling")) throws {
         self.verifier = verifier
         auth = BearerAuth(verifier: verifier)
         self.requestRate = requestRate
         self.requestBurst = requestBurst
-        let scheduler = QueueScheduler(queue: queue)
-        core = SignallingCore(backend: backend, verifier: verifier, scheduler: scheduler, graceSeconds: graceSeconds,
-                              maxParticipantsPerRoom: maxParticipantsPerRoom, logger: logger)
+        thread = try EventLoopGroup(numberOfThreads: 1, threadName: "parley-sig", logger: logger)
+        loop = thread.loops[0]
+        core = SignallingCore(verifier: verifier, scheduler: loop, graceSeconds: graceSeconds, logger: logger)
+        calls = CallService(core: core, backend: backend, maxParticipantsPerRoom: maxParticipantsPerRoom)
     }
 
-    /// Runs `body` with the state machine on the signalling queue and waits.
-    /// Not from the signalling queue itself.
-    public func sync<T>(_ body: (SignallingCore) -> T) -> T { queue.sync { body(core) } }
+    /// Stops the signalling thread (after what was posted to it); what is
+    /// posted later is dropped. Not from the signalling thread.
+    public func shutdown() { thread.syncShutdownGracefully() }
+
+    /// Runs `body` with the state machine on the signalling thread. Any thread.
+    public func execute(_ body: @escaping @Sendable (SignallingCore, CallService) -> Void) {
+        loop.execute { body(self.core, self.calls) }
+    }
 
     // MARK: WebSocketService
 
     public func webSocketOpened(_ ws: WebSocketConnection, request: HTTPServerRequest) {
         ws.requestBudget = TokenBucket(rate: Double(requestRate), burst: Double(requestBurst), now: MonotonicTime.now().nanoseconds)
-        queue.async { self.core.connectionOpened(ws.id, transport: ws) }
+        loop.execute { self.core.connectionOpened(ws.id, transport: ws) }
     }
 
     public func webSocket(_ ws: WebSocketConnection, received text: String) {
@@ -71,12 +70,13 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
             return
         }
         ws.refusedInARow = 0
-        queue.async { self.core.received(text, from: ws.id) }
+        loop.execute { self.core.received(text, from: ws.id) }
     }
 
-    /// Answers a request over the budget with `rate_limited` (on the loop:
-    /// it may overtake replies to earlier requests still on the queue). A
-    /// connection that keeps on regardless is closed through the queue, so
+    /// Answers a request over the budget with `rate_limited` (on the
+    /// connection's loop: it may overtake replies to earlier requests still
+    /// waiting for the signalling thread). A connection that keeps on
+    /// regardless is closed through the signalling thread, so
     /// the requests it was allowed are answered first; what it sends after
     /// that is not read.
     private func refuse(_ text: String, on ws: WebSocketConnection, now: UInt64) {
@@ -89,19 +89,19 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
         ws.refusedInARow += 1
         if ws.refusedInARow > requestBurst {
             metrics.rateLimitClosed.inc()
-            queue.async { self.core.close(ws.id, code: SignallingCloseCode.rateLimited, reason: "rate limit exceeded") }
+            loop.execute { self.core.close(ws.id, code: SignallingCloseCode.rateLimited, reason: "rate limit exceeded") }
         }
     }
 
     public func webSocketClosed(_ ws: WebSocketConnection) {
-        queue.async { self.core.connectionClosed(ws.id) }
+        loop.execute { self.core.connectionClosed(ws.id) }
     }
 
     // MARK: Server events and admin
 
     /// Tells a room that recording started or stopped (for the recorder).
     public func setRecording(room: String, _ on: Bool) {
-        queue.async { self.core.setRecording(room: room, on) }
+        loop.execute { self.calls.setRecording(room: room, on) }
     }
 
     /// Registers `/ws` and the admin API on `router`.
@@ -109,7 +109,7 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
         router.addWebSocket("/ws", self)
         router.add("GET", .exact("/admin/rooms")) { [self] req, responder in
             guard authorized(req, responder) else { return }
-            queue.async { responder.respond(.json(.ok, self.core.roomsJSON())) }
+            loop.execute { responder.respond(.json(.ok, self.calls.roomsJSON())) }
         }
         router.add("DELETE", .prefix("/admin/rooms/")) { [self] req, responder in
             // /admin/rooms/{room}/participants/{id}
@@ -120,8 +120,8 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
             }
             guard authorized(req, responder) else { return }
             let room = String(parts[0]), id = String(parts[2])
-            queue.async {
-                if self.core.kick(room: room, participant: id) {
+            loop.execute {
+                if self.calls.kick(room: room, participant: id) {
                     responder.respond(HTTPServerResponse(status: .noContent))
                 } else {
                     responder.respond(.error(.notFound, "no participant \(id) in room \(room)"))

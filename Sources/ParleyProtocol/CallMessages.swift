@@ -1,0 +1,75 @@
+/// The call requests (docs/protocol.md, `join` to `mute`): what the call
+/// feature of the signalling server reads from a `ClientRequest`, and what
+/// clients write with the `ClientRequest` constructors below.
+
+import ParleyCore
+import ParleyRTP
+
+public enum CallRequest: Sendable, Equatable {
+    /// Enter a room: `room`, or the one named in `auth` or the token.
+    case join(room: String?, publish: Bool, subscribe: Bool, suite: String?)
+    case leave
+    case publish([TrackDescription])
+    case unpublish(track: String)
+    case subscribe(track: String)
+    case unsubscribe(track: String)
+    case mute(track: String, muted: Bool)
+
+    /// The message types of calls.
+    public static let types = ["join", "leave", "publish", "unpublish", "subscribe", "unsubscribe", "mute"]
+
+    /// Reads a request of one of `types`; a missing or mistyped field throws `bad_request`.
+    public init(_ r: ClientRequest) throws(SignallingError) {
+        switch r.type {
+        case "join":
+            self = .join(room: try r.string("room", optional: true), publish: try r.bool("publish", default: true),
+                         subscribe: try r.bool("subscribe", default: true), suite: try r.string("suite", optional: true))
+        case "leave": self = .leave
+        case "publish":
+            guard let list = r.fields["tracks"]?.arrayValue, !list.isEmpty, list.count <= 16 else {
+                throw r.fail("\"tracks\" must be an array of 1 to 16 tracks")
+            }
+            var specs: [TrackDescription] = []
+            for (n, t) in list.enumerated() {
+                do { specs.append(try TrackDescription(json: t)) } catch let e {
+                    throw r.fail("tracks[\(n)]: \(e.message)")
+                }
+            }
+            self = .publish(specs)
+        case "unpublish": self = .unpublish(track: try r.string("track"))
+        case "subscribe": self = .subscribe(track: try r.string("track"))
+        case "unsubscribe": self = .unsubscribe(track: try r.string("track"))
+        case "mute": self = .mute(track: try r.string("track"), muted: try r.bool("muted", default: true))
+        default: throw SignallingError(.unknownType, "unknown message type \"\(r.type)\"")
+        }
+    }
+
+    /// The request as a client sends it.
+    public var request: ClientRequest {
+        switch self {
+        case .join(let room, let publish, let subscribe, let suite):
+            var o: [String: JSONValue] = ["publish": .bool(publish), "subscribe": .bool(subscribe)]
+            if let room { o["room"] = .string(room) }
+            if let suite { o["suite"] = .string(suite) }
+            return ClientRequest(type: "join", fields: o)
+        case .leave: return ClientRequest(type: "leave")
+        case .publish(let specs): return ClientRequest(type: "publish", fields: ["tracks": .array(specs.map(\.json))])
+        case .unpublish(let t): return ClientRequest(type: "unpublish", fields: ["track": .string(t)])
+        case .subscribe(let t): return ClientRequest(type: "subscribe", fields: ["track": .string(t)])
+        case .unsubscribe(let t): return ClientRequest(type: "unsubscribe", fields: ["track": .string(t)])
+        case .mute(let t, let m): return ClientRequest(type: "mute", fields: ["track": .string(t), "muted": .bool(m)])
+        }
+    }
+}
+
+extension ClientRequest {
+    public static func join(room: String?, publish: Bool, subscribe: Bool, suite: String?) -> ClientRequest {
+        CallRequest.join(room: room, publish: publish, subscribe: subscribe, suite: suite).request
+    }
+    public static var leave: ClientRequest { CallRequest.leave.request }
+    public static func publish(_ tracks: [TrackDescription]) -> ClientRequest { CallRequest.publish(tracks).request }
+    public static func unpublish(track: String) -> ClientRequest { CallRequest.unpublish(track: track).request }
+    public static func subscribe(track: String) -> ClientRequest { CallRequest.subscribe(track: track).request }
+    public static func unsubscribe(track: String) -> ClientRequest { CallRequest.unsubscribe(track: track).request }
+    public static func mute(track: String, muted: Bool) -> ClientRequest { CallRequest.mute(track: track, muted: muted).request }
+}

@@ -1,0 +1,372 @@
+import ParleyRTP
+import ParleyProtocol
+import ParleyAuth
+import ParleyCore
+import ParleySRTP
+
+/// Calls: the feature that answers `join`, `leave`, `publish`, `unpublish`,
+/// `subscribe`, `unsubscribe` and `mute`, keeps room membership and the
+/// recording flag, and serves the admin room view and kick. Media goes
+/// through the `MediaBackend` (the relay).
+///
+/// A join is answered when the media backend answers (one hop to the room's
+/// loop and back); meanwhile the device is joining and refuses other media
+/// requests. The other media requests are posted to the backend and
+/// answered at once.
+///
+/// A device of a user is in at most one room; a user is in a room with one
+/// device at a time, as participant `user` (the token's `sub`). The media
+/// session of a device is what holds its signalling session through the
+/// grace period.
+///
+/// Confined to the signalling thread, like the core it is registered with.
+public final class CallService: SignallingFeature {
+    struct Joined {
+        var room: String
+        var publish: Bool
+        var subscribe: Bool
+        var keys: SRTPSessionKeys
+        var grant: MediaGrant
+        /// Published tracks by id.
+        var tracks: [String: RoomTrack] = [:]
+        /// Subscribed track id → SSRC the subscriber receives.
+        var subscriptions: [String: UInt32] = [:]
+        var joinedAt: Int
+    }
+
+    public let backend: any MediaBackend
+    public var maxParticipantsPerRoom: Int
+    unowned let core: SignallingCore
+
+    /// The media session of each joined device.
+    private var calls: [SessionKey: Joined] = [:]
+    /// Devices whose join the backend has not answered yet, with the room.
+    private var joining: [SessionKey: String] = [:]
+    /// Joined devices per room, in join order.
+    private var rooms: [String: [SessionKey]] = [:]
+    /// Recording state per room, reported to joiners.
+    private var recording: Set<String> = []
+
+    let metrics = SignallingMetrics()
+
+    /// Creates the service and registers it with `core`.
+    public init(core: SignallingCore, backend: any MediaBackend, maxParticipantsPerRoom: Int = 100) {
+        self.core = core
+        self.backend = backend
+        self.maxParticipantsPerRoom = maxParticipantsPerRoom
+        core.register(self)
+    }
+
+    // MARK: SignallingFeature
+
+    public var messageTypes: [String] { CallRequest.types }
+
+    public func handle(_ request: ClientRequest, from session: SignallingSession, reply: SignallingReply) {
+        do throws(SignallingError) {
+            let r = try CallRequest(request)
+            if joining[session.key] != nil {
+                // Nothing else until the relay has answered the join.
+                guard case .join = r else { throw SignallingError(.notJoined, "a join is in progress: wait for its answer") }
+                throw SignallingError(.alreadyJoined, "a join is in progress: wait for its answer")
+            }
+            if case .join(let room, let publish, let subscribe, let suite) = r {
+                try join(room: room, publish: publish, subscribe: subscribe, suite: suite, from: session, reply: reply)
+            } else {
+                reply.ok(try handle(r, from: session))
+            }
+        } catch {
+            reply.fail(error)
+        }
+    }
+
+    /// A resumed device gets its media session back in the `auth` reply,
+    /// unless the new token may not be in that room.
+    public func authenticated(_ session: SignallingSession) -> [String: JSONValue] {
+        guard let j = calls[session.key] else { return [:] }
+        guard session.claims.mayJoin(j.room) else {
+            leaveMedia(session.key, reason: "left")
+            return [:]
+        }
+        return ["join": .object(joinFields(session.key))]
+    }
+
+    public func holds(_ session: SignallingSession) -> Bool { calls[session.key] != nil }
+
+    public func pinged(_ session: SignallingSession) {
+        if let j = calls[session.key] { backend.keepAlive(room: j.room, participant: session.user) }
+    }
+
+    public func sessionEnded(_ session: SignallingSession, reason: String) {
+        leaveMedia(session.key, reason: reason)
+    }
+
+    // MARK: Requests
+
+    private func handle(_ r: CallRequest, from s: SignallingSession) throws(SignallingError) -> [String: JSONValue] {
+        let key = s.key
+        let user = key.user
+        switch r {
+        case .join: fatalError("answered by join(…)")
+        case .leave:
+            guard calls[key] != nil else { throw SignallingError(.notJoined, "not in a room") }
+            leaveMedia(key, reason: "left")
+            return [:]
+        case .publish(let specs):
+            guard var j = calls[key] else { throw SignallingError(.notJoined, "join first") }
+            guard j.publish else { throw SignallingError(.forbidden, "joined without publish") }
+            var infos: [RoomTrack] = []
+            for spec in specs {
+                let ssrc = spec.ssrc ?? j.grant.ssrcs[spec.kind] ?? 0
+                guard ssrc != 0, j.grant.ssrcs.values.contains(ssrc) else {
+                    throw SignallingError(.badRequest, "SSRC \(spec.ssrc.map(String.init) ?? "for \(spec.kind.rawValue)") was not granted in join")
+                }
+                let id = RoomTrack.id(participant: user, ssrc: ssrc)
+                guard j.tracks[id] == nil, !infos.contains(where: { $0.ssrc == ssrc }) else {
+                    throw SignallingError(.badRequest, "SSRC \(ssrc) is already published")
+                }
+                var sp = spec
+                sp.ssrc = ssrc
+                infos.append(RoomTrack(participant: user, spec: sp, ssrc: ssrc, muted: false))
+            }
+            for t in infos {
+                backend.publish(room: j.room, participant: user, track: t.spec, ssrc: t.ssrc)
+                j.tracks[t.id] = t
+            }
+            calls[key] = j
+            for t in infos { broadcast(room: j.room, except: user, .trackPublished(t)) }
+            return ["tracks": .array(infos.map(\.json))]
+        case .unpublish(let track):
+            guard var j = calls[key] else { throw SignallingError(.notJoined, "join first") }
+            guard let t = j.tracks.removeValue(forKey: track) else {
+                throw SignallingError(.unknownTrack, "you have not published \(track)")
+            }
+            backend.unpublish(room: j.room, participant: user, ssrc: t.ssrc)
+            calls[key] = j
+            dropSubscriptions(to: t, room: j.room)
+            broadcast(room: j.room, except: user, .trackUnpublished(track: track, participant: user))
+            return ["track": .string(track)]
+        case .subscribe(let track):
+            guard var j = calls[key] else { throw SignallingError(.notJoined, "join first") }
+            guard j.subscribe else { throw SignallingError(.forbidden, "joined without subscribe") }
+            guard let t = findTrack(room: j.room, id: track) else { throw SignallingError(.unknownTrack, "no track \(track) in \(j.room)") }
+            guard t.participant != user else { throw SignallingError(.badRequest, "cannot subscribe to your own track") }
+            if let existing = j.subscriptions[track] {
+                return ["track": t.json, "ssrc": JSONValue(existing)]
+            }
+            backend.subscribe(room: j.room, subscriber: user, publisher: t.participant, ssrc: t.ssrc)
+            j.subscriptions[track] = t.ssrc
+            calls[key] = j
+            return ["track": t.json, "ssrc": JSONValue(t.ssrc)]
+        case .unsubscribe(let track):
+            guard var j = calls[key] else { throw SignallingError(.notJoined, "join first") }
+            guard j.subscriptions.removeValue(forKey: track) != nil else {
+                throw SignallingError(.unknownTrack, "not subscribed to \(track)")
+            }
+            if let t = findTrack(room: j.room, id: track) {
+                backend.unsubscribe(room: j.room, subscriber: user, publisher: t.participant, ssrc: t.ssrc)
+            }
+            calls[key] = j
+            return ["track": .string(track)]
+        case .mute(let track, let muted):
+            guard var j = calls[key] else { throw SignallingError(.notJoined, "join first") }
+            guard var t = j.tracks[track] else { throw SignallingError(.unknownTrack, "you have not published \(track)") }
+            if t.muted != muted {
+                t.muted = muted
+                j.tracks[track] = t
+                calls[key] = j
+                backend.setMuted(room: j.room, participant: user, ssrc: t.ssrc, muted: muted)
+                broadcast(room: j.room, except: user, .trackMuted(track: track, participant: user, muted: muted))
+            }
+            return ["track": .string(track), "muted": .bool(muted)]
+        }
+    }
+
+    /// Sends the join to the backend; `reply` is answered when it answers.
+    private func join(room requested: String?, publish: Bool, subscribe: Bool, suite suiteName: String?,
+                      from s: SignallingSession, reply: SignallingReply) throws(SignallingError) {
+        let key = s.key
+        let user = key.user
+        let room: String
+        if let requested {
+            guard s.claims.mayJoin(requested) else {
+                throw SignallingError(.wrongRoom, "this session is in room \"\(s.room ?? "")\", not \"\(requested)\"")
+            }
+            room = requested
+        } else {
+            guard let r = s.room else {
+                throw SignallingError(.badRequest, "this token is valid for any room: name one in \"room\"")
+            }
+            room = r
+        }
+        if let j = calls[key] { throw SignallingError(.alreadyJoined, "already joined \(j.room)") }
+        if member(room: room, user: user) != nil || joining.contains(where: { $0.key.user == user && $0.value == room }) {
+            throw SignallingError(.alreadyJoined, "\(user) is in \(room) from another device")
+        }
+        if publish && !s.claims.canPublish { throw SignallingError(.forbidden, "this token may not publish") }
+        var suite = SRTPSuite.default
+        if let suiteName {
+            guard let s = SRTPSuite(sdesName: suiteName) else {
+                throw SignallingError(.unsupported, "SRTP suite \(suiteName) is not supported (\(SRTPSuite.allCases.map(\.sdesName).joined(separator: ", ")))")
+            }
+            suite = s
+        }
+        let members = rooms[room] ?? []
+        guard members.count < maxParticipantsPerRoom else {
+            throw SignallingError(.roomFull, "room \(room) has \(members.count) participants, the maximum")
+        }
+        let keys = SRTPSessionKeys.random(suite)
+        joining[key] = room
+        let generation = s.generation
+        let answered = core.onSignallingThread { [weak self] (result: Result<MediaGrant, SignallingError>) in
+            self?.joinAnswered(s, generation: generation, reply: reply, result.map {
+                Joined(room: room, publish: publish, subscribe: subscribe, keys: keys, grant: $0, joinedAt: 0)
+            })
+        }
+        backend.join(room: room, participant: user, publish: publish, subscribe: subscribe, keys: keys, completion: answered)
+    }
+
+    /// The media backend answered `s`'s join. If the session has moved on
+    /// meanwhile (its connection closed or was replaced, or it was kicked),
+    /// the relay's participant is removed again, unless another session of
+    /// that device exists by now: its own join replaces it there.
+    private func joinAnswered(_ s: SignallingSession, generation: Int, reply: SignallingReply, _ result: Result<Joined, SignallingError>) {
+        let key = s.key
+        joining[key] = nil
+        let current = core.session(key)
+        guard current === s, s.generation == generation, s.isConnected else {
+            if case .success(let j) = result, current == nil || current === s { backend.leave(room: j.room, participant: key.user) }
+            return
+        }
+        switch result {
+        case .failure(let e):
+            reply.fail(e)
+        case .success(var j):
+            j.joinedAt = core.clock()
+            calls[key] = j
+            rooms[j.room, default: []].append(key)
+            metrics.joins.inc()
+            core.log.info("joined", ["room": .string(j.room), "participant": .string(key.user)])
+            broadcast(room: j.room, except: key.user, .participantJoined(participant: key.user))
+            reply.ok(joinFields(key))
+        }
+    }
+
+    /// The fields of a join reply (also sent inside a resumed auth reply).
+    private func joinFields(_ key: SessionKey) -> [String: JSONValue] {
+        guard let j = calls[key] else { return [:] }
+        var ssrcs: [String: JSONValue] = [:]
+        for (k, v) in j.grant.ssrcs { ssrcs[k.rawValue] = JSONValue(v) }
+        let others = (rooms[j.room] ?? []).filter { $0 != key }.compactMap { other -> JSONValue? in
+            guard let oj = calls[other] else { return nil }
+            return ["id": .string(other.user), "tracks": .array(oj.tracks.values.sorted { $0.id < $1.id }.map(\.json))]
+        }
+        var media: [String: JSONValue] = ["protocol": "udp", "host": .string(j.grant.host), "port": JSONValue(j.grant.port)]
+        if j.grant.timeoutSeconds > 0 { media["timeout"] = JSONValue(j.grant.timeoutSeconds) }
+        return [
+            "room": .string(j.room),
+            "participant": .string(key.user),
+            "media": .object(media),
+            "ice": ["ufrag": .string(j.grant.iceUfrag), "pwd": .string(j.grant.icePassword),
+                    "consentUfrag": .string(j.grant.consentUfrag), "consentPwd": .string(j.grant.consentPassword)],
+            "ssrcs": .object(ssrcs),
+            "srtp": j.keys.json,
+            "participants": .array(others),
+            "tracks": .array(j.tracks.values.sorted { $0.id < $1.id }.map(\.json)),
+            "subscriptions": .object(j.subscriptions.mapValues { JSONValue($0) }),
+            "recording": .bool(recording.contains(j.room)),
+        ]
+    }
+
+    // MARK: Rooms
+
+    /// The device through which `user` is in `room`.
+    private func member(room: String, user: String) -> SessionKey? {
+        rooms[room]?.first { $0.user == user }
+    }
+
+    private func findTrack(room: String, id: String) -> RoomTrack? {
+        guard let slash = id.firstIndex(of: "/"), let owner = member(room: room, user: String(id[..<slash])) else { return nil }
+        return calls[owner]?.tracks[id]
+    }
+
+    /// Subscribers of a track that went away forget it (the relay's
+    /// unpublish or leave already ended the subscriptions).
+    private func dropSubscriptions(to t: RoomTrack, room: String) {
+        for key in rooms[room] ?? [] {
+            guard var j = calls[key], j.subscriptions.removeValue(forKey: t.id) != nil else { continue }
+            calls[key] = j
+        }
+    }
+
+    /// Leaves the media session but keeps the signalling session.
+    private func leaveMedia(_ key: SessionKey, reason: String) {
+        guard let j = calls[key] else { return }
+        for t in j.tracks.values { dropSubscriptions(to: t, room: j.room) }
+        backend.leave(room: j.room, participant: key.user)
+        calls[key] = nil
+        rooms[j.room]?.removeAll { $0 == key }
+        if rooms[j.room]?.isEmpty == true { rooms[j.room] = nil; recording.remove(j.room) }
+        metrics.leaves.inc()
+        core.log.info("left", ["room": .string(j.room), "participant": .string(key.user), "reason": .string(reason)])
+        broadcast(room: j.room, except: key.user, .participantLeft(participant: key.user, reason: reason))
+    }
+
+    /// Sends `event` to every connected participant of `room` but `except`.
+    public func broadcast(room: String, except: String? = nil, _ event: ServerEvent) {
+        let text = event.json.serialized
+        for key in rooms[room] ?? [] where key.user != except { core.send(text: text, to: key) }
+    }
+
+    // MARK: Admin and relay events
+
+    /// Recording state changes come from the recorder; joiners see the flag.
+    public func setRecording(room: String, _ on: Bool) {
+        guard on != recording.contains(room) else { return }
+        if on { recording.insert(room) } else { recording.remove(room) }
+        broadcast(room: room, on ? .recordingStarted(room: room) : .recordingStopped(room: room))
+    }
+
+    /// The relay removed a participant that sent nothing for its timeout: the
+    /// media session ends as if it had left (reason `media_timeout`); its
+    /// connection, if any, stays and may join again.
+    public func mediaTimedOut(room: String, participant: String) {
+        guard let key = member(room: room, user: participant) else { return }
+        leaveMedia(key, reason: "media_timeout")
+        if core.session(key)?.isConnected == true {
+            core.send(.participantLeft(participant: participant, reason: "media_timeout"), to: key)
+        } else {
+            core.endSession(key, reason: "media_timeout")
+        }
+    }
+
+    /// Removes a participant now (admin kick), also one still joining: its
+    /// connection is closed (4005) and its session ends. Returns false when
+    /// not found.
+    public func kick(room: String, participant: String) -> Bool {
+        guard let key = member(room: room, user: participant)
+                ?? joining.first(where: { $0.key.user == participant && $0.value == room })?.key else { return false }
+        core.endSession(key, reason: "kicked", close: (SignallingCloseCode.kicked, "removed by an administrator"))
+        return true
+    }
+
+    /// The admin view of every room (GET /admin/rooms).
+    public func roomsJSON() -> JSONValue {
+        var list: [JSONValue] = []
+        for room in rooms.keys.sorted() {
+            let members = (rooms[room] ?? []).compactMap { key -> JSONValue? in
+                guard let j = calls[key] else { return nil }
+                return [
+                    "id": .string(key.user), "connected": .bool(core.session(key)?.isConnected == true), "joinedAt": JSONValue(j.joinedAt),
+                    "publish": .bool(j.publish), "subscribe": .bool(j.subscribe),
+                    "media": .string("\(j.grant.host):\(j.grant.port)"),
+                    "tracks": .array(j.tracks.values.sorted { $0.id < $1.id }.map(\.json)),
+                    "subscriptions": .array(j.subscriptions.keys.sorted().map { .string($0) }),
+                ]
+            }
+            list.append(["room": .string(room), "participants": .array(members), "recording": .bool(recording.contains(room))])
+        }
+        return ["rooms": .array(list)]
+    }
+
+    public var participantCount: Int { rooms.values.reduce(0) { $0 + $1.count } }
+}

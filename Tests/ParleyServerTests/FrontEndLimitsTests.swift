@@ -18,6 +18,7 @@ import ParleyIO
 final class FrontEndLimitsTests: XCTestCase {
     var group: EventLoopGroup!
     var servers: [HTTPServer] = []
+    var services: [SignallingService] = []
 
     override func setUpWithError() throws {
         group = try EventLoopGroup(numberOfThreads: 2, logger: quietLogger)
@@ -25,6 +26,7 @@ final class FrontEndLimitsTests: XCTestCase {
 
     override func tearDown() {
         servers.forEach { $0.stop() }
+        services.forEach { $0.shutdown() }
         group.syncShutdownGracefully()
     }
 
@@ -33,6 +35,7 @@ final class FrontEndLimitsTests: XCTestCase {
         let router = HTTPRouter()
         BuiltinRoutes.install(on: router)
         signalling?.install(on: router)
+        if let signalling { services.append(signalling) }
         let s = HTTPServer(group: group, router: router, tls: tls, limits: limits, logger: quietLogger)
         servers.append(s)
         return try s.start(at: SocketAddress("127.0.0.1:0")!)
@@ -217,7 +220,7 @@ final class FrontEndLimitsTests: XCTestCase {
     // MARK: Finding 4: slow consumers and request floods
 
     func testMembersThatNeverReadAreClosedAtTheQueuedBytesCap() throws {
-        let service = SignallingService(backend: SignallingCoreTests.Backend(), verifier: SignallingCoreTests.Verifier(),
+        let service = try SignallingService(backend: SignallingCoreTests.Backend(), verifier: SignallingCoreTests.Verifier(),
                                         requestRate: 1_000_000, requestBurst: 1_000_000, logger: quietLogger)
         var limits = HTTPServer.Limits()
         limits.maxQueuedBytes = 64 << 10
@@ -273,12 +276,12 @@ final class FrontEndLimitsTests: XCTestCase {
         XCTAssertEqual(try reader.call(.ping)["ok"], .bool(true))
         silent.forEach { $0.close() }
         let giveUp2 = Date().addingTimeInterval(30) // hang guard
-        while service.sync({ $0.connectionCount }) != 2 && Date() < giveUp2 { usleep(10_000) }
-        XCTAssertEqual(service.sync { $0.connectionCount }, 2, "only the reader and the publisher are left")
+        while service.onLoop { core, _ in core.connectionCount } != 2 && Date() < giveUp2 { usleep(10_000) }
+        XCTAssertEqual(service.onLoop { core, _ in core.connectionCount }, 2, "only the reader and the publisher are left")
     }
 
     func testFloodingClientIsRateLimitedWhileAnotherClientsPingIsAnswered() throws {
-        let service = SignallingService(backend: SignallingCoreTests.Backend(), verifier: SignallingCoreTests.Verifier(),
+        let service = try SignallingService(backend: SignallingCoreTests.Backend(), verifier: SignallingCoreTests.Verifier(),
                                         requestRate: 50, requestBurst: 200, logger: quietLogger)
         let address = try startServer(HTTPServer.Limits(), signalling: service)
         let limitedBefore = metric("parley_signalling_rate_limited_total")

@@ -20,10 +20,15 @@ final class SignallingCoreTests: XCTestCase {
         func last(_ type: String) -> JSONValue? { sent.last { $0["type"]?.stringValue == type } }
     }
 
-    final class Scheduler: SignallingScheduler {
+    /// Timers wait until `fireAll`; posted tasks wait until `runPosted`
+    /// (they would come from another thread).
+    final class Scheduler: SignallingScheduler, @unchecked Sendable {
         var pending: [(Double, () -> Void)] = []
+        var posted: [@Sendable () -> Void] = []
         func schedule(afterSeconds s: Double, _ body: @escaping () -> Void) { pending.append((s, body)) }
+        func execute(_ task: @escaping @Sendable () -> Void) -> Bool { posted.append(task); return true }
         func fireAll() { let p = pending; pending = []; p.forEach { $0.1() } }
+        func runPosted() { let p = posted; posted = []; p.forEach { $0() } }
     }
 
     final class Backend: MediaBackend {
@@ -51,27 +56,34 @@ final class SignallingCoreTests: XCTestCase {
         func setMuted(room: String, participant: String, ssrc: UInt32, muted: Bool) { calls.append("mute \(ssrc) \(muted)") }
     }
 
-    /// Tokens of the form `sub@room` (or `expired`, `forged`) so these tests need no JWT.
+    /// Tokens of the form `sub@room` (room `*`: any room; a `sub` starting
+    /// with `admin` is an administrator, with `viewer` may not publish), or
+    /// `expired`, `forged`, so these tests need no JWT.
     struct Verifier: TokenVerifying {
         func verify(_ token: String) -> Result<AuthClaims, AuthFailure> {
             if token == "expired" { return .failure(.expired) }
             if token == "forged" { return .failure(.badSignature) }
             let p = token.split(separator: "@")
             guard p.count == 2 else { return .failure(.malformed("not sub@room")) }
-            return .success(AuthClaims(subject: String(p[0]), room: String(p[1]), expiresAt: 2_000_000_000, canPublish: !p[0].hasPrefix("viewer")))
+            return .success(AuthClaims(subject: String(p[0]), room: p[1] == "*" ? nil : String(p[1]), expiresAt: 2_000_000_000,
+                                       canPublish: !p[0].hasPrefix("viewer"), isAdmin: p[0].hasPrefix("admin")))
         }
     }
 
     var backend: Backend!
     var scheduler: Scheduler!
     var core: SignallingCore!
+    var calls: CallService!
+    var presence: LocalPresenceDirectory!
     var nextID: UInt64 = 0
 
     override func setUp() {
         backend = Backend()
         scheduler = Scheduler()
-        core = SignallingCore(backend: backend, verifier: Verifier(), scheduler: scheduler, graceSeconds: 15,
+        presence = LocalPresenceDirectory()
+        core = SignallingCore(verifier: Verifier(), scheduler: scheduler, presence: presence, graceSeconds: 15,
                               logger: Logger(label: "test", level: .error), clock: { 1_700_000_000 })
+        calls = CallService(core: core, backend: backend)
     }
 
     func connect() -> (SignallingCore.ConnectionID, Transport) {
@@ -95,19 +107,32 @@ final class SignallingCoreTests: XCTestCase {
     }
 
     func testMessageCodecRoundTrip() throws {
-        let msgs: [ClientMessage] = [
-            ClientMessage(id: 1, request: .auth(token: "t", room: "r")),
-            ClientMessage(id: "a", request: .join(room: nil, publish: true, subscribe: false, suite: "AEAD_AES_128_GCM")),
-            ClientMessage(id: 3, request: .publish([TrackDescription(kind: .audio, codec: "opus", payloadType: 111, clockRate: 48000, channels: 2)])),
-            ClientMessage(id: 4, request: .subscribe(track: "bob/7")),
-            ClientMessage(id: 5, request: .mute(track: "bob/7", muted: false)),
-            ClientMessage(id: 6, request: .ping),
-            ClientMessage(id: 7, request: .leave),
+        let session: [(JSONValue, SessionRequest)] = [
+            (1, .auth(token: "t", room: "r", device: nil)),
+            (2, .auth(token: "t", room: nil, device: "phone")),
+            (6, .ping),
         ]
-        for m in msgs { XCTAssertEqual(try ClientMessage.decode(m.encoded), m) }
+        for (id, r) in session {
+            let m = try ClientMessage.decode(ClientMessage(id: id, request: r.request).encoded)
+            XCTAssertEqual(m.id, id)
+            XCTAssertEqual(try SessionRequest(m.request), r)
+        }
+        let call: [CallRequest] = [
+            .join(room: nil, publish: true, subscribe: false, suite: "AEAD_AES_128_GCM"),
+            .publish([TrackDescription(kind: .audio, codec: "opus", payloadType: 111, clockRate: 48000, channels: 2)]),
+            .subscribe(track: "bob/7"),
+            .mute(track: "bob/7", muted: false),
+            .leave,
+        ]
+        for r in call {
+            let m = try ClientMessage.decode(ClientMessage(id: "a", request: r.request).encoded)
+            XCTAssertEqual(m.id, "a")
+            XCTAssertEqual(try CallRequest(m.request), r)
+        }
     }
 
     func testMalformedMessagesAreAnsweredWithErrors() {
+        let (c, t, _) = joined("alice@r1")
         let table: [(String, SignallingErrorCode)] = [
             ("not json", .badRequest),
             ("[1,2]", .badRequest),
@@ -117,17 +142,16 @@ final class SignallingCoreTests: XCTestCase {
             (#"{"id":1,"type":"subscribe"}"#, .badRequest),
             (#"{"id":1,"type":"publish","tracks":[{"kind":"audio","codec":"opus","payloadType":200,"clockRate":48000}]}"#, .badRequest),
             (#"{"id":1,"type":"join","publish":"yes"}"#, .badRequest),
+            (#"{"id":1,"type":"auth","token":"alice@r1","device":""}"#, .badRequest),
             (String(repeating: "[", count: 100) + String(repeating: "]", count: 100), .badRequest),
         ]
-        for (text, code) in table {
-            XCTAssertThrowsError(try ClientMessage.decode(text), text) { e in
-                XCTAssertEqual((e as? SignallingError)?.code, code, text)
-            }
-        }
         // On a live authenticated connection a bad message gets an error reply and the connection stays.
-        let (c, t, _) = joined("alice@r1")
+        for (text, code) in table {
+            let r = request(c, t, text)
+            XCTAssertEqual(r["type"], "error", text)
+            XCTAssertEqual(r["code"]?.stringValue, code.rawValue, text)
+        }
         let r = request(c, t, #"{"id":9,"type":"subscribe","track":17}"#)
-        XCTAssertEqual(r["type"], "error")
         XCTAssertEqual(r["code"], "bad_request")
         XCTAssertEqual(r["id"], 9)
         XCTAssertNil(t.closed)
@@ -316,11 +340,140 @@ final class SignallingCoreTests: XCTestCase {
     func testKickClosesAndRemoves() {
         let (_, ta, _) = joined("alice@r1")
         let (_, tb, _) = joined("bob@r1")
-        XCTAssertTrue(core.kick(room: "r1", participant: "alice"))
+        XCTAssertTrue(calls.kick(room: "r1", participant: "alice"))
         XCTAssertEqual(ta.closed?.code, 4005)
         XCTAssertEqual(tb.last("participant_left")?["reason"], "kicked")
-        XCTAssertFalse(core.kick(room: "r1", participant: "alice"))
-        let rooms = core.roomsJSON()
+        XCTAssertFalse(calls.kick(room: "r1", participant: "alice"))
+        let rooms = calls.roomsJSON()
         XCTAssertEqual(rooms["rooms"]?.arrayValue?.first?["participants"]?.arrayValue?.count, 1)
+    }
+
+    // MARK: Sessions keyed by user and device
+
+    func testRoomlessTokenAuthenticatesAndThenJoinsANamedRoom() {
+        let (c, t) = connect()
+        let a = request(c, t, #"{"id":1,"type":"auth","token":"carol@*"}"#)
+        XCTAssertEqual(a["ok"], true)
+        XCTAssertEqual(a["participant"], "carol")
+        XCTAssertEqual(a["device"], "default")
+        XCTAssertNil(a["room"], "no room yet")
+        XCTAssertEqual(a["resumed"], false)
+        XCTAssertEqual(request(c, t, #"{"id":2,"type":"ping"}"#)["ok"], true, "a chat-only session is a session")
+        XCTAssertEqual(request(c, t, #"{"id":3,"type":"join"}"#)["code"], "bad_request", "join must name the room")
+        let j = request(c, t, #"{"id":4,"type":"join","room":"r7"}"#)
+        XCTAssertEqual(j["ok"], true, "\(j)")
+        XCTAssertEqual(j["room"], "r7")
+        XCTAssertEqual(backend.calls, ["join r7 carol"])
+        XCTAssertNil(t.closed)
+    }
+
+    func testRoomBoundTokenCannotJoinAnotherRoomUnlessAdmin() {
+        let (c, t) = connect()
+        _ = request(c, t, #"{"id":1,"type":"auth","token":"alice@r1"}"#)
+        XCTAssertEqual(request(c, t, #"{"id":2,"type":"join","room":"r2"}"#)["code"], "wrong_room")
+        XCTAssertEqual(t.closed?.code, 4003)
+        XCTAssertTrue(backend.calls.isEmpty)
+
+        let (c2, t2) = connect()
+        XCTAssertEqual(request(c2, t2, #"{"id":1,"type":"auth","token":"admin1@r1"}"#)["room"], "r1")
+        XCTAssertEqual(request(c2, t2, #"{"id":2,"type":"join","room":"r2"}"#)["room"], "r2", "an administrator joins any room")
+        XCTAssertEqual(backend.calls, ["join r2 admin1"])
+    }
+
+    func testTwoDevicesOfOneUserAreConnectedAndANewConnectionOfADeviceTakesItOver() {
+        let (cp, tp) = connect()
+        XCTAssertEqual(request(cp, tp, #"{"id":1,"type":"auth","token":"alice@*","device":"phone"}"#)["device"], "phone")
+        let (cl, tl) = connect()
+        XCTAssertEqual(request(cl, tl, #"{"id":1,"type":"auth","token":"alice@*","device":"laptop"}"#)["device"], "laptop")
+        XCTAssertNil(tp.closed)
+        XCTAssertNil(tl.closed)
+        XCTAssertEqual(presence.devices(of: "alice").map(\.device), ["laptop", "phone"])
+        XCTAssertEqual(presence.devices(of: "alice").map(\.connection), [cl, cp])
+        XCTAssertEqual(presence.online(among: ["alice", "bob"]), ["alice"])
+
+        // The phone joins a call; the laptop cannot join the same room as well.
+        XCTAssertEqual(request(cp, tp, #"{"id":2,"type":"join","room":"r1"}"#)["ok"], true)
+        XCTAssertEqual(request(cl, tl, #"{"id":2,"type":"join","room":"r1"}"#)["code"], "already_joined")
+
+        // A third connection of the phone takes the phone's session (and call) over.
+        let (c3, t3) = connect()
+        let a = request(c3, t3, #"{"id":1,"type":"auth","token":"alice@*","device":"phone"}"#)
+        XCTAssertEqual(a["resumed"], true)
+        XCTAssertEqual(a["join"]?["room"], "r1")
+        XCTAssertEqual(tp.closed?.code, 4004)
+        XCTAssertNil(tl.closed, "the laptop is not affected")
+        core.connectionClosed(cp)
+        XCTAssertEqual(presence.devices(of: "alice").map(\.connection), [cl, c3])
+
+        // The laptop goes away: nothing held its session, so it ends at once.
+        core.connectionClosed(cl)
+        XCTAssertEqual(presence.devices(of: "alice").map(\.device), ["phone"])
+        XCTAssertNil(core.session(SessionKey(user: "alice", device: "laptop")))
+        XCTAssertNotNil(core.session(SessionKey(user: "alice", device: "phone")))
+        core.connectionClosed(c3)
+        XCTAssertFalse(presence.isOnline("alice"))
+        XCTAssertNotNil(core.session(SessionKey(user: "alice", device: "phone")), "the call holds it through the grace period")
+    }
+
+    /// A feature that answers `echo.later` only when the test says so, as
+    /// one waiting for an asynchronous backend would.
+    final class LaterFeature: SignallingFeature {
+        unowned let core: SignallingCore
+        var waiting: [(SignallingSession, SignallingReply, ClientRequest)] = []
+        var ended: [String] = []
+        init(core: SignallingCore) { self.core = core }
+        var messageTypes: [String] { ["echo.later"] }
+        func handle(_ request: ClientRequest, from session: SignallingSession, reply: SignallingReply) {
+            waiting.append((session, reply, request))
+        }
+        func sessionEnded(_ session: SignallingSession, reason: String) { ended.append("\(session.key) \(reason)") }
+        /// Answers everything waiting from "another thread", through the core's scheduler.
+        func answerLater() {
+            let w = waiting
+            waiting = []
+            for (s, reply, r) in w {
+                core.execute { reply.ok(["user": .string(s.user), "echo": r.fields["text"] ?? .null]) }
+            }
+        }
+    }
+
+    func testRegisteredFeatureReceivesItsTypesAndItsLaterReplyReachesTheClient() {
+        let (c, t) = connect()
+        _ = request(c, t, #"{"id":1,"type":"auth","token":"alice@*"}"#)
+        XCTAssertEqual(request(c, t, #"{"id":2,"type":"echo.later","text":"hi"}"#)["code"], "unknown_type", "not registered yet")
+
+        let feature = LaterFeature(core: core)
+        core.register(feature)
+        let before = t.sent.count
+        core.received(#"{"id":3,"type":"echo.later","text":"hi"}"#, from: c)
+        XCTAssertEqual(feature.waiting.count, 1)
+        XCTAssertEqual(t.sent.count, before, "no answer yet")
+        XCTAssertEqual(request(c, t, #"{"id":4,"type":"ping"}"#)["id"], 4, "the connection is served meanwhile")
+
+        feature.answerLater()
+        XCTAssertEqual(t.sent.count, before + 1, "the answer waits for the signalling thread")
+        scheduler.runPosted()
+        let r = t.sent.last!
+        XCTAssertEqual(r["id"], 3)
+        XCTAssertEqual(r["type"], "echo.later")
+        XCTAssertEqual(r["ok"], true)
+        XCTAssertEqual(r["echo"], "hi")
+        XCTAssertEqual(r["user"], "alice")
+
+        // An answer for a connection that is gone goes nowhere; the feature hears the session end.
+        core.received(#"{"id":5,"type":"echo.later"}"#, from: c)
+        core.connectionClosed(c)
+        feature.answerLater()
+        scheduler.runPosted()
+        XCTAssertEqual(t.sent.last?["id"], 3)
+        XCTAssertEqual(feature.ended, ["alice/default closed"])
+    }
+
+    func testUnknownTypeIsRefusedAndBeforeAuthCloses() {
+        let (c, t) = connect()
+        let r = request(c, t, #"{"id":1,"type":"chat.send"}"#)
+        XCTAssertEqual(r["code"], "unknown_type")
+        XCTAssertEqual(r["id"], 1)
+        XCTAssertEqual(t.closed?.code, 4001)
     }
 }

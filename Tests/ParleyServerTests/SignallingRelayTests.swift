@@ -182,7 +182,7 @@ final class SignallingRelayTests: XCTestCase {
         XCTAssertEqual(left?["participant"], "alice")
         XCTAssertEqual(left?["reason"], "media_timeout")
         XCTAssertEqual(try a.nextEvent("participant_left")["participant"], "alice", "Alice is told too")
-        let rooms = try fx.front.signalling!.sync { $0.roomsJSON() }
+        let rooms = fx.front.signalling!.onLoop { _, calls in calls.roomsJSON() }
         XCTAssertEqual(rooms["rooms"]?.arrayValue?.first?["participants"]?.arrayValue?.compactMap { $0["id"]?.stringValue }, ["bob"])
         // Alice's connection stays and may join again.
         XCTAssertNotNil(try a.call(.join(room: nil, publish: true, subscribe: true, suite: nil))["srtp"])

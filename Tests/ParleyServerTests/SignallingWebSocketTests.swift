@@ -25,7 +25,7 @@ final class SignallingWebSocketTests: XCTestCase {
         group = try EventLoopGroup(numberOfThreads: 2, logger: quietLogger)
         let router = HTTPRouter()
         BuiltinRoutes.install(on: router)
-        service = SignallingService(backend: SignallingCoreTests.Backend(), verifier: JWTVerifier(secret: secret),
+        service = try SignallingService(backend: SignallingCoreTests.Backend(), verifier: JWTVerifier(secret: secret),
                                     graceSeconds: 2, logger: quietLogger)
         service.install(on: router)
         server = HTTPServer(group: group, router: router, tls: nil, logger: quietLogger)
@@ -34,6 +34,7 @@ final class SignallingWebSocketTests: XCTestCase {
 
     override func tearDown() {
         server.stop()
+        service.shutdown()
         group.syncShutdownGracefully()
     }
 
@@ -109,7 +110,7 @@ final class SignallingWebSocketTests: XCTestCase {
         let e = try c.nextEvent("error")
         XCTAssertEqual(e["code"], "bad_request")
         XCTAssertEqual(e["message"], #"invalid JSON at byte 34: duplicate key "room""#)
-        XCTAssertEqual(service.sync { $0.roomsJSON() }["rooms"]?.arrayValue, [], "nobody joined")
+        XCTAssertEqual(service.onLoop { _, calls in calls.roomsJSON() }["rooms"]?.arrayValue, [], "nobody joined")
         // Refused, not closed: the next request on the connection is served.
         XCTAssertEqual(try c.call(.join(room: "r1", publish: true, subscribe: true, suite: nil))["type"], "join")
         c.close()
@@ -121,10 +122,10 @@ final class SignallingWebSocketTests: XCTestCase {
     func testAdminAPIAndMetricsRefuseTokensIdentically() throws {
         let router = HTTPRouter()
         BuiltinRoutes.install(on: router, access: .admin, secret: secret)
-        SignallingService(backend: SignallingCoreTests.Backend(), verifier: JWTVerifier(secret: secret), logger: quietLogger)
-            .install(on: router)
+        let service = try SignallingService(backend: SignallingCoreTests.Backend(), verifier: JWTVerifier(secret: secret), logger: quietLogger)
+        service.install(on: router)
         let server = HTTPServer(group: group, router: router, tls: nil, logger: quietLogger)
-        defer { server.stop() }
+        defer { server.stop(); service.shutdown() }
         let port = Int(try server.start(at: SocketAddress("127.0.0.1:0")!).port)
         /// What a client acts on: the status line, any challenge, the body.
         func answer(_ method: String, _ path: String, _ token: String?) throws -> [String] {

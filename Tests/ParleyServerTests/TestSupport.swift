@@ -14,6 +14,14 @@ import ParleyTestSupport
 
 let quietLogger = Logger(label: "test", level: .error)
 
+extension SignallingService {
+    /// Runs `body` on the signalling thread and waits for its result. Tests
+    /// only: nothing in the server waits for the signalling thread.
+    func onLoop<T: Sendable>(_ body: @escaping @Sendable (SignallingCore, CallService) -> T) -> T {
+        try! loop.submit { body(self.core, self.calls) }
+    }
+}
+
 /// A media peer for tests: a real blocking UDP socket on 127.0.0.1 that
 /// speaks SRTP with the keys from a join reply.
 final class MediaPeer {

@@ -101,6 +101,69 @@ final class SignallingWebSocketTests: XCTestCase {
         XCTAssertEqual(try c.waitForClose(), 4001, "garbage before auth closes the connection")
     }
 
+    func testRoomlessTokenJoinsANamedRoomAndDevicesOfOneUserConnectSideBySide() throws {
+        let phone = try client()
+        let a = try phone.call(.auth(token: token("alice", room: nil), room: nil, device: "phone"))
+        XCTAssertNil(a["room"])
+        XCTAssertEqual(a["device"], "phone")
+        XCTAssertEqual(try phone.call(.join(room: "r9", publish: true, subscribe: true, suite: nil))["room"], "r9")
+        let laptop = try client()
+        XCTAssertEqual(try laptop.call(.auth(token: token("alice", room: nil), room: nil, device: "laptop"))["resumed"], false)
+        XCTAssertEqual(service.onLoop { core, _ in core.presence.devices(of: "alice").map(\.device) }, ["laptop", "phone"])
+
+        // The phone's new connection resumes its call; the old one is closed, the laptop stays.
+        let phone2 = try client()
+        let r = try phone2.call(.auth(token: token("alice", room: nil), room: nil, device: "phone"))
+        XCTAssertEqual(r["resumed"], true)
+        XCTAssertEqual(r["join"]?["room"], "r9")
+        XCTAssertEqual(try phone.waitForClose(), SignallingCloseCode.replaced)
+        XCTAssertEqual(try laptop.call(.ping)["ok"], true)
+        laptop.close()
+        phone2.close()
+    }
+
+    /// A feature that records which thread it runs on, and answers from a
+    /// completion that comes back from another loop (as a relay call's does).
+    final class ThreadProbe: SignallingFeature {
+        unowned let core: SignallingCore
+        let signalling: EventLoop
+        let other: EventLoop
+        init(core: SignallingCore, signalling: EventLoop, other: EventLoop) {
+            self.core = core
+            self.signalling = signalling
+            self.other = other
+        }
+        var messageTypes: [String] { ["probe"] }
+        func handle(_ request: ClientRequest, from session: SignallingSession, reply: SignallingReply) {
+            let handledOnLoop = signalling.inEventLoop
+            nonisolated(unsafe) let (core, reply) = (core, reply)
+            let signalling = signalling
+            other.execute {
+                let completedElsewhere = !signalling.inEventLoop
+                core.execute {
+                    reply.ok(["handledOnLoop": .bool(handledOnLoop), "completedElsewhere": .bool(completedElsewhere),
+                              "answeredOnLoop": .bool(signalling.inEventLoop)])
+                }
+            }
+        }
+    }
+
+    func testCoreAndFeaturesRunOnTheSignallingLoopAndAnswerLater() throws {
+        let other = group.next()
+        service.onLoop { [service] core, _ in
+            core.register(ThreadProbe(core: core, signalling: service!.loop, other: other))
+        }
+        let c = try client()
+        try c.call(.auth(token: token("alice", room: nil), room: nil))
+        let r = try c.call(ClientRequest(type: "probe"))
+        XCTAssertEqual(r["handledOnLoop"], true)
+        XCTAssertEqual(r["completedElsewhere"], true)
+        XCTAssertEqual(r["answeredOnLoop"], true)
+        XCTAssertFalse(service.loop.inEventLoop, "the test's thread is not the signalling loop")
+        XCTAssertEqual(try c.call(.ping)["ok"], true)
+        c.close()
+    }
+
     /// The parser kept the last of two keys, so `"room":"r2","room":"r1"`
     /// joined r1 here and may mean r2 to a proxy or logger that reads the first.
     func testDuplicateKeyInAMessageIsABadRequest() throws {

@@ -20,15 +20,14 @@ final class SignallingCoreTests: XCTestCase {
         func last(_ type: String) -> JSONValue? { sent.last { $0["type"]?.stringValue == type } }
     }
 
-    /// Timers wait until `fireAll`; posted tasks wait until `runPosted`
-    /// (they would come from another thread).
+    /// Timers wait until `fireAll`; posted tasks run at once (these tests
+    /// are all on one thread, the signalling thread).
     final class Scheduler: SignallingScheduler, @unchecked Sendable {
         var pending: [(Double, () -> Void)] = []
-        var posted: [@Sendable () -> Void] = []
+        var posted = 0
         func schedule(afterSeconds s: Double, _ body: @escaping () -> Void) { pending.append((s, body)) }
-        func execute(_ task: @escaping @Sendable () -> Void) -> Bool { posted.append(task); return true }
+        func execute(_ task: @escaping @Sendable () -> Void) -> Bool { posted += 1; task(); return true }
         func fireAll() { let p = pending; pending = []; p.forEach { $0.1() } }
-        func runPosted() { let p = posted; posted = []; p.forEach { $0() } }
     }
 
     final class Backend: MediaBackend {
@@ -39,7 +38,7 @@ final class SignallingCoreTests: XCTestCase {
         var holdJoins = false
         var heldJoins: [() -> Void] = []
         func join(room: String, participant: String, publish: Bool, subscribe: Bool, keys: SRTPSessionKeys,
-                  completion: @escaping (Result<MediaGrant, SignallingError>) -> Void) {
+                  completion: @escaping @Sendable (Result<MediaGrant, SignallingError>) -> Void) {
             calls.append("join \(room) \(participant)")
             nextSSRC += 2
             let grant = MediaGrant(host: "127.0.0.1", port: 7710, iceUfrag: "u\(participant)", icePassword: "p", ssrcs: [.audio: nextSSRC, .video: nextSSRC + 1])
@@ -269,16 +268,16 @@ final class SignallingCoreTests: XCTestCase {
         XCTAssertTrue(backend.calls.contains("leave r1 alice"), "the participant the relay added is removed again")
         XCTAssertNil(tb.last("participant_joined"))
         XCTAssertNil(t.last("join"))
-        XCTAssertEqual(core.participantCount, 1)
+        XCTAssertEqual(calls.participantCount, 1)
 
         // Kicked while joining: the same.
         let (c2, t2) = connect()
         _ = request(c2, t2, #"{"id":1,"type":"auth","token":"carol@r1"}"#)
         core.received(#"{"id":2,"type":"join"}"#, from: c2)
-        XCTAssertTrue(core.kick(room: "r1", participant: "carol"))
+        XCTAssertTrue(calls.kick(room: "r1", participant: "carol"))
         backend.answerHeldJoins()
         XCTAssertTrue(backend.calls.contains("leave r1 carol"))
-        XCTAssertEqual(core.participantCount, 1)
+        XCTAssertEqual(calls.participantCount, 1)
 
         // A new connection that resumed the session while the join was on its
         // way: the stale answer is undone; the session may join afresh.
@@ -293,7 +292,7 @@ final class SignallingCoreTests: XCTestCase {
         XCTAssertNil(t4.last("join"))
         backend.holdJoins = false
         XCTAssertEqual(request(c4, t4, #"{"id":3,"type":"join"}"#)["ok"], true)
-        XCTAssertEqual(core.participantCount, 2)
+        XCTAssertEqual(calls.participantCount, 2)
     }
 
     func testViewerTokenCannotPublish() {
@@ -427,12 +426,13 @@ final class SignallingCoreTests: XCTestCase {
             waiting.append((session, reply, request))
         }
         func sessionEnded(_ session: SignallingSession, reason: String) { ended.append("\(session.key) \(reason)") }
-        /// Answers everything waiting from "another thread", through the core's scheduler.
+        /// Answers everything waiting as a completion from another thread does.
         func answerLater() {
             let w = waiting
             waiting = []
             for (s, reply, r) in w {
-                core.execute { reply.ok(["user": .string(s.user), "echo": r.fields["text"] ?? .null]) }
+                let answer = core.onSignallingThread { (text: JSONValue) in reply.ok(["user": .string(s.user), "echo": text]) }
+                answer(r.fields["text"] ?? .null)
             }
         }
     }
@@ -450,9 +450,10 @@ final class SignallingCoreTests: XCTestCase {
         XCTAssertEqual(t.sent.count, before, "no answer yet")
         XCTAssertEqual(request(c, t, #"{"id":4,"type":"ping"}"#)["id"], 4, "the connection is served meanwhile")
 
+        let posted = scheduler.posted
         feature.answerLater()
-        XCTAssertEqual(t.sent.count, before + 1, "the answer waits for the signalling thread")
-        scheduler.runPosted()
+        XCTAssertEqual(scheduler.posted, posted + 1, "the answer came back through the signalling thread's scheduler")
+        XCTAssertEqual(t.sent.count, before + 2)
         let r = t.sent.last!
         XCTAssertEqual(r["id"], 3)
         XCTAssertEqual(r["type"], "echo.later")
@@ -464,7 +465,6 @@ final class SignallingCoreTests: XCTestCase {
         core.received(#"{"id":5,"type":"echo.later"}"#, from: c)
         core.connectionClosed(c)
         feature.answerLater()
-        scheduler.runPosted()
         XCTAssertEqual(t.sent.last?["id"], 3)
         XCTAssertEqual(feature.ended, ["alice/default closed"])
     }

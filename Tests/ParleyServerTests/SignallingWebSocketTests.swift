@@ -136,15 +136,12 @@ final class SignallingWebSocketTests: XCTestCase {
         var messageTypes: [String] { ["probe"] }
         func handle(_ request: ClientRequest, from session: SignallingSession, reply: SignallingReply) {
             let handledOnLoop = signalling.inEventLoop
-            nonisolated(unsafe) let (core, reply) = (core, reply)
             let signalling = signalling
-            other.execute {
-                let completedElsewhere = !signalling.inEventLoop
-                core.execute {
-                    reply.ok(["handledOnLoop": .bool(handledOnLoop), "completedElsewhere": .bool(completedElsewhere),
-                              "answeredOnLoop": .bool(signalling.inEventLoop)])
-                }
+            let answer = core.onSignallingThread { (completedElsewhere: Bool) in
+                reply.ok(["handledOnLoop": .bool(handledOnLoop), "completedElsewhere": .bool(completedElsewhere),
+                          "answeredOnLoop": .bool(signalling.inEventLoop)])
             }
+            other.execute { answer(!signalling.inEventLoop) }
         }
     }
 

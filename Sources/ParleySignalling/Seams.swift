@@ -89,7 +89,7 @@ public struct MediaGrant: Sendable, Equatable {
 /// signalling loop; nothing here blocks. `join` answers through its
 /// completion, which the backend may call on any thread (the room's loop);
 /// `CallService` hops back to the signalling loop with
-/// `SignallingCore.execute`. The rest are fire-and-forget: the relay
+/// `SignallingCore.onSignallingThread`. The rest are fire-and-forget: the relay
 /// applies them in the order they are made, after the join, and the state
 /// machine has checked them already (a failure there means the relay
 /// removed the participant itself, which it reports as a timeout).

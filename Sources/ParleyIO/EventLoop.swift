@@ -466,5 +466,6 @@ final class ConditionLock: @unchecked Sendable {
     func lock() { pthread_mutex_lock(m) }
     func unlock() { pthread_mutex_unlock(m) }
     func wait() { pthread_cond_wait(c, m) }
+    func signal() { pthread_cond_signal(c) }
     func broadcast() { pthread_cond_broadcast(c) }
 }

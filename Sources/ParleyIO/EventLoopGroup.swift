@@ -53,19 +53,7 @@ public final class EventLoopGroup: @unchecked Sendable {
             }
         }
         for loop in loops {
-            let name = "\(threadName)-\(loop.index)"
-            let box = Unmanaged.passRetained(ThreadStart {
-                parley_set_thread_name(name)
-                loop.run()
-            })
-            var t = pthread_t()
-            let rc = pthread_create(&t, nil, { arg in
-                let start = Unmanaged<ThreadStart>.fromOpaque(arg!).takeRetainedValue()
-                start.body()
-                return nil
-            }, box.toOpaque())
-            precondition(rc == 0, "pthread_create failed: \(rc)")
-            threads.append(t)
+            threads.append(startThread(named: "\(threadName)-\(loop.index)") { loop.run() })
         }
         if signalFD >= 0 {
             let fd = signalFD
@@ -120,6 +108,23 @@ public final class EventLoopGroup: @unchecked Sendable {
         shutdownGracefully()
         wait()
     }
+}
+
+/// Starts a named thread running `body` (loops and ``BlockingPool`` threads);
+/// join it with `pthread_join`.
+func startThread(named name: String, _ body: @escaping () -> Void) -> pthread_t {
+    let box = Unmanaged.passRetained(ThreadStart {
+        parley_set_thread_name(name)
+        body()
+    })
+    var t = pthread_t()
+    let rc = pthread_create(&t, nil, { arg in
+        let start = Unmanaged<ThreadStart>.fromOpaque(arg!).takeRetainedValue()
+        start.body()
+        return nil
+    }, box.toOpaque())
+    precondition(rc == 0, "pthread_create failed: \(rc)")
+    return t
 }
 
 private final class ThreadStart {

@@ -14,6 +14,9 @@ public struct HTTPServerRequest: Sendable {
     public var query: [(name: String, value: String)]
     public var body: [UInt8]
     public var remoteAddress: SocketAddress
+    /// The connection's loop: handlers are called on it, and work a handler
+    /// hands to a ``BlockingPool`` comes back to it.
+    public var loop: EventLoop
     /// The part of `path` after the route's prefix (empty for exact routes).
     public var pathRemainder: String = ""
 
@@ -66,13 +69,11 @@ public struct HTTPServerResponse: Sendable {
         json(status, ["error": .string(message)])
     }
 
-    /// A whole file (200), or 404 when it does not exist. The type is the caller's.
-    public static func file(_ path: String, contentType: String) -> HTTPServerResponse {
-        var st = stat()
-        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return .error(.notFound, "not found") }
-        var h = HTTPHeaders()
-        h.add("Content-Type", contentType)
-        return HTTPServerResponse(status: .ok, headers: h, body: .file(path: path, offset: 0, length: Int(st.st_size)))
+    /// 503 with `Retry-After: 1`: the ``BlockingPool`` has no room for the request's work.
+    public static var busy: HTTPServerResponse {
+        var r = error(.serviceUnavailable, "the server is busy; try again")
+        r.headers.add("Retry-After", "1")
+        return r
     }
 }
 
@@ -177,6 +178,25 @@ public final class HTTPRouter: Sendable {
     /// Registers a handler that answers at once.
     public func add(_ method: String?, _ match: PathMatch, sync handler: @escaping @Sendable (HTTPServerRequest) -> HTTPServerResponse) {
         add(method, match) { req, responder in responder.respond(handler(req)) }
+    }
+
+    /// Registers a handler that blocks (SQLite, the disk): it runs on a thread
+    /// of `pool`, never on the connection's loop, and its answer is written
+    /// from the loop. It may throw an `HTTPRefusal` (its response is sent) or
+    /// any other error (a 500 naming it). With the pool's queue full the
+    /// client gets ``HTTPServerResponse/busy`` at once.
+    public func add(_ method: String?, _ match: PathMatch, blocking pool: BlockingPool,
+                    _ handler: @escaping @Sendable (HTTPServerRequest) throws -> HTTPServerResponse) {
+        let answer = HTTPServerResponse.answering(handler)
+        add(method, match) { req, responder in
+            do {
+                try pool.run(on: req.loop, { answer(req) }, then: { result in
+                    responder.respond((try? result.get()) ?? .error(.internalServerError, "the handler failed"))
+                })
+            } catch {
+                responder.respond(.busy)
+            }
+        }
     }
 
     /// Serves WebSocket upgrades on `path` with `service`.

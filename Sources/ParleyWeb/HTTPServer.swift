@@ -375,7 +375,7 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
             write(.error(.badRequest, "bad request target"), head: h, keepAlive: false, on: c)
             return
         }
-        var req = HTTPServerRequest(head: h, path: target.path, query: target.query, body: body, remoteAddress: c.remoteAddress)
+        var req = HTTPServerRequest(head: h, path: target.path, query: target.query, body: body, remoteAddress: c.remoteAddress, loop: c.loop)
         if WebSocketHandshake.isUpgradeRequest(h) || router.webSocketService(for: target.path) != nil {
             if let service = router.webSocketService(for: target.path) {
                 upgrade(req, service, on: c)
@@ -424,7 +424,7 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
             return true
         }
         Self.metrics.requests.inc()
-        var req = HTTPServerRequest(head: h, path: target.path, query: target.query, body: [], remoteAddress: c.remoteAddress)
+        var req = HTTPServerRequest(head: h, path: target.path, query: target.query, body: [], remoteAddress: c.remoteAddress, loop: c.loop)
         req.pathRemainder = remainder
         switch decide(req) {
         case .respond(let r):

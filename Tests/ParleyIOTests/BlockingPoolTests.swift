@@ -2,6 +2,7 @@ import XCTest
 import Foundation
 import Synchronization
 import ParleyCore
+import ParleyTestSupport
 @testable import ParleyIO
 
 final class BlockingPoolTests: XCTestCase {
@@ -67,9 +68,9 @@ final class BlockingPoolTests: XCTestCase {
         defer { group.syncShutdownGracefully() }
         let metrics = MetricsRegistry()
         let pool = BlockingPool(threads: 1, queueCapacity: 2, metrics: metrics)
-        defer { pool.shutdown() }
-        let loop = group.loops[0]
         let gate = Gate()
+        defer { gate.open(); pool.shutdown() }
+        let loop = group.loops[0]
         let ran = Shared<[Int]>([])
         let finished = expectation(description: "accepted work done")
         finished.expectedFulfillmentCount = 3
@@ -130,26 +131,5 @@ final class BlockingPoolTests: XCTestCase {
             XCTAssertEqual((error as? SystemError)?.errno, ESHUTDOWN)
         }
         pool.shutdown() // a second call returns at once
-    }
-}
-
-/// Holds pool threads until opened.
-final class Gate: @unchecked Sendable {
-    private let cond = ConditionLock()
-    private var isOpen = false
-    private var waiting = 0
-
-    var waiters: Int { cond.lock(); defer { cond.unlock() }; return waiting }
-
-    func wait() {
-        cond.lock()
-        waiting += 1
-        while !isOpen { cond.wait() }
-        waiting -= 1
-        cond.unlock()
-    }
-
-    func open() {
-        cond.lock(); isOpen = true; cond.broadcast(); cond.unlock()
     }
 }

@@ -25,18 +25,6 @@ func raiseFDLimit() {
     setrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl)
 }
 
-/// Polls `cond` until true; the timeout is only a hang guard.
-func waitUntil(_ what: String, timeout: Double = 60, _ cond: () -> Bool) {
-    let start = MonotonicTime.now()
-    while !cond() {
-        if MonotonicTime.now().since(start) > .seconds(timeout) {
-            XCTFail("timed out waiting for \(what)")
-            return
-        }
-        usleep(1000)
-    }
-}
-
 /// The deterministic test pattern: byte i of stream `seed` is P[(i + seed) % 251].
 enum Pattern {
     static let period = 251

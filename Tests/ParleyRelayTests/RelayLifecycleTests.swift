@@ -1,5 +1,6 @@
 import ParleyRTP
 import XCTest
+import ParleyTestSupport
 import Glibc
 import ParleyCore
 import ParleyIO

@@ -1,4 +1,5 @@
 import XCTest
+import ParleyTestSupport
 import Glibc
 import ParleyCore
 import ParleyIO

@@ -167,18 +167,6 @@ func isRTP(_ d: [UInt8]) -> Bool { d.count >= 12 && d[0] >> 6 == 2 && !(192...22
 func ssrcOf(_ d: [UInt8]) -> UInt32 { UInt32(d[8]) << 24 | UInt32(d[9]) << 16 | UInt32(d[10]) << 8 | UInt32(d[11]) }
 func seqOf(_ d: [UInt8]) -> UInt16 { UInt16(d[2]) << 8 | UInt16(d[3]) }
 
-/// Polls `cond` until true; the timeout is only a hang guard.
-func waitUntil(_ what: String, timeout: Double = 30, _ cond: () -> Bool) {
-    let start = MonotonicTime.now()
-    while !cond() {
-        if MonotonicTime.now().since(start) > .seconds(timeout) {
-            XCTFail("timed out waiting for \(what)")
-            return
-        }
-        usleep(2000)
-    }
-}
-
 /// A relay on one loop bound to 127.0.0.1:0, with its own metrics registry.
 final class RelayFixture {
     let group: EventLoopGroup

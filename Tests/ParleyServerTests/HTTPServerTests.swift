@@ -53,6 +53,31 @@ final class HTTPServerTests: XCTestCase {
         XCTAssertTrue(na.out.contains("Allow: GET"), na.out)
     }
 
+    /// A `blocking:` route runs on a pool thread and answers from the
+    /// connection's loop; with the pool's queue full it answers 503 at once.
+    func testBlockingRouteRunsOnThePoolAndAFullPoolAnswers503() throws {
+        let pool = BlockingPool(threads: 1, queueCapacity: 1, metrics: MetricsRegistry())
+        let gate = Gate()
+        defer { gate.open(); pool.shutdown() }
+        let loops = group.loops
+        router.add("GET", .exact("/slow"), blocking: pool) { req in
+            .json(.ok, ["on_loop": .bool(loops.contains { $0.inEventLoop }), "path": .string(req.path)])
+        }
+        let ok = try runTool("curl", ["-sS", "-w", " %{http_code}", "\(base)/slow"])
+        XCTAssertTrue(ok.out.hasSuffix(" 200"), ok.out)
+        XCTAssertTrue(ok.out.contains(#""on_loop":false"#), ok.out)
+
+        // Hold the one thread and fill the one queue slot: the next request is refused.
+        try pool.run(on: loops[0], { gate.wait() }, then: { _ in })
+        waitUntil("the pool thread is held") { gate.waiters == 1 }
+        try pool.run(on: loops[0], { gate.wait() }, then: { _ in })
+        let busy = try runTool("curl", ["-sS", "-i", "\(base)/slow"])
+        XCTAssertTrue(busy.out.hasPrefix("HTTP/1.1 503"), busy.out)
+        XCTAssertTrue(busy.out.contains("Retry-After: 1"), busy.out)
+        gate.open()
+        XCTAssertEqual(try runTool("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "\(base)/slow"]).out, "200")
+    }
+
     func testDaemonRegisteredPrefixRouteStreamsAFile() throws {
         let dir = tempDir("http")
         let path = dir + "/seg.ts"
@@ -60,7 +85,7 @@ final class HTTPServerTests: XCTestCase {
         _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
         router.add("GET", .prefix("/hls/"), sync: { req in
             guard !req.pathRemainder.contains("..") else { return .error(.badRequest, "bad path") }
-            return .file(dir + "/" + req.pathRemainder, contentType: "video/mp2t")
+            return .file(dir + "/" + req.pathRemainder, contentType: "video/mp2t", request: req, cacheControl: "no-cache")
         })
         let out = dir + "/out.ts"
         let r = try runTool("curl", ["-sS", "-o", out, "-w", "%{http_code} %{size_download}", "\(base)/hls/seg.ts"])

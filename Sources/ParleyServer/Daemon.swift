@@ -13,8 +13,6 @@ import ParleyTranscode
 /// plain STUN service, and the HTTP/WebSocket listener (signalling, admin,
 /// metrics, HLS files, transcoding jobs). `parley serve` runs it.
 public enum Daemon {
-    typealias StartError = ServerFrontEnd.StartError
-
     /// Starts everything, prints the readiness lines once all of it is up,
     /// and runs until SIGINT/SIGTERM. A daemon that cannot start (a busy
     /// port, a locked data dir) prints one line on stderr and returns 1
@@ -44,6 +42,8 @@ public enum Daemon {
         // connection on them (media, STUN, listener, sessions) is told,
         // pending writes are flushed, fds closed. Nothing is left to stop after.
         let signal = withExtendedLifetime(parts) { group.waitForShutdownSignal() }
+        // Work the routes handed to the pool finishes (its answers have no loop left to go to).
+        parts.pool.shutdown()
         log.info("stopped", ["signal": .int(Int(signal ?? 0))])
         return ExitCode.ok
     }
@@ -53,6 +53,8 @@ public enum Daemon {
         var http: HTTPServer
         var relay: Relay
         var stun: STUNService?
+        /// The routes' SQLite and disk work (`blocking-threads`).
+        var pool: BlockingPool
         var lock: DirectoryLock
         /// `listening <what> <address>` (and the certificate line), printed once all is up.
         var readyLines: [String]
@@ -98,10 +100,16 @@ public enum Daemon {
 
         // HTTPS/WSS (or plain with --insecure): signalling, admin, metrics, HLS, jobs.
         let router = HTTPRouter()
-        try TranscodeRoutes.install(on: router, config: config)
-        let front = try ServerFrontEnd.start(group: group, config: config, relay: relay, events: events, router: router,
-                                             logger: Logger(label: "http", level: config.logLevel))
-        return Parts(http: front.http, relay: relay, stun: stun, lock: lock, readyLines: lines + front.readyLines)
+        let pool = BlockingPool(threads: config.blockingThreads)
+        do {
+            try TranscodeRoutes.install(on: router, config: config, pool: pool)
+            let front = try ServerFrontEnd.start(group: group, config: config, relay: relay, events: events, router: router,
+                                                 logger: Logger(label: "http", level: config.logLevel))
+            return Parts(http: front.http, relay: relay, stun: stun, pool: pool, lock: lock, readyLines: lines + front.readyLines)
+        } catch {
+            pool.shutdown()
+            throw error
+        }
     }
 
     /// The readiness lines scripts wait for (stdout), each also a log line.

@@ -71,6 +71,10 @@ public struct ServerConfig: Sendable, Equatable {
     /// Bytes of uploads one token subject may own (and have arriving).
     public var uploadsMaxBytesPerSubject = 4 << 30
 
+    // MARK: blocking pool (SQLite and disk work of the HTTP routes, off the event loops)
+    /// Threads of the `BlockingPool` that runs the routes' SQLite and disk work.
+    public var blockingThreads = 4
+
     // MARK: Front end limits (HTTP, WebSocket, TLS, signalling requests)
     /// Seconds from accept to a finished TLS handshake.
     public var tlsHandshakeTimeoutSeconds = 10
@@ -122,6 +126,8 @@ public struct ServerConfig: Sendable, Equatable {
         ("stun-rate", "STUN answers per second per source IP to unauthenticated requests, 0 = no limit (default 20)"),
         ("stun-burst", "STUN answers one source IP may get at once (default 40)"),
         ("stun-sources", "source IPs the STUN rate limit tracks per port, least recently seen forgotten first (default 4096)"),
+        // MARK: blocking pool
+        ("blocking-threads", "threads for the HTTP routes' SQLite and disk work (jobs, uploads, /hls), off the event loops (default 4)"),
         // Front end limits (HTTP, WebSocket, TLS, signalling requests)
         ("tls-handshake-timeout", "seconds from accept to a finished TLS handshake (default 10)"),
         ("request-head-timeout", "seconds from accept or the previous response to a complete request head (default 10)"),
@@ -195,6 +201,8 @@ public struct ServerConfig: Sendable, Equatable {
         case "stun-rate": stunRate = try int(0...1_000_000)
         case "stun-burst": stunBurst = try int(1...1_000_000)
         case "stun-sources": stunSources = try int(16...1 << 20)
+        // MARK: blocking pool
+        case "blocking-threads": blockingThreads = try int(1...256)
         // Front end limits
         case "tls-handshake-timeout": tlsHandshakeTimeoutSeconds = try int(1...300)
         case "request-head-timeout": requestHeadTimeoutSeconds = try int(1...300)

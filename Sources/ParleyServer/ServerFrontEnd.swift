@@ -33,26 +33,6 @@ public final class ServerFrontEnd: Sendable {
     /// Lines to print on stdout once ready (`listening https 127.0.0.1:7700`, the certificate fingerprint).
     public let readyLines: [String]
 
-    /// Why the daemon (or its front end) could not start: one line for stderr.
-    public struct StartError: Error, CustomStringConvertible {
-        public let description: String
-        init(_ d: String) { description = d }
-
-        /// `"<what> <address>: address already in use"` for a listener that cannot bind.
-        init(what: String, address: CustomStringConvertible, reason: String) {
-            description = "\(what) \(address): \(reason.prefix(1).lowercased() + reason.dropFirst())"
-        }
-
-        /// The same from the relay's error (media and STUN sockets).
-        init(bindFailure error: RelayError, what: String) {
-            if case .bindFailed(let address, let reason) = error {
-                self.init(what: what, address: address, reason: reason)
-            } else {
-                self.init("\(what): \(error)")
-            }
-        }
-    }
-
     private init(router: HTTPRouter, http: HTTPServer, signalling: SignallingService?, backend: RelayMediaBackend?,
                  address: SocketAddress, scheme: String, readyLines: [String]) {
         self.router = router
@@ -120,6 +100,26 @@ public final class ServerFrontEnd: Sendable {
     public func stop() {
         http.stop()
         signalling?.shutdown()
+    }
+}
+
+/// Why the daemon (or its front end) could not start: one line for stderr.
+public struct StartError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ d: String) { description = d }
+
+    /// `"<what> <address>: address already in use"` for a listener that cannot bind.
+    init(what: String, address: CustomStringConvertible, reason: String) {
+        description = "\(what) \(address): \(reason.prefix(1).lowercased() + reason.dropFirst())"
+    }
+
+    /// The same from the relay's error (media and STUN sockets).
+    init(bindFailure error: RelayError, what: String) {
+        if case .bindFailed(let address, let reason) = error {
+            self.init(what: what, address: address, reason: reason)
+        } else {
+            self.init("\(what): \(error)")
+        }
     }
 }
 

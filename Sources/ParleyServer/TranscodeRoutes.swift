@@ -3,6 +3,7 @@ import ParleyWeb
 import Foundation
 import ParleyCore
 import ParleyHTTP
+import ParleyIO
 import ParleyTranscode
 
 /// The transcoding API on the daemon's listener (docs/protocol.md "HTTP
@@ -15,8 +16,13 @@ import ParleyTranscode
 ///   ids or relative names in `transcode-input-dirs`, never server paths,
 ///   and the server picks the output, DATA-DIR/hls/ASSET;
 /// - `/hls/…`: finished ladders, public or by token, with ranges and validators.
+///
+/// Their SQLite and disk work runs on `pool` (`blocking-threads`), never on
+/// the connection's loop: every route but `PUT /uploads` is a `blocking:`
+/// route, and an upload's body is written on the loop (a read's worth at a
+/// time) but made durable and stored on the pool.
 enum TranscodeRoutes {
-    static func install(on router: HTTPRouter, config: ServerConfig) throws {
+    static func install(on router: HTTPRouter, config: ServerConfig, pool: BlockingPool) throws {
         let dataDir = config.dataDir
         let hlsRoot = dataDir + "/hls", uploadsDir = dataDir + "/uploads"
         for d in [hlsRoot, uploadsDir] { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) }
@@ -37,20 +43,21 @@ enum TranscodeRoutes {
             // is read (one over upload-max-bytes gets the server's 413 instead).
             var promised = 0
             if case .contentLength(let n) = req.head.bodyLength, n <= uploadMax { promised = n }
-            do { return .stream(maxBytes: uploadMax, sink: try UploadSink(store: uploads, subject: claims.subject, expected: promised)) }
+            do { return .stream(maxBytes: uploadMax, sink: try UploadSink(store: uploads, subject: claims.subject, expected: promised,
+                                                                         pool: pool, loop: req.loop)) }
             catch let r as HTTPRefusal { return .respond(r.response) } catch {
                 return .respond(.error(.internalServerError, "\(error)"))
             }
         }
 
-        router.add("DELETE", .prefix("/uploads/"), sync: HTTPServerResponse.answering { req in
+        router.add("DELETE", .prefix("/uploads/"), blocking: pool) { req in
             let claims = try auth.require(.transcode, req)
             let id = req.pathRemainder.hasPrefix("/") ? String(req.pathRemainder.dropFirst()) : req.pathRemainder
             try uploads.delete(id, by: claims.isAdmin ? nil : claims.subject)
             return HTTPServerResponse(status: .noContent)
-        })
+        }
 
-        router.add("POST", .exact("/jobs"), sync: HTTPServerResponse.answering { req in
+        router.add("POST", .exact("/jobs"), blocking: pool) { req in
             let claims = try auth.require(.transcode, req)
             if let wait = buckets.take(claims.subject) {
                 Metrics.refused("rate_limited")
@@ -96,9 +103,9 @@ enum TranscodeRoutes {
             return HTTPServerResponse.json(HTTPStatus(code: 202, reason: "Accepted"),
                          ["id": .number(Double(id)), "state": "queued", "asset": .string(asset),
                           "playlist": .string("/hls/\(asset)/master.m3u8")])
-        })
+        }
 
-        router.add("GET", .prefix("/jobs"), sync: HTTPServerResponse.answering { req in
+        router.add("GET", .prefix("/jobs"), blocking: pool) { req in
             let claims = try auth.require(.transcode, req)
             let owner = claims.isAdmin ? nil : claims.subject
             let rest = req.pathRemainder.hasPrefix("/") ? String(req.pathRemainder.dropFirst()) : req.pathRemainder
@@ -110,9 +117,9 @@ enum TranscodeRoutes {
                 throw HTTPRefusal(.notFound, "no such job")
             }
             return .json(.ok, JobView.json(job, dataDir: queue.dataDir))
-        })
+        }
 
-        router.add("GET", .prefix("/hls/"), sync: HTTPServerResponse.answering { req in
+        router.add("GET", .prefix("/hls/"), blocking: pool) { req in
             // The asset decides who may read: its newest job's `public`, else the
             // default. It is read from the file that would be served (so no
             // spelling of the URL reaches one asset under another's name), or
@@ -147,7 +154,7 @@ enum TranscodeRoutes {
             var r = HTTPServerResponse.file(path, contentType: type, request: req, cacheControl: cache)
             r.headers.add("Access-Control-Allow-Origin", "*")
             return r
-        })
+        }
     }
 
     enum Metrics {

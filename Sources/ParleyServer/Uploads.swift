@@ -3,7 +3,9 @@ import ParleyWeb
 import Foundation
 import ParleyCore
 import ParleyHTTP
+import ParleyIO
 import ParleyTranscode
+import Synchronization
 
 /// DATA-DIR/uploads and who owns what in it. Bytes stored and bytes still
 /// arriving count against `uploads-max-total-bytes`, and, per token subject,
@@ -12,23 +14,30 @@ import ParleyTranscode
 /// charged to each), so no subject's quota depends on what others do. Owners
 /// are rows of the job queue's `upload_owners` table; the usage is counted
 /// from the files and those rows at start, so a restart keeps it.
-final class UploadStore: @unchecked Sendable {
+final class UploadStore: Sendable {
     /// Real path.
     let dir: String
     let maxTotal: Int
     let maxPerSubject: Int
     private let queue: any JobQueue
 
-    /// Guards the counters (taken per body chunk, so held only for arithmetic).
-    private let lock = NSLock()
-    /// Bytes of stored uploads plus bytes reserved by uploads in progress.
-    private var total = 0
-    private var stored = 0
-    /// Per subject: bytes of the uploads it owns plus its reservations.
-    private var charged: [String: Int] = [:]
+    struct Usage {
+        /// Bytes of stored uploads plus bytes reserved by uploads in progress.
+        var total = 0
+        var stored = 0
+        /// Per subject: bytes of the uploads it owns plus its reservations.
+        var charged: [String: Int] = [:]
+
+        mutating func charge(_ subject: String, _ bytes: Int) {
+            charged[subject, default: 0] += bytes
+            if charged[subject] == 0 { charged[subject] = nil }
+        }
+    }
+    /// The counters (taken per body chunk, so held only for arithmetic).
+    private let usage = Mutex(Usage())
     /// Serializes what changes files and owners together: storing, deleting,
     /// and queueing a job on an upload (so none is deleted under a new job).
-    private let ownership = NSLock()
+    private let ownership = Mutex(())
 
     static let storedBytes = MetricsRegistry.shared.gauge("parley_upload_stored_bytes",
                                                           help: "Bytes of stored uploads in DATA-DIR/uploads (uploads-max-total-bytes caps them)")
@@ -50,28 +59,31 @@ final class UploadStore: @unchecked Sendable {
             var st = stat()
             if UploadSink.isUploadID(name), stat(real + "/" + name, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG { sizes[name] = Int(st.st_size) }
         }
-        stored = sizes.values.reduce(0, +)
-        total = stored
+        var u = Usage()
+        u.stored = sizes.values.reduce(0, +)
+        u.total = u.stored
         for o in try queue.uploadOwnerships() {
             // An owner of a file removed by hand owns nothing.
             guard let size = sizes[o.id] else { try queue.removeUploadOwners(o.id); continue }
-            charged[o.owner, default: 0] += size
+            u.charge(o.owner, size)
         }
-        Self.storedBytes.set(stored)
+        usage.withLock { [u] in $0 = u }
+        Self.storedBytes.set(u.stored)
     }
 
     /// Holds `bytes` more for an upload by `subject` in progress, or throws a
     /// 507 naming the cap it would pass.
     func reserve(_ bytes: Int, for subject: String) throws(HTTPRefusal) {
-        lock.lock()
-        let (t, c) = (total, charged[subject, default: 0])
-        if t + bytes <= maxTotal && c + bytes <= maxPerSubject {
-            total = t + bytes
-            charged[subject] = c + bytes
-            lock.unlock()
-            return
+        let (t, c, fits) = usage.withLock { u in
+            let (t, c) = (u.total, u.charged[subject, default: 0])
+            let fits = t + bytes <= maxTotal && c + bytes <= maxPerSubject
+            if fits {
+                u.total = t + bytes
+                u.charged[subject] = c + bytes
+            }
+            return (t, c, fits)
         }
-        lock.unlock()
+        if fits { return }
         if t + bytes > maxTotal {
             Self.refusals("total_cap").inc()
             throw HTTPRefusal(.insufficientStorage,
@@ -84,17 +96,20 @@ final class UploadStore: @unchecked Sendable {
     }
 
     func release(_ bytes: Int, for subject: String) {
-        lock.lock(); defer { lock.unlock() }
-        total -= bytes
-        charged[subject, default: 0] -= bytes
-        if charged[subject] == 0 { charged[subject] = nil }
+        usage.withLock { u in
+            u.total -= bytes
+            u.charge(subject, -bytes)
+        }
     }
 
     /// Moves a finished upload's partial file to its id and records `subject`
     /// as an owner; its reservation becomes the stored size. Returns whether
     /// the content was already stored.
     func store(partial: String, id: String, size: Int, reserved: Int, for subject: String) throws -> Bool {
-        ownership.lock(); defer { ownership.unlock() }
+        try ownership.withLock { _ throws in try storeOwned(partial: partial, id: id, size: size, reserved: reserved, for: subject) }
+    }
+
+    private func storeOwned(partial: String, id: String, size: Int, reserved: Int, for subject: String) throws -> Bool {
         let final = dir + "/" + id
         let existed = access(final, F_OK) == 0
         let newOwner: Bool
@@ -109,12 +124,13 @@ final class UploadStore: @unchecked Sendable {
             release(reserved, for: subject)
             throw error
         }
-        lock.lock(); defer { lock.unlock() }
-        let added = existed ? 0 : size
-        stored += added
-        total += added - reserved
-        charged[subject, default: 0] += (newOwner ? size : 0) - reserved
-        if charged[subject] == 0 { charged[subject] = nil }
+        let stored = usage.withLock { u in
+            let added = existed ? 0 : size
+            u.stored += added
+            u.total += added - reserved
+            u.charge(subject, (newOwner ? size : 0) - reserved)
+            return u.stored
+        }
         Self.storedBytes.set(stored)
         return existed
     }
@@ -126,7 +142,10 @@ final class UploadStore: @unchecked Sendable {
     func delete(_ id: String, by subject: String?) throws {
         let missing = HTTPRefusal(.notFound, "no such upload")
         guard UploadSink.isUploadID(id) else { throw missing }
-        ownership.lock(); defer { ownership.unlock() }
+        try ownership.withLock { _ throws in try deleteOwned(id, by: subject, missing: missing) }
+    }
+
+    private func deleteOwned(_ id: String, by subject: String?, missing: HTTPRefusal) throws {
         let path = dir + "/" + id
         var st = stat()
         let size = stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG ? Int(st.st_size) : nil
@@ -137,23 +156,21 @@ final class UploadStore: @unchecked Sendable {
         }
         let removed = try queue.removeUploadOwners(id, owner: subject)
         let unlinked = owners.count == removed.count && unlink(path) == 0
-        lock.lock(); defer { lock.unlock() }
-        for o in removed {
-            charged[o, default: 0] -= size
-            if charged[o] == 0 { charged[o] = nil }
+        let stored = usage.withLock { u in
+            for o in removed { u.charge(o, -size) }
+            if unlinked {
+                u.stored -= size
+                u.total -= size
+            }
+            return u.stored
         }
-        if unlinked {
-            stored -= size
-            total -= size
-            Self.storedBytes.set(stored)
-        }
+        if unlinked { Self.storedBytes.set(stored) }
     }
 
     /// Runs `body` (which queues a job on upload `id` if its owners allow)
     /// with the owners, holding deletions off meanwhile.
-    func using<T>(_ id: String, _ body: (_ owners: [String]) throws -> T) throws -> T {
-        ownership.lock(); defer { ownership.unlock() }
-        return try body(try queue.uploadOwners(id))
+    func using<T: Sendable>(_ id: String, _ body: (_ owners: [String]) throws -> T) throws -> T {
+        try ownership.withLock { _ throws in try body(try queue.uploadOwners(id)) }
     }
 }
 
@@ -162,9 +179,13 @@ final class UploadStore: @unchecked Sendable {
 /// id), so the same content uploaded twice is one file. Its bytes are held
 /// against the store's caps as they arrive (all of a promised Content-Length
 /// at once), so a body that would pass one is refused (507) and its partial
-/// file removed.
+/// file removed. The writes happen on the connection's loop; the `fsync`
+/// and the store at the end on `pool`, which answers back on that loop.
 final class UploadSink: HTTPBodySink {
     let store: UploadStore
+    let pool: BlockingPool
+    /// The connection's loop.
+    let loop: EventLoop
     let subject: String
     let partial: String
     private var fd: Int32 = -1
@@ -180,8 +201,10 @@ final class UploadSink: HTTPBodySink {
 
     /// Holds `expected` bytes for `subject` (throws the 507 when they do not
     /// fit) and opens a new partial file.
-    init(store: UploadStore, subject: String, expected: Int) throws {
+    init(store: UploadStore, subject: String, expected: Int, pool: BlockingPool, loop: EventLoop) throws {
         self.store = store
+        self.pool = pool
+        self.loop = loop
         self.subject = subject
         partial = store.dir + "/.partial-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
         try store.reserve(expected, for: subject)
@@ -221,22 +244,31 @@ final class UploadSink: HTTPBodySink {
         let id = SHA256.hex(hasher.finish())
         let (fd, size, reserved, partial, store, subject) = (self.fd, self.size, self.reserved, self.partial, self.store, self.subject)
         self.fd = -1
+        @Sendable func discard() {
+            close(fd)
+            unlink(partial)
+            store.release(reserved, for: subject)
+        }
         // fsync and rename off the loop: a large upload takes a while to reach the disk.
-        DispatchQueue.global().async {
-            defer { close(fd) }
-            func fail(_ status: HTTPStatus, _ message: String) {
-                unlink(partial)
-                store.release(reserved, for: subject)
-                responder.respond(.error(status, message))
-            }
-            guard size > 0 else { return fail(.badRequest, "empty upload") }
-            guard fsync(fd) == 0 else { return fail(.internalServerError, "cannot store the upload: \(String(cString: strerror(errno)))") }
-            let existed: Bool
-            do { existed = try store.store(partial: partial, id: id, size: size, reserved: reserved, for: subject) } catch {
-                return responder.respond(.error(.internalServerError, "cannot store the upload: \(error)"))
-            }
-            Self.uploaded.inc()
-            responder.respond(.json(existed ? .ok : .created, ["id": .string(id), "size": .number(Double(size))]))
+        do {
+            try pool.run(on: loop, { () -> HTTPServerResponse in
+                func fail(_ status: HTTPStatus, _ message: String) -> HTTPServerResponse {
+                    discard()
+                    return .error(status, message)
+                }
+                guard size > 0 else { return fail(.badRequest, "empty upload") }
+                guard fsync(fd) == 0 else { return fail(.internalServerError, "cannot store the upload: \(String(cString: strerror(errno)))") }
+                close(fd)
+                let existed: Bool
+                do { existed = try store.store(partial: partial, id: id, size: size, reserved: reserved, for: subject) } catch {
+                    return .error(.internalServerError, "cannot store the upload: \(error)")
+                }
+                Self.uploaded.inc()
+                return .json(existed ? .ok : .created, ["id": .string(id), "size": .number(Double(size))])
+            }, then: { responder.respond((try? $0.get()) ?? .error(.internalServerError, "cannot store the upload")) })
+        } catch {
+            discard()
+            responder.respond(.busy)
         }
     }
 

@@ -13,6 +13,7 @@ import ParleyTestSupport
 /// real `parley worker` binary for the end-to-end ladder.
 final class TranscodeAPITests: XCTestCase {
     var group: EventLoopGroup!
+    var pool: BlockingPool!
     var server: HTTPServer!
     var dataDir = ""
     var inputDir = ""
@@ -22,10 +23,12 @@ final class TranscodeAPITests: XCTestCase {
 
     override func setUpWithError() throws {
         group = try EventLoopGroup(numberOfThreads: 2, logger: quietLogger)
+        pool = BlockingPool(threads: 2)
     }
 
     override func tearDown() {
         server?.stop()
+        pool.shutdown()
         group.syncShutdownGracefully()
         for d in [dataDir, inputDir] where !d.isEmpty { try? FileManager.default.removeItem(atPath: d) }
     }
@@ -47,7 +50,7 @@ final class TranscodeAPITests: XCTestCase {
         config.transcodeInputDirs = [inputDir]
         configure(&config)
         let router = HTTPRouter()
-        try TranscodeRoutes.install(on: router, config: config)
+        try TranscodeRoutes.install(on: router, config: config, pool: pool)
         server = HTTPServer(group: group, router: router, tls: nil, logger: quietLogger)
         base = "http://127.0.0.1:\(try server.start(at: SocketAddress("127.0.0.1:0")!).port)"
     }
@@ -111,7 +114,7 @@ final class TranscodeAPITests: XCTestCase {
         c.dataDir = tempDir("dirs-data")
         defer { try? FileManager.default.removeItem(atPath: c.dataDir) }
         c.transcodeInputDirs = [a + "/missing"]
-        XCTAssertThrowsError(try TranscodeRoutes.install(on: HTTPRouter(), config: c)) {
+        XCTAssertThrowsError(try TranscodeRoutes.install(on: HTTPRouter(), config: c, pool: pool)) {
             XCTAssertTrue("\($0)".contains("transcode-input-dirs"), "\($0)")
         }
     }

@@ -42,12 +42,18 @@ extension ParticipantCrypto {
 /// SRTP outcomes on the relay's crypto hook (lock-free counters; the hook
 /// runs on the packet path). `parley bench srtp` prints the drops at the end.
 public final class SRTPMetrics: Sendable {
-    public static let shared = SRTPMetrics()
-    public let authFailed = MetricsRegistry.shared.counter("parley_srtp_dropped_total", help: "SRTP/SRTCP packets dropped by the relay, by reason",
-                                                    labels: [("reason", "auth_failed")])
-    public let replayed = MetricsRegistry.shared.counter("parley_srtp_dropped_total", help: "SRTP/SRTCP packets dropped by the relay, by reason",
-                                                  labels: [("reason", "replay")])
-    public let malformed = MetricsRegistry.shared.counter("parley_srtp_dropped_total", help: "SRTP/SRTCP packets dropped by the relay, by reason",
-                                                   labels: [("reason", "malformed")])
-    public let protectFailed = MetricsRegistry.shared.counter("parley_srtp_protect_failures_total", help: "Packets the relay could not protect for a subscriber")
+    public static let shared = SRTPMetrics(.shared)
+    public let authFailed: Counter, replayed: Counter, malformed: Counter, protectFailed: Counter
+
+    /// The counters, registered in `registry`.
+    public init(_ registry: MetricsRegistry) {
+        func dropped(_ reason: String) -> Counter {
+            registry.counter("parley_srtp_dropped_total", help: "SRTP/SRTCP packets dropped by the relay, by reason",
+                             labels: [("reason", reason)])
+        }
+        authFailed = dropped("auth_failed")
+        replayed = dropped("replay")
+        malformed = dropped("malformed")
+        protectFailed = registry.counter("parley_srtp_protect_failures_total", help: "Packets the relay could not protect for a subscriber")
+    }
 }

@@ -43,6 +43,8 @@ let package = Package(
         .target(name: "ParleySignalling", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth", "ParleyWeb",
                                                          "ParleyProtocol", "ParleyRelay", "ParleySRTP", "ParleyRTP"]),
         .target(name: "ParleyMedia", dependencies: ["ParleyCore", "CFFmpeg", "COpus"]),
+        // Recording: capture to crash-safe per-track files, depacketizers, export (per participant, room mix).
+        .target(name: "ParleyRecord", dependencies: ["ParleyCore", "ParleyRTP", "ParleyMedia", "CFFmpeg", "COpus"]),
         .target(name: "ParleyTranscode", dependencies: ["ParleyCore", "ParleyMedia", "ParleyStore", "CFFmpeg"]),
         // Composition only: config, the daemon, its routes.
         .target(name: "ParleyServer", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth", "ParleyWeb",
@@ -51,7 +53,7 @@ let package = Package(
         .target(name: "ParleyBench", dependencies: ["CLinux", "ParleyCore", "ParleyIO", "ParleyRelay", "ParleySRTP", "ParleyProtocol", "ParleyRTP"]),
         // The CLI: every `parley <command>` lives here, on top of the modules.
         .executableTarget(name: "parley", dependencies: ["ParleyCore", "ParleyIO", "ParleyAuth", "ParleyProtocol", "ParleyServer",
-                                                         "ParleyTranscode", "ParleyBench"]),
+                                                         "ParleyTranscode", "ParleyRecord", "ParleyBench"]),
 
         // MARK: Tests, one target per module
         // Helpers shared by test targets (pcap writer, tshark and process runners); only tests depend on it.
@@ -67,6 +69,7 @@ let package = Package(
         .testTarget(name: "ParleyAuthTests", dependencies: ["ParleyAuth", "ParleyCore", "ParleyTestSupport"]),
         .testTarget(name: "ParleyRelayTests", dependencies: ["ParleyRelay", "ParleyCore", "ParleyIO", "ParleyRTP", "ParleySTUN", "ParleySRTP", "ParleyTestSupport"]),
         .testTarget(name: "ParleyMediaTests", dependencies: ["ParleyMedia", "CFFmpeg"]),
+        .testTarget(name: "ParleyRecordTests", dependencies: ["ParleyRecord", "ParleyMedia", "ParleyRTP", "ParleyCore", "CFFmpeg", "COpus", "ParleyTestSupport"]),
         .testTarget(name: "ParleyTranscodeTests", dependencies: ["ParleyTranscode", "ParleyCore", "ParleyTestSupport"]),
         .testTarget(name: "ParleyServerTests", dependencies: ["ParleyServer", "ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth",
                                                          "ParleyWeb", "ParleyProtocol", "ParleySignalling", "ParleyRelay",

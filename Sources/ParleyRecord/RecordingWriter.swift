@@ -1,0 +1,140 @@
+import Glibc
+import ParleyRTP
+
+/// The files of one running recording; recorder thread only. Packets are
+/// buffered per track and written with one `write` per file per pass; a
+/// failed write is cut back to the last whole block, and the recording stops.
+final class RecordingWriter {
+    let directory: String
+    private(set) var index: RecordingIndex
+    private let state: RecordingState
+    private let maxBytes: Int64
+    private(set) var bytesWritten: Int64 = 0
+    private(set) var stopReason: StopReason?
+    private var packetsWritten = 0
+
+    private struct TrackFile {
+        var fd: Int32
+        var track: String
+        var pending: [UInt8] = []
+        var pendingPackets = 0
+        /// Bytes on disk that form whole blocks.
+        var size: Int64 = 0
+    }
+    private var files: [UInt32: TrackFile] = [:]
+    private var events: Int32
+    private var indexDirty = false
+
+    init(directory: String, index: RecordingIndex, state: RecordingState, maxBytes: Int64) {
+        self.directory = directory
+        self.index = index
+        self.state = state
+        self.maxBytes = maxBytes
+        events = open(directory + "/" + RecordingIndex.eventsFileName, O_WRONLY | O_APPEND | O_CLOEXEC)
+        if events < 0 { fail(errno) }
+    }
+
+    private func fail(_ e: Int32) {
+        if stopReason == nil { stopReason = (e == ENOSPC || e == EDQUOT) ? .diskFull : .writeFailed }
+    }
+
+    func add(_ t: TrackInfo) {
+        guard stopReason == nil, files[t.ssrc] == nil, !index.tracks.contains(where: { $0.id == t.id }) else { return }
+        let path = directory + "/" + t.file
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return fail(errno) }
+        var f = TrackFile(fd: fd, track: t.id)
+        f.pending = CaptureFile.header
+        files[t.ssrc] = f
+        index.tracks.append(t)
+        if !index.participants.contains(t.participant) { index.participants.append(t.participant) }
+        indexDirty = true
+        note(RecordingEvent(.trackAdded, participant: t.participant, track: t.id))
+    }
+
+    func note(_ e: RecordingEvent) {
+        guard stopReason == nil || e.kind == .stopped else { return }
+        if e.kind == .join, let p = e.participant, !index.participants.contains(p) {
+            index.participants.append(p)
+            indexDirty = true
+        }
+        if let err = writeAll(events, Array(e.line.utf8)[...]) { fail(err) }
+    }
+
+    func append(ssrc: UInt32, rtcp: Bool, arrivalNanos: Int64, bytes: UnsafeRawBufferPointer) {
+        guard stopReason == nil, var f = files[ssrc] else { return }
+        let block = CaptureFile.blockSize(packetBytes: bytes.count)
+        let pendingTotal = files.values.reduce(0) { $0 + $1.pending.count }
+        guard bytesWritten + Int64(pendingTotal + block) <= maxBytes else {
+            stopReason = .sizeCap
+            return
+        }
+        files[ssrc] = nil  // keep the buffer uniquely referenced while appending
+        CaptureFile.appendPacket(bytes, rtcp: rtcp, arrivalNanos: arrivalNanos, to: &f.pending)
+        f.pendingPackets += 1
+        files[ssrc] = f
+        if rtcp { noteSenderReports(bytes, track: f.track) }
+    }
+
+    private func noteSenderReports(_ bytes: UnsafeRawBufferPointer, track: String) {
+        guard let compound = try? RTCPCompoundView(parsing: bytes) else { return }
+        for view in compound where view.packetType == RTCP.PacketType.senderReport {
+            if let sr = try? RTCPSenderReport(view) {
+                index.note(ClockMapping(ntp: sr.ntpTimestamp, rtp: sr.rtpTimestamp), track: track)
+                indexDirty = true
+            }
+        }
+    }
+
+    /// Writes what is buffered.
+    func flush() {
+        for (ssrc, var f) in files where !f.pending.isEmpty {
+            if let e = writeAll(f.fd, f.pending[...]) {
+                // Cut a partly written block off so the file ends on a whole one.
+                _ = ftruncate(f.fd, off_t(f.size))
+                fail(e)
+            } else {
+                f.size += Int64(f.pending.count)
+                bytesWritten += Int64(f.pending.count)
+                packetsWritten += f.pendingPackets
+            }
+            f.pending.removeAll(keepingCapacity: true)
+            f.pendingPackets = 0
+            files[ssrc] = f
+        }
+    }
+
+    func takePacketsWritten() -> Int {
+        defer { packetsWritten = 0 }
+        return packetsWritten
+    }
+
+    /// fsyncs every file and rewrites the index if it changed.
+    func sync() {
+        for f in files.values where fsync(f.fd) != 0 { fail(errno) }
+        if events >= 0 && fsync(events) != 0 { fail(errno) }
+        if indexDirty {
+            indexDirty = false
+            do { try index.write(directory: directory) } catch RecordError.system(_, _, let e) { fail(e) } catch { fail(EIO) }
+        }
+    }
+
+    /// Writes the rest, the `stopped` event and the final index, closes
+    /// the files; returns the reason it stopped (the first one).
+    func finish(_ requested: StopReason) -> StopReason {
+        state.active.store(false, ordering: .relaxed)
+        flush()
+        let reason = stopReason ?? requested
+        let now = wallClockNanos() / 1_000_000
+        if events >= 0 { _ = writeAll(events, Array(RecordingEvent(.stopped, atMillis: now, reason: reason.rawValue).line.utf8)[...]) }
+        index.stoppedAtMillis = now
+        index.stopReason = reason
+        indexDirty = true
+        sync()
+        for f in files.values { close(f.fd) }
+        files.removeAll()
+        if events >= 0 { close(events) }
+        events = -1
+        return reason
+    }
+}

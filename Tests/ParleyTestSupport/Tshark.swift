@@ -41,21 +41,29 @@ public struct UDPPcap {
 
 /// Runs tshark on `pcap` with `arguments`; fails the test (never skips) when tshark is missing.
 public func tshark(_ pcap: UDPPcap, _ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> String {
-    let path = ["/usr/bin/tshark", "/usr/local/bin/tshark"].first { FileManager.default.isExecutableFile(atPath: $0) }
-    guard let tsharkPath = path else {
-        XCTFail("tshark is not installed: run tools/setup (it installs the tshark package)", file: file, line: line)
-        throw CocoaError(.fileNoSuchFile)
-    }
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("parley-tshark-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: dir) }
     let url = dir.appendingPathComponent("capture.pcap")
     try Data(pcap.bytes).write(to: url)
+    return try tshark(path: url.path, arguments, file: file, line: line)
+}
+
+/// Runs tshark on the capture file at `path` (pcap or pcapng) with `arguments`.
+public func tshark(path: String, _ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> String {
+    let found = ["/usr/bin/tshark", "/usr/local/bin/tshark"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    guard let tsharkPath = found else {
+        XCTFail("tshark is not installed: run tools/setup (it installs the tshark package)", file: file, line: line)
+        throw CocoaError(.fileNoSuchFile)
+    }
+    let home = FileManager.default.temporaryDirectory.appendingPathComponent("parley-tshark-home-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+    try FileManager.default.createDirectory(at: home, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: home) }
     let p = Process()
     p.executableURL = URL(fileURLWithPath: tsharkPath)
-    p.arguments = ["-r", url.path] + arguments
+    p.arguments = ["-r", path] + arguments
     var env = ProcessInfo.processInfo.environment
-    env["HOME"] = dir.path  // keep tshark from reading or writing a user profile
+    env["HOME"] = home.path  // keep tshark from reading or writing a user profile
     p.environment = env
     let out = Pipe()
     p.standardOutput = out

@@ -1,0 +1,150 @@
+import Foundation
+import ParleyCore
+import ParleyMedia
+import ParleyRecord
+import ParleyTestSupport
+import XCTest
+
+/// A room recorded from real encoders (libopus tones, libvpx and libx264
+/// video), packetized like WebRTC senders, then exported and judged by
+/// ffprobe, ffmpeg, tshark and a Goertzel detector.
+final class ExportTests: XCTestCase {
+    override class func setUp() { MediaLog.quiet() }
+
+    struct Room {
+        var dir: String
+        var startNanos: Int64
+    }
+
+    /// Records `tracks` (each with the packets its sender sent) and `events`
+    /// (offsets in seconds from the start), stops, and exports.
+    func record(_ name: String, tracks: [(TrackInfo, (Int64) throws -> [Sent])], events: [(Double, RecordingEvent)] = []) throws -> (Room, Exporter.Result) {
+        let root = tempDir("record-\(name)")
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: root) }
+        var limits = RecordingLimits()
+        limits.minFreeBytes = 0
+        let stops = StopWaiter()
+        let recorder = Recorder(directory: root, limits: limits, metrics: MetricsRegistry(), onStop: stops.callback)
+        defer { recorder.shutdown() }
+        let recording = try recorder.start(id: name, room: "room-\(name)")
+        let dir = root + "/" + name
+        let start = try RecordingIndex.read(directory: dir).startedAtMillis * 1_000_000
+        var all: [Sent] = []
+        var ssrcs: [[UInt8]: UInt32] = [:]
+        for (t, make) in tracks {
+            recording.add(t)
+            for s in try make(start) { all.append(s); ssrcs[s.bytes] = t.ssrc }
+        }
+        for (offset, var e) in events {
+            e.atMillis = start / 1_000_000 + Int64(offset * 1000)
+            recording.note(e)
+        }
+        // Arrival order, as the relay's tap would see it (the sort is stable: impairments stay).
+        all = all.enumerated().sorted { ($0.element.arrivalNanos, $0.offset) < ($1.element.arrivalNanos, $1.offset) }.map(\.element)
+        feed(recording, { ssrcs[$0.bytes]! }, all)
+        recording.stop()
+        XCTAssertEqual(stops.wait(name), .requested)
+        return (Room(dir: dir, startNanos: start), try Exporter.export(directory: dir))
+    }
+
+    func testARoomExportsOneFilePerParticipantAndAMixWithEveryToneAtItsTime() throws {
+        let alice = Sender(ssrc: 0xA1, payloadType: 111, clockRate: 48_000)
+        let aliceVideo = Sender(ssrc: 0xA2, payloadType: 96, clockRate: 90_000)
+        let bob = Sender(ssrc: 0xB1, payloadType: 111, clockRate: 48_000, skew: -88.25)
+        let carol = Sender(ssrc: 0xC1, payloadType: 111, clockRate: 48_000, skew: 7)
+        let carolVideo = Sender(ssrc: 0xC2, payloadType: 102, clockRate: 90_000, skew: 7)
+        let a440 = try opusTone(hz: 440, seconds: 4), b1000 = try opusTone(hz: 1000, seconds: 2), c2000 = try opusTone(hz: 2000, seconds: 3.5)
+        let vp8 = try encodedVideo(codec: "libvpx", seconds: 4), h264 = try encodedVideo(codec: "libx264", seconds: 4)
+
+        let (room, result) = try record("room", tracks: [
+            (TrackInfo(id: "a-audio", participant: "alice", ssrc: 0xA1, kind: .audio, codec: "opus", payloadType: 111, clockRate: 48_000, channels: 2),
+             { audioTrack(alice, packets: a440, startSeconds: 0, startNanos: $0) }),
+            (TrackInfo(id: "a-video", participant: "alice", ssrc: 0xA2, kind: .video, codec: "VP8", payloadType: 96, clockRate: 90_000),
+             { videoTrack(aliceVideo, frames: vp8, startSeconds: 0, startNanos: $0, packetize: { packetizeVP8($0) }) }),
+            // Bob joins late and leaves early.
+            (TrackInfo(id: "b-audio", participant: "bob", ssrc: 0xB1, kind: .audio, codec: "opus", payloadType: 111, clockRate: 48_000, channels: 2),
+             { audioTrack(bob, packets: b1000, startSeconds: 1, startNanos: $0) }),
+            (TrackInfo(id: "c-audio", participant: "carol", ssrc: 0xC1, kind: .audio, codec: "opus", payloadType: 111, clockRate: 48_000, channels: 2),
+             { audioTrack(carol, packets: c2000, startSeconds: 0.5, startNanos: $0) }),
+            (TrackInfo(id: "c-video", participant: "carol", ssrc: 0xC2, kind: .video, codec: "H264", payloadType: 102, clockRate: 90_000),
+             { videoTrack(carolVideo, frames: h264, startSeconds: 0, startNanos: $0, packetize: { packetizeH264($0) }) }),
+        ], events: [
+            (0, RecordingEvent(.join, participant: "alice")), (0, RecordingEvent(.join, participant: "carol")),
+            (1, RecordingEvent(.join, participant: "bob")), (3, RecordingEvent(.leave, participant: "bob")),
+            // Carol mutes her microphone for half a second; her packets keep coming (comfort noise would), the mix drops them.
+            (2.0, RecordingEvent(.mute, participant: "carol", track: "c-audio")), (2.5, RecordingEvent(.unmute, participant: "carol", track: "c-audio")),
+        ])
+
+        XCTAssertEqual(result.files.map { URL(fileURLWithPath: $0).lastPathComponent }, ["alice.webm", "bob.webm", "carol.mkv", "mix.ogg"])
+        XCTAssertEqual(result.tornBytes, 0)
+        let a = try probe(room.dir + "/alice.webm")
+        XCTAssertEqual(a.streams, ["audio:opus", "video:vp8"])
+        XCTAssertEqual(a.duration, 4.0, accuracy: 4.0 * 0.02)
+        let b = try probe(room.dir + "/bob.webm")
+        XCTAssertEqual(b.streams, ["audio:opus"])
+        XCTAssertEqual(b.duration, 3.0, accuracy: 3.0 * 0.02, "bob's file ends where he left, on the room's clock")
+        let c = try probe(room.dir + "/carol.mkv")
+        XCTAssertEqual(c.streams, ["audio:opus", "video:h264"])
+        XCTAssertEqual(c.duration, 4.0, accuracy: 4.0 * 0.02)
+        let m = try probe(room.dir + "/mix.ogg")
+        XCTAssertEqual(m.streams, ["audio:opus"])
+        XCTAssertEqual(m.duration, 4.0, accuracy: 4.0 * 0.02)
+        for f in ["alice.webm", "bob.webm", "carol.mkv", "mix.ogg"] {
+            let r = try runTool("ffmpeg", ["-v", "error", "-i", room.dir + "/" + f, "-f", "null", "-"])
+            XCTAssertEqual(r.status, 0)
+            XCTAssertEqual(r.err, "", "\(f) decodes without errors")
+        }
+
+        // Each tone where (and only where) its speaker was audible, in 100 ms windows.
+        let pcm = try decodePCM(room.dir + "/mix.ogg")
+        func level(_ hz: Double, at seconds: Double) -> Double {
+            let i = Int(seconds * 48_000)
+            return toneAmplitude(pcm[max(0, i - 2400)..<min(pcm.count, i + 2400)], hz: hz)
+        }
+        let expectations: [(hz: Double, audible: [Double], silent: [Double])] = [
+            (440, [0.2, 1.0, 2.0, 3.0, 3.8], []),
+            (1000, [1.2, 2.0, 2.8], [0.3, 0.8, 3.3, 3.8]),
+            (2000, [0.7, 1.5, 1.9, 2.7, 3.5, 3.9], [0.2, 2.15, 2.35]),
+        ]
+        for e in expectations {
+            for t in e.audible { XCTAssertGreaterThan(level(e.hz, at: t), 0.15, "\(e.hz) Hz should sound at \(t) s") }
+            for t in e.silent { XCTAssertLessThan(level(e.hz, at: t), 0.03, "\(e.hz) Hz should be silent at \(t) s") }
+        }
+
+        // tshark reads every capture file: RTP on 5004, RTCP on 5005, nothing malformed.
+        for t in ["a-audio", "a-video", "c-video"] {
+            let text = try tshark(path: room.dir + "/track-\(t).pcapng", ["-d", "udp.port==5004,rtp", "-d", "udp.port==5005,rtcp", "-V"])
+            XCTAssertTrue(text.contains("Real-Time Transport Protocol"), text.prefix(2000).description)
+            XCTAssertTrue(text.contains("Sender Report"), "the SRs are in the capture")
+            assertCleanDissection(text)
+        }
+    }
+
+    func testWithFivePercentLossAndReorderingTheExportStillPlays() throws {
+        let audio = Sender(ssrc: 0xD1, payloadType: 111, clockRate: 48_000)
+        let video = Sender(ssrc: 0xD2, payloadType: 96, clockRate: 90_000)
+        let tone = try opusTone(hz: 660, seconds: 4), vp8 = try encodedVideo(codec: "libvpx", seconds: 4)
+        let (room, _) = try record("lossy", tracks: [
+            (TrackInfo(id: "d-audio", participant: "dave", ssrc: 0xD1, kind: .audio, codec: "opus", payloadType: 111, clockRate: 48_000, channels: 2),
+             { impair(audioTrack(audio, packets: tone, startSeconds: 0, startNanos: $0), lossRate: 0.05, reorderRate: 0.05, seed: 1) }),
+            (TrackInfo(id: "d-video", participant: "dave", ssrc: 0xD2, kind: .video, codec: "vp8", payloadType: 96, clockRate: 90_000),
+             { impair(videoTrack(video, frames: vp8, startSeconds: 0, startNanos: $0, packetize: { packetizeVP8($0, mtu: 1200) }),
+                      lossRate: 0.05, reorderRate: 0.05, seed: 2) }),
+        ])
+        let d = try probe(room.dir + "/dave.webm")
+        XCTAssertEqual(d.streams, ["audio:opus", "video:vp8"])
+        XCTAssertEqual(d.duration, 4.0, accuracy: 4.0 * 0.02)
+        // Broken frames were dropped, not written: the file decodes cleanly, with fewer frames than were sent.
+        let r = try runTool("ffmpeg", ["-v", "error", "-i", room.dir + "/dave.webm", "-f", "null", "-"])
+        XCTAssertEqual(r.status, 0)
+        XCTAssertEqual(r.err, "")
+        let count = try runTool("ffprobe", ["-v", "error", "-select_streams", "v", "-count_packets", "-show_entries", "stream=nb_read_packets",
+                                           "-of", "csv=p=0", room.dir + "/dave.webm"])
+        let frames = Int(count.out.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        XCTAssertLessThan(frames, vp8.count)
+        // Without retransmission a loss costs the rest of its group of pictures; the next keyframe brings the picture back.
+        XCTAssertGreaterThan(frames, 0, "\(frames) of \(vp8.count) frames")
+        let pcm = try decodePCM(room.dir + "/mix.ogg")
+        XCTAssertGreaterThan(toneAmplitude(pcm[48_000..<52_800], hz: 660), 0.1)
+    }
+}

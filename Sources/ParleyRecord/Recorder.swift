@@ -14,6 +14,8 @@ public struct RecordingLimits: Sendable {
     public var queueSlots = 4096
     /// How often files are fsynced, the index rewritten and free space checked.
     public var syncInterval: Double = 0.5
+    /// Recordings untouched for this many days are deleted (at start, then hourly); 0 keeps them.
+    public var retentionDays = 0
     public init() {}
 }
 
@@ -119,9 +121,22 @@ public final class Recorder: @unchecked Sendable {
 
     private func run() {
         var lastSync = monotonicSeconds()
+        var lastPrune = -Double.infinity
         while true {
+            let now = monotonicSeconds()
+            if limits.retentionDays > 0 && now - lastPrune >= 3600 {
+                lastPrune = now
+                Retention.prune(directory: directory, olderThanDays: limits.retentionDays)
+            }
             let (batch, stopping): ([Control], Bool) = condition.withLock {
-                if controls.isEmpty && !shuttingDown { _ = condition.wait(until: Date().addingTimeInterval(0.01)) }
+                // With recordings running, wake every 10 ms to drain the packet queue; idle, wait for a control.
+                if controls.isEmpty && !shuttingDown {
+                    if writers.isEmpty {
+                        _ = condition.wait(until: Date().addingTimeInterval(limits.retentionDays > 0 ? 3600 : 86_400))
+                    } else {
+                        _ = condition.wait(until: Date().addingTimeInterval(0.01))
+                    }
+                }
                 defer { controls.removeAll() }
                 return (controls, shuttingDown)
             }
@@ -150,9 +165,8 @@ public final class Recorder: @unchecked Sendable {
                 metrics.packets.inc(w.takePacketsWritten())
                 if let r = w.stopReason { stops.append((n, r)) }
             }
-            let now = monotonicSeconds()
-            if now - lastSync >= limits.syncInterval {
-                lastSync = now
+            if monotonicSeconds() - lastSync >= limits.syncInterval {
+                lastSync = monotonicSeconds()
                 for (_, w) in writers { w.sync() }
                 if let r = checkFreeSpace() { for (n, _) in writers { stops.append((n, r)) } }
             }

@@ -5,6 +5,7 @@ import Foundation
 import ParleyCore
 import ParleyHTTP
 import ParleyIO
+import ParleyRecord
 import ParleyRelay
 import ParleyTranscode
 
@@ -44,6 +45,7 @@ public enum Daemon {
         let signal = withExtendedLifetime(parts) { group.waitForShutdownSignal() }
         // Work the routes handed to the pool finishes (its answers have no loop left to go to).
         parts.pool.shutdown()
+        parts.recorder.shutdown()  // finishes the files of running recordings
         log.info("stopped", ["signal": .int(Int(signal ?? 0))])
         return ExitCode.ok
     }
@@ -56,6 +58,8 @@ public enum Daemon {
         /// The routes' SQLite and disk work (`blocking-threads`).
         var pool: BlockingPool
         var lock: DirectoryLock
+        /// Writes DATA-DIR/recordings and prunes it (the relay's tap is not wired to it yet, #17).
+        var recorder: Recorder
         /// `listening <what> <address>` (and the certificate line), printed once all is up.
         var readyLines: [String]
     }
@@ -105,7 +109,14 @@ public enum Daemon {
             try TranscodeRoutes.install(on: router, config: config, pool: pool)
             let front = try ServerFrontEnd.start(group: group, config: config, relay: relay, events: events, router: router,
                                                  logger: Logger(label: "http", level: config.logLevel))
-            return Parts(http: front.http, relay: relay, stun: stun, pool: pool, lock: lock, readyLines: lines + front.readyLines)
+            var limits = RecordingLimits()
+            limits.maxBytes = Int64(config.recordMaxBytes)
+            limits.minFreeBytes = Int64(config.recordMinFreeBytes)
+            limits.retentionDays = config.recordRetentionDays
+            limits.queueSlots = config.recordQueuePackets
+            let recorder = Recorder(directory: config.dataDir + "/recordings", limits: limits)
+            return Parts(http: front.http, relay: relay, stun: stun, pool: pool, lock: lock, recorder: recorder,
+                         readyLines: lines + front.readyLines)
         } catch {
             pool.shutdown()
             throw error

@@ -75,6 +75,16 @@ public struct ServerConfig: Sendable, Equatable {
     /// Threads of the `BlockingPool` that runs the routes' SQLite and disk work.
     public var blockingThreads = 4
 
+    // MARK: recording (DATA-DIR/recordings; ParleyRecord's RecordingLimits; docs/security.md)
+    /// Bytes of capture files one recording may write before it stops (`size_cap`).
+    public var recordMaxBytes = 4 << 30
+    /// Free bytes below which recording stops (`low_disk_space`) before the disk fills.
+    public var recordMinFreeBytes = 1 << 30
+    /// Days a recording is kept after its files last changed, 0 = forever.
+    public var recordRetentionDays = 30
+    /// Packets queued to the recorder thread before packets are dropped from recordings.
+    public var recordQueuePackets = 4096
+
     // MARK: Front end limits (HTTP, WebSocket, TLS, signalling requests)
     /// Seconds from accept to a finished TLS handshake.
     public var tlsHandshakeTimeoutSeconds = 10
@@ -120,6 +130,11 @@ public struct ServerConfig: Sendable, Equatable {
         // MARK: upload quota
         ("uploads-max-total-bytes", "bytes all uploads may take in DATA-DIR/uploads; PUT /uploads answers 507 past it (default 10737418240)"),
         ("uploads-max-bytes-per-subject", "bytes of uploads one token subject may own; PUT /uploads answers 507 past it (default 4294967296)"),
+        // MARK: recording
+        ("record-max-bytes", "bytes of capture files one recording may write; it stops with a size_cap event past it (default 4294967296)"),
+        ("record-min-free-bytes", "free bytes on the data directory's filesystem below which recording stops with a low_disk_space event (default 1073741824)"),
+        ("record-retention-days", "days a recording is kept after its files last changed, 0 = forever (default 30)"),
+        ("record-queue-packets", "packets queued to the recorder thread; beyond, packets are dropped from recordings and counted (default 4096)"),
         // MARK: media relay limits (NACK answers, STUN answers to strangers)
         ("nack-resend-interval-ms", "milliseconds before a packet is resent to the same subscriber again (default 100)"),
         ("nack-budget-percent", "bytes resent on NACK, at most this % of the track's bytes sent to that subscriber, 0-200 (default 100)"),
@@ -195,6 +210,11 @@ public struct ServerConfig: Sendable, Equatable {
         // MARK: upload quota
         case "uploads-max-total-bytes": uploadsMaxTotalBytes = try int(1024...(1 << 50))
         case "uploads-max-bytes-per-subject": uploadsMaxBytesPerSubject = try int(1024...(1 << 50))
+        // MARK: recording
+        case "record-max-bytes": recordMaxBytes = try int((1 << 20)...(1 << 50))
+        case "record-min-free-bytes": recordMinFreeBytes = try int(0...(1 << 50))
+        case "record-retention-days": recordRetentionDays = try int(0...36_500)
+        case "record-queue-packets": recordQueuePackets = try int(16...(1 << 20))
         // MARK: media relay limits (NACK answers, STUN answers to strangers)
         case "nack-resend-interval-ms": nackResendIntervalMs = try int(1...10_000)
         case "nack-budget-percent": nackBudgetPercent = try int(0...200)

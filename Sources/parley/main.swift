@@ -17,6 +17,7 @@ let subcommands: [Subcommand] = [
     Subcommand(name: "sdp", summary: "join a room and print an SDP with a=crypto for ffmpeg or GStreamer", run: SDPCommand.main),
     Subcommand(name: "transcode", summary: "turn a video into an HLS adaptive-bitrate ladder", run: TranscodeCommand.main),
     Subcommand(name: "worker", summary: "run the transcoding worker daemon (SQLite job queue, spool directory)", run: WorkerCommand.main),
+    Subcommand(name: "record", summary: "export a call recording to WebM/Matroska per participant and an Ogg room mix", run: RecordCommand.main),
     Subcommand(name: "bench", summary: "benchmark servers for the scripts in tools/bench/", run: BenchCommand.main),
 ]
 

@@ -148,3 +148,40 @@ final class ExportTests: XCTestCase {
         XCTAssertGreaterThan(toneAmplitude(pcm[48_000..<52_800], hz: 660), 0.1)
     }
 }
+
+/// `parley record export DIR` as a user runs it: the real binary.
+final class RecordCommandTests: XCTestCase {
+    func testExportPrintsTheFilesAndExitCodesFollowTheConvention() throws {
+        let root = tempDir("record-cli")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        var limits = RecordingLimits()
+        limits.minFreeBytes = 0
+        let stops = StopWaiter()
+        let recorder = Recorder(directory: root, limits: limits, metrics: MetricsRegistry(), onStop: stops.callback)
+        defer { recorder.shutdown() }
+        let r = try recorder.start(id: "cli", room: "r")
+        r.add(TrackInfo(id: "mic", participant: "eve", ssrc: 0xE1, kind: .audio, codec: "opus", payloadType: 111, clockRate: 48_000, channels: 2))
+        let start = try RecordingIndex.read(directory: root + "/cli").startedAtMillis * 1_000_000
+        feed(r, { _ in 0xE1 }, audioTrack(Sender(ssrc: 0xE1, payloadType: 111, clockRate: 48_000), packets: try opusTone(hz: 300, seconds: 1),
+                                        startSeconds: 0, startNanos: start))
+        r.stop()
+        XCTAssertEqual(stops.wait("cli"), .requested)
+
+        let ok = try runTool(parleyBinary, ["record", "export", root + "/cli"])
+        XCTAssertEqual(ok.status, 0, ok.err)
+        XCTAssertEqual(ok.out, "\(root)/cli/eve.webm\n\(root)/cli/mix.ogg\n")
+        XCTAssertEqual(try probe(root + "/cli/eve.webm").duration, 1.02, accuracy: 0.02, "a second of tone that arrived 20 ms after the start")
+
+        let missing = try runTool(parleyBinary, ["record", "export", root + "/nope"])
+        XCTAssertEqual(missing.status, 1)
+        XCTAssertEqual(missing.err.split(separator: "\n").count, 1, missing.err)
+        XCTAssertTrue(missing.err.hasPrefix("parley record export: open(\(root)/nope/index.json): No such file or directory"), missing.err)
+
+        for usage in [["record"], ["record", "export"], ["record", "play", "x"], ["record", "export", "a", "b"], ["record", "--bogus"]] {
+            XCTAssertEqual(try runTool(parleyBinary, usage).status, 2, "\(usage)")
+        }
+        let help = try runTool(parleyBinary, ["record", "--help"])
+        XCTAssertEqual(help.status, 0)
+        XCTAssertTrue(help.out.contains("Usage: parley record export DIR"))
+    }
+}

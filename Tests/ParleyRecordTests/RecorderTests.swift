@@ -188,3 +188,25 @@ final class RecorderTests: XCTestCase {
         XCTFail("the parent should have killed this process")
     }
 }
+
+/// Retention deletes recordings untouched for longer than the limit, and only those.
+final class RetentionTests: XCTestCase {
+    func testRecordingsUntouchedForLongerThanTheLimitAreDeleted() throws {
+        let root = tempDir("retention")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for id in ["old", "recent", "not-a-recording"] {
+            try FileManager.default.createDirectory(atPath: root + "/" + id, withIntermediateDirectories: true)
+            if id != "not-a-recording" { try Data("{}".utf8).write(to: URL(fileURLWithPath: root + "/\(id)/index.json")) }
+            try Data([1]).write(to: URL(fileURLWithPath: root + "/\(id)/track-a.pcapng"))
+        }
+        let tenDaysAgo = Date().addingTimeInterval(-10 * 86_400)
+        for f in ["index.json", "track-a.pcapng"] {
+            try FileManager.default.setAttributes([.modificationDate: tenDaysAgo], ofItemAtPath: root + "/old/" + f)
+        }
+        try FileManager.default.setAttributes([.modificationDate: tenDaysAgo], ofItemAtPath: root + "/not-a-recording/track-a.pcapng")
+        XCTAssertEqual(Retention.prune(directory: root, olderThanDays: 0), [], "0 keeps everything")
+        XCTAssertEqual(Retention.prune(directory: root, olderThanDays: 30), [])
+        XCTAssertEqual(Retention.prune(directory: root, olderThanDays: 7), ["old"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: root).sorted(), ["not-a-recording", "recent"])
+    }
+}

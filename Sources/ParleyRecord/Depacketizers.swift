@@ -16,10 +16,12 @@ public protocol Depacketizer {
     mutating func push(_ item: JitterOutput) -> MediaFrame?
 }
 
-extension TrackInfo {
+import ParleyRTP
+
+extension TrackDescription {
     /// The depacketizer for this track's codec, nil for one Parley cannot export.
     public func makeDepacketizer() -> (any Depacketizer)? {
-        switch codec {
+        switch codec.lowercased() {
         case "opus": return OpusDepacketizer()
         case "vp8": return VP8Depacketizer()
         case "h264": return H264Depacketizer()

@@ -12,7 +12,7 @@ struct TimedFrame {
 
 /// One track's frames, rebuilt from its capture file.
 struct ExportTrack {
-    var info: TrackInfo
+    var info: RoomTrack
     var frames: [TimedFrame]
     /// H.264: Annex B SPS and PPS.
     var parameterSets: [UInt8]
@@ -41,12 +41,12 @@ public enum Exporter {
         for p in index.participants {
             let own = tracks.filter { $0.info.participant == p && !$0.frames.isEmpty }
             guard !own.isEmpty else { continue }
-            let webm = own.allSatisfy { ["vp8", "opus"].contains($0.info.codec) }
+            let webm = own.allSatisfy { ["vp8", "opus"].contains($0.info.spec.codec.lowercased()) }
             let path = directory + "/" + RecordingIndex.safeName(p) + (webm ? ".webm" : ".mkv")
             try writeParticipant(own, to: path, format: webm ? "webm" : "matroska")
             files.append(path)
         }
-        let audio = tracks.filter { $0.info.codec == "opus" && !$0.frames.isEmpty }
+        let audio = tracks.filter { $0.info.spec.codec.lowercased() == "opus" && !$0.frames.isEmpty }
         if !audio.isEmpty {
             let path = directory + "/mix.ogg"
             try writeMix(audio, events: events, startMillis: index.startedAtMillis, to: path)
@@ -65,7 +65,7 @@ public enum Exporter {
     /// arrivals.
     static func placeOnClock(index: RecordingIndex, directory: String) throws -> [ExportTrack] {
         struct Raw {
-            var info: TrackInfo
+            var info: RoomTrack
             var frames: [MediaFrame]
             var mapping: (ntpSeconds: Double, rtp: Int64)?
             var parameterSets: [UInt8]
@@ -73,8 +73,8 @@ public enum Exporter {
         }
         var raws: [Raw] = []
         for t in index.tracks {
-            guard var depacketizer = t.makeDepacketizer() else { continue }
-            let contents = try CaptureReader.read(path: directory + "/" + t.file)
+            guard var depacketizer = t.spec.makeDepacketizer() else { continue }
+            let contents = try CaptureReader.read(path: directory + "/" + t.captureFile)
             var buffer = JitterBuffer()
             var frames: [MediaFrame] = []
             var firstSR: RTCPSenderReport?
@@ -96,7 +96,7 @@ public enum Exporter {
                     guard let v = try? RTPPacketView(parsing: raw) else { return nil }
                     return (v.sequenceNumber, v.timestamp, v.marker, Array(v.payload), v.payloadType)
                 }
-                guard let (seq, ts, marker, payload, pt) = parsed, pt == t.payloadType else { continue }
+                guard let (seq, ts, marker, payload, pt) = parsed, pt == t.spec.payloadType else { continue }
                 take(buffer.push(sequence: seq, timestamp: ts, marker: marker, payload: payload, arrivalNanos: p.arrivalNanos))
             }
             take(buffer.flush())
@@ -111,7 +111,7 @@ public enum Exporter {
 
         // Sender time of a frame, in seconds on its clock domain.
         func senderSeconds(_ r: Raw, _ f: MediaFrame) -> Double {
-            let rate = Double(r.info.clockRate)
+            let rate = Double(r.info.spec.clockRate)
             if let m = r.mapping { return m.ntpSeconds + Double(f.timestamp - m.rtp) / rate }
             return Double(f.timestamp - (r.frames.first?.timestamp ?? 0)) / rate
         }
@@ -141,14 +141,14 @@ public enum Exporter {
             let muxer = try Muxer(format: format, path: path)
             var streams: [Int] = []
             for t in tracks {
-                var p = StreamParameters(codec: t.info.codec, timeBase: microseconds)
-                if t.info.kind == .audio {
-                    p.sampleRate = t.info.clockRate
-                    p.channels = max(1, t.info.channels)
-                    if t.info.codec == "opus" { p.extradata = OpusDecoder.identificationHeader(channels: p.channels, preSkip: 0) }
+                var p = StreamParameters(codec: t.info.spec.codec.lowercased(), timeBase: microseconds)
+                if t.info.spec.kind == .audio {
+                    p.sampleRate = t.info.spec.clockRate
+                    p.channels = max(1, t.info.spec.channels)
+                    if t.info.spec.codec.lowercased() == "opus" { p.extradata = OpusDecoder.identificationHeader(channels: p.channels, preSkip: 0) }
                 } else {
                     let key = t.frames.first { $0.frame.isKeyframe }?.frame.data ?? []
-                    if let size = BitstreamProbe.videoSize(codec: t.info.codec, frame: key) { p.width = size.width; p.height = size.height }
+                    if let size = BitstreamProbe.videoSize(codec: t.info.spec.codec.lowercased(), frame: key) { p.width = size.width; p.height = size.height }
                     p.extradata = t.parameterSets
                 }
                 streams.append(try muxer.addStream(p))
@@ -168,7 +168,7 @@ public enum Exporter {
                 // Duration: up to the next frame, at most 120 ms (the longest Opus packet) for audio.
                 let next = e.frame + 1 < frames.count ? frames[e.frame + 1].time : f.time + 20_000_000
                 var duration = max(0, next - f.time) / 1000
-                if tracks[e.track].info.kind == .audio { duration = min(duration, 120_000) }
+                if tracks[e.track].info.spec.kind == .audio { duration = min(duration, 120_000) }
                 try muxer.write(f.frame.data, stream: streams[e.track], pts: us, duration: duration,
                                 keyframe: f.frame.isKeyframe, timeBase: microseconds)
             }

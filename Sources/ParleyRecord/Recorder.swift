@@ -34,7 +34,7 @@ public final class Recorder: @unchecked Sendable {
 
     private enum Control {
         case start(Int32, RecordingState, RecordingIndex)
-        case track(Int32, TrackInfo)
+        case track(Int32, RoomTrack)
         case event(Int32, RecordingEvent)
         case stop(Int32, StopReason)
     }
@@ -113,7 +113,7 @@ public final class Recorder: @unchecked Sendable {
         }
     }
 
-    fileprivate func add(_ t: TrackInfo, to n: Int32) { post(.track(n, t)) }
+    fileprivate func add(_ t: RoomTrack, to n: Int32) { post(.track(n, t)) }
     fileprivate func note(_ e: RecordingEvent, to n: Int32) { post(.event(n, e)) }
     fileprivate func stop(_ n: Int32) { post(.stop(n, .requested)) }
 
@@ -216,7 +216,7 @@ public final class Recording: Sendable {
     public var isActive: Bool { state.active.load(ordering: .relaxed) }
 
     /// Adds a track (and its participant, on first sight); add it before its packets.
-    public func add(_ track: TrackInfo) { recorder.add(track, to: number) }
+    public func add(_ track: RoomTrack) { recorder.add(track, to: number) }
 
     /// Appends a join, leave, mute or track change to `events.log`.
     public func note(_ event: RecordingEvent) { recorder.note(event, to: number) }

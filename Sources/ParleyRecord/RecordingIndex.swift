@@ -1,29 +1,10 @@
 import Glibc
 import ParleyCore
+import ParleyRTP
 
-/// One recorded track: what its capture file holds and how to decode it.
-public struct TrackInfo: Sendable, Equatable {
-    public enum Kind: String, Sendable { case audio, video }
-    /// Unique within the recording; names the capture file.
-    public var id: String
-    public var participant: String
-    public var ssrc: UInt32
-    public var kind: Kind
-    /// The RTP payload format's encoding name, lower-case: `opus`, `vp8`, `h264`.
-    public var codec: String
-    public var payloadType: UInt8
-    public var clockRate: Int
-    /// Audio channels as the SDP declares them (`opus/48000/2`); 0 for video.
-    public var channels: Int
-
-    public init(id: String, participant: String, ssrc: UInt32, kind: Kind, codec: String, payloadType: UInt8,
-                clockRate: Int, channels: Int = 0) {
-        self.id = id; self.participant = participant; self.ssrc = ssrc; self.kind = kind
-        self.codec = codec.lowercased(); self.payloadType = payloadType; self.clockRate = clockRate; self.channels = channels
-    }
-
-    /// The capture file's name inside the recording directory.
-    public var file: String { "track-\(RecordingIndex.safeName(id)).pcapng" }
+extension RoomTrack {
+    /// The track's capture file inside the recording directory.
+    public var captureFile: String { "track-\(RecordingIndex.safeName(id)).pcapng" }
 }
 
 /// One RTCP sender report's clock pair (RFC 3550 §6.4.1): the sender's
@@ -47,7 +28,7 @@ public struct RecordingIndex: Sendable, Equatable {
     public var startedAtMillis: Int64
     /// Participants in the order they joined the recording.
     public var participants: [String] = []
-    public var tracks: [TrackInfo] = []
+    public var tracks: [RoomTrack] = []
     /// Per track id, the first and the latest sender-report mappings (every
     /// report is in the track's capture file).
     public var clockMappings: [String: [ClockMapping]] = [:]
@@ -77,8 +58,8 @@ public struct RecordingIndex: Sendable, Equatable {
             "participants": .array(participants.map { .string($0) }),
             "tracks": .array(tracks.map { t in
                 .object(["id": .string(t.id), "participant": .string(t.participant), "ssrc": JSONValue(t.ssrc),
-                         "kind": .string(t.kind.rawValue), "codec": .string(t.codec), "payloadType": JSONValue(Int(t.payloadType)),
-                         "clockRate": JSONValue(t.clockRate), "channels": JSONValue(t.channels), "file": .string(t.file),
+                         "kind": .string(t.spec.kind.rawValue), "codec": .string(t.spec.codec), "payloadType": JSONValue(Int(t.spec.payloadType)),
+                         "clockRate": JSONValue(t.spec.clockRate), "channels": JSONValue(t.spec.channels), "file": .string(t.captureFile),
                          // NTP timestamps do not fit a JSON number exactly: decimal strings.
                          "senderReports": .array((clockMappings[t.id] ?? []).map { .object(["ntp": .string(String($0.ntp)), "rtp": JSONValue($0.rtp)]) })])
             }),
@@ -95,12 +76,14 @@ public struct RecordingIndex: Sendable, Equatable {
         self.init(id: id, room: room, startedAtMillis: Int64(start))
         participants = (j["participants"]?.arrayValue ?? []).compactMap(\.stringValue)
         for t in j["tracks"]?.arrayValue ?? [] {
-            guard let tid = t["id"]?.stringValue, let p = t["participant"]?.stringValue, let ssrc = t["ssrc"]?.doubleValue,
-                  let kind = t["kind"]?.stringValue.flatMap(TrackInfo.Kind.init(rawValue:)), let codec = t["codec"]?.stringValue,
+            guard let p = t["participant"]?.stringValue, let ssrc = t["ssrc"]?.doubleValue,
+                  let kind = t["kind"]?.stringValue.flatMap(MediaKind.init(rawValue:)), let codec = t["codec"]?.stringValue,
                   let pt = t["payloadType"]?.intValue, let rate = t["clockRate"]?.intValue, rate > 0 else { throw bad("a track lacks a field") }
-            tracks.append(TrackInfo(id: tid, participant: p, ssrc: UInt32(ssrc), kind: kind, codec: codec,
-                                    payloadType: UInt8(truncatingIfNeeded: pt), clockRate: rate, channels: t["channels"]?.intValue ?? 0))
-            clockMappings[tid] = (t["senderReports"]?.arrayValue ?? []).compactMap { m in
+            let spec = TrackDescription(kind: kind, codec: codec, payloadType: UInt8(truncatingIfNeeded: pt), clockRate: rate,
+                                        channels: t["channels"]?.intValue ?? 1, ssrc: UInt32(ssrc))
+            let track = RoomTrack(participant: p, spec: spec, ssrc: UInt32(ssrc), muted: false)
+            tracks.append(track)
+            clockMappings[track.id] = (t["senderReports"]?.arrayValue ?? []).compactMap { m in
                 guard let ntp = m["ntp"]?.stringValue.flatMap({ UInt64($0) }), let rtp = m["rtp"]?.doubleValue else { return nil }
                 return ClockMapping(ntp: ntp, rtp: UInt32(rtp))
             }

@@ -38,9 +38,9 @@ final class RecordingWriter {
         if stopReason == nil { stopReason = (e == ENOSPC || e == EDQUOT) ? .diskFull : .writeFailed }
     }
 
-    func add(_ t: TrackInfo) {
+    func add(_ t: RoomTrack) {
         guard stopReason == nil, files[t.ssrc] == nil, !index.tracks.contains(where: { $0.id == t.id }) else { return }
-        let path = directory + "/" + t.file
+        let path = directory + "/" + t.captureFile
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return fail(errno) }
         var f = TrackFile(fd: fd, track: t.id)

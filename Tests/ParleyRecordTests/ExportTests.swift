@@ -2,6 +2,7 @@ import Foundation
 import ParleyCore
 import ParleyMedia
 import ParleyRecord
+import ParleyRTP
 import ParleyTestSupport
 import XCTest
 
@@ -18,7 +19,7 @@ final class ExportTests: XCTestCase {
 
     /// Records `tracks` (each with the packets its sender sent) and `events`
     /// (offsets in seconds from the start), stops, and exports.
-    func record(_ name: String, tracks: [(TrackInfo, (Int64) throws -> [Sent])], events: [(Double, RecordingEvent)] = []) throws -> (Room, Exporter.Result) {
+    func record(_ name: String, tracks: [(RoomTrack, (Int64) throws -> [Sent])], events: [(Double, RecordingEvent)] = []) throws -> (Room, Exporter.Result) {
         let root = tempDir("record-\(name)")
         addTeardownBlock { try? FileManager.default.removeItem(atPath: root) }
         var limits = RecordingLimits()
@@ -57,22 +58,22 @@ final class ExportTests: XCTestCase {
         let vp8 = try encodedVideo(codec: "libvpx", seconds: 4), h264 = try encodedVideo(codec: "libx264", seconds: 4)
 
         let (room, result) = try record("room", tracks: [
-            (TrackInfo(id: "a-audio", participant: "alice", ssrc: 0xA1, kind: .audio, codec: "opus", payloadType: 111, clockRate: 48_000, channels: 2),
+            (roomTrack("alice", 0xA1, "opus", payloadType: 111),
              { audioTrack(alice, packets: a440, startSeconds: 0, startNanos: $0) }),
-            (TrackInfo(id: "a-video", participant: "alice", ssrc: 0xA2, kind: .video, codec: "VP8", payloadType: 96, clockRate: 90_000),
+            (roomTrack("alice", 0xA2, "VP8", payloadType: 96),
              { videoTrack(aliceVideo, frames: vp8, startSeconds: 0, startNanos: $0, packetize: { packetizeVP8($0) }) }),
             // Bob joins late and leaves early.
-            (TrackInfo(id: "b-audio", participant: "bob", ssrc: 0xB1, kind: .audio, codec: "opus", payloadType: 111, clockRate: 48_000, channels: 2),
+            (roomTrack("bob", 0xB1, "opus", payloadType: 111),
              { audioTrack(bob, packets: b1000, startSeconds: 1, startNanos: $0) }),
-            (TrackInfo(id: "c-audio", participant: "carol", ssrc: 0xC1, kind: .audio, codec: "opus", payloadType: 111, clockRate: 48_000, channels: 2),
+            (roomTrack("carol", 0xC1, "opus", payloadType: 111),
              { audioTrack(carol, packets: c2000, startSeconds: 0.5, startNanos: $0) }),
-            (TrackInfo(id: "c-video", participant: "carol", ssrc: 0xC2, kind: .video, codec: "H264", payloadType: 102, clockRate: 90_000),
+            (roomTrack("carol", 0xC2, "H264", payloadType: 102),
              { videoTrack(carolVideo, frames: h264, startSeconds: 0, startNanos: $0, packetize: { packetizeH264($0) }) }),
         ], events: [
             (0, RecordingEvent(.join, participant: "alice")), (0, RecordingEvent(.join, participant: "carol")),
             (1, RecordingEvent(.join, participant: "bob")), (3, RecordingEvent(.leave, participant: "bob")),
             // Carol mutes her microphone for half a second; her packets keep coming (comfort noise would), the mix drops them.
-            (2.0, RecordingEvent(.mute, participant: "carol", track: "c-audio")), (2.5, RecordingEvent(.unmute, participant: "carol", track: "c-audio")),
+            (2.0, RecordingEvent(.mute, participant: "carol", track: RoomTrack.id(participant: "carol", ssrc: 0xC1))), (2.5, RecordingEvent(.unmute, participant: "carol", track: RoomTrack.id(participant: "carol", ssrc: 0xC1))),
         ])
 
         XCTAssertEqual(result.files.map { URL(fileURLWithPath: $0).lastPathComponent }, ["alice.webm", "bob.webm", "carol.mkv", "mix.ogg"])
@@ -112,8 +113,9 @@ final class ExportTests: XCTestCase {
         }
 
         // tshark reads every capture file: RTP on 5004, RTCP on 5005, nothing malformed.
-        for t in ["a-audio", "a-video", "c-video"] {
-            let text = try tshark(path: room.dir + "/track-\(t).pcapng", ["-d", "udp.port==5004,rtp", "-d", "udp.port==5005,rtcp", "-V"])
+        for t in [roomTrack("alice", 0xA1, "opus", payloadType: 111), roomTrack("alice", 0xA2, "VP8", payloadType: 96),
+                  roomTrack("carol", 0xC2, "H264", payloadType: 102)] {
+            let text = try tshark(path: room.dir + "/" + t.captureFile, ["-d", "udp.port==5004,rtp", "-d", "udp.port==5005,rtcp", "-V"])
             XCTAssertTrue(text.contains("Real-Time Transport Protocol"), text.prefix(2000).description)
             XCTAssertTrue(text.contains("Sender Report"), "the SRs are in the capture")
             assertCleanDissection(text)
@@ -125,9 +127,9 @@ final class ExportTests: XCTestCase {
         let video = Sender(ssrc: 0xD2, payloadType: 96, clockRate: 90_000)
         let tone = try opusTone(hz: 660, seconds: 4), vp8 = try encodedVideo(codec: "libvpx", seconds: 4)
         let (room, _) = try record("lossy", tracks: [
-            (TrackInfo(id: "d-audio", participant: "dave", ssrc: 0xD1, kind: .audio, codec: "opus", payloadType: 111, clockRate: 48_000, channels: 2),
+            (roomTrack("dave", 0xD1, "opus", payloadType: 111),
              { impair(audioTrack(audio, packets: tone, startSeconds: 0, startNanos: $0), lossRate: 0.05, reorderRate: 0.05, seed: 1) }),
-            (TrackInfo(id: "d-video", participant: "dave", ssrc: 0xD2, kind: .video, codec: "vp8", payloadType: 96, clockRate: 90_000),
+            (roomTrack("dave", 0xD2, "vp8", payloadType: 96),
              { impair(videoTrack(video, frames: vp8, startSeconds: 0, startNanos: $0, packetize: { packetizeVP8($0, mtu: 1200) }),
                       lossRate: 0.05, reorderRate: 0.05, seed: 2) }),
         ])
@@ -160,7 +162,7 @@ final class RecordCommandTests: XCTestCase {
         let recorder = Recorder(directory: root, limits: limits, metrics: MetricsRegistry(), onStop: stops.callback)
         defer { recorder.shutdown() }
         let r = try recorder.start(id: "cli", room: "r")
-        r.add(TrackInfo(id: "mic", participant: "eve", ssrc: 0xE1, kind: .audio, codec: "opus", payloadType: 111, clockRate: 48_000, channels: 2))
+        r.add(roomTrack("eve", 0xE1, "opus", payloadType: 111))
         let start = try RecordingIndex.read(directory: root + "/cli").startedAtMillis * 1_000_000
         feed(r, { _ in 0xE1 }, audioTrack(Sender(ssrc: 0xE1, payloadType: 111, clockRate: 48_000), packets: try opusTone(hz: 300, seconds: 1),
                                         startSeconds: 0, startNanos: start))

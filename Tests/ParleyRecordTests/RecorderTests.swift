@@ -1,5 +1,6 @@
 import Foundation
 import ParleyCore
+import ParleyRTP
 import ParleyTestSupport
 import XCTest
 @testable import ParleyRecord
@@ -9,7 +10,7 @@ import XCTest
 /// what survives a SIGKILL.
 final class RecorderTests: XCTestCase {
     let sender = Sender(ssrc: 0x51, payloadType: 111, clockRate: 48_000)
-    lazy var track = TrackInfo(id: "mic", participant: "sam", ssrc: 0x51, kind: .audio, codec: "opus", payloadType: 111, clockRate: 48_000, channels: 2)
+    lazy var track = roomTrack("sam", 0x51, "opus", payloadType: 111)
 
     func makeRecorder(_ name: String, _ configure: (inout RecordingLimits) -> Void = { _ in }) -> (Recorder, StopWaiter, MetricsRegistry, String) {
         let root = tempDir("recorder-\(name)")
@@ -55,7 +56,7 @@ final class RecorderTests: XCTestCase {
         let start = try RecordingIndex.read(directory: root + "/rec-1").startedAtMillis * 1_000_000
         let sent = audioTrack(sender, packets: try opusTone(hz: 500, seconds: 1), startSeconds: 0, startNanos: start)
         let refused = feed(r, { _ in 0x51 }, sent)
-        r.note(RecordingEvent(.mute, participant: "sam", track: "mic"))
+        r.note(RecordingEvent(.mute, participant: "sam", track: track.id))
         r.note(RecordingEvent(.leave, participant: "sam"))
         r.stop()
         XCTAssertEqual(stops.wait("rec-1"), .requested)
@@ -68,9 +69,9 @@ final class RecorderTests: XCTestCase {
         XCTAssertEqual(index.participants, ["sam"])
         XCTAssertEqual(index.tracks, [track])
         XCTAssertEqual(index.stopReason, .requested)
-        XCTAssertEqual(index.clockMappings["mic"]?.count, 1, "the one SR the sender sent")
+        XCTAssertEqual(index.clockMappings[track.id]?.count, 1, "the one SR the sender sent")
         XCTAssertEqual(RecordingEvent.read(directory: dir).map(\.kind), [.started, .trackAdded, .join, .mute, .leave, .stopped])
-        let capture = try CaptureReader.read(path: dir + "/" + track.file)
+        let capture = try CaptureReader.read(path: dir + "/" + track.captureFile)
         XCTAssertEqual(capture.tornBytes, 0)
         XCTAssertEqual(capture.packets.count + refused, sent.count)
         XCTAssertEqual(capture.packets.filter(\.isRTCP).count, 1)
@@ -88,10 +89,10 @@ final class RecorderTests: XCTestCase {
         XCTAssertEqual(stops.wait("capped"), .sizeCap)
         XCTAssertFalse(r.isActive)
         let dir = root + "/capped"
-        let size = try FileManager.default.attributesOfItem(atPath: dir + "/" + track.file)[.size] as! Int
+        let size = try FileManager.default.attributesOfItem(atPath: dir + "/" + track.captureFile)[.size] as! Int
         XCTAssertLessThanOrEqual(size, 8_192)
         XCTAssertGreaterThan(size, 4_096)
-        XCTAssertEqual(try CaptureReader.read(path: dir + "/" + track.file).tornBytes, 0)
+        XCTAssertEqual(try CaptureReader.read(path: dir + "/" + track.captureFile).tornBytes, 0)
         XCTAssertEqual(RecordingEvent.read(directory: dir).last, RecordingEvent(.stopped, atMillis: RecordingEvent.read(directory: dir).last!.atMillis, reason: "size_cap"))
         XCTAssertEqual(try RecordingIndex.read(directory: dir).stopReason, .sizeCap)
     }
@@ -108,7 +109,7 @@ final class RecorderTests: XCTestCase {
         let (recorder, stops, _, root) = makeRecorder("enospc")
         let r = try recorder.start(id: "full", room: "r")
         // A real ENOSPC: the track's capture file is /dev/full.
-        XCTAssertEqual(symlink("/dev/full", root + "/full/" + track.file), 0)
+        XCTAssertEqual(symlink("/dev/full", root + "/full/" + track.captureFile), 0)
         r.add(track)
         feed(r, { _ in 0x51 }, audioTrack(sender, packets: try opusTone(hz: 500, seconds: 0.2), startSeconds: 0, startNanos: wallClockNanos()))
         XCTAssertEqual(stops.wait("full"), .diskFull)
@@ -119,7 +120,7 @@ final class RecorderTests: XCTestCase {
         feed(next, { _ in 0x51 }, audioTrack(sender, packets: try opusTone(hz: 500, seconds: 0.2), startSeconds: 0, startNanos: wallClockNanos()))
         next.stop()
         XCTAssertEqual(stops.wait("after"), .requested)
-        XCTAssertEqual(try CaptureReader.read(path: root + "/after/" + track.file).packets.count, 10)
+        XCTAssertEqual(try CaptureReader.read(path: root + "/after/" + track.captureFile).packets.count, 10)
     }
 
     // MARK: SIGKILL
@@ -144,7 +145,7 @@ final class RecorderTests: XCTestCase {
         DispatchQueue.global().asyncAfter(deadline: .now() + 120, execute: hangGuard)
 
         // Kill it once 1.5 s of audio (75 packets) reads back from the growing file.
-        let file = root + "/crash/" + track.file
+        let file = root + "/crash/" + track.captureFile
         while child.isRunning, ((try? CaptureReader.read(path: file))?.packets.count ?? 0) < 75 { usleep(20_000) }
         kill(pid, SIGKILL)
         child.waitUntilExit()

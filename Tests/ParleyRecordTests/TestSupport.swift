@@ -252,3 +252,11 @@ func toneAmplitude(_ samples: ArraySlice<Float>, hz: Double) -> Double {
     let power = s1 * s1 + s2 * s2 - coeff * s1 * s2
     return 2 * sqrt(max(0, power)) / Double(samples.count)
 }
+
+/// A published track as the relay names it (`participant/ssrc`), with the usual WebRTC clock for its codec.
+func roomTrack(_ participant: String, _ ssrc: UInt32, _ codec: String, payloadType: UInt8) -> RoomTrack {
+    let video = ["vp8", "h264"].contains(codec.lowercased())
+    let spec = TrackDescription(kind: video ? .video : .audio, codec: codec, payloadType: payloadType,
+                                clockRate: video ? 90_000 : 48_000, channels: video ? 1 : 2, ssrc: ssrc)
+    return RoomTrack(participant: participant, spec: spec, ssrc: ssrc, muted: false)
+}

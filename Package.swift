@@ -42,13 +42,15 @@ let package = Package(
         // Sessions, the signalling state machine and its media backend over the relay.
         .target(name: "ParleySignalling", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth", "ParleyWeb",
                                                          "ParleyProtocol", "ParleyRelay", "ParleySRTP", "ParleyRTP"]),
+        // Chat: a feature service on the signalling connection, its store in DATA-DIR/chat.db.
+        .target(name: "ParleyChat", dependencies: ["ParleyCore", "ParleyStore", "ParleyProtocol", "ParleySignalling"]),
         .target(name: "ParleyMedia", dependencies: ["ParleyCore", "CFFmpeg", "COpus"]),
         // Recording: capture to crash-safe per-track files, depacketizers, export (per participant, room mix).
         .target(name: "ParleyRecord", dependencies: ["ParleyCore", "ParleyRTP", "ParleyMedia", "CFFmpeg", "COpus"]),
         .target(name: "ParleyTranscode", dependencies: ["ParleyCore", "ParleyMedia", "ParleyStore", "CFFmpeg"]),
         // Composition only: config, the daemon, its routes.
         .target(name: "ParleyServer", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth", "ParleyWeb",
-                                                     "ParleyRelay", "ParleySignalling", "ParleyTranscode", "ParleyRecord"]),
+                                                     "ParleyRelay", "ParleySignalling", "ParleyChat", "ParleyTranscode", "ParleyRecord"]),
         // The benchmark servers behind `parley bench` (tools/bench/*); only the CLI depends on it.
         .target(name: "ParleyBench", dependencies: ["CLinux", "ParleyCore", "ParleyIO", "ParleyRelay", "ParleySRTP", "ParleyProtocol", "ParleyRTP"]),
         // The CLI: every `parley <command>` lives here, on top of the modules.
@@ -73,6 +75,6 @@ let package = Package(
         .testTarget(name: "ParleyTranscodeTests", dependencies: ["ParleyTranscode", "ParleyCore", "ParleyTestSupport"]),
         .testTarget(name: "ParleyServerTests", dependencies: ["ParleyServer", "ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth",
                                                          "ParleyWeb", "ParleyProtocol", "ParleySignalling", "ParleyRelay",
-                                                         "ParleySRTP", "ParleySTUN", "ParleyTranscode", "COpus", "ParleyTestSupport", "ParleyRTP"]),
+                                                         "ParleySRTP", "ParleySTUN", "ParleyTranscode", "COpus", "ParleyTestSupport", "ParleyRTP", "ParleyChat"]),
     ]
 )

@@ -114,8 +114,9 @@ public struct ClientMessage: Sendable, Equatable {
 
     public init(id: JSONValue, request: ClientRequest) { self.id = id; self.request = request }
 
-    /// The largest signalling message accepted, in bytes of JSON text.
-    public static let maxSize = 64 * 1024
+    /// The largest signalling message accepted, in bytes of JSON text: room
+    /// for a chat message's 64 KiB of text once JSON-escaped.
+    public static let maxSize = 256 * 1024
 
     /// Decodes the envelope of one message: a JSON object with an `id` and a
     /// string `type`. Its fields are read by whoever handles the type. A
@@ -220,6 +221,14 @@ public enum SignallingErrorCode: String, Sendable, Equatable, CaseIterable {
     case internalError = "internal"
     /// Over the connection's request rate; the error carries `retryAfter`.
     case rateLimited = "rate_limited"
+    /// Chat: a message over `chat-max-message-bytes`; nothing was stored.
+    case tooLarge = "too_large"
+    /// Chat: the store's write queue is full; retry after `retryAfter` ms.
+    case busy = "busy"
+    /// Chat: not a member of that conversation (or no such conversation).
+    case notMember = "not_member"
+    /// Chat: the user already has `chat-max-devices` devices connected; this one gets no chat.
+    case tooManyDevices = "too_many_devices"
 
     /// The WebSocket close code sent after this error, when it ends the connection.
     public var closeCode: UInt16? {

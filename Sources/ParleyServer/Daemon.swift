@@ -1,4 +1,5 @@
 import ParleyAuth
+import ParleyChat
 import ParleySignalling
 import ParleyWeb
 import Foundation
@@ -46,6 +47,7 @@ public enum Daemon {
         // Work the routes handed to the pool finishes (its answers have no loop left to go to).
         parts.pool.shutdown()
         parts.recorder.shutdown()  // finishes the files of running recordings
+        parts.chat?.close()        // commits what chat had queued
         log.info("stopped", ["signal": .int(Int(signal ?? 0))])
         return ExitCode.ok
     }
@@ -60,6 +62,8 @@ public enum Daemon {
         var lock: DirectoryLock
         /// Writes DATA-DIR/recordings and prunes it (the relay's tap is not wired to it yet, #17).
         var recorder: Recorder
+        /// DATA-DIR/chat.db's writer.
+        var chat: ChatStore?
         /// `listening <what> <address>` (and the certificate line), printed once all is up.
         var readyLines: [String]
     }
@@ -115,7 +119,7 @@ public enum Daemon {
             limits.retentionDays = config.recordRetentionDays
             limits.queueSlots = config.recordQueuePackets
             let recorder = Recorder(directory: config.dataDir + "/recordings", limits: limits)
-            return Parts(http: front.http, relay: relay, stun: stun, pool: pool, lock: lock, recorder: recorder,
+            return Parts(http: front.http, relay: relay, stun: stun, pool: pool, lock: lock, recorder: recorder, chat: front.chat,
                          readyLines: lines + front.readyLines)
         } catch {
             pool.shutdown()

@@ -101,6 +101,21 @@ public struct ServerConfig: Sendable, Equatable {
     /// Who may read `/metrics` (its labels name rooms).
     public var metricsAccess = MetricsAccess.loopback
 
+    // MARK: chat (DATA-DIR/chat.db; docs/security.md)
+    /// Bytes of text one chat message may carry.
+    public var chatMaxMessageBytes = 64 * 1024
+    /// Chat messages per second one user may send, and at once.
+    public var chatRate = 20
+    public var chatBurst = 100
+    /// Devices of one user that get chat at once.
+    public var chatMaxDevices = 8
+    /// Messages per sync page (the device acks each page's last message).
+    public var chatSyncPage = 500
+    /// Chat store operations that may wait for its writer thread before chat answers `busy`.
+    public var chatQueue = 10_000
+    /// `process`: a `sent` message survives the server process dying; `fsync`: it survives power loss (one fsync per group commit).
+    public var chatDurability = "process"
+
     public init() {}
 
     /// The keys a config file may hold (and the flags that override them).
@@ -151,6 +166,14 @@ public struct ServerConfig: Sendable, Equatable {
         ("max-connections-per-ip", "open HTTP/WebSocket connections from one IP address (default 100)"),
         ("signalling-rate", "signalling requests per second per connection (default 50)"),
         ("signalling-burst", "signalling requests a connection may send at once (default 200)"),
+        // chat
+        ("chat-max-message-bytes", "bytes of text one chat message may carry; longer is refused too_large (default 65536)"),
+        ("chat-rate", "chat messages per second one user may send over all devices (default 20)"),
+        ("chat-burst", "chat messages one user may send at once (default 100)"),
+        ("chat-max-devices", "devices of one user that get chat at once; more are refused too_many_devices (default 8)"),
+        ("chat-sync-page", "messages per sync page; the device acks a page's last message to get the next (default 500)"),
+        ("chat-queue", "chat store operations waiting for the writer thread before chat answers busy (default 10000)"),
+        ("chat-durability", "process: a sent message survives the server dying; fsync: it survives power loss, one fsync per group commit (default process)"),
         ("metrics-access", "who may read /metrics: public, loopback (clients on 127.0.0.0/8 or ::1, others need an adm token) or admin (default loopback)"),
         // Media latching and consent checks (#14 finding 3)
         ("consent-interval", "milliseconds between retransmissions of a consent check to a new media address (default 500)"),
@@ -231,6 +254,15 @@ public struct ServerConfig: Sendable, Equatable {
         case "max-connections-per-ip": maxConnectionsPerIP = try int(1...1_000_000)
         case "signalling-rate": signallingRate = try int(1...100_000)
         case "signalling-burst": signallingBurst = try int(1...100_000)
+        case "chat-max-message-bytes": chatMaxMessageBytes = try int(1...(200 * 1024))
+        case "chat-rate": chatRate = try int(1...1_000_000)
+        case "chat-burst": chatBurst = try int(1...1_000_000)
+        case "chat-max-devices": chatMaxDevices = try int(1...100)
+        case "chat-sync-page": chatSyncPage = try int(1...10_000)
+        case "chat-queue": chatQueue = try int(1...1_000_000)
+        case "chat-durability":
+            guard ["process", "fsync"].contains(value) else { throw ConfigError(key: key, "must be process or fsync, got \"\(value)\"") }
+            chatDurability = value
         case "metrics-access":
             guard let a = MetricsAccess(rawValue: value) else { throw ConfigError(key: key, "must be public, loopback or admin, got \"\(value)\"") }
             metricsAccess = a

@@ -1,4 +1,5 @@
 import ParleyAuth
+import ParleyChat
 import ParleySignalling
 import ParleyWeb
 import Foundation
@@ -26,6 +27,8 @@ public final class ServerFrontEnd: Sendable {
     /// nil when started without a relay (HTTP only).
     public let signalling: SignallingService?
     public let backend: RelayMediaBackend?
+    /// The chat store (DATA-DIR/chat.db) behind the chat feature; nil without signalling.
+    public let chat: ChatStore?
     /// The bound listener address (real port when `listen` had port 0).
     public let address: SocketAddress
     /// `https` or `http`.
@@ -34,7 +37,8 @@ public final class ServerFrontEnd: Sendable {
     public let readyLines: [String]
 
     private init(router: HTTPRouter, http: HTTPServer, signalling: SignallingService?, backend: RelayMediaBackend?,
-                 address: SocketAddress, scheme: String, readyLines: [String]) {
+                 chat: ChatStore?, address: SocketAddress, scheme: String, readyLines: [String]) {
+        self.chat = chat
         self.router = router
         self.http = http
         self.signalling = signalling
@@ -72,6 +76,7 @@ public final class ServerFrontEnd: Sendable {
         BuiltinRoutes.install(on: router, access: config.metricsAccess, secret: secret)
         var signalling: SignallingService?
         var backend: RelayMediaBackend?
+        var chat: ChatStore?
         if let relay {
             let b = RelayMediaBackend(relay: relay, advertisedHost: config.mediaHost == "0.0.0.0" ? nil : config.mediaHost)
             let s = try SignallingService(backend: b, verifier: JWTVerifier(secret: secret),
@@ -81,25 +86,41 @@ public final class ServerFrontEnd: Sendable {
                                       logger: Logger(label: "parley.signalling", level: config.logLevel))
             s.install(on: router)
             events?.connect(signalling: s)
+            let store: ChatStore
+            do {
+                store = try ChatStore(path: config.dataDir + "/chat.db", synchronous: config.chatDurability == "fsync" ? .full : .normal,
+                                      queueCapacity: config.chatQueue)
+            } catch {
+                s.shutdown()
+                throw StartError("chat store \(config.dataDir)/chat.db: \(error)")
+            }
+            let chatConfig = config.chatConfig, level = config.logLevel
+            try s.addFeature { core in
+                _ = ChatService(core: core, store: store, config: chatConfig, logger: Logger(label: "parley.chat", level: level))
+            }
+            chat = store
             signalling = s
             backend = b
         }
         let http = HTTPServer(group: group, router: router, tls: tls, limits: config.httpLimits, logger: logger)
         let bound: SocketAddress
         do { bound = try http.start(at: listen) } catch let e as SystemError {
+            signalling?.shutdown()
+            chat?.close()
             throw StartError(what: tls == nil ? "http" : "https", address: listen, reason: e.message)
         }
         let scheme = tls == nil ? "http" : "https"
         lines.append("listening \(scheme) \(bound)")
         if signalling != nil { lines.append("listening \(tls == nil ? "ws" : "wss") \(bound)/ws") }
-        return ServerFrontEnd(router: router, http: http, signalling: signalling, backend: backend, address: bound,
+        return ServerFrontEnd(router: router, http: http, signalling: signalling, backend: backend, chat: chat, address: bound,
                               scheme: scheme, readyLines: lines)
     }
 
-    /// Stops accepting connections, and the signalling thread.
+    /// Stops accepting connections, the signalling thread, and the chat store's writer (after what it has queued).
     public func stop() {
         http.stop()
         signalling?.shutdown()
+        chat?.close()
     }
 }
 
@@ -124,6 +145,17 @@ public struct StartError: Error, CustomStringConvertible {
 }
 
 extension ServerConfig {
+    /// Chat's limits from the `chat-*` keys.
+    var chatConfig: ChatConfig {
+        var c = ChatConfig()
+        c.maxMessageBytes = chatMaxMessageBytes
+        c.ratePerSecond = chatRate
+        c.burst = chatBurst
+        c.maxDevices = chatMaxDevices
+        c.syncPage = chatSyncPage
+        return c
+    }
+
     /// The front end's limits from the config keys.
     var httpLimits: HTTPServer.Limits {
         var l = HTTPServer.Limits()

@@ -50,6 +50,13 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
     /// posted later is dropped. Not from the signalling thread.
     public func shutdown() { thread.syncShutdownGracefully() }
 
+    /// Adds a feature service beside `CallService` (chat): `make` runs on the
+    /// signalling thread and registers it with the core. Waits until it has,
+    /// so call it at start-up, from a thread that is not an event loop.
+    public func addFeature(_ make: @escaping @Sendable (SignallingCore) -> Void) throws {
+        try loop.submit { make(self.core) }
+    }
+
     /// Runs `body` with the state machine on the signalling thread. Any thread.
     public func execute(_ body: @escaping @Sendable (SignallingCore, CallService) -> Void) {
         loop.execute { body(self.core, self.calls) }

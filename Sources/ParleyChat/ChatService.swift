@@ -1,0 +1,309 @@
+import Foundation
+import ParleyCore
+import ParleyProtocol
+import ParleySignalling
+import ParleyStore
+
+/// Chat's limits (config keys `chat-*`, docs/operations.md).
+public struct ChatConfig: Sendable {
+    /// Bytes of UTF-8 text one message may carry (`chat-max-message-bytes`).
+    public var maxMessageBytes = 64 * 1024
+    /// Messages per second one user may send, over all devices (`chat-rate`), and at once (`chat-burst`).
+    public var ratePerSecond = 20
+    public var burst = 100
+    /// Devices of one user that get chat at once (`chat-max-devices`); more are refused `too_many_devices`.
+    public var maxDevices = 8
+    /// Messages per sync page: the device acks the page's last message before the next is sent (`chat-sync-page`).
+    public var syncPage = 500
+    public init() {}
+}
+
+/// Chat: the feature that answers `chat.send`, `chat.ack`, `chat.read`,
+/// `chat.sync` and `chat.history` (ChatRequest), delivers messages and
+/// receipts to every connected device of their users, and syncs a device
+/// from the store when it connects.
+///
+/// Every message, ack and read goes through the `ChatStore`'s writer thread
+/// (group commit); the answer and the deliveries happen when its completion
+/// comes back to the signalling thread, so `sent` means committed, and the
+/// signalling thread never touches the disk. Completions come back in commit
+/// order, which is how a sync and live delivery fit together: while a
+/// device syncs, live messages are not sent to it (the sync's page reads,
+/// which run in that same order, include them), until a page comes back
+/// short; from then on it gets them live.
+///
+/// Confined to the signalling thread, like the core it is registered with.
+public final class ChatService: SignallingFeature {
+    /// A connected device's chat state.
+    final class Device {
+        /// Over `maxDevices`: gets no chat.
+        var refused = false
+        var sync: Sync?
+        /// Identifies the current sync, so a stale page completion is dropped.
+        var syncs = 0
+    }
+
+    struct Sync {
+        var id: Int
+        var source: ChatStore.SyncSource
+        /// Conversation → last seq sent in this sync.
+        var sent: [Int64: Int64] = [:]
+        /// The message whose ack lets the next page go.
+        var waitingFor: (conversation: Int64, seq: Int64)?
+        /// A page came back short: messages are live again, receipts are on their way.
+        var messagesDone = false
+        var messages = 0
+    }
+
+    public let store: ChatStore
+    public let config: ChatConfig
+    unowned let core: SignallingCore
+    let metrics: ChatMetrics
+    let log: Logger
+
+    private var devices: [SessionKey: Device] = [:]
+    /// Each sending user's budget (`chat-rate`, `chat-burst`); dropped when the user's last device goes.
+    private var budgets: [String: TokenBucket] = [:]
+
+    /// Creates the service and registers it with `core`. Call on the signalling thread.
+    public init(core: SignallingCore, store: ChatStore, config: ChatConfig = ChatConfig(), metrics: ChatMetrics = .shared,
+                logger: Logger = Logger(label: "parley.chat")) {
+        self.core = core
+        self.store = store
+        self.config = config
+        self.metrics = metrics
+        self.log = logger
+        core.register(self)
+    }
+
+    // MARK: SignallingFeature
+
+    public var messageTypes: [String] { ChatRequest.types }
+
+    public func authenticated(_ session: SignallingSession) -> [String: JSONValue] {
+        let key = session.key
+        let device = Device()
+        devices[key] = device
+        let connected = core.presence.devices(of: key.user).filter { devices[SessionKey(user: $0.user, device: $0.device)]?.refused == false }
+        if connected.count > config.maxDevices {
+            device.refused = true
+            metrics.refusedTooManyDevices.inc()
+            return ["chat": ["refused": "too_many_devices"]]
+        }
+        // Runs after this auth is answered: the page comes back through the writer.
+        startSync(key, device, source: .stored)
+        return [:]
+    }
+
+    public func sessionEnded(_ session: SignallingSession, reason: String) {
+        devices[session.key] = nil
+        if core.presence.devices(of: session.user).isEmpty { budgets[session.user] = nil }
+    }
+
+    public func handle(_ request: ClientRequest, from session: SignallingSession, reply: SignallingReply) {
+        let key = session.key
+        guard let device = devices[key], !device.refused else {
+            metrics.refusedTooManyDevices.inc()
+            return reply.fail(SignallingError(.tooManyDevices, "\(session.user) has \(config.maxDevices) devices using chat already"))
+        }
+        let r: ChatRequest
+        do { r = try ChatRequest(request, maxTextBytes: config.maxMessageBytes) } catch {
+            if error.code == .tooLarge { metrics.refusedTooLarge.inc() }
+            return reply.fail(error)
+        }
+        do {
+            switch r {
+            case .send(let to, let clientId, let text): try send(to: to, clientId: clientId, text: text, from: key, reply: reply)
+            case .ack(let conversation, let seq, let receipt):
+                try store.ack(user: key.user, device: key.device, conversation: conversation, seq: seq, receipt: receipt,
+                              completion: core.onSignallingThread { [self] result in
+                    marked(result, by: key, reply: reply)
+                    continueSync(key, device, acked: (conversation, seq))
+                })
+            case .read(let conversation, let seq):
+                try store.read(user: key.user, conversation: conversation, seq: seq,
+                               completion: core.onSignallingThread { [self] result in marked(result, by: key, reply: reply) })
+            case .sync(let cursors):
+                reply.ok()
+                startSync(key, device, source: cursors.map { .cursors($0) } ?? .stored)
+            case .history(let conversation, let before, let limit):
+                try store.history(user: key.user, conversation: conversation, before: before, limit: limit,
+                                  completion: core.onSignallingThread { [self] result in
+                    switch result {
+                    case .success(let messages): reply.ok(["conversation": JSONValue(Int(conversation)),
+                                                           "messages": .array(messages.map { $0.json() })])
+                    case .failure(let e): reply.fail(refusal(e))
+                    }
+                })
+            }
+        } catch {
+            reply.fail(refusal(error))
+        }
+    }
+
+    // MARK: Send
+
+    private func send(to: String, clientId: String, text: String, from key: SessionKey, reply: SignallingReply) throws {
+        guard to != key.user else { throw SignallingError(.badRequest, "\"to\" must name another user") }
+        let now = DispatchTime.now().uptimeNanoseconds
+        var budget = budgets[key.user] ?? TokenBucket(rate: Double(config.ratePerSecond), burst: Double(config.burst), now: now)
+        defer { budgets[key.user] = budget }
+        guard budget.take(now: now) else {
+            metrics.refusedRateLimited.inc()
+            let ms = max(1, Int((budget.nanosecondsUntilAvailable(now: now) + 999_999) / 1_000_000))
+            throw SignallingError(.rateLimited, "more than \(config.ratePerSecond) messages per second (burst \(config.burst)); retry after \(ms) ms",
+                                  retryAfterMilliseconds: ms)
+        }
+        try store.send(from: key.user, device: key.device, to: to, clientId: clientId, text: text,
+                       completion: core.onSignallingThread { [self] result in
+            switch result {
+            case .success(let sent):
+                let m = sent.message
+                if sent.duplicate { metrics.duplicates.inc() } else { metrics.messages.inc() }
+                var fields: [String: JSONValue] = [
+                    "status": "sent", "messageId": JSONValue(Int(m.id)), "conversation": JSONValue(Int(m.conversation)),
+                    "seq": JSONValue(Int(m.seq)), "sentAt": JSONValue(Int(m.sentAt)),
+                ]
+                if sent.duplicate { fields["duplicate"] = true }
+                reply.ok(fields)
+                if !sent.duplicate { deliver(m, to: sent.members, except: key) }
+            case .failure(let e):
+                reply.fail(refusal(e))
+            }
+        })
+    }
+
+    /// Sends `message` to every connected device of `users` but `except`
+    /// (the sending device), and not to devices in the middle of a sync.
+    private func deliver(_ message: StoredMessage, to users: [String], except: SessionKey) {
+        var text: String?
+        for user in users {
+            for d in core.presence.devices(of: user) {
+                let key = SessionKey(user: d.user, device: d.device)
+                guard key != except, let device = devices[key], !device.refused, device.sync?.messagesDone ?? true else { continue }
+                if text == nil { text = message.json().serialized }
+                core.send(text: text!, to: key)
+                metrics.deliveredLive.inc()
+            }
+        }
+    }
+
+    /// Answers an ack or read, and tells the conversation's other users of a moved mark.
+    private func marked(_ result: Result<ChatStore.Marked, Error>, by key: SessionKey, reply: SignallingReply) {
+        switch result {
+        case .success(let m):
+            reply.ok()
+            guard let receipt = m.receipt else { return }
+            (receipt.status == .delivered ? metrics.receiptsDelivered : metrics.receiptsRead).inc()
+            let text = receipt.json.serialized
+            for user in m.members where user != key.user {
+                for d in core.presence.devices(of: user) {
+                    let k = SessionKey(user: d.user, device: d.device)
+                    if devices[k]?.refused == false { core.send(text: text, to: k) }
+                }
+            }
+        case .failure(let e):
+            reply.fail(refusal(e))
+        }
+    }
+
+    // MARK: Sync
+
+    private func startSync(_ key: SessionKey, _ device: Device, source: ChatStore.SyncSource) {
+        device.syncs += 1
+        device.sync = Sync(id: device.syncs, source: source)
+        metrics.syncs.inc()
+        nextPage(key, device)
+    }
+
+    /// An ack arrived: if it covers the last message of the page sent, the next page goes.
+    private func continueSync(_ key: SessionKey, _ device: Device, acked: (conversation: Int64, seq: Int64)) {
+        guard devices[key] === device, let w = device.sync?.waitingFor,
+              w.conversation == acked.conversation, acked.seq >= w.seq else { return }
+        device.sync?.waitingFor = nil
+        nextPage(key, device)
+    }
+
+    private func nextPage(_ key: SessionKey, _ device: Device) {
+        guard let sync = device.sync else { return }
+        let id = sync.id, limit = config.syncPage
+        do {
+            try store.syncPage(user: key.user, device: key.device, source: sync.source, sent: sync.sent, limit: limit,
+                               completion: core.onSignallingThread { [self] result in
+                guard devices[key] === device, device.sync?.id == id else { return } // replaced or gone
+                switch result {
+                case .success(let page):
+                    for (i, m) in page.enumerated() {
+                        let last = i == page.count - 1 && page.count == limit
+                        core.send(text: m.json(ackRequested: last).serialized, to: key)
+                        device.sync?.sent[m.conversation] = m.seq
+                    }
+                    metrics.deliveredSync.inc(page.count)
+                    device.sync?.messages += page.count
+                    if page.count == limit, let m = page.last {
+                        device.sync?.waitingFor = (m.conversation, m.seq)
+                    } else {
+                        device.sync?.messagesDone = true
+                        finishSync(key, device)
+                    }
+                case .failure(let e):
+                    failSync(key, device, e)
+                }
+            })
+        } catch {
+            failSync(key, device, error)
+        }
+    }
+
+    /// Messages are done: the receipts the device missed, then `sync.done`.
+    private func finishSync(_ key: SessionKey, _ device: Device) {
+        guard let id = device.sync?.id else { return }
+        do {
+            try store.pendingReceipts(user: key.user, device: key.device, completion: core.onSignallingThread { [self] result in
+                guard devices[key] === device, let sync = device.sync, sync.id == id else { return }
+                switch result {
+                case .success(let receipts):
+                    for r in receipts { core.send(text: r.json.serialized, to: key) }
+                    device.sync = nil
+                    core.send(text: JSONValue.object(["type": "sync.done", "messages": JSONValue(sync.messages),
+                                                      "receipts": JSONValue(receipts.count)]).serialized, to: key)
+                case .failure(let e):
+                    failSync(key, device, e)
+                }
+            })
+        } catch {
+            failSync(key, device, error)
+        }
+    }
+
+    /// A sync that could not go on: the device is told (`sync.done` with an
+    /// `error`) and gets messages live again; it may `chat.sync` later.
+    private func failSync(_ key: SessionKey, _ device: Device, _ error: Error) {
+        guard let sync = device.sync else { return }
+        device.sync = nil
+        log.warn("chat sync failed", ["user": .string(key.user), "device": .string(key.device), "error": .string("\(error)")])
+        let e = refusal(error)
+        core.send(text: JSONValue.object(["type": "sync.done", "messages": JSONValue(sync.messages), "receipts": 0,
+                                          "error": .string(e.code.rawValue),
+                                          "retryAfter": e.retryAfterMilliseconds.map { JSONValue($0) } ?? .null]).serialized, to: key)
+    }
+
+    // MARK: Errors
+
+    /// The protocol error for what the store or the request threw.
+    private func refusal(_ error: Error) -> SignallingError {
+        switch error {
+        case let e as SignallingError: return e
+        case ChatRefusal.notMember(let c):
+            metrics.refusedNotMember.inc()
+            return SignallingError(.notMember, "not a member of conversation \(c)")
+        case ChatRefusal.badRequest(let m): return SignallingError(.badRequest, m)
+        case StoreError.queueFull(let n):
+            metrics.refusedBusy.inc()
+            return SignallingError(.busy, "the chat store has \(n) writes waiting; retry after 100 ms", retryAfterMilliseconds: 100)
+        default:
+            log.error("chat store failed", ["error": .string("\(error)")])
+            return SignallingError(.internalError, "the chat store failed; nothing was changed")
+        }
+    }
+}

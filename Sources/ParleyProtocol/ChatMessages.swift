@@ -1,0 +1,118 @@
+/// The chat requests (docs/protocol.md, "Chat"): what the chat feature of
+/// the signalling server reads from a `ClientRequest`, and what clients
+/// write with the `ClientRequest` constructors below.
+
+import ParleyCore
+
+public enum ChatRequest: Sendable, Equatable {
+    /// A message to a user (`to`); `clientId` makes a resend idempotent.
+    case send(to: String, clientId: String, text: String)
+    /// This device has every message of `conversation` up to `seq` (cumulative);
+    /// `receipt`, when given, is the last `receiptId` it has.
+    case ack(conversation: Int64, seq: Int64, receipt: Int64?)
+    /// The user has read `conversation` up to `seq`.
+    case read(conversation: Int64, seq: Int64)
+    /// Send what this device lacks: messages after `cursors` (conversation →
+    /// last seq it has), or after its stored cursors when nil.
+    case sync(cursors: [Int64: Int64]?)
+    /// Up to `limit` messages of `conversation` before `before` (newest first).
+    case history(conversation: Int64, before: Int64?, limit: Int)
+
+    /// The message types of chat.
+    public static let types = ["chat.send", "chat.ack", "chat.read", "chat.sync", "chat.history"]
+
+    /// The longest `clientId`, in bytes.
+    public static let maxClientIdBytes = 64
+    /// The most messages one `chat.history` returns.
+    public static let maxHistory = 100
+
+    /// Reads a request of one of `types`. `maxTextBytes` bounds `text`
+    /// (longer is `too_large`); a missing or mistyped field is `bad_request`.
+    public init(_ r: ClientRequest, maxTextBytes: Int) throws(SignallingError) {
+        switch r.type {
+        case "chat.send":
+            guard let t = r.fields["text"], let text = t.stringValue else { throw r.fail("missing string field \"text\"") }
+            guard text.utf8.count <= maxTextBytes else {
+                throw SignallingError(.tooLarge, "text of \(text.utf8.count) bytes is over the limit of \(maxTextBytes)")
+            }
+            self = .send(to: try r.string("to"), clientId: try r.string("clientId", maxBytes: Self.maxClientIdBytes), text: text)
+        case "chat.ack":
+            self = .ack(conversation: try r.integer("conversation", min: 1), seq: try r.integer("seq", min: 0),
+                        receipt: try r.integer("receipt", min: 0, optional: true))
+        case "chat.read":
+            self = .read(conversation: try r.integer("conversation", min: 1), seq: try r.integer("seq", min: 0))
+        case "chat.sync":
+            guard let c = r.fields["cursors"], c != .null else { self = .sync(cursors: nil); return }
+            guard let o = c.objectValue, o.count <= 10_000 else {
+                throw r.fail("\"cursors\" must be an object of at most 10000 conversation → seq entries")
+            }
+            var cursors: [Int64: Int64] = [:]
+            for (k, v) in o {
+                guard let conv = Int64(k), conv > 0, let seq = v.intValue, seq >= 0 else {
+                    throw r.fail("\"cursors\" maps conversation ids to sequence numbers, got \"\(k)\"")
+                }
+                cursors[conv] = Int64(seq)
+            }
+            self = .sync(cursors: cursors)
+        case "chat.history":
+            let limit = try r.integer("limit", min: 1, optional: true) ?? 50
+            guard limit <= Int64(Self.maxHistory) else { throw r.fail("\"limit\" must be 1-\(Self.maxHistory)") }
+            self = .history(conversation: try r.integer("conversation", min: 1),
+                            before: try r.integer("before", min: 1, optional: true), limit: Int(limit))
+        default: throw SignallingError(.unknownType, "unknown message type \"\(r.type)\"")
+        }
+    }
+
+    /// The request as a client sends it.
+    public var request: ClientRequest {
+        switch self {
+        case .send(let to, let clientId, let text):
+            return ClientRequest(type: "chat.send", fields: ["to": .string(to), "clientId": .string(clientId), "text": .string(text)])
+        case .ack(let conversation, let seq, let receipt):
+            var o: [String: JSONValue] = ["conversation": JSONValue(Int(conversation)), "seq": JSONValue(Int(seq))]
+            if let receipt { o["receipt"] = JSONValue(Int(receipt)) }
+            return ClientRequest(type: "chat.ack", fields: o)
+        case .read(let conversation, let seq):
+            return ClientRequest(type: "chat.read", fields: ["conversation": JSONValue(Int(conversation)), "seq": JSONValue(Int(seq))])
+        case .sync(let cursors):
+            guard let cursors else { return ClientRequest(type: "chat.sync") }
+            return ClientRequest(type: "chat.sync", fields: [
+                "cursors": .object(Dictionary(uniqueKeysWithValues: cursors.map { (String($0.key), JSONValue(Int($0.value))) })),
+            ])
+        case .history(let conversation, let before, let limit):
+            var o: [String: JSONValue] = ["conversation": JSONValue(Int(conversation)), "limit": JSONValue(limit)]
+            if let before { o["before"] = JSONValue(Int(before)) }
+            return ClientRequest(type: "chat.history", fields: o)
+        }
+    }
+}
+
+extension ClientRequest {
+    /// An integer field of at least `min`; nil when absent and `optional`.
+    public func integer(_ key: String, min: Int64, optional: Bool = false) throws(SignallingError) -> Int64? {
+        guard let f = fields[key], f != .null else {
+            if optional { return nil }
+            throw fail("missing integer field \"\(key)\"")
+        }
+        guard let i = f.intValue, Int64(i) >= min else { throw fail("\"\(key)\" must be an integer of at least \(min)") }
+        return Int64(i)
+    }
+
+    public func integer(_ key: String, min: Int64) throws(SignallingError) -> Int64 {
+        try integer(key, min: min, optional: false)!
+    }
+
+    public static func chatSend(to: String, clientId: String, text: String) -> ClientRequest {
+        ChatRequest.send(to: to, clientId: clientId, text: text).request
+    }
+    public static func chatAck(conversation: Int64, seq: Int64, receipt: Int64? = nil) -> ClientRequest {
+        ChatRequest.ack(conversation: conversation, seq: seq, receipt: receipt).request
+    }
+    public static func chatRead(conversation: Int64, seq: Int64) -> ClientRequest {
+        ChatRequest.read(conversation: conversation, seq: seq).request
+    }
+    public static func chatSync(cursors: [Int64: Int64]? = nil) -> ClientRequest { ChatRequest.sync(cursors: cursors).request }
+    public static func chatHistory(conversation: Int64, before: Int64? = nil, limit: Int = 50) -> ClientRequest {
+        ChatRequest.history(conversation: conversation, before: before, limit: limit).request
+    }
+}

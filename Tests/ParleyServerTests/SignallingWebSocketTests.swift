@@ -226,10 +226,10 @@ final class SignallingWebSocketTests: XCTestCase {
         c.send(frame: WebSocketFrame(opcode: .binary, payload: [1, 2, 3]))
         XCTAssertEqual(try c.waitForClose(), 1003)
 
-        // Over 1 MiB: 1009. Under it but over the 64 KiB signalling limit: an error, connection kept.
+        // Over 1 MiB: 1009. Under it but over the 256 KiB signalling limit: an error, connection kept.
         let d = try client()
         try d.call(.auth(token: token("big"), room: nil))
-        d.send("{\"id\":5,\"type\":\"ping\",\"pad\":\"" + String(repeating: "x", count: 100_000) + "\"}")
+        d.send("{\"id\":5,\"type\":\"ping\",\"pad\":\"" + String(repeating: "x", count: 300_000) + "\"}")
         XCTAssertEqual(try d.nextEvent("error")["code"], "bad_request")
         XCTAssertEqual(try d.call(.ping)["ok"], true)
         d.send(String(repeating: "y", count: (1 << 20) + 1))

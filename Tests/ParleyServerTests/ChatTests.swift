@@ -1,0 +1,215 @@
+import XCTest
+import Foundation
+import ParleyCore
+import ParleyIO
+import ParleyTestSupport
+@testable import ParleyServer
+@testable import ParleyProtocol
+@testable import ParleyAuth
+
+/// Chat over real WebSocket sessions on loopback, against the daemon's
+/// front end (signalling, the chat feature, DATA-DIR/chat.db).
+final class ChatTests: XCTestCase {
+    var server: RelayServerFixture!
+
+    func start(_ configure: (inout ServerConfig) -> Void = { _ in }) throws {
+        server = try RelayServerFixture(loops: 2, configure: configure)
+    }
+
+    override func tearDown() { server?.stop() }
+
+    /// A roomless token (valid for chat) for `user`.
+    func token(_ user: String) -> String {
+        let now = Int64(Date().timeIntervalSince1970)
+        return JWT.sign(TokenClaims(subject: user, room: nil, issuedAt: now - 10, expiresAt: now + 600), secret: server.secret)
+    }
+
+    /// A connected, authenticated device that has finished its connect-time sync.
+    func device(_ user: String, _ device: String = "phone", waitForSync: Bool = true) throws -> BlockingSignallingClient {
+        let c = try server.connect()
+        try c.call(.auth(token: token(user), room: nil, device: device))
+        if waitForSync { _ = try c.nextEvent("sync.done") }
+        return c
+    }
+
+    func testOnlineMessageIsSentThenDeliveredToEveryDeviceThenDeliveredAndReadReceipts() throws {
+        try start()
+        let alice = try device("alice")
+        let bobPhone = try device("bob", "phone"), bobLaptop = try device("bob", "laptop")
+
+        let ack = try alice.call(.chatSend(to: "bob", clientId: "c1", text: "hello bob"))
+        XCTAssertEqual(ack["status"], "sent")
+        XCTAssertEqual(ack["seq"], 1)
+        let conversation = Int64(ack["conversation"]!.intValue!)
+        for d in [bobPhone, bobLaptop] {
+            let m = try d.nextEvent("chat.message")
+            XCTAssertEqual(m["text"], "hello bob")
+            XCTAssertEqual(m["from"], "alice")
+            XCTAssertEqual(m["fromDevice"], "phone")
+            XCTAssertEqual(m["to"], "bob")
+            XCTAssertEqual(m["seq"], 1)
+            XCTAssertEqual(m["messageId"], ack["messageId"])
+        }
+
+        try bobLaptop.call(.chatAck(conversation: conversation, seq: 1))
+        let delivered = try alice.nextEvent("chat.receipt")
+        XCTAssertEqual(delivered["status"], "delivered")
+        XCTAssertEqual(delivered["user"], "bob")
+        XCTAssertEqual(delivered["seq"], 1)
+        // The second device's ack moves nothing: no second receipt.
+        try bobPhone.call(.chatAck(conversation: conversation, seq: 1))
+        try bobPhone.call(.chatRead(conversation: conversation, seq: 1))
+        let read = try alice.nextEvent("chat.receipt")
+        XCTAssertEqual(read["status"], "read")
+        XCTAssertEqual(read["seq"], 1)
+
+        // A reply goes the other way in the same conversation, with the next seq.
+        let back = try bobPhone.call(.chatSend(to: "alice", clientId: "b1", text: "hi alice"))
+        XCTAssertEqual(back["conversation"]?.intValue, Int(conversation))
+        XCTAssertEqual(back["seq"], 2)
+        XCTAssertEqual(try alice.nextEvent("chat.message")["text"], "hi alice")
+        // The sending device does not get its own message back; the user's other device does.
+        XCTAssertEqual(try bobLaptop.nextEvent("chat.message")["text"], "hi alice")
+        XCTAssertEqual(try alice.call(.ping)["ok"], true)
+        XCTAssertFalse(alice.takeQueued().contains { $0["type"] == "chat.receipt" }, "no receipt for the second, unmoving ack")
+        XCTAssertFalse(bobPhone.takeQueued().contains { $0["type"] == "chat.message" })
+    }
+
+    func testResendingAClientIdReturnsTheSameAckAndStoresNothing() throws {
+        try start()
+        let alice = try device("alice"), bob = try device("bob")
+        let first = try alice.call(.chatSend(to: "bob", clientId: "same", text: "once"))
+        let again = try alice.call(.chatSend(to: "bob", clientId: "same", text: "once"))
+        for k in ["messageId", "conversation", "seq", "sentAt", "status"] { XCTAssertEqual(first[k], again[k], k) }
+        XCTAssertEqual(again["duplicate"], true)
+        let next = try alice.call(.chatSend(to: "bob", clientId: "other", text: "twice"))
+        XCTAssertEqual(next["seq"], 2)
+        XCTAssertEqual(try bob.nextEvent("chat.message")["seq"], 1)
+        XCTAssertEqual(try bob.nextEvent("chat.message")["seq"], 2, "the resend was not delivered again")
+    }
+
+    func testOfflineMessagesFlowInOrderOnConnectAndReceiptsReachTheOfflineSender() throws {
+        try start()
+        let alice = try device("alice")
+        var conversation: Int64 = 0
+        for i in 1...5 {
+            conversation = Int64(try alice.call(.chatSend(to: "bob", clientId: "m\(i)", text: "msg \(i)"))["conversation"]!.intValue!)
+        }
+        alice.close()
+
+        let bob = try device("bob", waitForSync: false)
+        for i in 1...5 {
+            let m = try bob.nextEvent()
+            XCTAssertEqual(m["type"], "chat.message")
+            XCTAssertEqual(m["seq"]?.intValue, i)
+            XCTAssertEqual(m["text"]?.stringValue, "msg \(i)")
+        }
+        let done = try bob.nextEvent()
+        XCTAssertEqual(done["type"], "sync.done")
+        XCTAssertEqual(done["messages"], 5)
+        try bob.call(.chatAck(conversation: conversation, seq: 5))
+        try bob.call(.chatRead(conversation: conversation, seq: 3))
+        bob.close()
+
+        // Acked messages do not come again; the receipts wait for alice.
+        let bob2 = try device("bob", waitForSync: false)
+        XCTAssertEqual(try bob2.nextEvent()["type"], "sync.done")
+        let alice2 = try device("alice", waitForSync: false)
+        var receipts: [String: Int] = [:]
+        while true {
+            let e = try alice2.nextEvent()
+            if e["type"] == "sync.done" { break }
+            XCTAssertEqual(e["type"], "chat.receipt")
+            receipts[e["status"]!.stringValue!] = e["seq"]!.intValue!
+            try alice2.call(.chatAck(conversation: conversation, seq: 0, receipt: Int64(e["receiptId"]!.intValue!)))
+        }
+        XCTAssertEqual(receipts, ["delivered": 5, "read": 3])
+        alice2.close()
+        // Acknowledged receipts are not sent again.
+        let alice3 = try device("alice", waitForSync: false)
+        XCTAssertEqual(try alice3.nextEvent()["type"], "sync.done")
+    }
+
+    func testSyncFromACursorAndHistoryPaging() throws {
+        try start()
+        let alice = try device("alice")
+        var conversation: Int64 = 0
+        for i in 1...6 {
+            conversation = Int64(try alice.call(.chatSend(to: "bob", clientId: "m\(i)", text: "msg \(i)"))["conversation"]!.intValue!)
+        }
+        // A reinstalled device knows it has up to seq 4.
+        let bob = try device("bob", "tablet")  // its connect-time sync sent all six; it acks none of them
+        XCTAssertEqual(bob.takeQueued().count, 6)
+        try bob.call(.chatSync(cursors: [conversation: 4]))
+        XCTAssertEqual(try bob.nextEvent()["seq"], 5)
+        XCTAssertEqual(try bob.nextEvent()["seq"], 6)
+        XCTAssertEqual(try bob.nextEvent()["type"], "sync.done")
+
+        let page = try bob.call(.chatHistory(conversation: conversation, before: 5, limit: 3))
+        XCTAssertEqual(page["messages"]?.arrayValue?.compactMap { $0["seq"]?.intValue }, [4, 3, 2])
+        let rest = try bob.call(.chatHistory(conversation: conversation, before: 2, limit: 3))
+        XCTAssertEqual(rest["messages"]?.arrayValue?.compactMap { $0["text"]?.stringValue }, ["msg 1"])
+        // Someone else's conversation is not for mallory.
+        let mallory = try device("mallory")
+        XCTAssertEqual(try mallory.request(.chatHistory(conversation: conversation))["code"], "not_member")
+        XCTAssertEqual(try mallory.request(.chatAck(conversation: conversation, seq: 6))["code"], "not_member")
+        XCTAssertEqual(try mallory.request(.chatRead(conversation: 999, seq: 1))["code"], "not_member")
+    }
+
+    func testASyncLargerThanAPageWaitsForTheAckOfEachPage() throws {
+        try start { $0.chatSyncPage = 3 }
+        let alice = try device("alice")
+        var conversation: Int64 = 0
+        for i in 1...7 {
+            conversation = Int64(try alice.call(.chatSend(to: "bob", clientId: "m\(i)", text: "\(i)"))["conversation"]!.intValue!)
+        }
+        let bob = try device("bob", waitForSync: false)
+        var seqs: [Int] = []
+        while true {
+            let e = try bob.nextEvent()
+            if e["type"] == "sync.done" { XCTAssertEqual(e["messages"], 7); break }
+            seqs.append(e["seq"]!.intValue!)
+            if e["ack"] == true {
+                XCTAssertEqual(seqs.count % 3, 0, "only the last message of a full page asks for the ack")
+                XCTAssertEqual(try bob.call(.ping)["ok"], true)
+                XCTAssertTrue(bob.takeQueued().isEmpty, "nothing more before the ack")
+                try bob.call(.chatAck(conversation: conversation, seq: Int64(seqs.last!)))
+            }
+        }
+        XCTAssertEqual(seqs, Array(1...7))
+        // While it synced nothing came twice; after it, messages are live.
+        try alice.call(.chatSend(to: "bob", clientId: "m8", text: "8"))
+        XCTAssertEqual(try bob.nextEvent("chat.message")["seq"], 8)
+    }
+
+    func testOversizeTextAndTheSendRateAreRefusedWithoutClosing() throws {
+        try start {
+            $0.chatMaxMessageBytes = 1000
+            $0.chatRate = 1
+            $0.chatBurst = 2
+        }
+        let alice = try device("alice")
+        let big = try alice.request(.chatSend(to: "bob", clientId: "big", text: String(repeating: "é", count: 501)))
+        XCTAssertEqual(big["code"], "too_large")
+        XCTAssertEqual(try alice.call(.chatSend(to: "bob", clientId: "ok1", text: String(repeating: "x", count: 1000)))["seq"], 1)
+        XCTAssertEqual(try alice.call(.chatSend(to: "bob", clientId: "ok2", text: "x"))["seq"], 2)
+        let limited = try alice.request(.chatSend(to: "bob", clientId: "ok3", text: "x"))
+        XCTAssertEqual(limited["code"], "rate_limited")
+        XCTAssertGreaterThan(limited["retryAfter"]?.intValue ?? 0, 0)
+        // The budget is the user's, over all devices.
+        let laptop = try device("alice", "laptop")
+        XCTAssertEqual(try laptop.request(.chatSend(to: "bob", clientId: "ok4", text: "x"))["code"], "rate_limited")
+        XCTAssertEqual(try alice.call(.ping)["ok"], true, "still connected")
+        XCTAssertEqual(try alice.request(.chatSend(to: "alice", clientId: "me", text: "x"))["code"], "bad_request")
+    }
+
+    func testDevicesBeyondTheLimitGetNoChat() throws {
+        try start { $0.chatMaxDevices = 1 }
+        let alice = try device("alice")
+        let second = try server.connect()
+        let auth = try second.call(.auth(token: token("alice"), room: nil, device: "second"))
+        XCTAssertEqual(auth["chat"]?["refused"], "too_many_devices")
+        XCTAssertEqual(try second.request(.chatSend(to: "bob", clientId: "x", text: "x"))["code"], "too_many_devices")
+        XCTAssertEqual(try alice.call(.chatSend(to: "bob", clientId: "y", text: "y"))["status"], "sent")
+    }
+}

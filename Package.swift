@@ -50,7 +50,7 @@ let package = Package(
         .target(name: "ParleyTranscode", dependencies: ["ParleyCore", "ParleyMedia", "ParleyStore", "CFFmpeg"]),
         // Composition only: config, the daemon, its routes.
         .target(name: "ParleyServer", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth", "ParleyWeb",
-                                                     "ParleyRelay", "ParleySignalling", "ParleyChat", "ParleyTranscode", "ParleyRecord"]),
+                                                     "ParleyRelay", "ParleyProtocol", "ParleySignalling", "ParleyChat", "ParleyTranscode", "ParleyRecord"]),
         // The benchmark servers behind `parley bench` (tools/bench/*); only the CLI depends on it.
         .target(name: "ParleyBench", dependencies: ["CLinux", "ParleyCore", "ParleyIO", "ParleyRelay", "ParleySRTP", "ParleyProtocol", "ParleyRTP"]),
         // The CLI: every `parley <command>` lives here, on top of the modules.
@@ -75,6 +75,6 @@ let package = Package(
         .testTarget(name: "ParleyTranscodeTests", dependencies: ["ParleyTranscode", "ParleyCore", "ParleyTestSupport"]),
         .testTarget(name: "ParleyServerTests", dependencies: ["ParleyServer", "ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth",
                                                          "ParleyWeb", "ParleyProtocol", "ParleySignalling", "ParleyRelay",
-                                                         "ParleySRTP", "ParleySTUN", "ParleyTranscode", "COpus", "ParleyTestSupport", "ParleyRTP", "ParleyChat"]),
+                                                         "ParleySRTP", "ParleySTUN", "ParleyTranscode", "ParleyRecord", "COpus", "ParleyTestSupport", "ParleyRTP", "ParleyChat"]),
     ]
 )

@@ -50,9 +50,11 @@ final class PacketQueue: @unchecked Sendable {
         }
     }
 
-    /// Hands every queued packet, oldest first, to `body`; recorder thread only.
-    func drain(_ body: (Slot, UnsafeRawBufferPointer) -> Void) {
-        let (head, n) = state.withLock { ($0.head, $0.count) }
+    /// Hands the queued packets, oldest first, to `body` (at most `limit`
+    /// of them); recorder thread only.
+    func drain(limit: Int = .max, _ body: (Slot, UnsafeRawBufferPointer) -> Void) {
+        let (head, queued) = state.withLock { ($0.head, $0.count) }
+        let n = min(queued, limit)
         guard n > 0 else { return }
         for k in 0..<n {
             let i = (head + k) % capacity
@@ -65,4 +67,7 @@ final class PacketQueue: @unchecked Sendable {
     }
 
     var isEmpty: Bool { state.withLock { $0.count == 0 } }
+
+    /// Packets queued now.
+    var count: Int { state.withLock { $0.count } }
 }

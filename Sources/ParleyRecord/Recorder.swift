@@ -128,7 +128,7 @@ public final class Recorder: @unchecked Sendable {
                 lastPrune = now
                 Retention.prune(directory: directory, olderThanDays: limits.retentionDays)
             }
-            let (batch, stopping): ([Control], Bool) = condition.withLock {
+            let (batch, stopping, queued): ([Control], Bool, Int) = condition.withLock {
                 // With recordings running, wake every 10 ms to drain the packet queue; idle, wait for a control.
                 if controls.isEmpty && !shuttingDown {
                     if writers.isEmpty {
@@ -137,8 +137,12 @@ public final class Recorder: @unchecked Sendable {
                         _ = condition.wait(until: Date().addingTimeInterval(0.01))
                     }
                 }
+                // Count the queued packets before taking the controls: a track is
+                // added (on the producer's thread) before its packets are queued, so
+                // every packet counted here has its track among the controls taken.
+                let queued = queue.count
                 defer { controls.removeAll() }
-                return (controls, shuttingDown)
+                return (controls, shuttingDown, queued)
             }
             var stops: [(Int32, StopReason)] = []
             for c in batch {
@@ -153,8 +157,7 @@ public final class Recorder: @unchecked Sendable {
                 case .stop(let n, let r): stops.append((n, r))
                 }
             }
-            // Packets queued after the controls above were posted (a track is added before its packets).
-            queue.drain { slot, bytes in
+            queue.drain(limit: queued) { slot, bytes in
                 guard let w = writers[slot.recording], w.stopReason == nil else { return }
                 w.append(ssrc: slot.ssrc, rtcp: slot.isRTCP, arrivalNanos: slot.arrivalNanos, bytes: bytes)
             }

@@ -123,12 +123,39 @@ public struct RelayConfig: Sendable {
     public init() {}
 }
 
-/// Receives every plaintext RTP packet a room forwards (the recorder tap in
-/// DESIGN.md's media path). Runs on the room's loop, on the packet path:
-/// copy what you keep and hand it to another thread; never block.
+/// A room's recorder tap: every plaintext RTP packet the room forwards,
+/// each decrypted RTCP compound in which a publisher sends a sender report,
+/// and the room's membership and tracks as they change. Everything runs on
+/// the room's loop, in the order it happens there (a track's `published`
+/// comes before its first packet), on the packet path: copy what you keep
+/// and hand it to another thread; never block.
 public struct RTPTap: @unchecked Sendable {
+    /// A forwarded RTP packet of track `ssrc` (muted tracks forward none).
     public var packet: (_ ssrc: UInt32, _ kind: MediaKind, _ bytes: UnsafeRawBufferPointer) -> Void
-    public init(_ packet: @escaping (_ ssrc: UInt32, _ kind: MediaKind, _ bytes: UnsafeRawBufferPointer) -> Void) {
+    /// The whole decrypted RTCP compound holding a sender report of published track `ssrc`.
+    public var senderReport: ((_ ssrc: UInt32, _ bytes: UnsafeRawBufferPointer) -> Void)?
+    /// Membership and track changes; when the tap is set, the room's current
+    /// participants and tracks are replayed through it first.
+    public var event: ((RoomTapEvent) -> Void)?
+
+    public init(_ packet: @escaping (_ ssrc: UInt32, _ kind: MediaKind, _ bytes: UnsafeRawBufferPointer) -> Void,
+                senderReport: ((_ ssrc: UInt32, _ bytes: UnsafeRawBufferPointer) -> Void)? = nil,
+                event: ((RoomTapEvent) -> Void)? = nil) {
         self.packet = packet
+        self.senderReport = senderReport
+        self.event = event
     }
+}
+
+/// What a tap hears of a room besides its packets.
+public enum RoomTapEvent: Sendable, Equatable {
+    case joined(participant: String)
+    /// After the `unpublished` of each of its tracks.
+    case left(participant: String)
+    case published(RoomTrack)
+    case unpublished(RoomTrack)
+    /// The track's `muted` says which way.
+    case muteChanged(RoomTrack)
+    /// The room closed (its last participant left, or it was closed): nothing follows.
+    case closed
 }

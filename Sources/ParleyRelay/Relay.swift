@@ -134,7 +134,9 @@ public final class Relay: Sendable {
     }
 
     /// Starts (or with nil stops) a room's recorder tap: every plaintext RTP
-    /// packet the room forwards, on the room's loop.
+    /// packet the room forwards, its publishers' sender reports and its
+    /// membership changes, on the room's loop (see `RTPTap`). The tap goes
+    /// with the room when it closes.
     public func setTap(room: String, _ tap: RTPTap?, completion: Completion<Void>? = nil) {
         onRoom(room, completion) { $0.setTap(room: room, tap) }
     }

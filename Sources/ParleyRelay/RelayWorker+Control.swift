@@ -84,6 +84,8 @@ extension RelayWorker {
         rooms[r.name] = nil
         metrics.rooms.dec()
         directory.forget(r.name, loop: index)
+        r.tap?.event?(.closed)
+        r.tap = nil
     }
 
     /// Publishes a track on an SSRC granted to participant `name`.
@@ -129,7 +131,7 @@ extension RelayWorker {
     func setTap(room: String, _ tap: RTPTap?) -> Result<Void, RelayError> {
         loop.preconditionInLoop()
         guard let r = rooms[room] else { return .failure(.noSuchRoom(room)) }
-        r.tap = tap
+        r.setTap(tap)
         return .success(())
     }
 

@@ -38,6 +38,7 @@ extension RelayWorker {
                 continue // RR, SDES, BYE, APP, REMB: consumed here
             }
         }
+        if let t = senderReportTrack, let tap = room.tap?.senderReport { tap(t.ssrc, bytes) }
         // Publishers' SR go to the track's receivers (lip sync needs the NTP↔RTP mapping).
         if let t = senderReportTrack, !t.muted {
             for i in 0..<t.destinations.count {

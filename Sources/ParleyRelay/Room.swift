@@ -76,6 +76,7 @@ final class Room {
         participants.append(p)
         byName[name] = p
         participantsGauge.set(participants.count)
+        tap?.event?(.joined(participant: name))
         return p
     }
 
@@ -89,6 +90,7 @@ final class Room {
         for g in p.granted { granted[g.ssrc!] = nil }
         p.removed = true
         participantsGauge.set(participants.count)
+        tap?.event?(.left(participant: p.name))
     }
 
     /// Makes `spec` (its SSRC one granted to `p`) a published track: from
@@ -103,6 +105,7 @@ final class Room {
         let t = Track(spec: spec, ssrc: ssrc, publisher: p, retransmissionSlots: slots)
         p.published.append(t)
         tracksBySSRC[ssrc] = t
+        tap?.event?(.published(t.info))
         return t
     }
 
@@ -112,6 +115,7 @@ final class Room {
         for s in t.subscribers { t.removeSubscriber(s) }
         t.publisher.published.removeAll { $0 === t }
         tracksBySSRC[t.ssrc] = nil
+        tap?.event?(.unpublished(t.info))
     }
 
     private static func validate(_ spec: TrackDescription) throws(RelayError) {
@@ -131,7 +135,23 @@ final class Room {
     /// Publisher-side mute of track `ssrc`: nothing is forwarded while muted.
     func setMuted(ssrc: UInt32, _ muted: Bool) throws(RelayError) {
         guard let t = tracksBySSRC[ssrc] else { throw .noSuchTrack(ssrc) }
+        guard t.muted != muted else { return }
         t.muted = muted
+        tap?.event?(.muteChanged(t.info))
+    }
+
+    /// Sets (or with nil removes) the recorder tap and replays the room's
+    /// participants and tracks to the new one.
+    func setTap(_ new: RTPTap?) {
+        tap = new
+        guard let event = new?.event else { return }
+        for p in participants {
+            event(.joined(participant: p.name))
+            for t in p.published {
+                event(.published(t.info))
+                if t.muted { event(.muteChanged(t.info)) }
+            }
+        }
     }
 
     /// The participant's latched address changed: rebuild the destinations

@@ -46,7 +46,7 @@ public enum Daemon {
         let signal = withExtendedLifetime(parts) { group.waitForShutdownSignal() }
         // Work the routes handed to the pool finishes (its answers have no loop left to go to).
         parts.pool.shutdown()
-        parts.recorder.shutdown()  // finishes the files of running recordings
+        parts.recording.shutdown()  // finishes the files of running recordings (export them with parley record export)
         parts.chat?.close()        // commits what chat had queued
         log.info("stopped", ["signal": .int(Int(signal ?? 0))])
         return ExitCode.ok
@@ -60,8 +60,8 @@ public enum Daemon {
         /// The routes' SQLite and disk work (`blocking-threads`).
         var pool: BlockingPool
         var lock: DirectoryLock
-        /// Writes DATA-DIR/recordings and prunes it (the relay's tap is not wired to it yet, #17).
-        var recorder: Recorder
+        /// Records rooms into DATA-DIR/recordings from the relay's tap, and prunes it.
+        var recording: RoomRecorder
         /// DATA-DIR/chat.db's writer.
         var chat: ChatStore?
         /// `listening <what> <address>` (and the certificate line), printed once all is up.
@@ -111,15 +111,18 @@ public enum Daemon {
         let pool = BlockingPool(threads: config.blockingThreads)
         do {
             try TranscodeRoutes.install(on: router, config: config, pool: pool)
-            let front = try ServerFrontEnd.start(group: group, config: config, relay: relay, events: events, router: router,
-                                                 logger: Logger(label: "http", level: config.logLevel))
-            var limits = RecordingLimits()
-            limits.maxBytes = Int64(config.recordMaxBytes)
-            limits.minFreeBytes = Int64(config.recordMinFreeBytes)
-            limits.retentionDays = config.recordRetentionDays
-            limits.queueSlots = config.recordQueuePackets
-            let recorder = Recorder(directory: config.dataDir + "/recordings", limits: limits)
-            return Parts(http: front.http, relay: relay, stun: stun, pool: pool, lock: lock, recorder: recorder, chat: front.chat,
+            let recording = RoomRecorder(directory: config.dataDir + "/recordings", limits: config.recordingLimits,
+                                         maxRunning: config.recordMaxRunning, relay: relay,
+                                         pool: pool, loop: loops[0], logger: Logger(label: "record", level: config.logLevel))
+            let front: ServerFrontEnd
+            do {
+                front = try ServerFrontEnd.start(group: group, config: config, relay: relay, events: events, recording: recording,
+                                                 router: router, logger: Logger(label: "http", level: config.logLevel))
+            } catch {
+                recording.shutdown()
+                throw error
+            }
+            return Parts(http: front.http, relay: relay, stun: stun, pool: pool, lock: lock, recording: recording, chat: front.chat,
                          readyLines: lines + front.readyLines)
         } catch {
             pool.shutdown()

@@ -84,6 +84,10 @@ public struct ServerConfig: Sendable, Equatable {
     public var recordRetentionDays = 30
     /// Packets queued to the recorder thread before packets are dropped from recordings.
     public var recordQueuePackets = 4096
+    /// Rooms recorded as soon as their call opens: glob patterns (`*`, `?`).
+    public var recordRooms: [String] = []
+    /// Recordings that may run at once.
+    public var recordMaxRunning = 50
 
     // MARK: Front end limits (HTTP, WebSocket, TLS, signalling requests)
     /// Seconds from accept to a finished TLS handshake.
@@ -150,6 +154,8 @@ public struct ServerConfig: Sendable, Equatable {
         ("record-min-free-bytes", "free bytes on the data directory's filesystem below which recording stops with a low_disk_space event (default 1073741824)"),
         ("record-retention-days", "days a recording is kept after its files last changed, 0 = forever (default 30)"),
         ("record-queue-packets", "packets queued to the recorder thread; beyond, packets are dropped from recordings and counted (default 4096)"),
+        ("record-max-running", "recordings that may run at once; another start is refused (default 50)"),
+        ("record-rooms", "rooms recorded as soon as their call opens: glob patterns (* and ?), comma-separated (a JSON array in the file); default none"),
         // MARK: media relay limits (NACK answers, STUN answers to strangers)
         ("nack-resend-interval-ms", "milliseconds before a packet is resent to the same subscriber again (default 100)"),
         ("nack-budget-percent", "bytes resent on NACK, at most this % of the track's bytes sent to that subscriber, 0-200 (default 100)"),
@@ -238,6 +244,9 @@ public struct ServerConfig: Sendable, Equatable {
         case "record-min-free-bytes": recordMinFreeBytes = try int(0...(1 << 50))
         case "record-retention-days": recordRetentionDays = try int(0...36_500)
         case "record-queue-packets": recordQueuePackets = try int(16...(1 << 20))
+        case "record-max-running": recordMaxRunning = try int(1...10_000)
+        case "record-rooms":
+            recordRooms = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         // MARK: media relay limits (NACK answers, STUN answers to strangers)
         case "nack-resend-interval-ms": nackResendIntervalMs = try int(1...10_000)
         case "nack-budget-percent": nackBudgetPercent = try int(0...200)
@@ -299,11 +308,11 @@ public struct ServerConfig: Sendable, Equatable {
                 throw ConfigError(key: key, "must be true or false (in \(path))")
             case .number: text = value.serialized
             case .string(let s): text = s
-            case .array(let list) where key == "transcode-input-dirs":
-                // A list of directories; set() takes them comma-separated.
+            case .array(let list) where key == "transcode-input-dirs" || key == "record-rooms":
+                // A list of directories (patterns); set() takes them comma-separated.
                 let dirs = list.compactMap(\.stringValue)
                 guard dirs.count == list.count, !dirs.contains(where: { $0.contains(",") }) else {
-                    throw ConfigError(key: key, "must be an array of directory names without commas (in \(path))")
+                    throw ConfigError(key: key, "must be an array of \(key == "record-rooms" ? "room patterns" : "directory names") without commas (in \(path))")
                 }
                 text = dirs.joined(separator: ",")
             case .null, .array, .object: throw ConfigError(key: key, "must be a string, number or boolean (in \(path))")

@@ -53,8 +53,10 @@ public final class ServerFrontEnd: Sendable {
     /// - Parameters:
     ///   - relay: the media relay; nil serves HTTP only (no `/ws`).
     ///   - events: where the relay's `onEvent` was pointed (participant timeouts end signalling sessions).
+    ///   - recording: the recorder on the relay's tap (start/stop over signalling and the admin API,
+    ///     `record-rooms`); nil records nothing.
     public static func start(group: EventLoopGroup, config: ServerConfig, relay: Relay?, events: RelayEventSink? = nil,
-                             router: HTTPRouter = HTTPRouter(),
+                             recording: RoomRecorder? = nil, router: HTTPRouter = HTTPRouter(),
                              logger: Logger = Logger(label: "parley.http")) throws -> ServerFrontEnd {
         let listen = try config.listen.socketAddress(key: "listen")
         var lines: [String] = []
@@ -83,9 +85,11 @@ public final class ServerFrontEnd: Sendable {
                                       graceSeconds: Double(config.reconnectGraceSeconds),
                                       maxParticipantsPerRoom: config.maxParticipantsPerRoom,
                                       requestRate: config.signallingRate, requestBurst: config.signallingBurst,
+                                      recording: recording, autoRecord: config.recordRooms,
                                       logger: Logger(label: "parley.signalling", level: config.logLevel))
             s.install(on: router)
             events?.connect(signalling: s)
+            recording?.connect(signalling: s)
             let store: ChatStore
             do {
                 store = try ChatStore(path: config.dataDir + "/chat.db", synchronous: config.chatDurability == "fsync" ? .full : .normal,

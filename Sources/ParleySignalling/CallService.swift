@@ -49,6 +49,12 @@ public final class CallService: SignallingFeature {
 
     let metrics = SignallingMetrics()
 
+    /// Called when a room's call opens (its first member joined; before that
+    /// member's join reply) and when it closes (its last member left).
+    /// The recording feature listens (automatic recording, stop on close).
+    public var onRoomOpened: ((String) -> Void)?
+    public var onRoomClosed: ((String) -> Void)?
+
     /// Creates the service and registers it with `core`.
     public init(core: SignallingCore, backend: any MediaBackend, maxParticipantsPerRoom: Int = 100) {
         self.core = core
@@ -243,9 +249,11 @@ public final class CallService: SignallingFeature {
         case .success(var j):
             j.joinedAt = core.clock()
             calls[key] = j
+            let opened = rooms[j.room] == nil
             rooms[j.room, default: []].append(key)
             metrics.joins.inc()
             core.log.info("joined", ["room": .string(j.room), "participant": .string(key.user)])
+            if opened { onRoomOpened?(j.room) }
             broadcast(room: j.room, except: key.user, .participantJoined(participant: key.user))
             reply.ok(joinFields(key))
         }
@@ -279,6 +287,12 @@ public final class CallService: SignallingFeature {
 
     // MARK: Rooms
 
+    /// Whether `room` has a call (someone joined it).
+    public func hasCall(_ room: String) -> Bool { rooms[room] != nil }
+
+    /// The room a device is in, if it joined one.
+    public func room(of key: SessionKey) -> String? { calls[key]?.room }
+
     /// The device through which `user` is in `room`.
     private func member(room: String, user: String) -> SessionKey? {
         rooms[room]?.first { $0.user == user }
@@ -305,7 +319,11 @@ public final class CallService: SignallingFeature {
         backend.leave(room: j.room, participant: key.user)
         calls[key] = nil
         rooms[j.room]?.removeAll { $0 == key }
-        if rooms[j.room]?.isEmpty == true { rooms[j.room] = nil; recording.remove(j.room) }
+        if rooms[j.room]?.isEmpty == true {
+            rooms[j.room] = nil
+            recording.remove(j.room)
+            onRoomClosed?(j.room)
+        }
         metrics.leaves.inc()
         core.log.info("left", ["room": .string(j.room), "participant": .string(key.user), "reason": .string(reason)])
         broadcast(room: j.room, except: key.user, .participantLeft(participant: key.user, reason: reason))
@@ -319,7 +337,7 @@ public final class CallService: SignallingFeature {
 
     // MARK: Admin and relay events
 
-    /// Recording state changes come from the recorder; joiners see the flag.
+    /// Recording state changes come from the recording feature; joiners see the flag.
     public func setRecording(room: String, _ on: Bool) {
         guard on != recording.contains(room) else { return }
         if on { recording.insert(room) } else { recording.remove(room) }

@@ -24,6 +24,8 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
     private let thread: EventLoopGroup
     let core: SignallingCore
     let calls: CallService
+    /// Recording control; nil when the server records nothing.
+    let recording: RecordingService?
     public let verifier: any TokenVerifying
     /// The admin API's token check: the one every HTTP route uses.
     let auth: BearerAuth
@@ -35,6 +37,7 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
     /// Starts the signalling thread. Stop it with `shutdown()`.
     public init(backend: any MediaBackend, verifier: any TokenVerifying, graceSeconds: Double = 15,
                 maxParticipantsPerRoom: Int = 100, requestRate: Int = 50, requestBurst: Int = 200,
+                recording recorder: (any RecordingBackend)? = nil, autoRecord: [String] = [],
                 logger: Logger = Logger(label: "parley.signalling")) throws {
         self.verifier = verifier
         auth = BearerAuth(verifier: verifier)
@@ -43,7 +46,9 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
         thread = try EventLoopGroup(numberOfThreads: 1, threadName: "parley-sig", logger: logger)
         loop = thread.loops[0]
         core = SignallingCore(verifier: verifier, scheduler: loop, graceSeconds: graceSeconds, logger: logger)
-        calls = CallService(core: core, backend: backend, maxParticipantsPerRoom: maxParticipantsPerRoom)
+        let calls = CallService(core: core, backend: backend, maxParticipantsPerRoom: maxParticipantsPerRoom)
+        self.calls = calls
+        recording = recorder.map { [core] in RecordingService(core: core, calls: calls, backend: $0, autoRecord: autoRecord) }
     }
 
     /// Stops the signalling thread (after what was posted to it); what is
@@ -106,9 +111,10 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
 
     // MARK: Server events and admin
 
-    /// Tells a room that recording started or stopped (for the recorder).
-    public func setRecording(room: String, _ on: Bool) {
-        loop.execute { self.calls.setRecording(room: room, on) }
+    /// The recording backend stopped recording `id` of `room` on its own
+    /// (a disk limit, a write error, the room closing). Any thread.
+    public func recordingEnded(room: String, id: String, reason: String) {
+        loop.execute { self.recording?.ended(room: room, id: id, reason: reason) }
     }
 
     /// Registers `/ws` and the admin API on `router`.
@@ -118,11 +124,26 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
             guard authorized(req, responder) else { return }
             loop.execute { responder.respond(.json(.ok, self.calls.roomsJSON())) }
         }
-        router.add("DELETE", .prefix("/admin/rooms/")) { [self] req, responder in
-            // /admin/rooms/{room}/participants/{id}
+        router.add("POST", .prefix("/admin/rooms/")) { [self] req, responder in
+            // /admin/rooms/{room}/recording
             let parts = req.pathRemainder.split(separator: "/", omittingEmptySubsequences: false)
+            guard parts.count == 2, parts[1] == "recording", !parts[0].isEmpty else {
+                responder.respond(.error(.notFound, "expected /admin/rooms/{room}/recording"))
+                return
+            }
+            guard authorized(req, responder) else { return }
+            startRecording(room: String(parts[0]), responder)
+        }
+        router.add("DELETE", .prefix("/admin/rooms/")) { [self] req, responder in
+            // /admin/rooms/{room}/participants/{id} or /admin/rooms/{room}/recording
+            let parts = req.pathRemainder.split(separator: "/", omittingEmptySubsequences: false)
+            if parts.count == 2, parts[1] == "recording", !parts[0].isEmpty {
+                guard authorized(req, responder) else { return }
+                stopRecording(room: String(parts[0]), responder)
+                return
+            }
             guard parts.count == 3, parts[1] == "participants", !parts[0].isEmpty, !parts[2].isEmpty else {
-                responder.respond(.error(.notFound, "expected /admin/rooms/{room}/participants/{id}"))
+                responder.respond(.error(.notFound, "expected /admin/rooms/{room}/participants/{id} or /admin/rooms/{room}/recording"))
                 return
             }
             guard authorized(req, responder) else { return }
@@ -134,6 +155,36 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
                     responder.respond(.error(.notFound, "no participant \(id) in room \(room)"))
                 }
             }
+        }
+    }
+
+    /// `POST /admin/rooms/{room}/recording`: 201 with the recording's id
+    /// once it runs (200 when it already did), 404 without a call, 503
+    /// when the server does not record.
+    private func startRecording(room: String, _ responder: HTTPResponder) {
+        loop.execute { [self] in
+            guard let recording else { return responder.respond(.error(.serviceUnavailable, "this server does not record")) }
+            let already = recording.recordingID(room: room) != nil
+            guard calls.hasCall(room) else { return responder.respond(.error(.notFound, "room \(room) has no call to record")) }
+            recording.start(room: room, by: "admin") { result in
+                switch result {
+                case .success(let id):
+                    responder.respond(.json(already ? .ok : .created, ["room": .string(room), "recording": .string(id)]))
+                case .failure(let e):
+                    responder.respond(.error(.internalServerError, e.message))
+                }
+            }
+        }
+    }
+
+    /// `DELETE /admin/rooms/{room}/recording`: 200 with the id of the
+    /// recording stopped, 404 when the room was not being recorded.
+    private func stopRecording(room: String, _ responder: HTTPResponder) {
+        loop.execute { [self] in
+            guard let id = recording?.stop(room: room, by: "admin") else {
+                return responder.respond(.error(.notFound, "room \(room) is not being recorded"))
+            }
+            responder.respond(.json(.ok, ["room": .string(room), "recording": .string(id)]))
         }
     }
 

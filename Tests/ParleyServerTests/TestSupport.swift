@@ -129,8 +129,12 @@ final class RelayServerFixture {
 
     let tls: Bool
 
+    /// With `recording`, the recorder on the relay's tap (DATA-DIR/recordings) and its blocking pool.
+    private(set) var recording: RoomRecorder?
+    private var pool: BlockingPool?
+
     init(loops: Int = 2, grace: Int = 30, tls: Bool = false, participantTimeout: Duration = .seconds(30),
-         configure: (inout ServerConfig) -> Void = { _ in }) throws {
+         recording record: Bool = false, configure: (inout ServerConfig) -> Void = { _ in }) throws {
         self.tls = tls
         group = try EventLoopGroup(numberOfThreads: loops, logger: quietLogger)
         let sink = RelayEventSink()
@@ -147,7 +151,15 @@ final class RelayServerFixture {
         config.dataDir = dataDir
         config.logLevel = .error
         configure(&config)
-        front = try ServerFrontEnd.start(group: group, config: config, relay: relay, events: sink, logger: quietLogger)
+        if record {
+            let pool = BlockingPool(threads: 2)
+            self.pool = pool
+            recording = RoomRecorder(directory: dataDir + "/recordings", limits: config.recordingLimits,
+                                         maxRunning: config.recordMaxRunning, relay: relay, pool: pool,
+                                     loop: group.loops[0], logger: quietLogger)
+        }
+        front = try ServerFrontEnd.start(group: group, config: config, relay: relay, events: sink, recording: recording,
+                                         logger: quietLogger)
         secret = try ServerSecret.loadOrCreate(dataDir: dataDir)
     }
 
@@ -155,15 +167,18 @@ final class RelayServerFixture {
         front.stop()
         relay.shutdown()
         group.syncShutdownGracefully()
+        recording?.shutdown()
+        pool?.shutdown()
     }
 
     var wsURL: String { "\(tls ? "wss" : "ws")://127.0.0.1:\(front.address.port)/ws" }
     var httpURL: String { "\(tls ? "https" : "http")://127.0.0.1:\(front.address.port)" }
     var certificateFile: String { dataDir + "/tls/cert.pem" }
 
-    func token(_ sub: String, room: String = "call", publish: Bool = true) -> String {
+    func token(_ sub: String, room: String? = "call", publish: Bool = true, record: Bool = false, admin: Bool = false) -> String {
         let now = Int64(Date().timeIntervalSince1970)
-        return JWT.sign(TokenClaims(subject: sub, room: room, issuedAt: now, expiresAt: now + 600, canPublish: publish), secret: secret)
+        return JWT.sign(TokenClaims(subject: sub, room: room, issuedAt: now, expiresAt: now + 600, canPublish: publish,
+                                    canRecord: record, isAdmin: admin), secret: secret)
     }
 
     func connect() throws -> BlockingSignallingClient {

@@ -1,0 +1,186 @@
+import ParleyCore
+import ParleyProtocol
+
+/// The recorder as the signalling layer sees it (the daemon's is
+/// `RoomRecorder` in ParleyServer, over ParleyRecord and the relay's tap).
+/// Called on the signalling loop; nothing here blocks.
+public protocol RecordingBackend: AnyObject {
+    /// Starts recording `room`, whose call is open, and answers with the
+    /// recording's id, on any thread (the feature hops back).
+    func start(room: String, completion: @escaping @Sendable (Result<String, SignallingError>) -> Void)
+    /// Stops recording `id` of `room`: its files are finished and exported
+    /// off the loops. A recording that stops on its own (a disk limit, a
+    /// write error, the room closing) is reported back with
+    /// `RecordingService.ended(room:id:reason:)`.
+    func stop(room: String, id: String)
+}
+
+/// Recording control: `start_recording` and `stop_recording` for holders of
+/// the `rec` grant (or `adm`) in a room their token allows, the admin API's
+/// start and stop, and automatic recording of rooms whose name matches a
+/// pattern when their call opens. A recording stops when asked, when the
+/// room's call closes, or on its own (disk limits). Every participant of
+/// the room gets `recording_started` and `recording_stopped` (through
+/// `CallService.setRecording`, which also answers late joiners' `recording`).
+///
+/// Confined to the signalling thread, like the core it is registered with.
+public final class RecordingService: SignallingFeature {
+    public let backend: any RecordingBackend
+    unowned let core: SignallingCore
+    unowned let calls: CallService
+    /// Glob patterns (`*` any run, `?` one character) of rooms recorded as soon as their call opens.
+    public var autoRecord: [String]
+
+    private enum State {
+        /// Asked the backend; these are waiting for the answer.
+        case starting(waiters: [(Result<String, SignallingError>) -> Void], stop: Bool)
+        case recording(id: String)
+    }
+    private var rooms: [String: State] = [:]
+
+    /// Creates the feature, registers it with `core` and listens to `calls` for rooms opening and closing.
+    public init(core: SignallingCore, calls: CallService, backend: any RecordingBackend, autoRecord: [String] = []) {
+        self.core = core
+        self.calls = calls
+        self.backend = backend
+        self.autoRecord = autoRecord
+        core.register(self)
+        calls.onRoomOpened = { [unowned self] room in
+            guard autoRecord.contains(where: { Self.matches(room, pattern: $0) }) else { return }
+            start(room: room, by: "auto") { _ in }
+        }
+        calls.onRoomClosed = { [unowned self] room in _ = stop(room: room, by: "room_closed") }
+    }
+
+    // MARK: SignallingFeature
+
+    public var messageTypes: [String] { RecordingRequest.types }
+
+    public func handle(_ request: ClientRequest, from session: SignallingSession, reply: SignallingReply) {
+        do throws(SignallingError) {
+            let r = try RecordingRequest(request)
+            guard session.claims.canRecord || session.claims.isAdmin else {
+                throw SignallingError(.forbidden, "this token may not record (parley token --can-record)")
+            }
+            switch r {
+            case .start(let requested):
+                let room = try room(requested, session)
+                start(room: room, by: session.user) { result in
+                    switch result {
+                    case .success(let id): reply.ok(["room": .string(room), "recording": .string(id)])
+                    case .failure(let e): reply.fail(e)
+                    }
+                }
+            case .stop(let requested):
+                let room = try room(requested, session)
+                guard let id = stop(room: room, by: session.user) else {
+                    throw SignallingError(.badRequest, "room \(room) is not being recorded")
+                }
+                reply.ok(["room": .string(room), "recording": .string(id)])
+            }
+        } catch {
+            reply.fail(error)
+        }
+    }
+
+    /// The room a request names, else the device's call, else the session's room; one the token allows.
+    private func room(_ requested: String?, _ s: SignallingSession) throws(SignallingError) -> String {
+        guard let room = requested ?? calls.room(of: s.key) ?? s.room else {
+            throw SignallingError(.badRequest, "name the room to record in \"room\"")
+        }
+        guard s.claims.mayJoin(room) else { throw SignallingError(.forbidden, "this token may not record room \(room)") }
+        return room
+    }
+
+    // MARK: Control (signalling thread)
+
+    /// Starts recording `room`; `done` gets the recording's id (at once when
+    /// it is already recording). The room must have a call.
+    public func start(room: String, by who: String, done: @escaping (Result<String, SignallingError>) -> Void) {
+        switch rooms[room] {
+        case .recording(let id):
+            done(.success(id))
+        case .starting(var waiters, let stop):
+            waiters.append(done)
+            rooms[room] = .starting(waiters: waiters, stop: stop)
+        case nil:
+            guard calls.hasCall(room) else {
+                done(.failure(SignallingError(.badRequest, "room \(room) has no call to record")))
+                return
+            }
+            rooms[room] = .starting(waiters: [done], stop: false)
+            core.log.info("recording requested", ["room": .string(room), "by": .string(who)])
+            backend.start(room: room, completion: core.onSignallingThread { [weak self] (result: Result<String, SignallingError>) in
+                self?.started(room: room, result)
+            })
+        }
+    }
+
+    private func started(room: String, _ result: Result<String, SignallingError>) {
+        guard case .starting(let waiters, let stop) = rooms[room] else { return }
+        switch result {
+        case .success(let id) where stop || !calls.hasCall(room):
+            // Stopped, or the call closed, while it started.
+            backend.stop(room: room, id: id)
+            rooms[room] = nil
+            for w in waiters { w(.failure(SignallingError(.badRequest, "room \(room)'s recording was stopped as it started"))) }
+        case .success(let id):
+            rooms[room] = .recording(id: id)
+            core.log.info("recording started", ["room": .string(room), "recording": .string(id)])
+            calls.setRecording(room: room, true)
+            for w in waiters { w(.success(id)) }
+        case .failure(let e):
+            rooms[room] = nil
+            core.log.warn("recording failed to start", ["room": .string(room), "error": .string(e.message)])
+            for w in waiters { w(.failure(e)) }
+        }
+    }
+
+    /// Stops recording `room`; returns its id, nil when it was not recording
+    /// (one still starting stops as soon as it has started).
+    @discardableResult
+    public func stop(room: String, by who: String) -> String? {
+        switch rooms[room] {
+        case .recording(let id):
+            rooms[room] = nil
+            backend.stop(room: room, id: id)
+            core.log.info("recording stopped", ["room": .string(room), "recording": .string(id), "by": .string(who)])
+            calls.setRecording(room: room, false)
+            return id
+        case .starting(let waiters, _):
+            rooms[room] = .starting(waiters: waiters, stop: true)
+            return nil
+        case nil:
+            return nil
+        }
+    }
+
+    /// The backend stopped recording `id` on its own (`reason`: a disk
+    /// limit, a write error, the room closing).
+    public func ended(room: String, id: String, reason: String) {
+        guard case .recording(let current) = rooms[room], current == id else { return }
+        rooms[room] = nil
+        core.log.warn("recording ended", ["room": .string(room), "recording": .string(id), "reason": .string(reason)])
+        calls.setRecording(room: room, false)
+    }
+
+    /// The id of `room`'s running recording.
+    public func recordingID(room: String) -> String? {
+        if case .recording(let id) = rooms[room] { return id }
+        return nil
+    }
+
+    /// Shell-style matching of a room name: `*` any run of characters, `?` one.
+    public static func matches(_ name: String, pattern: String) -> Bool {
+        let n = Array(name.unicodeScalars), p = Array(pattern.unicodeScalars)
+        var i = 0, j = 0, star = -1, mark = 0
+        while i < n.count {
+            if j < p.count && (p[j] == "?" || p[j] == n[i]) { i += 1; j += 1 }
+            else if j < p.count && p[j] == "*" { star = j; mark = i; j += 1 }
+            else if star >= 0 { j = star + 1; mark += 1; i = mark }
+            else { return false }
+        }
+        while j < p.count && p[j] == "*" { j += 1 }
+        return j == p.count
+    }
+}

@@ -1,0 +1,144 @@
+import XCTest
+import Foundation
+import ParleyCore
+import ParleyRTP
+import ParleyRecord
+import ParleySignalling
+import ParleyTestSupport
+@testable import ParleyServer
+@testable import ParleyProtocol
+
+/// Recording wired end to end in-process: the `rec` grant starts and stops
+/// a recording over signalling, the participants hear of it, a late joiner
+/// sees `"recording": true`, the relay's tap writes the publisher's RTP and
+/// sender reports into the capture file, joins/mutes/leaves go to
+/// events.log, and stopping exports. The admin API and `record-rooms` too.
+final class RecordingWiringTests: XCTestCase {
+    var fx: RelayServerFixture!
+
+    override func tearDown() { fx?.stop() }
+
+    func testRecGrantStartsAndStopsARecordingThatCapturesTheRoom() throws {
+        fx = try RelayServerFixture(recording: true)
+        let alice = try fx.connect()
+        try alice.call(.auth(token: fx.token("alice"), room: nil))
+        let joinA = try alice.call(.join(room: nil, publish: true, subscribe: true, suite: nil))
+        XCTAssertEqual(joinA["recording"]?.boolValue, false)
+        let bob = try fx.connect()
+        try bob.call(.auth(token: fx.token("bob", publish: false, record: true), room: nil))
+        _ = try bob.call(.join(room: nil, publish: false, subscribe: true, suite: nil))
+
+        // Without the grant: refused.
+        XCTAssertThrowsError(try alice.call(.startRecording())) { e in
+            guard case .refused(let err) = e as? SignallingClientError else { return XCTFail("\(e)") }
+            XCTAssertEqual(err.1.code, .forbidden)
+        }
+        // Another room than the token's: refused.
+        XCTAssertThrowsError(try bob.call(.startRecording(room: "elsewhere")))
+
+        let started = try bob.call(.startRecording())
+        let id = try XCTUnwrap(started["recording"]?.stringValue)
+        XCTAssertEqual(started["room"]?.stringValue, "call")
+        XCTAssertEqual(try alice.nextEvent("recording_started")["room"]?.stringValue, "call")
+        XCTAssertEqual(try bob.nextEvent("recording_started")["room"]?.stringValue, "call")
+        XCTAssertEqual(try bob.call(.startRecording())["recording"]?.stringValue, id, "starting again answers the running one")
+
+        // Alice publishes and sends RTP and a sender report, as SRTP/SRTCP.
+        let ssrc = UInt32(try XCTUnwrap(joinA["ssrcs"]?["audio"]?.intValue))
+        let pub = try alice.call(.publish([.opus(ssrc: ssrc)]))
+        let track = try XCTUnwrap(pub["tracks"]?.arrayValue?.first?["id"]?.stringValue)
+        let peer = try MediaPeer(join: joinA)
+        var sent: [[UInt8]] = []
+        for _ in 0..<20 { sent.append(try peer.sendNext(ssrc: ssrc)) }
+        let sr = try RTCPPacket.senderReport(RTCPSenderReport(ssrc: ssrc, ntpTimestamp: 0xE000_0000_8000_0000, rtpTimestamp: 123_456,
+                                                              packetCount: 20, octetCount: 3200)).encoded()
+        peer.send(try peer.sender.protect(sr, rtcp: true))
+        for _ in 0..<5 { sent.append(try peer.sendNext(ssrc: ssrc)) }
+
+        // A late joiner sees the flag.
+        let carol = try fx.connect()
+        try carol.call(.auth(token: fx.token("carol", publish: false), room: nil))
+        XCTAssertEqual(try carol.call(.join(room: nil, publish: false, subscribe: true, suite: nil))["recording"]?.boolValue, true)
+        try alice.call(.mute(track: track, muted: true))
+
+        // The packets reach the capture file (the recorder writes them within its 10 ms passes).
+        let dir = fx.dataDir + "/recordings/" + id
+        let file = dir + "/track-alice_\(ssrc).pcapng"
+        waitUntil("the 25 packets and the sender report are written") {
+            ((try? CaptureReader.read(path: file))?.packets.count ?? 0) >= 26
+        }
+        let stopped = try bob.call(.stopRecording())
+        XCTAssertEqual(stopped["recording"]?.stringValue, id)
+        XCTAssertEqual(try alice.nextEvent("recording_stopped")["room"]?.stringValue, "call")
+        XCTAssertEqual(try carol.nextEvent("recording_stopped")["room"]?.stringValue, "call")
+        XCTAssertThrowsError(try bob.call(.stopRecording()), "nothing left to stop")
+
+        waitUntil("the recording is finished") { (try? RecordingIndex.read(directory: dir))?.stoppedAtMillis != nil }
+        let index = try RecordingIndex.read(directory: dir)
+        XCTAssertEqual(index.room, "call")
+        XCTAssertEqual(index.stopReason, .requested)
+        XCTAssertEqual(index.tracks.map(\.id), [track])
+        XCTAssertEqual(index.tracks.first?.spec.codec.lowercased(), "opus")
+        XCTAssertEqual(index.clockMappings[track], [ClockMapping(ntp: 0xE000_0000_8000_0000, rtp: 123_456)])
+        let contents = try CaptureReader.read(path: file)
+        XCTAssertEqual(contents.packets.filter { !$0.isRTCP }.map(\.bytes), sent, "every decrypted packet, in order")
+        XCTAssertEqual(contents.packets.filter(\.isRTCP).count, 1)
+        XCTAssertEqual(contents.tornBytes, 0)
+
+        let events = RecordingEvent.read(directory: dir)
+        let kinds = events.map { "\($0.kind.rawValue) \($0.participant ?? "")" }
+        XCTAssertEqual(kinds.first, "started ")
+        for k in ["join alice", "join bob", "join carol", "track_added alice", "mute alice", "stopped "] {
+            XCTAssertTrue(kinds.contains(k), "\(k) in \(kinds)")
+        }
+        // Export runs on its own once the recording stops (the payloads are not real Opus: the files exist all the same).
+        waitUntil("the export wrote alice.webm and mix.ogg") {
+            FileManager.default.fileExists(atPath: dir + "/alice.webm") && FileManager.default.fileExists(atPath: dir + "/mix.ogg")
+        }
+        for c in [alice, bob, carol] { c.close() }
+    }
+
+    func testAdminAPIStartsAndStopsAndRecordRoomsRecordsMatchingCallsUntilTheyClose() throws {
+        fx = try RelayServerFixture(recording: true) { $0.recordRooms = ["auto-*"] }
+        let admin = "Authorization: Bearer \(fx.token("ops", room: nil, admin: true))"
+        let port = Int(fx.front.address.port)
+        XCTAssertTrue(try httpRequest(port, "POST", "/admin/rooms/call/recording", headers: [admin]).hasPrefix("HTTP/1.1 404"),
+                      "no call to record")
+        XCTAssertTrue(try httpRequest(port, "POST", "/admin/rooms/call/recording",
+                                      headers: ["Authorization: Bearer \(fx.token("bob", record: true))"]).hasPrefix("HTTP/1.1 403"),
+                      "the admin API takes admin tokens only")
+
+        let alice = try fx.connect()
+        try alice.call(.auth(token: fx.token("alice"), room: nil))
+        _ = try alice.call(.join(room: nil, publish: true, subscribe: true, suite: nil))
+        let start = try httpRequest(port, "POST", "/admin/rooms/call/recording", headers: [admin])
+        XCTAssertTrue(start.hasPrefix("HTTP/1.1 201"), start)
+        XCTAssertEqual(try alice.nextEvent("recording_started")["room"]?.stringValue, "call")
+        let rooms = try httpRequest(port, "GET", "/admin/rooms", headers: [admin])
+        XCTAssertTrue(rooms.contains("\"recording\":true"), rooms)
+        let stop = try httpRequest(port, "DELETE", "/admin/rooms/call/recording", headers: [admin])
+        XCTAssertTrue(stop.hasPrefix("HTTP/1.1 200"), stop)
+        XCTAssertEqual(try alice.nextEvent("recording_stopped")["room"]?.stringValue, "call")
+        XCTAssertTrue(try httpRequest(port, "DELETE", "/admin/rooms/call/recording", headers: [admin]).hasPrefix("HTTP/1.1 404"))
+
+        // record-rooms: a matching room records from its first join; its recording stops when the call closes.
+        let bob = try fx.connect()
+        try bob.call(.auth(token: fx.token("bob", room: "auto-1"), room: nil))
+        _ = try bob.call(.join(room: nil, publish: true, subscribe: true, suite: nil))
+        XCTAssertEqual(try bob.nextEvent("recording_started")["room"]?.stringValue, "auto-1")
+        try bob.call(.leave)
+        let recordings = fx.dataDir + "/recordings"
+        waitUntil("auto-1's recording is finished") {
+            let ids = (try? FileManager.default.contentsOfDirectory(atPath: recordings)) ?? []
+            return ids.contains { $0.hasPrefix("auto-1-") && (try? RecordingIndex.read(directory: recordings + "/" + $0))?.stoppedAtMillis != nil }
+        }
+        let ids = try FileManager.default.contentsOfDirectory(atPath: recordings)
+        XCTAssertEqual(ids.filter { $0.hasPrefix("call-") }.count, 1)
+        XCTAssertEqual(ids.filter { $0.hasPrefix("auto-1-") }.count, 1)
+        XCTAssertTrue(RecordingService.matches("auto-1", pattern: "auto-*"))
+        XCTAssertTrue(RecordingService.matches("a-b", pattern: "a?b"))
+        XCTAssertFalse(RecordingService.matches("call", pattern: "auto-*"))
+        alice.close()
+        bob.close()
+    }
+}

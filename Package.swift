@@ -32,11 +32,14 @@ let package = Package(
         .target(name: "ParleySTUN", dependencies: ["ParleyCore", "COpenSSL"]),
         .target(name: "ParleySRTP", dependencies: ["ParleyCore", "COpenSSL"]),
         .target(name: "ParleyHTTP", dependencies: ["ParleyCore", "COpenSSL"]),
+        // SDP offer/answer for WebRTC peers: parse an offer, write an answer (RFC 8866, RFC 8829).
+        // DTLS-SRTP over memory BIOs (RFC 5764): datagrams in, datagrams out, SRTP keys exported.
+        .target(name: "ParleyDTLS", dependencies: ["ParleyCore", "COpenSSL", "ParleySRTP"]),
         // Tokens (JWT HS256), the server secret, what a token grants.
         .target(name: "ParleyAuth", dependencies: ["ParleyCore", "COpenSSL"]),
         // The HTTP/WebSocket server runtime on ParleyIO: server, router, files, bearer auth, /healthz and /metrics.
         .target(name: "ParleyWeb", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth"]),
-        .target(name: "ParleyRelay", dependencies: ["CLinux", "ParleyCore", "ParleyIO", "ParleyRTP", "ParleySTUN", "ParleySRTP"]),
+        .target(name: "ParleyRelay", dependencies: ["CLinux", "ParleyCore", "ParleyIO", "ParleyRTP", "ParleySTUN", "ParleySRTP", "ParleyDTLS"]),
         // Every signalling message and error, and the clients that speak them (WebSocket client, `parley sdp`'s session).
         .target(name: "ParleyProtocol", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth", "ParleySRTP", "ParleySTUN", "ParleyRTP"]),
         // Sessions, the signalling state machine and its media backend over the relay.
@@ -67,6 +70,7 @@ let package = Package(
         .testTarget(name: "ParleyRTPTests", dependencies: ["ParleyRTP", "ParleyTestSupport"]),
         .testTarget(name: "ParleySTUNTests", dependencies: ["ParleySTUN", "COpenSSL", "ParleyTestSupport"]),
         .testTarget(name: "ParleySRTPTests", dependencies: ["ParleySRTP", "CSRTP", "ParleyTestSupport"]),
+        .testTarget(name: "ParleyDTLSTests", dependencies: ["ParleyDTLS", "ParleySRTP", "ParleyCore", "ParleyTestSupport"]),
         .testTarget(name: "ParleyHTTPTests", dependencies: ["ParleyHTTP", "ParleyTestSupport"]),
         .testTarget(name: "ParleyAuthTests", dependencies: ["ParleyAuth", "ParleyCore", "ParleyTestSupport"]),
         .testTarget(name: "ParleyRelayTests", dependencies: ["ParleyRelay", "ParleyCore", "ParleyIO", "ParleyRTP", "ParleySTUN", "ParleySRTP", "ParleyTestSupport"]),

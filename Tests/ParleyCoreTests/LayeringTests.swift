@@ -154,6 +154,7 @@ enum Layering {
         ["ParleyIO"],
         ["ParleyStore"],
         ["ParleyRTP", "ParleySTUN", "ParleySRTP", "ParleyHTTP", "ParleySDP"],  // pure protocol codecs
+        ["ParleyDTLS"],  // DTLS-SRTP, on SRTP's key material
         ["ParleyAuth"],
         ["ParleyWeb"],
         ["ParleyRelay"],

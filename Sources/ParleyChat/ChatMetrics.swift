@@ -18,6 +18,7 @@ public struct ChatMetrics: Sendable {
     public let refusedBusy: Counter
     public let refusedNotMember: Counter
     public let refusedTooManyDevices: Counter
+    public let refusedGroupFull: Counter
     /// Syncs run (on connect and on `chat.sync`).
     public let syncs: Counter
     /// From a store operation's submit to its commit.
@@ -40,6 +41,7 @@ public struct ChatMetrics: Sendable {
         refusedBusy = registry.counter(refused, help: fHelp, labels: [("reason", "busy")])
         refusedNotMember = registry.counter(refused, help: fHelp, labels: [("reason", "not_member")])
         refusedTooManyDevices = registry.counter(refused, help: fHelp, labels: [("reason", "too_many_devices")])
+        refusedGroupFull = registry.counter(refused, help: fHelp, labels: [("reason", "group_full")])
         syncs = registry.counter("parley_chat_syncs_total", help: "Chat syncs run (on connect and on chat.sync)")
         commitSeconds = registry.histogram("parley_chat_commit_seconds",
                                            help: "Chat store operations from submit to group commit",

@@ -15,13 +15,17 @@ public struct ChatConfig: Sendable {
     public var maxDevices = 8
     /// Messages per sync page: the device acks the page's last message before the next is sent (`chat-sync-page`).
     public var syncPage = 500
+    /// Members one group may have, its creator included (`chat-max-group-members`).
+    public var maxGroupMembers = 256
     public init() {}
 }
 
 /// Chat: the feature that answers `chat.send`, `chat.ack`, `chat.read`,
-/// `chat.sync` and `chat.history` (ChatRequest), delivers messages and
-/// receipts to every connected device of their users, and syncs a device
-/// from the store when it connects.
+/// `chat.sync`, `chat.history` and the `chat.group.*` requests
+/// (ChatRequest), delivers messages and receipts to every connected device
+/// of their users, and syncs a device from the store when it connects. A
+/// group message is stored once and sent to every member's devices; a group
+/// change (created, renamed, added, removed, left) is a message of the group.
 ///
 /// Every message, ack and read goes through the `ChatStore`'s writer thread
 /// (group commit); the answer and the deliveries happen when its completion
@@ -114,6 +118,28 @@ public final class ChatService: SignallingFeature {
         do {
             switch r {
             case .send(let to, let clientId, let text): try send(to: to, clientId: clientId, text: text, from: key, reply: reply)
+            case .createGroup(let name, let members):
+                try takeBudget(key.user)
+                try store.createGroup(creator: key.user, device: key.device, name: name, members: members,
+                                      maxMembers: config.maxGroupMembers, completion: core.onSignallingThread { [self] result in
+                    stored(result, from: key, reply: reply)
+                })
+            case .changeGroup(let conversation, let change):
+                try takeBudget(key.user)
+                try store.changeGroup(conversation, change, by: key.user, device: key.device, maxMembers: config.maxGroupMembers,
+                                      completion: core.onSignallingThread { [self] result in stored(result, from: key, reply: reply) })
+            case .members(let conversation):
+                try store.members(of: conversation, for: key.user, completion: core.onSignallingThread { [self] result in
+                    switch result {
+                    case .success(let g):
+                        reply.ok(["conversation": JSONValue(Int(conversation)), "name": .string(g.name), "lastSeq": JSONValue(Int(g.last)),
+                                  "members": .array(g.members.map { m in
+                                      ["user": .string(m.user), "admin": .bool(m.admin), "delivered": JSONValue(Int(m.delivered)),
+                                       "read": JSONValue(Int(m.read))]
+                                  })])
+                    case .failure(let e): reply.fail(refusal(e))
+                    }
+                })
             case .ack(let conversation, let seq, let receipt):
                 try store.ack(user: key.user, device: key.device, conversation: conversation, seq: seq, receipt: receipt,
                               completion: core.onSignallingThread { [self] result in
@@ -143,34 +169,42 @@ public final class ChatService: SignallingFeature {
 
     // MARK: Send
 
-    private func send(to: String, clientId: String, text: String, from key: SessionKey, reply: SignallingReply) throws {
-        guard to != key.user else { throw SignallingError(.badRequest, "\"to\" must name another user") }
+    private func send(to: ChatTarget, clientId: String, text: String, from key: SessionKey, reply: SignallingReply) throws {
+        guard to != .user(key.user) else { throw SignallingError(.badRequest, "\"to\" must name another user") }
+        try takeBudget(key.user)
+        try store.send(from: key.user, device: key.device, to: to, clientId: clientId, text: text,
+                       completion: core.onSignallingThread { [self] result in stored(result, from: key, reply: reply) })
+    }
+
+    /// Takes one message from `user`'s budget, or throws `rate_limited`.
+    private func takeBudget(_ user: String) throws(SignallingError) {
         let now = DispatchTime.now().uptimeNanoseconds
-        var budget = budgets[key.user] ?? TokenBucket(rate: Double(config.ratePerSecond), burst: Double(config.burst), now: now)
-        defer { budgets[key.user] = budget }
+        var budget = budgets[user] ?? TokenBucket(rate: Double(config.ratePerSecond), burst: Double(config.burst), now: now)
+        defer { budgets[user] = budget }
         guard budget.take(now: now) else {
             metrics.refusedRateLimited.inc()
             let ms = max(1, Int((budget.nanosecondsUntilAvailable(now: now) + 999_999) / 1_000_000))
             throw SignallingError(.rateLimited, "more than \(config.ratePerSecond) messages per second (burst \(config.burst)); retry after \(ms) ms",
                                   retryAfterMilliseconds: ms)
         }
-        try store.send(from: key.user, device: key.device, to: to, clientId: clientId, text: text,
-                       completion: core.onSignallingThread { [self] result in
-            switch result {
-            case .success(let sent):
-                let m = sent.message
-                if sent.duplicate { metrics.duplicates.inc() } else { metrics.messages.inc() }
-                var fields: [String: JSONValue] = [
-                    "status": "sent", "messageId": JSONValue(Int(m.id)), "conversation": JSONValue(Int(m.conversation)),
-                    "seq": JSONValue(Int(m.seq)), "sentAt": JSONValue(Int(m.sentAt)),
-                ]
-                if sent.duplicate { fields["duplicate"] = true }
-                reply.ok(fields)
-                if !sent.duplicate { deliver(m, to: sent.members, except: key) }
-            case .failure(let e):
-                reply.fail(refusal(e))
-            }
-        })
+    }
+
+    /// Answers a send or a group change once committed, and delivers what it stored.
+    private func stored(_ result: Result<ChatStore.Sent, Error>, from key: SessionKey, reply: SignallingReply) {
+        switch result {
+        case .success(let sent):
+            let m = sent.message
+            if sent.duplicate { metrics.duplicates.inc() } else { metrics.messages.inc() }
+            var fields: [String: JSONValue] = [
+                "status": "sent", "messageId": JSONValue(Int(m.id)), "conversation": JSONValue(Int(m.conversation)),
+                "seq": JSONValue(Int(m.seq)), "sentAt": JSONValue(Int(m.sentAt)),
+            ]
+            if sent.duplicate { fields["duplicate"] = true }
+            reply.ok(fields)
+            if !sent.duplicate { deliver(m, to: sent.members, except: key) }
+        case .failure(let e):
+            reply.fail(refusal(e))
+        }
     }
 
     /// Sends `message` to every connected device of `users` but `except`
@@ -195,9 +229,16 @@ public final class ChatService: SignallingFeature {
             reply.ok()
             guard let receipt = m.receipt else { return }
             (receipt.status == .delivered ? metrics.receiptsDelivered : metrics.receiptsRead).inc()
-            let text = receipt.json.serialized
-            for user in m.members where user != key.user {
-                for d in core.presence.devices(of: user) {
+            for notice in m.notify {
+                var json = receipt.json
+                if let s = notice.summary, case .object(var o) = json {
+                    // "delivered to 48 of 49": how far the told member's own latest message got.
+                    o["summary"] = ["seq": JSONValue(Int(s.seq)), "delivered": JSONValue(s.delivered), "read": JSONValue(s.read),
+                                    "of": JSONValue(s.of)]
+                    json = .object(o)
+                }
+                let text = json.serialized
+                for d in core.presence.devices(of: notice.user) {
                     let k = SessionKey(user: d.user, device: d.device)
                     if devices[k]?.refused == false { core.send(text: text, to: k) }
                 }
@@ -297,7 +338,11 @@ public final class ChatService: SignallingFeature {
         case ChatRefusal.notMember(let c):
             metrics.refusedNotMember.inc()
             return SignallingError(.notMember, "not a member of conversation \(c)")
-        case ChatRefusal.badRequest(let m): return SignallingError(.badRequest, m)
+        case ChatRefusal.notAdmin(let c): return SignallingError(.forbidden, "only an administrator of group \(c) may do that")
+        case ChatRefusal.notAGroup(let c): return SignallingError(.badRequest, "conversation \(c) is not a group")
+        case ChatRefusal.groupFull(let n):
+            metrics.refusedGroupFull.inc()
+            return SignallingError(.groupFull, "a group has at most \(n) members")
         case StoreError.queueFull(let n):
             metrics.refusedBusy.inc()
             return SignallingError(.busy, "the chat store has \(n) writes waiting; retry after 100 ms", retryAfterMilliseconds: 100)

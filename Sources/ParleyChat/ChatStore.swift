@@ -1,9 +1,15 @@
 import Foundation
 import ParleyCore
+import ParleyProtocol
 import ParleyStore
 
 /// One stored chat message, as it goes to a device (`chat.message`).
 public struct StoredMessage: Sendable, Equatable {
+    /// A message is text from a user, or a change to a group (created,
+    /// renamed, members added or removed, a member left), stored in the
+    /// group's sequence like any message so offline members learn of it.
+    public enum Kind: String, Sendable { case text, group }
+
     /// The server id (the row id: unique, grows with commit order).
     public var id: Int64
     public var conversation: Int64
@@ -12,10 +18,12 @@ public struct StoredMessage: Sendable, Equatable {
     public var sender: String
     public var senderDevice: String
     public var clientId: String
-    public var text: String
+    public var kind: Kind
+    /// The text, or for `.group` the change as JSON text.
+    public var body: String
     /// Milliseconds since the Unix epoch.
     public var sentAt: Int64
-    /// The other user of a direct conversation (from the sender's side: the recipient).
+    /// The other user of a direct conversation (from the sender's side: the recipient); nil in a group.
     public var to: String?
 
     /// The `chat.message` event.
@@ -23,9 +31,15 @@ public struct StoredMessage: Sendable, Equatable {
         var o: [String: JSONValue] = [
             "type": "chat.message", "conversation": JSONValue(Int(conversation)), "seq": JSONValue(Int(seq)),
             "messageId": JSONValue(Int(id)), "from": .string(sender), "fromDevice": .string(senderDevice),
-            "clientId": .string(clientId), "text": .string(text), "sentAt": JSONValue(Int(sentAt)),
+            "sentAt": JSONValue(Int(sentAt)),
         ]
-        if let to { o["to"] = .string(to) }
+        if let to { o["to"] = .string(to) } else { o["group"] = true }
+        switch kind {
+        case .text:
+            o["clientId"] = .string(clientId)
+            o["text"] = .string(body)
+        case .group: o["event"] = (try? JSONValue.parse(body)) ?? .null
+        }
         if ackRequested { o["ack"] = true }
         return .object(o)
     }
@@ -47,10 +61,12 @@ public struct Receipt: Sendable, Equatable {
     }
 }
 
-/// Why the store refused a chat write: answered to the client.
+/// Why the store refused a chat operation: answered to the client.
 public enum ChatRefusal: Error, Sendable, Equatable {
     case notMember(conversation: Int64)
-    case badRequest(String)
+    case notAdmin(conversation: Int64)
+    case notAGroup(conversation: Int64)
+    case groupFull(limit: Int)
 }
 
 /// The chat database (DATA-DIR/chat.db, SQLite in WAL mode) and the
@@ -81,7 +97,7 @@ public final class ChatStore: Sendable {
             try db.execute("""
             CREATE TABLE conversations(
                 id INTEGER PRIMARY KEY,
-                kind TEXT NOT NULL,                 -- 'direct' (groups: #16 step 3)
+                kind TEXT NOT NULL,                 -- 'direct' or 'group'
                 direct_a TEXT, direct_b TEXT,       -- a direct conversation's users, a < b
                 last_seq INTEGER NOT NULL DEFAULT 0,
                 created_at INTEGER NOT NULL,
@@ -121,67 +137,165 @@ public final class ChatStore: Sendable {
             CREATE INDEX receipts_by_conversation ON receipts(conversation, id);
             """)
         },
+        Migration("groups") { db in
+            try db.execute("""
+            ALTER TABLE conversations ADD COLUMN name TEXT;
+            ALTER TABLE members ADD COLUMN role TEXT NOT NULL DEFAULT 'member';   -- 'admin' or 'member'
+            ALTER TABLE messages ADD COLUMN kind TEXT NOT NULL DEFAULT 'text';    -- 'text' or 'group' (a change, as JSON)
+            """)
+        },
     ]
 
-    // MARK: Operations
+    // MARK: Messages
 
-    /// What `send` did: the ack, and who to deliver to.
+    /// What `send` (or a group change) stored: the ack, and who to deliver to.
     public struct Sent: Sendable {
         public var message: StoredMessage
-        /// The users of the conversation (sender included).
+        /// The users to deliver to (the conversation's members, sender
+        /// included; for a removal, the removed too).
         public var members: [String]
         /// True when `clientId` had been sent before: nothing new was stored.
         public var duplicate: Bool
     }
 
-    /// Stores a message from `sender` (on `device`) to user `to`, giving it
-    /// the conversation's next seq; a `clientId` the sender used before
-    /// returns that message instead.
-    public func send(from sender: String, device: String, to: String, clientId: String, text: String,
+    /// Stores a message from `sender` (on `device`) to a user or a group,
+    /// giving it the conversation's next seq; a `clientId` the sender used
+    /// before returns that message instead.
+    public func send(from sender: String, device: String, to target: ChatTarget, clientId: String, text: String,
                      completion: @escaping @Sendable (Result<Sent, Error>) -> Void) throws {
         try submit({ db in
-            if let old = try db.rows("""
-                SELECT m.id, m.conversation, m.seq, m.sender_device, m.body, m.sent_at, c.direct_a, c.direct_b
-                FROM messages m JOIN conversations c ON c.id = m.conversation WHERE m.sender = ? AND m.client_id = ?
-                """, [.text(sender), .text(clientId)], { r in
-                    let a = r.string(6) ?? "", b = r.string(7) ?? ""
-                    return Sent(message: StoredMessage(id: r.int64(0), conversation: r.int64(1), seq: r.int64(2), sender: sender,
-                                                       senderDevice: r.string(3) ?? "", clientId: clientId, text: r.string(4) ?? "",
-                                                       sentAt: r.int64(5), to: a == sender ? b : a),
-                                members: [a, b], duplicate: true)
-                }).first {
-                return old
+            if let old = try db.rows("SELECT conversation, seq FROM messages WHERE sender = ? AND client_id = ?",
+                                     [.text(sender), .text(clientId)], { ($0.int64(0), $0.int64(1)) }).first {
+                let info = try Self.conversation(db, old.0)!
+                let message = try Self.messages(db, info, where: "seq = ?", [.integer(old.1)]).first!
+                return Sent(message: message, members: [], duplicate: true)
             }
-            let (a, b) = sender < to ? (sender, to) : (to, sender)
-            let now = Self.nowMilliseconds()
-            var conversation: Int64
-            var last: Int64
-            if let row = try db.rows("SELECT id, last_seq FROM conversations WHERE direct_a = ? AND direct_b = ?",
-                                     [.text(a), .text(b)], { ($0.int64(0), $0.int64(1)) }).first {
-                (conversation, last) = row
-            } else {
-                try db.run("INSERT INTO conversations(kind, direct_a, direct_b, created_at) VALUES ('direct', ?, ?, ?)",
-                           [.text(a), .text(b), .integer(now)])
-                conversation = db.lastInsertRowID
-                last = 0
-                for u in [a, b] { try db.run("INSERT INTO members(conversation, user) VALUES (?, ?)", [.integer(conversation), .text(u)]) }
+            let info: Conversation
+            let members: [String]
+            switch target {
+            case .user(let to):
+                info = try Self.direct(db, sender, to)
+                members = [info.a!, info.b!]
+            case .group(let id):
+                (info, members) = try Self.membership(db, user: sender, conversation: id)
             }
-            let seq = last + 1
-            try db.run("UPDATE conversations SET last_seq = ? WHERE id = ?", [.integer(seq), .integer(conversation)])
-            try db.run("INSERT INTO messages(conversation, seq, sender, sender_device, client_id, body, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       [.integer(conversation), .integer(seq), .text(sender), .text(device), .text(clientId), .text(text), .integer(now)])
-            let message = StoredMessage(id: db.lastInsertRowID, conversation: conversation, seq: seq, sender: sender,
-                                        senderDevice: device, clientId: clientId, text: text, sentAt: now, to: to)
-            return Sent(message: message, members: [a, b], duplicate: false)
+            let message = try Self.append(db, info, sender: sender, device: device, clientId: clientId, kind: .text, body: text)
+            return Sent(message: message, members: members, duplicate: false)
         }, completion: completion)
+    }
+
+    /// Creates a group of `creator` (its administrator) and `members`; its first message is the `created` change.
+    public func createGroup(creator: String, device: String, name: String, members: [String], maxMembers: Int,
+                            completion: @escaping @Sendable (Result<Sent, Error>) -> Void) throws {
+        try submit({ db in
+            let all = [creator] + members.filter { $0 != creator }
+            guard all.count <= maxMembers else { throw ChatRefusal.groupFull(limit: maxMembers) }
+            try db.run("INSERT INTO conversations(kind, name, created_at) VALUES ('group', ?, ?)", [.text(name), .integer(Self.nowMilliseconds())])
+            let id = db.lastInsertRowID
+            for u in all {
+                try db.run("INSERT INTO members(conversation, user, role) VALUES (?, ?, ?)",
+                           [.integer(id), .text(u), .text(u == creator ? "admin" : "member")])
+            }
+            let info = Conversation(id: id, isGroup: true, a: nil, b: nil, last: 0)
+            let event: JSONValue = ["action": "created", "name": .string(name), "members": .array(all.map { .string($0) }),
+                                    "admins": [.string(creator)]]
+            let m = try Self.append(db, info, sender: creator, device: device, clientId: Self.eventId(), kind: .group, body: event.serialized)
+            return Sent(message: m, members: all, duplicate: false)
+        }, completion: completion)
+    }
+
+    /// Renames, adds or removes members (administrators only), or leaves
+    /// (any member); the change is the group's next message.
+    public func changeGroup(_ conversation: Int64, _ change: GroupChange, by user: String, device: String, maxMembers: Int,
+                            completion: @escaping @Sendable (Result<Sent, Error>) -> Void) throws {
+        try submit({ db in
+            let (info, members) = try Self.membership(db, user: user, conversation: conversation)
+            guard info.isGroup else { throw ChatRefusal.notAGroup(conversation: conversation) }
+            let role = try db.rows("SELECT role FROM members WHERE conversation = ? AND user = ?",
+                                   [.integer(conversation), .text(user)]) { $0.string(0) }.first ?? nil
+            if change != .leave, role != "admin" { throw ChatRefusal.notAdmin(conversation: conversation) }
+            var event: [String: JSONValue]
+            var deliverTo = members
+            var gone: [String] = []
+            switch change {
+            case .rename(let name):
+                try db.run("UPDATE conversations SET name = ? WHERE id = ?", [.text(name), .integer(conversation)])
+                event = ["action": "renamed", "name": .string(name)]
+            case .add(let users):
+                let new = users.filter { !members.contains($0) }
+                guard members.count + new.count <= maxMembers else { throw ChatRefusal.groupFull(limit: maxMembers) }
+                for u in new {
+                    // Members see the group from the change that added them on.
+                    try db.run("INSERT INTO members(conversation, user, joined_seq) VALUES (?, ?, ?)",
+                               [.integer(conversation), .text(u), .integer(info.last)])
+                }
+                deliverTo += new
+                event = ["action": "added", "members": .array(new.map { .string($0) })]
+            case .remove(let users):
+                gone = users.filter { members.contains($0) && $0 != user }
+                event = ["action": "removed", "members": .array(gone.map { .string($0) })]
+            case .leave:
+                gone = [user]
+                event = ["action": "left"]
+            }
+            // The change goes to the removed too: it is the last they get.
+            let m = try Self.append(db, info, sender: user, device: device, clientId: Self.eventId(), kind: .group,
+                                    body: JSONValue.object(event).serialized)
+            for u in gone { try db.run("DELETE FROM members WHERE conversation = ? AND user = ?", [.integer(conversation), .text(u)]) }
+            if !gone.isEmpty {
+                // A group keeps an administrator while it has members.
+                let admins = try db.rows("SELECT count(*) FROM members WHERE conversation = ? AND role = 'admin'",
+                                         [.integer(conversation)]) { $0.int64(0) }.first ?? 0
+                if admins == 0 {
+                    try db.run("""
+                        UPDATE members SET role = 'admin' WHERE conversation = ?1
+                        AND user = (SELECT min(user) FROM members WHERE conversation = ?1)
+                        """, [.integer(conversation)])
+                }
+            }
+            return Sent(message: m, members: deliverTo, duplicate: false)
+        }, completion: completion)
+    }
+
+    /// One member of a group, as `chat.group.members` lists it.
+    public struct Member: Sendable, Equatable {
+        public var user: String
+        public var admin: Bool
+        public var delivered: Int64
+        public var read: Int64
+    }
+
+    /// A group's name and members (for a member of it).
+    public func members(of conversation: Int64, for user: String,
+                        completion: @escaping @Sendable (Result<(name: String, last: Int64, members: [Member]), Error>) -> Void) throws {
+        try submit({ db in
+            let (info, _) = try Self.membership(db, user: user, conversation: conversation)
+            guard info.isGroup else { throw ChatRefusal.notAGroup(conversation: conversation) }
+            let name = try db.rows("SELECT name FROM conversations WHERE id = ?", [.integer(conversation)]) { $0.string(0) ?? "" }.first ?? ""
+            let members = try db.rows("SELECT user, role, delivered_seq, read_seq FROM members WHERE conversation = ? ORDER BY user",
+                                      [.integer(conversation)]) { r in
+                Member(user: r.string(0) ?? "", admin: r.string(1) == "admin", delivered: r.int64(2), read: r.int64(3))
+            }
+            return (name, info.last, members)
+        }, completion: completion)
+    }
+
+    // MARK: Receipts
+
+    /// Who to tell that a mark moved, and for a group, how far their own latest message in the range got.
+    public struct Notice: Sendable {
+        public var user: String
+        /// Group only: the seq of `user`'s latest message the mark passed, and how many of the
+        /// other members have it delivered and read.
+        public var summary: (seq: Int64, delivered: Int, read: Int, of: Int)?
     }
 
     /// What a device's ack or a read changed.
     public struct Marked: Sendable {
         /// The new delivered or read mark of the user, when it moved.
         public var receipt: Receipt?
-        /// The conversation's users.
-        public var members: [String]
+        /// Who to tell.
+        public var notify: [Notice]
     }
 
     /// Device `device` of `user` has every message of `conversation` up to
@@ -197,14 +311,13 @@ public final class ChatStore: Sendable {
                     ON CONFLICT(user, device) DO UPDATE SET receipt_cursor = max(receipt_cursor, excluded.receipt_cursor)
                     """, [.text(user), .text(device), .integer(receipt)])
             }
-            let (last, members) = try Self.membership(db, user: user, conversation: conversation)
-            let upTo = min(seq, last)
+            let (info, members) = try Self.membership(db, user: user, conversation: conversation)
+            let upTo = min(seq, info.last)
             try db.run("""
                 INSERT INTO cursors(user, device, conversation, delivered_seq) VALUES (?, ?, ?, ?)
                 ON CONFLICT(user, device, conversation) DO UPDATE SET delivered_seq = max(delivered_seq, excluded.delivered_seq)
                 """, [.text(user), .text(device), .integer(conversation), .integer(upTo)])
-            let r = try Self.mark(db, .delivered, user: user, conversation: conversation, seq: upTo)
-            return Marked(receipt: r, members: members)
+            return try Self.mark(db, .delivered, info, members, user: user, seq: upTo)
         }, completion: completion)
     }
 
@@ -212,13 +325,15 @@ public final class ChatStore: Sendable {
     public func read(user: String, conversation: Int64, seq: Int64,
                      completion: @escaping @Sendable (Result<Marked, Error>) -> Void) throws {
         try submit({ db in
-            let (last, members) = try Self.membership(db, user: user, conversation: conversation)
-            let upTo = min(seq, last)
-            _ = try Self.mark(db, .delivered, user: user, conversation: conversation, seq: upTo, record: false)
-            let r = try Self.mark(db, .read, user: user, conversation: conversation, seq: upTo)
-            return Marked(receipt: r, members: members)
+            let (info, members) = try Self.membership(db, user: user, conversation: conversation)
+            let upTo = min(seq, info.last)
+            try db.run("UPDATE members SET delivered_seq = max(delivered_seq, ?) WHERE conversation = ? AND user = ?",
+                       [.integer(upTo), .integer(conversation), .text(user)])
+            return try Self.mark(db, .read, info, members, user: user, seq: upTo)
         }, completion: completion)
     }
+
+    // MARK: Sync and history
 
     /// Where a sync reads from: a device's stored cursors, or cursors it names.
     public enum SyncSource: Sendable, Equatable {
@@ -234,37 +349,28 @@ public final class ChatStore: Sendable {
     public func syncPage(user: String, device: String, source: SyncSource, sent: [Int64: Int64], limit: Int,
                          completion: @escaping @Sendable (Result<[StoredMessage], Error>) -> Void) throws {
         try submit({ db in
-            // The user's conversations with something after the device's cursor.
+            // The user's conversations, with the device's cursor in each.
             let conversations = try db.rows("""
-                SELECT mb.conversation, max(coalesce(cu.delivered_seq, 0), mb.joined_seq), c.last_seq, c.direct_a, c.direct_b
+                SELECT c.id, c.kind, c.direct_a, c.direct_b, c.last_seq, mb.joined_seq, coalesce(cu.delivered_seq, 0)
                 FROM members mb JOIN conversations c ON c.id = mb.conversation
                 LEFT JOIN cursors cu ON cu.user = mb.user AND cu.device = ? AND cu.conversation = mb.conversation
                 WHERE mb.user = ? ORDER BY mb.conversation
                 """, [.text(device), .text(user)]) { r in
-                (conversation: r.int64(0), cursor: r.int64(1), last: r.int64(2), a: r.string(3), b: r.string(4))
+                (info: Conversation(row: r), joined: r.int64(5), cursor: r.int64(6))
             }
             var page: [StoredMessage] = []
             for c in conversations where page.count < limit {
                 var from = c.cursor
                 var excludeOwn = true
                 if case .cursors(let given) = source {
-                    from = given[c.conversation] ?? 0
+                    from = given[c.info.id] ?? 0
                     excludeOwn = false
                 }
-                from = max(from, sent[c.conversation] ?? 0)
-                guard from < c.last else { continue }
-                let rows = try db.rows("""
-                    SELECT id, seq, sender, sender_device, client_id, body, sent_at FROM messages
-                    WHERE conversation = ? AND seq > ? AND NOT (? AND sender = ? AND sender_device = ?)
-                    ORDER BY seq LIMIT ?
-                    """, [.integer(c.conversation), .integer(from), .integer(excludeOwn ? 1 : 0), .text(user), .text(device),
-                          .integer(Int64(limit - page.count))]) { r in
-                    let sender = r.string(2) ?? ""
-                    return StoredMessage(id: r.int64(0), conversation: c.conversation, seq: r.int64(1), sender: sender,
-                                         senderDevice: r.string(3) ?? "", clientId: r.string(4) ?? "", text: r.string(5) ?? "",
-                                         sentAt: r.int64(6), to: c.a == nil ? nil : (c.a == sender ? c.b : c.a))
-                }
-                page += rows
+                from = max(from, c.joined, sent[c.info.id] ?? 0)
+                guard from < c.info.last else { continue }
+                page += try Self.messages(db, c.info, where: "seq > ? AND NOT (? AND sender = ? AND sender_device = ?) ORDER BY seq LIMIT ?",
+                                          [.integer(from), .integer(excludeOwn ? 1 : 0), .text(user), .text(device),
+                                           .integer(Int64(limit - page.count))])
             }
             return page
         }, completion: completion)
@@ -292,19 +398,11 @@ public final class ChatStore: Sendable {
     public func history(user: String, conversation: Int64, before: Int64?, limit: Int,
                         completion: @escaping @Sendable (Result<[StoredMessage], Error>) -> Void) throws {
         try submit({ db in
-            let (_, members) = try Self.membership(db, user: user, conversation: conversation)
+            let (info, _) = try Self.membership(db, user: user, conversation: conversation)
             let joined = try db.rows("SELECT joined_seq FROM members WHERE conversation = ? AND user = ?",
                                      [.integer(conversation), .text(user)]) { $0.int64(0) }.first ?? 0
-            let direct = members.count == 2 ? members : nil
-            return try db.rows("""
-                SELECT id, seq, sender, sender_device, client_id, body, sent_at FROM messages
-                WHERE conversation = ? AND seq < ? AND seq > ? ORDER BY seq DESC LIMIT ?
-                """, [.integer(conversation), .integer(before ?? Int64.max), .integer(joined), .integer(Int64(limit))]) { r in
-                let sender = r.string(2) ?? ""
-                return StoredMessage(id: r.int64(0), conversation: conversation, seq: r.int64(1), sender: sender,
-                                     senderDevice: r.string(3) ?? "", clientId: r.string(4) ?? "", text: r.string(5) ?? "",
-                                     sentAt: r.int64(6), to: direct?.first { $0 != sender })
-            }
+            return try Self.messages(db, info, where: "seq < ? AND seq > ? ORDER BY seq DESC LIMIT ?",
+                                     [.integer(before ?? Int64.max), .integer(joined), .integer(Int64(limit))])
         }, completion: completion)
     }
 
@@ -315,27 +413,104 @@ public final class ChatStore: Sendable {
 
     // MARK: Helpers (on the writer thread)
 
-    /// The conversation's last seq and users; `notMember` unless `user` is one.
-    static func membership(_ db: Database, user: String, conversation: Int64) throws -> (last: Int64, members: [String]) {
-        let members = try db.rows("SELECT user FROM members WHERE conversation = ?", [.integer(conversation)]) { $0.string(0) ?? "" }
-        guard members.contains(user),
-              let last = try db.rows("SELECT last_seq FROM conversations WHERE id = ?", [.integer(conversation)], { $0.int64(0) }).first
-        else { throw ChatRefusal.notMember(conversation: conversation) }
-        return (last, members)
+    struct Conversation {
+        var id: Int64
+        var isGroup: Bool
+        var a: String?
+        var b: String?
+        var last: Int64
+
+        /// From columns id, kind, direct_a, direct_b, last_seq.
+        init(row r: Statement) {
+            self.init(id: r.int64(0), isGroup: r.string(1) == "group", a: r.string(2), b: r.string(3), last: r.int64(4))
+        }
+        init(id: Int64, isGroup: Bool, a: String?, b: String?, last: Int64) {
+            self.id = id; self.isGroup = isGroup; self.a = a; self.b = b; self.last = last
+        }
     }
 
-    /// Moves `user`'s delivered or read mark in `conversation` up to `seq`;
-    /// records a receipt when it moved (and `record`).
-    static func mark(_ db: Database, _ status: Receipt.Status, user: String, conversation: Int64, seq: Int64,
-                     record: Bool = true) throws -> Receipt? {
-        let column = status == .delivered ? "delivered_seq" : "read_seq"
-        let moved = try db.run("UPDATE members SET \(column) = ? WHERE conversation = ? AND user = ? AND \(column) < ?",
-                               [.integer(seq), .integer(conversation), .text(user), .integer(seq)])
-        guard moved > 0, record else { return nil }
-        try db.run("INSERT INTO receipts(conversation, user, status, seq, at) VALUES (?, ?, ?, ?, ?)",
-                   [.integer(conversation), .text(user), .text(status.rawValue), .integer(seq), .integer(nowMilliseconds())])
-        return Receipt(id: db.lastInsertRowID, conversation: conversation, user: user, status: status, seq: seq)
+    static func conversation(_ db: Database, _ id: Int64) throws -> Conversation? {
+        try db.rows("SELECT id, kind, direct_a, direct_b, last_seq FROM conversations WHERE id = ?", [.integer(id)]) { Conversation(row: $0) }.first
     }
+
+    /// The direct conversation of two users, created on first use.
+    static func direct(_ db: Database, _ x: String, _ y: String) throws -> Conversation {
+        let (a, b) = x < y ? (x, y) : (y, x)
+        if let c = try db.rows("SELECT id, kind, direct_a, direct_b, last_seq FROM conversations WHERE direct_a = ? AND direct_b = ?",
+                               [.text(a), .text(b)], { Conversation(row: $0) }).first {
+            return c
+        }
+        try db.run("INSERT INTO conversations(kind, direct_a, direct_b, created_at) VALUES ('direct', ?, ?, ?)",
+                   [.text(a), .text(b), .integer(nowMilliseconds())])
+        let id = db.lastInsertRowID
+        for u in [a, b] { try db.run("INSERT INTO members(conversation, user) VALUES (?, ?)", [.integer(id), .text(u)]) }
+        return Conversation(id: id, isGroup: false, a: a, b: b, last: 0)
+    }
+
+    /// The conversation and its users; `notMember` unless `user` is one.
+    static func membership(_ db: Database, user: String, conversation: Int64) throws -> (Conversation, [String]) {
+        let members = try db.rows("SELECT user FROM members WHERE conversation = ?", [.integer(conversation)]) { $0.string(0) ?? "" }
+        guard members.contains(user), let info = try Self.conversation(db, conversation) else {
+            throw ChatRefusal.notMember(conversation: conversation)
+        }
+        return (info, members)
+    }
+
+    /// Stores the conversation's next message.
+    static func append(_ db: Database, _ c: Conversation, sender: String, device: String, clientId: String,
+                       kind: StoredMessage.Kind, body: String) throws -> StoredMessage {
+        let seq = c.last + 1, now = nowMilliseconds()
+        try db.run("UPDATE conversations SET last_seq = ? WHERE id = ?", [.integer(seq), .integer(c.id)])
+        try db.run("""
+            INSERT INTO messages(conversation, seq, sender, sender_device, client_id, kind, body, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """, [.integer(c.id), .integer(seq), .text(sender), .text(device), .text(clientId), .text(kind.rawValue), .text(body), .integer(now)])
+        return StoredMessage(id: db.lastInsertRowID, conversation: c.id, seq: seq, sender: sender, senderDevice: device,
+                             clientId: clientId, kind: kind, body: body, sentAt: now, to: c.isGroup ? nil : (c.a == sender ? c.b : c.a))
+    }
+
+    /// Messages of `c` matching `condition` (SQL after `WHERE conversation = ? AND`).
+    static func messages(_ db: Database, _ c: Conversation, where condition: String, _ values: [SQLValue]) throws -> [StoredMessage] {
+        try db.rows("""
+            SELECT id, seq, sender, sender_device, client_id, kind, body, sent_at FROM messages WHERE conversation = ? AND \(condition)
+            """, [.integer(c.id)] + values) { r in
+            let sender = r.string(2) ?? ""
+            return StoredMessage(id: r.int64(0), conversation: c.id, seq: r.int64(1), sender: sender, senderDevice: r.string(3) ?? "",
+                                 clientId: r.string(4) ?? "", kind: StoredMessage.Kind(rawValue: r.string(5) ?? "") ?? .text,
+                                 body: r.string(6) ?? "", sentAt: r.int64(7), to: c.isGroup ? nil : (c.a == sender ? c.b : c.a))
+        }
+    }
+
+    /// Moves `user`'s delivered or read mark up to `seq`. When it moved:
+    /// records a receipt, and says who to tell: the other user of a direct
+    /// conversation; in a group, each member whose messages it passed, with
+    /// a count for their latest one.
+    static func mark(_ db: Database, _ status: Receipt.Status, _ c: Conversation, _ members: [String],
+                     user: String, seq: Int64) throws -> Marked {
+        let column = status == .delivered ? "delivered_seq" : "read_seq"
+        let old = try db.rows("SELECT \(column) FROM members WHERE conversation = ? AND user = ?",
+                              [.integer(c.id), .text(user)]) { $0.int64(0) }.first ?? 0
+        guard seq > old else { return Marked(receipt: nil, notify: []) }
+        try db.run("UPDATE members SET \(column) = ? WHERE conversation = ? AND user = ?", [.integer(seq), .integer(c.id), .text(user)])
+        try db.run("INSERT INTO receipts(conversation, user, status, seq, at) VALUES (?, ?, ?, ?, ?)",
+                   [.integer(c.id), .text(user), .text(status.rawValue), .integer(seq), .integer(nowMilliseconds())])
+        let receipt = Receipt(id: db.lastInsertRowID, conversation: c.id, user: user, status: status, seq: seq)
+        guard c.isGroup else { return Marked(receipt: receipt, notify: members.filter { $0 != user }.map { Notice(user: $0) }) }
+        let senders = try db.rows("""
+            SELECT sender, max(seq) FROM messages WHERE conversation = ? AND seq > ? AND seq <= ? AND sender != ? AND kind = 'text'
+            GROUP BY sender
+            """, [.integer(c.id), .integer(old), .integer(seq), .text(user)]) { ($0.string(0) ?? "", $0.int64(1)) }
+        var notify: [Notice] = []
+        for (sender, latest) in senders where members.contains(sender) {
+            let counts = try db.rows("""
+                SELECT sum(delivered_seq >= ?1), sum(read_seq >= ?1), count(*) FROM members WHERE conversation = ?2 AND user != ?3
+                """, [.integer(latest), .integer(c.id), .text(sender)]) { (Int($0.int64(0)), Int($0.int64(1)), Int($0.int64(2))) }.first!
+            notify.append(Notice(user: sender, summary: (latest, counts.0, counts.1, counts.2)))
+        }
+        return Marked(receipt: receipt, notify: notify)
+    }
+
+    /// The `client_id` of a group change: unique, so it never meets a client's own ids.
+    static func eventId() -> String { "group:" + UUID().uuidString }
 
     static func nowMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 

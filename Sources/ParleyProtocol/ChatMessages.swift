@@ -4,9 +4,29 @@
 
 import ParleyCore
 
+/// Where a message goes: a user (their direct conversation with the sender) or a group.
+public enum ChatTarget: Sendable, Equatable {
+    case user(String)
+    case group(Int64)
+}
+
+/// What an administrator (or a member, for `leave`) does to a group.
+public enum GroupChange: Sendable, Equatable {
+    case rename(String)
+    case add([String])
+    case remove([String])
+    case leave
+}
+
 public enum ChatRequest: Sendable, Equatable {
-    /// A message to a user (`to`); `clientId` makes a resend idempotent.
-    case send(to: String, clientId: String, text: String)
+    /// A message to a user (`to`) or a group (`group`); `clientId` makes a resend idempotent.
+    case send(to: ChatTarget, clientId: String, text: String)
+    /// A new group named `name` with the sender (its administrator) and `members`.
+    case createGroup(name: String, members: [String])
+    /// A change to group `conversation`.
+    case changeGroup(conversation: Int64, GroupChange)
+    /// The members of group `conversation`, their roles and receipts.
+    case members(conversation: Int64)
     /// This device has every message of `conversation` up to `seq` (cumulative);
     /// `receipt`, when given, is the last `receiptId` it has.
     case ack(conversation: Int64, seq: Int64, receipt: Int64?)
@@ -19,7 +39,12 @@ public enum ChatRequest: Sendable, Equatable {
     case history(conversation: Int64, before: Int64?, limit: Int)
 
     /// The message types of chat.
-    public static let types = ["chat.send", "chat.ack", "chat.read", "chat.sync", "chat.history"]
+    public static let types = ["chat.send", "chat.ack", "chat.read", "chat.sync", "chat.history",
+                               "chat.group.create", "chat.group.rename", "chat.group.add", "chat.group.remove",
+                               "chat.group.leave", "chat.group.members"]
+
+    /// The most users one request may name (the group size limit is the server's, `chat-max-group-members`).
+    public static let maxUsersPerRequest = 1000
 
     /// The longest `clientId`, in bytes.
     public static let maxClientIdBytes = 64
@@ -35,7 +60,25 @@ public enum ChatRequest: Sendable, Equatable {
             guard text.utf8.count <= maxTextBytes else {
                 throw SignallingError(.tooLarge, "text of \(text.utf8.count) bytes is over the limit of \(maxTextBytes)")
             }
-            self = .send(to: try r.string("to"), clientId: try r.string("clientId", maxBytes: Self.maxClientIdBytes), text: text)
+            let target: ChatTarget
+            switch (try r.string("to", optional: true), try r.integer("group", min: 1, optional: true)) {
+            case (let user?, nil): target = .user(user)
+            case (nil, let group?): target = .group(group)
+            default: throw r.fail("name either \"to\" (a user) or \"group\" (a group's conversation)")
+            }
+            self = .send(to: target, clientId: try r.string("clientId", maxBytes: Self.maxClientIdBytes), text: text)
+        case "chat.group.create":
+            self = .createGroup(name: try r.string("name"), members: try r.users("members"))
+        case "chat.group.rename":
+            self = .changeGroup(conversation: try r.integer("conversation", min: 1), .rename(try r.string("name")))
+        case "chat.group.add":
+            self = .changeGroup(conversation: try r.integer("conversation", min: 1), .add(try r.users("members", allowEmpty: false)))
+        case "chat.group.remove":
+            self = .changeGroup(conversation: try r.integer("conversation", min: 1), .remove(try r.users("members", allowEmpty: false)))
+        case "chat.group.leave":
+            self = .changeGroup(conversation: try r.integer("conversation", min: 1), .leave)
+        case "chat.group.members":
+            self = .members(conversation: try r.integer("conversation", min: 1))
         case "chat.ack":
             self = .ack(conversation: try r.integer("conversation", min: 1), seq: try r.integer("seq", min: 0),
                         receipt: try r.integer("receipt", min: 0, optional: true))
@@ -67,7 +110,24 @@ public enum ChatRequest: Sendable, Equatable {
     public var request: ClientRequest {
         switch self {
         case .send(let to, let clientId, let text):
-            return ClientRequest(type: "chat.send", fields: ["to": .string(to), "clientId": .string(clientId), "text": .string(text)])
+            var o: [String: JSONValue] = ["clientId": .string(clientId), "text": .string(text)]
+            switch to {
+            case .user(let u): o["to"] = .string(u)
+            case .group(let g): o["group"] = JSONValue(Int(g))
+            }
+            return ClientRequest(type: "chat.send", fields: o)
+        case .createGroup(let name, let members):
+            return ClientRequest(type: "chat.group.create", fields: ["name": .string(name), "members": .array(members.map { .string($0) })])
+        case .changeGroup(let conversation, let change):
+            let c = JSONValue(Int(conversation))
+            switch change {
+            case .rename(let name): return ClientRequest(type: "chat.group.rename", fields: ["conversation": c, "name": .string(name)])
+            case .add(let users): return ClientRequest(type: "chat.group.add", fields: ["conversation": c, "members": .array(users.map { .string($0) })])
+            case .remove(let users): return ClientRequest(type: "chat.group.remove", fields: ["conversation": c, "members": .array(users.map { .string($0) })])
+            case .leave: return ClientRequest(type: "chat.group.leave", fields: ["conversation": c])
+            }
+        case .members(let conversation):
+            return ClientRequest(type: "chat.group.members", fields: ["conversation": JSONValue(Int(conversation))])
         case .ack(let conversation, let seq, let receipt):
             var o: [String: JSONValue] = ["conversation": JSONValue(Int(conversation)), "seq": JSONValue(Int(seq))]
             if let receipt { o["receipt"] = JSONValue(Int(receipt)) }
@@ -102,9 +162,32 @@ extension ClientRequest {
         try integer(key, min: min, optional: false)!
     }
 
-    public static func chatSend(to: String, clientId: String, text: String) -> ClientRequest {
-        ChatRequest.send(to: to, clientId: clientId, text: text).request
+    /// An array of user names (each 1-256 bytes), without repeats, at most `ChatRequest.maxUsersPerRequest`.
+    func users(_ key: String, allowEmpty: Bool = true) throws(SignallingError) -> [String] {
+        guard let list = fields[key]?.arrayValue, list.count <= ChatRequest.maxUsersPerRequest, allowEmpty || !list.isEmpty else {
+            throw fail("\"\(key)\" must be an array of \(allowEmpty ? 0 : 1) to \(ChatRequest.maxUsersPerRequest) user names")
+        }
+        var users: [String] = []
+        for v in list {
+            guard let u = v.stringValue, !u.isEmpty, u.utf8.count <= 256 else { throw fail("\"\(key)\" must hold user names of 1 to 256 bytes") }
+            if !users.contains(u) { users.append(u) }
+        }
+        return users
     }
+
+    public static func chatSend(to: String, clientId: String, text: String) -> ClientRequest {
+        ChatRequest.send(to: .user(to), clientId: clientId, text: text).request
+    }
+    public static func chatSend(group: Int64, clientId: String, text: String) -> ClientRequest {
+        ChatRequest.send(to: .group(group), clientId: clientId, text: text).request
+    }
+    public static func chatCreateGroup(name: String, members: [String]) -> ClientRequest {
+        ChatRequest.createGroup(name: name, members: members).request
+    }
+    public static func chatChangeGroup(_ conversation: Int64, _ change: GroupChange) -> ClientRequest {
+        ChatRequest.changeGroup(conversation: conversation, change).request
+    }
+    public static func chatMembers(_ conversation: Int64) -> ClientRequest { ChatRequest.members(conversation: conversation).request }
     public static func chatAck(conversation: Int64, seq: Int64, receipt: Int64? = nil) -> ClientRequest {
         ChatRequest.ack(conversation: conversation, seq: seq, receipt: receipt).request
     }

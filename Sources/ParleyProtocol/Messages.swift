@@ -229,6 +229,8 @@ public enum SignallingErrorCode: String, Sendable, Equatable, CaseIterable {
     case notMember = "not_member"
     /// Chat: the user already has `chat-max-devices` devices connected; this one gets no chat.
     case tooManyDevices = "too_many_devices"
+    /// Chat: the group would have more than `chat-max-group-members` members.
+    case groupFull = "group_full"
 
     /// The WebSocket close code sent after this error, when it ends the connection.
     public var closeCode: UInt16? {

@@ -157,6 +157,7 @@ extension ServerConfig {
         c.burst = chatBurst
         c.maxDevices = chatMaxDevices
         c.syncPage = chatSyncPage
+        c.maxGroupMembers = chatMaxGroupMembers
         return c
     }
 

@@ -7,9 +7,10 @@ import ParleyTestSupport
 @testable import ParleyProtocol
 @testable import ParleyAuth
 
-/// Chat over real WebSocket sessions on loopback, against the daemon's
-/// front end (signalling, the chat feature, DATA-DIR/chat.db).
-final class ChatTests: XCTestCase {
+/// The daemon's front end in-process on loopback (signalling, the chat
+/// feature, DATA-DIR/chat.db) and chat devices connected to it over real
+/// WebSocket sessions.
+class ChatTestCase: XCTestCase {
     var server: RelayServerFixture!
 
     func start(_ configure: (inout ServerConfig) -> Void = { _ in }) throws {
@@ -31,6 +32,10 @@ final class ChatTests: XCTestCase {
         if waitForSync { _ = try c.nextEvent("sync.done") }
         return c
     }
+}
+
+/// Chat over real WebSocket sessions on loopback: 1:1 messages, receipts, sync, limits.
+final class ChatTests: ChatTestCase {
 
     func testOnlineMessageIsSentThenDeliveredToEveryDeviceThenDeliveredAndReadReceipts() throws {
         try start()
@@ -211,5 +216,84 @@ final class ChatTests: XCTestCase {
         XCTAssertEqual(auth["chat"]?["refused"], "too_many_devices")
         XCTAssertEqual(try second.request(.chatSend(to: "bob", clientId: "x", text: "x"))["code"], "too_many_devices")
         XCTAssertEqual(try alice.call(.chatSend(to: "bob", clientId: "y", text: "y"))["status"], "sent")
+    }
+}
+
+/// Groups: administration, fan-out, per-member receipts summed for the sender.
+final class ChatGroupTests: ChatTestCase {
+    func testAGroupMessageFansOutToFiftyMembersAndTheSenderSeesReceiptsAddUp() throws {
+        try start { $0.signallingBurst = 1000 }
+        let others = (1...49).map { String(format: "m%02d", $0) }
+        let alice = try device("alice")
+        let members = try others.map { try device($0) }
+        let created = try alice.call(.chatCreateGroup(name: "fifty", members: others))
+        let group = Int64(created["conversation"]!.intValue!)
+        XCTAssertEqual(created["seq"], 1)
+        let sent = try alice.call(.chatSend(group: group, clientId: "g1", text: "hello all"))
+        XCTAssertEqual(sent["seq"], 2)
+        for m in members {
+            let event = try m.nextEvent("chat.message")
+            XCTAssertEqual(event["event"]?["action"], "created")
+            XCTAssertEqual(event["event"]?["members"]?.arrayValue?.count, 50)
+            let message = try m.nextEvent("chat.message")
+            XCTAssertEqual(message["text"], "hello all")
+            XCTAssertEqual(message["group"], true)
+            XCTAssertEqual(message["seq"], 2)
+        }
+        // Each member's ack is one more "delivered" on alice's message.
+        for (i, m) in members.enumerated() {
+            try m.call(.chatAck(conversation: group, seq: 2))
+            let r = try alice.nextEvent("chat.receipt")
+            XCTAssertEqual(r["user"]?.stringValue, others[i])
+            XCTAssertEqual(r["summary"]?["seq"], 2)
+            XCTAssertEqual(r["summary"]?["delivered"]?.intValue, i + 1)
+            XCTAssertEqual(r["summary"]?["of"], 49)
+        }
+        try members[0].call(.chatRead(conversation: group, seq: 2))
+        XCTAssertEqual(try alice.nextEvent("chat.receipt")["summary"]?["read"], 1)
+
+        let list = try members[3].call(.chatMembers(group))
+        XCTAssertEqual(list["name"], "fifty")
+        let rows = list["members"]?.arrayValue ?? []
+        XCTAssertEqual(rows.count, 50)
+        XCTAssertEqual(rows.filter { $0["admin"] == true }.compactMap { $0["user"]?.stringValue }, ["alice"])
+        XCTAssertEqual(rows.filter { $0["delivered"] == 2 }.count, 49)
+        // Receipts went to the sender only, not to every member.
+        XCTAssertEqual(try members[5].call(.ping)["ok"], true)
+        XCTAssertFalse(members[5].takeQueued().contains { $0["type"] == "chat.receipt" })
+    }
+
+    func testOnlyAdministratorsChangeAGroupAndChangesReachMembersAsMessages() throws {
+        try start { $0.chatMaxGroupMembers = 4 }
+        let alice = try device("alice"), bob = try device("bob")
+        let group = Int64(try alice.call(.chatCreateGroup(name: "team", members: ["bob"]))["conversation"]!.intValue!)
+        XCTAssertEqual(try bob.nextEvent("chat.message")["event"]?["action"], "created")
+
+        XCTAssertEqual(try bob.request(.chatChangeGroup(group, .rename("mine")))["code"], "forbidden")
+        XCTAssertEqual(try bob.request(.chatChangeGroup(group, .add(["eve"])))["code"], "forbidden")
+        XCTAssertEqual(try alice.request(.chatChangeGroup(group, .add(["carol", "dave", "eve"])))["code"], "group_full")
+        try alice.call(.chatChangeGroup(group, .rename("the team")))
+        XCTAssertEqual(try bob.nextEvent("chat.message")["event"]?["name"], "the team")
+        try alice.call(.chatChangeGroup(group, .add(["carol"])))
+        XCTAssertEqual(try bob.nextEvent("chat.message")["event"]?["members"], ["carol"])
+
+        // Carol was offline: she gets the group from the change that added her on.
+        let carol = try device("carol", waitForSync: false)
+        let first = try carol.nextEvent()
+        XCTAssertEqual(first["event"]?["action"], "added")
+        XCTAssertEqual(try carol.nextEvent()["type"], "sync.done")
+        XCTAssertEqual(try carol.call(.chatHistory(conversation: group))["messages"]?.arrayValue?.count, 1)
+
+        try alice.call(.chatChangeGroup(group, .remove(["bob"])))
+        XCTAssertEqual(try bob.nextEvent("chat.message")["event"]?["action"], "removed", "the removed member hears of it")
+        XCTAssertEqual(try bob.request(.chatSend(group: group, clientId: "late", text: "x"))["code"], "not_member")
+        // The last administrator leaves: the group keeps one.
+        XCTAssertEqual(try carol.nextEvent("chat.message")["event"]?["members"], ["bob"])
+        try alice.call(.chatChangeGroup(group, .leave))
+        XCTAssertEqual(try carol.nextEvent("chat.message")["event"]?["action"], "left")
+        let list = try carol.call(.chatMembers(group))
+        XCTAssertEqual(list["members"]?.arrayValue?.compactMap { $0["user"]?.stringValue }, ["carol"])
+        XCTAssertEqual(list["members"]?.arrayValue?.first?["admin"], true)
+        XCTAssertEqual(try carol.request(.chatMembers(999))["code"], "not_member")
     }
 }

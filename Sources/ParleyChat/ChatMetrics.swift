@@ -19,6 +19,9 @@ public struct ChatMetrics: Sendable {
     public let refusedNotMember: Counter
     public let refusedTooManyDevices: Counter
     public let refusedGroupFull: Counter
+    /// `chat.presence` and `chat.typing` events sent to devices.
+    public let presenceEvents: Counter
+    public let typingEvents: Counter
     /// Syncs run (on connect and on `chat.sync`).
     public let syncs: Counter
     /// From a store operation's submit to its commit.
@@ -42,6 +45,8 @@ public struct ChatMetrics: Sendable {
         refusedNotMember = registry.counter(refused, help: fHelp, labels: [("reason", "not_member")])
         refusedTooManyDevices = registry.counter(refused, help: fHelp, labels: [("reason", "too_many_devices")])
         refusedGroupFull = registry.counter(refused, help: fHelp, labels: [("reason", "group_full")])
+        presenceEvents = registry.counter("parley_chat_presence_events_total", help: "chat.presence events sent to contacts' devices")
+        typingEvents = registry.counter("parley_chat_typing_events_total", help: "chat.typing events passed on to members' devices")
         syncs = registry.counter("parley_chat_syncs_total", help: "Chat syncs run (on connect and on chat.sync)")
         commitSeconds = registry.histogram("parley_chat_commit_seconds",
                                            help: "Chat store operations from submit to group commit",

@@ -17,6 +17,8 @@ public struct ChatConfig: Sendable {
     public var syncPage = 500
     /// Members one group may have, its creator included (`chat-max-group-members`).
     public var maxGroupMembers = 256
+    /// Seconds a user must stay offline before contacts are told (`chat-presence-debounce-ms`): a flapping connection tells nobody.
+    public var presenceDebounceSeconds = 2.0
     public init() {}
 }
 
@@ -68,6 +70,10 @@ public final class ChatService: SignallingFeature {
     private var devices: [SessionKey: Device] = [:]
     /// Each sending user's budget (`chat-rate`, `chat-burst`); dropped when the user's last device goes.
     private var budgets: [String: TokenBucket] = [:]
+    /// Users whose contacts were last told "online".
+    private var announcedOnline: Set<String> = []
+    /// When each user's last device went (ms since the epoch), while its offline debounce runs.
+    private var wentAt: [String: Int64] = [:]
 
     /// Creates the service and registers it with `core`. Call on the signalling thread.
     public init(core: SignallingCore, store: ChatStore, config: ChatConfig = ChatConfig(), metrics: ChatMetrics = .shared,
@@ -96,12 +102,51 @@ public final class ChatService: SignallingFeature {
         }
         // Runs after this auth is answered: the page comes back through the writer.
         startSync(key, device, source: .stored)
+        // Online is told at once; offline only after the debounce (so a reconnect within it tells nobody).
+        if announcedOnline.insert(key.user).inserted { announce(key.user, online: true) }
         return [:]
     }
 
     public func sessionEnded(_ session: SignallingSession, reason: String) {
         devices[session.key] = nil
-        if core.presence.devices(of: session.user).isEmpty { budgets[session.user] = nil }
+        let user = session.user
+        guard core.presence.devices(of: user).isEmpty else { return }
+        budgets[user] = nil
+        let now = ChatStore.nowMilliseconds()
+        try? store.lastSeen(user, at: now)  // a full queue loses one last-seen update, nothing else
+        let first = wentAt.updateValue(now, forKey: user) == nil
+        guard first else { return }  // a debounce is already running
+        core.scheduler.schedule(afterSeconds: config.presenceDebounceSeconds) { [weak self] in
+            guard let self, let at = wentAt.removeValue(forKey: user) else { return }
+            guard !core.presence.isOnline(user), announcedOnline.remove(user) != nil else { return }
+            announce(user, online: false, lastSeen: at)
+        }
+    }
+
+    // MARK: Presence
+
+    /// Tells `user`'s online contacts (users who share a conversation) that it came or went, unless its setting hides it.
+    private func announce(_ user: String, online: Bool, lastSeen: Int64? = nil) {
+        var event: [String: JSONValue] = ["type": "chat.presence", "user": .string(user), "online": .bool(online)]
+        if let lastSeen { event["lastSeen"] = JSONValue(Int(lastSeen)) }
+        let text = JSONValue.object(event).serialized
+        try? store.contacts(of: user, completion: core.onSignallingThread { [self] result in
+            guard case .success(let c) = result, c.visible else { return }
+            for contact in c.contacts { metrics.presenceEvents.inc(sendToChatDevices(of: contact, text)) }
+        })
+    }
+
+    /// Sends `text` to every connected chat device of `user` (but `except`); returns how many.
+    @discardableResult
+    private func sendToChatDevices(of user: String, _ text: String, except: SessionKey? = nil) -> Int {
+        var n = 0
+        for d in core.presence.devices(of: user) {
+            let k = SessionKey(user: d.user, device: d.device)
+            guard k != except, devices[k]?.refused == false else { continue }
+            core.send(text: text, to: k)
+            n += 1
+        }
+        return n
     }
 
     public func handle(_ request: ClientRequest, from session: SignallingSession, reply: SignallingReply) {
@@ -128,6 +173,37 @@ public final class ChatService: SignallingFeature {
                 try takeBudget(key.user)
                 try store.changeGroup(conversation, change, by: key.user, device: key.device, maxMembers: config.maxGroupMembers,
                                       completion: core.onSignallingThread { [self] result in stored(result, from: key, reply: reply) })
+            case .presence(let users):
+                try store.lastSeen(of: users, asker: key.user, completion: core.onSignallingThread { [self] result in
+                    switch result {
+                    case .success(let rows):
+                        reply.ok(["users": .array(rows.map { r in
+                            guard r.visible else { return ["user": .string(r.user), "hidden": true] }
+                            var o: [String: JSONValue] = ["user": .string(r.user), "online": .bool(core.presence.isOnline(r.user))]
+                            if let t = r.lastSeen { o["lastSeen"] = JSONValue(Int(t)) }
+                            return .object(o)
+                        })])
+                    case .failure(let e): reply.fail(refusal(e))
+                    }
+                })
+            case .privacy(let visibility):
+                try store.setPrivacy(key.user, lastSeen: visibility, completion: core.onSignallingThread { [self] result in
+                    switch result {
+                    case .success: reply.ok(["lastSeen": .string(visibility.rawValue)])
+                    case .failure(let e): reply.fail(refusal(e))
+                    }
+                })
+            case .typing(let conversation, let typing):
+                try store.members(of: conversation, user: key.user, completion: core.onSignallingThread { [self] result in
+                    switch result {
+                    case .success(let members):
+                        reply.ok()
+                        let text = JSONValue.object(["type": "chat.typing", "conversation": JSONValue(Int(conversation)),
+                                                     "user": .string(key.user), "typing": .bool(typing)]).serialized
+                        for m in members where m != key.user { metrics.typingEvents.inc(sendToChatDevices(of: m, text)) }
+                    case .failure(let e): reply.fail(refusal(e))
+                    }
+                })
             case .members(let conversation):
                 try store.members(of: conversation, for: key.user, completion: core.onSignallingThread { [self] result in
                     switch result {
@@ -210,13 +286,12 @@ public final class ChatService: SignallingFeature {
     /// Sends `message` to every connected device of `users` but `except`
     /// (the sending device), and not to devices in the middle of a sync.
     private func deliver(_ message: StoredMessage, to users: [String], except: SessionKey) {
-        var text: String?
+        let text = message.json().serialized
         for user in users {
             for d in core.presence.devices(of: user) {
                 let key = SessionKey(user: d.user, device: d.device)
                 guard key != except, let device = devices[key], !device.refused, device.sync?.messagesDone ?? true else { continue }
-                if text == nil { text = message.json().serialized }
-                core.send(text: text!, to: key)
+                core.send(text: text, to: key)
                 metrics.deliveredLive.inc()
             }
         }
@@ -237,11 +312,7 @@ public final class ChatService: SignallingFeature {
                                     "of": JSONValue(s.of)]
                     json = .object(o)
                 }
-                let text = json.serialized
-                for d in core.presence.devices(of: notice.user) {
-                    let k = SessionKey(user: d.user, device: d.device)
-                    if devices[k]?.refused == false { core.send(text: text, to: k) }
-                }
+                sendToChatDevices(of: notice.user, json.serialized)
             }
         case .failure(let e):
             reply.fail(refusal(e))

@@ -144,6 +144,14 @@ public final class ChatStore: Sendable {
             ALTER TABLE messages ADD COLUMN kind TEXT NOT NULL DEFAULT 'text';    -- 'text' or 'group' (a change, as JSON)
             """)
         },
+        Migration("presence") { db in
+            try db.execute("""
+            CREATE TABLE users(
+                user TEXT PRIMARY KEY,
+                last_seen INTEGER,                              -- ms since the epoch, when the last device went
+                last_seen_visibility TEXT NOT NULL DEFAULT 'contacts') WITHOUT ROWID;
+            """)
+        },
     ]
 
     // MARK: Messages
@@ -278,6 +286,62 @@ public final class ChatStore: Sendable {
             }
             return (name, info.last, members)
         }, completion: completion)
+    }
+
+    // MARK: Presence
+
+    /// The users who share a conversation with `user`, and whether they may see its presence.
+    public func contacts(of user: String,
+                         completion: @escaping @Sendable (Result<(contacts: [String], visible: Bool), Error>) -> Void) throws {
+        try submit({ db in
+            let visibility = try db.rows("SELECT last_seen_visibility FROM users WHERE user = ?", [.text(user)]) { $0.string(0) }.first ?? nil
+            return (try Self.contacts(db, user), visibility != LastSeenVisibility.nobody.rawValue)
+        }, completion: completion)
+    }
+
+    /// `user`'s last device went at `at` (ms since the epoch).
+    public func lastSeen(_ user: String, at: Int64) throws {
+        try submit({ db in
+            try db.run("INSERT INTO users(user, last_seen) VALUES (?, ?) ON CONFLICT(user) DO UPDATE SET last_seen = excluded.last_seen",
+                       [.text(user), .integer(at)])
+        }, completion: { _ in })
+    }
+
+    public func setPrivacy(_ user: String, lastSeen: LastSeenVisibility, completion: @escaping @Sendable (Result<Void, Error>) -> Void) throws {
+        try submit({ db in
+            try db.run("""
+                INSERT INTO users(user, last_seen_visibility) VALUES (?, ?)
+                ON CONFLICT(user) DO UPDATE SET last_seen_visibility = excluded.last_seen_visibility
+                """, [.text(user), .text(lastSeen.rawValue)])
+        }, completion: completion)
+    }
+
+    /// For each of `users`: nil when `asker` may not see it (no shared
+    /// conversation, or its setting is `nobody`), else its last seen (nil if never).
+    public func lastSeen(of users: [String], asker: String,
+                         completion: @escaping @Sendable (Result<[(user: String, visible: Bool, lastSeen: Int64?)], Error>) -> Void) throws {
+        try submit({ db in
+            let contacts = Set(try Self.contacts(db, asker))
+            return try users.map { u in
+                let row = try db.rows("SELECT last_seen, last_seen_visibility FROM users WHERE user = ?", [.text(u)]) { r in
+                    (r.isNull(0) ? nil : r.int64(0), r.string(1))
+                }.first
+                let visible = contacts.contains(u) && row?.1 != LastSeenVisibility.nobody.rawValue
+                return (u, visible, visible ? row?.0 ?? nil : nil)
+            }
+        }, completion: completion)
+    }
+
+    /// The members of `conversation` (for typing), if `user` is one.
+    public func members(of conversation: Int64, user: String, completion: @escaping @Sendable (Result<[String], Error>) -> Void) throws {
+        try submit({ db in try Self.membership(db, user: user, conversation: conversation).1 }, completion: completion)
+    }
+
+    static func contacts(_ db: Database, _ user: String) throws -> [String] {
+        try db.rows("""
+            SELECT DISTINCT m2.user FROM members m1 JOIN members m2 ON m2.conversation = m1.conversation
+            WHERE m1.user = ?1 AND m2.user != ?1
+            """, [.text(user)]) { $0.string(0) ?? "" }
     }
 
     // MARK: Receipts

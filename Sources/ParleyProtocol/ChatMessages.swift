@@ -18,6 +18,13 @@ public enum GroupChange: Sendable, Equatable {
     case leave
 }
 
+/// Who sees a user's online state and last seen (`chat.privacy`).
+public enum LastSeenVisibility: String, Sendable, Equatable {
+    /// Users who share a conversation with them (the default).
+    case contacts
+    case nobody
+}
+
 public enum ChatRequest: Sendable, Equatable {
     /// A message to a user (`to`) or a group (`group`); `clientId` makes a resend idempotent.
     case send(to: ChatTarget, clientId: String, text: String)
@@ -27,6 +34,12 @@ public enum ChatRequest: Sendable, Equatable {
     case changeGroup(conversation: Int64, GroupChange)
     /// The members of group `conversation`, their roles and receipts.
     case members(conversation: Int64)
+    /// Whether `users` are online, and when they were last seen (contacts only, as their settings allow).
+    case presence(users: [String])
+    /// Who may see this user's online state and last seen.
+    case privacy(lastSeen: LastSeenVisibility)
+    /// The user is (or stopped) typing in `conversation`: passed on to the other members' devices, never stored.
+    case typing(conversation: Int64, typing: Bool)
     /// This device has every message of `conversation` up to `seq` (cumulative);
     /// `receipt`, when given, is the last `receiptId` it has.
     case ack(conversation: Int64, seq: Int64, receipt: Int64?)
@@ -41,7 +54,10 @@ public enum ChatRequest: Sendable, Equatable {
     /// The message types of chat.
     public static let types = ["chat.send", "chat.ack", "chat.read", "chat.sync", "chat.history",
                                "chat.group.create", "chat.group.rename", "chat.group.add", "chat.group.remove",
-                               "chat.group.leave", "chat.group.members"]
+                               "chat.group.leave", "chat.group.members", "chat.presence", "chat.privacy", "chat.typing"]
+
+    /// The most users one `chat.presence` may ask about.
+    public static let maxPresenceUsers = 256
 
     /// The most users one request may name (the group size limit is the server's, `chat-max-group-members`).
     public static let maxUsersPerRequest = 1000
@@ -79,6 +95,17 @@ public enum ChatRequest: Sendable, Equatable {
             self = .changeGroup(conversation: try r.integer("conversation", min: 1), .leave)
         case "chat.group.members":
             self = .members(conversation: try r.integer("conversation", min: 1))
+        case "chat.presence":
+            let users = try r.users("users", allowEmpty: false)
+            guard users.count <= Self.maxPresenceUsers else { throw r.fail("\"users\" names at most \(Self.maxPresenceUsers) users") }
+            self = .presence(users: users)
+        case "chat.privacy":
+            guard let v = LastSeenVisibility(rawValue: try r.string("lastSeen")) else {
+                throw r.fail("\"lastSeen\" must be \"contacts\" or \"nobody\"")
+            }
+            self = .privacy(lastSeen: v)
+        case "chat.typing":
+            self = .typing(conversation: try r.integer("conversation", min: 1), typing: try r.bool("typing", default: true))
         case "chat.ack":
             self = .ack(conversation: try r.integer("conversation", min: 1), seq: try r.integer("seq", min: 0),
                         receipt: try r.integer("receipt", min: 0, optional: true))
@@ -128,6 +155,12 @@ public enum ChatRequest: Sendable, Equatable {
             }
         case .members(let conversation):
             return ClientRequest(type: "chat.group.members", fields: ["conversation": JSONValue(Int(conversation))])
+        case .presence(let users):
+            return ClientRequest(type: "chat.presence", fields: ["users": .array(users.map { .string($0) })])
+        case .privacy(let v):
+            return ClientRequest(type: "chat.privacy", fields: ["lastSeen": .string(v.rawValue)])
+        case .typing(let conversation, let typing):
+            return ClientRequest(type: "chat.typing", fields: ["conversation": JSONValue(Int(conversation)), "typing": .bool(typing)])
         case .ack(let conversation, let seq, let receipt):
             var o: [String: JSONValue] = ["conversation": JSONValue(Int(conversation)), "seq": JSONValue(Int(seq))]
             if let receipt { o["receipt"] = JSONValue(Int(receipt)) }
@@ -188,6 +221,11 @@ extension ClientRequest {
         ChatRequest.changeGroup(conversation: conversation, change).request
     }
     public static func chatMembers(_ conversation: Int64) -> ClientRequest { ChatRequest.members(conversation: conversation).request }
+    public static func chatPresence(_ users: [String]) -> ClientRequest { ChatRequest.presence(users: users).request }
+    public static func chatPrivacy(lastSeen: LastSeenVisibility) -> ClientRequest { ChatRequest.privacy(lastSeen: lastSeen).request }
+    public static func chatTyping(_ conversation: Int64, _ typing: Bool = true) -> ClientRequest {
+        ChatRequest.typing(conversation: conversation, typing: typing).request
+    }
     public static func chatAck(conversation: Int64, seq: Int64, receipt: Int64? = nil) -> ClientRequest {
         ChatRequest.ack(conversation: conversation, seq: seq, receipt: receipt).request
     }

@@ -117,6 +117,8 @@ public struct ServerConfig: Sendable, Equatable {
     public var chatSyncPage = 500
     /// Members one chat group may have.
     public var chatMaxGroupMembers = 256
+    /// Milliseconds a user must stay offline before its contacts are told.
+    public var chatPresenceDebounceMs = 2000
     /// Chat store operations that may wait for its writer thread before chat answers `busy`.
     public var chatQueue = 10_000
     /// `process`: a `sent` message survives the server process dying; `fsync`: it survives power loss (one fsync per group commit).
@@ -181,6 +183,7 @@ public struct ServerConfig: Sendable, Equatable {
         ("chat-max-devices", "devices of one user that get chat at once; more are refused too_many_devices (default 8)"),
         ("chat-sync-page", "messages per sync page; the device acks a page's last message to get the next (default 500)"),
         ("chat-max-group-members", "members one chat group may have, its creator included (default 256)"),
+        ("chat-presence-debounce-ms", "milliseconds a chat user must stay offline before its contacts are told (default 2000)"),
         ("chat-queue", "chat store operations waiting for the writer thread before chat answers busy (default 10000)"),
         ("chat-durability", "process: a sent message survives the server dying; fsync: it survives power loss, one fsync per group commit (default process)"),
         ("metrics-access", "who may read /metrics: public, loopback (clients on 127.0.0.0/8 or ::1, others need an adm token) or admin (default loopback)"),
@@ -272,6 +275,7 @@ public struct ServerConfig: Sendable, Equatable {
         case "chat-max-devices": chatMaxDevices = try int(1...100)
         case "chat-sync-page": chatSyncPage = try int(1...10_000)
         case "chat-max-group-members": chatMaxGroupMembers = try int(2...100_000)
+        case "chat-presence-debounce-ms": chatPresenceDebounceMs = try int(0...600_000)
         case "chat-queue": chatQueue = try int(1...1_000_000)
         case "chat-durability":
             guard ["process", "fsync"].contains(value) else { throw ConfigError(key: key, "must be process or fsync, got \"\(value)\"") }

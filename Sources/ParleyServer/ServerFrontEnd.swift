@@ -158,6 +158,7 @@ extension ServerConfig {
         c.maxDevices = chatMaxDevices
         c.syncPage = chatSyncPage
         c.maxGroupMembers = chatMaxGroupMembers
+        c.presenceDebounceSeconds = Double(chatPresenceDebounceMs) / 1000
         return c
     }
 

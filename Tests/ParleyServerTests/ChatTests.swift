@@ -297,3 +297,63 @@ final class ChatGroupTests: ChatTestCase {
         XCTAssertEqual(try carol.request(.chatMembers(999))["code"], "not_member")
     }
 }
+
+/// Presence to contacts, last seen and its privacy setting, typing.
+final class ChatPresenceTests: ChatTestCase {
+    /// Sends one message so that alice and bob share a conversation; returns it.
+    func converse(_ alice: BlockingSignallingClient, _ to: String) throws -> Int64 {
+        Int64(try alice.call(.chatSend(to: to, clientId: "hello-\(to)", text: "hello"))["conversation"]!.intValue!)
+    }
+
+    func testContactsAreToldOnlineAtOnceAndOfflineAfterTheDebounceWithLastSeen() throws {
+        try start { $0.chatPresenceDebounceMs = 0 }
+        let alice = try device("alice"), carol = try device("carol")
+        _ = try converse(alice, "bob")
+        let bob = try device("bob")
+        let online = try alice.nextEvent("chat.presence")
+        XCTAssertEqual(online["user"], "bob")
+        XCTAssertEqual(online["online"], true)
+        bob.close()
+        let offline = try alice.nextEvent("chat.presence")
+        XCTAssertEqual(offline["online"], false)
+        let lastSeen = try XCTUnwrap(offline["lastSeen"]?.intValue)
+
+        let seen = try alice.call(.chatPresence(["bob", "carol"]))["users"]?.arrayValue ?? []
+        XCTAssertEqual(seen.first?["online"], false)
+        XCTAssertEqual(seen.first?["lastSeen"]?.intValue, lastSeen)
+        XCTAssertEqual(seen.last?["hidden"], true, "carol shares no conversation with alice")
+        XCTAssertEqual(try carol.call(.chatPresence(["bob"]))["users"]?.arrayValue?.first?["hidden"], true)
+        XCTAssertFalse(carol.takeQueued().contains { $0["type"] == "chat.presence" }, "carol is nobody's contact")
+    }
+
+    func testAReconnectWithinTheDebounceTellsNobodyAndPrivacyHidesPresence() throws {
+        try start { $0.chatPresenceDebounceMs = 600_000 }
+        let alice = try device("alice")
+        _ = try converse(alice, "bob")
+        let bob = try device("bob")
+        XCTAssertEqual(try alice.nextEvent("chat.presence")["online"], true)
+        bob.close()
+        let bob2 = try device("bob")
+        try bob2.call(.chatSend(to: "alice", clientId: "back", text: "back"))
+        XCTAssertEqual(try alice.nextEvent("chat.message")["text"], "back")
+        XCTAssertFalse(alice.takeQueued().contains { $0["type"] == "chat.presence" }, "the flap told alice nothing")
+
+        XCTAssertEqual(try bob2.call(.chatPrivacy(lastSeen: .nobody))["lastSeen"], "nobody")
+        XCTAssertEqual(try alice.call(.chatPresence(["bob"]))["users"]?.arrayValue?.first?["hidden"], true)
+        XCTAssertEqual(try alice.request(.chatPrivacy(lastSeen: .init(rawValue: "contacts")!))["ok"], true)
+        XCTAssertEqual(try alice.request(ClientRequest(type: "chat.privacy", fields: ["lastSeen": "everyone"]))["code"], "bad_request")
+    }
+
+    func testTypingGoesToTheOtherMembersAndIsNotStored() throws {
+        try start()
+        let alice = try device("alice"), bob = try device("bob"), mallory = try device("mallory")
+        let conversation = try converse(alice, "bob")
+        _ = try bob.nextEvent("chat.message")
+        try alice.call(.chatTyping(conversation, true))
+        let t = try bob.nextEvent("chat.typing")
+        XCTAssertEqual(t["user"], "alice")
+        XCTAssertEqual(t["typing"], true)
+        XCTAssertEqual(try mallory.request(.chatTyping(conversation))["code"], "not_member")
+        XCTAssertEqual(try bob.call(.chatHistory(conversation: conversation))["messages"]?.arrayValue?.count, 1, "typing is not a message")
+    }
+}

@@ -51,6 +51,9 @@ let package = Package(
         // Recording: capture to crash-safe per-track files, depacketizers, export (per participant, room mix).
         .target(name: "ParleyRecord", dependencies: ["ParleyCore", "ParleyRTP", "ParleyMedia", "CFFmpeg", "COpus"]),
         .target(name: "ParleyTranscode", dependencies: ["ParleyCore", "ParleyMedia", "ParleyStore", "CFFmpeg"]),
+        // `parley load`: synthetic participants through the public protocol, their measurements and reports.
+        .target(name: "ParleyLoad", dependencies: ["ParleyCore", "ParleyIO", "ParleyAuth", "ParleyProtocol", "ParleyRTP",
+                                                   "ParleySRTP", "ParleySTUN", "ParleyMedia"]),
         // Composition only: config, the daemon, its routes.
         .target(name: "ParleyServer", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth", "ParleyWeb",
                                                      "ParleyRelay", "ParleyProtocol", "ParleySignalling", "ParleyChat", "ParleyTranscode", "ParleyRecord"]),
@@ -58,7 +61,7 @@ let package = Package(
         .target(name: "ParleyBench", dependencies: ["CLinux", "ParleyCore", "ParleyIO", "ParleyRelay", "ParleySRTP", "ParleyProtocol", "ParleyRTP"]),
         // The CLI: every `parley <command>` lives here, on top of the modules.
         .executableTarget(name: "parley", dependencies: ["ParleyCore", "ParleyIO", "ParleyAuth", "ParleyProtocol", "ParleyServer",
-                                                         "ParleyTranscode", "ParleyRecord", "ParleyBench"]),
+                                                         "ParleyTranscode", "ParleyRecord", "ParleyBench", "ParleyLoad"]),
 
         // MARK: Tests, one target per module
         // Helpers shared by test targets (pcap writer, tshark and process runners); only tests depend on it.
@@ -77,6 +80,7 @@ let package = Package(
         .testTarget(name: "ParleyMediaTests", dependencies: ["ParleyMedia", "CFFmpeg"]),
         .testTarget(name: "ParleyRecordTests", dependencies: ["ParleyRecord", "ParleyMedia", "ParleyRTP", "ParleyCore", "CFFmpeg", "COpus", "ParleyTestSupport"]),
         .testTarget(name: "ParleyTranscodeTests", dependencies: ["ParleyTranscode", "ParleyCore", "ParleyTestSupport"]),
+        .testTarget(name: "ParleyLoadTests", dependencies: ["ParleyLoad", "ParleyCore", "ParleyTestSupport"]),
         .testTarget(name: "ParleyServerTests", dependencies: ["ParleyServer", "ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth",
                                                          "ParleyWeb", "ParleyProtocol", "ParleySignalling", "ParleyRelay",
                                                          "ParleySRTP", "ParleySTUN", "ParleyTranscode", "ParleyRecord", "COpus", "ParleyTestSupport", "ParleyRTP", "ParleyChat"]),

@@ -52,6 +52,14 @@ public struct LatencyHistogram: Sendable {
         return max
     }
 
+    /// Adds every value of `other` (histograms of several loops, merged
+    /// for one report).
+    public mutating func add(_ other: LatencyHistogram) {
+        for i in counts.indices { counts[i] += other.counts[i] }
+        count += other.count
+        if other.max > max { max = other.max }
+    }
+
     /// Forgets every value.
     public mutating func reset() {
         for i in counts.indices { counts[i] = 0 }

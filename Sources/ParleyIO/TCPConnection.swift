@@ -240,11 +240,21 @@ public final class TCPConnection: EventLoopIOHandler, @unchecked Sendable {
     /// Starts a non-blocking connect to `address`. Loop only. The handler gets
     /// `connectionDidBecomeActive` once connected (and TLS done if `tls` is
     /// set), or `didCloseWith: .connectFailed`. Writes before that are queued.
+    /// `localAddress` binds the source address first (port 0: any port), so
+    /// a load generator can spread its connections over several loopback
+    /// addresses.
     public static func connect(to address: SocketAddress, on loop: EventLoop, options: TCPOptions = TCPOptions(),
-                               tls: TLSContext? = nil, handler: any TCPConnectionHandler) throws(SystemError) -> TCPConnection {
+                               tls: TLSContext? = nil, localAddress: SocketAddress? = nil,
+                               handler: any TCPConnectionHandler) throws(SystemError) -> TCPConnection {
         loop.preconditionInLoop()
         let fd = try SocketOps.socket(address.protocolFamily, Int32(SOCK_STREAM.rawValue))
         configure(fd, options)
+        if let localAddress {
+            do { try SocketOps.bind(fd, localAddress) } catch {
+                closeFD(fd)
+                throw error
+            }
+        }
         let r = address.withSockAddr { sa, len in Glibc.connect(fd, sa, len) }
         if r < 0 {
             let e = errno

@@ -176,14 +176,15 @@ public final class SDPSession: @unchecked Sendable {
     }
 }
 
-/// `ws://host:port/path` or `wss://…` (path defaults to /ws).
-struct ServerURL {
-    var secure: Bool
-    var host: String
-    var port: UInt16
-    var path: String
+/// `ws://host:port/path` or `wss://…` (path defaults to /ws). Public for
+/// the other clients of the protocol (`parley load`).
+public struct ServerURL: Sendable {
+    public var secure: Bool
+    public var host: String
+    public var port: UInt16
+    public var path: String
 
-    init(_ s: String) throws {
+    public init(_ s: String) throws {
         let scheme: String
         if s.hasPrefix("wss://") || s.hasPrefix("https://") { secure = true } else if s.hasPrefix("ws://") || s.hasPrefix("http://") {
             secure = false

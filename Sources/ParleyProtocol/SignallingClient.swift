@@ -112,14 +112,15 @@ public final class SignallingClient: TCPConnectionHandler, @unchecked Sendable {
     ///   - host: the Host header (and what a TLS layer verifies, if it does).
     ///   - tls: a client TLS context for wss://, nil for ws://.
     /// - Throws: when no socket could be opened or the connect failed at once.
+    ///   - localAddress: the source address to connect from (nil: the kernel's choice).
     public static func connect(to address: SocketAddress, host: String, path: String = "/ws", tls: TLSContext? = nil,
-                               on loop: EventLoop, handshakeTimeout: Duration = .seconds(10),
+                               on loop: EventLoop, handshakeTimeout: Duration = .seconds(10), localAddress: SocketAddress? = nil,
                                handler: any SignallingClientHandler) throws(SystemError) -> SignallingClient {
         loop.preconditionInLoop()
         let (request, expectedAccept) = WebSocketHandshake.clientRequest(host: host, path: path)
         let client = SignallingClient(loop: loop, expectedAccept: expectedAccept,
                                       handshakeDeadline: MonotonicTime.now().adding(handshakeTimeout).nanoseconds, handler: handler)
-        let tcp = try TCPConnection.connect(to: address, on: loop, tls: tls, handler: client)
+        let tcp = try TCPConnection.connect(to: address, on: loop, tls: tls, localAddress: localAddress, handler: client)
         client.tcp = tcp
         tcp.write(request)
         client.armTimer()

@@ -18,6 +18,7 @@ let subcommands: [Subcommand] = [
     Subcommand(name: "transcode", summary: "turn a video into an HLS adaptive-bitrate ladder", run: TranscodeCommand.main),
     Subcommand(name: "worker", summary: "run the transcoding worker daemon (SQLite job queue, spool directory)", run: WorkerCommand.main),
     Subcommand(name: "record", summary: "export a call recording to WebM/Matroska per participant and an Ogg room mix", run: RecordCommand.main),
+    Subcommand(name: "load", summary: "synthetic participants against a running server: loss, jitter, latency, join time", run: LoadCommand.main),
     Subcommand(name: "bench", summary: "benchmark servers for the scripts in tools/bench/", run: BenchCommand.main),
 ]
 

@@ -58,3 +58,34 @@ public func tempDir(_ name: String) -> String {
     try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     return dir
 }
+
+/// Starts `parley serve` on ephemeral ports (plus `extra` flags) and waits
+/// for its `listening http(s)` line; returns the process, the stdout lines
+/// so far, and stdout to read on.
+public func startServe(dataDir: String, insecure: Bool = true, extra: [String] = []) throws -> (Process, [String], FileHandle) {
+    let bin = parleyBinary
+    XCTAssertTrue(FileManager.default.isExecutableFile(atPath: bin), "build the parley product first: \(bin)")
+    let base = Int.random(in: 20_000...60_000)
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: bin)
+    p.arguments = ["serve", "--listen", "127.0.0.1:0", "--stun", "127.0.0.1:0", "--loops", "2",
+                   "--media-ports", "\(base)-\(base + 1)", "--data-dir", dataDir, "--log-level", "warn"]
+        + (insecure ? ["--insecure"] : []) + extra
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    var lines: [String] = []
+    var buffer = Data()
+    let h = out.fileHandleForReading
+    while !lines.contains(where: { $0.hasPrefix("listening http ") || $0.hasPrefix("listening https ") }) {
+        let chunk = h.availableData
+        if chunk.isEmpty { break } // EOF: the process died
+        buffer.append(chunk)
+        while let nl = buffer.firstIndex(of: 10) {
+            lines.append(String(decoding: buffer[buffer.startIndex..<nl], as: UTF8.self))
+            buffer.removeSubrange(buffer.startIndex...nl)
+        }
+    }
+    return (p, lines, h)
+}

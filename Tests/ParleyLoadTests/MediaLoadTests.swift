@@ -1,0 +1,121 @@
+import Foundation
+import ParleyCore
+import ParleyTestSupport
+import XCTest
+
+/// `parley load media` as a performance engineer runs it: a real `parley
+/// serve` (child process), the load command as another process over TLS
+/// WebSocket, STUN and SRTP on loopback, and its JSON report read back.
+/// Nothing here asserts a speed: only counts and verdicts.
+final class MediaLoadTests: XCTestCase {
+    func load(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
+        try runTool(parleyBinary, ["load", "media"] + args, timeout: 120)
+    }
+
+    func report(_ path: String) throws -> JSONValue {
+        try JSONValue.parse(String(contentsOfFile: path, encoding: .utf8))
+    }
+
+    func testAShortRunOnLoopbackReceivesEverythingSentAndAThresholdThatCannotHoldFails() throws {
+        let dir = tempDir("load")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (serve, lines, _) = try startServe(dataDir: dir, insecure: false)
+        defer { kill(serve.processIdentifier, SIGTERM); serve.waitUntilExit() }
+        let port = try XCTUnwrap(lines.first { $0.hasPrefix("listening https ") }?.split(separator: ":").last)
+        let base = ["--url", "wss://127.0.0.1:\(port)", "--insecure", "--secret-file", dir + "/secret",
+                    "--rooms", "2", "--per-room", "3", "--publishers-per-room", "2", "--duration", "2s",
+                    "--video", "400k@15", "--suite", "GCM", "--quiet"]
+
+        let json = dir + "/report.json", html = dir + "/report.html"
+        let ok = try load(base + ["--max-loss", "0.5%", "--max-join", "30s", "--json", json, "--html", html])
+        XCTAssertEqual(ok.status, 0, ok.out + ok.err)
+        XCTAssertTrue(ok.out.contains("result        pass"), ok.out)
+        let r = try report(json)
+        XCTAssertEqual(r["participants"]?["started"], 6)
+        XCTAssertEqual(r["participants"]?["joined"], 6)
+        XCTAssertEqual(r["participants"]?["latched"], 6)
+        XCTAssertEqual(r["participants"]?["receivedMedia"], 6, "every participant receives the room's two publishers")
+        // Two publishers per room, audio and video each: the third participant
+        // subscribes to four tracks, each publisher to the other's two.
+        XCTAssertEqual(r["participants"]?["subscriptions"]?.intValue, 2 * (4 + 2 + 2))
+        XCTAssertEqual(r["participants"]?["silentSubscriptions"], 0)
+        let sent = try XCTUnwrap(r["packets"]?["sent"]?.intValue)
+        let expected = try XCTUnwrap(r["packets"]?["expected"]?.intValue)
+        XCTAssertGreaterThan(sent, 0)
+        // Loopback, a light load: every packet a receiver should have got, it got, once.
+        XCTAssertEqual(r["packets"]?["received"]?.intValue, expected)
+        XCTAssertEqual(r["packets"]?["lost"], 0)
+        XCTAssertEqual(r["packets"]?["duplicates"], 0)
+        XCTAssertEqual(r["lossPercent"], 0)
+        // Each packet reaches the room's other two participants, less what was
+        // sent before a subscription took effect.
+        XCTAssertLessThanOrEqual(expected, 2 * sent)
+        XCTAssertGreaterThan(expected, sent)
+        XCTAssertEqual(r["latencyMs"]?["count"]?.intValue, expected)
+        XCTAssertNotNil(r["latencyMs"]?["p99"]?.doubleValue)
+        XCTAssertNotNil(r["joinMs"]?["max"]?.doubleValue)
+        XCTAssertNotNil(r["stunRttMs"]?["p50"]?.doubleValue)
+        XCTAssertGreaterThan(r["packets"]?["rtcpSent"]?.intValue ?? 0, 0)
+        XCTAssertGreaterThan(r["packets"]?["keyframes"]?.intValue ?? 0, 0)
+        XCTAssertEqual(r["errors"]?["signalling"], 0)
+        XCTAssertEqual(r["errors"]?["srtp"], 0)
+        XCTAssertEqual(r["passed"], true)
+        XCTAssertGreaterThan(r["generator"]?["cpuSeconds"]?.doubleValue ?? 0, 0)
+        XCTAssertNotNil(r["generator"]?["keptSchedule"]?.boolValue)
+        XCTAssertFalse(r["timeline"]?.arrayValue?.isEmpty ?? true)
+        let page = try String(contentsOfFile: html, encoding: .utf8)
+        XCTAssertTrue(page.hasPrefix("<!DOCTYPE html>"))
+        XCTAssertEqual(page.components(separatedBy: "<svg ").count - 1, 4, "latency, loss, throughput, participants")
+        XCTAssertFalse(page.contains("<script"), "self-contained, no scripts")
+
+        // No latency is 0 ms: the threshold fails and says why, with exit code 1.
+        let failed = dir + "/failed.json"
+        let bad = try load(base + ["--max-p99", "0ms", "--json", failed])
+        XCTAssertEqual(bad.status, 1, bad.out + bad.err)
+        let f = try report(failed)
+        XCTAssertEqual(f["passed"], false)
+        XCTAssertTrue(f["failures"]?.arrayValue?.first?.stringValue?.contains("--max-p99") ?? false, "\(f["failures"] ?? .null)")
+        XCTAssertTrue(bad.out.contains("FAIL"), bad.out)
+
+        // Usage errors are exit code 2, before anything connects.
+        XCTAssertEqual(try load(["--url", "wss://127.0.0.1:\(port)", "--secret-file", dir + "/secret"]).status, 2, "wss without --insecure")
+        XCTAssertEqual(try load(["--url", "ws://127.0.0.1:\(port)"]).status, 2, "no way to get tokens")
+        XCTAssertEqual(try load(base + ["--video", "fast"]).status, 2)
+    }
+
+    func testADaemonStoppedMidRunShowsAsLossAndErrorsNotAHang() throws {
+        let dir = tempDir("load-stop")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (serve, lines, _) = try startServe(dataDir: dir)
+        defer { if serve.isRunning { kill(serve.processIdentifier, SIGKILL); serve.waitUntilExit() } }
+        let port = try XCTUnwrap(lines.first { $0.hasPrefix("listening http ") }?.split(separator: ":").last)
+        let json = dir + "/report.json"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: parleyBinary)
+        p.arguments = ["load", "media", "--url", "ws://127.0.0.1:\(port)", "--secret-file", dir + "/secret",
+                       "--rooms", "1", "--per-room", "2", "--duration", "5s", "--max-loss", "0.5%", "--json", json]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        // Wait until media flows to both participants (the live line says so), then kill the server.
+        var seen = ""
+        while !seen.contains("(media 2)") {
+            let chunk = err.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            seen += String(decoding: chunk, as: UTF8.self)
+        }
+        XCTAssertTrue(seen.contains("(media 2)"), seen)
+        kill(serve.processIdentifier, SIGKILL)
+        serve.waitUntilExit()
+        // The run goes on to the end of its schedule, counting what never arrives, then reports.
+        waitUntil("the load run to end", timeout: 90) { !p.isRunning }
+        XCTAssertEqual(p.terminationStatus, 1)
+        let r = try report(json)
+        XCTAssertEqual(r["passed"], false)
+        XCTAssertGreaterThan(r["packets"]?["lost"]?.intValue ?? 0, 0)
+        XCTAssertGreaterThan(r["lossPercent"]?.doubleValue ?? 0, 0.5)
+        XCTAssertTrue(r["failures"]?.arrayValue?.contains { $0.stringValue?.hasPrefix("loss ") ?? false } ?? false, "\(r["failures"] ?? .null)")
+        XCTAssertGreaterThan(r["errors"]?["signalling"]?.intValue ?? 0, 0, "\(r["errors"] ?? .null)")
+    }
+}

@@ -1,0 +1,313 @@
+import XCTest
+import Foundation
+import Synchronization
+import ParleyCore
+import ParleyIO
+import ParleyRTP
+import ParleySRTP
+import ParleyRecord
+import ParleyAuth
+import ParleyTestSupport
+@testable import ParleyServer
+@testable import ParleyProtocol
+
+/// A recorded call with publishers nobody here wrote: ffmpeg sends Opus
+/// tones (one through a lossy, reordering proxy) with keys from `parley
+/// sdp`, and VP8 video, through the relay into a room being recorded. After
+/// stop, the automatic export is judged by ffprobe (streams, durations
+/// against the call), ffmpeg (it decodes), Goertzel (every tone in the mix,
+/// when it was sent) and tshark (the capture files dissect cleanly). And a
+/// `parley serve` SIGKILLed mid-call leaves a recording `parley record
+/// export` turns into a file that plays up to the kill.
+final class RecordingEndToEndTests: XCTestCase {
+    var fx: RelayServerFixture!
+
+    override func setUpWithError() throws {
+        for tool in ["ffmpeg", "ffprobe", "tshark"] {
+            try XCTSkipIf(!FileManager.default.isExecutableFile(atPath: "/usr/bin/" + tool), "\(tool) is not installed (tools/setup)")
+        }
+    }
+
+    override func tearDown() { fx?.stop() }
+
+    func testFFmpegPublishersIntoARecordedRoomExportToFilesThatPlayWithEveryToneInTheMix() throws {
+        fx = try RelayServerFixture(recording: true)
+        // Someone with the rec grant starts the recording before anyone publishes.
+        let rec = try fx.connect()
+        try rec.call(.auth(token: fx.token("rec", publish: false, record: true), room: nil))
+        _ = try rec.call(.join(room: nil, publish: false, subscribe: false, suite: nil))
+        let id = try XCTUnwrap(try rec.call(.startRecording())["recording"]?.stringValue)
+        let dir = fx.dataDir + "/recordings/" + id
+
+        // Two tones through `parley sdp`: 440 Hz straight, 880 Hz through 5 % loss and reordering, a second later.
+        let (s440, ff440) = try publishTone(name: "tone440", hz: 440, seconds: 4)
+        let proxy = try LossyProxy(lossRate: 0.05, reorderRate: 0.05, seed: 17)
+        // VP8 video from ffmpeg with the join's SRTP key, on the video SSRC granted.
+        let cam = try fx.connect()
+        try cam.call(.auth(token: fx.token("cam"), room: nil))
+        let joinCam = try cam.call(.join(room: nil, publish: true, subscribe: false, suite: nil))
+        let videoSSRC = UInt32(try XCTUnwrap(joinCam["ssrcs"]?["video"]?.intValue))
+        try cam.call(.publish([.video(ssrc: videoSSRC)]))
+        let camKey = String(try XCTUnwrap(joinCam["srtp"]?["send"]?.stringValue).dropFirst("inline:".count))
+        let camPort = try XCTUnwrap(joinCam["media"]?["port"]?.intValue)
+        let ffcam = try ffmpeg(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:duration=3",
+                                "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k", "-g", "25",
+                                "-payload_type", "96", "-ssrc", String(videoSSRC), "-f", "rtp",
+                                "-srtp_out_suite", "AES_CM_128_HMAC_SHA1_80", "-srtp_out_params", camKey,
+                                "srtp://127.0.0.1:\(camPort)?rtcpport=\(camPort)&pkt_size=1200"])
+        // The second tone waits until the first has reached the recording: the mix must show it starting later.
+        let file440 = dir + "/track-tone440_\(s440.ssrc).pcapng"
+        waitUntil("the 440 Hz tone is being recorded") { ((try? CaptureReader.read(path: file440))?.packets.count ?? 0) >= 50 }
+        let (s880, ff880) = try publishTone(name: "tone880", hz: 880, seconds: 3, via: proxy)
+        for p in [ff440, ff880, ffcam] { p.waitUntilExit() }
+        XCTAssertEqual([ff440, ff880, ffcam].map(\.terminationStatus), [0, 0, 0], "ffmpeg published")
+        proxy.stop()
+
+        try rec.call(.stopRecording())
+        let exported = ["tone440.webm", "tone880.webm", "cam.webm", "mix.ogg"].map { dir + "/" + $0 }
+        waitUntil("the export has written every file", timeout: 120) {
+            exported.allSatisfy { FileManager.default.fileExists(atPath: $0) }
+                && MetricsRegistry.shared.counter("parley_record_exports_total", help: "", labels: [("result", "ok")]).current > 0
+                && (try? probe(dir + "/mix.ogg"))?.duration ?? 0 > 0
+        }
+        let index = try RecordingIndex.read(directory: dir)
+        XCTAssertEqual(Set(index.participants), ["rec", "tone440", "tone880", "cam"])
+        let start = Double(index.startedAtMillis) / 1000
+
+        // What each publisher sent, as the relay received it: first and last arrival on the recording's clock.
+        func span(_ t: RoomTrack) throws -> (first: Double, last: Double, count: Int) {
+            let rtp = try CaptureReader.read(path: dir + "/" + t.captureFile).packets.filter { !$0.isRTCP }
+            return (Double(rtp.first!.arrivalNanos) / 1e9 - start, Double(rtp.last!.arrivalNanos) / 1e9 - start, rtp.count)
+        }
+        let track = { (p: String) in index.tracks.first { $0.participant == p }! }
+        for (name, stream, frame) in [("tone440", "audio:opus", 0.02), ("tone880", "audio:opus", 0.02), ("cam", "video:vp8", 0.04)] {
+            let t = track(name)
+            XCTAssertFalse(index.clockMappings[t.id]?.isEmpty ?? true, "\(name): ffmpeg's sender reports were recorded")
+            let s = try span(t)
+            let p = try probe(dir + "/\(name).webm")
+            XCTAssertEqual(p.streams, [stream], name)
+            // The file covers the call: its frames sit where the packets arrived, and it lasts as long, within 2 %.
+            let call = s.last - s.first + frame
+            XCTAssertEqual(p.duration - p.start, call, accuracy: 0.02 * call, "\(name): \(p) against \(s)")
+            // Decodes from end to end (the lossy one too).
+            let decoded = try runTool("ffmpeg", ["-v", "error", "-i", dir + "/\(name).webm", "-f", "null", "-"])
+            XCTAssertEqual(decoded.status, 0, decoded.err)
+            XCTAssertEqual(decoded.err, "", "\(name) decodes without errors")
+        }
+        let (forwarded, dropped) = proxy.counts
+        XCTAssertGreaterThan(dropped, 0, "the proxy dropped some of the 880 Hz packets")
+        XCTAssertEqual(try span(track("tone880")).count, forwarded, "every 880 Hz packet that reached the relay was recorded")
+
+        // The mix: each tone present while its publisher sent it, and absent before.
+        let mix = try decodePCM(dir + "/mix.ogg")
+        let a440 = try span(track("tone440")), a880 = try span(track("tone880"))
+        func level(_ hz: Double, at t: Double) -> Double {
+            let from = max(0, Int(t * 48_000)), to = min(mix.count, from + 4_800)
+            return from < to ? toneAmplitude(mix[from..<to], hz: hz) : 0
+        }
+        var t = a440.first + 0.2
+        while t < a440.last - 0.3 {
+            XCTAssertGreaterThan(level(440, at: t), 0.04, "440 Hz at \(t) s")
+            t += 0.25
+        }
+        t = a880.first + 0.2
+        while t < a880.last - 0.3 {
+            // 5 % of its 20 ms packets are gone: a 100 ms window keeps most of the tone.
+            XCTAssertGreaterThan(level(880, at: t), 0.02, "880 Hz at \(t) s")
+            t += 0.25
+        }
+        t = a440.first + 0.2
+        while t < a880.first - 0.3 {
+            XCTAssertLessThan(level(880, at: t), 0.01, "no 880 Hz at \(t) s, before it was sent")
+            t += 0.25
+        }
+
+        // tshark reads every capture file: RTP on 5004, RTCP on 5005, nothing malformed.
+        for tr in index.tracks {
+            let text = try tshark(path: dir + "/" + tr.captureFile, ["-d", "udp.port==5004,rtp", "-d", "udp.port==5005,rtcp", "-V"])
+            assertCleanDissection(text)
+            XCTAssertTrue(text.contains("Real-Time Transport Protocol"), tr.id)
+            XCTAssertTrue(text.contains("Sender Report") || text.contains("Sender report"), tr.id)
+        }
+        for c in [rec, cam, s440.client, s880.client] { c.close() }
+    }
+
+    /// `parley serve` (a child process) recording a room is SIGKILLed while
+    /// ffmpeg publishes; `parley record export` makes a file that plays and
+    /// reaches to within a second of the kill.
+    func testAfterTheServerIsKilledMidCallTheExportPlaysUpToTheKill() throws {
+        let dataDir = tempDir("record-kill")
+        defer { try? FileManager.default.removeItem(atPath: dataDir) }
+        let (server, lines, _) = try startServe(dataDir: dataDir, extra: ["--record-rooms", "call"])
+        defer { if server.isRunning { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() } }
+        let ws = try XCTUnwrap(lines.first { $0.hasPrefix("listening ws ") }).split(separator: " ")[2]
+        let secret = try ServerSecret.loadOrCreate(dataDir: dataDir)
+        let now = Int64(Date().timeIntervalSince1970)
+        var o = SDPSession.Options()
+        o.server = "ws://\(ws)"
+        o.token = JWT.sign(TokenClaims(subject: "voice", room: "call", issuedAt: now, expiresAt: now + 600, canPublish: true), secret: secret)
+        let group = try EventLoopGroup(numberOfThreads: 1, logger: quietLogger)
+        defer { group.syncShutdownGracefully() }
+        let session = try SDPSession.open(loop: group.loops[0], o)
+        XCTAssertEqual(try session.client.nextEvent("recording_started")["room"]?.stringValue, "call", "record-rooms matched")
+        let ssrc = try XCTUnwrap(session.track?["ssrc"]?.intValue)
+        let ff = try ffmpegPublishing(session, hz: 440, seconds: 20)
+        defer { if ff.isRunning { ff.terminate(); ff.waitUntilExit() } }
+
+        let recordings = dataDir + "/recordings"
+        var dir = ""
+        waitUntil("two seconds of the tone are on disk") {
+            guard let id = (try? FileManager.default.contentsOfDirectory(atPath: recordings))?.first else { return false }
+            dir = recordings + "/" + id
+            return ((try? CaptureReader.read(path: dir + "/track-voice_\(ssrc).pcapng"))?.packets.count ?? 0) >= 100
+        }
+        kill(server.processIdentifier, SIGKILL)
+        let killedAt = Date().timeIntervalSince1970
+        server.waitUntilExit()
+        ff.terminate()
+        ff.waitUntilExit()
+
+        let out = try runTool(parleyBinary, ["record", "export", dir])
+        XCTAssertEqual(out.status, 0, out.err)
+        let start = Double(try RecordingIndex.read(directory: dir).startedAtMillis) / 1000
+        let p = try probe(dir + "/voice.webm")
+        XCTAssertEqual(p.streams, ["audio:opus"])
+        XCTAssertGreaterThan(p.duration, killedAt - start - 1, "the file reaches to within 1 s of the kill")
+        XCTAssertLessThanOrEqual(p.duration, killedAt - start + 0.1)
+        let decoded = try runTool("ffmpeg", ["-v", "error", "-i", dir + "/voice.webm", "-f", "null", "-"])
+        XCTAssertEqual(decoded.status, 0, decoded.err)
+        let mix = try decodePCM(dir + "/mix.ogg")
+        let end = Int((killedAt - start - 1.2) * 48_000)
+        XCTAssertGreaterThan(toneAmplitude(mix[max(0, end - 4_800)..<min(mix.count, end)], hz: 440), 0.04,
+                             "the tone is in the mix up to a second before the kill")
+        session.client.close()
+    }
+
+    // MARK: Publishers
+
+    /// `parley sdp` in-process for `name`, and ffmpeg sending a tone with its key and SSRC (to the relay, or through `proxy`).
+    private func publishTone(name: String, hz: Int, seconds: Int, via proxy: LossyProxy? = nil) throws
+        -> (session: (client: BlockingSignallingClient, ssrc: Int), ffmpeg: Process) {
+        var o = SDPSession.Options()
+        o.server = fx.wsURL
+        o.token = fx.token(name)
+        let session = try SDPSession.open(loop: fx.group.loops[0], o)
+        let ssrc = try XCTUnwrap(session.track?["ssrc"]?.intValue)
+        if let proxy {
+            let port = try XCTUnwrap(session.join["media"]?["port"]?.intValue)
+            proxy.start(to: SocketAddress.ipv4Loopback(port: UInt16(port)))
+        }
+        return ((session.client, ssrc), try ffmpegPublishing(session, hz: hz, seconds: seconds, port: proxy.map { Int($0.port) }))
+    }
+
+    private func ffmpegPublishing(_ session: SDPSession, hz: Int, seconds: Int, port: Int? = nil) throws -> Process {
+        let lines = session.sdp.split(separator: "\r\n").map(String.init)
+        let (_, key) = try SRTPKeyMaterial.parse(cryptoAttribute: try XCTUnwrap(lines.first { $0.hasPrefix("a=crypto:") }))
+        let relayPort = try XCTUnwrap(lines.first { $0.hasPrefix("m=audio ") }.map { String($0.split(separator: " ")[1]) })
+        let to = port.map(String.init) ?? relayPort
+        return try ffmpeg(["-f", "lavfi", "-i", "sine=frequency=\(hz):sample_rate=48000:duration=\(seconds)",
+                           "-c:a", "libopus", "-b:a", "64k", "-payload_type", "111",
+                           "-ssrc", String(try XCTUnwrap(session.track?["ssrc"]?.intValue)), "-f", "rtp",
+                           "-srtp_out_suite", key.suite.sdesName, "-srtp_out_params", String(key.inlineKeyParams.dropFirst("inline:".count)),
+                           "srtp://127.0.0.1:\(to)?rtcpport=\(to)"])
+    }
+
+    private func ffmpeg(_ args: [String]) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/ffmpeg")
+        p.arguments = ["-hide_banner", "-loglevel", "error", "-nostdin", "-re"] + args
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        return p
+    }
+}
+
+/// A UDP hop between ffmpeg and the relay that drops a share of the RTP
+/// packets and swaps neighbours (RTCP passes untouched), from a fixed seed.
+final class LossyProxy: @unchecked Sendable {
+    let port: UInt16
+    private let inbound: Int32
+    private let outbound: Int32
+    private let lossRate: Double
+    private let reorderRate: Double
+    private var rng: UInt64
+    private struct State {
+        var target: SocketAddress?
+        var stopped = false
+        var forwardedRTP = 0
+        var droppedRTP = 0
+    }
+    private let state = Mutex(State())
+    private let done = DispatchSemaphore(value: 0)
+
+    var target: SocketAddress? {
+        get { state.withLock { $0.target } }
+        set { state.withLock { $0.target = newValue } }
+    }
+    /// RTP packets passed on, and dropped.
+    var counts: (forwarded: Int, dropped: Int) { state.withLock { ($0.forwardedRTP, $0.droppedRTP) } }
+
+    init(lossRate: Double, reorderRate: Double, seed: UInt64) throws {
+        func udp() -> Int32 {
+            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+            precondition(fd >= 0 && SocketAddress.ipv4Loopback(port: 0).withSockAddr { Glibc.bind(fd, $0, $1) } == 0)
+            return fd
+        }
+        let fd = udp()
+        inbound = fd
+        outbound = udp()
+        var a = sockaddr_in(), len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        port = UInt16(bigEndian: a.sin_port)
+        self.lossRate = lossRate
+        self.reorderRate = reorderRate
+        rng = seed
+    }
+
+    /// Starts forwarding (on a thread of its own) to `target`.
+    func start(to target: SocketAddress) {
+        self.target = target
+        Thread { [self] in run(); done.signal() }.start()
+    }
+
+    private func random() -> Double {
+        rng &+= 0x9E37_79B9_7F4A_7C15
+        var z = rng
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return Double((z ^ (z >> 31)) % 10_000) / 10_000
+    }
+
+    private func run() {
+        var held: [UInt8]?
+        var buf = [UInt8](repeating: 0, count: 2048)
+        while true {
+            let (target, stopped) = state.withLock { ($0.target, $0.stopped) }
+            if stopped { return }
+            var p = pollfd(fd: inbound, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 50) == 1 else { continue }
+            let n = recv(inbound, &buf, buf.count, 0)
+            guard n > 0, let target else { continue }
+            let d = Array(buf[0..<n])
+            func send(_ b: [UInt8]) { _ = b.withUnsafeBytes { x in target.withSockAddr { sendto(outbound, x.baseAddress, x.count, 0, $0, $1) } } }
+            let isRTP = d.count >= 12 && !(192...223).contains(d[1])
+            if isRTP && random() < lossRate { state.withLock { $0.droppedRTP += 1 }; continue }
+            if isRTP { state.withLock { $0.forwardedRTP += 1 } }
+            if isRTP && held == nil && random() < reorderRate { held = d; continue }
+            send(d)
+            if let h = held { send(h); held = nil }
+        }
+    }
+
+    /// Stops forwarding and waits for the thread.
+    func stop() {
+        state.withLock { $0.stopped = true }
+        done.wait()
+    }
+
+    deinit {
+        close(inbound)
+        close(outbound)
+    }
+}

@@ -89,7 +89,11 @@ public final class ServerFrontEnd: Sendable {
                                       logger: Logger(label: "parley.signalling", level: config.logLevel))
             s.install(on: router)
             events?.connect(signalling: s)
-            recording?.connect(signalling: s)
+            if let recording {
+                recording.connect(signalling: s)
+                RecordingRoutes.install(on: router, directory: recording.recorder.directory, auth: BearerAuth(secret: secret),
+                                        pool: recording.pool)
+            }
             let store: ChatStore
             do {
                 store = try ChatStore(path: config.dataDir + "/chat.db", synchronous: config.chatDurability == "fsync" ? .full : .normal,

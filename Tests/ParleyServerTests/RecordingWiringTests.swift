@@ -95,6 +95,28 @@ final class RecordingWiringTests: XCTestCase {
         waitUntil("the export wrote alice.webm and mix.ogg") {
             FileManager.default.fileExists(atPath: dir + "/alice.webm") && FileManager.default.fileExists(atPath: dir + "/mix.ogg")
         }
+
+        // The recordings over HTTP, for admin tokens, by id and file name only.
+        let port = Int(fx.front.address.port)
+        let admin = ["Authorization: Bearer \(fx.token("ops", room: nil, admin: true))"]
+        let list = try httpRequest(port, "GET", "/recordings", headers: admin)
+        XCTAssertTrue(list.hasPrefix("HTTP/1.1 200") && list.contains("\"id\":\"\(id)\"") && list.contains("\"running\":false"), list)
+        let one = try httpRequest(port, "GET", "/recordings/\(id)", headers: admin)
+        XCTAssertTrue(one.contains("\"name\":\"mix.ogg\"") && one.contains("\"name\":\"track-alice_\(ssrc).pcapng\""), one)
+        let size = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: file)[.size] as? Int)
+        let ranged = try httpRequest(port, "GET", "/recordings/\(id)/track-alice_\(ssrc).pcapng", headers: admin + ["Range: bytes=0-9"])
+        XCTAssertTrue(ranged.hasPrefix("HTTP/1.1 206"), ranged)
+        XCTAssertTrue(ranged.contains("Content-Range: bytes 0-9/\(size)"), ranged)
+        XCTAssertTrue(ranged.contains("Content-Type: application/x-pcapng"), ranged)
+        XCTAssertTrue(try httpRequest(port, "GET", "/recordings/\(id)/events.log", headers: admin).hasPrefix("HTTP/1.1 200"))
+        for bad in ["/recordings/\(id)/..%2F..%2Fsecret", "/recordings/\(id)/../../secret", "/recordings/..", "/recordings/\(id)/.hidden",
+                    "/recordings/\(id)/index.json.tmp", "/recordings/nope", "/recordings/\(id)/missing.webm", "/recordings/\(id)/a/b"] {
+            XCTAssertTrue(try httpRequest(port, "GET", bad, headers: admin).hasPrefix("HTTP/1.1 404"), bad)
+        }
+        XCTAssertTrue(try httpRequest(port, "GET", "/recordings").hasPrefix("HTTP/1.1 401"))
+        XCTAssertTrue(try httpRequest(port, "GET", "/recordings/\(id)/mix.ogg",
+                                      headers: ["Authorization: Bearer \(fx.token("bob", record: true))"]).hasPrefix("HTTP/1.1 403"),
+                      "a rec token starts and stops recordings; reading them takes adm")
         for c in [alice, bob, carol] { c.close() }
     }
 

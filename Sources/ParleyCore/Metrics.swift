@@ -43,6 +43,23 @@ public final class Histogram: Sendable {
     public var snapshot: (buckets: [Int], sum: Double, count: Int) { state.withLock { $0 } }
 }
 
+/// A value read when the registry is rendered (the process's CPU time),
+/// not kept up to date by the code it describes.
+public final class SampledMetric: Sendable {
+    let read: @Sendable () -> Double
+    init(_ read: @escaping @Sendable () -> Double) { self.read = read }
+}
+
+/// This process's CPU time (user + system, all threads) in seconds, from getrusage.
+public enum ProcessCPU {
+    public static func seconds() -> Double {
+        var u = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &u)
+        return Double(u.ru_utime.tv_sec) + Double(u.ru_utime.tv_usec) / 1e6
+            + Double(u.ru_stime.tv_sec) + Double(u.ru_stime.tv_usec) / 1e6
+    }
+}
+
 public enum MetricKind: String, Sendable { case counter, gauge, histogram }
 
 /// The process's metrics, rendered in the Prometheus text exposition format
@@ -75,6 +92,12 @@ public final class MetricsRegistry: Sendable {
     public func histogram(_ name: String, help: String, labels: MetricLabels = [],
                           bounds: [Double] = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5]) -> Histogram {
         register(name, .histogram, help, labels) { Histogram(bounds: bounds) }
+    }
+
+    /// Registers a series whose value `read` gives each time `/metrics` is
+    /// rendered (once per name; a second registration keeps the first).
+    public func sampled(_ name: String, _ kind: MetricKind, help: String, _ read: @escaping @Sendable () -> Double) {
+        _ = register(name, kind, help, []) { SampledMetric(read) }
     }
 
     /// Declares a family whose series all carry labels known only later
@@ -117,6 +140,7 @@ public final class MetricsRegistry: Sendable {
                 switch metric {
                 case let c as Counter: out += "\(name)\(Self.labelText(labels)) \(c.current)\n"
                 case let g as Gauge: out += "\(name)\(Self.labelText(labels)) \(g.current)\n"
+                case let v as SampledMetric: out += "\(name)\(Self.labelText(labels)) \(Self.number(v.read()))\n"
                 case let h as Histogram:
                     let s = h.snapshot
                     for (i, b) in h.bounds.enumerated() {

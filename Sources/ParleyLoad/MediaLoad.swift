@@ -173,15 +173,7 @@ struct LoadWorkerBox: @unchecked Sendable {
 
 /// This process's CPU time (user + system), from getrusage.
 struct CPUUsage {
-    var user: Double
-    var system: Double
-
-    static func now() -> CPUUsage {
-        var u = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &u)
-        return CPUUsage(user: Double(u.ru_utime.tv_sec) + Double(u.ru_utime.tv_usec) / 1e6,
-                        system: Double(u.ru_stime.tv_sec) + Double(u.ru_stime.tv_usec) / 1e6)
-    }
-
-    func seconds(since earlier: CPUUsage) -> Double { (user + system) - (earlier.user + earlier.system) }
+    var seconds: Double
+    static func now() -> CPUUsage { CPUUsage(seconds: ProcessCPU.seconds()) }
+    func seconds(since earlier: CPUUsage) -> Double { seconds - earlier.seconds }
 }

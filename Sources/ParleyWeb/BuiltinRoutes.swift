@@ -18,6 +18,9 @@ public enum BuiltinRoutes {
     public static func install(on router: HTTPRouter, metrics: MetricsRegistry = .shared,
                                access: MetricsAccess = .public, secret: [UInt8]? = nil) {
         router.add("GET", .exact("/healthz"), sync: { _ in .json(.ok, ["status": "ok"]) })
+        // What `parley load --find-capacity` divides by participant-seconds.
+        metrics.sampled("parley_process_cpu_seconds_total", .counter,
+                        help: "CPU time (user and system, every thread) the process has used, in seconds.") { ProcessCPU.seconds() }
         let auth = secret.map { BearerAuth(secret: $0) }
         router.add("GET", .exact("/metrics"), sync: HTTPServerResponse.answering { req in
             let open = access == .public || (access == .loopback && req.remoteAddress.isLoopback)

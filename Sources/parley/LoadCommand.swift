@@ -6,6 +6,7 @@ import ParleyLoad
 enum LoadCommand {
     static let help = """
     Usage: parley load media --url wss://HOST:PORT --secret-file FILE [options]
+           parley load --scenario FILE --url wss://HOST:PORT --secret-file FILE [options]
 
     Puts synthetic participants through a running `parley serve`, as real
     clients: each takes a token, opens the (TLS) WebSocket, joins, latches
@@ -45,6 +46,13 @@ enum LoadCommand {
       --json FILE               write the report as JSON
       --html FILE               write the report as one self-contained HTML page (inline SVG charts)
       --quiet                   no live lines
+      --scenario FILE           take the mode and options from a scenario file (tools/load/*.json);
+                                flags on the command line win
+      --find-capacity           grow the run step by step (rooms doubled from --rooms, then
+                                bisected) until a threshold breaks (default --max-loss 1% --max-p99 50ms);
+                                report the largest count that held and the server's CPU-seconds per
+                                participant-second from its /metrics
+      --capacity-max-rooms N    the most rooms --find-capacity tries (default 1024)
 
     Exit codes: 0 the run passed its thresholds, 1 a threshold failed (or
     nobody could join), 2 usage error.
@@ -52,6 +60,16 @@ enum LoadCommand {
     """
 
     static func main(_ argv: [String]) -> Int32 {
+        if argv.first == "--scenario" || argv.first?.hasPrefix("--scenario=") == true {
+            // The scenario names the mode.
+            let path = argv.first == "--scenario" ? (argv.count > 1 ? argv[1] : "") : String(argv[0].dropFirst(11))
+            let scenario: Scenario
+            do { scenario = try Scenario(path: path) } catch {
+                printError("parley load: \(error)")
+                return ExitCode.usage
+            }
+            return main([scenario.mode] + argv)
+        }
         guard let mode = argv.first, !mode.hasPrefix("-") else {
             if argv.contains("--help") || argv.contains("-h") { print(help, terminator: ""); return ExitCode.ok }
             printError("parley load: say media\n\n\(help)", terminator: "")
@@ -72,8 +90,8 @@ enum LoadCommand {
     static func media(_ argv: [String]) -> Int32 {
         let args: Arguments
         do {
-            args = try Arguments(argv, options: MediaLoadOptions.valueFlags.union(["json", "html"]),
-                                 flags: MediaLoadOptions.switchFlags.union(["quiet"]))
+            args = try Arguments(argv, options: MediaLoadOptions.valueFlags.union(["json", "html", "scenario", "capacity-max-rooms"]),
+                                 flags: MediaLoadOptions.switchFlags.union(["quiet", "find-capacity"]))
         } catch {
             printError("parley load media: \(error)\n\n\(help)", terminator: "")
             return ExitCode.usage
@@ -84,17 +102,37 @@ enum LoadCommand {
             return ExitCode.usage
         }
         var o = MediaLoadOptions()
+        var maxRooms = 1024
         do {
+            var values: [String: String] = [:]
+            if let path = args["scenario"] {
+                let scenario = try Scenario(path: path)
+                guard scenario.mode == "media" else { throw LoadArgumentError.bad("scenario \(path) is for mode \(scenario.mode)") }
+                values = scenario.options
+            }
+            for (k, v) in args.values where !["json", "html", "scenario", "capacity-max-rooms"].contains(k) { values[k] = v }
+            for name in MediaLoadOptions.switchFlags where args.has(name) { values[name] = "" }
             // --video before --keyframe-interval, whatever order they came in.
-            let order = ["video"] + args.values.keys.filter { $0 != "video" && $0 != "json" && $0 != "html" }.sorted()
-            for name in order { if let v = args[name] { try o.apply(name, v) } }
-            for name in MediaLoadOptions.switchFlags where args.has(name) { try o.apply(name, "") }
+            for name in ["video"] + values.keys.filter({ $0 != "video" }).sorted() {
+                guard let v = values[name] else { continue }
+                guard MediaLoadOptions.valueFlags.contains(name) || MediaLoadOptions.switchFlags.contains(name) else {
+                    throw LoadArgumentError.bad("unknown option \(name)")
+                }
+                try o.apply(name, v)
+            }
+            if let m = args["capacity-max-rooms"] {
+                guard let n = Int(m), n >= 1, n * o.perRoom <= MediaLoadOptions.maxParticipants else {
+                    throw LoadArgumentError.bad("--capacity-max-rooms must be 1 or more (at most \(MediaLoadOptions.maxParticipants) participants)")
+                }
+                maxRooms = n
+            }
             try o.validate()
         } catch {
             printError("parley load media: \(error)")
             return ExitCode.usage
         }
         let quiet = args.has("quiet")
+        if args.has("find-capacity") { return findCapacity(o, maxRooms: maxRooms, json: args["json"], quiet: quiet) }
         let report: LoadReport
         do {
             report = try MediaLoad.run(o) { line in if !quiet { printError(line) } }
@@ -106,6 +144,19 @@ enum LoadCommand {
         if let path = args["json"], !write(report.json.serialized + "\n", to: path) { return ExitCode.failure }
         if let path = args["html"], !write(report.html, to: path) { return ExitCode.failure }
         return report.passed ? ExitCode.ok : ExitCode.failure
+    }
+
+    static func findCapacity(_ o: MediaLoadOptions, maxRooms: Int, json: String?, quiet: Bool) -> Int32 {
+        let result: CapacitySearch.Result
+        do {
+            result = try CapacitySearch.run(o, maxRooms: maxRooms) { line in if !quiet { printError(line) } }
+        } catch {
+            printError("parley load media: \(error)")
+            return ExitCode.failure
+        }
+        print(result.table, terminator: "")
+        if let path = json, !write(result.json.serialized + "\n", to: path) { return ExitCode.failure }
+        return result.best == nil ? ExitCode.failure : ExitCode.ok
     }
 
     static func write(_ text: String, to path: String) -> Bool {

@@ -1,3 +1,4 @@
+import Synchronization
 import XCTest
 @testable import ParleyCore
 
@@ -31,6 +32,22 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(r.render(), "# HELP parley_test_room_members Members per room.\n# TYPE parley_test_room_members gauge\n")
         r.gauge("parley_test_room_members", help: "Members per room.", labels: [("room", "a")]).set(2)
         XCTAssertTrue(r.render().hasSuffix("# TYPE parley_test_room_members gauge\nparley_test_room_members{room=\"a\"} 2\n"), r.render())
+    }
+
+    func testASampledSeriesIsReadAtEachRender() {
+        let r = MetricsRegistry()
+        let value = Mutex(1.5)
+        r.sampled("parley_test_cpu_seconds_total", .counter, help: "CPU.") { value.withLock { $0 } }
+        XCTAssertTrue(r.render().contains("# TYPE parley_test_cpu_seconds_total counter\nparley_test_cpu_seconds_total 1.5\n"), r.render())
+        value.withLock { $0 = 7 }
+        XCTAssertTrue(r.render().contains("parley_test_cpu_seconds_total 7\n"), r.render())
+        // The process's own CPU time only grows, and some was used to get here.
+        let before = ProcessCPU.seconds()
+        var x = 0
+        for i in 0..<2_000_000 { x &+= i &* i }
+        XCTAssertNotEqual(x, 1)
+        XCTAssertGreaterThanOrEqual(ProcessCPU.seconds(), before)
+        XCTAssertGreaterThan(before, 0)
     }
 }
 

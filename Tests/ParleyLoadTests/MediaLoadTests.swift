@@ -26,8 +26,11 @@ final class MediaLoadTests: XCTestCase {
                     "--rooms", "2", "--per-room", "3", "--publishers-per-room", "2", "--duration", "2s",
                     "--video", "400k@15", "--suite", "GCM", "--quiet"]
 
+        // tools/load/smoke.json is the same run (2 × 3, two publishing, 2 s, --max-loss 0.5% --max-join 30s).
         let json = dir + "/report.json", html = dir + "/report.html"
-        let ok = try load(base + ["--max-loss", "0.5%", "--max-join", "30s", "--json", json, "--html", html])
+        let ok = try runTool(parleyBinary, ["load", "--scenario", repositoryPath("tools/load/smoke.json"), "--suite", "GCM", "--quiet",
+                                            "--url", "wss://127.0.0.1:\(port)", "--insecure", "--secret-file", dir + "/secret",
+                                            "--json", json, "--html", html], timeout: 120)
         XCTAssertEqual(ok.status, 0, ok.out + ok.err)
         XCTAssertTrue(ok.out.contains("result        pass"), ok.out)
         let r = try report(json)
@@ -81,6 +84,30 @@ final class MediaLoadTests: XCTestCase {
         XCTAssertEqual(try load(["--url", "wss://127.0.0.1:\(port)", "--secret-file", dir + "/secret"]).status, 2, "wss without --insecure")
         XCTAssertEqual(try load(["--url", "ws://127.0.0.1:\(port)"]).status, 2, "no way to get tokens")
         XCTAssertEqual(try load(base + ["--video", "fast"]).status, 2)
+    }
+
+    func testFindCapacityGrowsTheRunAndReadsTheServersCPUFromMetrics() throws {
+        let dir = tempDir("load-capacity")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (serve, lines, _) = try startServe(dataDir: dir)
+        defer { kill(serve.processIdentifier, SIGTERM); serve.waitUntilExit() }
+        let port = try XCTUnwrap(lines.first { $0.hasPrefix("listening http ") }?.split(separator: ":").last)
+        let json = dir + "/capacity.json"
+        // Thresholds this light load always holds: the steps are what is checked, not a capacity.
+        let r = try load(["--find-capacity", "--url", "ws://127.0.0.1:\(port)", "--secret-file", dir + "/secret",
+                          "--rooms", "1", "--per-room", "2", "--duration", "1s", "--capacity-max-rooms", "2",
+                          "--max-loss", "50%", "--json", json, "--quiet"])
+        XCTAssertEqual(r.status, 0, r.out + r.err)
+        let c = try report(json)
+        let steps = try XCTUnwrap(c["steps"]?.arrayValue)
+        XCTAssertEqual(steps.map { $0["participants"]?.intValue }, [2, 4], "rooms doubled from 1 up to the cap")
+        for s in steps {
+            XCTAssertEqual(s["passed"], true)
+            XCTAssertGreaterThan(s["serverCPUSeconds"]?.doubleValue ?? -1, 0, "read from parley_process_cpu_seconds_total")
+            XCTAssertGreaterThan(s["serverCPUSecondsPerParticipantSecond"]?.doubleValue ?? -1, 0)
+        }
+        XCTAssertEqual(c["largestParticipants"], 4)
+        XCTAssertTrue(r.out.contains("capacity: 4 participants held"), r.out)
     }
 
     func testADaemonStoppedMidRunShowsAsLossAndErrorsNotAHang() throws {

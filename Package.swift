@@ -33,6 +33,8 @@ let package = Package(
         .target(name: "ParleySRTP", dependencies: ["ParleyCore", "COpenSSL"]),
         .target(name: "ParleyHTTP", dependencies: ["ParleyCore", "COpenSSL"]),
         // SDP offer/answer for WebRTC peers: parse an offer, write an answer (RFC 8866, RFC 8829).
+        // SDP offer/answer for WebRTC peers: parse an offer, write an answer (RFC 8866, RFC 8829).
+        .target(name: "ParleySDP", dependencies: ["ParleyCore"]),
         // DTLS-SRTP over memory BIOs (RFC 5764): datagrams in, datagrams out, SRTP keys exported.
         .target(name: "ParleyDTLS", dependencies: ["ParleyCore", "COpenSSL", "ParleySRTP"]),
         // Tokens (JWT HS256), the server secret, what a token grants.
@@ -44,7 +46,7 @@ let package = Package(
         .target(name: "ParleyProtocol", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth", "ParleySRTP", "ParleySTUN", "ParleyRTP"]),
         // Sessions, the signalling state machine and its media backend over the relay.
         .target(name: "ParleySignalling", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth", "ParleyWeb",
-                                                         "ParleyProtocol", "ParleyRelay", "ParleySRTP", "ParleyRTP"]),
+                                                         "ParleyProtocol", "ParleyRelay", "ParleySRTP", "ParleyRTP", "ParleySDP", "ParleyDTLS"]),
         // Chat: a feature service on the signalling connection, its store in DATA-DIR/chat.db.
         .target(name: "ParleyChat", dependencies: ["ParleyCore", "ParleyStore", "ParleyProtocol", "ParleySignalling"]),
         .target(name: "ParleyMedia", dependencies: ["ParleyCore", "CFFmpeg", "COpus"]),
@@ -74,6 +76,7 @@ let package = Package(
         .testTarget(name: "ParleySTUNTests", dependencies: ["ParleySTUN", "COpenSSL", "ParleyTestSupport"]),
         .testTarget(name: "ParleySRTPTests", dependencies: ["ParleySRTP", "CSRTP", "ParleyTestSupport"]),
         .testTarget(name: "ParleyDTLSTests", dependencies: ["ParleyDTLS", "ParleySRTP", "ParleyCore", "ParleyTestSupport"]),
+        .testTarget(name: "ParleySDPTests", dependencies: ["ParleySDP"]),
         .testTarget(name: "ParleyHTTPTests", dependencies: ["ParleyHTTP", "ParleyTestSupport"]),
         .testTarget(name: "ParleyAuthTests", dependencies: ["ParleyAuth", "ParleyCore", "ParleyTestSupport"]),
         .testTarget(name: "ParleyRelayTests", dependencies: ["ParleyRelay", "ParleyCore", "ParleyIO", "ParleyRTP", "ParleySTUN", "ParleySRTP", "ParleyTestSupport"]),

@@ -14,9 +14,11 @@ public enum CallRequest: Sendable, Equatable {
     case subscribe(track: String)
     case unsubscribe(track: String)
     case mute(track: String, muted: Bool)
+    /// Enter a room as a WebRTC peer: `sdp` is its offer; the reply carries the answer.
+    case offer(room: String?, sdp: String)
 
     /// The message types of calls.
-    public static let types = ["join", "leave", "publish", "unpublish", "subscribe", "unsubscribe", "mute"]
+    public static let types = ["join", "leave", "publish", "unpublish", "subscribe", "unsubscribe", "mute", "offer"]
 
     /// Reads a request of one of `types`; a missing or mistyped field throws `bad_request`.
     public init(_ r: ClientRequest) throws(SignallingError) {
@@ -40,6 +42,9 @@ public enum CallRequest: Sendable, Equatable {
         case "subscribe": self = .subscribe(track: try r.string("track"))
         case "unsubscribe": self = .unsubscribe(track: try r.string("track"))
         case "mute": self = .mute(track: try r.string("track"), muted: try r.bool("muted", default: true))
+        case "offer":
+            let sdp = try r.string("sdp", maxBytes: 64 * 1024)
+            self = .offer(room: try r.string("room", optional: true), sdp: sdp)
         default: throw SignallingError(.unknownType, "unknown message type \"\(r.type)\"")
         }
     }
@@ -58,6 +63,10 @@ public enum CallRequest: Sendable, Equatable {
         case .subscribe(let t): return ClientRequest(type: "subscribe", fields: ["track": .string(t)])
         case .unsubscribe(let t): return ClientRequest(type: "unsubscribe", fields: ["track": .string(t)])
         case .mute(let t, let m): return ClientRequest(type: "mute", fields: ["track": .string(t), "muted": .bool(m)])
+        case .offer(let room, let sdp):
+            var o: [String: JSONValue] = ["sdp": .string(sdp)]
+            if let room { o["room"] = .string(room) }
+            return ClientRequest(type: "offer", fields: o)
         }
     }
 }

@@ -64,6 +64,8 @@ public enum RelayEvent: Sendable, Equatable {
     case participantTimedOut(room: String, name: String)
     /// A participant's media address was latched (or moved) by an authenticated packet.
     case participantLatched(room: String, name: String, address: String)
+    /// A WebRTC participant's DTLS handshake failed or timed out: its transport was closed and it left the room.
+    case transportFailed(room: String, name: String, reason: String)
 }
 
 /// Relay tuning and limits. Defaults are the production ones.
@@ -99,6 +101,8 @@ public struct RelayConfig: Sendable {
     /// Requests sent for one consent check before it fails (media stays
     /// where it was).
     public var consentMaxAttempts = 7
+    /// A WebRTC participant's DTLS handshake must complete this long after its join, or it is removed.
+    public var dtlsHandshakeTimeout: Duration = .seconds(30)
     /// Whether an authenticated SRTP packet from a new address latches it
     /// without a consent check (for tools that cannot answer STUN, like
     /// ffmpeg). Off: only consent checks move media.

@@ -1,6 +1,7 @@
 import ParleyRTP
 import ParleyCore
 import ParleyIO
+import ParleyDTLS
 
 /// Hop-by-hop SRTP slot for one participant (filled by ParleySRTP contexts
 /// in the signalling layer; the relay never builds keys itself).
@@ -61,6 +62,23 @@ final class Participant {
     /// Tracks this participant receives.
     var receiving: [Track] = []
     var crypto: ParticipantCrypto?
+    /// A WebRTC participant's DTLS-SRTP transport (nil for SDES): `crypto`
+    /// drops everything until its handshake has exported keys.
+    var dtls: DTLSTransportState?
+    /// The payload types it receives with, per kind (WebRTC: what its SDP
+    /// negotiated; 0xFF: as published); forwarded RTP of the same codec with
+    /// another payload type is rewritten to it.
+    var audioPayloadType: UInt8 = 0xFF
+    var videoPayloadType: UInt8 = 0xFF
+    /// The codec names negotiated for `audioPayloadType` and `videoPayloadType` (lower case).
+    var audioCodec = "", videoCodec = ""
+
+    /// The payload type to rewrite `t`'s RTP to for this participant, or 0xFF to leave it.
+    @inline(__always) func rewrittenPayloadType(_ t: Track) -> UInt8 {
+        let pt = t.kind == .audio ? audioPayloadType : videoPayloadType
+        guard pt != 0xFF, pt != t.spec.payloadType else { return 0xFF }
+        return t.codecName == (t.kind == .audio ? audioCodec : videoCodec) ? pt : 0xFF
+    }
     var packetsIn = 0
     var bytesIn = 0
     var removed = false

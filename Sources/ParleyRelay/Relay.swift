@@ -84,22 +84,24 @@ public final class Relay: Sendable {
     /// the SSRCs of `tracks` granted (reserved: `publish` starts one), its
     /// SRTP hooks are installed, and the grant is the answer. It receives
     /// nothing until it subscribes. A participant of that name already in
-    /// the room is replaced.
+    /// the room is replaced. With `webrtc`, it is a WebRTC participant: ICE-lite
+    /// and DTLS-SRTP on the media port, its keys from the handshake.
     public func join(room: String, name: String, tracks: [TrackDescription], crypto: ParticipantCrypto? = nil,
-                     completion: @escaping Completion<ParticipantGrant>) {
-        join(on: directory.place(room, on: nil), room: room, name: name, tracks: tracks, crypto: crypto, completion: completion)
+                     webrtc: WebRTCTransport? = nil, completion: @escaping Completion<ParticipantGrant>) {
+        join(on: directory.place(room, on: nil), room: room, name: name, tracks: tracks, crypto: crypto, webrtc: webrtc,
+             completion: completion)
     }
 
     private func join(on i: Int, room: String, name: String, tracks: [TrackDescription], crypto: ParticipantCrypto?,
-                      completion: @escaping Completion<ParticipantGrant>) {
+                      webrtc: WebRTCTransport?, completion: @escaping Completion<ParticipantGrant>) {
         let posted = post(i) { [self] w in
             // The room closed (its last participant left) after it was looked
             // up and has been placed elsewhere since: follow it there.
             if !w.carries(room), case let j = directory.place(room, on: i), j != i {
-                join(on: j, room: room, name: name, tracks: tracks, crypto: crypto, completion: completion)
+                join(on: j, room: room, name: name, tracks: tracks, crypto: crypto, webrtc: webrtc, completion: completion)
                 return
             }
-            completion(w.join(room: room, name: name, tracks: tracks, crypto: crypto))
+            completion(w.join(room: room, name: name, tracks: tracks, crypto: crypto, webrtc: webrtc))
         }
         if !posted { completion(.failure(.closed)) }
     }

@@ -54,6 +54,9 @@ final class RelayMetrics: Sendable {
     let consentRequests, consentSucceeded, consentFailed: Counter
     let stunReplays: Counter
     let rtcpLatches: Counter
+    let dtlsConnected, dtlsFailed, dtlsTimedOut: Counter
+    let dtlsMalformed, dtlsUnknownSource, dtlsApplicationData: Counter
+    let payloadTypeRewrites: Counter
     let registry: MetricsRegistry
 
     init(_ r: MetricsRegistry) {
@@ -87,6 +90,16 @@ final class RelayMetrics: Sendable {
                                 help: "Authenticated Binding requests with a transaction ID already seen (answered; they move nothing).")
         rtcpLatches = r.counter("parley_relay_rtcp_latches_total",
                                 help: "RTCP addresses latched by an authenticated SRTCP packet (from a media port + 1, or for a published sender SSRC).")
+        let hsHelp = "DTLS-SRTP handshakes of WebRTC participants, by result."
+        dtlsConnected = r.counter("parley_relay_dtls_handshakes_total", help: hsHelp, labels: [("result", "connected")])
+        dtlsFailed = r.counter("parley_relay_dtls_handshakes_total", help: hsHelp, labels: [("result", "failed")])
+        dtlsTimedOut = r.counter("parley_relay_dtls_handshakes_total", help: hsHelp, labels: [("result", "timeout")])
+        let dropHelp = "DTLS datagrams the relay dropped, by reason."
+        dtlsMalformed = r.counter("parley_relay_dtls_dropped_total", help: dropHelp, labels: [("reason", "malformed")])
+        dtlsUnknownSource = r.counter("parley_relay_dtls_dropped_total", help: dropHelp, labels: [("reason", "unknown_source")])
+        dtlsApplicationData = r.counter("parley_relay_dtls_dropped_total", help: dropHelp, labels: [("reason", "application_data")])
+        payloadTypeRewrites = r.counter("parley_relay_payload_type_rewrites_total",
+                                        help: "RTP packets forwarded with the payload type the subscriber negotiated instead of the publisher's.")
     }
 
     static let roomParticipants = "parley_relay_room_participants"
@@ -102,7 +115,7 @@ final class RelayMetrics: Sendable {
 
 /// Per-batch tallies, flushed to `RelayMetrics` once per `recvmmsg` batch.
 struct BatchCounters {
-    var packetsIn = 0, bytesIn = 0, packetsOut = 0, bytesOut = 0
+    var packetsIn = 0, bytesIn = 0, packetsOut = 0, bytesOut = 0, payloadTypeRewrites = 0
     var drops = (0, 0, 0, 0, 0, 0, 0, 0, 0)
 
     @inline(__always) mutating func drop(_ r: DropReason) {
@@ -122,6 +135,7 @@ struct BatchCounters {
     func flush(to m: RelayMetrics) {
         if packetsIn > 0 { m.packetsIn.inc(packetsIn); m.bytesIn.inc(bytesIn) }
         if packetsOut > 0 { m.packetsOut.inc(packetsOut); m.bytesOut.inc(bytesOut) }
+        if payloadTypeRewrites > 0 { m.payloadTypeRewrites.inc(payloadTypeRewrites) }
         if drops.0 > 0 { m.counter(.unknownSource).inc(drops.0) }
         if drops.1 > 0 { m.counter(.unknownProtocol).inc(drops.1) }
         if drops.2 > 0 { m.counter(.malformed).inc(drops.2) }

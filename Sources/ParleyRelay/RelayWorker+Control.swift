@@ -17,7 +17,8 @@ extension RelayWorker {
     /// (a participant of that name already in the room is replaced),
     /// installs its SRTP hooks, and answers with the grant. A failed join
     /// leaves no room it opened behind.
-    func join(room: String, name: String, tracks: [TrackDescription], crypto: ParticipantCrypto?) -> Result<ParticipantGrant, RelayError> {
+    func join(room: String, name: String, tracks: [TrackDescription], crypto: ParticipantCrypto?,
+              webrtc: WebRTCTransport? = nil) -> Result<ParticipantGrant, RelayError> {
         loop.preconditionInLoop()
         let r: Room
         if let existing = rooms[room] {
@@ -42,14 +43,18 @@ extension RelayWorker {
         do {
             // The consent ufrag has 16 characters: never one of the relay's 8-character
             // ufrags, so a consent check reflected back at the relay authenticates as nobody.
+            // A WebRTC participant's consent checks use its own ICE credentials (from its SDP).
             p = try r.addParticipant(name: name, ufrag: ufrag, password: Credentials.random(24),
-                                     consentUfrag: Credentials.random(16), consentPassword: Credentials.random(24),
+                                     consentUfrag: webrtc?.remoteUfrag ?? Credentials.random(16),
+                                     consentPassword: webrtc?.remotePassword ?? Credentials.random(24),
                                      tracks: tracks, nowMs: MonotonicTime.now().milliseconds)
+            p.crypto = crypto
+            if let webrtc { try attachWebRTC(p, webrtc) }
         } catch {
+            if let p = r.participant(named: name) { r.removeParticipant(p) }
             closeIfEmpty(r)
             return .failure(error)
         }
-        p.crypto = crypto
         byUfrag[ufrag] = p
         metrics.participants.inc()
         let granted = p.granted.map { RoomTrack(participant: name, spec: $0, ssrc: $0.ssrc!, muted: false) }

@@ -43,6 +43,8 @@ extension RelayWorker {
                 handleRTCP(from: p, bytes)
             case .stun:
                 handleSTUN(bytes, from: d.source)
+            case .dtls:
+                handleDTLS(bytes, from: d.source)
             default:
                 // RTP's first byte but too short to classify: malformed; anything else: not ours.
                 tally.drop((128...191).contains(bytes.first ?? 0) ? .malformed : .unknownProtocol)
@@ -157,7 +159,9 @@ extension RelayWorker {
         if t.needsPerDestinationCopy || p.crypto != nil {
             // The receive buffer now holds plaintext (or some subscriber needs its own SRTP): copy per destination.
             for i in 0..<n {
-                queue(bytes, to: t.destinations[i], subscriber: t.destinationParticipants[i], isRTCP: false, byReference: false)
+                let s = t.destinationParticipants[i]
+                queue(bytes, to: t.destinations[i], subscriber: s, isRTCP: false, byReference: false,
+                      payloadType: s.rewrittenPayloadType(t))
             }
         } else {
             t.destinations.withUnsafeBufferPointer { dests in

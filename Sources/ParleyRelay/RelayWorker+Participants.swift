@@ -13,6 +13,7 @@ extension RelayWorker {
         forgetRTCPAddress(p)
         if let c = p.consent { consentChecks[c.transactionID] = nil; p.consent = nil }
         byUfrag[p.ufrag] = nil
+        if let h = p.dtls?.timer { loop.cancelTimer(h); p.dtls?.timer = nil }
         metrics.participants.dec()
     }
 
@@ -57,6 +58,8 @@ extension RelayWorker {
                     config.onEvent?(.participantTimedOut(room: r.name, name: p.name))
                     continue
                 }
+                checkDTLSDeadlines(p)
+                if p.removed { continue }
                 sendReceiverReport(to: p, room: r)
             }
             closeIfEmpty(r)

@@ -62,7 +62,7 @@ extension RelayWorker {
             switch budget.admit(sequence: seq, bytes: stored.count, nowMs: nowMs, intervalMs: interval) {
             case .resend:
                 // Copied: the ring slot may be overwritten before the batch is flushed.
-                queue(stored, to: dest, subscriber: p, isRTCP: false, byReference: false)
+                queue(stored, to: dest, subscriber: p, isRTCP: false, byReference: false, payloadType: p.rewrittenPayloadType(t))
                 served += 1
             case .duplicate: duplicate += 1
             case .overBudget: overBudget += 1

@@ -103,7 +103,8 @@ extension RelayWorker {
     func sendConsentRequest(_ p: Participant) {
         guard var c = p.consent,
               let n = try? BindingCheck.writeRequest(into: checkScratch, transactionID: c.transactionID,
-                                                     username: p.consentUsername, key: p.consentKey) else { return }
+                                                     username: p.consentUsername, key: p.consentKey,
+                                                     ice: p.dtls == nil ? nil : (Self.hostPriority, iceTieBreaker)) else { return }
         send(UnsafeRawBufferPointer(rebasing: checkScratch[0..<n]), to: c.address)
         c.attempts += 1
         p.consent = c

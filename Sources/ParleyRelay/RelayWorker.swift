@@ -2,6 +2,7 @@ import ParleyCore
 import ParleyIO
 import ParleyRTP
 import ParleySTUN
+import ParleySRTP
 
 /// The relay on one event loop: that loop's media socket, the rooms pinned
 /// to the loop, and the packet path.
@@ -33,6 +34,12 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
 
     let config: RelayConfig
     let metrics: RelayMetrics
+    /// The relay's ICE tie-breaker (RFC 8445 §7.1.3; as a lite agent it is always controlled).
+    let iceTieBreaker = UInt64.random(in: 0...UInt64.max)
+    /// PRIORITY of the relay's host candidate (RFC 8445 §5.1.2.1: type preference 126, local 65535, component 1).
+    static let hostPriority: UInt32 = (126 << 24) | (65535 << 8) | 255
+    /// Counters of the SRTP hooks the relay builds itself (DTLS-keyed participants).
+    let srtpMetrics: SRTPMetrics
     /// Where rooms are placed; told when one of this loop's rooms closes.
     let directory: any RoomDirectory
     var socket: UDPSocket!
@@ -71,6 +78,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         self.directory = directory
         self.config = config
         metrics = RelayMetrics(config.metrics)
+        srtpMetrics = SRTPMetrics(config.metrics)
         stunLimiter = config.stunRateLimit.map(SourceRateLimiter.init)
         scratch = .allocate(byteCount: 1500, alignment: 16)
         checkScratch = .allocate(byteCount: 512, alignment: 16)
@@ -134,13 +142,16 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     /// copy, else copied (and protected with the subscriber's hook).
     @inline(__always)
     func queue(_ bytes: UnsafeRawBufferPointer, to dest: SocketAddress, subscriber: Participant?,
-                       isRTCP: Bool, byReference: Bool) {
+                       isRTCP: Bool, byReference: Bool, payloadType: UInt8 = 0xFF) {
         if let c = subscriber?.crypto {
             socket.sendBatch.append(to: dest) { buf in
                 guard bytes.count <= buf.count else { return 0 }
                 buf.copyMemory(from: bytes)
+                // The subscriber negotiated another payload type for this codec (RTP only; keeps the marker bit).
+                if payloadType < 128, buf.count > 1 { buf[1] = buf[1] & 0x80 | payloadType }
                 return c.protect(buf, bytes.count, isRTCP) ?? 0
             }
+            if payloadType < 128 { tally.payloadTypeRewrites += 1 }
         } else if byReference {
             socket.sendBatch.appendNoCopy(bytes, to: dest)
         } else {

@@ -9,6 +9,8 @@ final class Track {
     /// What the publisher declared (its `ssrc` is `ssrc`).
     let spec: TrackDescription
     let kind: MediaKind
+    /// `spec.codec` in lower case (payload type rewriting compares codecs).
+    let codecName: String
     unowned let publisher: Participant
     /// Publisher-side mute: nothing is forwarded while set.
     var muted = false
@@ -42,6 +44,7 @@ final class Track {
         s.ssrc = ssrc
         self.spec = s
         kind = spec.kind
+        codecName = spec.codec.lowercased()
         self.publisher = publisher
         retransmission = retransmissionSlots > 0 ? RetransmissionBuffer(slots: retransmissionSlots) : nil
         statistics = RTPReceiveStatistics(clockRate: UInt32(spec.clockRate), probation: 0)

@@ -10,11 +10,18 @@
 public enum BindingCheck {
     /// Writes a Binding request into `out` and returns its length: USERNAME
     /// `username` and MESSAGE-INTEGRITY keyed with `key` when given (a
-    /// stranger's request has neither), then FINGERPRINT.
+    /// stranger's request has neither), then FINGERPRINT. An ICE agent's
+    /// check also carries PRIORITY and ICE-CONTROLLED (its tie-breaker),
+    /// RFC 8445 §7.1.1–7.1.3: `ice` gives both.
     public static func writeRequest(into out: UnsafeMutableRawBufferPointer, transactionID: STUNTransactionID,
-                                    username: [UInt8]?, key: [UInt8]?) throws(STUNError) -> Int {
+                                    username: [UInt8]?, key: [UInt8]?,
+                                    ice: (priority: UInt32, controlledTieBreaker: UInt64)? = nil) throws(STUNError) -> Int {
         var w = try STUNMessageWriter(into: out, type: .bindingRequest, transactionID: transactionID)
         if let username { try w.append(.username, bytes: username) }
+        if let ice {
+            try w.append(.priority, uint32: ice.priority)
+            try w.append(.iceControlled, uint64: ice.controlledTieBreaker)
+        }
         if let key { try w.appendMessageIntegrity(key: key) }
         try w.appendFingerprint()
         return w.count

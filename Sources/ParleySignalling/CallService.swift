@@ -3,6 +3,7 @@ import ParleyProtocol
 import ParleyAuth
 import ParleyCore
 import ParleySRTP
+import ParleySDP
 
 /// Calls: the feature that answers `join`, `leave`, `publish`, `unpublish`,
 /// `subscribe`, `unsubscribe` and `mute`, keeps room membership and the
@@ -25,7 +26,10 @@ public final class CallService: SignallingFeature {
         var room: String
         var publish: Bool
         var subscribe: Bool
-        var keys: SRTPSessionKeys
+        /// SDES keys; nil for a WebRTC peer (its keys come from DTLS).
+        var keys: SRTPSessionKeys?
+        /// A WebRTC peer's SDP answer.
+        var answer: String?
         var grant: MediaGrant
         /// Published tracks by id.
         var tracks: [String: RoomTrack] = [:]
@@ -72,11 +76,17 @@ public final class CallService: SignallingFeature {
             let r = try CallRequest(request)
             if joining[session.key] != nil {
                 // Nothing else until the relay has answered the join.
-                guard case .join = r else { throw SignallingError(.notJoined, "a join is in progress: wait for its answer") }
-                throw SignallingError(.alreadyJoined, "a join is in progress: wait for its answer")
+                switch r {
+                case .join, .offer: throw SignallingError(.alreadyJoined, "a join is in progress: wait for its answer")
+                default: throw SignallingError(.notJoined, "a join is in progress: wait for its answer")
+                }
             }
             if case .join(let room, let publish, let subscribe, let suite) = r {
                 try join(room: room, publish: publish, subscribe: subscribe, suite: suite, from: session, reply: reply)
+            } else if case .offer(let room, let sdp) = r {
+                let offer: WebRTCOffer
+                do { offer = try WebRTCOffer(parsing: sdp) } catch { throw SignallingError(.badRequest, "sdp: \(error.reason)") }
+                try join(room: room, publish: true, subscribe: true, suite: nil, offer: offer, from: session, reply: reply)
             } else {
                 reply.ok(try handle(r, from: session))
             }
@@ -112,7 +122,7 @@ public final class CallService: SignallingFeature {
         let key = s.key
         let user = key.user
         switch r {
-        case .join: fatalError("answered by join(…)")
+        case .join, .offer: fatalError("answered by join(…)")
         case .leave:
             guard calls[key] != nil else { throw SignallingError(.notJoined, "not in a room") }
             leaveMedia(key, reason: "left")
@@ -188,8 +198,10 @@ public final class CallService: SignallingFeature {
     }
 
     /// Sends the join to the backend; `reply` is answered when it answers.
-    private func join(room requested: String?, publish: Bool, subscribe: Bool, suite suiteName: String?,
-                      from s: SignallingSession, reply: SignallingReply) throws(SignallingError) {
+    private func join(room requested: String?, publish requestedPublish: Bool, subscribe: Bool, suite suiteName: String?,
+                      offer: WebRTCOffer? = nil, from s: SignallingSession, reply: SignallingReply) throws(SignallingError) {
+        // A WebRTC peer publishes what its offer sends when its token may publish.
+        let publish = offer == nil ? requestedPublish : requestedPublish && s.claims.canPublish
         let key = s.key
         let user = key.user
         let room: String
@@ -220,9 +232,22 @@ public final class CallService: SignallingFeature {
         guard members.count < maxParticipantsPerRoom else {
             throw SignallingError(.roomFull, "room \(room) has \(members.count) participants, the maximum")
         }
-        let keys = SRTPSessionKeys.random(suite)
         joining[key] = room
         let generation = s.generation
+        if let offer {
+            let answered = core.onSignallingThread { [weak self] (result: Result<WebRTCGrant, SignallingError>) in
+                self?.joinAnswered(s, generation: generation, reply: reply, result.map {
+                    Joined(room: room, publish: publish, subscribe: subscribe, keys: nil, answer: $0.answer, grant: $0.media,
+                           tracks: Dictionary(uniqueKeysWithValues: $0.tracks.map { t in
+                               let rt = RoomTrack(participant: user, spec: t, ssrc: t.ssrc!, muted: false)
+                               return (rt.id, rt)
+                           }), joinedAt: 0)
+                })
+            }
+            backend.joinWebRTC(room: room, participant: user, offer: offer, publish: publish, subscribe: subscribe, completion: answered)
+            return
+        }
+        let keys = SRTPSessionKeys.random(suite)
         let answered = core.onSignallingThread { [weak self] (result: Result<MediaGrant, SignallingError>) in
             self?.joinAnswered(s, generation: generation, reply: reply, result.map {
                 Joined(room: room, publish: publish, subscribe: subscribe, keys: keys, grant: $0, joinedAt: 0)
@@ -255,6 +280,13 @@ public final class CallService: SignallingFeature {
             core.log.info("joined", ["room": .string(j.room), "participant": .string(key.user)])
             if opened { onRoomOpened?(j.room) }
             broadcast(room: j.room, except: key.user, .participantJoined(participant: key.user))
+            // A WebRTC peer's offered tracks are published by its join: the relay took them as its grants.
+            if j.answer != nil {
+                for t in j.tracks.values.sorted(by: { $0.id < $1.id }) {
+                    backend.publish(room: j.room, participant: key.user, track: t.spec, ssrc: t.ssrc)
+                    broadcast(room: j.room, except: key.user, .trackPublished(t))
+                }
+            }
             reply.ok(joinFields(key))
         }
     }
@@ -270,19 +302,22 @@ public final class CallService: SignallingFeature {
         }
         var media: [String: JSONValue] = ["protocol": "udp", "host": .string(j.grant.host), "port": JSONValue(j.grant.port)]
         if j.grant.timeoutSeconds > 0 { media["timeout"] = JSONValue(j.grant.timeoutSeconds) }
-        return [
+        var fields: [String: JSONValue] = [
             "room": .string(j.room),
             "participant": .string(key.user),
             "media": .object(media),
             "ice": ["ufrag": .string(j.grant.iceUfrag), "pwd": .string(j.grant.icePassword),
                     "consentUfrag": .string(j.grant.consentUfrag), "consentPwd": .string(j.grant.consentPassword)],
             "ssrcs": .object(ssrcs),
-            "srtp": j.keys.json,
+
             "participants": .array(others),
             "tracks": .array(j.tracks.values.sorted { $0.id < $1.id }.map(\.json)),
             "subscriptions": .object(j.subscriptions.mapValues { JSONValue($0) }),
             "recording": .bool(recording.contains(j.room)),
         ]
+        if let k = j.keys { fields["srtp"] = k.json }
+        if let a = j.answer { fields["sdp"] = .string(a) }
+        return fields
     }
 
     // MARK: Rooms

@@ -5,6 +5,8 @@ import Foundation
 import ParleyCore
 import ParleyRelay
 import ParleySRTP
+import ParleySDP
+import ParleyDTLS
 
 /// The signalling layer's view of the relay (`MediaBackend` over
 /// `ParleyRelay.Relay`), with hop-by-hop SRTP: each participant gets an
@@ -22,10 +24,51 @@ public final class RelayMediaBackend: MediaBackend, Sendable {
     /// Host advertised in join replies (the relay's endpoint host otherwise).
     let advertisedHost: String?
     private let metrics = SRTPMetrics.shared
+    /// The relay's DTLS certificate and settings for WebRTC peers (nil: none are taken).
+    public let dtls: DTLSContext?
 
-    public init(relay: Relay, advertisedHost: String? = nil) {
+    /// `dtls`: the DTLS context for WebRTC peers; by default one with a
+    /// certificate made now (one per process: its fingerprint goes in every answer).
+    public init(relay: Relay, advertisedHost: String? = nil, dtls: DTLSContext? = nil) {
         self.relay = relay
         self.advertisedHost = advertisedHost
+        self.dtls = dtls ?? (try? DTLSContext(certificate: .generate()))
+    }
+
+    public func joinWebRTC(room: String, participant: String, offer: WebRTCOffer, publish: Bool, subscribe: Bool,
+                           completion: @escaping @Sendable (Result<WebRTCGrant, SignallingError>) -> Void) {
+        guard let dtls else {
+            completion(.failure(SignallingError(.unsupported, "DTLS is not available on this server")))
+            return
+        }
+        // What the peer sends: the first SSRC of each section it sends on, with the codec taken for it.
+        var tracks: [TrackDescription] = []
+        var receive: [MediaKind: (payloadType: UInt8, codec: String)] = [:]
+        for s in offer.sections {
+            guard let c = s.codec, let kind = MediaKind(rawValue: s.kind) else { continue }
+            if receive[kind] == nil { receive[kind] = (c.payloadType, c.name) }
+            if publish, s.direction.sends, let ssrc = s.ssrcs.first {
+                tracks.append(TrackDescription(kind: kind, codec: c.name, payloadType: c.payloadType, clockRate: c.clockRate,
+                                               channels: c.channels, ssrc: ssrc))
+            }
+        }
+        let offered = tracks
+        let transport = WebRTCTransport(context: dtls, remoteFingerprint: offer.fingerprint, remoteUfrag: offer.iceUfrag,
+                                        remotePassword: offer.icePassword, receive: receive)
+        relay.join(room: room, name: participant, tracks: offered, crypto: nil, webrtc: transport) { [self] result in
+            switch result {
+            case .failure(.ssrcInUse(let s)):
+                completion(.failure(SignallingError(.badRequest, "SSRC \(s) of the offer is in use in this room: offer again with another")))
+            case .failure(let e):
+                completion(.failure(Self.map(e)))
+            case .success(let g):
+                let media = grant(g)
+                let answer = offer.answer(ufrag: g.ufrag, password: g.password, fingerprint: dtls.certificate.fingerprint,
+                                          host: media.host, port: media.port, sessionID: UInt64.random(in: 1..<(1 << 62)),
+                                          canSend: subscribe, canReceive: publish)
+                completion(.success(WebRTCGrant(media: media, answer: answer, tracks: offered)))
+            }
+        }
     }
 
     public func join(room: String, participant: String, publish: Bool, subscribe: Bool, keys: SRTPSessionKeys,

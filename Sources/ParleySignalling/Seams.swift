@@ -1,3 +1,4 @@
+import ParleySDP
 import ParleyRTP
 import ParleyWeb
 import ParleyAuth
@@ -111,10 +112,33 @@ public protocol MediaBackend: AnyObject {
     func setMuted(room: String, participant: String, ssrc: UInt32, muted: Bool)
     /// The participant pinged: count it as activity for its media timeout.
     func keepAlive(room: String, participant: String)
+    /// Joins a WebRTC peer from its SDP offer: its offered SSRCs granted,
+    /// ICE-lite and DTLS-SRTP on the media port; answers with the grant and
+    /// the SDP answer.
+    func joinWebRTC(room: String, participant: String, offer: WebRTCOffer, publish: Bool, subscribe: Bool,
+                    completion: @escaping @Sendable (Result<WebRTCGrant, SignallingError>) -> Void)
 }
 
 extension MediaBackend {
     public func keepAlive(room: String, participant: String) {}
+    public func joinWebRTC(room: String, participant: String, offer: WebRTCOffer, publish: Bool, subscribe: Bool,
+                           completion: @escaping @Sendable (Result<WebRTCGrant, SignallingError>) -> Void) {
+        completion(.failure(SignallingError(.unsupported, "this server takes no WebRTC peers")))
+    }
+}
+
+/// What a WebRTC join is granted: the media grant, the SDP answer, and the
+/// tracks of the offer the peer sends (published at once).
+public struct WebRTCGrant: Sendable, Equatable {
+    public var media: MediaGrant
+    public var answer: String
+    public var tracks: [TrackDescription]
+
+    public init(media: MediaGrant, answer: String, tracks: [TrackDescription]) {
+        self.media = media
+        self.answer = answer
+        self.tracks = tracks
+    }
 }
 
 /// The server's WebSocket connections are what sessions write to.

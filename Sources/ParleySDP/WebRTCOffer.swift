@@ -1,0 +1,132 @@
+/// A WebRTC peer's offer as Parley takes it (RFC 8829 §5.3 from the
+/// answerer's side), and the answer Parley writes: ICE-lite with one host
+/// candidate, DTLS `setup:passive` (Parley is the DTLS server), BUNDLE on
+/// one transport, rtcp-mux, one codec per RTP section.
+public struct WebRTCOffer: Sendable, Equatable {
+    public var iceUfrag: String
+    public var icePassword: String
+    /// `a=fingerprint:sha-256 …` (the value after the hash name).
+    public var fingerprint: String
+    /// The offer's `a=setup` (`actpass` or `active`: the offerer is then the DTLS client).
+    public var setup: String
+    public var sections: [Section]
+
+    /// One media section of the offer and what Parley makes of it.
+    public struct Section: Sendable, Equatable {
+        public var mid: String
+        /// `audio`, `video` or another (rejected) kind.
+        public var kind: String
+        public var direction: Direction
+        /// The codec Parley takes (the offer's most preferred one it supports); nil rejects the section.
+        public var codec: Codec?
+        /// The SSRCs the offerer sends with (its `a=ssrc`, without retransmission SSRCs).
+        public var ssrcs: [UInt32]
+        /// `a=msid` (stream and track id), if any.
+        public var msid: String?
+        /// The formats as offered (a rejected section echoes them).
+        var formats: [String]
+        var proto: String
+    }
+
+    /// Codecs Parley forwards, by kind, in its order of preference (the offer's order decides among them).
+    public static let supportedCodecs: [String: [String]] = ["audio": ["opus"], "video": ["VP8"]]
+    /// The RTCP feedback Parley answers (RFC 4585, RFC 5104).
+    public static let supportedFeedback: Set<String> = ["nack", "nack pli", "ccm fir"]
+
+    /// Checks an offer and picks a codec per section. Throws for what a
+    /// WebRTC offer must have: ICE credentials, a SHA-256 fingerprint, a
+    /// setup Parley can answer passive to, rtcp-mux, a mid per section.
+    public init(_ sdp: SessionDescription) throws(SDPError) {
+        guard !sdp.media.isEmpty else { throw SDPError("the offer has no media sections") }
+        func pick(_ name: String) -> String? { sdp.media.lazy.compactMap { $0.attribute(name) }.first ?? sdp.attribute(name) }
+        guard let ufrag = pick("ice-ufrag"), (4...256).contains(ufrag.utf8.count),
+              let pwd = pick("ice-pwd"), (22...256).contains(pwd.utf8.count) else {
+            throw SDPError("the offer needs a=ice-ufrag (4-256 characters) and a=ice-pwd (22-256)")
+        }
+        guard ufrag.utf8.allSatisfy(Self.isICEChar), pwd.utf8.allSatisfy(Self.isICEChar) else {
+            throw SDPError("ICE credentials may hold only letters, digits, '+' and '/'")
+        }
+        let fps = sdp.media.flatMap { $0.all("fingerprint") } + sdp.attributes.filter { $0.name == "fingerprint" }.compactMap(\.value)
+        guard let fp = fps.first(where: { $0.lowercased().hasPrefix("sha-256 ") }) else {
+            throw SDPError("the offer needs a=fingerprint:sha-256")
+        }
+        let setup = pick("setup") ?? "actpass"
+        guard setup == "actpass" || setup == "active" else {
+            throw SDPError("a=setup:\(setup): Parley is the DTLS server, so the offer must be actpass or active")
+        }
+        iceUfrag = ufrag
+        icePassword = pwd
+        fingerprint = String(fp.dropFirst("sha-256 ".count)).trimmingCharacters(in: " ")
+        self.setup = setup
+        var sections: [Section] = []
+        var mids = Set<String>()
+        for m in sdp.media {
+            guard let mid = m.mid, !mid.isEmpty, mid.utf8.count <= 32, mids.insert(mid).inserted else {
+                throw SDPError("every media section needs a unique a=mid of 1-32 characters")
+            }
+            var codec: Codec?
+            if let names = Self.supportedCodecs[m.kind], m.proto.contains("RTP"), m.port != 0 {
+                guard m.has("rtcp-mux") else { throw SDPError("m=\(m.kind) (mid \(mid)) needs a=rtcp-mux") }
+                codec = m.codecs.first { c in names.contains { $0.lowercased() == c.name.lowercased() } }
+            }
+            sections.append(Section(mid: mid, kind: m.kind, direction: m.direction, codec: codec, ssrcs: m.mediaSSRCs,
+                                    msid: m.attribute("msid"), formats: m.formats, proto: m.proto))
+        }
+        self.sections = sections
+    }
+
+    /// Parses and checks `text`.
+    public init(parsing text: String) throws(SDPError) {
+        try self.init(SessionDescription(parsing: text))
+    }
+
+    static func isICEChar(_ c: UInt8) -> Bool {
+        (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2B || c == 0x2F
+    }
+
+    /// The answer (RFC 8829 §5.3): `ufrag`/`password` the relay's ICE
+    /// credentials, `fingerprint` its certificate's, `host`/`port` its media
+    /// socket (the one host candidate). `canSend`: whether Parley may send
+    /// media to this peer (it subscribes); `canReceive`: whether it may
+    /// publish.
+    public func answer(ufrag: String, password: String, fingerprint: String, host: String, port: Int,
+                       sessionID: UInt64, canSend: Bool, canReceive: Bool) -> String {
+        let ipv6 = host.contains(":")
+        let addrType = ipv6 ? "IP6" : "IP4"
+        let accepted = sections.filter { $0.codec != nil }.map(\.mid)
+        var out = "v=0\r\no=- \(sessionID) 2 IN \(addrType) \(host)\r\ns=parley\r\nt=0 0\r\na=ice-lite\r\n"
+        if !accepted.isEmpty { out += "a=group:BUNDLE \(accepted.joined(separator: " "))\r\n" }
+        out += "a=msid-semantic: WMS *\r\n"
+        for s in sections {
+            guard let c = s.codec else {
+                // Rejected (RFC 8829 §5.3.1): port zero, the offered formats echoed.
+                out += "m=\(s.kind) 0 \(s.proto) \(s.formats.joined(separator: " "))\r\nc=IN \(addrType) \(ipv6 ? "::" : "0.0.0.0")\r\n"
+                out += "a=mid:\(s.mid)\r\na=inactive\r\n"
+                continue
+            }
+            out += "m=\(s.kind) \(port) UDP/TLS/RTP/SAVPF \(c.payloadType)\r\nc=IN \(addrType) \(host)\r\n"
+            out += "a=mid:\(s.mid)\r\n"
+            out += "a=\(s.direction.answer(canSend: canSend, canReceive: canReceive).rawValue)\r\n"
+            out += "a=ice-ufrag:\(ufrag)\r\na=ice-pwd:\(password)\r\n"
+            out += "a=fingerprint:sha-256 \(fingerprint)\r\na=setup:passive\r\n"
+            out += "a=rtcp-mux\r\n"
+            out += "a=rtpmap:\(c.payloadType) \(c.name)/\(c.clockRate)\(c.channels > 1 ? "/\(c.channels)" : "")\r\n"
+            if let f = c.fmtp { out += "a=fmtp:\(c.payloadType) \(f)\r\n" }
+            for fb in c.feedback where Self.supportedFeedback.contains(fb) { out += "a=rtcp-fb:\(c.payloadType) \(fb)\r\n" }
+            out += "a=candidate:1 1 udp \(Self.hostPriority) \(host) \(port) typ host\r\na=end-of-candidates\r\n"
+        }
+        return out
+    }
+
+    /// RFC 8445 §5.1.2.1: type preference 126 (host), local preference 65535, component 1.
+    public static let hostPriority: UInt32 = (126 << 24) | (65535 << 8) | 255
+}
+
+extension String {
+    func trimmingCharacters(in set: Character) -> String {
+        var s = Substring(self)
+        while s.first == set { s = s.dropFirst() }
+        while s.last == set { s = s.dropLast() }
+        return String(s)
+    }
+}

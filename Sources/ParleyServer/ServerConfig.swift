@@ -30,6 +30,8 @@ public struct ServerConfig: Sendable, Equatable {
     public var reconnectGraceSeconds = 15
     /// Seconds of silence (no media, no STUN) before a participant is removed.
     public var participantTimeoutSeconds = 30
+    /// Seconds a WebRTC peer's DTLS handshake may take after its offer before it is removed.
+    public var dtlsHandshakeTimeoutSeconds = 30
 
     // MARK: Media latching and consent checks (#14 finding 3)
     /// Milliseconds between retransmissions of the relay's consent check to a participant's new address.
@@ -143,6 +145,7 @@ public struct ServerConfig: Sendable, Equatable {
         ("max-rooms-per-loop", "rooms per event loop (default 1000)"),
         ("reconnect-grace", "seconds a media session survives a dropped connection (default 15)"),
         ("participant-timeout", "seconds of silence before a participant is removed (default 30)"),
+        ("dtls-handshake-timeout", "seconds a WebRTC peer's DTLS handshake may take before it is removed (default 30)"),
         // MARK: transcoding jobs, uploads, HLS
         ("transcode-input-dirs", "directories POST /jobs may name inputs in, comma-separated (a JSON array in the file); default none"),
         ("upload-max-bytes", "largest PUT /uploads body in bytes (default 1073741824)"),
@@ -232,6 +235,7 @@ public struct ServerConfig: Sendable, Equatable {
         case "max-rooms-per-loop": maxRoomsPerLoop = try int(1...1_000_000)
         case "reconnect-grace": reconnectGraceSeconds = try int(0...3600)
         case "participant-timeout": participantTimeoutSeconds = try int(1...3600)
+        case "dtls-handshake-timeout": dtlsHandshakeTimeoutSeconds = try int(1...300)
         // MARK: transcoding jobs, uploads, HLS
         case "transcode-input-dirs":
             transcodeInputDirs = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }

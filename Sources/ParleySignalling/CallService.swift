@@ -382,13 +382,14 @@ public final class CallService: SignallingFeature {
     /// The relay removed a participant that sent nothing for its timeout: the
     /// media session ends as if it had left (reason `media_timeout`); its
     /// connection, if any, stays and may join again.
-    public func mediaTimedOut(room: String, participant: String) {
+    /// `reason` `transport_failed`: a WebRTC peer's DTLS handshake failed or timed out.
+    public func mediaTimedOut(room: String, participant: String, reason: String = "media_timeout") {
         guard let key = member(room: room, user: participant) else { return }
-        leaveMedia(key, reason: "media_timeout")
+        leaveMedia(key, reason: reason)
         if core.session(key)?.isConnected == true {
-            core.send(.participantLeft(participant: participant, reason: "media_timeout"), to: key)
+            core.send(.participantLeft(participant: participant, reason: reason), to: key)
         } else {
-            core.endSession(key, reason: "media_timeout")
+            core.endSession(key, reason: reason)
         }
     }
 

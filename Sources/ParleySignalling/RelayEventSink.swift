@@ -16,7 +16,14 @@ public final class RelayEventSink: Sendable {
 
     /// Any thread (the relay calls it on a room's loop).
     public func deliver(_ event: RelayEvent) {
-        guard case .participantTimedOut(let room, let name) = event, let signalling = target.withLock({ $0 }) else { return }
-        signalling.execute { _, calls in calls.mediaTimedOut(room: room, participant: name) }
+        guard let signalling = target.withLock({ $0 }) else { return }
+        switch event {
+        case .participantTimedOut(let room, let name):
+            signalling.execute { _, calls in calls.mediaTimedOut(room: room, participant: name) }
+        case .transportFailed(let room, let name, _):
+            signalling.execute { _, calls in calls.mediaTimedOut(room: room, participant: name, reason: "transport_failed") }
+        case .participantLatched:
+            break
+        }
     }
 }

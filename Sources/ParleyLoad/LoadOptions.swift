@@ -214,8 +214,18 @@ extension MediaLoadOptions {
                 .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && !$0.hasPrefix("#") }
         case "fingerprint": fingerprint = value
         case "bind":
-            let list = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-            for a in list where SocketAddress(ip: a, port: 0) == nil { throw .bad("--bind takes IP addresses, got \"\(a)\"") }
+            var list: [String] = []
+            for item in value.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+                // A range of IPv4 addresses: 127.0.1.1-127.0.1.100.
+                let ends = item.split(separator: "-").map(String.init)
+                if ends.count == 2, let a = ipv4Number(ends[0]), let b = ipv4Number(ends[1]), a <= b, b - a < 4096 {
+                    for n in a...b { list.append("\(n >> 24).\(n >> 16 & 255).\(n >> 8 & 255).\(n & 255)") }
+                    continue
+                }
+                guard SocketAddress(ip: item, port: 0) != nil else { throw .bad("--bind takes IP addresses or ranges A-B, got \"\(item)\"") }
+                list.append(item)
+            }
+            guard list.count <= 4096 else { throw .bad("--bind: at most 4096 addresses") }
             bind = list
         case "loops": loops = try int(1...256)
         case "room-prefix":
@@ -244,6 +254,13 @@ extension MediaLoadOptions {
         }
         if !audio && video == nil && publishers > 0 { throw .bad("publishers need --audio opus or --video RATE@FPS") }
     }
+}
+
+/// A dotted IPv4 address as a number.
+func ipv4Number(_ s: String) -> UInt32? {
+    let p = s.split(separator: ".", omittingEmptySubsequences: false).compactMap { UInt32($0) }
+    guard p.count == 4, p.allSatisfy({ $0 < 256 }) else { return nil }
+    return p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3]
 }
 
 /// The whole file when it is at most `limit` bytes; nil otherwise.

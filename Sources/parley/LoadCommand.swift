@@ -1,6 +1,7 @@
 import Foundation
 import ParleyCore
 import ParleyLoad
+import Synchronization
 
 /// `parley load`: synthetic participants against a running `parley serve`.
 enum LoadCommand {
@@ -18,8 +19,26 @@ enum LoadCommand {
     (RTP header extension, RFC 8285), so every receiver measures loss,
     duplicates, reordering, RFC 3550 jitter and one-way latency.
 
-    Prints a live line each second, then a table. Chat mode (`parley load
-    chat`) is not built yet: it needs the chat protocol.
+    Prints a live line each second, then a table.
+
+           parley load chat --url wss://HOST:PORT --secret-file FILE --users N --rate R/s [options]
+
+    Chat users (one device each) on the signalling WebSocket: each
+    authenticates and syncs, then they send 1:1 messages (and, with
+    --groups, half of them to groups) at R per second in total for
+    --duration; --offline P% of them go offline for the middle third and
+    must get everything on their return. Measures send -> `sent` ack and
+    send -> delivered latency, throughput, undelivered and repeated messages.
+    Chat options (besides --url, --secret-file, --token-file, --insecure,
+    --fingerprint, --bind, --loops, --duration, --ramp, --json, --html,
+    --quiet):
+      --users N                 users (default 100)
+      --rate R/s                messages per second over all users (default 100/s)
+      --groups GxM              G groups of M members each (default none)
+      --offline PCT             users offline from 1/3 to 2/3 of the run (default 0%)
+      --text-bytes N            bytes of each message's text (default 64)
+      --max-loss PCT            fail when more than PCT of the expected deliveries did not arrive
+      --max-p99 D               fail when the send -> delivered p99 is over D
 
     Options:
       --url URL                 wss://HOST:PORT (ws:// against serve --insecure)
@@ -77,10 +96,8 @@ enum LoadCommand {
         }
         switch mode {
         case "media": return media(Array(argv.dropFirst()))
-        case "chat":
-            if argv.contains("--help") { print(help, terminator: ""); return ExitCode.ok }
-            printError("parley load chat: not available yet (it needs the chat protocol, issue #16)")
-            return ExitCode.usage
+        case "chat": return chat(Array(argv.dropFirst()))
+        case "mixed": return mixed(Array(argv.dropFirst()))
         default:
             printError("parley load: unknown mode '\(mode)'\n\n\(help)", terminator: "")
             return ExitCode.usage
@@ -144,6 +161,95 @@ enum LoadCommand {
         if let path = args["json"], !write(report.json.serialized + "\n", to: path) { return ExitCode.failure }
         if let path = args["html"], !write(report.html, to: path) { return ExitCode.failure }
         return report.passed ? ExitCode.ok : ExitCode.failure
+    }
+
+    static func chat(_ argv: [String]) -> Int32 {
+        let args: Arguments
+        do {
+            args = try Arguments(argv, options: ChatLoadOptions.valueFlags.union(["json", "html", "scenario"]),
+                                 flags: ChatLoadOptions.switchFlags.union(["quiet"]))
+        } catch {
+            printError("parley load chat: \(error)\n\n\(help)", terminator: "")
+            return ExitCode.usage
+        }
+        if args.wantsHelp { print(help, terminator: ""); return ExitCode.ok }
+        var o = ChatLoadOptions()
+        do {
+            var values: [String: String] = [:]
+            if let path = args["scenario"] {
+                let scenario = try Scenario(path: path)
+                guard scenario.mode == "chat" else { throw LoadArgumentError.bad("scenario \(path) is for mode \(scenario.mode)") }
+                values = scenario.options
+            }
+            for (k, v) in args.values where !["json", "html", "scenario"].contains(k) { values[k] = v }
+            for name in ChatLoadOptions.switchFlags where args.has(name) { values[name] = "" }
+            for name in values.keys.sorted() { try o.apply(name, values[name]!) }
+            try o.validate()
+        } catch {
+            printError("parley load chat: \(error)")
+            return ExitCode.usage
+        }
+        let quiet = args.has("quiet")
+        let report: ChatLoadReport
+        do {
+            report = try ChatLoad.run(o) { line in if !quiet { printError(line) } }
+        } catch {
+            printError("parley load chat: \(error)")
+            return ExitCode.failure
+        }
+        print(report.table, terminator: "")
+        if let path = args["json"], !write(report.json.serialized + "\n", to: path) { return ExitCode.failure }
+        if let path = args["html"], !write(report.html, to: path) { return ExitCode.failure }
+        return report.passed ? ExitCode.ok : ExitCode.failure
+    }
+
+    /// Mode `mixed` (a scenario only): its media and chat runs at once, the
+    /// command line's connection flags going to both.
+    static func mixed(_ argv: [String]) -> Int32 {
+        let shared: Set<String> = ["url", "secret-file", "fingerprint", "loops"]
+        let args: Arguments
+        do {
+            args = try Arguments(argv, options: shared.union(["json", "scenario"]), flags: ["insecure", "quiet"])
+        } catch {
+            printError("parley load mixed: \(error)")
+            return ExitCode.usage
+        }
+        if args.wantsHelp { print(help, terminator: ""); return ExitCode.ok }
+        var media = MediaLoadOptions()
+        var chat = ChatLoadOptions()
+        do {
+            guard let path = args["scenario"] else { throw LoadArgumentError.bad("mode mixed comes from a scenario file (--scenario)") }
+            let scenario = try Scenario(path: path)
+            var m = scenario.media, c = scenario.chat
+            for (k, v) in args.values where shared.contains(k) { m[k] = v; c[k] = v }
+            if args.has("insecure") { m["insecure"] = ""; c["insecure"] = "" }
+            for name in ["video"] + m.keys.filter({ $0 != "video" }).sorted() { if let v = m[name] { try media.apply(name, v) } }
+            for name in c.keys.sorted() { try chat.apply(name, c[name]!) }
+            try media.validate()
+            try chat.validate()
+        } catch {
+            printError("parley load mixed: \(error)")
+            return ExitCode.usage
+        }
+        let quiet = args.has("quiet")
+        let chatResult = Mutex<Result<ChatLoadReport, any Error>?>(nil)
+        let chatOptions = chat
+        let thread = Thread { chatResult.withLock { $0 = Result { try ChatLoad.run(chatOptions) { if !quiet { printError("chat  " + $0) } } } } }
+        thread.start()
+        let mediaResult = Result { try MediaLoad.run(media) { if !quiet { printError("media " + $0) } } }
+        while chatResult.withLock({ $0 == nil }) { usleep(50_000) }
+        do {
+            let m = try mediaResult.get()
+            let c = try chatResult.withLock { $0! }.get()
+            print("== media\n" + m.table + "== chat\n" + c.table, terminator: "")
+            if let path = args["json"], !write(JSONValue.object(["media": m.json, "chat": c.json]).serialized + "\n", to: path) {
+                return ExitCode.failure
+            }
+            return m.passed && c.passed ? ExitCode.ok : ExitCode.failure
+        } catch {
+            printError("parley load mixed: \(error)")
+            return ExitCode.failure
+        }
     }
 
     static func findCapacity(_ o: MediaLoadOptions, maxRooms: Int, json: String?, quiet: Bool) -> Int32 {

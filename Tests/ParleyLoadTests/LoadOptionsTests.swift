@@ -35,6 +35,10 @@ final class LoadOptionsTests: XCTestCase {
         XCTAssertThrowsError(try o.validate()) { XCTAssertTrue("\($0)".contains("--insecure")) }
         XCTAssertThrowsError(try o.apply("suite", "ROT13"))
         XCTAssertThrowsError(try o.apply("max-loss", "lots"))
+        try o.apply("bind", "127.0.0.2, 127.0.1.254-127.0.2.1")
+        XCTAssertEqual(o.bind, ["127.0.0.2", "127.0.1.254", "127.0.1.255", "127.0.2.0", "127.0.2.1"])
+        XCTAssertThrowsError(try o.apply("bind", "127.0.0.1-126.0.0.1"))
+        XCTAssertThrowsError(try o.apply("bind", "10.0.0.0-10.1.0.0"), "more than 4096")
         try o.apply("suite", "GCM")
         XCTAssertEqual(o.suite, .aeadAES128GCM)
     }

@@ -81,6 +81,7 @@ public enum Daemon {
         relayConfig.maxRoomsPerLoop = config.maxRoomsPerLoop
         relayConfig.maxParticipantsPerRoom = config.maxParticipantsPerRoom
         relayConfig.participantTimeout = .seconds(config.participantTimeoutSeconds)
+        relayConfig.announcedHost = config.mediaAnnounce
         relayConfig.dtlsHandshakeTimeout = .seconds(config.dtlsHandshakeTimeoutSeconds)
         relayConfig.consentRetransmitInterval = .milliseconds(config.consentIntervalMilliseconds)
         relayConfig.consentMaxAttempts = config.consentAttempts

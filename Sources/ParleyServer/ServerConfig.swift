@@ -14,6 +14,9 @@ public struct ServerConfig: Sendable, Equatable {
     public var stun: HostPort? = HostPort(host: "127.0.0.1", port: 3478)
     /// Host the media sockets bind to (and advertise in join replies).
     public var mediaHost = "127.0.0.1"
+    /// The IP clients are told to send media to (in join replies and SDP answers) when it is not `mediaHost`:
+    /// the public address when bound to 0.0.0.0 behind NAT (mediasoup's announcedIp).
+    public var mediaAnnounce: String?
     public var dataDir = "./var"
     public var logLevel: LogLevel = .info
     /// Event loops (threads); 0 = one per core.
@@ -133,6 +136,7 @@ public struct ServerConfig: Sendable, Equatable {
         ("listen", "HOST:PORT of the HTTP/WebSocket listener (default 127.0.0.1:7700)"),
         ("media-ports", "A-B, UDP ports for media, one per event loop (default 7710-7749)"),
         ("media-host", "address media sockets bind to and advertise (default 127.0.0.1)"),
+        ("media-announce", "IP clients send media to, when not media-host (needed with media-host 0.0.0.0 or ::); default none"),
         ("stun", "HOST:PORT of the plain STUN service, or off (default 127.0.0.1:3478)"),
         ("data-dir", "directory for the database, secret, certificates, recordings (default ./var)"),
         ("log-level", "debug, info, warn or error (default info)"),
@@ -217,6 +221,11 @@ public struct ServerConfig: Sendable, Equatable {
             }
             mediaPorts = a...b
         case "media-host": mediaHost = value
+        case "media-announce":
+            guard SocketAddress(ip: value, port: 1) != nil, !Self.isWildcard(value) else {
+                throw ConfigError(key: key, "must be an IPv4 or IPv6 address clients can reach, got \"\(value)\"")
+            }
+            mediaAnnounce = value
         case "stun": stun = value == "off" ? nil : try HostPort.parse(value, key: key)
         case "data-dir":
             guard !value.isEmpty else { throw ConfigError(key: key, "must not be empty") }
@@ -348,9 +357,17 @@ public struct ServerConfig: Sendable, Equatable {
         if insecure && !Self.isLoopback(listen.host) {
             throw ConfigError(key: "insecure", "plain ws:// is only allowed on a loopback address, not \(listen.host)")
         }
+        if Self.isWildcard(mediaHost) && mediaAnnounce == nil {
+            throw ConfigError(key: "media-announce", "media-host \(mediaHost) binds every address: set media-announce to the IP clients send media to")
+        }
         if (tlsCert == nil) != (tlsKey == nil) {
             throw ConfigError(key: tlsCert == nil ? "tls-cert" : "tls-key", "tls-cert and tls-key go together")
         }
+    }
+
+    /// 0.0.0.0 or :: (every address: nothing a client can send to).
+    public static func isWildcard(_ host: String) -> Bool {
+        host == "0.0.0.0" || host == "::" || host == "[::]"
     }
 
     public static func isLoopback(_ host: String) -> Bool {

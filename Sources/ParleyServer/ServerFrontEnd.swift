@@ -80,7 +80,8 @@ public final class ServerFrontEnd: Sendable {
         var backend: RelayMediaBackend?
         var chat: ChatStore?
         if let relay {
-            let b = RelayMediaBackend(relay: relay, advertisedHost: config.mediaHost == "0.0.0.0" ? nil : config.mediaHost)
+            let b = RelayMediaBackend(relay: relay,
+                                      advertisedHost: config.mediaAnnounce ?? (ServerConfig.isWildcard(config.mediaHost) ? nil : config.mediaHost))
             let s = try SignallingService(backend: b, verifier: JWTVerifier(secret: secret),
                                       graceSeconds: Double(config.reconnectGraceSeconds),
                                       maxParticipantsPerRoom: config.maxParticipantsPerRoom,

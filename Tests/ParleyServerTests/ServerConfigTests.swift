@@ -54,6 +54,20 @@ final class ServerConfigTests: XCTestCase {
         XCTAssertThrowsError(try ServerConfig.resolve(flags: ["consent-interval": "5"], switches: []))
     }
 
+    /// #19: a wildcard media-host needs an announced IP (clients were told to send to 0.0.0.0).
+    func testMediaAnnounce() throws {
+        XCTAssertNil(try ServerConfig.resolve(flags: [:], switches: []).mediaAnnounce)
+        XCTAssertThrowsError(try ServerConfig.resolve(flags: ["media-host": "0.0.0.0"], switches: [])) { e in
+            XCTAssertTrue("\(e)".contains("media-announce"), "\(e)")
+        }
+        let c = try ServerConfig.resolve(flags: ["media-host": "0.0.0.0", "media-announce": "203.0.113.7"], switches: [])
+        XCTAssertEqual(c.mediaAnnounce, "203.0.113.7")
+        XCTAssertNoThrow(try ServerConfig.resolve(flags: ["media-announce": "2001:db8::7"], switches: []))
+        for bad in ["0.0.0.0", "::", "example.com", "1.2.3"] {
+            XCTAssertThrowsError(try ServerConfig.resolve(flags: ["media-announce": bad], switches: []), bad)
+        }
+    }
+
     func testInsecureOnlyOnLoopback() {
         XCTAssertThrowsError(try ServerConfig.resolve(flags: ["listen": "0.0.0.0:7700"], switches: ["insecure"]))
         XCTAssertNoThrow(try ServerConfig.resolve(flags: ["listen": "[::1]:7700"], switches: ["insecure"]))

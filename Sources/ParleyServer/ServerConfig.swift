@@ -17,6 +17,8 @@ public struct ServerConfig: Sendable, Equatable {
     /// The IP clients are told to send media to (in join replies and SDP answers) when it is not `mediaHost`:
     /// the public address when bound to 0.0.0.0 behind NAT (mediasoup's announcedIp).
     public var mediaAnnounce: String?
+    /// Development mode: `GET /dev/token` hands out publishing tokens (loopback listeners only).
+    public var dev = false
     public var dataDir = "./var"
     public var logLevel: LogLevel = .info
     /// Event loops (threads); 0 = one per core.
@@ -143,6 +145,7 @@ public struct ServerConfig: Sendable, Equatable {
         ("loops", "event loop threads, 0 = one per core (default 0)"),
         ("udp-batch", "datagrams per recvmmsg/sendmmsg call (default 64)"),
         ("insecure", "serve plain ws:// and http://, loopback only (default false)"),
+        ("dev", "development: GET /dev/token gives anyone a publishing token (for the demo page at /), loopback only (default false)"),
         ("tls-cert", "PEM certificate file (default: self-signed in DATA-DIR/tls)"),
         ("tls-key", "PEM private key file"),
         ("max-participants", "participants per room (default 100)"),
@@ -201,7 +204,7 @@ public struct ServerConfig: Sendable, Equatable {
     ]
 
     /// The keys that are switches (`--insecure`, `true`/`false` in the file), not values.
-    public static let booleanKeys: Set<String> = ["insecure", "hls-public-default"]
+    public static let booleanKeys: Set<String> = ["insecure", "hls-public-default", "dev"]
 
     /// Sets one key from its textual form (a flag value or a JSON scalar).
     public mutating func set(_ key: String, _ value: String) throws {
@@ -235,6 +238,9 @@ public struct ServerConfig: Sendable, Equatable {
             logLevel = l
         case "loops": loops = try int(0...256)
         case "udp-batch": udpBatch = try int(1...1024)
+        case "dev":
+            guard let b = ["true": true, "false": false][value] else { throw ConfigError(key: key, "must be true or false") }
+            dev = b
         case "insecure":
             guard let b = ["true": true, "false": false][value] else { throw ConfigError(key: key, "must be true or false") }
             insecure = b
@@ -356,6 +362,9 @@ public struct ServerConfig: Sendable, Equatable {
     public func validate() throws {
         if insecure && !Self.isLoopback(listen.host) {
             throw ConfigError(key: "insecure", "plain ws:// is only allowed on a loopback address, not \(listen.host)")
+        }
+        if dev && !Self.isLoopback(listen.host) {
+            throw ConfigError(key: "dev", "dev tokens are only handed out on a loopback listener, not \(listen.host)")
         }
         if Self.isWildcard(mediaHost) && mediaAnnounce == nil {
             throw ConfigError(key: "media-announce", "media-host \(mediaHost) binds every address: set media-announce to the IP clients send media to")

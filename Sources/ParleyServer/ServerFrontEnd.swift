@@ -76,6 +76,12 @@ public final class ServerFrontEnd: Sendable {
             throw StartError("token secret: \(error)")
         }
         BuiltinRoutes.install(on: router, access: config.metricsAccess, secret: secret)
+        if relay != nil {
+            guard !config.dev || ServerConfig.isLoopback(config.listen.host) else {
+                throw StartError("dev tokens are only handed out on a loopback listener, not \(config.listen.host)")
+            }
+            DemoRoutes.install(on: router, dev: config.dev, secret: secret)
+        }
         var signalling: SignallingService?
         var backend: RelayMediaBackend?
         var chat: ChatStore?

@@ -194,3 +194,26 @@ final class RelayServerFixture {
         MetricsRegistry.shared.counter("parley_srtp_dropped_total", help: "", labels: [("reason", reason)]).current
     }
 }
+
+/// Starts ffmpeg publishing an Opus sine tone (payload type 111) as SRTP
+/// with the SSRC, key and port `parley sdp` gave `session` (paced in real
+/// time, `-re`). The caller terminates it.
+func startFFmpegOpusTone(_ session: SDPSession, hertz: Int, seconds: Int) throws -> Process {
+    let sdp = session.sdp
+    let ssrc = try XCTUnwrap(session.track?["ssrc"]?.intValue)
+    let cryptoLine = try XCTUnwrap(sdp.split(separator: "\r\n").first { $0.hasPrefix("a=crypto:") })
+    let (_, material) = try SRTPKeyMaterial.parse(cryptoAttribute: String(cryptoLine))
+    let port = try XCTUnwrap(sdp.split(separator: "\r\n").first { $0.hasPrefix("m=audio ") }?.split(separator: " ")[1])
+    let ffmpeg = Process()
+    ffmpeg.executableURL = URL(fileURLWithPath: "/usr/bin/ffmpeg")
+    ffmpeg.arguments = ["-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+                        "-f", "lavfi", "-i", "sine=frequency=\(hertz):sample_rate=48000:duration=\(seconds)",
+                        "-c:a", "libopus", "-b:a", "64k", "-payload_type", "111", "-ssrc", String(ssrc),
+                        "-f", "rtp", "-srtp_out_suite", material.suite.sdesName,
+                        "-srtp_out_params", String(material.inlineKeyParams.dropFirst("inline:".count)),
+                        "srtp://127.0.0.1:\(port)?rtcpport=\(port)"]
+    ffmpeg.standardError = FileHandle.nullDevice
+    ffmpeg.standardOutput = FileHandle.nullDevice
+    try ffmpeg.run()
+    return ffmpeg
+}

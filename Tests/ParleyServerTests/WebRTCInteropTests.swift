@@ -66,22 +66,7 @@ final class WebRTCInteropTests: XCTestCase {
         o.server = fx.wsURL
         o.token = fx.token("ffmpeg")
         let session = try SDPSession.open(loop: fx.group.loops[0], o)
-        let sdp = session.sdp
-        let ssrc = try XCTUnwrap(session.track?["ssrc"]?.intValue)
-        let cryptoLine = try XCTUnwrap(sdp.split(separator: "\r\n").first { $0.hasPrefix("a=crypto:") })
-        let (_, material) = try SRTPKeyMaterial.parse(cryptoAttribute: String(cryptoLine))
-        let port = try XCTUnwrap(sdp.split(separator: "\r\n").first { $0.hasPrefix("m=audio ") }?.split(separator: " ")[1])
-        let ffmpeg = Process()
-        ffmpeg.executableURL = URL(fileURLWithPath: "/usr/bin/ffmpeg")
-        ffmpeg.arguments = ["-hide_banner", "-loglevel", "error", "-nostdin", "-re",
-                            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=30",
-                            "-c:a", "libopus", "-b:a", "64k", "-payload_type", "111", "-ssrc", String(ssrc),
-                            "-f", "rtp", "-srtp_out_suite", material.suite.sdesName,
-                            "-srtp_out_params", String(material.inlineKeyParams.dropFirst("inline:".count)),
-                            "srtp://127.0.0.1:\(port)?rtcpport=\(port)"]
-        ffmpeg.standardError = FileHandle.nullDevice
-        ffmpeg.standardOutput = FileHandle.nullDevice
-        try ffmpeg.run()
+        let ffmpeg = try startFFmpegOpusTone(session, hertz: 440, seconds: 30)
         defer { if ffmpeg.isRunning { ffmpeg.terminate() }; ffmpeg.waitUntilExit() }
         _ = try carol.nextEvent("track_published") // ffmpeg's
 

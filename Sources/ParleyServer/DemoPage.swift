@@ -1,0 +1,207 @@
+import Foundation
+import ParleyAuth
+import ParleyCore
+import ParleyHTTP
+import ParleyWeb
+
+/// The demo page at `/`: a plain-JavaScript example of the protocol for
+/// browsers (an `offer` over `/ws`, subscriptions, mute, screen share,
+/// stats), with no build step and nothing from a CDN. `/dev/token` hands
+/// out tokens only when the server runs with `dev` (loopback only).
+public enum DemoRoutes {
+    public static func install(on router: HTTPRouter, dev: Bool, secret: [UInt8]) {
+        let csp = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:; "
+            + "media-src 'self' blob: mediastream:; img-src 'self' data:"
+        router.add("GET", .exact("/"), sync: { _ in
+            var r = HTTPServerResponse.text(.ok, DemoPage.html, contentType: "text/html; charset=utf-8")
+            r.headers.add("Content-Security-Policy", csp)
+            return r
+        })
+        router.add("GET", .exact("/demo.js"), sync: { _ in
+            .text(.ok, DemoPage.script, contentType: "text/javascript; charset=utf-8")
+        })
+        guard dev else { return }
+        // Development only: anyone who can reach the (loopback) listener gets a publishing token for any room.
+        router.add("GET", .exact("/dev/token"), sync: { req in
+            let user = req.queryValue("user") ?? "", room = req.queryValue("room") ?? ""
+            guard isName(user), isName(room) else {
+                return .error(.badRequest, "user and room must be 1-64 letters, digits, '-' or '_'")
+            }
+            let now = Int64(Date().timeIntervalSince1970)
+            let token = JWT.sign(TokenClaims(subject: user, room: room, issuedAt: now, expiresAt: now + 3600, canPublish: true),
+                                 secret: secret)
+            return .json(.ok, ["token": .string(token), "user": .string(user), "room": .string(room)])
+        })
+    }
+
+    static func isName(_ s: String) -> Bool {
+        (1...64).contains(s.utf8.count) && s.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2D || c == 0x5F
+        }
+    }
+}
+
+enum DemoPage {
+    static let html = """
+    <!doctype html>
+    <html lang="en">
+    <head>
+    <meta charset="utf-8">
+    <title>Parley demo</title>
+    <style>
+      body { font: 14px system-ui, sans-serif; margin: 1em; }
+      #tiles { display: flex; flex-wrap: wrap; gap: 8px; }
+      .tile { width: 320px; } .tile video { width: 320px; height: 240px; background: #222; }
+      #stats { font: 12px monospace; white-space: pre; }
+    </style>
+    </head>
+    <body>
+    <h1>Parley</h1>
+    <form id="enter">
+      <label>Room <input id="room" value="demo"></label>
+      <label>Name <input id="user"></label>
+      <button>Enter</button>
+    </form>
+    <p>
+      <button id="mute" disabled>Mute</button>
+      <button id="share" disabled>Share screen</button>
+      <span id="status">not connected</span>
+    </p>
+    <div id="tiles"></div>
+    <div id="stats"></div>
+    <script src="/demo.js"></script>
+    </body>
+    </html>
+
+    """
+
+    static let script = #"""
+    // Parley demo: join a room from a browser with the signalling protocol
+    // (docs/protocol.md): auth, then `offer` with the SDP offer; the reply
+    // holds the SDP answer. Subscribe to every track in the room; each
+    // arrives on the transceiver of its kind.
+    "use strict";
+    const $ = (id) => document.getElementById(id);
+    const params = new URLSearchParams(location.search);
+    $("room").value = params.get("room") || "demo";
+    $("user").value = params.get("user") || "guest" + Math.floor(Math.random() * 10000);
+    const state = { ws: null, pc: null, nextId: 1, pending: new Map(), subscribed: new Set(), muted: false,
+                    audioTrack: null, audioId: null, stats: {} };
+    window.parley = state;
+
+    function call(type, fields = {}) {
+      const id = state.nextId++;
+      state.ws.send(JSON.stringify({ id, type, ...fields }));
+      return new Promise((resolve, reject) => state.pending.set(id, { resolve, reject }));
+    }
+
+    function onMessage(event) {
+      const m = JSON.parse(event.data);
+      const waiting = m.id !== undefined && state.pending.get(m.id);
+      if (waiting) {
+        state.pending.delete(m.id);
+        m.type === "error" ? waiting.reject(new Error(m.code + ": " + m.message)) : waiting.resolve(m);
+      } else if (m.type === "track_published") {
+        subscribe(m.track);
+      }
+    }
+
+    async function subscribe(track) {
+      if (state.subscribed.has(track.id)) return;
+      state.subscribed.add(track.id);
+      await call("subscribe", { track: track.id });
+    }
+
+    function tileFor(stream) {
+      let video = document.querySelector(`video[data-stream="${stream.id}"]`);
+      if (!video) {
+        const tile = document.createElement("div");
+        tile.className = "tile";
+        video = document.createElement("video");
+        video.autoplay = true; video.playsInline = true; video.dataset.stream = stream.id;
+        tile.append(video);
+        $("tiles").append(tile);
+      }
+      return video;
+    }
+
+    async function enter(room, user) {
+      $("status").textContent = "connecting";
+      const token = params.get("token") ||
+        (await (await fetch(`/dev/token?user=${encodeURIComponent(user)}&room=${encodeURIComponent(room)}`)).json()).token;
+      state.ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
+      state.ws.onmessage = onMessage;
+      await new Promise((resolve, reject) => { state.ws.onopen = resolve; state.ws.onerror = reject; });
+      await call("auth", { token });
+
+      const local = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+      tileFor(local).srcObject = local;
+      tileFor(local).muted = true;
+      const pc = state.pc = new RTCPeerConnection();
+      for (const t of local.getTracks()) pc.addTrack(t, local);
+      state.audioTrack = local.getAudioTracks()[0];
+      // What the relay forwards to us arrives on our transceivers' receivers:
+      // video in a tile, audio in its own element (it plays even while no video comes).
+      const remote = new MediaStream();
+      pc.ontrack = (e) => {
+        if (e.track.kind === "audio") {
+          const audio = document.createElement("audio");
+          audio.autoplay = true;
+          audio.srcObject = new MediaStream([e.track]);
+          document.body.append(audio);
+        } else {
+          remote.addTrack(e.track);
+          tileFor(remote).srcObject = remote;
+        }
+      };
+      pc.onconnectionstatechange = () => { $("status").textContent = pc.connectionState; };
+
+      await pc.setLocalDescription(await pc.createOffer());
+      const joined = await call("offer", { room, sdp: pc.localDescription.sdp });
+      await pc.setRemoteDescription({ type: "answer", sdp: joined.sdp });
+      state.audioId = (joined.tracks.find((t) => t.kind === "audio") || {}).id;
+      for (const p of joined.participants) for (const t of p.tracks) await subscribe(t);
+      $("mute").disabled = false;
+      $("share").disabled = false;
+      setInterval(showStats, 1000);
+    }
+
+    async function showStats() {
+      const lines = [];
+      const stats = {};
+      (await state.pc.getStats()).forEach((r) => {
+        if (r.type === "inbound-rtp") {
+          stats[r.kind] = { packetsReceived: r.packetsReceived, packetsLost: r.packetsLost,
+                            framesDecoded: r.framesDecoded, audioLevel: r.audioLevel, bytesReceived: r.bytesReceived };
+          lines.push(`in  ${r.kind}: ${r.packetsReceived} packets, ${r.packetsLost} lost` +
+                     (r.kind === "video" ? `, ${r.framesDecoded} frames` : `, level ${r.audioLevel}`));
+        } else if (r.type === "outbound-rtp") {
+          lines.push(`out ${r.kind}: ${r.packetsSent} packets`);
+        }
+      });
+      state.stats = stats;
+      $("stats").textContent = lines.join("\n");
+    }
+
+    $("enter").onsubmit = (e) => {
+      e.preventDefault();
+      $("enter").querySelector("button").disabled = true;
+      enter($("room").value, $("user").value).catch((err) => { $("status").textContent = String(err); });
+    };
+
+    $("mute").onclick = async () => {
+      state.muted = !state.muted;
+      state.audioTrack.enabled = !state.muted;
+      if (state.audioId) await call("mute", { track: state.audioId, muted: state.muted });
+      $("mute").textContent = state.muted ? "Unmute" : "Mute";
+    };
+
+    $("share").onclick = async () => {
+      const screen = await navigator.mediaDevices.getDisplayMedia({ video: true });
+      const sender = state.pc.getSenders().find((s) => s.track && s.track.kind === "video");
+      await sender.replaceTrack(screen.getVideoTracks()[0]);
+    };
+
+    if (params.get("autojoin")) $("enter").requestSubmit();
+    """#
+}

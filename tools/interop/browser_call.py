@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Headless Chromium (Debian's /usr/bin/chromium) joins a Parley room through
+the demo page, driven by Playwright, with a fake camera and microphone.
+
+usage: browser_call.py BASE_URL [--room R] [--pages N] [--seconds S] [--screenshot FILE] [--expect video|audio]
+
+Opens N pages (default 2) at BASE_URL/?room=R&user=pageK&autojoin=1 (the
+server must run with `dev`, for /dev/token), waits until every page
+decodes video from the others (or S seconds pass, default 30), samples
+each page's inbound stats (getStats) twice a second apart, saves a
+screenshot of the first page, and prints one JSON line:
+
+  {"pages": [{"user": …, "status": …, "first": {kind: stats}, "last": {kind: stats}}, …]}
+
+Exit status 0 when every page's video framesDecoded and packetsReceived grew
+(--expect audio: its audio packetsReceived grew and audioLevel > 0: a room
+where only audio comes in, from ffmpeg).
+"""
+import json
+import sys
+import time
+
+from playwright.sync_api import sync_playwright
+
+ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", "--no-sandbox",
+        "--autoplay-policy=no-user-gesture-required"]
+
+
+def main() -> int:
+    args = sys.argv[1:]
+    opts = {"--room": "demo", "--pages": "2", "--seconds": "30", "--screenshot": "", "--expect": "video"}
+    for k in list(opts):
+        if k in args:
+            i = args.index(k)
+            opts[k] = args[i + 1]
+            del args[i:i + 2]
+    base = args[0].rstrip("/")
+    n, seconds = int(opts["--pages"]), float(opts["--seconds"])
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS, headless=True)
+        pages = []
+        for k in range(n):
+            page = browser.new_context().new_page()
+            page.goto(f"{base}/?room={opts['--room']}&user=page{k}&autojoin=1")
+            pages.append(page)
+
+        def stats(page):
+            return page.evaluate("() => window.parley && window.parley.stats") or {}
+
+        def decoding(page):
+            if opts["--expect"] == "audio":
+                a = stats(page).get("audio") or {}
+                return (a.get("packetsReceived") or 0) > 25 and (a.get("audioLevel") or 0) > 0
+            v = stats(page).get("video") or {}
+            return (v.get("framesDecoded") or 0) > 10
+
+        deadline = time.time() + seconds
+        while time.time() < deadline and not all(decoding(pg) for pg in pages):
+            time.sleep(0.2)
+        first = [stats(pg) for pg in pages]
+        time.sleep(2)
+        last = [stats(pg) for pg in pages]
+        if opts["--screenshot"]:
+            pages[0].screenshot(path=opts["--screenshot"])
+        result = {"pages": [{"user": f"page{k}", "status": pages[k].inner_text("#status"),
+                             "first": first[k], "last": last[k]} for k in range(n)]}
+        browser.close()
+    print(json.dumps(result, sort_keys=True), flush=True)
+
+    def grew(k, kind, field):
+        return ((result["pages"][k]["last"].get(kind) or {}).get(field) or 0) > ((result["pages"][k]["first"].get(kind) or {}).get(field) or 0)
+
+    if opts["--expect"] == "audio":
+        ok = all(grew(k, "audio", "packetsReceived") and ((result["pages"][k]["last"].get("audio") or {}).get("audioLevel") or 0) > 0
+                 for k in range(n))
+    else:
+        ok = all(grew(k, "video", "framesDecoded") and grew(k, "video", "packetsReceived") for k in range(n))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

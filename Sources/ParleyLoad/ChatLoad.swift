@@ -206,17 +206,23 @@ final class ChatUser: SignallingClientHandler {
         text += String(repeating: "x", count: max(0, worker.textBytes - text.utf8.count))
         var fields: [String: JSONValue] = ["clientId": .string("\(name)-\(nextClientID)"), "text": .string(text)]
         if let group { fields["group"] = JSONValue(group.conversation) } else { fields["to"] = .string(to ?? "") }
+        // Expected from the send on (a reply may come after the run, the
+        // delivery before it); taken back when the server refuses the
+        // message or the connection closes first (not stored, or not known
+        // to be). A timed-out send stays expected: it may have been stored.
         let expected = group.map { max(0, $0.members - 1) } ?? 1
         worker.c.sent += 1
+        worker.c.expectedDeliveries += expected
         client.request(ClientRequest(type: "chat.send", fields: fields), timeout: .seconds(30)) { [weak self] r in
             guard let self else { return }
             switch r {
             case .success(let reply):
                 if reply["duplicate"] == .bool(true) { self.worker.c.duplicateAcks += 1; return }
                 self.worker.c.acked += 1
-                self.worker.c.expectedDeliveries += expected
                 self.worker.c.sentAck.record(MonotonicTime.now().nanoseconds &- started)
-            case .failure(let e): self.worker.error("chat.send", e)
+            case .failure(let e):
+                if case .timedOut = e {} else { self.worker.c.expectedDeliveries -= expected }
+                self.worker.error("chat.send", e)
             }
         }
     }

@@ -33,6 +33,9 @@ public struct MediaLoadOptions: Sendable {
     public var bind: [String] = []
     /// Event loops (threads) of the generator.
     public var loops = 1
+    /// Send media to this address instead of the one `join` names (a
+    /// forwarding proxy on the path, e.g. one that drops packets).
+    public var mediaVia: String?
     /// Room names are `PREFIX-N`; participants `PREFIX-N-M`.
     public var roomPrefix = "load"
     /// Pass/fail limits; nil: not checked.
@@ -163,7 +166,7 @@ extension MediaLoadOptions {
     public static let valueFlags: Set<String> = [
         "url", "rooms", "per-room", "publishers-per-room", "duration", "ramp", "audio", "video", "suite",
         "secret-file", "token-file", "fingerprint", "bind", "loops", "room-prefix", "max-loss", "max-p99", "max-join",
-        "keyframe-interval",
+        "keyframe-interval", "media-via",
     ]
     public static let switchFlags: Set<String> = ["insecure", "no-audio"]
 
@@ -213,6 +216,9 @@ extension MediaLoadOptions {
             tokens = String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isNewline)
                 .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && !$0.hasPrefix("#") }
         case "fingerprint": fingerprint = value
+        case "media-via":
+            guard SocketAddress(value) != nil else { throw .bad("--media-via takes IP:PORT, got \"\(value)\"") }
+            mediaVia = value
         case "bind":
             var list: [String] = []
             for item in value.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {

@@ -13,8 +13,12 @@ final class LoadPlan: @unchecked Sendable {
     let suite: SRTPSuite
     let audio: Bool
     let video: VideoProfile?
+    /// Where media goes instead of the relay's address (`--media-via`).
+    let mediaVia: SocketAddress?
 
-    init(server: SocketAddress, host: String, path: String, tls: TLSContext?, suite: SRTPSuite, audio: Bool, video: VideoProfile?) {
+    init(server: SocketAddress, host: String, path: String, tls: TLSContext?, suite: SRTPSuite, audio: Bool, video: VideoProfile?,
+         mediaVia: SocketAddress? = nil) {
+        self.mediaVia = mediaVia
         self.server = server
         self.host = host
         self.path = path
@@ -121,6 +125,9 @@ final class LoadWorker {
     }
 
     func stopSending() { for p in participants { p.stopSending() } }
+
+    /// Participants whose signalling connection is still open. Loop only.
+    var openConnections: Int { participants.reduce(0) { $0 + ($1.client != nil ? 1 : 0) } }
 
     func finish() {
         if let timer { loop.cancelTimer(timer) }

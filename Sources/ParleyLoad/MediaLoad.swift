@@ -23,7 +23,8 @@ public enum MediaLoad {
             throw LoadArgumentError.bad("\(url.host) is not an IP address")
         }
         let tls: TLSContext? = url.secure ? try TLSContext.client(pinnedSHA256: o.fingerprint) : nil
-        let plan = LoadPlan(server: server, host: url.host, path: url.path, tls: tls, suite: o.suite, audio: o.audio, video: o.video)
+        let plan = LoadPlan(server: server, host: url.host, path: url.path, tls: tls, suite: o.suite, audio: o.audio, video: o.video,
+                            mediaVia: o.mediaVia.flatMap { SocketAddress($0) })
         let media = try MediaSource()
         let group = try EventLoopGroup(numberOfThreads: o.loops, logger: Logger(label: "parley.load", level: .error))
         defer { group.syncShutdownGracefully() }
@@ -120,7 +121,13 @@ public enum MediaLoad {
         }
         let cpu = CPUUsage.now().seconds(since: usageStart)
         for w in workers { _ = w.worker.loop.execute { w.worker.finish() } }
-        usleep(200_000)
+        // Until every participant has left (its `leave` answered) or 3 s.
+        let leaveDeadline = MonotonicTime.now().adding(.seconds(3))
+        while MonotonicTime.now() < leaveDeadline {
+            let open = workers.reduce(0) { n, w in n + ((try? w.worker.loop.submit { w.worker.openConnections }) ?? 0) }
+            if open == 0 { break }
+            usleep(20_000)
+        }
         return LoadReport(options: o, sample: final, sent: sent, received: received, timeline: timeline,
                           wallSeconds: mediaSeconds, generatorCPUSeconds: cpu)
     }

@@ -210,7 +210,7 @@ final class LoadParticipant: SignallingClientHandler, UDPSocketHandler {
             failed = true
             return
         }
-        self.relay = relay
+        self.relay = worker.plan.mediaVia ?? relay
         ufrag = Array((reply["ice"]?["ufrag"]?.stringValue ?? "").utf8)
         pwd = Array((reply["ice"]?["pwd"]?.stringValue ?? "").utf8)
         consentUfrag = Array((reply["ice"]?["consentUfrag"]?.stringValue ?? "").utf8)
@@ -604,9 +604,10 @@ final class LoadParticipant: SignallingClientHandler, UDPSocketHandler {
         stopped = true
         socket?.close()
         socket = nil
+        // Close once `leave` is answered: a close without it would leave the
+        // media session to the server's reconnect grace period.
         if let c = client {
-            c.request(.leave, timeout: .seconds(2)) { _ in }
-            c.close()
+            c.request(.leave, timeout: .seconds(2)) { _ in c.close() }
         }
     }
 }

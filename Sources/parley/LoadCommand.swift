@@ -57,6 +57,7 @@ enum LoadCommand {
       --fingerprint SHA256      accept only a server certificate with this fingerprint
       --bind IP[,IP...]         local addresses to spread participants over (e.g. 127.0.0.2,127.0.0.3)
       --loops N                 event loops (threads) of the generator (default 1)
+      --media-via IP:PORT       send media there instead of to the relay's address (a proxy on the path)
       --room-prefix P           rooms are P-0, P-1, ... (default load)
       --max-loss PCT            fail (exit 1) when loss is over PCT (e.g. 0.5%)
       --max-p99 D               fail when the one-way latency p99 is over D (e.g. 20ms)

@@ -70,6 +70,7 @@ final class MediaLoadTests: XCTestCase {
         XCTAssertTrue(page.hasPrefix("<!DOCTYPE html>"))
         XCTAssertEqual(page.components(separatedBy: "<svg ").count - 1, 4, "latency, loss, throughput, participants")
         XCTAssertFalse(page.contains("<script"), "self-contained, no scripts")
+        try assertChartsRender(html)
 
         // No latency is 0 ms: the threshold fails and says why, with exit code 1.
         let failed = dir + "/failed.json"
@@ -84,6 +85,31 @@ final class MediaLoadTests: XCTestCase {
         XCTAssertEqual(try load(["--url", "wss://127.0.0.1:\(port)", "--secret-file", dir + "/secret"]).status, 2, "wss without --insecure")
         XCTAssertEqual(try load(["--url", "ws://127.0.0.1:\(port)"]).status, 2, "no way to get tokens")
         XCTAssertEqual(try load(base + ["--video", "fast"]).status, 2)
+    }
+
+    /// Headless Chromium opens the page and takes a screenshot; the chart
+    /// lines' colours must be on it (latency blue, throughput green and orange).
+    func assertChartsRender(_ html: String) throws {
+        let shot = html + ".png"
+        let c = try runTool("chromium", ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=900,1700",
+                                         "--screenshot=\(shot)", "file://\(html)"], timeout: 60)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: shot), "chromium wrote no screenshot: \(c.err)")
+        let rgb = try runProcess("ffmpeg", ["-v", "error", "-i", shot, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        XCTAssertEqual(rgb.status, 0)
+        func pixels(_ r: UInt8, _ g: UInt8, _ b: UInt8) -> Int {
+            var n = 0
+            rgb.out.withUnsafeBytes { p in
+                var i = 0
+                while i + 2 < p.count {
+                    if abs(Int(p[i]) - Int(r)) < 24 && abs(Int(p[i + 1]) - Int(g)) < 24 && abs(Int(p[i + 2]) - Int(b)) < 24 { n += 1 }
+                    i += 3
+                }
+            }
+            return n
+        }
+        XCTAssertGreaterThan(pixels(0x1f, 0x77, 0xb4), 50, "the latency chart's line")
+        XCTAssertGreaterThan(pixels(0x2c, 0xa0, 0x2c), 50, "the throughput chart's sent line")
+        XCTAssertGreaterThan(pixels(0xff, 0x7f, 0x0e), 50, "the throughput chart's received line")
     }
 
     func testFindCapacityGrowsTheRunAndReadsTheServersCPUFromMetrics() throws {
@@ -108,6 +134,31 @@ final class MediaLoadTests: XCTestCase {
         }
         XCTAssertEqual(c["largestParticipants"], 4)
         XCTAssertTrue(r.out.contains("capacity: 4 participants held"), r.out)
+    }
+
+    func testLossOnThePathShowsUpInTheReport() throws {
+        let dir = tempDir("load-loss")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // One loop, one relay port: the proxy needs one target.
+        let (serve, lines, _) = try startServe(dataDir: dir, extra: ["--loops", "1"])
+        defer { kill(serve.processIdentifier, SIGTERM); serve.waitUntilExit() }
+        let port = try XCTUnwrap(lines.first { $0.hasPrefix("listening http ") }?.split(separator: ":").last)
+        let media = try XCTUnwrap(lines.first { $0.hasPrefix("listening media ") }?.split(separator: ":").last.flatMap { UInt16($0) })
+        let proxy = LossProxy(targetPort: media, dropEvery: 20) // 5 % of the RTP on the way in
+        proxy.start()
+        defer { proxy.stop() }
+        let json = dir + "/report.json"
+        let r = try load(["--url", "ws://127.0.0.1:\(port)", "--secret-file", dir + "/secret", "--rooms", "1", "--per-room", "3",
+                          "--publishers-per-room", "2", "--duration", "2s", "--video", "300k@15", "--media-via", "127.0.0.1:\(proxy.port)",
+                          "--max-loss", "1%", "--json", json, "--quiet"])
+        XCTAssertEqual(r.status, 1, "5 % loss is over --max-loss 1 %: " + r.out + r.err)
+        let report = try JSONValue.parse(String(contentsOfFile: json, encoding: .utf8))
+        let (forwarded, dropped) = proxy.counts
+        XCTAssertGreaterThan(dropped, 0)
+        let injected = Double(dropped) / Double(forwarded + dropped) * 100
+        let measured = try XCTUnwrap(report["lossPercent"]?.doubleValue)
+        XCTAssertEqual(measured, injected, accuracy: 0.2, "the report's loss is what the path dropped")
+        XCTAssertEqual(report["packets"]?["duplicates"], 0)
     }
 
     func testADaemonStoppedMidRunShowsAsLossAndErrorsNotAHang() throws {

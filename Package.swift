@@ -79,7 +79,7 @@ let package = Package(
         .testTarget(name: "ParleySDPTests", dependencies: ["ParleySDP", "ParleyTestSupport"]),
         .testTarget(name: "ParleyHTTPTests", dependencies: ["ParleyHTTP", "ParleyTestSupport"]),
         .testTarget(name: "ParleyAuthTests", dependencies: ["ParleyAuth", "ParleyCore", "ParleyTestSupport"]),
-        .testTarget(name: "ParleyRelayTests", dependencies: ["ParleyRelay", "ParleyCore", "ParleyIO", "ParleyRTP", "ParleySTUN", "ParleySRTP", "ParleyTestSupport"]),
+        .testTarget(name: "ParleyRelayTests", dependencies: ["ParleyRelay", "ParleyDTLS", "ParleyCore", "ParleyIO", "ParleyRTP", "ParleySTUN", "ParleySRTP", "ParleyTestSupport"]),
         .testTarget(name: "ParleyMediaTests", dependencies: ["ParleyMedia", "CFFmpeg"]),
         .testTarget(name: "ParleyRecordTests", dependencies: ["ParleyRecord", "ParleyMedia", "ParleyRTP", "ParleyCore", "CFFmpeg", "COpus", "ParleyTestSupport"]),
         .testTarget(name: "ParleyTranscodeTests", dependencies: ["ParleyTranscode", "ParleyCore", "ParleyTestSupport"]),

@@ -1,0 +1,129 @@
+import ParleyCore
+import ParleyDTLS
+import ParleyRTP
+import ParleySRTP
+import ParleyTestSupport
+import XCTest
+@testable import ParleyRelay
+
+/// WebRTC participants on the relay's media port, over real UDP sockets: a
+/// client `DTLSEndpoint` (the browser's side) latches through ICE-lite and
+/// the relay's consent check, handshakes DTLS-SRTP, and its SRTP goes both
+/// ways; what goes wrong is dropped, counted, or ends the participant with
+/// an event.
+final class RelayDTLSTests: XCTestCase {
+    let serverContext = try! DTLSContext(certificate: .generate(), initialRetransmit: .milliseconds(100))
+    let clientContext = try! DTLSContext(certificate: .generate(), initialRetransmit: .milliseconds(100))
+    let peerUfrag = "peerufrag", peerPassword = "peerpassword0123456789ab"
+
+    private func transport(fingerprint: String? = nil, audioPT: UInt8 = 96) -> WebRTCTransport {
+        WebRTCTransport(context: serverContext, remoteFingerprint: fingerprint ?? clientContext.certificate.fingerprint,
+                        remoteUfrag: peerUfrag, remotePassword: peerPassword, receive: [.audio: (audioPT, "opus")])
+    }
+
+    private func joinWebRTC(_ fx: RelayFixture, room: String, name: String, ssrc: UInt32,
+                            transport t: WebRTCTransport) throws -> ParticipantGrant {
+        let g = try waitFor { fx.relay.join(room: room, name: name, tracks: [.opus(ssrc: ssrc)], webrtc: t, completion: $0) }
+        for tr in g.tracks { _ = try waitFor { fx.relay.publish(room: room, name: name, track: tr.spec, completion: $0) } }
+        return g
+    }
+
+    /// Runs the client side of the handshake over `c` until the endpoint is
+    /// done; the relay's flights are the datagrams whose first byte is 20–63.
+    private func handshake(_ e: DTLSEndpoint, over c: TestClient, to relay: SocketAddress) {
+        for d in e.start() { c.send(d, to: relay) }
+        let deadline = ContinuousClock.now + .seconds(20) // hang guard
+        while case .handshaking = e.state, ContinuousClock.now < deadline {
+            if let d = c.receive(timeout: 0.05, where: { (20...63).contains($0.first ?? 0) }) {
+                for o in d.withUnsafeBytes({ e.receive($0).1 }) { c.send(o, to: relay) }
+            } else if let wait = e.timerDelay(), wait <= .zero {
+                for o in e.handleTimer() { c.send(o, to: relay) }
+            }
+        }
+    }
+
+    func testAWebRTCParticipantHandshakesAndMediaFlowsBothWaysWithSDESParticipants() throws {
+        let fx = try RelayFixture()
+        let g = try joinWebRTC(fx, room: "r", name: "browser", ssrc: 1111, transport: transport(audioPT: 96))
+        XCTAssertEqual(g.consentUfrag, peerUfrag, "the relay's consent checks use the peer's own ICE credentials")
+        let (sdes, sdesClient) = try fx.join("r", [.opus(ssrc: 2222)]) // plaintext, payload type 111
+        try fx.subscribe(sdes, to: g)
+        try fx.subscribe(g, to: sdes)
+
+        // ICE-lite: the browser's check, answered, and the relay's consent check, answered.
+        let c = TestClient()
+        XCTAssertNotNil(c.bind(to: fx.mediaAddress, grant: g))
+        fx.waitUntilLatched("r", "browser", c)
+
+        // Before DTLS, nothing it sends is forwarded (its hook drops everything).
+        c.send(rtpPacket(ssrc: 1111, seq: 1, pt: 111, payload: payload(ssrc: 1111, seq: 1)), to: fx.mediaAddress)
+
+        let e = try DTLSEndpoint(context: clientContext, role: .client, remoteFingerprint: serverContext.certificate.fingerprint)
+        handshake(e, over: c, to: fx.mediaAddress)
+        guard case .connected(let keys) = e.state else { return XCTFail("client: \(e.state)") }
+        waitUntil("the relay installed the keys") {
+            fx.counter("parley_relay_dtls_handshakes_total", [("result", "connected")]) == 1
+        }
+
+        // Browser → SDES subscriber: SRTP with the exported client key, plaintext out.
+        let tx = try SRTPContext(material: keys.local, direction: .outbound)
+        let plain = rtpPacket(ssrc: 1111, seq: 2, pt: 111, payload: payload(ssrc: 1111, seq: 2))
+        c.send(try tx.protect(plain), to: fx.mediaAddress)
+        XCTAssertEqual(sdesClient.receive(where: isRTP), plain)
+
+        // SDES publisher (payload type 111) → browser: SRTP with the server key, payload type 96 as negotiated.
+        let rx = try SRTPContext(material: keys.remote, direction: .inbound)
+        let sent = rtpPacket(ssrc: 2222, seq: 7, pt: 111, payload: payload(ssrc: 2222, seq: 7))
+        sdesClient.send(sent, to: fx.mediaAddress)
+        let got = try rx.unprotect(try XCTUnwrap(c.receive(where: isRTP)))
+        XCTAssertEqual(got[1] & 0x7f, 96)
+        XCTAssertEqual(Array(got[2...]), Array(sent[2...]))
+        XCTAssertEqual(fx.counter("parley_relay_payload_type_rewrites_total"), 1)
+    }
+
+    func testDTLSFromStrangersAndGarbageIsDroppedAndCounted() throws {
+        let fx = try RelayFixture()
+        let g = try joinWebRTC(fx, room: "r", name: "browser", ssrc: 1111, transport: transport())
+        let stranger = TestClient()
+        let hello: [UInt8] = [22, 0xFE, 0xFD, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0]
+        stranger.send(hello, to: fx.mediaAddress)
+        waitUntil("unknown source counted") { fx.counter("parley_relay_dtls_dropped_total", [("reason", "unknown_source")]) == 1 }
+
+        let c = TestClient()
+        XCTAssertNotNil(c.bind(to: fx.mediaAddress, grant: g))
+        fx.waitUntilLatched("r", "browser", c)
+        c.send([22, 0x03, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], to: fx.mediaAddress) // TLS, not DTLS
+        c.send([22, 0xFE, 0xFD, 0, 0, 0, 0, 0, 0, 0, 0, 0, 99, 1], to: fx.mediaAddress) // length past the end
+        waitUntil("malformed counted") { fx.counter("parley_relay_dtls_dropped_total", [("reason", "malformed")]) == 2 }
+        XCTAssertNil(stranger.receive(timeout: 0), "a stranger gets no DTLS answer")
+        XCTAssertEqual(fx.counter("parley_relay_dtls_handshakes_total", [("result", "connected")]), 0)
+    }
+
+    func testAHandshakeThatNeverCompletesEndsTheParticipantWithAnEvent() throws {
+        let fx = try RelayFixture { c in
+            c.dtlsHandshakeTimeout = .milliseconds(300)
+            c.housekeepingInterval = .milliseconds(50)
+        }
+        _ = try joinWebRTC(fx, room: "r", name: "silent", ssrc: 1111, transport: transport())
+        waitUntil("transport failed") {
+            fx.events.all.contains { if case .transportFailed("r", "silent", _) = $0 { return true }; return false }
+        }
+        XCTAssertEqual(fx.counter("parley_relay_dtls_handshakes_total", [("result", "timeout")]), 1)
+        waitUntil("the room closed with its last participant") { fx.relay.roomNames.isEmpty }
+    }
+
+    func testAPeerWhoseCertificateIsNotTheOffersFingerprintIsRemoved() throws {
+        let fx = try RelayFixture()
+        let other = try DTLSCertificate.generate()
+        let g = try joinWebRTC(fx, room: "r", name: "impostor", ssrc: 1111, transport: transport(fingerprint: other.fingerprint))
+        let c = TestClient()
+        XCTAssertNotNil(c.bind(to: fx.mediaAddress, grant: g))
+        fx.waitUntilLatched("r", "impostor", c)
+        let e = try DTLSEndpoint(context: clientContext, role: .client, remoteFingerprint: nil)
+        handshake(e, over: c, to: fx.mediaAddress)
+        waitUntil("transport failed") {
+            fx.events.all.contains { if case .transportFailed("r", "impostor", let why) = $0 { return why.contains("fingerprint") }; return false }
+        }
+        XCTAssertEqual(fx.counter("parley_relay_dtls_handshakes_total", [("result", "failed")]), 1)
+    }
+}

@@ -162,7 +162,8 @@ public final class ChatService: SignallingFeature {
         }
         do {
             switch r {
-            case .send(let to, let clientId, let text): try send(to: to, clientId: clientId, text: text, from: key, reply: reply)
+            case .send(let to, let clientId, let text, let attachments):
+                try send(to: to, clientId: clientId, text: text, attachments: attachments, from: key, reply: reply)
             case .createGroup(let name, let members):
                 try takeBudget(key.user)
                 try store.createGroup(creator: key.user, device: key.device, name: name, members: members,
@@ -245,10 +246,11 @@ public final class ChatService: SignallingFeature {
 
     // MARK: Send
 
-    private func send(to: ChatTarget, clientId: String, text: String, from key: SessionKey, reply: SignallingReply) throws {
+    private func send(to: ChatTarget, clientId: String, text: String, attachments: [String], from key: SessionKey,
+                      reply: SignallingReply) throws {
         guard to != .user(key.user) else { throw SignallingError(.badRequest, "\"to\" must name another user") }
         try takeBudget(key.user)
-        try store.send(from: key.user, device: key.device, to: to, clientId: clientId, text: text,
+        try store.send(from: key.user, device: key.device, to: to, clientId: clientId, text: text, attachments: attachments,
                        completion: core.onSignallingThread { [self] result in stored(result, from: key, reply: reply) })
     }
 
@@ -411,6 +413,7 @@ public final class ChatService: SignallingFeature {
             return SignallingError(.notMember, "not a member of conversation \(c)")
         case ChatRefusal.notAdmin(let c): return SignallingError(.forbidden, "only an administrator of group \(c) may do that")
         case ChatRefusal.notAGroup(let c): return SignallingError(.badRequest, "conversation \(c) is not a group")
+        case ChatRefusal.unknownMedia(let id): return SignallingError(.badRequest, "no attachment \(id) that you may send (upload it with PUT /media)")
         case ChatRefusal.groupFull(let n):
             metrics.refusedGroupFull.inc()
             return SignallingError(.groupFull, "a group has at most \(n) members")

@@ -23,6 +23,8 @@ public struct StoredMessage: Sendable, Equatable {
     public var body: String
     /// Milliseconds since the Unix epoch.
     public var sentAt: Int64
+    /// The attachments as JSON text (an array of `{id, size, contentType, thumbnail}`), if any.
+    public var attachments: String? = nil
     /// The other user of a direct conversation (from the sender's side: the recipient); nil in a group.
     public var to: String?
 
@@ -40,6 +42,7 @@ public struct StoredMessage: Sendable, Equatable {
             o["text"] = .string(body)
         case .group: o["event"] = (try? JSONValue.parse(body)) ?? .null
         }
+        if let attachments, let a = try? JSONValue.parse(attachments) { o["attachments"] = a }
         if ackRequested { o["ack"] = true }
         return .object(o)
     }
@@ -67,6 +70,7 @@ public enum ChatRefusal: Error, Sendable, Equatable {
     case notAdmin(conversation: Int64)
     case notAGroup(conversation: Int64)
     case groupFull(limit: Int)
+    case unknownMedia(String)
 }
 
 /// The chat database (DATA-DIR/chat.db, SQLite in WAL mode) and the
@@ -152,6 +156,20 @@ public final class ChatStore: Sendable {
                 last_seen_visibility TEXT NOT NULL DEFAULT 'contacts') WITHOUT ROWID;
             """)
         },
+        Migration("media") { db in
+            try db.execute("""
+            CREATE TABLE media(
+                id TEXT PRIMARY KEY,                    -- hex SHA-256 of the bytes, the file DATA-DIR/media/ID
+                size INTEGER NOT NULL, content_type TEXT NOT NULL,
+                thumbnail INTEGER NOT NULL DEFAULT 0,   -- DATA-DIR/media/ID.jpg exists
+                created_at INTEGER NOT NULL) WITHOUT ROWID;
+            CREATE TABLE media_owners(id TEXT NOT NULL, user TEXT NOT NULL, PRIMARY KEY(id, user)) WITHOUT ROWID;
+            CREATE TABLE message_media(
+                media TEXT NOT NULL, conversation INTEGER NOT NULL, seq INTEGER NOT NULL,
+                PRIMARY KEY(media, conversation, seq)) WITHOUT ROWID;
+            ALTER TABLE messages ADD COLUMN attachments TEXT;   -- JSON array, as in chat.message
+            """)
+        },
     ]
 
     // MARK: Messages
@@ -170,7 +188,7 @@ public final class ChatStore: Sendable {
     /// giving it the conversation's next seq; a `clientId` the sender used
     /// before returns that message instead.
     public func send(from sender: String, device: String, to target: ChatTarget, clientId: String, text: String,
-                     completion: @escaping @Sendable (Result<Sent, Error>) -> Void) throws {
+                     attachments: [String] = [], completion: @escaping @Sendable (Result<Sent, Error>) -> Void) throws {
         try submit({ db in
             if let old = try db.rows("SELECT conversation, seq FROM messages WHERE sender = ? AND client_id = ?",
                                      [.text(sender), .text(clientId)], { ($0.int64(0), $0.int64(1)) }).first {
@@ -187,7 +205,18 @@ public final class ChatStore: Sendable {
             case .group(let id):
                 (info, members) = try Self.membership(db, user: sender, conversation: id)
             }
-            let message = try Self.append(db, info, sender: sender, device: device, clientId: clientId, kind: .text, body: text)
+            var described: [JSONValue] = []
+            for id in attachments {
+                guard let m = try Self.media(db, id, readableBy: sender) else { throw ChatRefusal.unknownMedia(id) }
+                described.append(["id": .string(id), "size": JSONValue(Int(m.size)), "contentType": .string(m.contentType),
+                                  "thumbnail": .bool(m.thumbnail)])
+            }
+            let message = try Self.append(db, info, sender: sender, device: device, clientId: clientId, kind: .text, body: text,
+                                          attachments: described.isEmpty ? nil : JSONValue.array(described).serialized)
+            for id in attachments {
+                try db.run("INSERT OR IGNORE INTO message_media(media, conversation, seq) VALUES (?, ?, ?)",
+                           [.text(id), .integer(info.id), .integer(message.seq)])
+            }
             return Sent(message: message, members: members, duplicate: false)
         }, completion: completion)
     }
@@ -286,6 +315,42 @@ public final class ChatStore: Sendable {
             }
             return (name, info.last, members)
         }, completion: completion)
+    }
+
+    // MARK: Media
+
+    /// A stored attachment.
+    public struct Media: Sendable, Equatable {
+        public var size: Int64
+        public var contentType: String
+        public var thumbnail: Bool
+    }
+
+    /// Records that `owner` uploaded media `id` (stored in DATA-DIR/media by then).
+    public func registerMedia(_ id: String, size: Int, contentType: String, thumbnail: Bool, owner: String,
+                              completion: @escaping @Sendable (Result<Media, Error>) -> Void) throws {
+        try submit({ db in
+            try db.run("INSERT OR IGNORE INTO media(id, size, content_type, thumbnail, created_at) VALUES (?, ?, ?, ?, ?)",
+                       [.text(id), .integer(Int64(size)), .text(contentType), .integer(thumbnail ? 1 : 0), .integer(Self.nowMilliseconds())])
+            if thumbnail { try db.run("UPDATE media SET thumbnail = 1 WHERE id = ?", [.text(id)]) }
+            try db.run("INSERT OR IGNORE INTO media_owners(id, user) VALUES (?, ?)", [.text(id), .text(owner)])
+            return try Self.media(db, id, readableBy: owner)!
+        }, completion: completion)
+    }
+
+    /// Media `id` if `user` may read it (it uploaded it, or it is attached to a
+    /// message of a conversation the user is in, sent since the user joined); else nil.
+    public func media(_ id: String, readableBy user: String, completion: @escaping @Sendable (Result<Media?, Error>) -> Void) throws {
+        try submit({ db in try Self.media(db, id, readableBy: user) }, completion: completion)
+    }
+
+    static func media(_ db: Database, _ id: String, readableBy user: String) throws -> Media? {
+        try db.rows("""
+            SELECT size, content_type, thumbnail FROM media WHERE id = ?1 AND (
+                EXISTS (SELECT 1 FROM media_owners WHERE id = ?1 AND user = ?2)
+                OR EXISTS (SELECT 1 FROM message_media mm JOIN members mb ON mb.conversation = mm.conversation AND mb.user = ?2
+                           WHERE mm.media = ?1 AND mm.seq > mb.joined_seq))
+            """, [.text(id), .text(user)]) { r in Media(size: r.int64(0), contentType: r.string(1) ?? "", thumbnail: r.int64(2) != 0) }.first
     }
 
     // MARK: Presence
@@ -522,25 +587,29 @@ public final class ChatStore: Sendable {
 
     /// Stores the conversation's next message.
     static func append(_ db: Database, _ c: Conversation, sender: String, device: String, clientId: String,
-                       kind: StoredMessage.Kind, body: String) throws -> StoredMessage {
+                       kind: StoredMessage.Kind, body: String, attachments: String? = nil) throws -> StoredMessage {
         let seq = c.last + 1, now = nowMilliseconds()
         try db.run("UPDATE conversations SET last_seq = ? WHERE id = ?", [.integer(seq), .integer(c.id)])
         try db.run("""
-            INSERT INTO messages(conversation, seq, sender, sender_device, client_id, kind, body, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-            """, [.integer(c.id), .integer(seq), .text(sender), .text(device), .text(clientId), .text(kind.rawValue), .text(body), .integer(now)])
+            INSERT INTO messages(conversation, seq, sender, sender_device, client_id, kind, body, sent_at, attachments)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, [.integer(c.id), .integer(seq), .text(sender), .text(device), .text(clientId), .text(kind.rawValue), .text(body),
+                  .integer(now), attachments.map { .text($0) } ?? .null])
         return StoredMessage(id: db.lastInsertRowID, conversation: c.id, seq: seq, sender: sender, senderDevice: device,
-                             clientId: clientId, kind: kind, body: body, sentAt: now, to: c.isGroup ? nil : (c.a == sender ? c.b : c.a))
+                             clientId: clientId, kind: kind, body: body, sentAt: now, attachments: attachments,
+                             to: c.isGroup ? nil : (c.a == sender ? c.b : c.a))
     }
 
     /// Messages of `c` matching `condition` (SQL after `WHERE conversation = ? AND`).
     static func messages(_ db: Database, _ c: Conversation, where condition: String, _ values: [SQLValue]) throws -> [StoredMessage] {
         try db.rows("""
-            SELECT id, seq, sender, sender_device, client_id, kind, body, sent_at FROM messages WHERE conversation = ? AND \(condition)
+            SELECT id, seq, sender, sender_device, client_id, kind, body, sent_at, attachments FROM messages WHERE conversation = ? AND \(condition)
             """, [.integer(c.id)] + values) { r in
             let sender = r.string(2) ?? ""
             return StoredMessage(id: r.int64(0), conversation: c.id, seq: r.int64(1), sender: sender, senderDevice: r.string(3) ?? "",
                                  clientId: r.string(4) ?? "", kind: StoredMessage.Kind(rawValue: r.string(5) ?? "") ?? .text,
-                                 body: r.string(6) ?? "", sentAt: r.int64(7), to: c.isGroup ? nil : (c.a == sender ? c.b : c.a))
+                                 body: r.string(6) ?? "", sentAt: r.int64(7), attachments: r.string(8),
+                                 to: c.isGroup ? nil : (c.a == sender ? c.b : c.a))
         }
     }
 

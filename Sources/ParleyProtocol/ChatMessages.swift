@@ -27,7 +27,8 @@ public enum LastSeenVisibility: String, Sendable, Equatable {
 
 public enum ChatRequest: Sendable, Equatable {
     /// A message to a user (`to`) or a group (`group`); `clientId` makes a resend idempotent.
-    case send(to: ChatTarget, clientId: String, text: String)
+    /// `attachments` are ids of media (`PUT /media`) the sender may read.
+    case send(to: ChatTarget, clientId: String, text: String, attachments: [String])
     /// A new group named `name` with the sender (its administrator) and `members`.
     case createGroup(name: String, members: [String])
     /// A change to group `conversation`.
@@ -56,6 +57,14 @@ public enum ChatRequest: Sendable, Equatable {
                                "chat.group.create", "chat.group.rename", "chat.group.add", "chat.group.remove",
                                "chat.group.leave", "chat.group.members", "chat.presence", "chat.privacy", "chat.typing"]
 
+    /// The most attachments one message may carry.
+    public static let maxAttachments = 10
+
+    /// Whether `id` has the form of a media id (the SHA-256 of its bytes, 64 lowercase hex digits).
+    public static func isMediaID(_ id: String) -> Bool {
+        id.utf8.count == 64 && id.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+    }
+
     /// The most users one `chat.presence` may ask about.
     public static let maxPresenceUsers = 256
 
@@ -82,7 +91,15 @@ public enum ChatRequest: Sendable, Equatable {
             case (nil, let group?): target = .group(group)
             default: throw r.fail("name either \"to\" (a user) or \"group\" (a group's conversation)")
             }
-            self = .send(to: target, clientId: try r.string("clientId", maxBytes: Self.maxClientIdBytes), text: text)
+            var attachments: [String] = []
+            if let a = r.fields["attachments"], a != .null {
+                guard let list = a.arrayValue, list.count <= Self.maxAttachments,
+                      list.allSatisfy({ $0.stringValue.map(Self.isMediaID) ?? false }) else {
+                    throw r.fail("\"attachments\" must be an array of at most \(Self.maxAttachments) media ids (64 hex digits)")
+                }
+                attachments = list.compactMap(\.stringValue)
+            }
+            self = .send(to: target, clientId: try r.string("clientId", maxBytes: Self.maxClientIdBytes), text: text, attachments: attachments)
         case "chat.group.create":
             self = .createGroup(name: try r.string("name"), members: try r.users("members"))
         case "chat.group.rename":
@@ -136,8 +153,9 @@ public enum ChatRequest: Sendable, Equatable {
     /// The request as a client sends it.
     public var request: ClientRequest {
         switch self {
-        case .send(let to, let clientId, let text):
+        case .send(let to, let clientId, let text, let attachments):
             var o: [String: JSONValue] = ["clientId": .string(clientId), "text": .string(text)]
+            if !attachments.isEmpty { o["attachments"] = .array(attachments.map { .string($0) }) }
             switch to {
             case .user(let u): o["to"] = .string(u)
             case .group(let g): o["group"] = JSONValue(Int(g))
@@ -208,11 +226,11 @@ extension ClientRequest {
         return users
     }
 
-    public static func chatSend(to: String, clientId: String, text: String) -> ClientRequest {
-        ChatRequest.send(to: .user(to), clientId: clientId, text: text).request
+    public static func chatSend(to: String, clientId: String, text: String, attachments: [String] = []) -> ClientRequest {
+        ChatRequest.send(to: .user(to), clientId: clientId, text: text, attachments: attachments).request
     }
-    public static func chatSend(group: Int64, clientId: String, text: String) -> ClientRequest {
-        ChatRequest.send(to: .group(group), clientId: clientId, text: text).request
+    public static func chatSend(group: Int64, clientId: String, text: String, attachments: [String] = []) -> ClientRequest {
+        ChatRequest.send(to: .group(group), clientId: clientId, text: text, attachments: attachments).request
     }
     public static func chatCreateGroup(name: String, members: [String]) -> ClientRequest {
         ChatRequest.createGroup(name: name, members: members).request

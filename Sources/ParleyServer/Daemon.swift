@@ -124,6 +124,7 @@ public enum Daemon {
                 recording.shutdown()
                 throw error
             }
+            if let chat = front.chat { try ChatMediaRoutes.install(on: router, config: config, pool: pool, chat: chat) }
             return Parts(http: front.http, relay: relay, stun: stun, pool: pool, lock: lock, recording: recording, chat: front.chat,
                          readyLines: lines + front.readyLines)
         } catch {

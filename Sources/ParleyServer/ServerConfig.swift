@@ -124,6 +124,9 @@ public struct ServerConfig: Sendable, Equatable {
     public var chatSyncPage = 500
     /// Members one chat group may have.
     public var chatMaxGroupMembers = 256
+    /// Largest `PUT /media` body, and bytes all attachments may take in DATA-DIR/media.
+    public var chatMediaMaxBytes = 64 << 20
+    public var chatMediaMaxTotalBytes = 10 << 30
     /// Milliseconds a user must stay offline before its contacts are told.
     public var chatPresenceDebounceMs = 2000
     /// Chat store operations that may wait for its writer thread before chat answers `busy`.
@@ -193,6 +196,8 @@ public struct ServerConfig: Sendable, Equatable {
         ("chat-max-devices", "devices of one user that get chat at once; more are refused too_many_devices (default 8)"),
         ("chat-sync-page", "messages per sync page; the device acks a page's last message to get the next (default 500)"),
         ("chat-max-group-members", "members one chat group may have, its creator included (default 256)"),
+        ("chat-media-max-bytes", "largest chat attachment (PUT /media body) in bytes; 413 past it (default 67108864)"),
+        ("chat-media-max-total-bytes", "bytes all chat attachments and thumbnails may take in DATA-DIR/media; PUT /media answers 507 past it (default 10737418240)"),
         ("chat-presence-debounce-ms", "milliseconds a chat user must stay offline before its contacts are told (default 2000)"),
         ("chat-queue", "chat store operations waiting for the writer thread before chat answers busy (default 10000)"),
         ("chat-durability", "process: a sent message survives the server dying; fsync: it survives power loss, one fsync per group commit (default process)"),
@@ -294,6 +299,8 @@ public struct ServerConfig: Sendable, Equatable {
         case "chat-max-devices": chatMaxDevices = try int(1...100)
         case "chat-sync-page": chatSyncPage = try int(1...10_000)
         case "chat-max-group-members": chatMaxGroupMembers = try int(2...100_000)
+        case "chat-media-max-bytes": chatMediaMaxBytes = try int(1024...(1 << 40))
+        case "chat-media-max-total-bytes": chatMediaMaxTotalBytes = try int(1024...(1 << 50))
         case "chat-presence-debounce-ms": chatPresenceDebounceMs = try int(0...600_000)
         case "chat-queue": chatQueue = try int(1...1_000_000)
         case "chat-durability":

@@ -187,10 +187,8 @@ final class UploadSink: HTTPBodySink {
     /// The connection's loop.
     let loop: EventLoop
     let subject: String
-    let partial: String
-    private var fd: Int32 = -1
-    private let hasher = SHA256()
-    private var size = 0
+    private let file: HashingFileWriter
+    private var size: Int { file.size }
     /// Bytes held against the caps for this upload.
     private var reserved = 0
     /// `finish` or `abort` ran.
@@ -206,14 +204,12 @@ final class UploadSink: HTTPBodySink {
         self.pool = pool
         self.loop = loop
         self.subject = subject
-        partial = store.dir + "/.partial-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
         try store.reserve(expected, for: subject)
         reserved = expected
-        fd = open(partial, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            let why = String(cString: strerror(errno))
-            abort()
-            throw TranscodeError.failed("cannot create \(partial): \(why)")
+        do { file = try HashingFileWriter(directory: store.dir) } catch {
+            store.release(expected, for: subject)
+            settled = true
+            throw error
         }
     }
 
@@ -225,25 +221,14 @@ final class UploadSink: HTTPBodySink {
             try store.reserve(size + bytes.count - reserved, for: subject)
             reserved = size + bytes.count
         }
-        hasher.update(bytes)
-        size += bytes.count
         Self.bytes.inc(bytes.count)
-        try bytes.withUnsafeBytes { b in
-            var off = 0
-            while off < b.count {
-                let n = Glibc.write(fd, b.baseAddress! + off, b.count - off)
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { throw TranscodeError.failed("writing the upload: \(String(cString: strerror(errno)))") }
-                off += n
-            }
-        }
+        try file.write(bytes)
     }
 
     func finish(_ responder: HTTPResponder) {
         settled = true
-        let id = SHA256.hex(hasher.finish())
-        let (fd, size, reserved, partial, store, subject) = (self.fd, self.size, self.reserved, self.partial, self.store, self.subject)
-        self.fd = -1
+        let (fd, id, size) = file.finish()
+        let (reserved, partial, store, subject) = (self.reserved, file.partial, self.store, self.subject)
         @Sendable func discard() {
             close(fd)
             unlink(partial)
@@ -274,8 +259,7 @@ final class UploadSink: HTTPBodySink {
 
     func abort() {
         settled = true
-        if fd >= 0 { close(fd); fd = -1 }
-        unlink(partial)
+        file.discard()
         store.release(reserved, for: subject)
         reserved = 0
     }
@@ -283,6 +267,54 @@ final class UploadSink: HTTPBodySink {
     /// Whether `id` has the form of an upload id (64 lowercase hex digits).
     static func isUploadID(_ id: String) -> Bool {
         id.utf8.count == 64 && id.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+    }
+}
+
+/// A request body streamed to a new partial file in `directory` while its
+/// SHA-256 is computed, on the connection's loop (local writes of at most
+/// one read each): the part that content-addressed uploads share
+/// (`PUT /uploads`, `PUT /media`). The owner finishes it (fsync, rename to
+/// the id) off the loop, or discards it.
+final class HashingFileWriter {
+    let partial: String
+    private var fd: Int32
+    private let hasher = SHA256()
+    private(set) var size = 0
+
+    init(directory: String) throws {
+        partial = directory + "/.partial-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        fd = open(partial, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw HTTPRefusal(.internalServerError, "cannot create \(partial): \(String(cString: strerror(errno)))") }
+    }
+
+    deinit { discard() }
+
+    func write(_ bytes: [UInt8]) throws {
+        hasher.update(bytes)
+        size += bytes.count
+        try bytes.withUnsafeBytes { b in
+            var off = 0
+            while off < b.count {
+                let n = Glibc.write(fd, b.baseAddress! + off, b.count - off)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { throw HTTPRefusal(.internalServerError, "writing the upload: \(String(cString: strerror(errno)))") }
+                off += n
+            }
+        }
+    }
+
+    /// The open file (the caller fsyncs and closes it), the content's id (hex SHA-256) and size.
+    func finish() -> (fd: Int32, id: String, size: Int) {
+        defer { fd = -1 }
+        return (fd, SHA256.hex(hasher.finish()), size)
+    }
+
+    /// Closes and removes the partial file (unless `finish` handed it over).
+    func discard() {
+        guard fd >= 0 else { return }
+        close(fd)
+        fd = -1
+        unlink(partial)
     }
 }
 

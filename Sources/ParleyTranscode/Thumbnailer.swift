@@ -30,6 +30,13 @@ final class Thumbnailer {
 
     /// Writes `thumbs/seg_NNNNN.jpg` for segment `index`; returns its relative path.
     func write(_ frame: Frame, index: Int) throws -> String {
+        let name = String(format: "seg_%05d.jpg", index)
+        try jpeg(frame).write(to: dir.appendingPathComponent(name))
+        return "thumbs/" + name
+    }
+
+    /// The frame scaled down, as one JPEG.
+    func jpeg(_ frame: Frame) throws -> Data {
         let small = try scaler.scale(frame)
         small.pts = Int64(count)
         small.forceKeyframe = false
@@ -40,8 +47,36 @@ final class Thumbnailer {
             data.append(pkt.data)
             pkt.unref()
         }
-        let name = String(format: "seg_%05d.jpg", index)
-        try data.write(to: dir.appendingPathComponent(name))
-        return "thumbs/" + name
+        return data
+    }
+}
+
+/// A still for a chat attachment: an image scaled down, or a video's first
+/// frame (its poster frame), as a JPEG at most `width` pixels wide.
+public enum PosterFrame {
+    /// Writes the JPEG for the image or video at `input` to `output`; throws
+    /// when `input` has no decodable picture.
+    public static func write(from input: String, to output: String, width: Int = 320) throws {
+        let demuxer = try Demuxer(url: input)
+        guard let stream = demuxer.bestStream(.video) else { throw MediaError("poster frame", "no picture in \(input)") }
+        demuxer.discardAll(except: [stream.index])
+        let decoder = try Decoder(demuxer: demuxer, stream: stream, threads: 1)
+        let packet = Packet(), frame = Frame()
+        var more = true
+        while true {
+            if try decoder.receive(into: frame) {
+                let t = try Thumbnailer(dir: URL(fileURLWithPath: "/"), source: (frame.width, frame.height, frame.pixelFormat), width: width)
+                try t.jpeg(frame).write(to: URL(fileURLWithPath: output))
+                return
+            }
+            guard more else { throw MediaError("poster frame", "no frame decoded from \(input)") }
+            more = try demuxer.read(into: packet)
+            if more {
+                if packet.streamIndex == stream.index { _ = try decoder.send(packet) }
+                packet.unref()
+            } else {
+                _ = try decoder.send(nil)
+            }
+        }
     }
 }

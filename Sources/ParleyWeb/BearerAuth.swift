@@ -36,6 +36,8 @@ extension HTTPServerResponse {
 /// token means the same on `/ws` and on HTTP, and tests can plug in a fake.
 public struct BearerAuth: Sendable {
     public enum Grant: Sendable {
+        /// Any valid token: the caller is its `sub` (chat media).
+        case user
         /// `trn` (or `adm`): uploads, transcoding jobs, private HLS assets.
         case transcode
         /// `adm`: the admin API, and `/metrics` from off the host (see `metrics-access`).
@@ -43,12 +45,14 @@ public struct BearerAuth: Sendable {
 
         var message: String {
             switch self {
+            case .user: "a token is required (parley token)"
             case .transcode: "a token with the transcode grant is required (parley token --can-transcode)"
             case .admin: "an admin token is required (parley token --admin)"
             }
         }
         func granted(by c: AuthClaims) -> Bool {
             switch self {
+            case .user: true
             case .transcode: c.isAdmin || c.canTranscode
             case .admin: c.isAdmin
             }

@@ -2,6 +2,7 @@ import XCTest
 import Foundation
 import ParleyCore
 import ParleyIO
+import ParleyWeb
 import ParleyTestSupport
 @testable import ParleyServer
 @testable import ParleyProtocol
@@ -355,5 +356,102 @@ final class ChatPresenceTests: ChatTestCase {
         XCTAssertEqual(t["typing"], true)
         XCTAssertEqual(try mallory.request(.chatTyping(conversation))["code"], "not_member")
         XCTAssertEqual(try bob.call(.chatHistory(conversation: conversation))["messages"]?.arrayValue?.count, 1, "typing is not a message")
+    }
+}
+
+/// Attachments: `PUT /media` (streamed, capped, deduplicated by SHA-256),
+/// `GET /media/{id}` for conversation members only, with ranges, and
+/// thumbnails made through ParleyMedia; checked with curl, ffmpeg and ffprobe.
+final class ChatMediaTests: ChatTestCase {
+    var pool: BlockingPool!
+
+    override func tearDown() {
+        super.tearDown()
+        pool?.shutdown()
+    }
+
+    func startWithMedia(maxBytes: Int = 8 << 20) throws {
+        try start()
+        pool = BlockingPool(threads: 2)
+        var config = ServerConfig()
+        config.dataDir = server.dataDir
+        config.chatMediaMaxBytes = maxBytes
+        try ChatMediaRoutes.install(on: server.front.router, config: config, pool: pool, chat: server.front.chat!)
+    }
+
+    /// curl against the server: (HTTP status, body) with `user`'s token.
+    func curl(_ user: String, _ args: [String]) throws -> (status: Int, body: String) {
+        let r = try runTool("curl", ["-sS", "-w", "\n%{http_code}", "-H", "Authorization: Bearer \(token(user))"] + args)
+        XCTAssertEqual(r.status, 0, r.err)
+        let lines = r.out.split(separator: "\n", omittingEmptySubsequences: false)
+        return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+    }
+
+    func upload(_ user: String, _ file: String, type: String) throws -> (status: Int, json: JSONValue) {
+        let r = try curl(user, ["-X", "PUT", "-H", "Content-Type: \(type)", "--data-binary", "@" + file, server.httpURL + "/media"])
+        return (r.status, (try? JSONValue.parse(r.body)) ?? .null)
+    }
+
+    func testAttachmentsAreStoredOnceAndServedOnlyToConversationMembers() throws {
+        try startWithMedia()
+        let dir = tempDir("chat-media")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let image = dir + "/picture.png"
+        XCTAssertEqual(try runTool("ffmpeg", ["-v", "error", "-f", "lavfi", "-i", "testsrc2=s=640x360", "-frames:v", "1", image]).status, 0)
+        let sha = try runTool("sha256sum", [image]).out.split(separator: " ").first.map(String.init)
+
+        let first = try upload("alice", image, type: "image/png")
+        XCTAssertEqual(first.status, 201)
+        let id = try XCTUnwrap(first.json["id"]?.stringValue)
+        XCTAssertEqual(id, sha, "named by the SHA-256 of its bytes")
+        XCTAssertEqual(first.json["thumbnail"], true)
+        let again = try upload("bob", image, type: "image/png")
+        XCTAssertEqual(again.status, 200)
+        XCTAssertEqual(again.json["deduplicated"], true)
+        let stored = try FileManager.default.contentsOfDirectory(atPath: server.dataDir + "/media").filter { !$0.hasPrefix(".") }.sorted()
+        XCTAssertEqual(stored, [id, id + ".jpg"], "one file and its thumbnail for both uploads")
+
+        // Carol may not read it until a message of hers carries it; mallory never.
+        XCTAssertEqual(try curl("carol", ["-o", "/dev/null", server.httpURL + "/media/" + id]).status, 404)
+        let alice = try device("alice"), carol = try device("carol")
+        try alice.call(.chatSend(to: "carol", clientId: "pic", text: "look", attachments: [id]))
+        let m = try carol.nextEvent("chat.message")
+        XCTAssertEqual(m["attachments"]?.arrayValue?.first?["id"]?.stringValue, id)
+        XCTAssertEqual(m["attachments"]?.arrayValue?.first?["contentType"], "image/png")
+        let copy = dir + "/copy.png"
+        XCTAssertEqual(try curl("carol", ["-o", copy, server.httpURL + "/media/" + id]).status, 200)
+        XCTAssertEqual(FileManager.default.contents(atPath: copy), FileManager.default.contents(atPath: image))
+        let part = try curl("carol", ["-H", "Range: bytes=1-3", server.httpURL + "/media/" + id])
+        XCTAssertEqual(part.status, 206)
+        XCTAssertEqual(Array(part.body.utf8), [0x50, 0x4E, 0x47], "bytes 1-3 of a PNG are \"PNG\"")
+        let thumb = dir + "/thumb.jpg"
+        XCTAssertEqual(try curl("carol", ["-o", thumb, server.httpURL + "/media/" + id + "/thumbnail"]).status, 200)
+        let probe = try runTool("ffprobe", ["-v", "error", "-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0", thumb])
+        XCTAssertEqual(probe.out.trimmingCharacters(in: .whitespacesAndNewlines), "mjpeg,320,180")
+
+        let mallory = try device("mallory")
+        XCTAssertEqual(try curl("mallory", ["-o", "/dev/null", server.httpURL + "/media/" + id]).status, 404)
+        XCTAssertEqual(try mallory.request(.chatSend(to: "carol", clientId: "steal", text: "x", attachments: [id]))["code"], "bad_request",
+                       "an id one may not read cannot be attached")
+        XCTAssertEqual(try runTool("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", server.httpURL + "/media/" + id]).out, "401")
+    }
+
+    func testAVideoGetsAPosterFrameAndTheSizeCapHolds() throws {
+        try startWithMedia(maxBytes: 4 << 20)
+        let video = try upload("alice", repositoryPath("samples/sample-720p-12s.mp4"), type: "video/mp4")
+        XCTAssertEqual(video.status, 201)
+        XCTAssertEqual(video.json["thumbnail"], true)
+        XCTAssertEqual(video.json["contentType"], "video/mp4")
+        let dir = tempDir("chat-media-cap")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let big = dir + "/big.bin"
+        FileManager.default.createFile(atPath: big, contents: Data(repeating: 7, count: (4 << 20) + 1))
+        XCTAssertEqual(try upload("alice", big, type: "application/octet-stream").status, 413)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: server.dataDir + "/media").filter { $0.hasPrefix(".partial") }, [],
+                       "the refused body left no partial file")
+        // A script type is stored as bytes, never served as HTML.
+        let page = dir + "/page.html"
+        FileManager.default.createFile(atPath: page, contents: Data("<script>alert(1)</script>".utf8))
+        XCTAssertEqual(try upload("alice", page, type: "text/html").json["contentType"], "application/octet-stream")
     }
 }

@@ -47,7 +47,7 @@ enum LoadCommand {
       --publishers-per-room N   the first N of each room publish (default: all)
       --duration D              media time after the last participant started (default 10s)
       --ramp D                  start participants evenly over D (default 0)
-      --audio opus|none         audio track (default opus)
+      --audio opus|none         audio track (default opus); --no-audio is --audio none
       --video RATE@FPS          video track, e.g. 1.5mbps@30 (default none)
       --keyframe-interval D     video keyframe interval (default 2s; after --video)
       --suite CM|GCM            SRTP suite (AES_CM_128_HMAC_SHA1_80 or AEAD_AES_128_GCM; default CM)

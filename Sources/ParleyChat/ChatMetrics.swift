@@ -22,6 +22,8 @@ public struct ChatMetrics: Sendable {
     /// `chat.presence` and `chat.typing` events sent to devices.
     public let presenceEvents: Counter
     public let typingEvents: Counter
+    /// Messages deleted by retention.
+    public let pruned: Counter
     /// Syncs run (on connect and on `chat.sync`).
     public let syncs: Counter
     /// From a store operation's submit to its commit.
@@ -47,6 +49,7 @@ public struct ChatMetrics: Sendable {
         refusedGroupFull = registry.counter(refused, help: fHelp, labels: [("reason", "group_full")])
         presenceEvents = registry.counter("parley_chat_presence_events_total", help: "chat.presence events sent to contacts' devices")
         typingEvents = registry.counter("parley_chat_typing_events_total", help: "chat.typing events passed on to members' devices")
+        pruned = registry.counter("parley_chat_pruned_total", help: "Chat messages deleted by retention (chat-retention)")
         syncs = registry.counter("parley_chat_syncs_total", help: "Chat syncs run (on connect and on chat.sync)")
         commitSeconds = registry.histogram("parley_chat_commit_seconds",
                                            help: "Chat store operations from submit to group commit",

@@ -17,6 +17,10 @@ public struct ChatConfig: Sendable {
     public var syncPage = 500
     /// Members one group may have, its creator included (`chat-max-group-members`).
     public var maxGroupMembers = 256
+    /// How long delivered messages are kept (`chat-retention`).
+    public var retention = ChatStore.Retention.delivered
+    /// Seconds between prunes of delivered messages (the first runs at start).
+    public var pruneIntervalSeconds = 60.0
     /// Seconds a user must stay offline before contacts are told (`chat-presence-debounce-ms`): a flapping connection tells nobody.
     public var presenceDebounceSeconds = 2.0
     public init() {}
@@ -84,6 +88,19 @@ public final class ChatService: SignallingFeature {
         self.metrics = metrics
         self.log = logger
         core.register(self)
+        prune()
+    }
+
+    /// Deletes what `retention` no longer keeps, now and every `pruneIntervalSeconds`.
+    private func prune() {
+        let metrics = self.metrics, log = self.log
+        try? store.prune(config.retention) { result in
+            switch result {
+            case .success(let n): metrics.pruned.inc(n)
+            case .failure(let e): log.warn("chat prune failed", ["error": .string("\(e)")])
+            }
+        }
+        core.scheduler.schedule(afterSeconds: config.pruneIntervalSeconds) { [weak self] in self?.prune() }
     }
 
     // MARK: SignallingFeature

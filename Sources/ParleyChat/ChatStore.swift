@@ -535,6 +535,84 @@ public final class ChatStore: Sendable {
         }, completion: completion)
     }
 
+    // MARK: Retention and the admin view
+
+    /// How long a message is kept once every member has it: delivered to
+    /// every member, and acknowledged by every device that has synced the
+    /// conversation. Messages not yet delivered are kept until they are.
+    public enum Retention: Sendable, Equatable {
+        /// Deleted once delivered (the default, as WhatsApp's servers do).
+        case delivered
+        /// Kept this many days after they were sent, once delivered.
+        case days(Int)
+        /// Never deleted.
+        case forever
+    }
+
+    /// Deletes the messages `retention` no longer keeps; returns how many.
+    public func prune(_ retention: Retention, completion: @escaping @Sendable (Result<Int, Error>) -> Void) throws {
+        try submit({ db in
+            let before: Int64
+            switch retention {
+            case .forever: return 0
+            case .delivered: before = Int64.max
+            case .days(let d): before = Self.nowMilliseconds() - Int64(d) * 86_400_000
+            }
+            // A message goes once every other member has it, and every device that syncs the conversation
+            // (but the one that sent it) has acknowledged it.
+            let conversations = try db.rows("SELECT DISTINCT conversation FROM messages") { $0.int64(0) }
+            var deleted = 0
+            for conversation in conversations {
+                deleted += try db.run("""
+                    DELETE FROM messages WHERE conversation = ?1 AND sent_at < ?2
+                    AND NOT EXISTS (SELECT 1 FROM members mb WHERE mb.conversation = ?1 AND mb.user != messages.sender
+                                    AND mb.delivered_seq < messages.seq AND mb.joined_seq < messages.seq)
+                    AND NOT EXISTS (SELECT 1 FROM cursors cu WHERE cu.conversation = ?1 AND cu.delivered_seq < messages.seq
+                                    AND NOT (cu.user = messages.sender AND cu.device = messages.sender_device))
+                    """, [.integer(conversation), .integer(before)])
+            }
+            return deleted
+        }, completion: completion)
+    }
+
+    /// Totals for `GET /admin/chat`.
+    public func totals(completion: @escaping @Sendable (Result<JSONValue, Error>) -> Void) throws {
+        try submit({ db in
+            func count(_ sql: String) throws -> Int { Int(try db.rows(sql) { $0.int64(0) }.first ?? 0) }
+            return [
+                "messages": JSONValue(try count("SELECT count(*) FROM messages")),
+                "conversations": JSONValue(try count("SELECT count(*) FROM conversations WHERE kind = 'direct'")),
+                "groups": JSONValue(try count("SELECT count(*) FROM conversations WHERE kind = 'group'")),
+                "users": JSONValue(try count("SELECT count(DISTINCT user) FROM members")),
+                "media": JSONValue(try count("SELECT count(*) FROM media")),
+                "mediaBytes": JSONValue(try count("SELECT coalesce(sum(size), 0) FROM media")),
+            ]
+        }, completion: completion)
+    }
+
+    /// One user's conversations for `GET /admin/chat/users/{user}`: id, kind, name or peer, role, marks, messages stored.
+    public func user(_ user: String, completion: @escaping @Sendable (Result<JSONValue, Error>) -> Void) throws {
+        try submit({ db in
+            let conversations = try db.rows("""
+                SELECT c.id, c.kind, c.name, c.direct_a, c.direct_b, c.last_seq, mb.role, mb.delivered_seq, mb.read_seq,
+                       (SELECT count(*) FROM messages WHERE conversation = c.id)
+                FROM members mb JOIN conversations c ON c.id = mb.conversation WHERE mb.user = ? ORDER BY c.id
+                """, [.text(user)]) { r -> JSONValue in
+                var o: [String: JSONValue] = ["conversation": JSONValue(Int(r.int64(0))), "kind": .string(r.string(1) ?? ""),
+                                              "lastSeq": JSONValue(Int(r.int64(5))), "role": .string(r.string(6) ?? ""),
+                                              "delivered": JSONValue(Int(r.int64(7))), "read": JSONValue(Int(r.int64(8))),
+                                              "stored": JSONValue(Int(r.int64(9)))]
+                if let name = r.string(2) { o["name"] = .string(name) }
+                if let a = r.string(3), let b = r.string(4) { o["with"] = .string(a == user ? b : a) }
+                return .object(o)
+            }
+            let sent = try db.rows("SELECT count(*) FROM messages WHERE sender = ?", [.text(user)]) { Int($0.int64(0)) }.first ?? 0
+            let lastSeen = try db.rows("SELECT last_seen FROM users WHERE user = ?", [.text(user)]) { $0.isNull(0) ? nil : Int($0.int64(0)) }.first ?? nil
+            return ["user": .string(user), "conversations": .array(conversations), "stored": JSONValue(sent),
+                    "lastSeen": lastSeen.map { JSONValue($0) } ?? .null]
+        }, completion: completion)
+    }
+
     /// Messages stored in all (the admin view and tests).
     public func messageCount(completion: @escaping @Sendable (Result<Int, Error>) -> Void) throws {
         try submit({ db in Int(try db.rows("SELECT count(*) FROM messages") { $0.int64(0) }.first ?? 0) }, completion: completion)

@@ -124,6 +124,8 @@ public struct ServerConfig: Sendable, Equatable {
     public var chatSyncPage = 500
     /// Members one chat group may have.
     public var chatMaxGroupMembers = 256
+    /// How long delivered chat messages are kept: `delivered`, `forever`, or a number of days.
+    public var chatRetention = "delivered"
     /// Largest `PUT /media` body, and bytes all attachments may take in DATA-DIR/media.
     public var chatMediaMaxBytes = 64 << 20
     public var chatMediaMaxTotalBytes = 10 << 30
@@ -196,6 +198,7 @@ public struct ServerConfig: Sendable, Equatable {
         ("chat-max-devices", "devices of one user that get chat at once; more are refused too_many_devices (default 8)"),
         ("chat-sync-page", "messages per sync page; the device acks a page's last message to get the next (default 500)"),
         ("chat-max-group-members", "members one chat group may have, its creator included (default 256)"),
+        ("chat-retention", "how long delivered chat messages are kept: delivered (deleted once every member and syncing device has them), forever, or a number of days (default delivered)"),
         ("chat-media-max-bytes", "largest chat attachment (PUT /media body) in bytes; 413 past it (default 67108864)"),
         ("chat-media-max-total-bytes", "bytes all chat attachments and thumbnails may take in DATA-DIR/media; PUT /media answers 507 past it (default 10737418240)"),
         ("chat-presence-debounce-ms", "milliseconds a chat user must stay offline before its contacts are told (default 2000)"),
@@ -299,6 +302,11 @@ public struct ServerConfig: Sendable, Equatable {
         case "chat-max-devices": chatMaxDevices = try int(1...100)
         case "chat-sync-page": chatSyncPage = try int(1...10_000)
         case "chat-max-group-members": chatMaxGroupMembers = try int(2...100_000)
+        case "chat-retention":
+            guard value == "delivered" || value == "forever" || Int(value).map({ (1...36_500).contains($0) }) == true else {
+                throw ConfigError(key: key, "must be delivered, forever or 1-36500 days, got \"\(value)\"")
+            }
+            chatRetention = value
         case "chat-media-max-bytes": chatMediaMaxBytes = try int(1024...(1 << 40))
         case "chat-media-max-total-bytes": chatMediaMaxTotalBytes = try int(1024...(1 << 50))
         case "chat-presence-debounce-ms": chatPresenceDebounceMs = try int(0...600_000)

@@ -114,6 +114,7 @@ public final class ServerFrontEnd: Sendable {
                 _ = ChatService(core: core, store: store, config: chatConfig, logger: Logger(label: "parley.chat", level: level))
             }
             chat = store
+            ChatAdminRoutes.install(on: router, chat: store, auth: BearerAuth(secret: secret))
             signalling = s
             backend = b
         }
@@ -170,6 +171,11 @@ extension ServerConfig {
         c.syncPage = chatSyncPage
         c.maxGroupMembers = chatMaxGroupMembers
         c.presenceDebounceSeconds = Double(chatPresenceDebounceMs) / 1000
+        c.retention = switch chatRetention {
+        case "delivered": .delivered
+        case "forever": .forever
+        default: .days(Int(chatRetention) ?? 1)
+        }
         return c
     }
 

@@ -5,6 +5,7 @@ import ParleyIO
 import ParleyWeb
 import ParleyTestSupport
 @testable import ParleyServer
+import ParleyChat
 @testable import ParleyProtocol
 @testable import ParleyAuth
 
@@ -453,5 +454,52 @@ final class ChatMediaTests: ChatTestCase {
         let page = dir + "/page.html"
         FileManager.default.createFile(atPath: page, contents: Data("<script>alert(1)</script>".utf8))
         XCTAssertEqual(try upload("alice", page, type: "text/html").json["contentType"], "application/octet-stream")
+    }
+}
+
+/// Retention and the admin API.
+final class ChatRetentionTests: ChatTestCase {
+    func prune(_ retention: ChatStore.Retention) throws -> Int {
+        try waitFor { done in try! self.server.front.chat!.prune(retention, completion: done) }
+    }
+
+    func testDeliveredMessagesAreDeletedOnlyOnceEveryMemberAndDeviceHasThem() throws {
+        try start()
+        let alice = try device("alice"), bobPhone = try device("bob", "phone"), bobLaptop = try device("bob", "laptop")
+        var conversation: Int64 = 0
+        for i in 1...3 {
+            conversation = Int64(try alice.call(.chatSend(to: "bob", clientId: "r\(i)", text: "\(i)"))["conversation"]!.intValue!)
+        }
+        XCTAssertEqual(try prune(.delivered), 0, "nothing delivered yet")
+        try bobPhone.call(.chatAck(conversation: conversation, seq: 3))
+        try bobLaptop.call(.chatAck(conversation: conversation, seq: 2))
+        XCTAssertEqual(try prune(.days(1)), 0, "delivered, but younger than a day")
+        XCTAssertEqual(try prune(.forever), 0)
+        XCTAssertEqual(try prune(.delivered), 2, "seq 3 waits for the laptop")
+        XCTAssertEqual(try alice.call(.chatHistory(conversation: conversation))["messages"]?.arrayValue?.compactMap { $0["seq"]?.intValue }, [3])
+        // A deleted message does not come back in a sync; the sequence goes on.
+        XCTAssertEqual(try alice.call(.chatSend(to: "bob", clientId: "r4", text: "4"))["seq"], 4)
+    }
+
+    func testAdminRoutesCountMessagesAndDescribeAUser() throws {
+        try start { $0.chatRetention = "forever" }
+        let alice = try device("alice")
+        try alice.call(.chatSend(to: "bob", clientId: "a1", text: "x"))
+        let group = try alice.call(.chatCreateGroup(name: "g", members: ["bob", "carol"]))["conversation"]!.intValue!
+        let now = Int64(Date().timeIntervalSince1970)
+        let admin = JWT.sign(TokenClaims(subject: "ops", room: nil, issuedAt: now, expiresAt: now + 600, isAdmin: true), secret: server.secret)
+        let totals = try runTool("curl", ["-sS", "-H", "Authorization: Bearer \(admin)", server.httpURL + "/admin/chat"])
+        let t = try JSONValue.parse(totals.out)
+        XCTAssertEqual(t["messages"], 2)
+        XCTAssertEqual(t["conversations"], 1)
+        XCTAssertEqual(t["groups"], 1)
+        XCTAssertEqual(t["users"], 3)
+        let u = try JSONValue.parse(try runTool("curl", ["-sS", "-H", "Authorization: Bearer \(admin)", server.httpURL + "/admin/chat/users/alice"]).out)
+        XCTAssertEqual(u["stored"], 2)
+        XCTAssertEqual(u["conversations"]?.arrayValue?.compactMap { $0["kind"]?.stringValue }, ["direct", "group"])
+        XCTAssertEqual(u["conversations"]?.arrayValue?.last?["conversation"]?.intValue, group)
+        XCTAssertEqual(u["conversations"]?.arrayValue?.first?["with"], "bob")
+        XCTAssertEqual(try runTool("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer \(token("alice"))",
+                                            server.httpURL + "/admin/chat"]).out, "403")
     }
 }

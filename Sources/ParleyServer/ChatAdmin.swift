@@ -1,0 +1,52 @@
+import ParleyAuth
+import Foundation
+import ParleyChat
+import ParleyCore
+import ParleyWeb
+
+/// Chat's admin API (an `adm` token): `GET /admin/chat` (totals: messages
+/// stored, conversations, groups, users, media) and
+/// `GET /admin/chat/users/{user}` (a user's conversations with their marks,
+/// messages it has stored, last seen). Answered from the chat store's
+/// writer thread, like every chat read.
+enum ChatAdminRoutes {
+    static func install(on router: HTTPRouter, chat: ChatStore, auth: BearerAuth) {
+        router.add("GET", .exact("/admin/chat")) { req, responder in
+            guard admitted(req, responder, auth) else { return }
+            answer(responder) { try chat.totals(completion: $0) }
+        }
+        router.add("GET", .prefix("/admin/chat/users/")) { req, responder in
+            guard admitted(req, responder, auth) else { return }
+            let user = req.pathRemainder.removingPercentEncoding ?? req.pathRemainder
+            guard !user.isEmpty, user.utf8.count <= 256, !user.contains("/") else {
+                return responder.respond(.error(.notFound, "expected /admin/chat/users/{user}"))
+            }
+            answer(responder) { try chat.user(user, completion: $0) }
+        }
+    }
+
+    private static func admitted(_ req: HTTPServerRequest, _ responder: HTTPResponder, _ auth: BearerAuth) -> Bool {
+        do throws(HTTPRefusal) {
+            _ = try auth.require(.admin, req)
+            return true
+        } catch {
+            responder.respond(error.response)
+            return false
+        }
+    }
+
+    /// Runs a store read and answers with its JSON (503 when the store's queue is full).
+    private static func answer(_ responder: HTTPResponder,
+                               _ read: (@escaping @Sendable (Result<JSONValue, Error>) -> Void) throws -> Void) {
+        do {
+            try read { result in
+                switch result {
+                case .success(let v): responder.respond(.json(.ok, v))
+                case .failure(let e): responder.respond(.error(.internalServerError, "\(e)"))
+                }
+            }
+        } catch {
+            responder.respond(.busy)
+        }
+    }
+}

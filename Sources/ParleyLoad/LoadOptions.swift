@@ -22,7 +22,9 @@ public struct MediaLoadOptions: Sendable {
     public var suite: SRTPSuite = .default
     /// Signing secret to mint tokens with (the server's DATA-DIR/secret).
     public var secret: [UInt8]?
-    /// Tokens to use instead of minting, one per participant (their `sub`s must differ).
+    /// Tokens to use instead of minting, one per participant (their `sub`s
+    /// must differ); each joins its token's room, and participant `i` of the
+    /// file publishes when `i mod per-room` < publishers (with `pub` in the token).
     public var tokens: [String] = []
     /// Accept any server certificate (the server's is self-signed).
     public var insecure = false

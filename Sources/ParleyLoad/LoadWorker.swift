@@ -117,7 +117,7 @@ final class LoadWorker {
     }
 
     /// Adds and starts a participant. Loop only.
-    func add(room: String, name: String, token: String, publishes: Bool, bindIP: String?) {
+    func add(room: String?, name: String, token: String, publishes: Bool, bindIP: String?) {
         let p = LoadParticipant(worker: self, room: room, name: name, token: token, publishes: publishes, bindIP: bindIP)
         participants.append(p)
         stats.c.started += 1

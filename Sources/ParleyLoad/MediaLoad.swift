@@ -79,7 +79,8 @@ public enum MediaLoad {
             while next < due {
                 let room = next / o.perRoom, j = next % o.perRoom
                 let bind = o.bind.isEmpty ? nil : o.bind[next % o.bind.count]
-                byLoop[next % workers.count].append(StartRequest(room: "\(o.roomPrefix)-\(room)", name: "\(o.roomPrefix)-\(room)-\(j)",
+                // Tokens from a file name their own rooms (and users).
+                byLoop[next % workers.count].append(StartRequest(room: o.secret == nil ? nil : "\(o.roomPrefix)-\(room)", name: "\(o.roomPrefix)-\(room)-\(j)",
                                                                  token: tokens[next], publishes: j < o.publishers, bindIP: bind))
                 next += 1
             }
@@ -160,7 +161,7 @@ public enum MediaLoad {
 
 /// A participant to start on a loop.
 struct StartRequest: Sendable {
-    var room: String
+    var room: String?
     var name: String
     var token: String
     var publishes: Bool

@@ -119,8 +119,10 @@ final class Subscription {
 /// Loop-bound: every method runs on its worker's loop.
 final class LoadParticipant: SignallingClientHandler, UDPSocketHandler {
     unowned let worker: LoadWorker
-    let room: String
-    let name: String
+    /// The room to join; nil: the token's (tokens from a file).
+    let room: String?
+    /// The participant's name: ours, or the token's `sub` once `auth` says it.
+    private(set) var name: String
     let token: String
     let publishes: Bool
     let bindIP: String?
@@ -151,7 +153,7 @@ final class LoadParticipant: SignallingClientHandler, UDPSocketHandler {
     private var reportSSRC: UInt32 = 0
     private var audioFrame = 0
 
-    init(worker: LoadWorker, room: String, name: String, token: String, publishes: Bool, bindIP: String?) {
+    init(worker: LoadWorker, room: String?, name: String, token: String, publishes: Bool, bindIP: String?) {
         self.worker = worker
         self.room = room
         self.name = name
@@ -174,7 +176,10 @@ final class LoadParticipant: SignallingClientHandler, UDPSocketHandler {
             c.keepaliveInterval = .seconds(20)
             c.request(.auth(token: token, room: room)) { [weak self] r in
                 guard let self else { return }
-                if case .failure(let e) = r { self.fail("auth", e) }
+                switch r {
+                case .success(let reply): if let p = reply["participant"]?.stringValue { self.name = p }
+                case .failure(let e): self.fail("auth", e)
+                }
             }
             c.request(.join(room: room, publish: publishes, subscribe: true, suite: worker.plan.suite.sdesName)) { [weak self] r in
                 guard let self else { return }

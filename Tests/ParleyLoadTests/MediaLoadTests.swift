@@ -161,6 +161,31 @@ final class MediaLoadTests: XCTestCase {
         XCTAssertEqual(report["packets"]?["duplicates"], 0)
     }
 
+    func testTokensFromAFileJoinTheRoomsTheyName() throws {
+        let dir = tempDir("load-tokens")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (serve, lines, _) = try startServe(dataDir: dir)
+        defer { kill(serve.processIdentifier, SIGTERM); serve.waitUntilExit() }
+        let port = try XCTUnwrap(lines.first { $0.hasPrefix("listening http ") }?.split(separator: ":").last)
+        var tokens = "# minted by parley token\n"
+        for user in ["ana", "ben"] {
+            let t = try runTool(parleyBinary, ["token", "--user", user, "--room", "standup", "--can-publish", "--data-dir", dir])
+            XCTAssertEqual(t.status, 0, t.err)
+            tokens += t.out
+        }
+        try tokens.write(toFile: dir + "/tokens", atomically: true, encoding: .utf8)
+        let json = dir + "/report.json"
+        let r = try load(["--url", "ws://127.0.0.1:\(port)", "--token-file", dir + "/tokens", "--rooms", "1", "--per-room", "2",
+                          "--duration", "1s", "--json", json, "--quiet"])
+        XCTAssertEqual(r.status, 0, r.out + r.err)
+        let report = try JSONValue.parse(String(contentsOfFile: json, encoding: .utf8))
+        XCTAssertEqual(report["participants"]?["joined"], 2)
+        XCTAssertEqual(report["participants"]?["receivedMedia"], 2, "both in the tokens' room, standup")
+        XCTAssertEqual(report["participants"]?["subscriptions"], 2, "each subscribes to the other's track, not its own")
+        XCTAssertEqual(try load(["--url", "ws://127.0.0.1:\(port)", "--token-file", dir + "/tokens", "--rooms", "2", "--per-room", "2"]).status,
+                       2, "two tokens for four participants")
+    }
+
     func testADaemonStoppedMidRunShowsAsLossAndErrorsNotAHang() throws {
         let dir = tempDir("load-stop")
         defer { try? FileManager.default.removeItem(atPath: dir) }

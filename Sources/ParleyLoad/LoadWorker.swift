@@ -82,9 +82,11 @@ final class LoadStats {
 }
 
 /// One loop's share of the participants, and the one timer that drives
-/// them: every tick (2 ms) each participant sends what is due, then its
-/// socket's batch goes out in one `sendmmsg` (same-size video packets to
-/// the relay coalesced by UDP GSO). No thread and no timer per client.
+/// them: every tick (2 ms) the participants due in that tick send what is
+/// due, then each one's socket batch goes out in one `sendmmsg` (same-size
+/// video packets to the relay coalesced by UDP GSO). A timer wheel of 2 ms
+/// slots (about 2 s around) holds each participant once, at its next due
+/// time, so a tick touches only those due. No thread and no timer per client.
 final class LoadWorker {
     let loop: EventLoop
     let plan: LoadPlan
@@ -107,18 +109,53 @@ final class LoadWorker {
         socketOptions = o
     }
 
+    static let tickNanos: UInt64 = 2_000_000
+    static let slots = 1024
+    /// Slot `t mod slots` holds the participants (indices) due at tick `t`.
+    private var wheel = [[Int]](repeating: [], count: LoadWorker.slots)
+    private var scratch: [Int] = []
+    /// The last tick processed.
+    private var cursor: UInt64 = 0
+
     /// Starts the tick timer. Loop only.
     func startTicking() {
+        cursor = MonotonicTime.now().nanoseconds / Self.tickNanos
         timer = loop.scheduleRepeatingTimer(every: .milliseconds(2)) { [unowned self] in
             let now = MonotonicTime.now().nanoseconds
             stats.c.ticks += 1
-            for p in participants { p.tick(now: now) }
+            let target = now / Self.tickNanos
+            while cursor < target {
+                cursor += 1
+                swap(&scratch, &wheel[Int(cursor % UInt64(Self.slots))])
+                for i in scratch {
+                    let p = participants[i]
+                    guard p.scheduledTick == cursor else { continue } // moved earlier since
+                    p.scheduledTick = 0
+                    schedule(p, at: p.tick(now: now))
+                }
+                scratch.removeAll(keepingCapacity: true)
+            }
         }
     }
+
+    /// Puts `p` in the wheel at `due` (rounded up to a tick; beyond the
+    /// wheel, at its far end, where it is looked at again). Loop only.
+    func schedule(_ p: LoadParticipant, at due: UInt64) {
+        guard due != .max else { return }
+        var t = max((due + Self.tickNanos - 1) / Self.tickNanos, cursor + 1)
+        t = min(t, cursor + UInt64(Self.slots) - 1)
+        if p.scheduledTick > cursor && p.scheduledTick <= t { return } // an earlier visit is pending
+        p.scheduledTick = t
+        wheel[Int(t % UInt64(Self.slots))].append(p.wheelIndex)
+    }
+
+    /// Visits `p` at the next tick (its due times changed: joined, latched, published). Loop only.
+    func wake(_ p: LoadParticipant) { schedule(p, at: 0) }
 
     /// Adds and starts a participant. Loop only.
     func add(room: String?, name: String, token: String, publishes: Bool, bindIP: String?) {
         let p = LoadParticipant(worker: self, room: room, name: name, token: token, publishes: publishes, bindIP: bindIP)
+        p.wheelIndex = participants.count
         participants.append(p)
         stats.c.started += 1
         p.start()

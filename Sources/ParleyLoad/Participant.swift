@@ -245,6 +245,7 @@ final class LoadParticipant: SignallingClientHandler, UDPSocketHandler {
         worker.stats.c.joined += 1
         worker.stats.c.joinReply.record(MonotonicTime.now().nanoseconds &- startedAt)
         sendBindingRequest(now: MonotonicTime.now().nanoseconds)
+        worker.wake(self)
         // Tracks already in the room.
         for p in reply["participants"]?.arrayValue ?? [] {
             for t in p["tracks"]?.arrayValue ?? [] { subscribe(t) }
@@ -262,7 +263,7 @@ final class LoadParticipant: SignallingClientHandler, UDPSocketHandler {
         client?.request(.publish(tracks)) { [weak self] r in
             guard let self else { return }
             switch r {
-            case .success: self.publishAnswered = true; self.startSchedule()
+            case .success: self.publishAnswered = true; self.startSchedule(); self.worker.wake(self)
             case .failure(let e): self.fail("publish", e)
             }
         }
@@ -310,12 +311,20 @@ final class LoadParticipant: SignallingClientHandler, UDPSocketHandler {
         }
     }
 
-    /// Sends what is due at `now`; returns after queueing (the worker flushes).
-    func tick(now: UInt64) {
-        guard !stopped, !sendingStopped, let socket else { return }
+    /// Where the worker keeps this participant, and the wheel tick it is
+    /// next visited at (0: none). Worker only.
+    var wheelIndex = 0
+    var scheduledTick: UInt64 = 0
+
+    /// Sends what is due at `now` and flushes the socket's batch; returns
+    /// when it is next due (.max: never, until something wakes it).
+    func tick(now: UInt64) -> UInt64 {
+        guard !stopped, !sendingStopped, let socket else { return .max }
+        defer { if socket.sendBatch.count > 0 { worker.stats.c.flushes += 1; socket.sendBatch.flush() } }
         if !latched, now >= nextSTUN { sendBindingRequest(now: now) }
         if now >= nextRTCP { sendRTCP(now: now, socket: socket) }
-        guard isSending else { return }
+        var next = latched ? nextRTCP : min(nextRTCP, nextSTUN)
+        guard isSending else { return next }
         if let a = audio, now >= a.due {
             worker.stats.c.lateness.record(now - a.due)
             var n = 0
@@ -335,7 +344,9 @@ final class LoadParticipant: SignallingClientHandler, UDPSocketHandler {
                 v.due += interval
             }
         }
-        if socket.sendBatch.count > 0 { worker.stats.c.flushes += 1; socket.sendBatch.flush() }
+        if let a = audio { next = min(next, a.due) }
+        if let v = video { next = min(next, v.due) }
+        return next
     }
 
     private func sendAudio(_ a: OutTrack, socket: UDPSocket) {
@@ -466,8 +477,8 @@ final class LoadParticipant: SignallingClientHandler, UDPSocketHandler {
             worker.stats.c.stunRTT.record(now - stunSentAt)
             worker.stats.c.latched += 1
             nextRTCP = now + 1_000_000_000
-            if publishAnswered && audio == nil && video == nil { return }
-            if publishAnswered { startSchedule() }
+            if publishAnswered && (audio != nil || video != nil) { startSchedule() }
+            worker.wake(self)
         } else if m.type == .bindingError {
             worker.stats.error("stun: refused")
             nextSTUN = .max

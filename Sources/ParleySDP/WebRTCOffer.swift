@@ -88,9 +88,12 @@ public struct WebRTCOffer: Sendable, Equatable {
     /// credentials, `fingerprint` its certificate's, `host`/`port` its media
     /// socket (the one host candidate). `canSend`: whether Parley may send
     /// media to this peer (it subscribes); `canReceive`: whether it may
-    /// publish.
+    /// publish. `sending`: what the server sends on a section (by mid): the
+    /// SSRC and the stream it belongs to, announced with `a=msid` and
+    /// `a=ssrc` so the peer maps the SSRC to that section's receiver.
     public func answer(ufrag: String, password: String, fingerprint: String, host: String, port: Int,
-                       sessionID: UInt64, canSend: Bool, canReceive: Bool) -> String {
+                       sessionID: UInt64, canSend: Bool, canReceive: Bool,
+                       sending: [String: (ssrc: UInt32, stream: String)] = [:]) -> String {
         let ipv6 = host.contains(":")
         let addrType = ipv6 ? "IP6" : "IP4"
         let accepted = sections.filter { $0.codec != nil }.map(\.mid)
@@ -113,6 +116,10 @@ public struct WebRTCOffer: Sendable, Equatable {
             out += "a=rtpmap:\(c.payloadType) \(c.name)/\(c.clockRate)\(c.channels > 1 ? "/\(c.channels)" : "")\r\n"
             if let f = c.fmtp { out += "a=fmtp:\(c.payloadType) \(f)\r\n" }
             for fb in c.feedback where Self.supportedFeedback.contains(fb) { out += "a=rtcp-fb:\(c.payloadType) \(fb)\r\n" }
+            if let send = sending[s.mid], canSend, s.direction == .sendrecv || s.direction == .recvonly {
+                out += "a=msid:\(send.stream) \(send.ssrc)\r\n"
+                out += "a=ssrc:\(send.ssrc) cname:\(send.stream)\r\na=ssrc:\(send.ssrc) msid:\(send.stream) \(send.ssrc)\r\n"
+            }
             out += "a=candidate:1 1 udp \(Self.hostPriority) \(host) \(port) typ host\r\na=end-of-candidates\r\n"
         }
         return out

@@ -78,15 +78,16 @@ enum DemoPage {
     static let script = #"""
     // Parley demo: join a room from a browser with the signalling protocol
     // (docs/protocol.md): auth, then `offer` with the SDP offer; the reply
-    // holds the SDP answer. Subscribe to every track in the room; each
-    // arrives on the transceiver of its kind.
+    // holds the SDP answer. Subscribe to every track in the room, and offer
+    // again with a receiving transceiver for each: the answer says which
+    // track (SSRC, and its publisher as the stream) goes out on which.
     "use strict";
     const $ = (id) => document.getElementById(id);
     const params = new URLSearchParams(location.search);
     $("room").value = params.get("room") || "demo";
     $("user").value = params.get("user") || "guest" + Math.floor(Math.random() * 10000);
     const state = { ws: null, pc: null, nextId: 1, pending: new Map(), subscribed: new Set(), muted: false,
-                    audioTrack: null, audioId: null, stats: {} };
+                    audioTrack: null, audioId: null, stats: {}, wanted: { audio: 0, video: 0 }, negotiating: Promise.resolve() };
     window.parley = state;
 
     function call(type, fields = {}) {
@@ -110,6 +111,24 @@ enum DemoPage {
       if (state.subscribed.has(track.id)) return;
       state.subscribed.add(track.id);
       await call("subscribe", { track: track.id });
+      state.wanted[track.kind] += 1;
+      renegotiate();
+    }
+
+    // One receiving transceiver per subscribed track of each kind, then a new
+    // offer (client-initiated renegotiation); one negotiation at a time.
+    function renegotiate() {
+      state.negotiating = state.negotiating.then(async () => {
+        const pc = state.pc;
+        for (const kind of ["audio", "video"]) {
+          const have = pc.getTransceivers().filter((t) => t.receiver.track.kind === kind && t.direction !== "sendonly").length;
+          for (let i = have; i < state.wanted[kind]; i++) pc.addTransceiver(kind, { direction: "recvonly" });
+        }
+        await pc.setLocalDescription(await pc.createOffer());
+        const reply = await call("offer", { sdp: pc.localDescription.sdp });
+        await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+      }).catch((err) => { $("status").textContent = String(err); });
+      return state.negotiating;
     }
 
     function tileFor(stream) {
@@ -140,18 +159,25 @@ enum DemoPage {
       const pc = state.pc = new RTCPeerConnection();
       for (const t of local.getTracks()) pc.addTrack(t, local);
       state.audioTrack = local.getAudioTracks()[0];
-      // What the relay forwards to us arrives on our transceivers' receivers:
-      // video in a tile, audio in its own element (it plays even while no video comes).
-      const remote = new MediaStream();
+      // What the relay forwards arrives on our transceivers' receivers: video
+      // in a tile per publisher (the answer's msid stream), audio in its own
+      // element (it plays even while no video comes).
       pc.ontrack = (e) => {
         if (e.track.kind === "audio") {
           const audio = document.createElement("audio");
           audio.autoplay = true;
           audio.srcObject = new MediaStream([e.track]);
           document.body.append(audio);
-        } else {
-          remote.addTrack(e.track);
-          tileFor(remote).srcObject = remote;
+        } else if (e.streams.length > 0) {
+          const stream = e.streams[0];
+          // A tile once media comes (a receiver nothing is sent to stays muted),
+          // gone when its stream loses its last track (renegotiated elsewhere).
+          const show = () => { tileFor(stream).srcObject = stream; };
+          if (!e.track.muted) show(); else e.track.addEventListener("unmute", show, { once: true });
+          stream.onremovetrack = () => {
+            const v = document.querySelector(`video[data-stream="${stream.id}"]`);
+            if (v && stream.getTracks().length === 0) v.parentElement.remove();
+          };
         }
       };
       pc.onconnectionstatechange = () => { $("status").textContent = pc.connectionState; };
@@ -168,11 +194,17 @@ enum DemoPage {
 
     async function showStats() {
       const lines = [];
-      const stats = {};
+      const stats = { videoStreamsDecoding: 0 };
       (await state.pc.getStats()).forEach((r) => {
         if (r.type === "inbound-rtp") {
-          stats[r.kind] = { packetsReceived: r.packetsReceived, packetsLost: r.packetsLost,
-                            framesDecoded: r.framesDecoded, audioLevel: r.audioLevel, bytesReceived: r.bytesReceived };
+          // Summed over the streams of a kind (audioLevel: the loudest).
+          const s = stats[r.kind] = stats[r.kind] || { packetsReceived: 0, packetsLost: 0, framesDecoded: 0, audioLevel: 0, bytesReceived: 0 };
+          s.packetsReceived += r.packetsReceived || 0;
+          s.packetsLost += r.packetsLost || 0;
+          s.framesDecoded += r.framesDecoded || 0;
+          s.bytesReceived += r.bytesReceived || 0;
+          s.audioLevel = Math.max(s.audioLevel, r.audioLevel || 0);
+          if (r.kind === "video" && r.framesDecoded > 0) stats.videoStreamsDecoding += 1;
           lines.push(`in  ${r.kind}: ${r.packetsReceived} packets, ${r.packetsLost} lost` +
                      (r.kind === "video" ? `, ${r.framesDecoded} frames` : `, level ${r.audioLevel}`));
         } else if (r.type === "outbound-rtp") {

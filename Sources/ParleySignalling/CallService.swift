@@ -28,8 +28,14 @@ public final class CallService: SignallingFeature {
         var subscribe: Bool
         /// SDES keys; nil for a WebRTC peer (its keys come from DTLS).
         var keys: SRTPSessionKeys?
-        /// A WebRTC peer's SDP answer.
+        /// A WebRTC peer's SDP answer, its latest offer, the server's DTLS
+        /// fingerprint, and which subscribed track goes out on which section (mid → track id).
         var answer: String?
+        var offer: WebRTCOffer?
+        var fingerprint: String?
+        var sections: [String: String] = [:]
+        /// Subscribed track ids in the order they were subscribed (sections are given in that order).
+        var subscriptionOrder: [String] = []
         var grant: MediaGrant
         /// Published tracks by id.
         var tracks: [String: RoomTrack] = [:]
@@ -86,6 +92,10 @@ public final class CallService: SignallingFeature {
             } else if case .offer(let room, let sdp) = r {
                 let offer: WebRTCOffer
                 do { offer = try WebRTCOffer(parsing: sdp) } catch { throw SignallingError(.badRequest, "sdp: \(error.reason)") }
+                if calls[session.key] != nil {
+                    reply.ok(try renegotiate(offer, room: room, from: session))
+                    return
+                }
                 try join(room: room, publish: true, subscribe: true, suite: nil, offer: offer, from: session, reply: reply)
             } else {
                 reply.ok(try handle(r, from: session))
@@ -171,10 +181,12 @@ public final class CallService: SignallingFeature {
             }
             backend.subscribe(room: j.room, subscriber: user, publisher: t.participant, ssrc: t.ssrc)
             j.subscriptions[track] = t.ssrc
+            j.subscriptionOrder.append(track)
             calls[key] = j
             return ["track": t.json, "ssrc": JSONValue(t.ssrc)]
         case .unsubscribe(let track):
             guard var j = calls[key] else { throw SignallingError(.notJoined, "join first") }
+            j.subscriptionOrder.removeAll { $0 == track }
             guard j.subscriptions.removeValue(forKey: track) != nil else {
                 throw SignallingError(.unknownTrack, "not subscribed to \(track)")
             }
@@ -195,6 +207,62 @@ public final class CallService: SignallingFeature {
             }
             return ["track": .string(track), "muted": .bool(muted)]
         }
+    }
+
+    /// A joined WebRTC peer offers again (client-initiated renegotiation,
+    /// docs/protocol.md): same ICE credentials and certificate; the answer
+    /// gives each subscribed track a receiving section of its kind (kept
+    /// where it already had one, else the first free one in order) and
+    /// announces its SSRC there. What the new offer would send beyond the
+    /// join's tracks is not published (a new join does that).
+    private func renegotiate(_ offer: WebRTCOffer, room: String?, from s: SignallingSession) throws(SignallingError) -> [String: JSONValue] {
+        guard var j = calls[s.key], let previous = j.offer, let fingerprint = j.fingerprint else {
+            throw SignallingError(.alreadyJoined, "already joined \(calls[s.key]?.room ?? "") without WebRTC")
+        }
+        if let room, room != j.room { throw SignallingError(.alreadyJoined, "already joined \(j.room)") }
+        guard offer.iceUfrag == previous.iceUfrag, offer.icePassword == previous.icePassword,
+              offer.fingerprint.uppercased() == previous.fingerprint.uppercased() else {
+            throw SignallingError(.unsupported, "an ICE restart or a new certificate needs a new join")
+        }
+        // Receiving sections by kind, in order.
+        var free: [String: [String]] = [:]
+        for sec in offer.sections where sec.codec != nil && (sec.direction == .sendrecv || sec.direction == .recvonly) {
+            free[sec.kind, default: []].append(sec.mid)
+        }
+        var sections: [String: String] = [:]
+        var placed = Set<String>()
+        // Keep what still fits, then place the rest in subscription order.
+        for (mid, track) in j.sections.sorted(by: { $0.key < $1.key }) where j.subscriptions[track] != nil {
+            guard let t = findTrack(room: j.room, id: track), let i = free[t.spec.kind.rawValue]?.firstIndex(of: mid) else { continue }
+            free[t.spec.kind.rawValue]!.remove(at: i)
+            sections[mid] = track
+            placed.insert(track)
+        }
+        for track in j.subscriptionOrder where !placed.contains(track) {
+            guard let t = findTrack(room: j.room, id: track), var list = free[t.spec.kind.rawValue], !list.isEmpty else { continue }
+            sections[list.removeFirst()] = track
+            free[t.spec.kind.rawValue] = list
+        }
+        var sending: [String: (ssrc: UInt32, stream: String)] = [:]
+        for (mid, track) in sections {
+            guard let t = findTrack(room: j.room, id: track) else { continue }
+            sending[mid] = (t.ssrc, Self.msidToken(t.participant))
+        }
+        let answer = offer.answer(ufrag: j.grant.iceUfrag, password: j.grant.icePassword, fingerprint: fingerprint,
+                                  host: j.grant.host, port: j.grant.port, sessionID: UInt64.random(in: 1..<(1 << 62)),
+                                  canSend: j.subscribe, canReceive: j.publish, sending: sending)
+        j.offer = offer
+        j.sections = sections
+        j.answer = answer
+        calls[s.key] = j
+        return ["sdp": .string(answer), "sections": .object(sections.mapValues { .string($0) })]
+    }
+
+    /// A participant name as an msid stream id (RFC 8830 token characters).
+    static func msidToken(_ name: String) -> String {
+        String(name.unicodeScalars.map { c -> Character in
+            c.isASCII && (c.properties.isAlphabetic || ("0"..."9").contains(c) || "-_.".unicodeScalars.contains(c)) ? Character(c) : "-"
+        })
     }
 
     /// Sends the join to the backend; `reply` is answered when it answers.
@@ -237,7 +305,8 @@ public final class CallService: SignallingFeature {
         if let offer {
             let answered = core.onSignallingThread { [weak self] (result: Result<WebRTCGrant, SignallingError>) in
                 self?.joinAnswered(s, generation: generation, reply: reply, result.map {
-                    Joined(room: room, publish: publish, subscribe: subscribe, keys: nil, answer: $0.answer, grant: $0.media,
+                    Joined(room: room, publish: publish, subscribe: subscribe, keys: nil, answer: $0.answer, offer: offer,
+                           fingerprint: $0.fingerprint, grant: $0.media,
                            tracks: Dictionary(uniqueKeysWithValues: $0.tracks.map { t in
                                let rt = RoomTrack(participant: user, spec: t, ssrc: t.ssrc!, muted: false)
                                return (rt.id, rt)

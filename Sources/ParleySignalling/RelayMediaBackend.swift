@@ -66,7 +66,8 @@ public final class RelayMediaBackend: MediaBackend, Sendable {
                 let answer = offer.answer(ufrag: g.ufrag, password: g.password, fingerprint: dtls.certificate.fingerprint,
                                           host: media.host, port: media.port, sessionID: UInt64.random(in: 1..<(1 << 62)),
                                           canSend: subscribe, canReceive: publish)
-                completion(.success(WebRTCGrant(media: media, answer: answer, tracks: offered)))
+                completion(.success(WebRTCGrant(media: media, answer: answer, tracks: offered,
+                                                fingerprint: dtls.certificate.fingerprint)))
             }
         }
     }

@@ -133,11 +133,14 @@ public struct WebRTCGrant: Sendable, Equatable {
     public var media: MediaGrant
     public var answer: String
     public var tracks: [TrackDescription]
+    /// The server's DTLS certificate fingerprint (later answers repeat it).
+    public var fingerprint: String
 
-    public init(media: MediaGrant, answer: String, tracks: [TrackDescription]) {
+    public init(media: MediaGrant, answer: String, tracks: [TrackDescription], fingerprint: String) {
         self.media = media
         self.answer = answer
         self.tracks = tracks
+        self.fingerprint = fingerprint
     }
 }
 

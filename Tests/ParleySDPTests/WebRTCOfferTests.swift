@@ -95,6 +95,19 @@ final class WebRTCOfferTests: XCTestCase {
         XCTAssertNoThrow(try WebRTCOffer(parsing: a.replacingOccurrences(of: "setup:passive", with: "setup:active")))
     }
 
+    func testTheAnswerAnnouncesWhatTheServerSendsOnASection() throws {
+        let o = try WebRTCOffer(parsing: Self.chromeOffer)
+        let a = o.answer(ufrag: "abcdefgh", password: String(repeating: "x", count: 24), fingerprint: "AA:BB", host: "127.0.0.1",
+                         port: 40000, sessionID: 1, canSend: true, canReceive: true, sending: ["1": (ssrc: 4242, stream: "bob")])
+        let sdp = try SessionDescription(parsing: a)
+        XCTAssertEqual(sdp.media[1].attribute("msid"), "bob 4242")
+        XCTAssertEqual(sdp.media[1].all("ssrc"), ["4242 cname:bob", "4242 msid:bob 4242"])
+        XCTAssertEqual(sdp.media[0].all("ssrc"), [], "nothing announced where nothing is sent")
+        let silent = o.answer(ufrag: "abcdefgh", password: String(repeating: "x", count: 24), fingerprint: "AA:BB", host: "127.0.0.1",
+                              port: 40000, sessionID: 1, canSend: false, canReceive: true, sending: ["1": (ssrc: 4242, stream: "bob")])
+        XCTAssertFalse(silent.contains("a=ssrc:4242"), "a peer that may not receive is sent nothing")
+    }
+
     func testDirectionsFollowRFC3264() {
         XCTAssertEqual(Direction.sendonly.answer(canSend: true, canReceive: true), .recvonly)
         XCTAssertEqual(Direction.recvonly.answer(canSend: true, canReceive: true), .sendonly)

@@ -49,6 +49,20 @@ final class BrowserInteropTests: XCTestCase {
         print("screenshot of the demo page with two video tiles: \(shot)")
     }
 
+    /// Three pages: each renegotiates (a receiving transceiver per subscribed
+    /// track, a new `offer`; the answer maps each SSRC to its section) and
+    /// decodes both other pages' video as separate streams.
+    func testThreePagesRenegotiateAndEachDecodesTwoStreams() throws {
+        let result = try run(["--room", "three", "--pages", "3"])
+        let pages = result["pages"]?.arrayValue ?? []
+        XCTAssertEqual(pages.count, 3)
+        for page in pages {
+            XCTAssertEqual(page["last"]?["videoStreamsDecoding"]?.intValue, 2, "\(page)")
+            XCTAssertGreaterThan(page["last"]?["video"]?["framesDecoded"]?.intValue ?? 0,
+                                 page["first"]?["video"]?["framesDecoded"]?.intValue ?? 0, "\(page)")
+        }
+    }
+
     /// The mixed room: ffmpeg publishes Opus over SDES through `parley sdp`,
     /// and a browser page receives it and plays it (audioLevel > 0).
     func testBrowserHearsFFmpegOverSDES() throws {

@@ -51,8 +51,10 @@ def main() -> int:
             if opts["--expect"] == "audio":
                 a = stats(page).get("audio") or {}
                 return (a.get("packetsReceived") or 0) > 25 and (a.get("audioLevel") or 0) > 0
-            v = stats(page).get("video") or {}
-            return (v.get("framesDecoded") or 0) > 10
+            st = stats(page)
+            v = st.get("video") or {}
+            # Every other page's video decodes here (one stream per publisher).
+            return (v.get("framesDecoded") or 0) > 10 and (st.get("videoStreamsDecoding") or 0) >= n - 1
 
         deadline = time.time() + seconds
         while time.time() < deadline and not all(decoding(pg) for pg in pages):

@@ -112,8 +112,13 @@ final class LoadWorker {
     static let tickNanos: UInt64 = 2_000_000
     static let slots = 1024
     /// Slot `t mod slots` holds the participants (indices) due at tick `t`.
-    private var wheel = [[Int]](repeating: [], count: LoadWorker.slots)
-    private var scratch: [Int] = []
+    /// Each slot's storage is reserved up front, so steady running does not allocate.
+    private var wheel: [[Int]] = (0..<LoadWorker.slots).map { _ in
+        var slot: [Int] = []
+        slot.reserveCapacity(64)
+        return slot
+    }
+    private var scratch: [Int] = { var a: [Int] = []; a.reserveCapacity(64); return a }()
     /// The last tick processed.
     private var cursor: UInt64 = 0
 

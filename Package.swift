@@ -51,7 +51,7 @@ let package = Package(
         .target(name: "ParleyChat", dependencies: ["ParleyCore", "ParleyStore", "ParleyProtocol", "ParleySignalling"]),
         .target(name: "ParleyMedia", dependencies: ["ParleyCore", "CFFmpeg", "COpus"]),
         // Recording: capture to crash-safe per-track files, depacketizers, export (per participant, room mix).
-        .target(name: "ParleyRecord", dependencies: ["ParleyCore", "ParleyRTP", "ParleyMedia", "CFFmpeg", "COpus"]),
+        .target(name: "ParleyRecord", dependencies: ["ParleyCore", "ParleyRTP", "ParleyRelay", "ParleyMedia", "CFFmpeg", "COpus"]),
         .target(name: "ParleyTranscode", dependencies: ["ParleyCore", "ParleyMedia", "ParleyStore", "CFFmpeg"]),
         // `parley load`: synthetic participants through the public protocol, their measurements and reports.
         .target(name: "ParleyLoad", dependencies: ["ParleyCore", "ParleyIO", "ParleyAuth", "ParleyProtocol", "ParleyRTP",
@@ -60,7 +60,7 @@ let package = Package(
         .target(name: "ParleyServer", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth", "ParleyWeb",
                                                      "ParleyRelay", "ParleyProtocol", "ParleySignalling", "ParleyChat", "ParleyTranscode", "ParleyRecord"]),
         // The benchmark servers behind `parley bench` (tools/bench/*); only the CLI depends on it.
-        .target(name: "ParleyBench", dependencies: ["CLinux", "ParleyCore", "ParleyIO", "ParleyRelay", "ParleySRTP", "ParleyProtocol", "ParleyRTP"]),
+        .target(name: "ParleyBench", dependencies: ["CLinux", "ParleyCore", "ParleyIO", "ParleyRelay", "ParleySRTP", "ParleyProtocol", "ParleyRTP", "ParleyRecord"]),
         // The CLI: every `parley <command>` lives here, on top of the modules.
         .executableTarget(name: "parley", dependencies: ["ParleyCore", "ParleyIO", "ParleyAuth", "ParleyProtocol", "ParleyServer",
                                                          "ParleyTranscode", "ParleyRecord", "ParleyBench", "ParleyLoad"]),

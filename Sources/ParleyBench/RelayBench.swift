@@ -4,6 +4,7 @@ import Dispatch
 import Glibc
 import ParleyCore
 import ParleyIO
+import ParleyRecord
 import ParleyRelay
 import Synchronization
 
@@ -39,6 +40,8 @@ public enum RelayBench {
       --kind audio|video    track kind: video keeps a 512-packet NACK buffer per track (default video)
       --batch N             datagrams per recvmmsg (default 64)
       --send-batch N        most datagrams per sendmmsg flush (default: the relay's, 1024)
+      --record DIR          record every room into DIR (a Recorder on each room's tap,
+                            as parley serve records; DIR is created)
 
     SIGUSR1 (sigqueue value 0: start measuring residence; N: print window N)
     drives the relay-side latency measurement; see tools/bench/relay.
@@ -49,7 +52,7 @@ public enum RelayBench {
         let args: Arguments
         do {
             args = try Arguments(argv, options: ["listen", "rooms", "participants", "publishers", "client-base",
-                                                 "ssrc-base", "kind", "batch", "send-batch"], flags: [])
+                                                 "ssrc-base", "kind", "batch", "send-batch", "record"], flags: [])
         } catch {
             printError("parley bench relay: \(error)\n\(usage)", terminator: "")
             return ExitCode.usage
@@ -72,6 +75,7 @@ public enum RelayBench {
         let usr1 = [SIGUSR1].withUnsafeBufferPointer { parley_signalfd_for($0.baseAddress, 1) }
         let group: EventLoopGroup
         let relay: Relay
+        var recorder: Recorder?
         do {
             group = try EventLoopGroup(numberOfThreads: 1, shutdownSignals: [SIGINT, SIGTERM])
             var config = RelayConfig()
@@ -92,6 +96,18 @@ public enum RelayBench {
                 }
                 try subscribeEveryone(relay, room: room)
             }
+            if let dir = args["record"] {
+                // Disk limits out of the way: the benchmark measures the packet path's cost, not the guards.
+                var limits = RecordingLimits()
+                limits.maxBytes = 1 << 50
+                limits.minFreeBytes = 0
+                let r = Recorder(directory: dir, limits: limits)
+                recorder = r
+                for i in 0..<rooms {
+                    let recording = try r.start(id: "bench-\(i)", room: "bench-\(i)")
+                    try setupWait { relay.setTap(room: "bench-\(i)", recording.relayTap, completion: $0) }
+                }
+            }
         } catch {
             printError("parley bench relay: \(error)")
             return ExitCode.failure
@@ -100,12 +116,13 @@ public enum RelayBench {
             let w = relay.workers[0]
             try? w.loop.submit { ResidenceControl.start(fd: usr1, worker: w) }
         }
-        writeStdout("ready \(relay.endpoints[0]) rooms=\(rooms) participants=\(perRoom) publishers=\(publishers) kind=\(video ? "video" : "audio")\n")
+        writeStdout("ready \(relay.endpoints[0]) rooms=\(rooms) participants=\(perRoom) publishers=\(publishers) kind=\(video ? "video" : "audio")\(recorder == nil ? "" : " recording")\n")
         group.waitForShutdownSignal()
+        recorder?.shutdown()
         // What the run did, for whoever looks for where packets went: the
         // relay's and the socket layer's counters (drops by reason, GSO).
         let counters = MetricsRegistry.shared.render().split(separator: "\n").filter {
-            !$0.hasPrefix("#") && ($0.hasPrefix("parley_relay_") || $0.hasPrefix("parley_udp_"))
+            !$0.hasPrefix("#") && ($0.hasPrefix("parley_relay_") || $0.hasPrefix("parley_udp_") || $0.hasPrefix("parley_record_"))
                 && !$0.hasPrefix("parley_relay_room_participants") && !$0.hasSuffix(" 0")
         }
         writeStdout(counters.map { "counter \($0)\n" }.joined())

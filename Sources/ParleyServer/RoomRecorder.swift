@@ -82,7 +82,7 @@ public final class RoomRecorder: RecordingBackend, Sendable {
                     completion(.failure(SignallingError(.internalError, "the recording could not start")))
                 case .success(let recording):
                     running.withLock { $0[id] = Running(room: room, recording: recording) }
-                    relay.setTap(room: room, tap(recording)) { r in
+                    relay.setTap(room: room, recording.relayTap) { r in
                         if case .failure = r {
                             recording.stop()  // the call closed meanwhile
                             completion(.failure(SignallingError(.badRequest, "room \(room) has no call to record")))
@@ -101,24 +101,6 @@ public final class RoomRecorder: RecordingBackend, Sendable {
         guard let r = running.withLock({ $0[id] }) else { return }
         relay.setTap(room: room, nil)
         r.recording.stop()
-    }
-
-    /// What the relay's tap does for one recording (on the room's loop).
-    func tap(_ r: Recording) -> RTPTap {
-        RTPTap({ ssrc, _, bytes in
-            r.captureRTP(ssrc: ssrc, bytes, arrivalNanos: wallClockNanos())
-        }, senderReport: { ssrc, bytes in
-            r.captureRTCP(ssrc: ssrc, bytes, arrivalNanos: wallClockNanos())
-        }, event: { e in
-            switch e {
-            case .joined(let p): r.note(RecordingEvent(.join, participant: p))
-            case .left(let p): r.note(RecordingEvent(.leave, participant: p))
-            case .published(let t): r.add(t)  // writes its track_added event
-            case .unpublished(let t): r.note(RecordingEvent(.trackRemoved, participant: t.participant, track: t.id))
-            case .muteChanged(let t): r.note(RecordingEvent(t.muted ? .mute : .unmute, participant: t.participant, track: t.id))
-            case .closed: r.stop()
-            }
-        })
     }
 
     /// The recorder thread finished recording `id`: tell signalling, export on the pool.

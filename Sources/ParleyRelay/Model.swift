@@ -101,6 +101,10 @@ public struct RelayConfig: Sendable {
     /// Requests sent for one consent check before it fails (media stays
     /// where it was).
     public var consentMaxAttempts = 7
+    /// The bitrate (bits/s) the relay announces in REMB to WebRTC publishers
+    /// that negotiated goog-remb, beside its receiver reports: a cap for the
+    /// sender's bandwidth estimate, not a measurement. 0: no REMB.
+    public var rembBitrate: UInt64 = 2_000_000
     /// A WebRTC participant's DTLS handshake must complete this long after its join, or it is removed.
     public var dtlsHandshakeTimeout: Duration = .seconds(30)
     /// Whether an authenticated SRTP packet from a new address latches it

@@ -72,6 +72,8 @@ final class Participant {
     var videoPayloadType: UInt8 = 0xFF
     /// The codec names negotiated for `audioPayloadType` and `videoPayloadType` (lower case).
     var audioCodec = "", videoCodec = ""
+    /// Bits/s announced to it in REMB beside its receiver reports (0: none; a WebRTC publisher that negotiated goog-remb).
+    var rembBitrate: UInt64 = 0
 
     /// The payload type to rewrite `t`'s RTP to for this participant, or 0xFF to leave it.
     @inline(__always) func rewrittenPayloadType(_ t: Track) -> UInt8 {

@@ -57,6 +57,7 @@ final class RelayMetrics: Sendable {
     let dtlsConnected, dtlsFailed, dtlsTimedOut: Counter
     let dtlsMalformed, dtlsUnknownSource, dtlsApplicationData: Counter
     let payloadTypeRewrites: Counter
+    let rembSent: Counter
     let registry: MetricsRegistry
 
     init(_ r: MetricsRegistry) {
@@ -98,6 +99,7 @@ final class RelayMetrics: Sendable {
         dtlsMalformed = r.counter("parley_relay_dtls_dropped_total", help: dropHelp, labels: [("reason", "malformed")])
         dtlsUnknownSource = r.counter("parley_relay_dtls_dropped_total", help: dropHelp, labels: [("reason", "unknown_source")])
         dtlsApplicationData = r.counter("parley_relay_dtls_dropped_total", help: dropHelp, labels: [("reason", "application_data")])
+        rembSent = r.counter("parley_relay_remb_sent_total", help: "REMB packets the relay sent to WebRTC publishers (with their receiver reports).")
         payloadTypeRewrites = r.counter("parley_relay_payload_type_rewrites_total",
                                         help: "RTP packets forwarded with the payload type the subscriber negotiated instead of the publisher's.")
     }

@@ -20,9 +20,13 @@ public struct WebRTCTransport: Sendable {
     public var remotePassword: String
     /// Payload type and codec name it receives, per kind.
     public var receive: [MediaKind: (payloadType: UInt8, codec: String)]
+    /// Whether its SDP negotiated `goog-remb` for video: the relay then sends
+    /// it REMB with `RelayConfig.rembBitrate` beside its receiver reports.
+    public var remb: Bool
 
     public init(context: DTLSContext, remoteFingerprint: String, remoteUfrag: String, remotePassword: String,
-                receive: [MediaKind: (payloadType: UInt8, codec: String)]) {
+                receive: [MediaKind: (payloadType: UInt8, codec: String)], remb: Bool = false) {
+        self.remb = remb
         self.context = context
         self.remoteFingerprint = remoteFingerprint
         self.remoteUfrag = remoteUfrag
@@ -68,6 +72,7 @@ extension RelayWorker {
         p.crypto = .awaitingKeys
         if let a = w.receive[.audio] { p.audioPayloadType = a.payloadType; p.audioCodec = a.codec.lowercased() }
         if let v = w.receive[.video] { p.videoPayloadType = v.payloadType; p.videoCodec = v.codec.lowercased() }
+        if w.remb { p.rembBitrate = config.rembBitrate }
     }
 
     /// A DTLS datagram. It is taken from a participant's latched address, or

@@ -110,7 +110,17 @@ extension RelayWorker {
         }
         guard !blocks.isEmpty else { return }
         let rr = RTCPReceiverReport(ssrc: r.relaySSRC, reports: Array(blocks.prefix(31)))
-        guard let n = try? rr.write(into: scratch), n > 0 else { return }
+        guard var n = try? rr.write(into: scratch), n > 0 else { return }
+        // REMB in the same compound (a WebRTC publisher that negotiated goog-remb): the cap for its video.
+        if p.rembBitrate > 0 {
+            let video = p.published.filter { $0.kind == .video }.map(\.ssrc)
+            if !video.isEmpty, let m = try? RTCPReceiverEstimatedMaximumBitrate(senderSSRC: r.relaySSRC, bitrate: p.rembBitrate,
+                                                                               ssrcs: Array(video.prefix(8)))
+                .write(into: UnsafeMutableRawBufferPointer(rebasing: scratch[n...])) {
+                n += m
+                metrics.rembSent.inc()
+            }
+        }
         queue(UnsafeRawBufferPointer(rebasing: scratch[0..<n]), to: dest, subscriber: p, isRTCP: true, byReference: false)
         metrics.receiverReports.inc()
     }

@@ -30,8 +30,9 @@ public struct WebRTCOffer: Sendable, Equatable {
 
     /// Codecs Parley forwards, by kind, in its order of preference (the offer's order decides among them).
     public static let supportedCodecs: [String: [String]] = ["audio": ["opus"], "video": ["VP8"]]
-    /// The RTCP feedback Parley answers (RFC 4585, RFC 5104).
-    public static let supportedFeedback: Set<String> = ["nack", "nack pli", "ccm fir"]
+    /// The RTCP feedback Parley answers (RFC 4585, RFC 5104; `goog-remb`:
+    /// the relay sends REMB, draft-alvestrand-rmcat-remb, as a bitrate cap).
+    public static let supportedFeedback: Set<String> = ["nack", "nack pli", "ccm fir", "goog-remb"]
 
     /// Checks an offer and picks a codec per section. Throws for what a
     /// WebRTC offer must have: ICE credentials, a SHA-256 fingerprint, a

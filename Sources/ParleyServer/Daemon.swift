@@ -83,6 +83,7 @@ public enum Daemon {
         relayConfig.participantTimeout = .seconds(config.participantTimeoutSeconds)
         relayConfig.announcedHost = config.mediaAnnounce
         relayConfig.dtlsHandshakeTimeout = .seconds(config.dtlsHandshakeTimeoutSeconds)
+        relayConfig.rembBitrate = UInt64(config.rembBitrate)
         relayConfig.consentRetransmitInterval = .milliseconds(config.consentIntervalMilliseconds)
         relayConfig.consentMaxAttempts = config.consentAttempts
         relayConfig.srtpLatching = config.srtpLatching

@@ -37,6 +37,8 @@ public struct ServerConfig: Sendable, Equatable {
     public var participantTimeoutSeconds = 30
     /// Seconds a WebRTC peer's DTLS handshake may take after its offer before it is removed.
     public var dtlsHandshakeTimeoutSeconds = 30
+    /// Bits/s announced in REMB to WebRTC publishers that negotiated goog-remb (0: none).
+    public var rembBitrate = 2_000_000
 
     // MARK: Media latching and consent checks (#14 finding 3)
     /// Milliseconds between retransmissions of the relay's consent check to a participant's new address.
@@ -157,6 +159,7 @@ public struct ServerConfig: Sendable, Equatable {
         ("max-rooms-per-loop", "rooms per event loop (default 1000)"),
         ("reconnect-grace", "seconds a media session survives a dropped connection (default 15)"),
         ("participant-timeout", "seconds of silence before a participant is removed (default 30)"),
+        ("remb-bitrate", "bits/s announced in REMB to WebRTC publishers, a cap on what they send; 0 = no REMB (default 2000000)"),
         ("dtls-handshake-timeout", "seconds a WebRTC peer's DTLS handshake may take before it is removed (default 30)"),
         // MARK: transcoding jobs, uploads, HLS
         ("transcode-input-dirs", "directories POST /jobs may name inputs in, comma-separated (a JSON array in the file); default none"),
@@ -259,6 +262,7 @@ public struct ServerConfig: Sendable, Equatable {
         case "reconnect-grace": reconnectGraceSeconds = try int(0...3600)
         case "participant-timeout": participantTimeoutSeconds = try int(1...3600)
         case "dtls-handshake-timeout": dtlsHandshakeTimeoutSeconds = try int(1...300)
+        case "remb-bitrate": rembBitrate = try int(0...1_000_000_000)
         // MARK: transcoding jobs, uploads, HLS
         case "transcode-input-dirs":
             transcodeInputDirs = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }

@@ -54,7 +54,8 @@ public final class RelayMediaBackend: MediaBackend, Sendable {
         }
         let offered = tracks
         let transport = WebRTCTransport(context: dtls, remoteFingerprint: offer.fingerprint, remoteUfrag: offer.iceUfrag,
-                                        remotePassword: offer.icePassword, receive: receive)
+                                        remotePassword: offer.icePassword, receive: receive,
+                                        remb: offer.sections.contains { $0.kind == "video" && $0.codec?.feedback.contains("goog-remb") == true })
         relay.join(room: room, name: participant, tracks: offered, crypto: nil, webrtc: transport) { [self] result in
             switch result {
             case .failure(.ssrcInUse(let s)):

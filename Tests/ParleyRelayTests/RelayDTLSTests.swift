@@ -16,14 +16,14 @@ final class RelayDTLSTests: XCTestCase {
     let clientContext = try! DTLSContext(certificate: .generate(), initialRetransmit: .milliseconds(100))
     let peerUfrag = "peerufrag", peerPassword = "peerpassword0123456789ab"
 
-    private func transport(fingerprint: String? = nil, audioPT: UInt8 = 96) -> WebRTCTransport {
+    private func transport(fingerprint: String? = nil, audioPT: UInt8 = 96, remb: Bool = false) -> WebRTCTransport {
         WebRTCTransport(context: serverContext, remoteFingerprint: fingerprint ?? clientContext.certificate.fingerprint,
-                        remoteUfrag: peerUfrag, remotePassword: peerPassword, receive: [.audio: (audioPT, "opus")])
+                        remoteUfrag: peerUfrag, remotePassword: peerPassword, receive: [.audio: (audioPT, "opus")], remb: remb)
     }
 
     private func joinWebRTC(_ fx: RelayFixture, room: String, name: String, ssrc: UInt32,
-                            transport t: WebRTCTransport) throws -> ParticipantGrant {
-        let g = try waitFor { fx.relay.join(room: room, name: name, tracks: [.opus(ssrc: ssrc)], webrtc: t, completion: $0) }
+                            transport t: WebRTCTransport, track: TrackDescription? = nil) throws -> ParticipantGrant {
+        let g = try waitFor { fx.relay.join(room: room, name: name, tracks: [track ?? .opus(ssrc: ssrc)], webrtc: t, completion: $0) }
         for tr in g.tracks { _ = try waitFor { fx.relay.publish(room: room, name: name, track: tr.spec, completion: $0) } }
         return g
     }
@@ -79,6 +79,38 @@ final class RelayDTLSTests: XCTestCase {
         XCTAssertEqual(got[1] & 0x7f, 96)
         XCTAssertEqual(Array(got[2...]), Array(sent[2...]))
         XCTAssertEqual(fx.counter("parley_relay_payload_type_rewrites_total"), 1)
+    }
+
+    /// A WebRTC publisher of video that negotiated goog-remb gets REMB with
+    /// the configured cap beside the relay's receiver reports (over SRTCP).
+    func testAPublisherThatNegotiatedREMBGetsTheCap() throws {
+        let fx = try RelayFixture { c in
+            c.rembBitrate = 1_500_000
+            c.housekeepingInterval = .milliseconds(50)
+        }
+        let g = try joinWebRTC(fx, room: "r", name: "cam", ssrc: 3333, transport: transport(remb: true), track: .video(ssrc: 3333))
+        let c = TestClient()
+        XCTAssertNotNil(c.bind(to: fx.mediaAddress, grant: g))
+        fx.waitUntilLatched("r", "cam", c)
+        let e = try DTLSEndpoint(context: clientContext, role: .client, remoteFingerprint: serverContext.certificate.fingerprint)
+        handshake(e, over: c, to: fx.mediaAddress)
+        guard case .connected(let keys) = e.state else { return XCTFail("client: \(e.state)") }
+        waitUntil("keys installed") { fx.counter("parley_relay_dtls_handshakes_total", [("result", "connected")]) == 1 }
+        let tx = try SRTPContext(material: keys.local, direction: .outbound)
+        c.send(try tx.protect(rtpPacket(ssrc: 3333, seq: 1, pt: 96, payload: payload(ssrc: 3333, seq: 1))), to: fx.mediaAddress)
+        let rx = try SRTPContext(material: keys.remote, direction: .inbound)
+        var remb: RTCPReceiverEstimatedMaximumBitrate?
+        while remb == nil, let d = c.receive(where: isRTCP) {
+            let plain = try rx.unprotect(d, rtcp: true)
+            try plain.withUnsafeBytes { b in
+                for v in try RTCPCompoundView(parsing: b) where RTCPReceiverEstimatedMaximumBitrate.matches(v) {
+                    remb = try RTCPReceiverEstimatedMaximumBitrate(v)
+                }
+            }
+        }
+        XCTAssertEqual(remb?.ssrcs, [3333])
+        XCTAssertEqual(Double(remb?.bitrate ?? 0), 1_500_000, accuracy: 1_500_000 / 1000, "REMB's mantissa and exponent")
+        XCTAssertGreaterThan(fx.counter("parley_relay_remb_sent_total"), 0)
     }
 
     func testDTLSFromStrangersAndGarbageIsDroppedAndCounted() throws {

@@ -89,7 +89,7 @@ final class WebRTCOfferTests: XCTestCase {
         XCTAssertEqual(sdp.media[0].direction, .sendrecv)
         XCTAssertEqual(sdp.media[0].all("candidate"), ["1 1 udp 2130706431 127.0.0.1 40000 typ host"])
         XCTAssertEqual(sdp.media[1].formats, ["96"])
-        XCTAssertEqual(Set(sdp.media[1].all("rtcp-fb")), ["96 ccm fir", "96 nack", "96 nack pli"])
+        XCTAssertEqual(Set(sdp.media[1].all("rtcp-fb")), ["96 ccm fir", "96 nack", "96 nack pli", "96 goog-remb"])
         XCTAssertEqual(sdp.media[2].port, 0)
         // The answer is itself a valid offer-shaped description (what a browser parses back).
         XCTAssertNoThrow(try WebRTCOffer(parsing: a.replacingOccurrences(of: "setup:passive", with: "setup:active")))

@@ -13,14 +13,18 @@ final class RecordingWriter {
     private(set) var stopReason: StopReason?
     private var packetsWritten = 0
 
-    private struct TrackFile {
-        var fd: Int32
-        var track: String
+    /// A class: the packet loop appends to `pending` in place, without a dictionary write per packet.
+    private final class TrackFile {
+        let fd: Int32
+        let track: String
         var pending: [UInt8] = []
         var pendingPackets = 0
         /// Bytes on disk that form whole blocks.
         var size: Int64 = 0
+        init(fd: Int32, track: String) { self.fd = fd; self.track = track }
     }
+    /// Bytes buffered in every file's `pending`.
+    private var pendingTotal = 0
     private var files: [UInt32: TrackFile] = [:]
     private var events: Int32
     private var indexDirty = false
@@ -43,8 +47,9 @@ final class RecordingWriter {
         let path = directory + "/" + t.captureFile
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return fail(errno) }
-        var f = TrackFile(fd: fd, track: t.id)
+        let f = TrackFile(fd: fd, track: t.id)
         f.pending = CaptureFile.header
+        pendingTotal += f.pending.count
         files[t.ssrc] = f
         index.tracks.append(t)
         if !index.participants.contains(t.participant) { index.participants.append(t.participant) }
@@ -62,17 +67,16 @@ final class RecordingWriter {
     }
 
     func append(ssrc: UInt32, rtcp: Bool, arrivalNanos: Int64, bytes: UnsafeRawBufferPointer) {
-        guard stopReason == nil, var f = files[ssrc] else { return }
+        guard stopReason == nil, let f = files[ssrc] else { return }
         let block = CaptureFile.blockSize(packetBytes: bytes.count)
-        let pendingTotal = files.values.reduce(0) { $0 + $1.pending.count }
         guard bytesWritten + Int64(pendingTotal + block) <= maxBytes else {
             stopReason = .sizeCap
             return
         }
-        files[ssrc] = nil  // keep the buffer uniquely referenced while appending
+        let before = f.pending.count
         CaptureFile.appendPacket(bytes, rtcp: rtcp, arrivalNanos: arrivalNanos, to: &f.pending)
+        pendingTotal += f.pending.count - before
         f.pendingPackets += 1
-        files[ssrc] = f
         if rtcp { noteSenderReports(bytes, track: f.track) }
     }
 
@@ -88,7 +92,7 @@ final class RecordingWriter {
 
     /// Writes what is buffered.
     func flush() {
-        for (ssrc, var f) in files where !f.pending.isEmpty {
+        for f in files.values where !f.pending.isEmpty {
             if let e = writeAll(f.fd, f.pending[...]) {
                 // Cut a partly written block off so the file ends on a whole one.
                 _ = ftruncate(f.fd, off_t(f.size))
@@ -98,9 +102,9 @@ final class RecordingWriter {
                 bytesWritten += Int64(f.pending.count)
                 packetsWritten += f.pendingPackets
             }
+            pendingTotal -= f.pending.count
             f.pending.removeAll(keepingCapacity: true)
             f.pendingPackets = 0
-            files[ssrc] = f
         }
     }
 

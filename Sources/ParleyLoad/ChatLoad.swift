@@ -103,6 +103,9 @@ final class ChatUser: SignallingClientHandler {
     private(set) var ready = false
     private var lastSeq: [Int: Int] = [:]
     private var pendingAck: [Int: Int] = [:]
+    /// Messages sent and not yet acknowledged, by client id.
+    private var outbox: [String: (fields: [String: JSONValue], expected: Int, started: UInt64)] = [:]
+    private var wentOffline = false
     /// Groups this user is in: conversation → members.
     private(set) var groups: [(conversation: Int, members: Int)] = []
     private var nextClientID = 0
@@ -132,6 +135,7 @@ final class ChatUser: SignallingClientHandler {
     }
 
     func goOffline() {
+        wentOffline = true
         if ready { worker.c.ready -= 1 }
         ready = false
         flushAcks()
@@ -144,6 +148,7 @@ final class ChatUser: SignallingClientHandler {
         case "sync.done":
             worker.c.syncs += 1
             if !ready { ready = true; worker.c.ready += 1; worker.userReady(self) }
+            if wentOffline { wentOffline = false; for id in outbox.keys.sorted() { transmit(id) } }
         case "chat.message":
             received(event)
         default: break
@@ -198,30 +203,43 @@ final class ChatUser: SignallingClientHandler {
 
     /// Sends one message to `to` (a user) or to one of this user's groups.
     func send(to: String?, group: (conversation: Int, members: Int)?) {
-        guard let client, ready else { return }
+        guard client != nil, ready else { return }
         nextClientID += 1
         let sentAt = realtimeNanoseconds()
-        let started = MonotonicTime.now().nanoseconds
         var text = "t=\(sentAt) "
         text += String(repeating: "x", count: max(0, worker.textBytes - text.utf8.count))
-        var fields: [String: JSONValue] = ["clientId": .string("\(name)-\(nextClientID)"), "text": .string(text)]
+        let clientID = "\(name)-\(nextClientID)"
+        var fields: [String: JSONValue] = ["clientId": .string(clientID), "text": .string(text)]
         if let group { fields["group"] = JSONValue(group.conversation) } else { fields["to"] = .string(to ?? "") }
         // Expected from the send on (a reply may come after the run, the
         // delivery before it); taken back when the server refuses the
-        // message or the connection closes first (not stored, or not known
+        // message or the connection is lost first (not stored, or not known
         // to be). A timed-out send stays expected: it may have been stored.
         let expected = group.map { max(0, $0.members - 1) } ?? 1
         worker.c.sent += 1
         worker.c.expectedDeliveries += expected
-        client.request(ClientRequest(type: "chat.send", fields: fields), timeout: .seconds(30)) { [weak self] r in
+        outbox[clientID] = (fields, expected, MonotonicTime.now().nanoseconds)
+        transmit(clientID)
+    }
+
+    /// Sends (or, after going offline with it unacknowledged, sends again
+    /// with the same client id, as a real client does) one outbox message.
+    /// The server answers a resend of a stored message with the same ack.
+    private func transmit(_ clientID: String) {
+        guard let client, let m = outbox[clientID] else { return }
+        client.request(ClientRequest(type: "chat.send", fields: m.fields), timeout: .seconds(30)) { [weak self] r in
             guard let self else { return }
             switch r {
             case .success(let reply):
-                if reply["duplicate"] == .bool(true) { self.worker.c.duplicateAcks += 1; return }
+                guard self.outbox.removeValue(forKey: clientID) != nil else { return }
+                if reply["duplicate"] == .bool(true) { self.worker.c.duplicateAcks += 1 }
                 self.worker.c.acked += 1
-                self.worker.c.sentAck.record(MonotonicTime.now().nanoseconds &- started)
+                self.worker.c.sentAck.record(MonotonicTime.now().nanoseconds &- m.started)
+            case .failure(.closed) where self.wentOffline:
+                break  // cut off by our own close: stays in the outbox, sent again after the sync
             case .failure(let e):
-                if case .timedOut = e {} else { self.worker.c.expectedDeliveries -= expected }
+                self.outbox.removeValue(forKey: clientID)
+                if case .timedOut = e {} else { self.worker.c.expectedDeliveries -= m.expected }
                 self.worker.error("chat.send", e)
             }
         }

@@ -19,6 +19,7 @@ public struct ChatMetrics: Sendable {
     public let refusedNotMember: Counter
     public let refusedTooManyDevices: Counter
     public let refusedGroupFull: Counter
+    public let refusedBacklogFull: Counter
     /// `chat.presence` and `chat.typing` events sent to devices.
     public let presenceEvents: Counter
     public let typingEvents: Counter
@@ -47,6 +48,7 @@ public struct ChatMetrics: Sendable {
         refusedNotMember = registry.counter(refused, help: fHelp, labels: [("reason", "not_member")])
         refusedTooManyDevices = registry.counter(refused, help: fHelp, labels: [("reason", "too_many_devices")])
         refusedGroupFull = registry.counter(refused, help: fHelp, labels: [("reason", "group_full")])
+        refusedBacklogFull = registry.counter(refused, help: fHelp, labels: [("reason", "backlog_full")])
         presenceEvents = registry.counter("parley_chat_presence_events_total", help: "chat.presence events sent to contacts' devices")
         typingEvents = registry.counter("parley_chat_typing_events_total", help: "chat.typing events passed on to members' devices")
         pruned = registry.counter("parley_chat_pruned_total", help: "Chat messages deleted by retention (chat-retention)")

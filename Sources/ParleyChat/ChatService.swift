@@ -17,6 +17,8 @@ public struct ChatConfig: Sendable {
     public var syncPage = 500
     /// Members one group may have, its creator included (`chat-max-group-members`).
     public var maxGroupMembers = 256
+    /// Messages of a direct conversation the recipient has not had yet, at most (`chat-max-undelivered`).
+    public var maxUndelivered = 100_000
     /// How long delivered messages are kept (`chat-retention`).
     public var retention = ChatStore.Retention.delivered
     /// Seconds between prunes of delivered messages (the first runs at start).
@@ -268,6 +270,7 @@ public final class ChatService: SignallingFeature {
         guard to != .user(key.user) else { throw SignallingError(.badRequest, "\"to\" must name another user") }
         try takeBudget(key.user)
         try store.send(from: key.user, device: key.device, to: to, clientId: clientId, text: text, attachments: attachments,
+                       maxUndelivered: config.maxUndelivered,
                        completion: core.onSignallingThread { [self] result in stored(result, from: key, reply: reply) })
     }
 
@@ -430,6 +433,9 @@ public final class ChatService: SignallingFeature {
             return SignallingError(.notMember, "not a member of conversation \(c)")
         case ChatRefusal.notAdmin(let c): return SignallingError(.forbidden, "only an administrator of group \(c) may do that")
         case ChatRefusal.notAGroup(let c): return SignallingError(.badRequest, "conversation \(c) is not a group")
+        case ChatRefusal.backlogFull(let n):
+            metrics.refusedBacklogFull.inc()
+            return SignallingError(.backlogFull, "the recipient has \(n) undelivered messages in this conversation; try again once it has caught up")
         case ChatRefusal.unknownMedia(let id): return SignallingError(.badRequest, "no attachment \(id) that you may send (upload it with PUT /media)")
         case ChatRefusal.groupFull(let n):
             metrics.refusedGroupFull.inc()

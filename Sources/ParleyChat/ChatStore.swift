@@ -71,6 +71,7 @@ public enum ChatRefusal: Error, Sendable, Equatable {
     case notAGroup(conversation: Int64)
     case groupFull(limit: Int)
     case unknownMedia(String)
+    case backlogFull(limit: Int)
 }
 
 /// The chat database (DATA-DIR/chat.db, SQLite in WAL mode) and the
@@ -188,7 +189,8 @@ public final class ChatStore: Sendable {
     /// giving it the conversation's next seq; a `clientId` the sender used
     /// before returns that message instead.
     public func send(from sender: String, device: String, to target: ChatTarget, clientId: String, text: String,
-                     attachments: [String] = [], completion: @escaping @Sendable (Result<Sent, Error>) -> Void) throws {
+                     attachments: [String] = [], maxUndelivered: Int = Int.max,
+                     completion: @escaping @Sendable (Result<Sent, Error>) -> Void) throws {
         try submit({ db in
             if let old = try db.rows("SELECT conversation, seq FROM messages WHERE sender = ? AND client_id = ?",
                                      [.text(sender), .text(clientId)], { ($0.int64(0), $0.int64(1)) }).first {
@@ -202,6 +204,10 @@ public final class ChatStore: Sendable {
             case .user(let to):
                 info = try Self.direct(db, sender, to)
                 members = [info.a!, info.b!]
+                // What the recipient has not had yet waits in the store: bounded per conversation.
+                let delivered = try db.rows("SELECT delivered_seq FROM members WHERE conversation = ? AND user = ?",
+                                            [.integer(info.id), .text(to)]) { $0.int64(0) }.first ?? 0
+                guard info.last - delivered < Int64(maxUndelivered) else { throw ChatRefusal.backlogFull(limit: maxUndelivered) }
             case .group(let id):
                 (info, members) = try Self.membership(db, user: sender, conversation: id)
             }

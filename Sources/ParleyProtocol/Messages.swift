@@ -231,6 +231,8 @@ public enum SignallingErrorCode: String, Sendable, Equatable, CaseIterable {
     case tooManyDevices = "too_many_devices"
     /// Chat: the group would have more than `chat-max-group-members` members.
     case groupFull = "group_full"
+    /// Chat: the recipient has `chat-max-undelivered` messages of this conversation waiting.
+    case backlogFull = "backlog_full"
 
     /// The WebSocket close code sent after this error, when it ends the connection.
     public var closeCode: UInt16? {

@@ -170,6 +170,7 @@ extension ServerConfig {
         c.maxDevices = chatMaxDevices
         c.syncPage = chatSyncPage
         c.maxGroupMembers = chatMaxGroupMembers
+        c.maxUndelivered = chatMaxUndelivered
         c.presenceDebounceSeconds = Double(chatPresenceDebounceMs) / 1000
         c.retention = switch chatRetention {
         case "delivered": .delivered

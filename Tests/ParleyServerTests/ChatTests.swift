@@ -210,6 +210,18 @@ final class ChatTests: ChatTestCase {
         XCTAssertEqual(try alice.request(.chatSend(to: "alice", clientId: "me", text: "x"))["code"], "bad_request")
     }
 
+    func testAnOfflineRecipientsBacklogIsBounded() throws {
+        try start { $0.chatMaxUndelivered = 2 }
+        let carol = try device("carol")
+        XCTAssertEqual(try carol.call(.chatSend(to: "bob", clientId: "c1", text: "x"))["seq"], 1)
+        let conversation = Int64(try carol.call(.chatSend(to: "bob", clientId: "c2", text: "x"))["conversation"]!.intValue!)
+        XCTAssertEqual(try carol.request(.chatSend(to: "bob", clientId: "c3", text: "x"))["code"], "backlog_full")
+        // Bob catches up: there is room again.
+        let bob = try device("bob")
+        try bob.call(.chatAck(conversation: conversation, seq: 2))
+        XCTAssertEqual(try carol.call(.chatSend(to: "bob", clientId: "c3", text: "x"))["seq"], 3)
+    }
+
     func testDevicesBeyondTheLimitGetNoChat() throws {
         try start { $0.chatMaxDevices = 1 }
         let alice = try device("alice")

@@ -12,26 +12,16 @@ import ParleyWeb
 enum ChatAdminRoutes {
     static func install(on router: HTTPRouter, chat: ChatStore, auth: BearerAuth) {
         router.add("GET", .exact("/admin/chat")) { req, responder in
-            guard admitted(req, responder, auth) else { return }
+            guard auth.admit(.admin, req, responder) != nil else { return }
             answer(responder) { try chat.totals(completion: $0) }
         }
         router.add("GET", .prefix("/admin/chat/users/")) { req, responder in
-            guard admitted(req, responder, auth) else { return }
+            guard auth.admit(.admin, req, responder) != nil else { return }
             let user = req.pathRemainder.removingPercentEncoding ?? req.pathRemainder
             guard !user.isEmpty, user.utf8.count <= 256, !user.contains("/") else {
                 return responder.respond(.error(.notFound, "expected /admin/chat/users/{user}"))
             }
             answer(responder) { try chat.user(user, completion: $0) }
-        }
-    }
-
-    private static func admitted(_ req: HTTPServerRequest, _ responder: HTTPResponder, _ auth: BearerAuth) -> Bool {
-        do throws(HTTPRefusal) {
-            _ = try auth.require(.admin, req)
-            return true
-        } catch {
-            responder.respond(error.response)
-            return false
         }
     }
 

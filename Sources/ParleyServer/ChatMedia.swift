@@ -58,10 +58,7 @@ enum ChatMediaRoutes {
         }
 
         router.add("GET", .prefix("/media/")) { req, responder in
-            let claims: AuthClaims
-            do throws(HTTPRefusal) { claims = try auth.require(.user, req, allowQueryToken: true) } catch {
-                return responder.respond(error.response)
-            }
+            guard let claims = auth.admit(.user, req, responder, allowQueryToken: true) else { return }
             let parts = req.pathRemainder.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
             let missing = HTTPServerResponse.error(.notFound, "no such media")
             guard let id = parts.first, UploadSink.isUploadID(id), parts.count == 1 || parts == [id, "thumbnail"] else {

@@ -121,7 +121,7 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
     public func install(on router: HTTPRouter) {
         router.addWebSocket("/ws", self)
         router.add("GET", .exact("/admin/rooms")) { [self] req, responder in
-            guard authorized(req, responder) else { return }
+            guard auth.admit(.admin, req, responder) != nil else { return }
             loop.execute { responder.respond(.json(.ok, self.calls.roomsJSON())) }
         }
         router.add("POST", .prefix("/admin/rooms/")) { [self] req, responder in
@@ -131,14 +131,14 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
                 responder.respond(.error(.notFound, "expected /admin/rooms/{room}/recording"))
                 return
             }
-            guard authorized(req, responder) else { return }
+            guard auth.admit(.admin, req, responder) != nil else { return }
             startRecording(room: String(parts[0]), responder)
         }
         router.add("DELETE", .prefix("/admin/rooms/")) { [self] req, responder in
             // /admin/rooms/{room}/participants/{id} or /admin/rooms/{room}/recording
             let parts = req.pathRemainder.split(separator: "/", omittingEmptySubsequences: false)
             if parts.count == 2, parts[1] == "recording", !parts[0].isEmpty {
-                guard authorized(req, responder) else { return }
+                guard auth.admit(.admin, req, responder) != nil else { return }
                 stopRecording(room: String(parts[0]), responder)
                 return
             }
@@ -146,7 +146,7 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
                 responder.respond(.error(.notFound, "expected /admin/rooms/{room}/participants/{id} or /admin/rooms/{room}/recording"))
                 return
             }
-            guard authorized(req, responder) else { return }
+            guard auth.admit(.admin, req, responder) != nil else { return }
             let room = String(parts[0]), id = String(parts[2])
             loop.execute {
                 if self.calls.kick(room: room, participant: id) {
@@ -185,18 +185,6 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
                 return responder.respond(.error(.notFound, "room \(room) is not being recorded"))
             }
             responder.respond(.json(.ok, ["room": .string(room), "recording": .string(id)]))
-        }
-    }
-
-    /// True for a request with an admin token; otherwise answers it with
-    /// the refusal (401/403, as every HTTP route that needs a token).
-    private func authorized(_ req: HTTPServerRequest, _ responder: HTTPResponder) -> Bool {
-        do throws(HTTPRefusal) {
-            _ = try auth.require(.admin, req)
-            return true
-        } catch {
-            responder.respond(error.response)
-            return false
         }
     }
 }

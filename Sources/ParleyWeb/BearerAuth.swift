@@ -65,6 +65,16 @@ public struct BearerAuth: Sendable {
     /// Verifies Parley JWTs signed with the server secret.
     public init(secret: [UInt8]) { self.init(verifier: JWTVerifier(secret: secret)) }
 
+    /// The verified claims of a token carrying `grant`; otherwise answers the
+    /// refusal on `responder` and returns nil.
+    public func admit(_ grant: Grant, _ req: HTTPServerRequest, _ responder: HTTPResponder,
+                      allowQueryToken: Bool = false) -> AuthClaims? {
+        do throws(HTTPRefusal) { return try require(grant, req, allowQueryToken: allowQueryToken) } catch {
+            responder.respond(error.response)
+            return nil
+        }
+    }
+
     /// The verified claims of a token carrying `grant`, or throws the refusal.
     public func require(_ grant: Grant, _ req: HTTPServerRequest, allowQueryToken: Bool = false) throws(HTTPRefusal) -> AuthClaims {
         guard let token = req.bearerToken ?? (allowQueryToken ? req.queryValue("token") : nil) else {

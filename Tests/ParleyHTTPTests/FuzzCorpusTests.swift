@@ -8,18 +8,9 @@ import ParleyTestSupport
 /// same invariants the libFuzzer harnesses check (CodecSelfCheck), so a fixed
 /// crash stays fixed.
 final class FuzzCorpusTests: XCTestCase {
-    private func inputs(_ target: String) throws -> [(String, [UInt8])] {
-        let dir = URL(fileURLWithPath: repositoryPath("tools/fuzz/corpus/\(target)"))
-        var out: [(String, [UInt8])] = []
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir.path) else { return out }
-        for name in names.sorted() where !name.hasPrefix(".") {
-            out.append(("corpus/\(target)/\(name)", [UInt8](try Data(contentsOf: dir.appendingPathComponent(name)))))
-        }
-        return out
-    }
 
     func testHTTPRequestCorpus() throws {
-        let files = try inputs("http-request")
+        let files = try fuzzCorpus("http-request")
         XCTAssertGreaterThanOrEqual(files.count, 5, "seed corpus present")
         for (name, bytes) in files {
             XCTAssertNil(CodecSelfCheck.httpRequest(bytes), name)
@@ -27,7 +18,7 @@ final class FuzzCorpusTests: XCTestCase {
     }
 
     func testWebSocketCorpus() throws {
-        let files = try inputs("websocket")
+        let files = try fuzzCorpus("websocket")
         XCTAssertGreaterThanOrEqual(files.count, 5, "seed corpus present")
         for (name, bytes) in files {
             XCTAssertNil(CodecSelfCheck.webSocket(bytes), name)

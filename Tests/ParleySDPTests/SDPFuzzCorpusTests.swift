@@ -9,13 +9,9 @@ import XCTest
 final class SDPFuzzCorpusTests: XCTestCase {
     func testSDPCorpus() throws {
         let dir = URL(fileURLWithPath: repositoryPath("tools/fuzz/corpus/sdp"))
-        var count = 0
-        for name in try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() where !name.hasPrefix(".") {
-            let bytes = [UInt8](try Data(contentsOf: dir.appendingPathComponent(name)))
-            XCTAssertNil(SDPSelfCheck.check(bytes), "corpus/sdp/\(name)")
-            count += 1
-        }
-        XCTAssertGreaterThanOrEqual(count, 4, "seed corpus present")
+        let files = try fuzzCorpus("sdp")
+        for (name, bytes) in files { XCTAssertNil(SDPSelfCheck.check(bytes), name) }
+        XCTAssertGreaterThanOrEqual(files.count, 4, "seed corpus present")
         // The seeds are real offers: both are taken.
         for name in ["aiortc-offer", "chromium-offer"] {
             let text = try String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8)

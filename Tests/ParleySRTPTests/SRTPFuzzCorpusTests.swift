@@ -8,16 +8,9 @@ import ParleyTestSupport
 /// SRTPSelfCheck, the invariants the libFuzzer harness checks.
 final class SRTPFuzzCorpusTests: XCTestCase {
     func testSRTPCorpus() throws {
-        let dir = URL(fileURLWithPath: repositoryPath("tools/fuzz/corpus/srtp"))
-        var count = 0
-        if let names = try? FileManager.default.contentsOfDirectory(atPath: dir.path) {
-            for name in names.sorted() where !name.hasPrefix(".") {
-                let bytes = [UInt8](try Data(contentsOf: dir.appendingPathComponent(name)))
-                XCTAssertNil(SRTPSelfCheck.check(bytes), "corpus/srtp/\(name)")
-                count += 1
-            }
-        }
-        XCTAssertGreaterThanOrEqual(count, 5, "seed corpus present")
+        let files = try fuzzCorpus("srtp")
+        for (name, bytes) in files { XCTAssertNil(SRTPSelfCheck.check(bytes), name) }
+        XCTAssertGreaterThanOrEqual(files.count, 5, "seed corpus present")
     }
 
     /// Hand-made inputs of each kind pass every invariant: a valid RTP packet

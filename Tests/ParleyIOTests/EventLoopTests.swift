@@ -101,7 +101,7 @@ final class EventLoopTests: XCTestCase {
     }
 
     func testGroupRoundRobinAndShutdownJoinsThreadsWithoutLeakingFDs() throws {
-        let before = openFDCount()
+        let before = openFDs()
         let group = try EventLoopGroup(numberOfThreads: 3)
         let seen = (0..<6).map { _ in group.next().index }
         XCTAssertEqual(seen, [0, 1, 2, 0, 1, 2])
@@ -109,7 +109,7 @@ final class EventLoopTests: XCTestCase {
         XCTAssertTrue(onLoop)
         XCTAssertFalse(group.loops[1].inEventLoop)
         group.syncShutdownGracefully()
-        XCTAssertEqual(openFDCount(), before)
+        XCTAssertEqual(leakedFDs(since: before), [])
     }
 
     /// Two eventfds become readable before one epoll_wait. Handling the
@@ -167,7 +167,7 @@ final class EventLoopTests: XCTestCase {
     /// thread*, which blocks it (inherited mask), so it stays pending for the
     /// signalfd and can never reach XCTest's default disposition.
     func testShutdownSignalStopsGroupAndClosesSockets() throws {
-        let before = openFDCount()
+        let before = openFDs()
         let noted = Atomic<Int32>(0)
         let group = try EventLoopGroup(numberOfThreads: 2, shutdownSignals: [SIGINT, SIGTERM],
                                        onSignal: { noted.store($0, ordering: .relaxed) })
@@ -188,7 +188,7 @@ final class EventLoopTests: XCTestCase {
         XCTAssertEqual(sig, SIGTERM)
         XCTAssertEqual(noted.load(ordering: .relaxed), SIGTERM)
         XCTAssertFalse(sock.isOpen)
-        XCTAssertEqual(openFDCount(), before)
+        XCTAssertEqual(leakedFDs(since: before), [])
         // The group blocked SIGINT/SIGTERM in this (XCTest's) thread; none is
         // pending (the signalfd consumed it), so restore the mask.
         var set = sigset_t()

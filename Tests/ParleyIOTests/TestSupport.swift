@@ -4,17 +4,33 @@ import Glibc
 import Synchronization
 @testable import ParleyIO
 
-/// Open descriptors of this process (entries of /proc/self/fd, minus the
-/// one opendir itself uses).
-func openFDCount() -> Int {
-    guard let d = opendir("/proc/self/fd") else { return -1 }
-    var n = 0
+/// Open descriptors of this process as "fd -> target" (readlink of
+/// /proc/self/fd/N), minus the one opendir itself uses.
+func openFDs() -> Set<String> {
+    guard let d = opendir("/proc/self/fd") else { return [] }
+    let own = dirfd(d)
+    var result = Set<String>()
     while let e = readdir(d) {
         let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-        if name != "." && name != ".." { n += 1 }
+        guard let fd = Int32(name), fd != own else { continue }
+        var buf = [CChar](repeating: 0, count: 256)
+        let n = readlink("/proc/self/fd/\(name)", &buf, buf.count - 1)
+        let target = n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
+        result.insert("\(fd) -> \(target)")
     }
     closedir(d)
-    return n - 1
+    return result
+}
+
+/// Descriptors of the kinds the event loop, timers and sockets open
+/// (epoll, eventfd, timerfd, signalfd, sockets) that are open now and were
+/// not in `before`. Other descriptors (a pipe XCTest or another test's
+/// child process opens meanwhile) are not this code's and are ignored, so
+/// the check is about leaks, not about what else the process does.
+func leakedFDs(since before: Set<String>) -> [String] {
+    openFDs().subtracting(before)
+        .filter { $0.contains("anon_inode:") || $0.contains("socket:") }
+        .sorted()
 }
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit (20000 here).

@@ -232,55 +232,56 @@ final class SRTPInteropTests: XCTestCase {
                                     "-i", "sine=frequency=440:sample_rate=8000:duration=6", "-f", "mulaw", "-"])
         XCTAssertEqual(tone.count, 48_000)
 
-        // Two adjacent free ports for ffmpeg (RTP and RTCP), released for it to bind.
-        let port: UInt16 = try { () throws -> UInt16 in
-            let (rtp, _) = try receiverPair()
-            return rtp.port
-        }()
         let material = SRTPKeyMaterial.random(suite: .aesCM128HmacSHA1_80)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("parley-srtp-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        let sdp = """
-            v=0
-            o=- 0 0 IN IP4 127.0.0.1
-            s=parley
-            c=IN IP4 127.0.0.1
-            t=0 0
-            m=audio \(port) RTP/SAVP 0
-            a=rtpmap:0 PCMU/8000
-            \(material.cryptoAttribute(tag: 1))
+        let outURL = dir.appendingPathComponent("out.raw")
 
-            """
-        let sdpURL = dir.appendingPathComponent("in.sdp"), outURL = dir.appendingPathComponent("out.raw")
-        try sdp.write(to: sdpURL, atomically: true, encoding: .utf8)
+        // Two adjacent free ports for ffmpeg (RTP and RTCP), released for it
+        // to bind. Another process on the machine may take one of them
+        // between the release and ffmpeg's bind; ffmpeg then exits with a
+        // bind error, and the test tries again with new ports (at most 3).
+        var started: (process: Process, port: UInt16, stderr: Pipe)?
+        var failures: [String] = []
+        for _ in 0..<3 where started == nil {
+            let port: UInt16 = try { () throws -> UInt16 in
+                let (rtp, _) = try receiverPair()
+                return rtp.port
+            }()
+            let sdp = """
+                v=0
+                o=- 0 0 IN IP4 127.0.0.1
+                s=parley
+                c=IN IP4 127.0.0.1
+                t=0 0
+                m=audio \(port) RTP/SAVP 0
+                a=rtpmap:0 PCMU/8000
+                \(material.cryptoAttribute(tag: 1))
 
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: ffmpeg)
-        p.arguments = ["-hide_banner", "-loglevel", "error", "-nostdin", "-protocol_whitelist", "file,udp,rtp",
-                       "-i", sdpURL.path, "-t", "1", "-f", "mulaw", "-y", outURL.path]
-        p.standardOutput = FileHandle.nullDevice
-        let errPipe = Pipe()
-        p.standardError = errPipe
-        try p.run()
+                """
+            let sdpURL = dir.appendingPathComponent("in.sdp")
+            try sdp.write(to: sdpURL, atomically: true, encoding: .utf8)
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: ffmpeg)
+            p.arguments = ["-hide_banner", "-loglevel", "error", "-nostdin", "-protocol_whitelist", "file,udp,rtp",
+                           "-i", sdpURL.path, "-t", "1", "-f", "mulaw", "-y", outURL.path]
+            p.standardOutput = FileHandle.nullDevice
+            let errPipe = Pipe()
+            p.standardError = errPipe
+            try p.run()
+            if Self.waitForUDPBind(port: port, while: { p.isRunning }) {
+                started = (p, port, errPipe)
+            } else {
+                if p.isRunning { p.terminate() }
+                p.waitUntilExit()
+                failures.append("port \(port): " + String(decoding: errPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+            }
+        }
+        let (p, port, errPipe) = try XCTUnwrap(started, "ffmpeg never bound its RTP port: \(failures)")
         let guardTimer = DispatchWorkItem { if p.isRunning { p.terminate() } }
         DispatchQueue.global().asyncAfter(deadline: .now() + 60, execute: guardTimer)
         defer { guardTimer.cancel() }
-
-        // Ready when ffmpeg's RTP socket is bound.
-        let needle = String(format: ":%04X ", port)
-        var bound = false
-        for _ in 0..<3000 where p.isRunning {
-            let table = (try? String(contentsOfFile: "/proc/net/udp", encoding: .utf8)) ?? ""
-            // Lines look like "  12: 0100007F:1F90 00000000:0000 07 …" (local address second).
-            let lines = table.split(separator: "\n")
-            if lines.contains(where: { $0.split(separator: " ").dropFirst().first?.hasSuffix(needle.dropLast()) == true }) {
-                bound = true
-                break
-            }
-            usleep(10_000)
-        }
-        XCTAssertTrue(bound, "ffmpeg bound 127.0.0.1:\(port)")
 
         let tx = try SRTPContext(material: material, direction: .outbound)
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
@@ -316,6 +317,21 @@ final class SRTPInteropTests: XCTestCase {
         let crossings = zip(samples, samples.dropFirst()).filter { ($0 < 0) != ($1 < 0) }.count
         XCTAssertEqual(Double(crossings) / max(seconds, 0.001), 880, accuracy: 40, "ffmpeg decrypted the tone")
         XCTAssertGreaterThan(samples.map(abs).max() ?? 0, 3000)
+    }
+
+    /// Waits (hang guard 30 s) until a UDP socket bound to `port` appears in
+    /// /proc/net/udp, or `alive` turns false. Lines look like
+    /// "  12: 0100007F:1F90 00000000:0000 07 …" (local address second).
+    static func waitForUDPBind(port: UInt16, while alive: () -> Bool) -> Bool {
+        let suffix = String(format: ":%04X", port)
+        for _ in 0..<3000 where alive() {
+            let table = (try? String(contentsOfFile: "/proc/net/udp", encoding: .utf8)) ?? ""
+            if table.split(separator: "\n").contains(where: { $0.split(separator: " ").dropFirst().first?.hasSuffix(suffix) == true }) {
+                return true
+            }
+            usleep(10_000)
+        }
+        return false
     }
 
     /// G.711 μ-law to linear PCM (ITU-T G.711).

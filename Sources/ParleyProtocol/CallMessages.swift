@@ -7,7 +7,8 @@ import ParleyRTP
 
 public enum CallRequest: Sendable, Equatable {
     /// Enter a room: `room`, or the one named in `auth` or the token.
-    case join(room: String?, publish: Bool, subscribe: Bool, suite: String?)
+    /// `transport`: `udp` (nil) or `tcp` (RFC 4571-framed media on the TCP media port).
+    case join(room: String?, publish: Bool, subscribe: Bool, suite: String?, transport: String? = nil)
     case leave
     case publish([TrackDescription])
     case unpublish(track: String)
@@ -25,7 +26,8 @@ public enum CallRequest: Sendable, Equatable {
         switch r.type {
         case "join":
             self = .join(room: try r.string("room", optional: true), publish: try r.bool("publish", default: true),
-                         subscribe: try r.bool("subscribe", default: true), suite: try r.string("suite", optional: true))
+                         subscribe: try r.bool("subscribe", default: true), suite: try r.string("suite", optional: true),
+                         transport: try r.string("transport", optional: true))
         case "leave": self = .leave
         case "publish":
             guard let list = r.fields["tracks"]?.arrayValue, !list.isEmpty, list.count <= 16 else {
@@ -52,10 +54,11 @@ public enum CallRequest: Sendable, Equatable {
     /// The request as a client sends it.
     public var request: ClientRequest {
         switch self {
-        case .join(let room, let publish, let subscribe, let suite):
+        case .join(let room, let publish, let subscribe, let suite, let transport):
             var o: [String: JSONValue] = ["publish": .bool(publish), "subscribe": .bool(subscribe)]
             if let room { o["room"] = .string(room) }
             if let suite { o["suite"] = .string(suite) }
+            if let transport { o["transport"] = .string(transport) }
             return ClientRequest(type: "join", fields: o)
         case .leave: return ClientRequest(type: "leave")
         case .publish(let specs): return ClientRequest(type: "publish", fields: ["tracks": .array(specs.map(\.json))])
@@ -72,8 +75,8 @@ public enum CallRequest: Sendable, Equatable {
 }
 
 extension ClientRequest {
-    public static func join(room: String?, publish: Bool, subscribe: Bool, suite: String?) -> ClientRequest {
-        CallRequest.join(room: room, publish: publish, subscribe: subscribe, suite: suite).request
+    public static func join(room: String?, publish: Bool, subscribe: Bool, suite: String?, transport: String? = nil) -> ClientRequest {
+        CallRequest.join(room: room, publish: publish, subscribe: subscribe, suite: suite, transport: transport).request
     }
     public static var leave: ClientRequest { CallRequest.leave.request }
     public static func publish(_ tracks: [TrackDescription]) -> ClientRequest { CallRequest.publish(tracks).request }

@@ -10,6 +10,8 @@ public struct ParticipantGrant: Sendable, Equatable {
     public var loopIndex: Int
     /// host:port of the room's loop media socket (the advertised address).
     public var endpoint: SocketAddressText
+    /// host:port of the room's loop TCP media listener (RFC 4571), when TCP media is on.
+    public var tcpEndpoint: SocketAddressText? = nil
     /// ICE-style short-term credentials: the client sends STUN Binding
     /// requests with USERNAME `ufrag` (or `ufrag:anything`) and
     /// MESSAGE-INTEGRITY keyed with `password`; a valid one latches its address.
@@ -111,6 +113,8 @@ public struct RelayConfig: Sendable {
     /// without a consent check (for tools that cannot answer STUN, like
     /// ffmpeg). Off: only consent checks move media.
     public var srtpLatching = true
+    /// TCP media bounds (RelayWorker+TCP; the listener's address is `Relay`'s `tcpAddresses`).
+    public var tcp = RelayTCPConfig()
     /// Host (IP) announced in grants instead of the bound one (e.g. the public IP when bound to 0.0.0.0).
     public var announcedHost: String? = nil
     /// Datagrams per recvmmsg on the media socket.

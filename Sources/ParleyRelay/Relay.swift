@@ -28,9 +28,14 @@ public final class Relay: Sendable {
     /// Binds one media socket per loop (`mediaAddresses[i]` on `loops[i]`)
     /// and starts the workers. The loops must be running (an
     /// `EventLoopGroup`'s); call from any thread but a loop thread.
-    public init(loops: [EventLoop], mediaAddresses: [SocketAddress], config: RelayConfig = RelayConfig(),
-                directory: (any RoomDirectory)? = nil) throws(RelayError) {
+    ///
+    /// `tcpAddresses`: a TCP media listener per loop (RFC 4571, ICE-TCP
+    /// passive), bounded by `config.tcp`; nil: no media over TCP.
+    public init(loops: [EventLoop], mediaAddresses: [SocketAddress], tcpAddresses: [SocketAddress]? = nil,
+                config: RelayConfig = RelayConfig(), directory: (any RoomDirectory)? = nil) throws(RelayError) {
         precondition(!loops.isEmpty && loops.count == mediaAddresses.count, "one media address per loop")
+        precondition(tcpAddresses == nil || tcpAddresses!.count == loops.count, "one TCP media address per loop")
+        let admission = TCPMediaAdmission(maxTotal: config.tcp.maxConnections, maxPerIP: config.tcp.maxConnectionsPerIP)
         self.config = config
         let directory = directory ?? LocalRoomDirectory(loopCount: loops.count)
         self.directory = directory
@@ -42,7 +47,8 @@ public final class Relay: Sendable {
             do {
                 r = try loop.submit { () -> Result<RelayWorker, RelayError> in
                     Result { () throws(RelayError) in
-                        try RelayWorker(loop: loop, index: i, bindTo: addr, config: config, directory: directory)
+                        try RelayWorker(loop: loop, index: i, bindTo: addr, config: config, directory: directory,
+                                        tcp: tcpAddresses?[i], tcpAdmission: admission)
                     }
                 }
             } catch {
@@ -63,6 +69,8 @@ public final class Relay: Sendable {
 
     /// The media endpoints, one per loop (`host:port`).
     public var endpoints: [String] { workers.map(\.endpoint) }
+    /// The TCP media endpoints, one per loop, when TCP media is on.
+    public var tcpEndpoints: [String] { workers.compactMap(\.tcpEndpoint) }
 
     /// Control operations posted to loops so far (every operation is one;
     /// the metric `parley_relay_control_operations_total` of the relay's registry).

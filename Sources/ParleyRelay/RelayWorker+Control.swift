@@ -58,9 +58,11 @@ extension RelayWorker {
         byUfrag[ufrag] = p
         metrics.participants.inc()
         let granted = p.granted.map { RoomTrack(participant: name, spec: $0, ssrc: $0.ssrc!, muted: false) }
-        return .success(ParticipantGrant(name: name, room: room, loopIndex: index, endpoint: endpoint, ufrag: p.ufrag,
-                                         password: p.password, consentUfrag: p.consentUfrag,
-                                         consentPassword: p.consentPassword, tracks: granted))
+        var g = ParticipantGrant(name: name, room: room, loopIndex: index, endpoint: endpoint, ufrag: p.ufrag,
+                                 password: p.password, consentUfrag: p.consentUfrag,
+                                 consentPassword: p.consentPassword, tracks: granted)
+        g.tcpEndpoint = tcpEndpoint
+        return .success(g)
     }
 
     /// Removes a participant; the room closes with its last one.
@@ -150,7 +152,11 @@ extension RelayWorker {
     func stats(room: String) -> Result<RoomStats, RelayError> {
         loop.preconditionInLoop()
         guard let r = rooms[room] else { return .failure(.noSuchRoom(room)) }
-        return .success(r.stats(loopIndex: index))
+        var s = r.stats(loopIndex: index)
+        for i in s.participants.indices {
+            if let a = r.participant(named: s.participants[i].name)?.address, a.isRelayTCP { s.participants[i].address = describe(a) }
+        }
+        return .success(s)
     }
 
     /// Latches `address` for a participant without STUN: for trusted

@@ -9,49 +9,56 @@ extension RelayWorker {
         tickClock()
         for i in 0..<batch.count {
             let d = batch[i]
-            let bytes = d.bytes
-            tally.packetsIn += 1
-            tally.bytesIn += bytes.count
-            switch MediaDemultiplexer.classify(bytes) {
-            case .rtp:
-                guard let p = byAddress[d.source] else {
-                    // Not latched: an SRTP packet that authenticates with its SSRC owner's key latches.
-                    if let (p, plain) = latchBySRTP(bytes, from: d.source) {
-                        p.packetsIn += 1
-                        p.bytesIn += bytes.count
-                        forwardRTP(from: p, plain, plaintext: true)
-                    }
-                    continue
-                }
-                p.lastSeenMs = nowMs
-                p.packetsIn += 1
-                p.bytesIn += bytes.count
-                forwardRTP(from: p, bytes)
-            case .rtcp:
-                guard let p = byAddress[d.source] ?? byRTCPAddress[d.source] else {
-                    // Not latched: SRTCP from a participant's media port + 1 that authenticates latches its RTCP address.
-                    if let (p, plain) = latchRTCPBySRTCP(bytes, from: d.source) {
-                        p.packetsIn += 1
-                        p.bytesIn += bytes.count
-                        handleRTCP(from: p, plain, plaintext: true)
-                    }
-                    continue
-                }
-                p.lastSeenMs = nowMs
-                p.packetsIn += 1
-                p.bytesIn += bytes.count
-                handleRTCP(from: p, bytes)
-            case .stun:
-                handleSTUN(bytes, from: d.source)
-            case .dtls:
-                handleDTLS(bytes, from: d.source)
-            default:
-                // RTP's first byte but too short to classify: malformed; anything else: not ours.
-                tally.drop((128...191).contains(bytes.first ?? 0) ? .malformed : .unknownProtocol)
-            }
+            handleDatagram(d.bytes, from: d.source)
         }
         flush()
         if socket.receiveTimestamps { recordResidence(batch) }
+    }
+
+    /// One datagram from `source` (a UDP peer, or a frame of a TCP media
+    /// connection under its synthetic address): demultiplexed and handled.
+    /// The caller reads the clock before and flushes after.
+    @inline(__always)
+    func handleDatagram(_ bytes: UnsafeRawBufferPointer, from source: SocketAddress) {
+        tally.packetsIn += 1
+        tally.bytesIn += bytes.count
+        switch MediaDemultiplexer.classify(bytes) {
+        case .rtp:
+            guard let p = byAddress[source] else {
+                // Not latched: an SRTP packet that authenticates with its SSRC owner's key latches.
+                if let (p, plain) = latchBySRTP(bytes, from: source) {
+                    p.packetsIn += 1
+                    p.bytesIn += bytes.count
+                    forwardRTP(from: p, plain, plaintext: true)
+                }
+                return
+            }
+            p.lastSeenMs = nowMs
+            p.packetsIn += 1
+            p.bytesIn += bytes.count
+            forwardRTP(from: p, bytes)
+        case .rtcp:
+            guard let p = byAddress[source] ?? byRTCPAddress[source] else {
+                // Not latched: SRTCP from a participant's media port + 1 that authenticates latches its RTCP address.
+                if let (p, plain) = latchRTCPBySRTCP(bytes, from: source) {
+                    p.packetsIn += 1
+                    p.bytesIn += bytes.count
+                    handleRTCP(from: p, plain, plaintext: true)
+                }
+                return
+            }
+            p.lastSeenMs = nowMs
+            p.packetsIn += 1
+            p.bytesIn += bytes.count
+            handleRTCP(from: p, bytes)
+        case .stun:
+            handleSTUN(bytes, from: source)
+        case .dtls:
+            handleDTLS(bytes, from: source)
+        default:
+            // RTP's first byte but too short to classify: malformed; anything else: not ours.
+            tally.drop((128...191).contains(bytes.first ?? 0) ? .malformed : .unknownProtocol)
+        }
     }
 
     /// Residence of each datagram of `batch`: from the kernel queuing it on

@@ -10,6 +10,7 @@ extension RelayWorker {
         guard !p.removed else { return }
         p.room.removeParticipant(p)
         if let a = p.address, byAddress[a] === p { byAddress[a] = nil }
+        closeTCP(p.address)
         forgetRTCPAddress(p)
         if let c = p.consent { consentChecks[c.transactionID] = nil; p.consent = nil }
         byUfrag[p.ufrag] = nil
@@ -33,7 +34,7 @@ extension RelayWorker {
         p.address = address
         byAddress[address] = p
         p.room.addressChanged(p)
-        config.onEvent?(.participantLatched(room: p.room.name, name: p.name, address: address.description))
+        config.onEvent?(.participantLatched(room: p.room.name, name: p.name, address: describe(address)))
         // It can receive now: its decoders need a keyframe of every video
         // track it gets (throttled like a subscriber's own PLI).
         for t in p.receiving where t.kind == .video { requestKeyframe(t, fir: false) }

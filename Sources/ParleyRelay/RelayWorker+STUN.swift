@@ -27,7 +27,7 @@ extension RelayWorker {
         // no session change. The answer is built in `scratch` and queued
         // after any consent check, so a client reads the check first.
         let out = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<512])
-        let stunSource = STUNAddress(source)
+        let stunSource = STUNAddress(peerAddress(source))
         var outcome: BindingOutcome<Participant>?
         if m.username != nil {
             outcome = try? responder.respond(to: bytes, from: stunSource, into: out) { username in

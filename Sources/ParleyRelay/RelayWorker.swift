@@ -68,10 +68,22 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     var tally = BatchCounters()
     /// Residence times (socket arrival → `sendmmsg` done) while measured.
     var residence = LatencyHistogram()
+    // TCP media (RelayWorker+TCP): the listener, its connections by synthetic address, their bounds.
+    var tcpListener: TCPListener?
+    /// The TCP media endpoint announced to clients (`host:port`), when TCP media is on.
+    public internal(set) var tcpEndpoint: String?
+    var tcpConnections: [SocketAddress: MediaTCPConnection] = [:]
+    var tcpSerial: UInt64 = 0
+    let tcpAdmission: TCPMediaAdmission?
+    let tcpMetrics: RelayTCPMetrics
+    /// Where a framed copy for a TCP connection is built (length, packet, room for the SRTP tag).
+    let tcpScratch: UnsafeMutableRawBufferPointer
 
-    /// Binds the media socket on `loop` and starts housekeeping. Loop only.
+    /// Binds the media socket on `loop` (and with `tcp` a TCP media listener,
+    /// admitted by the shared `tcpAdmission`) and starts housekeeping. Loop only.
     public init(loop: EventLoop, index: Int, bindTo address: SocketAddress, config: RelayConfig,
-                directory: any RoomDirectory) throws(RelayError) {
+                directory: any RoomDirectory, tcp: SocketAddress? = nil,
+                tcpAdmission: TCPMediaAdmission? = nil) throws(RelayError) {
         loop.preconditionInLoop()
         self.loop = loop
         self.index = index
@@ -82,6 +94,10 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         stunLimiter = config.stunRateLimit.map(SourceRateLimiter.init)
         scratch = .allocate(byteCount: 1500, alignment: 16)
         checkScratch = .allocate(byteCount: 512, alignment: 16)
+        tcpMetrics = RelayTCPMetrics(config.metrics)
+        self.tcpAdmission = tcp == nil ? nil : tcpAdmission ?? TCPMediaAdmission(maxTotal: config.tcp.maxConnections,
+                                                                                 maxPerIP: config.tcp.maxConnectionsPerIP)
+        tcpScratch = .allocate(byteCount: tcp == nil ? 0 : 2 + 65535 + 64, alignment: 16)
         var opts = UDPSocket.Options()
         opts.batchSize = config.batchSize
         // A full send batch flushes; each flush groups what it holds by
@@ -102,6 +118,12 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         } else {
             endpoint = bound.description
         }
+        if let tcp {
+            do throws(RelayError) { try startTCP(tcp) } catch {
+                socket.close()
+                throw error
+            }
+        }
         tickClock()
         housekeeping = loop.scheduleRepeatingTimer(every: config.housekeepingInterval) { [weak self] in self?.runHousekeeping() }
     }
@@ -109,6 +131,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     deinit {
         scratch.deallocate()
         checkScratch.deallocate()
+        tcpScratch.deallocate()
     }
 
     /// Closes every room and the socket. Loop only.
@@ -118,6 +141,8 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         if let h = housekeeping { loop.cancelTimer(h); housekeeping = nil }
         if let h = consentTimer { loop.cancelTimer(h); consentTimer = nil }
         socket?.close()
+        tcpListener?.close()
+        for c in Array(tcpConnections.values) { c.connection?.abort() }
     }
 
 
@@ -143,6 +168,10 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     @inline(__always)
     func queue(_ bytes: UnsafeRawBufferPointer, to dest: SocketAddress, subscriber: Participant?,
                        isRTCP: Bool, byReference: Bool, payloadType: UInt8 = 0xFF) {
+        if dest.isRelayTCP {
+            tcpQueue(bytes, to: dest, subscriber: subscriber, isRTCP: isRTCP, payloadType: payloadType)
+            return
+        }
         if let c = subscriber?.crypto {
             socket.sendBatch.append(to: dest) { buf in
                 guard bytes.count <= buf.count else { return 0 }
@@ -163,6 +192,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
 
     /// Queues a copy of a packet the relay built itself.
     func send(_ bytes: UnsafeRawBufferPointer, to dest: SocketAddress) {
+        if dest.isRelayTCP { tcpQueue(bytes, to: dest, subscriber: nil, isRTCP: false); return }
         socket.sendBatch.append(bytes, to: dest)
         tally.packetsOut += 1
         tally.bytesOut += bytes.count

@@ -94,7 +94,8 @@ final class Track {
             guard let a = s.address else { continue }
             destinations.append(a)
             destinationParticipants.append(s)
-            if s.crypto != nil { needsPerDestinationCopy = true }
+            // A TCP media connection gets its own framed copy (RelayWorker+TCP).
+            if s.crypto != nil || a.isRelayTCP { needsPerDestinationCopy = true }
         }
     }
 }

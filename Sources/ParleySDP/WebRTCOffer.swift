@@ -92,9 +92,15 @@ public struct WebRTCOffer: Sendable, Equatable {
     /// publish. `sending`: what the server sends on a section (by mid): the
     /// SSRC and the stream it belongs to, announced with `a=msid` and
     /// `a=ssrc` so the peer maps the SSRC to that section's receiver.
+    ///
+    /// `candidates`: the relay's candidates (UDP, ICE-TCP passive, either
+    /// family); empty: the one UDP host candidate `host`:`port`. The first
+    /// one gives the `m=` port and `c=` address.
     public func answer(ufrag: String, password: String, fingerprint: String, host: String, port: Int,
                        sessionID: UInt64, canSend: Bool, canReceive: Bool,
-                       sending: [String: (ssrc: UInt32, stream: String)] = [:]) -> String {
+                       sending: [String: (ssrc: UInt32, stream: String)] = [:], candidates: [ICECandidate] = []) -> String {
+        let candidates = candidates.isEmpty ? [ICECandidate(.udp, host: host, port: port)] : candidates
+        let host = candidates[0].host, port = candidates[0].port
         let ipv6 = host.contains(":")
         let addrType = ipv6 ? "IP6" : "IP4"
         let accepted = sections.filter { $0.codec != nil }.map(\.mid)
@@ -121,7 +127,8 @@ public struct WebRTCOffer: Sendable, Equatable {
                 out += "a=msid:\(send.stream) \(send.ssrc)\r\n"
                 out += "a=ssrc:\(send.ssrc) cname:\(send.stream)\r\na=ssrc:\(send.ssrc) msid:\(send.stream) \(send.ssrc)\r\n"
             }
-            out += "a=candidate:1 1 udp \(Self.hostPriority) \(host) \(port) typ host\r\na=end-of-candidates\r\n"
+            for c in candidates { out += "a=\(c.attribute)\r\n" }
+            out += "a=end-of-candidates\r\n"
         }
         return out
     }

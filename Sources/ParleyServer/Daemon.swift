@@ -77,7 +77,21 @@ public enum Daemon {
         let mediaAddresses = try loops.indices.map { i in
             try HostPort(host: config.mediaHost, port: config.mediaPorts.lowerBound + i).socketAddress(key: "media-host")
         }
+        var tcpAddresses: [SocketAddress]?
+        if let tcp = config.mediaTCPPorts {
+            guard tcp.count >= loops.count else {
+                throw StartError("media-tcp-ports \(tcp.lowerBound)-\(tcp.upperBound) has fewer ports than the \(loops.count) event loops")
+            }
+            tcpAddresses = try loops.indices.map { i in
+                try HostPort(host: config.mediaHost, port: tcp.lowerBound + i).socketAddress(key: "media-host")
+            }
+        }
         var relayConfig = RelayConfig()
+        relayConfig.tcp.maxConnections = config.mediaTCPMaxConnections
+        relayConfig.tcp.maxConnectionsPerIP = config.mediaTCPMaxConnectionsPerIP
+        relayConfig.tcp.writeBufferBytes = config.mediaTCPWriteBuffer
+        relayConfig.tcp.idleTimeout = .seconds(config.mediaTCPIdleTimeoutSeconds)
+        relayConfig.tcp.maxFrameBytes = config.mediaTCPMaxFrame
         relayConfig.maxRoomsPerLoop = config.maxRoomsPerLoop
         relayConfig.maxParticipantsPerRoom = config.maxParticipantsPerRoom
         relayConfig.participantTimeout = .seconds(config.participantTimeoutSeconds)
@@ -95,10 +109,11 @@ public enum Daemon {
         let events = RelayEventSink() // relay timeouts end signalling sessions
         relayConfig.onEvent = events.deliver
         let relay: Relay
-        do { relay = try Relay(loops: loops, mediaAddresses: mediaAddresses, config: relayConfig) } catch {
+        do { relay = try Relay(loops: loops, mediaAddresses: mediaAddresses, tcpAddresses: tcpAddresses, config: relayConfig) } catch {
             throw StartError(bindFailure: error, what: "media")
         }
         var lines = relay.workers.map { "listening media \($0.localAddress)" }
+        lines += relay.workers.compactMap { $0.tcpLocalAddress.map { "listening media-tcp \($0)" } }
 
         var stun: STUNService?
         if let s = config.stun {

@@ -17,6 +17,16 @@ public struct ServerConfig: Sendable, Equatable {
     /// The IP clients are told to send media to (in join replies and SDP answers) when it is not `mediaHost`:
     /// the public address when bound to 0.0.0.0 behind NAT (mediasoup's announcedIp).
     public var mediaAnnounce: String?
+    /// TCP media ports (RFC 4571 framing; ICE-TCP passive candidates): one per event loop, from the front; nil: off (the default).
+    public var mediaTCPPorts: ClosedRange<Int>? = nil
+    /// TCP media connections in total and from one IP; bytes queued per connection; idle seconds; largest frame read.
+    public var mediaTCPMaxConnections = 1000
+    public var mediaTCPMaxConnectionsPerIP = 16
+    public var mediaTCPWriteBuffer = 262_144
+    public var mediaTCPIdleTimeoutSeconds = 30
+    public var mediaTCPMaxFrame = 4096
+    /// The transports whose candidates WebRTC answers list (`udp`, `tcp`).
+    public var webrtcCandidates: Set<String> = ["udp", "tcp"]
     /// Development mode: `GET /dev/token` hands out publishing tokens (loopback listeners only).
     public var dev = false
     public var dataDir = "./var"
@@ -148,6 +158,13 @@ public struct ServerConfig: Sendable, Equatable {
         ("media-ports", "A-B, UDP ports for media, one per event loop (default 7710-7749)"),
         ("media-host", "address media sockets bind to and advertise (default 127.0.0.1)"),
         ("media-announce", "IP clients send media to, when not media-host (needed with media-host 0.0.0.0 or ::); default none"),
+        ("media-tcp-ports", "A-B, TCP ports for media over TCP (RFC 4571; ICE-TCP passive candidates), one per event loop, or off (default off)"),
+        ("media-tcp-max-connections", "open TCP media connections, all loops together (default 1000)"),
+        ("media-tcp-max-connections-per-ip", "open TCP media connections from one IP address (default 16)"),
+        ("media-tcp-write-buffer", "bytes queued for one TCP media connection; a packet past it is dropped and counted, never waited for (default 262144)"),
+        ("media-tcp-idle-timeout", "seconds without a byte before a TCP media connection is closed (default 30)"),
+        ("media-tcp-max-frame", "largest RFC 4571 frame read from a TCP media connection, in bytes; larger ones are skipped and counted (default 4096)"),
+        ("webrtc-candidates", "transports WebRTC answers offer candidates for: udp,tcp (tcp needs media-tcp-ports; tcp alone omits UDP) (default udp,tcp)"),
         ("stun", "HOST:PORT of the plain STUN service, or off (default 127.0.0.1:3478)"),
         ("data-dir", "directory for the database, secret, certificates, recordings (default ./var)"),
         ("log-level", "debug, info, warn or error (default info)"),
@@ -228,16 +245,30 @@ public struct ServerConfig: Sendable, Equatable {
             }
             return v
         }
-        switch key {
-        case "listen": listen = try HostPort.parse(value, key: key)
-        case "media-ports":
+        func portRange() throws -> ClosedRange<Int> {
             let parts = value.split(separator: "-", omittingEmptySubsequences: false)
             guard parts.count == 2, let a = Int(parts[0]), let b = Int(parts[1]),
                   (1...65535).contains(a), (1...65535).contains(b), a <= b else {
                 throw ConfigError(key: key, "expected A-B with 1 <= A <= B <= 65535, got \"\(value)\"")
             }
-            mediaPorts = a...b
+            return a...b
+        }
+        switch key {
+        case "listen": listen = try HostPort.parse(value, key: key)
+        case "media-ports": mediaPorts = try portRange()
         case "media-host": mediaHost = value
+        case "media-tcp-ports": mediaTCPPorts = value == "off" ? nil : try portRange()
+        case "media-tcp-max-connections": mediaTCPMaxConnections = try int(1...1_000_000)
+        case "media-tcp-max-connections-per-ip": mediaTCPMaxConnectionsPerIP = try int(1...1_000_000)
+        case "media-tcp-write-buffer": mediaTCPWriteBuffer = try int(4096...(64 << 20))
+        case "media-tcp-idle-timeout": mediaTCPIdleTimeoutSeconds = try int(1...3600)
+        case "media-tcp-max-frame": mediaTCPMaxFrame = try int(256...65535)
+        case "webrtc-candidates":
+            let set = Set(value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+            guard !set.isEmpty, set.isSubset(of: ["udp", "tcp"]) else {
+                throw ConfigError(key: key, "must be udp, tcp or udp,tcp, got \"\(value)\"")
+            }
+            webrtcCandidates = set
         case "media-announce":
             guard SocketAddress(ip: value, port: 1) != nil, !Self.isWildcard(value) else {
                 throw ConfigError(key: key, "must be an IPv4 or IPv6 address clients can reach, got \"\(value)\"")
@@ -391,6 +422,9 @@ public struct ServerConfig: Sendable, Equatable {
         }
         if Self.isWildcard(mediaHost) && mediaAnnounce == nil {
             throw ConfigError(key: "media-announce", "media-host \(mediaHost) binds every address: set media-announce to the IP clients send media to")
+        }
+        if webrtcCandidates == ["tcp"] && mediaTCPPorts == nil {
+            throw ConfigError(key: "webrtc-candidates", "tcp alone needs media-tcp-ports (TCP media is off)")
         }
         if (tlsCert == nil) != (tlsKey == nil) {
             throw ConfigError(key: tlsCert == nil ? "tls-cert" : "tls-key", "tls-cert and tls-key go together")

@@ -87,7 +87,8 @@ public final class ServerFrontEnd: Sendable {
         var chat: ChatStore?
         if let relay {
             let b = RelayMediaBackend(relay: relay,
-                                      advertisedHost: config.mediaAnnounce ?? (ServerConfig.isWildcard(config.mediaHost) ? nil : config.mediaHost))
+                                      advertisedHost: config.mediaAnnounce ?? (ServerConfig.isWildcard(config.mediaHost) ? nil : config.mediaHost),
+                                      webrtcTransports: config.webrtcCandidates)
             let s = try SignallingService(backend: b, verifier: JWTVerifier(secret: secret),
                                       graceSeconds: Double(config.reconnectGraceSeconds),
                                       maxParticipantsPerRoom: config.maxParticipantsPerRoom,

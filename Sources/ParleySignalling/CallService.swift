@@ -37,6 +37,8 @@ public final class CallService: SignallingFeature {
         /// Subscribed track ids in the order they were subscribed (sections are given in that order).
         var subscriptionOrder: [String] = []
         var grant: MediaGrant
+        /// What an SDES client asked its media to go over (`transport` in `join`).
+        var transport: ICECandidate.Transport = .udp
         /// Published tracks by id.
         var tracks: [String: RoomTrack] = [:]
         /// Subscribed track id → SSRC the subscriber receives.
@@ -87,8 +89,11 @@ public final class CallService: SignallingFeature {
                 default: throw SignallingError(.notJoined, "a join is in progress: wait for its answer")
                 }
             }
-            if case .join(let room, let publish, let subscribe, let suite) = r {
-                try join(room: room, publish: publish, subscribe: subscribe, suite: suite, from: session, reply: reply)
+            if case .join(let room, let publish, let subscribe, let suite, let transport) = r {
+                guard let t = ICECandidate.Transport(rawValue: transport ?? "udp") else {
+                    throw SignallingError(.badRequest, "transport must be udp or tcp")
+                }
+                try join(room: room, publish: publish, subscribe: subscribe, suite: suite, transport: t, from: session, reply: reply)
             } else if case .offer(let room, let sdp) = r {
                 let offer: WebRTCOffer
                 do { offer = try WebRTCOffer(parsing: sdp) } catch { throw SignallingError(.badRequest, "sdp: \(error.reason)") }
@@ -250,7 +255,8 @@ public final class CallService: SignallingFeature {
         }
         let answer = offer.answer(ufrag: j.grant.iceUfrag, password: j.grant.icePassword, fingerprint: fingerprint,
                                   host: j.grant.host, port: j.grant.port, sessionID: UInt64.random(in: 1..<(1 << 62)),
-                                  canSend: j.subscribe, canReceive: j.publish, sending: sending)
+                                  canSend: j.subscribe, canReceive: j.publish, sending: sending,
+                                  candidates: j.grant.sdpCandidates)
         j.offer = offer
         j.sections = sections
         j.answer = answer
@@ -267,7 +273,7 @@ public final class CallService: SignallingFeature {
 
     /// Sends the join to the backend; `reply` is answered when it answers.
     private func join(room requested: String?, publish requestedPublish: Bool, subscribe: Bool, suite suiteName: String?,
-                      offer: WebRTCOffer? = nil, from s: SignallingSession, reply: SignallingReply) throws(SignallingError) {
+                      transport: ICECandidate.Transport = .udp, offer: WebRTCOffer? = nil, from s: SignallingSession, reply: SignallingReply) throws(SignallingError) {
         // A WebRTC peer publishes what its offer sends when its token may publish.
         let publish = offer == nil ? requestedPublish : requestedPublish && s.claims.canPublish
         let key = s.key
@@ -319,7 +325,7 @@ public final class CallService: SignallingFeature {
         let keys = SRTPSessionKeys.random(suite)
         let answered = core.onSignallingThread { [weak self] (result: Result<MediaGrant, SignallingError>) in
             self?.joinAnswered(s, generation: generation, reply: reply, result.map {
-                Joined(room: room, publish: publish, subscribe: subscribe, keys: keys, grant: $0, joinedAt: 0)
+                Joined(room: room, publish: publish, subscribe: subscribe, keys: keys, grant: $0, transport: transport, joinedAt: 0)
             })
         }
         backend.join(room: room, participant: user, publish: publish, subscribe: subscribe, keys: keys, completion: answered)
@@ -340,6 +346,9 @@ public final class CallService: SignallingFeature {
         switch result {
         case .failure(let e):
             reply.fail(e)
+        case .success(let j) where j.transport == .tcp && !j.grant.candidates.contains(where: { $0.transport == .tcp }):
+            backend.leave(room: j.room, participant: key.user)
+            reply.fail(SignallingError(.unsupported, "media over TCP is off on this server (media-tcp-ports)"))
         case .success(var j):
             j.joinedAt = core.clock()
             calls[key] = j
@@ -370,6 +379,16 @@ public final class CallService: SignallingFeature {
             return ["id": .string(other.user), "tracks": .array(oj.tracks.values.sorted { $0.id < $1.id }.map(\.json))]
         }
         var media: [String: JSONValue] = ["protocol": "udp", "host": .string(j.grant.host), "port": JSONValue(j.grant.port)]
+        // Asked for TCP: the TCP endpoint of the grant's address family comes first.
+        if j.transport == .tcp, let c = j.grant.candidates.first(where: { $0.transport == .tcp && $0.isIPv6 == j.grant.host.contains(":") })
+            ?? j.grant.candidates.first(where: { $0.transport == .tcp }) {
+            media = ["protocol": "tcp", "host": .string(c.host), "port": JSONValue(c.port)]
+        }
+        if !j.grant.candidates.isEmpty {
+            media["candidates"] = .array(j.grant.candidates.map {
+                ["protocol": .string($0.transport.rawValue), "host": .string($0.host), "port": JSONValue($0.port)]
+            })
+        }
         if j.grant.timeoutSeconds > 0 { media["timeout"] = JSONValue(j.grant.timeoutSeconds) }
         var fields: [String: JSONValue] = [
             "room": .string(j.room),

@@ -27,11 +27,18 @@ public final class RelayMediaBackend: MediaBackend, Sendable {
     /// The relay's DTLS certificate and settings for WebRTC peers (nil: none are taken).
     public let dtls: DTLSContext?
 
+    /// The transports whose candidates WebRTC answers list (`webrtc-candidates`).
+    let webrtcTransports: Set<ICECandidate.Transport>
+
     /// `dtls`: the DTLS context for WebRTC peers; by default one with a
     /// certificate made now (one per process: its fingerprint goes in every answer).
-    public init(relay: Relay, advertisedHost: String? = nil, dtls: DTLSContext? = nil) {
+    /// `webrtcTransports`: which of the relay's candidates go into SDP
+    /// answers (`udp`, and `tcp` for ICE-TCP when the relay has a TCP media port).
+    public init(relay: Relay, advertisedHost: String? = nil, dtls: DTLSContext? = nil,
+                webrtcTransports: Set<String> = ["udp", "tcp"]) {
         self.relay = relay
         self.advertisedHost = advertisedHost
+        self.webrtcTransports = Set(webrtcTransports.compactMap(ICECandidate.Transport.init(rawValue:)))
         self.dtls = dtls ?? (try? DTLSContext(certificate: .generate()))
     }
 
@@ -66,7 +73,7 @@ public final class RelayMediaBackend: MediaBackend, Sendable {
                 let media = grant(g)
                 let answer = offer.answer(ufrag: g.ufrag, password: g.password, fingerprint: dtls.certificate.fingerprint,
                                           host: media.host, port: media.port, sessionID: UInt64.random(in: 1..<(1 << 62)),
-                                          canSend: subscribe, canReceive: publish)
+                                          canSend: subscribe, canReceive: publish, candidates: media.sdpCandidates)
                 completion(.success(WebRTCGrant(media: media, answer: answer, tracks: offered,
                                                 fingerprint: dtls.certificate.fingerprint)))
             }
@@ -104,9 +111,17 @@ public final class RelayMediaBackend: MediaBackend, Sendable {
         var ssrcs: [MediaKind: UInt32] = [:]
         for t in g.tracks { ssrcs[t.spec.kind] = t.ssrc }
         let (host, port) = Self.split(g.endpoint)
-        return MediaGrant(host: advertisedHost ?? host, port: port, iceUfrag: g.ufrag, icePassword: g.password,
-                          consentUfrag: g.consentUfrag, consentPassword: g.consentPassword, ssrcs: ssrcs,
-                          timeoutSeconds: Int(relay.participantTimeout.components.seconds))
+        var m = MediaGrant(host: advertisedHost ?? host, port: port, iceUfrag: g.ufrag, icePassword: g.password,
+                           consentUfrag: g.consentUfrag, consentPassword: g.consentPassword, ssrcs: ssrcs,
+                           timeoutSeconds: Int(relay.participantTimeout.components.seconds))
+        m.candidates = [ICECandidate(.udp, host: m.host, port: port)]
+        if let t = g.tcpEndpoint {
+            let (tcpHost, tcpPort) = Self.split(t)
+            m.candidates.append(ICECandidate(.tcp, host: advertisedHost ?? tcpHost, port: tcpPort))
+        }
+        m.sdpCandidates = m.candidates.filter { webrtcTransports.contains($0.transport) }
+        if m.sdpCandidates.isEmpty { m.sdpCandidates = m.candidates }
+        return m
     }
 
     public func leave(room: String, participant: String) {

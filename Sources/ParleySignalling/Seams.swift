@@ -72,6 +72,12 @@ public struct MediaGrant: Sendable, Equatable {
     /// Seconds of silence after which the media session ends (0: not told).
     /// A client that sends nothing on its media port pings more often.
     public var timeoutSeconds: Int
+    /// Every endpoint of the room's loop a client may use: UDP (`host`:`port`
+    /// first), TCP (RFC 4571) when on, each announced address family
+    /// (`media.candidates` of the join reply).
+    public var candidates: [ICECandidate] = []
+    /// The candidates a WebRTC answer lists (`webrtc-candidates`); empty: `host`:`port` over UDP.
+    public var sdpCandidates: [ICECandidate] = []
 
     public init(host: String, port: Int, iceUfrag: String, icePassword: String, consentUfrag: String = "",
                 consentPassword: String = "", ssrcs: [MediaKind: UInt32], timeoutSeconds: Int = 0) {

@@ -23,9 +23,13 @@ extension SignallingService {
 }
 
 /// A media peer for tests: a real blocking UDP socket on 127.0.0.1 that
-/// speaks SRTP with the keys from a join reply.
+/// speaks SRTP with the keys from a join reply; or, when the reply's
+/// `media.protocol` is `tcp`, a TCP connection to the relay's TCP media port
+/// carrying every packet RFC 4571-framed.
 final class MediaPeer {
     let fd: Int32
+    /// Media over TCP (RFC 4571) instead of UDP.
+    let tcp: Bool
     let relay: SocketAddress
     let sender: SRTPContext
     let receiver: SRTPContext
@@ -44,6 +48,11 @@ final class MediaPeer {
         relay = SocketAddress(ip: join["media"]!["host"]!.stringValue!, port: UInt16(join["media"]!["port"]!.intValue!))!
         consentUfrag = Array((join["ice"]?["consentUfrag"]?.stringValue ?? "").utf8)
         consentKey = Array((join["ice"]?["consentPwd"]?.stringValue ?? "").utf8)
+        tcp = join["media"]?["protocol"]?.stringValue == "tcp"
+        if tcp {
+            fd = try XCTUnwrap(connectTCP(ip: join["media"]!["host"]!.stringValue!, port: relay.port), "connect to the TCP media port")
+            return
+        }
         fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         precondition(fd >= 0)
         let any = SocketAddress("127.0.0.1:0")!
@@ -53,13 +62,14 @@ final class MediaPeer {
     deinit { close(fd) }
 
     func send(_ bytes: [UInt8]) {
+        if tcp { sendFrame(fd, bytes); return }
         let n = bytes.withUnsafeBytes { b in relay.withSockAddr { sendto(fd, b.baseAddress, b.count, 0, $0, $1) } }
         precondition(n == bytes.count)
     }
 
     /// The next datagram, or nil after `timeout` (a hang guard: callers wait for what must arrive, or drain).
     func receive(timeout: Double = 10) -> [UInt8]? {
-        receiveDatagram(fd, timeout: timeout)
+        tcp ? receiveFrame(fd, timeout: timeout) : receiveDatagram(fd, timeout: timeout)
     }
 
     /// Next RTP (not RTCP, not STUN) datagram, decrypted; nil on timeout.
@@ -133,8 +143,10 @@ final class RelayServerFixture {
     private(set) var recording: RoomRecorder?
     private var pool: BlockingPool?
 
+    /// `tcp`: the relay also has a TCP media port per loop (RFC 4571), with these bounds.
     init(loops: Int = 2, grace: Int = 30, tls: Bool = false, participantTimeout: Duration = .seconds(30),
-         recording record: Bool = false, configure: (inout ServerConfig) -> Void = { _ in }) throws {
+         recording record: Bool = false, tcp: RelayTCPConfig? = nil,
+         configure: (inout ServerConfig) -> Void = { _ in }) throws {
         self.tls = tls
         group = try EventLoopGroup(numberOfThreads: loops, logger: quietLogger)
         let sink = RelayEventSink()
@@ -142,7 +154,9 @@ final class RelayServerFixture {
         rc.onEvent = sink.deliver
         rc.participantTimeout = participantTimeout
         rc.housekeepingInterval = .milliseconds(200)
-        relay = try Relay(loops: group.loops, mediaAddresses: group.loops.map { _ in .ipv4Loopback(port: 0) }, config: rc)
+        if let tcp { rc.tcp = tcp }
+        relay = try Relay(loops: group.loops, mediaAddresses: group.loops.map { _ in .ipv4Loopback(port: 0) },
+                          tcpAddresses: tcp != nil ? group.loops.map { _ in .ipv4Loopback(port: 0) } : nil, config: rc)
         var config = ServerConfig()
         config.listen = .init(host: "127.0.0.1", port: 0)
         config.insecure = !tls

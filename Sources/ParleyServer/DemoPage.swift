@@ -195,7 +195,17 @@ enum DemoPage {
     async function showStats() {
       const lines = [];
       const stats = { videoStreamsDecoding: 0 };
-      (await state.pc.getStats()).forEach((r) => {
+      const report = await state.pc.getStats();
+      // The selected candidate pair: UDP, or TCP (ICE-TCP) when UDP does not get through.
+      report.forEach((r) => {
+        const pair = r.type === "transport" && r.selectedCandidatePairId && report.get(r.selectedCandidatePairId);
+        const remote = pair && report.get(pair.remoteCandidateId);
+        if (remote) {
+          stats.path = { protocol: remote.protocol, address: remote.address, port: remote.port };
+          lines.push(`path: ${remote.protocol} ${remote.address}:${remote.port}`);
+        }
+      });
+      report.forEach((r) => {
         if (r.type === "inbound-rtp") {
           // Summed over the streams of a kind (audioLevel: the loudest).
           const s = stats[r.kind] = stats[r.kind] || { packetsReceived: 0, packetsLost: 0, framesDecoded: 0, audioLevel: 0, bytesReceived: 0 };

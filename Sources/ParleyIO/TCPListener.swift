@@ -17,14 +17,15 @@ public final class TCPListener: EventLoopIOHandler, @unchecked Sendable {
     private let metrics = TCPMetrics.shared
 
     /// Binds and listens. `SO_REUSEADDR` is always set; `reusePort` lets
-    /// several loops listen on one port. Loop only.
+    /// several loops listen on one port; `ipv6Only` false makes a listener
+    /// on `::` take IPv4 too (as IPv4-mapped addresses). Loop only.
     public init(loop: EventLoop, bindTo address: SocketAddress, backlog: Int32 = 4096, reusePort: Bool = false,
-                onAccept: @escaping (AcceptedSocket) -> Void) throws(SystemError) {
+                ipv6Only: Bool = true, onAccept: @escaping (AcceptedSocket) -> Void) throws(SystemError) {
         loop.preconditionInLoop()
         self.loop = loop
         self.onAccept = onAccept
         let fd = try SocketOps.boundSocket(address, type: Int32(SOCK_STREAM.rawValue), reuseAddress: true,
-                                           reusePort: reusePort, ipv6Only: true)
+                                           reusePort: reusePort, ipv6Only: ipv6Only)
         self.fd = fd
         do {
             try syscall("listen") { Glibc.listen(fd, backlog) }

@@ -97,6 +97,9 @@ struct RelayTCPMetrics {
 }
 
 extension SocketAddress {
+    /// `[::]:port`: a media socket bound there takes both address families.
+    var isIPv6Wildcard: Bool { family == .ipv6 && self == .ipv6Any(port: port) }
+
     /// The scope id that marks the relay's synthetic TCP media addresses
     /// (with the RFC 6666 discard prefix 100::/64; real scope ids are small
     /// interface indexes, and no datagram comes from 100::/64).
@@ -194,7 +197,7 @@ extension RelayWorker {
     /// Starts the TCP media listener on this loop (from `init`).
     func startTCP(_ address: SocketAddress) throws(RelayError) {
         do {
-            tcpListener = try TCPListener(loop: loop, bindTo: address) { [weak self] sock in
+            tcpListener = try TCPListener(loop: loop, bindTo: address, ipv6Only: !address.isIPv6Wildcard) { [weak self] sock in
                 guard let self else { sock.close(); return }
                 self.tcpAccepted(sock)
             }

@@ -106,6 +106,8 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         opts.receiveBufferSize = config.socketBufferSize
         opts.sendBufferSize = config.socketBufferSize
         opts.metrics = config.metrics
+        // Bound to `::`: one dual-stack socket takes both families (IPv4 peers as IPv4-mapped addresses).
+        opts.ipv6Only = !address.isIPv6Wildcard
         do {
             socket = try UDPSocket(loop: loop, bindTo: address, options: opts, handler: self)
         } catch {

@@ -17,6 +17,8 @@ public struct ServerConfig: Sendable, Equatable {
     /// The IP clients are told to send media to (in join replies and SDP answers) when it is not `mediaHost`:
     /// the public address when bound to 0.0.0.0 behind NAT (mediasoup's announcedIp).
     public var mediaAnnounce: String?
+    /// The second `media-announce` address, of the other family (`media-host ::` takes both): more candidates.
+    public var mediaAnnounceOther: String?
     /// TCP media ports (RFC 4571 framing; ICE-TCP passive candidates): one per event loop, from the front; nil: off (the default).
     public var mediaTCPPorts: ClosedRange<Int>? = nil
     /// TCP media connections in total and from one IP; bytes queued per connection; idle seconds; largest frame read.
@@ -157,7 +159,7 @@ public struct ServerConfig: Sendable, Equatable {
         ("listen", "HOST:PORT of the HTTP/WebSocket listener (default 127.0.0.1:7700)"),
         ("media-ports", "A-B, UDP ports for media, one per event loop (default 7710-7749)"),
         ("media-host", "address media sockets bind to and advertise (default 127.0.0.1)"),
-        ("media-announce", "IP clients send media to, when not media-host (needed with media-host 0.0.0.0 or ::); default none"),
+        ("media-announce", "IP clients send media to, when not media-host (needed with media-host 0.0.0.0 or ::); IPV4,IPV6 with media-host :: (both families) gives candidates for both; default none"),
         ("media-tcp-ports", "A-B, TCP ports for media over TCP (RFC 4571; ICE-TCP passive candidates), one per event loop, or off (default off)"),
         ("media-tcp-max-connections", "open TCP media connections, all loops together (default 1000)"),
         ("media-tcp-max-connections-per-ip", "open TCP media connections from one IP address (default 16)"),
@@ -270,10 +272,13 @@ public struct ServerConfig: Sendable, Equatable {
             }
             webrtcCandidates = set
         case "media-announce":
-            guard SocketAddress(ip: value, port: 1) != nil, !Self.isWildcard(value) else {
-                throw ConfigError(key: key, "must be an IPv4 or IPv6 address clients can reach, got \"\(value)\"")
+            let ips = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard (1...2).contains(ips.count), ips.allSatisfy({ SocketAddress(ip: $0, port: 1) != nil && !Self.isWildcard($0) }),
+                  ips.count == 1 || ips[0].contains(":") != ips[1].contains(":") else {
+                throw ConfigError(key: key, "must be an IPv4 or IPv6 address clients can reach, or one of each (IPV4,IPV6), got \"\(value)\"")
             }
-            mediaAnnounce = value
+            mediaAnnounce = ips[0]
+            mediaAnnounceOther = ips.count == 2 ? ips[1] : nil
         case "stun": stun = value == "off" ? nil : try HostPort.parse(value, key: key)
         case "data-dir":
             guard !value.isEmpty else { throw ConfigError(key: key, "must not be empty") }

@@ -88,7 +88,8 @@ public final class ServerFrontEnd: Sendable {
         if let relay {
             let b = RelayMediaBackend(relay: relay,
                                       advertisedHost: config.mediaAnnounce ?? (ServerConfig.isWildcard(config.mediaHost) ? nil : config.mediaHost),
-                                      webrtcTransports: config.webrtcCandidates)
+                                      webrtcTransports: config.webrtcCandidates,
+                                      otherHosts: config.mediaAnnounceOther.map { [$0] } ?? [])
             let s = try SignallingService(backend: b, verifier: JWTVerifier(secret: secret),
                                       graceSeconds: Double(config.reconnectGraceSeconds),
                                       maxParticipantsPerRoom: config.maxParticipantsPerRoom,

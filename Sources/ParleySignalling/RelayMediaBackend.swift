@@ -29,14 +29,19 @@ public final class RelayMediaBackend: MediaBackend, Sendable {
 
     /// The transports whose candidates WebRTC answers list (`webrtc-candidates`).
     let webrtcTransports: Set<ICECandidate.Transport>
+    /// More hosts announced for the same ports (the other address family).
+    let otherHosts: [String]
 
     /// `dtls`: the DTLS context for WebRTC peers; by default one with a
     /// certificate made now (one per process: its fingerprint goes in every answer).
     /// `webrtcTransports`: which of the relay's candidates go into SDP
     /// answers (`udp`, and `tcp` for ICE-TCP when the relay has a TCP media port).
+    /// `otherHosts`: more addresses of the same sockets clients may use (the
+    /// other address family's, when bound to `::`): candidates too.
     public init(relay: Relay, advertisedHost: String? = nil, dtls: DTLSContext? = nil,
-                webrtcTransports: Set<String> = ["udp", "tcp"]) {
+                webrtcTransports: Set<String> = ["udp", "tcp"], otherHosts: [String] = []) {
         self.relay = relay
+        self.otherHosts = otherHosts
         self.advertisedHost = advertisedHost
         self.webrtcTransports = Set(webrtcTransports.compactMap(ICECandidate.Transport.init(rawValue:)))
         self.dtls = dtls ?? (try? DTLSContext(certificate: .generate()))
@@ -114,10 +119,12 @@ public final class RelayMediaBackend: MediaBackend, Sendable {
         var m = MediaGrant(host: advertisedHost ?? host, port: port, iceUfrag: g.ufrag, icePassword: g.password,
                            consentUfrag: g.consentUfrag, consentPassword: g.consentPassword, ssrcs: ssrcs,
                            timeoutSeconds: Int(relay.participantTimeout.components.seconds))
-        m.candidates = [ICECandidate(.udp, host: m.host, port: port)]
+        // UDP first (the grant's host, then the other family's), then TCP the same way.
+        let hosts = [m.host] + otherHosts
+        m.candidates = hosts.map { ICECandidate(.udp, host: $0, port: port) }
         if let t = g.tcpEndpoint {
             let (tcpHost, tcpPort) = Self.split(t)
-            m.candidates.append(ICECandidate(.tcp, host: advertisedHost ?? tcpHost, port: tcpPort))
+            m.candidates += ([advertisedHost ?? tcpHost] + otherHosts).map { ICECandidate(.tcp, host: $0, port: tcpPort) }
         }
         m.sdpCandidates = m.candidates.filter { webrtcTransports.contains($0.transport) }
         if m.sdpCandidates.isEmpty { m.sdpCandidates = m.candidates }

@@ -176,5 +176,11 @@ final class MediaTCPConfigTests: XCTestCase {
         XCTAssertNoThrow(try c.validate())
         try c.set("media-tcp-ports", "off")
         XCTAssertThrowsError(try c.validate()) { XCTAssertEqual(($0 as? ConfigError)?.key, "webrtc-candidates") }
+        // One announced address per family, for media-host :: (both families).
+        try c.set("media-announce", "203.0.113.7,2001:db8::7")
+        XCTAssertEqual(c.mediaAnnounce, "203.0.113.7")
+        XCTAssertEqual(c.mediaAnnounceOther, "2001:db8::7")
+        XCTAssertThrowsError(try c.set("media-announce", "203.0.113.7,203.0.113.8"), "two of one family")
+        XCTAssertThrowsError(try c.set("media-announce", "203.0.113.7,::"), "a wildcard is nowhere to send to")
     }
 }

@@ -38,24 +38,26 @@ final class MediaPeer {
     let consentUfrag: [UInt8]
     let consentKey: [UInt8]
 
-    /// `join` is the join reply (or the `join` field of a resumed auth reply).
-    init(join: JSONValue) throws {
+    /// `join` is the join reply (or the `join` field of a resumed auth reply);
+    /// `endpoint` one of its `media.candidates` to use instead of `media`.
+    init(join: JSONValue, endpoint: JSONValue? = nil) throws {
+        let media = endpoint ?? join["media"]!
         let suite = SRTPSuite(sdesName: join["srtp"]?["suite"]?.stringValue ?? "") ?? .default
         sender = try SRTPContext(material: SRTPKeyMaterial(suite: suite, inlineKeyParams: join["srtp"]!["send"]!.stringValue!),
                                  direction: .outbound)
         receiver = try SRTPContext(material: SRTPKeyMaterial(suite: suite, inlineKeyParams: join["srtp"]!["receive"]!.stringValue!),
                                    direction: .inbound)
-        relay = SocketAddress(ip: join["media"]!["host"]!.stringValue!, port: UInt16(join["media"]!["port"]!.intValue!))!
+        relay = SocketAddress(ip: media["host"]!.stringValue!, port: UInt16(media["port"]!.intValue!))!
         consentUfrag = Array((join["ice"]?["consentUfrag"]?.stringValue ?? "").utf8)
         consentKey = Array((join["ice"]?["consentPwd"]?.stringValue ?? "").utf8)
-        tcp = join["media"]?["protocol"]?.stringValue == "tcp"
+        tcp = media["protocol"]?.stringValue == "tcp"
         if tcp {
-            fd = try XCTUnwrap(connectTCP(ip: join["media"]!["host"]!.stringValue!, port: relay.port), "connect to the TCP media port")
+            fd = try XCTUnwrap(connectTCP(ip: media["host"]!.stringValue!, port: relay.port), "connect to the TCP media port")
             return
         }
-        fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        fd = socket(relay.family == .ipv6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         precondition(fd >= 0)
-        let any = SocketAddress("127.0.0.1:0")!
+        let any = relay.family == .ipv6 ? SocketAddress("[::1]:0")! : SocketAddress("127.0.0.1:0")!
         precondition(any.withSockAddr { Glibc.bind(fd, $0, $1) } == 0)
     }
 
@@ -145,7 +147,7 @@ final class RelayServerFixture {
 
     /// `tcp`: the relay also has a TCP media port per loop (RFC 4571), with these bounds.
     init(loops: Int = 2, grace: Int = 30, tls: Bool = false, participantTimeout: Duration = .seconds(30),
-         recording record: Bool = false, tcp: RelayTCPConfig? = nil,
+         recording record: Bool = false, tcp: RelayTCPConfig? = nil, mediaHost: SocketAddress = .ipv4Loopback(port: 0),
          configure: (inout ServerConfig) -> Void = { _ in }) throws {
         self.tls = tls
         group = try EventLoopGroup(numberOfThreads: loops, logger: quietLogger)
@@ -155,8 +157,8 @@ final class RelayServerFixture {
         rc.participantTimeout = participantTimeout
         rc.housekeepingInterval = .milliseconds(200)
         if let tcp { rc.tcp = tcp }
-        relay = try Relay(loops: group.loops, mediaAddresses: group.loops.map { _ in .ipv4Loopback(port: 0) },
-                          tcpAddresses: tcp != nil ? group.loops.map { _ in .ipv4Loopback(port: 0) } : nil, config: rc)
+        relay = try Relay(loops: group.loops, mediaAddresses: group.loops.map { _ in mediaHost },
+                          tcpAddresses: tcp != nil ? group.loops.map { _ in mediaHost } : nil, config: rc)
         var config = ServerConfig()
         config.listen = .init(host: "127.0.0.1", port: 0)
         config.insecure = !tls

@@ -59,30 +59,47 @@ public enum CaptureFile {
     public static func blockSize(packetBytes count: Int) -> Int { epbFixedSize + padded4(ipUDPHeaderSize + count) }
 
     /// Appends one Enhanced Packet Block carrying `packet` as RTP or RTCP.
+    /// Grows `b` once and stores every field in place (no allocation once
+    /// `b` has the capacity: the recorder keeps its buffers between passes).
     public static func appendPacket(_ packet: UnsafeRawBufferPointer, rtcp: Bool, arrivalNanos: Int64, to b: inout [UInt8]) {
-        let datagram = ipUDPHeaderSize + packet.count
         let total = blockSize(packetBytes: packet.count)
+        let start = b.count
+        b.append(contentsOf: repeatElement(0, count: total))  // zeroed: the padding stays 0
+        b.withUnsafeMutableBytes { raw in
+            writeBlock(packet, rtcp: rtcp, arrivalNanos: arrivalNanos, total: total, at: raw.baseAddress! + start)
+        }
+    }
+
+    /// The sum of the IPv4 header's 16-bit words other than the total
+    /// length and the checksum (RFC 1071): the checksum of a header is
+    /// this plus its length, folded and inverted.
+    static let ipConstantSum: UInt32 = {
+        let words: [UInt32] = [0x4500, 0x0000, 0x4000, 0x4011, 0x7F00, 0x0001, 0x7F00, 0x0002]
+        return words.reduce(0, +)
+    }()
+
+    /// Writes the block of `packet` (`total` bytes, the padding already zero) at `p`.
+    @inline(__always)
+    static func writeBlock(_ packet: UnsafeRawBufferPointer, rtcp: Bool, arrivalNanos: Int64, total: Int, at p: UnsafeMutableRawPointer) {
+        func le32(_ v: UInt32, _ o: Int) { p.storeBytes(of: v.littleEndian, toByteOffset: o, as: UInt32.self) }
+        func be16(_ v: UInt16, _ o: Int) { p.storeBytes(of: v.bigEndian, toByteOffset: o, as: UInt16.self) }
+        let datagram = ipUDPHeaderSize + packet.count
         let ts = UInt64(max(0, arrivalNanos))
-        put32(&b, enhancedPacketType); put32(&b, UInt32(total)); put32(&b, 0)
-        put32(&b, UInt32(ts >> 32)); put32(&b, UInt32(ts & 0xFFFF_FFFF))
-        put32(&b, UInt32(datagram)); put32(&b, UInt32(datagram))
-        // IPv4 (RFC 791): 127.0.0.1 → 127.0.0.2, UDP, checksum computed.
-        let ipStart = b.count
-        b += [0x45, 0, UInt8(datagram >> 8), UInt8(datagram & 0xFF), 0, 0, 0x40, 0, 64, 17, 0, 0,
-              127, 0, 0, 1, 127, 0, 0, 2]
-        var sum: UInt32 = 0
-        for i in stride(from: ipStart, to: ipStart + 20, by: 2) { sum += UInt32(b[i]) << 8 | UInt32(b[i + 1]) }
+        le32(enhancedPacketType, 0); le32(UInt32(total), 4); le32(0, 8)
+        le32(UInt32(ts >> 32), 12); le32(UInt32(ts & 0xFFFF_FFFF), 16)
+        le32(UInt32(datagram), 20); le32(UInt32(datagram), 24)
+        // IPv4 (RFC 791): 127.0.0.1 → 127.0.0.2, UDP, don't fragment, TTL 64, checksum computed.
+        let ip = 28
+        be16(0x4500, ip); be16(UInt16(datagram), ip + 2); be16(0, ip + 4); be16(0x4000, ip + 6); be16(0x4011, ip + 8)
+        var sum = ipConstantSum + UInt32(datagram)
         while sum > 0xFFFF { sum = (sum & 0xFFFF) + (sum >> 16) }
-        b[ipStart + 10] = UInt8(~UInt16(sum) >> 8)
-        b[ipStart + 11] = UInt8(~UInt16(sum) & 0xFF)
+        be16(~UInt16(sum), ip + 10)
+        be16(0x7F00, ip + 12); be16(0x0001, ip + 14); be16(0x7F00, ip + 16); be16(0x0002, ip + 18)
         // UDP (RFC 768), checksum 0 = not computed (allowed over IPv4).
         let port = rtcp ? rtcpPort : rtpPort
-        let udpLength = 8 + packet.count
-        b += [UInt8(port >> 8), UInt8(port & 0xFF), UInt8(port >> 8), UInt8(port & 0xFF),
-              UInt8(udpLength >> 8), UInt8(udpLength & 0xFF), 0, 0]
-        b.append(contentsOf: packet)
-        b += repeatElement(0, count: padded4(datagram) - datagram)
-        put32(&b, UInt32(total))
+        be16(port, ip + 20); be16(port, ip + 22); be16(UInt16(8 + packet.count), ip + 24); be16(0, ip + 26)
+        if let base = packet.baseAddress, packet.count > 0 { (p + ip + ipUDPHeaderSize).copyMemory(from: base, byteCount: packet.count) }
+        le32(UInt32(total), total - 4)
     }
 
     static func padded4(_ n: Int) -> Int { (n + 3) & ~3 }

@@ -119,8 +119,12 @@ public final class Recorder: @unchecked Sendable {
 
     // MARK: The recorder thread
 
+    /// Seconds between writes of every buffered packet to the files.
+    static let flushInterval = 0.2
+
     private func run() {
         var lastSync = monotonicSeconds()
+        var lastFlush = lastSync
         var lastPrune = -Double.infinity
         while true {
             let now = monotonicSeconds()
@@ -161,14 +165,19 @@ public final class Recorder: @unchecked Sendable {
                 guard let w = writers[slot.recording], w.stopReason == nil else { return }
                 w.append(ssrc: slot.ssrc, rtcp: slot.isRTCP, arrivalNanos: slot.arrivalNanos, bytes: bytes)
             }
+            // Buffers go to the files when large, and all of them every
+            // `flushInterval` (what a SIGKILL can lose is at most that old).
+            let syncDue = monotonicSeconds() - lastSync >= limits.syncInterval
+            let flushAll = syncDue || monotonicSeconds() - lastFlush >= Self.flushInterval
+            if flushAll { lastFlush = monotonicSeconds() }
             for (n, w) in writers {
                 let before = w.bytesWritten
-                w.flush()
+                w.flush(all: flushAll)
                 metrics.bytes.inc(Int(w.bytesWritten - before))
                 metrics.packets.inc(w.takePacketsWritten())
                 if let r = w.stopReason { stops.append((n, r)) }
             }
-            if monotonicSeconds() - lastSync >= limits.syncInterval {
+            if syncDue {
                 lastSync = monotonicSeconds()
                 for (_, w) in writers { w.sync() }
                 if let r = checkFreeSpace() { for (n, _) in writers { stops.append((n, r)) } }
@@ -176,7 +185,10 @@ public final class Recorder: @unchecked Sendable {
             if stopping { for (n, _) in writers { stops.append((n, .requested)) } }
             for (n, reason) in stops {
                 guard let w = writers.removeValue(forKey: n) else { continue }
-                let final = w.finish(reason)
+                let before = w.bytesWritten
+                let final = w.finish(reason)  // writes what is still buffered
+                metrics.bytes.inc(Int(w.bytesWritten - before))
+                metrics.packets.inc(w.takePacketsWritten())
                 metrics.recordings.dec()
                 _ = condition.withLock { runningIDs.remove(w.index.id) }
                 onStop(w.index.id, final)

@@ -90,9 +90,14 @@ final class RecordingWriter {
         }
     }
 
-    /// Writes what is buffered.
-    func flush() {
-        for f in files.values where !f.pending.isEmpty {
+    /// A file's buffer is written once it holds this much (or at `flush(all: true)`).
+    static let writeThreshold = 64 << 10
+
+    /// Writes what is buffered: every file's buffer with `all`, else only
+    /// those past `writeThreshold` (few large writes instead of one small
+    /// write per file per pass).
+    func flush(all: Bool = true) {
+        for f in files.values where !f.pending.isEmpty && (all || f.pending.count >= Self.writeThreshold) {
             if let e = writeAll(f.fd, f.pending[...]) {
                 // Cut a partly written block off so the file ends on a whole one.
                 _ = ftruncate(f.fd, off_t(f.size))
@@ -113,9 +118,9 @@ final class RecordingWriter {
         return packetsWritten
     }
 
-    /// fsyncs every file and rewrites the index if it changed.
+    /// fdatasyncs every file (data and size; no timestamps) and rewrites the index if it changed.
     func sync() {
-        for f in files.values where fsync(f.fd) != 0 { fail(errno) }
+        for f in files.values where fdatasync(f.fd) != 0 { fail(errno) }
         if events >= 0 && fsync(events) != 0 { fail(errno) }
         if indexDirty {
             indexDirty = false

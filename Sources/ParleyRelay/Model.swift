@@ -142,15 +142,17 @@ public struct RelayConfig: Sendable {
 /// comes before its first packet), on the packet path: copy what you keep
 /// and hand it to another thread; never block.
 public struct RTPTap: @unchecked Sendable {
-    /// A forwarded RTP packet of track `ssrc` (muted tracks forward none).
-    public var packet: (_ ssrc: UInt32, _ kind: MediaKind, _ bytes: UnsafeRawBufferPointer) -> Void
+    /// A forwarded RTP packet of track `ssrc` (muted tracks forward none),
+    /// with its receive batch's wall-clock time (ns since the epoch; one
+    /// clock read per batch, not per packet).
+    public var packet: (_ ssrc: UInt32, _ kind: MediaKind, _ bytes: UnsafeRawBufferPointer, _ arrivalNanos: Int64) -> Void
     /// The whole decrypted RTCP compound holding a sender report of published track `ssrc`.
     public var senderReport: ((_ ssrc: UInt32, _ bytes: UnsafeRawBufferPointer) -> Void)?
     /// Membership and track changes; when the tap is set, the room's current
     /// participants and tracks are replayed through it first.
     public var event: ((RoomTapEvent) -> Void)?
 
-    public init(_ packet: @escaping (_ ssrc: UInt32, _ kind: MediaKind, _ bytes: UnsafeRawBufferPointer) -> Void,
+    public init(_ packet: @escaping (_ ssrc: UInt32, _ kind: MediaKind, _ bytes: UnsafeRawBufferPointer, _ arrivalNanos: Int64) -> Void,
                 senderReport: ((_ ssrc: UInt32, _ bytes: UnsafeRawBufferPointer) -> Void)? = nil,
                 event: ((RoomTapEvent) -> Void)? = nil) {
         self.packet = packet

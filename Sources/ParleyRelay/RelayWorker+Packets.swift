@@ -160,7 +160,7 @@ extension RelayWorker {
         p.room.packetsIn += 1
         guard !t.muted else { tally.drop(.muted); return }
         t.retransmission?.store(bytes, sequence: seq, nowMs: nowMs) // after mute: a NACK must not reveal muted media
-        if let tap = p.room.tap { tap.packet(t.ssrc, t.kind, bytes) }
+        if let tap = p.room.tap { tap.packet(t.ssrc, t.kind, bytes, wallNowNs) }
         let n = t.destinations.count
         guard n > 0 else { return }
         if t.needsPerDestinationCopy || p.crypto != nil {

@@ -50,6 +50,7 @@ extension RelayWorker {
     /// repeating timer calls it; tests may too, on the loop).
     func runHousekeeping(checkTimeouts: Bool = true) {
         tickClock()
+        wallOffsetNs = realtimeNanoseconds() - Int64(nowNs)
         let timeout = UInt64(config.participantTimeout.millisecondsRoundedUp)
         for r in Array(rooms.values) {
             for p in r.participants {

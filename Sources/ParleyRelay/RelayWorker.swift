@@ -65,6 +65,10 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     // Per batch: the one clock read, and tallies flushed to metrics at the end.
     var nowNs: UInt64 = 0
     var nowMs: UInt64 = 0
+    /// CLOCK_REALTIME − CLOCK_MONOTONIC, read at start and each housekeeping
+    /// run: `wallNowNs` is the batch's wall-clock time without a second read.
+    var wallOffsetNs: Int64 = 0
+    var wallNowNs: Int64 { Int64(nowNs) + wallOffsetNs }
     var tally = BatchCounters()
     /// Residence times (socket arrival → `sendmmsg` done) while measured.
     var residence = LatencyHistogram()
@@ -127,6 +131,8 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
             }
         }
         tickClock()
+        tickClock()
+        wallOffsetNs = realtimeNanoseconds() - Int64(nowNs)
         housekeeping = loop.scheduleRepeatingTimer(every: config.housekeepingInterval) { [weak self] in self?.runHousekeeping() }
     }
 

@@ -224,7 +224,9 @@ final class RelayTapTests: XCTestCase {
         let (a, ca) = try f.join("r", [.opus(), .video()])
         let (_, cb) = try f.join("r", [], receiving: [a])
         let seen = TapLog()
-        try waitFor { f.relay.setTap(room: "r", RTPTap { ssrc, kind, bytes in seen.add(ssrc, kind, Array(bytes)) }, completion: $0) }
+        let before = realtimeNanoseconds()
+        try waitFor { f.relay.setTap(room: "r", RTPTap { ssrc, kind, bytes, arrival in seen.add(ssrc, kind, Array(bytes), arrival) },
+                                     completion: $0) }
         let audio = a.tracks[0].ssrc, video = a.tracks[1].ssrc
         try waitFor { f.relay.setMuted(room: "r", ssrc: video, true, completion: $0) }
         let p1 = rtpPacket(ssrc: audio, seq: 1, pt: 111, payload: payload(ssrc: audio, seq: 1))
@@ -237,6 +239,10 @@ final class RelayTapTests: XCTestCase {
         XCTAssertEqual(log.map(\.0), [audio, audio])
         XCTAssertEqual(log.map(\.1), [.audio, .audio])
         XCTAssertEqual(log.map(\.2), [p1, p3])
+        // Each packet's arrival is its batch's wall-clock time: between the test's start and now (±1 s for the offset's refresh).
+        let after = realtimeNanoseconds()
+        XCTAssertEqual(seen.arrivals.count, 2)
+        for a in seen.arrivals { XCTAssertTrue((before - 1_000_000_000)...(after + 1_000_000_000) ~= a, "arrival \(a) not in [\(before), \(after)]") }
         try waitFor { f.relay.setTap(room: "r", nil, completion: $0) }
     }
 }
@@ -244,6 +250,8 @@ final class RelayTapTests: XCTestCase {
 final class TapLog: @unchecked Sendable {
     private let lock = NSLockLike()
     private var items: [(UInt32, MediaKind, [UInt8])] = []
-    func add(_ s: UInt32, _ k: MediaKind, _ b: [UInt8]) { lock.sync { items.append((s, k, b)) } }
+    private var times: [Int64] = []
+    func add(_ s: UInt32, _ k: MediaKind, _ b: [UInt8], _ arrival: Int64 = 0) { lock.sync { items.append((s, k, b)); times.append(arrival) } }
     var all: [(UInt32, MediaKind, [UInt8])] { lock.sync { items } }
+    var arrivals: [Int64] { lock.sync { times } }
 }

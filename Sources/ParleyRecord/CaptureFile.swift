@@ -128,40 +128,169 @@ public struct CaptureContents: Sendable {
 /// Reads capture files: every whole block in order; stops at the first
 /// block that is cut short or whose two lengths disagree.
 public enum CaptureReader {
+    /// The whole file in memory (tests, small files); exports stream with `CaptureStream`.
     public static func read(path: String) throws -> CaptureContents {
-        guard let bytes = readWholeFile(path) else {
-            throw RecordError.system(function: "open", path: path, errno: errno)
-        }
-        return try parse(bytes, path: path)
+        let s = try CaptureStream(path: path)
+        var packets: [CapturedPacket] = []
+        while let p = try s.next() { packets.append(p) }
+        return CaptureContents(packets: packets, tornBytes: s.tornBytes)
     }
 
     public static func parse(_ b: [UInt8], path: String = "capture") throws -> CaptureContents {
-        func u32(_ o: Int) -> UInt32 { UInt32(b[o]) | UInt32(b[o + 1]) << 8 | UInt32(b[o + 2]) << 16 | UInt32(b[o + 3]) << 24 }
-        let header = CaptureFile.header
-        // A file cut inside its own header holds no packets (crash right after creation).
-        if b.count < header.count {
-            guard Array(b) == Array(header.prefix(b.count)) else { throw RecordError.badRecording(path: path, reason: "not a Parley capture file") }
-            return CaptureContents(packets: [], tornBytes: b.count)
-        }
-        guard Array(b[0..<header.count]) == header else { throw RecordError.badRecording(path: path, reason: "not a Parley capture file") }
-        var packets: [CapturedPacket] = []
-        var o = header.count
-        while o < b.count {
-            guard b.count - o >= 12 else { break }
-            let type = u32(o), length = Int(u32(o + 4))
-            guard length >= 12, length % 4 == 0, length <= b.count - o, Int(u32(o + length - 4)) == length else { break }
-            if type == CaptureFile.enhancedPacketType, length >= CaptureFile.epbFixedSize {
-                let ts = Int64(u32(o + 12)) << 32 | Int64(u32(o + 16))
-                let captured = Int(u32(o + 20))
-                let data = o + 28
-                guard captured >= CaptureFile.ipUDPHeaderSize, data + captured <= o + length - 4 else { break }
-                let port = UInt16(b[data + 22]) << 8 | UInt16(b[data + 23])
-                packets.append(CapturedPacket(arrivalNanos: ts, isRTCP: port == CaptureFile.rtcpPort,
-                                              bytes: Array(b[(data + CaptureFile.ipUDPHeaderSize)..<(data + captured)])))
+        try b.withUnsafeBytes { raw in
+            switch try checkHeader(raw, path: path) {
+            case .torn: return CaptureContents(packets: [], tornBytes: b.count)
+            case .ok:
+                var packets: [CapturedPacket] = []
+                var o = CaptureFile.header.count
+                while o < b.count, case .block(let length, let packet) = block(UnsafeRawBufferPointer(rebasing: raw[o...])) {
+                    if let packet { packets.append(packet) }
+                    o += length
+                }
+                return CaptureContents(packets: packets, tornBytes: b.count - o)
             }
-            o += length
         }
-        return CaptureContents(packets: packets, tornBytes: b.count - o)
+    }
+
+    enum Header { case ok, torn }
+
+    /// Whether `b` (a file's first bytes, all of them when fewer than a
+    /// header) starts with our header; a file cut inside its own header
+    /// holds no packets (a crash right after creation).
+    static func checkHeader(_ b: UnsafeRawBufferPointer, path: String) throws -> Header {
+        let header = CaptureFile.header
+        let n = min(b.count, header.count)
+        guard header.withUnsafeBytes({ memcmp($0.baseAddress!, b.baseAddress ?? $0.baseAddress!, n) == 0 }) else {
+            throw RecordError.badRecording(path: path, reason: "not a Parley capture file")
+        }
+        return b.count < header.count ? .torn : .ok
+    }
+
+    /// The longest block a capture file holds (an EPB of the largest UDP payload).
+    static let maxBlock = CaptureFile.blockSize(packetBytes: CaptureFile.maxPacketSize)
+
+    enum Block: Equatable {
+        /// A whole block of `length` bytes (`packet`: nil for a block that is not an EPB).
+        case block(length: Int, packet: CapturedPacket?)
+        /// At least this many bytes are needed to see the block whole.
+        case needs(Int)
+        /// Not a block: the file is damaged from here on.
+        case damaged
+    }
+
+    /// The block at the start of `b`.
+    static func block(_ b: UnsafeRawBufferPointer) -> Block {
+        func u32(_ o: Int) -> UInt32 { UInt32(littleEndian: b.loadUnaligned(fromByteOffset: o, as: UInt32.self)) }
+        guard b.count >= 12 else { return .needs(12) }
+        let type = u32(0), length = Int(u32(4))
+        guard length >= 12, length % 4 == 0, length <= maxBlock else { return .damaged }
+        guard length <= b.count else { return .needs(length) }
+        guard Int(u32(length - 4)) == length else { return .damaged }
+        guard type == CaptureFile.enhancedPacketType, length >= CaptureFile.epbFixedSize else { return .block(length: length, packet: nil) }
+        let ts = Int64(u32(12)) << 32 | Int64(u32(16))
+        let captured = Int(u32(20))
+        let data = 28
+        guard captured >= CaptureFile.ipUDPHeaderSize, data + captured <= length - 4 else { return .damaged }
+        let port = UInt16(b[data + 22]) << 8 | UInt16(b[data + 23])
+        return .block(length: length, packet: CapturedPacket(
+            arrivalNanos: ts, isRTCP: port == CaptureFile.rtcpPort,
+            bytes: Array(UnsafeRawBufferPointer(rebasing: b[(data + CaptureFile.ipUDPHeaderSize)..<(data + captured)]))))
+    }
+}
+
+/// A capture file read one packet at a time through a bounded buffer (at
+/// most one block and one read's worth in memory), so an export never holds
+/// a whole recording. Stops at the first damaged or cut-short block.
+public final class CaptureStream {
+    public let path: String
+    private let fd: Int32
+    private var buffer: UnsafeMutableRawPointer
+    private var capacity: Int
+    private var start = 0, end = 0
+    /// File offset of `buffer[start]`.
+    private var offset = 0
+    private var atEOF = false
+    private var finished = false
+    /// Bytes after the last whole block (a write torn by a crash or a full disk); final once `next` returned nil.
+    public private(set) var tornBytes = 0
+
+    public init(path: String) throws {
+        self.path = path
+        fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw RecordError.system(function: "open", path: path, errno: errno) }
+        capacity = 1 << 16
+        buffer = .allocate(byteCount: capacity, alignment: 16)
+        do {
+            try fill(CaptureFile.header.count)
+            if try CaptureReader.checkHeader(UnsafeRawBufferPointer(start: buffer, count: end), path: path) == .torn {
+                finish(torn: end)
+            } else {
+                start = CaptureFile.header.count
+                offset = start
+            }
+        } catch {
+            close(fd)
+            buffer.deallocate()
+            throw error
+        }
+    }
+
+    deinit {
+        close(fd)
+        buffer.deallocate()
+    }
+
+    /// The next packet, or nil at the end of the whole blocks.
+    public func next() throws -> CapturedPacket? {
+        while !finished {
+            switch CaptureReader.block(UnsafeRawBufferPointer(start: buffer + start, count: end - start)) {
+            case .block(let length, let packet):
+                start += length
+                offset += length
+                if let packet { return packet }
+            case .needs(let n):
+                try fill(n)
+                if end - start < n { finish(torn: end - start) }
+            case .damaged:
+                // Everything from here on is skipped: what is buffered and what the file holds beyond it.
+                var st = stat()
+                let size = fstat(fd, &st) == 0 ? Int(st.st_size) : offset + end - start
+                finish(torn: max(0, size - offset))
+            }
+        }
+        return nil
+    }
+
+    private func finish(torn: Int) {
+        tornBytes = torn
+        finished = true
+    }
+
+    /// Reads until `n` bytes from `start` are buffered, or the file ends.
+    private func fill(_ n: Int) throws {
+        if start + n > capacity {
+            // Move what is left to the front; grow if one block is larger than the buffer.
+            let have = end - start
+            if n > capacity {
+                let bigger = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 16)
+                bigger.copyMemory(from: buffer + start, byteCount: have)
+                buffer.deallocate()
+                buffer = bigger
+                capacity = n
+            } else if have > 0 {
+                memmove(buffer, buffer + start, have)
+            }
+            start = 0
+            end = have
+        }
+        while end - start < n && !atEOF {
+            let got = read(fd, buffer + end, capacity - end)
+            if got < 0 {
+                if errno == EINTR { continue }
+                throw RecordError.system(function: "read", path: path, errno: errno)
+            }
+            if got == 0 { atEOF = true } else { end += got }
+        }
     }
 }
 

@@ -3,26 +3,114 @@ import ParleyCore
 import ParleyMedia
 import ParleyRTP
 
-/// A frame placed on the recording's clock.
-struct TimedFrame {
-    var frame: MediaFrame
-    /// Nanoseconds since the recording started.
-    var time: Int64
+/// One track's frames rebuilt from its capture file, one at a time: the
+/// file is streamed (`CaptureStream`), put back in order by a bounded
+/// `JitterBuffer` and depacketized, so memory does not grow with the
+/// recording's length.
+final class FrameSource {
+    let info: RoomTrack
+    private let stream: CaptureStream
+    private var depacketizer: any Depacketizer
+    private var buffer = JitterBuffer()
+    private var ready: [MediaFrame] = []
+    private var readyIndex = 0
+    private var flushed = false
+    /// The track's first sender report, once read past.
+    private(set) var firstSR: RTCPSenderReport?
+
+    /// Nil for a codec Parley cannot export.
+    init?(track: RoomTrack, directory: String) throws {
+        guard let d = track.spec.makeDepacketizer() else { return nil }
+        info = track
+        depacketizer = d
+        stream = try CaptureStream(path: directory + "/" + track.captureFile)
+    }
+
+    var tornBytes: Int { stream.tornBytes }
+    /// H.264: the Annex B SPS and PPS seen so far.
+    var parameterSets: [UInt8] { (depacketizer as? H264Depacketizer)?.parameterSets ?? [] }
+
+    /// The next frame in sequence order, nil at the end.
+    func next() throws -> MediaFrame? {
+        while true {
+            if readyIndex < ready.count {
+                defer { readyIndex += 1 }
+                return ready[readyIndex]
+            }
+            ready.removeAll(keepingCapacity: true)
+            readyIndex = 0
+            if flushed { return nil }
+            guard let p = try stream.next() else {
+                take(buffer.flush())
+                flushed = true
+                continue
+            }
+            if p.isRTCP {
+                if firstSR == nil { firstSR = Self.senderReport(of: info.ssrc, in: p.bytes) }
+                continue
+            }
+            let parsed: (UInt16, UInt32, Bool, [UInt8], UInt8)? = p.bytes.withUnsafeBytes { raw in
+                guard let v = try? RTPPacketView(parsing: raw) else { return nil }
+                return (v.sequenceNumber, v.timestamp, v.marker, Array(v.payload), v.payloadType)
+            }
+            guard let (seq, ts, marker, payload, pt) = parsed, pt == info.spec.payloadType else { continue }
+            take(buffer.push(sequence: seq, timestamp: ts, marker: marker, payload: payload, arrivalNanos: p.arrivalNanos))
+        }
+    }
+
+    private func take(_ outputs: [JitterOutput]) {
+        for o in outputs { if let f = depacketizer.push(o) { ready.append(f) } }
+    }
+
+    static func senderReport(of ssrc: UInt32, in bytes: [UInt8]) -> RTCPSenderReport? {
+        bytes.withUnsafeBytes { raw in
+            guard let compound = try? RTCPCompoundView(parsing: raw) else { return nil }
+            for v in compound where v.packetType == RTCP.PacketType.senderReport {
+                if let sr = try? RTCPSenderReport(v), sr.ssrc == ssrc { return sr }
+            }
+            return nil
+        }
+    }
 }
 
-/// One track's frames, rebuilt from its capture file.
-struct ExportTrack {
+/// What a first pass over a track learns: where its clock sits, and what
+/// the file headers need.
+struct TrackSummary {
     var info: RoomTrack
-    var frames: [TimedFrame]
-    /// H.264: Annex B SPS and PPS.
-    var parameterSets: [UInt8]
-    var tornBytes: Int
+    var frames = 0
+    var firstTimestamp: Int64 = 0
+    /// The smallest (arrival − RTP time) over the frames, seconds.
+    var minDelta = Double.infinity
+    /// The first SR's (NTP seconds, extended RTP timestamp).
+    var mapping: (ntpSeconds: Double, rtp: Int64)?
+    var firstKeyframe: [UInt8] = []
+    var parameterSets: [UInt8] = []
+    var tornBytes = 0
+    /// Added to a frame's sender time to put it on the recording's clock (seconds).
+    var offset = 0.0
+
+    var rate: Double { Double(info.spec.clockRate) }
+
+    /// Sender time of an RTP timestamp, in seconds on the track's clock domain.
+    func senderSeconds(_ timestamp: Int64) -> Double {
+        if let m = mapping { return m.ntpSeconds + Double(timestamp - m.rtp) / rate }
+        return Double(timestamp - firstTimestamp) / rate
+    }
+
+    /// A clock domain: a participant's reporting tracks, or one track alone.
+    var domain: String { mapping != nil ? "p:" + info.participant : "t:" + info.id }
 }
 
 /// Turns a recording directory into files players open: one per
 /// participant (`NAME.webm` when every track is VP8 or Opus, `NAME.mkv`
 /// otherwise) and `mix.ogg`, the room's audio mixed. Works on whatever the
 /// capture files hold up to a crash: a torn last block is skipped.
+///
+/// Streaming: a first pass reads each capture file to place its track on
+/// the shared clock; a second reads them again, merging the tracks by time
+/// into the muxer and the mix. Memory holds a read buffer, a reorder window
+/// and a frame or two per track, and the mix's last 20 ms, whatever the
+/// recording's length.
 public enum Exporter {
     /// What an export wrote.
     public struct Result: Sendable {
@@ -36,107 +124,106 @@ public enum Exporter {
         MediaLog.quiet()
         let index = try RecordingIndex.read(directory: directory)
         let events = RecordingEvent.read(directory: directory)
-        let tracks = try placeOnClock(index: index, directory: directory)
+        let summaries = try placeOnClock(index: index, directory: directory)
         var files: [String] = []
         for p in index.participants {
-            let own = tracks.filter { $0.info.participant == p && !$0.frames.isEmpty }
+            let own = summaries.filter { $0.info.participant == p && $0.frames > 0 }
             guard !own.isEmpty else { continue }
             let webm = own.allSatisfy { ["vp8", "opus"].contains($0.info.spec.codec.lowercased()) }
             let path = directory + "/" + RecordingIndex.safeName(p) + (webm ? ".webm" : ".mkv")
-            try writeParticipant(own, to: path, format: webm ? "webm" : "matroska")
+            try writeParticipant(own, directory: directory, to: path, format: webm ? "webm" : "matroska")
             files.append(path)
         }
-        let audio = tracks.filter { $0.info.spec.codec.lowercased() == "opus" && !$0.frames.isEmpty }
+        let audio = summaries.filter { $0.info.spec.codec.lowercased() == "opus" && $0.frames > 0 }
         if !audio.isEmpty {
             let path = directory + "/mix.ogg"
-            try writeMix(audio, events: events, startMillis: index.startedAtMillis, to: path)
+            try writeMix(audio, directory: directory, events: events, startMillis: index.startedAtMillis, to: path)
             files.append(path)
         }
-        return Result(files: files, tornBytes: tracks.reduce(0) { $0 + $1.tornBytes })
+        return Result(files: files, tornBytes: summaries.reduce(0) { $0 + $1.tornBytes })
     }
 
-    // MARK: Depacketize and place on the shared clock
+    // MARK: Pass 1: place every track on the shared clock
 
-    /// Reads every track, rebuilds its frames and gives each a time on the
+    /// Reads every track once and works out the time of its frames on the
     /// recording's clock. Tracks of one participant with sender reports
     /// share the sender's wall clock (that is what lines audio up with
     /// video); that clock is placed on the recording's by the smallest
     /// arrival delay seen. A track without reports is placed by its own
     /// arrivals.
-    static func placeOnClock(index: RecordingIndex, directory: String) throws -> [ExportTrack] {
-        struct Raw {
-            var info: RoomTrack
-            var frames: [MediaFrame]
-            var mapping: (ntpSeconds: Double, rtp: Int64)?
-            var parameterSets: [UInt8]
-            var torn: Int
-        }
-        var raws: [Raw] = []
+    static func placeOnClock(index: RecordingIndex, directory: String) throws -> [TrackSummary] {
+        var summaries: [TrackSummary] = []
         for t in index.tracks {
-            guard var depacketizer = t.spec.makeDepacketizer() else { continue }
-            let contents = try CaptureReader.read(path: directory + "/" + t.captureFile)
-            var buffer = JitterBuffer()
-            var frames: [MediaFrame] = []
-            var firstSR: RTCPSenderReport?
-            func take(_ outputs: [JitterOutput]) {
-                for o in outputs { if let f = depacketizer.push(o) { frames.append(f) } }
+            guard let source = try FrameSource(track: t, directory: directory) else { continue }
+            var s = TrackSummary(info: t)
+            while let f = try source.next() {
+                if s.frames == 0 { s.firstTimestamp = f.timestamp }
+                s.frames += 1
+                s.minDelta = min(s.minDelta, Double(f.arrivalNanos) / 1e9 - Double(f.timestamp) / s.rate)
+                if s.firstKeyframe.isEmpty && f.isKeyframe && t.spec.kind == .video { s.firstKeyframe = f.data }
             }
-            for p in contents.packets {
-                if p.isRTCP {
-                    guard firstSR == nil else { continue }
-                    p.bytes.withUnsafeBytes { raw in
-                        guard let compound = try? RTCPCompoundView(parsing: raw) else { return }
-                        for v in compound where v.packetType == RTCP.PacketType.senderReport {
-                            if let sr = try? RTCPSenderReport(v), sr.ssrc == t.ssrc { firstSR = sr; return }
-                        }
-                    }
-                    continue
-                }
-                let parsed: (UInt16, UInt32, Bool, [UInt8], UInt8)? = p.bytes.withUnsafeBytes { raw in
-                    guard let v = try? RTPPacketView(parsing: raw) else { return nil }
-                    return (v.sequenceNumber, v.timestamp, v.marker, Array(v.payload), v.payloadType)
-                }
-                guard let (seq, ts, marker, payload, pt) = parsed, pt == t.spec.payloadType else { continue }
-                take(buffer.push(sequence: seq, timestamp: ts, marker: marker, payload: payload, arrivalNanos: p.arrivalNanos))
+            if let sr = source.firstSR, s.frames > 0 {
+                let rtp = JitterBuffer.extend(UInt64(sr.rtpTimestamp), bits: 32, near: s.firstTimestamp)
+                s.mapping = (Double(sr.ntpTimestamp >> 32) + Double(sr.ntpTimestamp & 0xFFFF_FFFF) / 4_294_967_296, rtp)
             }
-            take(buffer.flush())
-            var mapping: (Double, Int64)?
-            if let sr = firstSR, let first = frames.first {
-                let rtp = JitterBuffer.extend(UInt64(sr.rtpTimestamp), bits: 32, near: first.timestamp)
-                mapping = (Double(sr.ntpTimestamp >> 32) + Double(sr.ntpTimestamp & 0xFFFF_FFFF) / 4_294_967_296, rtp)
-            }
-            let sets = (depacketizer as? H264Depacketizer)?.parameterSets ?? []
-            raws.append(Raw(info: t, frames: frames, mapping: mapping, parameterSets: sets, torn: contents.tornBytes))
+            s.parameterSets = source.parameterSets
+            s.tornBytes = source.tornBytes
+            summaries.append(s)
         }
-
-        // Sender time of a frame, in seconds on its clock domain.
-        func senderSeconds(_ r: Raw, _ f: MediaFrame) -> Double {
-            let rate = Double(r.info.spec.clockRate)
-            if let m = r.mapping { return m.ntpSeconds + Double(f.timestamp - m.rtp) / rate }
-            return Double(f.timestamp - (r.frames.first?.timestamp ?? 0)) / rate
-        }
-        // A clock domain: a participant's reporting tracks, or one track alone.
-        func domain(_ r: Raw) -> String { r.mapping != nil ? "p:" + r.info.participant : "t:" + r.info.id }
+        // arrival − sender time = (arrival − ts/rate) − (sender time − ts/rate), the latter constant per track.
         var offset: [String: Double] = [:]
-        for r in raws {
-            for f in r.frames {
-                let d = Double(f.arrivalNanos) / 1e9 - senderSeconds(r, f)
-                offset[domain(r)] = min(offset[domain(r)] ?? .infinity, d)
-            }
+        for s in summaries where s.frames > 0 {
+            let d = s.minDelta - (s.senderSeconds(s.firstTimestamp) - Double(s.firstTimestamp) / s.rate)
+            offset[s.domain] = min(offset[s.domain] ?? .infinity, d)
         }
         let start = Double(index.startedAtMillis) / 1000
-        return raws.map { r in
-            let o = offset[domain(r)] ?? 0
-            let timed = r.frames.map { TimedFrame(frame: $0, time: Int64(((senderSeconds(r, $0) + o - start) * 1e9).rounded())) }
-            return ExportTrack(info: r.info, frames: timed, parameterSets: r.parameterSets, tornBytes: r.torn)
+        for i in summaries.indices { summaries[i].offset = (offset[summaries[i].domain] ?? 0) - start }
+        return summaries
+    }
+
+    /// A track's frames with their times on the recording's clock (ns since its start), one ahead.
+    final class TimedSource {
+        let summary: TrackSummary
+        private let source: FrameSource
+        private(set) var current: (frame: MediaFrame, time: Int64)?
+        private(set) var following: (frame: MediaFrame, time: Int64)?
+
+        init(_ s: TrackSummary, directory: String) throws {
+            summary = s
+            guard let f = try FrameSource(track: s.info, directory: directory) else { throw RecordError.export("\(s.info.id): no depacketizer") }
+            source = f
+            following = try read()
+            try advance()
+        }
+
+        private func read() throws -> (frame: MediaFrame, time: Int64)? {
+            guard let f = try source.next() else { return nil }
+            return (f, Int64(((summary.senderSeconds(f.timestamp) + summary.offset) * 1e9).rounded()))
+        }
+
+        /// Moves to the next frame (`current` nil at the end).
+        func advance() throws {
+            current = following
+            following = current == nil ? nil : try read()
         }
     }
 
-    // MARK: Per participant
+    /// The index of the source whose current frame comes first (by time, then track order).
+    static func earliest(_ sources: [TimedSource]) -> Int? {
+        var best: Int?
+        for (i, s) in sources.enumerated() {
+            guard let c = s.current else { continue }
+            if let b = best, let bc = sources[b].current, bc.time <= c.time { continue }
+            best = i
+        }
+        return best
+    }
+
+    // MARK: Pass 2: per participant
 
     static let microseconds = Rational(1, 1_000_000)
 
-    static func writeParticipant(_ tracks: [ExportTrack], to path: String, format: String) throws {
+    static func writeParticipant(_ tracks: [TrackSummary], directory: String, to path: String, format: String) throws {
         do {
             let muxer = try Muxer(format: format, path: path)
             var streams: [Int] = []
@@ -147,60 +234,46 @@ public enum Exporter {
                     p.channels = max(1, t.info.spec.channels)
                     if t.info.spec.codec.lowercased() == "opus" { p.extradata = OpusDecoder.identificationHeader(channels: p.channels, preSkip: 0) }
                 } else {
-                    let key = t.frames.first { $0.frame.isKeyframe }?.frame.data ?? []
-                    if let size = BitstreamProbe.videoSize(codec: t.info.spec.codec.lowercased(), frame: key) { p.width = size.width; p.height = size.height }
+                    if let size = BitstreamProbe.videoSize(codec: t.info.spec.codec.lowercased(), frame: t.firstKeyframe) {
+                        p.width = size.width; p.height = size.height
+                    }
                     p.extradata = t.parameterSets
                 }
                 streams.append(try muxer.addStream(p))
             }
             try muxer.writeHeader()
-            // Interleave by time; within a stream, times only go forward.
-            var order: [(time: Int64, track: Int, frame: Int)] = []
-            for (i, t) in tracks.enumerated() { for (j, f) in t.frames.enumerated() { order.append((max(0, f.time), i, j)) } }
-            order.sort { ($0.time, $0.track, $0.frame) < ($1.time, $1.track, $1.frame) }
+            // Interleave by time (a merge of the tracks); within a stream, times only go forward.
+            let sources = try tracks.map { try TimedSource($0, directory: directory) }
             var last = [Int64](repeating: -1, count: tracks.count)
-            for e in order {
-                let us = e.time / 1000
-                guard us > last[e.track] else { continue }
-                last[e.track] = us
-                let frames = tracks[e.track].frames
-                let f = frames[e.frame]
-                // Duration: up to the next frame, at most 120 ms (the longest Opus packet) for audio.
-                let next = e.frame + 1 < frames.count ? frames[e.frame + 1].time : f.time + 20_000_000
-                var duration = max(0, next - f.time) / 1000
-                if tracks[e.track].info.spec.kind == .audio { duration = min(duration, 120_000) }
-                try muxer.write(f.frame.data, stream: streams[e.track], pts: us, duration: duration,
-                                keyframe: f.frame.isKeyframe, timeBase: microseconds)
+            while let i = earliest(sources), let (frame, time) = sources[i].current {
+                let us = max(0, time) / 1000
+                if us > last[i] {
+                    last[i] = us
+                    // Duration: up to the next frame, at most 120 ms (the longest Opus packet) for audio.
+                    let next = sources[i].following?.time ?? time + 20_000_000
+                    var duration = max(0, next - time) / 1000
+                    if tracks[i].info.spec.kind == .audio { duration = min(duration, 120_000) }
+                    try muxer.write(frame.data, stream: streams[i], pts: us, duration: duration,
+                                    keyframe: frame.isKeyframe, timeBase: microseconds)
+                }
+                try sources[i].advance()
             }
             try muxer.writeTrailer()
         } catch let e as MediaError { throw RecordError.export("\(path): \(e)") }
     }
 
-    // MARK: The room mix
+    // MARK: Pass 2: the room mix
 
     static let mixRate = 48_000
     static let mixFrame = 960  // 20 ms
 
     /// Decodes every Opus track with libopus, adds each at its place on the
     /// recording's clock (silent while muted and where packets are missing),
-    /// and encodes the sum to one mono Opus track in Ogg.
-    static func writeMix(_ tracks: [ExportTrack], events: [RecordingEvent], startMillis: Int64, to path: String) throws {
+    /// and encodes the sum to one mono Opus track in Ogg. The tracks are
+    /// merged by time, so every sample before the latest frame's start is
+    /// final: it is encoded and let go.
+    static func writeMix(_ tracks: [TrackSummary], directory: String, events: [RecordingEvent], startMillis: Int64, to path: String) throws {
         do {
-            var mix: [Float] = []
-            for t in tracks {
-                let muted = mutedIntervals(track: t.info.id, events: events, startMillis: startMillis)
-                let decoder = try OpusDecoder(channels: 1)
-                for f in t.frames {
-                    guard let pcm = try? decoder.decode(f.frame.data) else { continue }
-                    let at = Int((Double(f.time) / 1e9 * Double(mixRate)).rounded())
-                    if at + pcm.count > mix.count { mix += repeatElement(0, count: at + pcm.count - mix.count) }
-                    for (k, s) in pcm.enumerated() where at + k >= 0 {
-                        let ns = Int64(at + k) * 1_000_000_000 / Int64(mixRate)
-                        if muted.contains(where: { $0.contains(ns) }) { continue }
-                        mix[at + k] += s
-                    }
-                }
-            }
             let encoder = try OpusEncoder(channels: 1, bitRate: 64_000)
             let preSkip = encoder.lookahead
             let muxer = try Muxer(format: "ogg", path: path)
@@ -210,18 +283,41 @@ public enum Exporter {
             p.extradata = OpusDecoder.identificationHeader(channels: 1, preSkip: preSkip)
             let stream = try muxer.addStream(p)
             try muxer.writeHeader()
-            // The encoder's lookahead is made up with silence at the end (and skipped by players at the start).
-            mix += repeatElement(0, count: preSkip)
-            var pos = 0
-            while pos < mix.count {
-                var chunk = Array(mix[pos..<min(pos + mixFrame, mix.count)])
-                chunk += repeatElement(0, count: mixFrame - chunk.count)
-                for i in chunk.indices { chunk[i] = min(1, max(-1, chunk[i])) }
-                let packet = try encoder.encode(chunk)
-                try muxer.write(packet, stream: stream, pts: Int64(pos - preSkip), duration: Int64(mixFrame), keyframe: true,
-                                timeBase: Rational(1, Int32(mixRate)))
-                pos += mixFrame
+            // The samples from `base` on (sample 0 is the recording's start); what is before is encoded.
+            var mix: [Float] = []
+            var base = 0
+            func emit(upTo end: Int) throws {
+                while base + mixFrame <= end {
+                    if mix.count < mixFrame { mix += repeatElement(0, count: mixFrame - mix.count) }
+                    var chunk = Array(mix[0..<mixFrame])
+                    for i in chunk.indices { chunk[i] = min(1, max(-1, chunk[i])) }
+                    let packet = try encoder.encode(chunk)
+                    try muxer.write(packet, stream: stream, pts: Int64(base - preSkip), duration: Int64(mixFrame), keyframe: true,
+                                    timeBase: Rational(1, Int32(mixRate)))
+                    mix.removeFirst(mixFrame)
+                    base += mixFrame
+                }
             }
+            let sources = try tracks.map { try TimedSource($0, directory: directory) }
+            let decoders = try tracks.map { _ in try OpusDecoder(channels: 1) }
+            let muted = tracks.map { mutedIntervals(track: $0.info.id, events: events, startMillis: startMillis) }
+            var end = 0
+            while let i = earliest(sources), let (frame, time) = sources[i].current {
+                try sources[i].advance()
+                guard let pcm = try? decoders[i].decode(frame.data) else { continue }
+                let at = Int((Double(time) / 1e9 * Double(mixRate)).rounded())
+                try emit(upTo: at)
+                end = max(end, at + pcm.count)
+                if end - base > mix.count { mix += repeatElement(0, count: end - base - mix.count) }
+                for (k, s) in pcm.enumerated() where at + k >= base {
+                    let ns = Int64(at + k) * 1_000_000_000 / Int64(mixRate)
+                    if muted[i].contains(where: { $0.contains(ns) }) { continue }
+                    mix[at + k - base] += s
+                }
+            }
+            // The encoder's lookahead is made up with silence at the end (and skipped by players at the start).
+            let total = end + preSkip
+            try emit(upTo: total + mixFrame - 1)
             try muxer.writeTrailer()
         } catch let e as MediaError { throw RecordError.export("\(path): \(e)") }
     }

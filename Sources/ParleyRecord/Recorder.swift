@@ -48,6 +48,8 @@ public final class Recorder: @unchecked Sendable {
 
     // Recorder thread only.
     private var writers: [Int32: RecordingWriter] = [:]
+    /// Syncs the running recordings' files off the recorder thread.
+    private let syncer: Syncer
 
     /// - Parameters:
     ///   - directory: where recordings go (DATA-DIR/recordings); created if missing.
@@ -59,6 +61,7 @@ public final class Recorder: @unchecked Sendable {
         self.queue = PacketQueue(capacity: limits.queueSlots)
         self.metrics = RecordMetrics(metrics)
         self.onStop = onStop
+        syncer = Syncer(interval: limits.syncInterval)
         let t = Thread { [self] in self.run() }
         t.name = "parley-recorder"
         thread = t
@@ -152,7 +155,8 @@ public final class Recorder: @unchecked Sendable {
             for c in batch {
                 switch c {
                 case .start(let n, let state, let index):
-                    let w = RecordingWriter(directory: directory + "/" + index.id, index: index, state: state, maxBytes: limits.maxBytes)
+                    let w = RecordingWriter(directory: directory + "/" + index.id, number: n, syncer: syncer, index: index, state: state,
+                                            maxBytes: limits.maxBytes)
                     writers[n] = w
                     metrics.recordings.inc()
                     if let r = checkFreeSpace() { stops.append((n, r)) }
@@ -170,6 +174,7 @@ public final class Recorder: @unchecked Sendable {
             let syncDue = monotonicSeconds() - lastSync >= limits.syncInterval
             let flushAll = syncDue || monotonicSeconds() - lastFlush >= Self.flushInterval
             if flushAll { lastFlush = monotonicSeconds() }
+            for (n, e) in syncer.takeFailures() { writers[n]?.fail(e) }
             for (n, w) in writers {
                 let before = w.bytesWritten
                 w.flush(all: flushAll)
@@ -195,6 +200,7 @@ public final class Recorder: @unchecked Sendable {
             }
             if stopping && writers.isEmpty {
                 queue.drain { _, _ in }
+                syncer.shutdown()
                 condition.withLock { finished = true; condition.broadcast() }
                 return
             }

@@ -2,10 +2,15 @@ import Glibc
 import ParleyRTP
 
 /// The files of one running recording; recorder thread only. Packets are
-/// buffered per track and written with one `write` per file per pass; a
-/// failed write is cut back to the last whole block, and the recording stops.
+/// buffered per track and written in large `write`s; a failed write is cut
+/// back to the last whole block, and the recording stops. The `Syncer`
+/// makes the files durable while the recording runs; `finish` syncs them
+/// itself.
 final class RecordingWriter {
     let directory: String
+    /// The recording's number (the `Recorder`'s key, the `Syncer`'s).
+    let number: Int32
+    private let syncer: Syncer
     private(set) var index: RecordingIndex
     private let state: RecordingState
     private let maxBytes: Int64
@@ -29,16 +34,18 @@ final class RecordingWriter {
     private var events: Int32
     private var indexDirty = false
 
-    init(directory: String, index: RecordingIndex, state: RecordingState, maxBytes: Int64) {
+    init(directory: String, number: Int32, syncer: Syncer, index: RecordingIndex, state: RecordingState, maxBytes: Int64) {
         self.directory = directory
+        self.number = number
+        self.syncer = syncer
         self.index = index
         self.state = state
         self.maxBytes = maxBytes
         events = open(directory + "/" + RecordingIndex.eventsFileName, O_WRONLY | O_APPEND | O_CLOEXEC)
-        if events < 0 { fail(errno) }
+        if events < 0 || !syncer.add(fd: events, recording: number) { fail(errno) }
     }
 
-    private func fail(_ e: Int32) {
+    func fail(_ e: Int32) {
         if stopReason == nil { stopReason = (e == ENOSPC || e == EDQUOT) ? .diskFull : .writeFailed }
     }
 
@@ -47,6 +54,11 @@ final class RecordingWriter {
         let path = directory + "/" + t.captureFile
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return fail(errno) }
+        guard syncer.add(fd: fd, recording: number) else {
+            fail(errno)
+            close(fd)
+            return
+        }
         let f = TrackFile(fd: fd, track: t.id)
         f.pending = CaptureFile.header
         pendingTotal += f.pending.count
@@ -118,10 +130,18 @@ final class RecordingWriter {
         return packetsWritten
     }
 
-    /// fdatasyncs every file (data and size; no timestamps) and rewrites the index if it changed.
+    /// Hands the index to the syncer if it changed (the files it syncs on its own).
     func sync() {
+        guard indexDirty, stopReason == nil else { return }
+        indexDirty = false
+        syncer.write(index, directory: directory, recording: number)
+    }
+
+    /// fdatasyncs every file (data and size; no timestamps) and writes the
+    /// index if it changed, here and now (the end of a recording).
+    private func syncNow() {
         for f in files.values where fdatasync(f.fd) != 0 { fail(errno) }
-        if events >= 0 && fsync(events) != 0 { fail(errno) }
+        if events >= 0 && fdatasync(events) != 0 { fail(errno) }
         if indexDirty {
             indexDirty = false
             do { try index.write(directory: directory) } catch RecordError.system(_, _, let e) { fail(e) } catch { fail(EIO) }
@@ -132,6 +152,7 @@ final class RecordingWriter {
     /// the files; returns the reason it stopped (the first one).
     func finish(_ requested: StopReason) -> StopReason {
         state.active.store(false, ordering: .relaxed)
+        syncer.remove(recording: number)
         flush()
         let reason = stopReason ?? requested
         let now = wallClockNanos() / 1_000_000
@@ -139,7 +160,7 @@ final class RecordingWriter {
         index.stoppedAtMillis = now
         index.stopReason = reason
         indexDirty = true
-        sync()
+        syncNow()
         for f in files.values { close(f.fd) }
         files.removeAll()
         if events >= 0 { close(events) }

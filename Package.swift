@@ -52,7 +52,7 @@ let package = Package(
         .target(name: "ParleyMedia", dependencies: ["ParleyCore", "CFFmpeg", "COpus"]),
         // Recording: capture to crash-safe per-track files, depacketizers, export (per participant, room mix).
         .target(name: "ParleyRecord", dependencies: ["ParleyCore", "ParleyRTP", "ParleyRelay", "ParleyMedia", "CFFmpeg", "COpus"]),
-        .target(name: "ParleyTranscode", dependencies: ["ParleyCore", "ParleyMedia", "ParleyStore", "CFFmpeg"]),
+        .target(name: "ParleyTranscode", dependencies: ["ParleyCore", "ParleyMedia", "ParleyStore", "ParleyRecord", "CFFmpeg"]),
         // `parley load`: synthetic participants through the public protocol, their measurements and reports.
         .target(name: "ParleyLoad", dependencies: ["ParleyCore", "ParleyIO", "ParleyAuth", "ParleyProtocol", "ParleyRTP",
                                                    "ParleySRTP", "ParleySTUN", "ParleyMedia"]),

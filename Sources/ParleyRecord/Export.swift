@@ -131,16 +131,35 @@ public enum Exporter {
             guard !own.isEmpty else { continue }
             let webm = own.allSatisfy { ["vp8", "opus"].contains($0.info.spec.codec.lowercased()) }
             let path = directory + "/" + RecordingIndex.safeName(p) + (webm ? ".webm" : ".mkv")
-            try writeParticipant(own, directory: directory, to: path, format: webm ? "webm" : "matroska")
+            try writeAtomically(path) { try writeParticipant(own, directory: directory, to: $0, format: webm ? "webm" : "matroska") }
             files.append(path)
         }
         let audio = summaries.filter { $0.info.spec.codec.lowercased() == "opus" && $0.frames > 0 }
         if !audio.isEmpty {
             let path = directory + "/mix.ogg"
-            try writeMix(audio, directory: directory, events: events, startMillis: index.startedAtMillis, to: path)
+            try writeAtomically(path) { try writeMix(audio, directory: directory, events: events, startMillis: index.startedAtMillis, to: $0) }
             files.append(path)
         }
         return Result(files: files, tornBytes: summaries.reduce(0) { $0 + $1.tornBytes })
+    }
+
+    /// Writes `path` through a hidden temporary name in the same directory
+    /// and renames it into place: a reader, or a second export of the same
+    /// recording (the server's and a worker's), never sees a half-written file.
+    static func writeAtomically(_ path: String, _ body: (String) throws -> Void) throws {
+        let cut = path.lastIndex(of: "/")
+        let dir = cut.map { String(path[..<$0]) } ?? "."
+        let name = cut.map { String(path[path.index(after: $0)...]) } ?? path
+        let temporary = dir + "/." + name + ".partial-\(getpid())"
+        do { try body(temporary) } catch {
+            unlink(temporary)
+            throw error
+        }
+        guard rename(temporary, path) == 0 else {
+            let e = errno
+            unlink(temporary)
+            throw RecordError.system(function: "rename", path: path, errno: e)
+        }
     }
 
     // MARK: Pass 1: place every track on the shared clock

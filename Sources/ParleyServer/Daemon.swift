@@ -46,7 +46,7 @@ public enum Daemon {
         let signal = withExtendedLifetime(parts) { group.waitForShutdownSignal() }
         // Work the routes handed to the pool finishes (its answers have no loop left to go to).
         parts.pool.shutdown()
-        parts.recording.shutdown()  // finishes the files of running recordings (export them with parley record export)
+        parts.recording.shutdown()  // finishes the files of running recordings; exports not done become worker jobs
         parts.chat?.close()        // commits what chat had queued
         log.info("stopped", ["signal": .int(Int(signal ?? 0))])
         return ExitCode.ok
@@ -130,7 +130,8 @@ public enum Daemon {
         do {
             try TranscodeRoutes.install(on: router, config: config, pool: pool)
             let recording = RoomRecorder(directory: config.dataDir + "/recordings", limits: config.recordingLimits,
-                                         maxRunning: config.recordMaxRunning, relay: relay,
+                                         maxRunning: config.recordMaxRunning, export: config.recordExport,
+                                         jobs: try SQLiteJobQueue.open(dataDir: config.dataDir), relay: relay,
                                          pool: pool, loop: loops[0], logger: Logger(label: "record", level: config.logLevel))
             let front: ServerFrontEnd
             do {

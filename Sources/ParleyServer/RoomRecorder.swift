@@ -6,6 +6,7 @@ import ParleyProtocol
 import ParleyRecord
 import ParleyRelay
 import ParleySignalling
+import ParleyTranscode
 
 /// The daemon's recording: ParleyRecord's `Recorder` (DATA-DIR/recordings)
 /// fed by the relay's tap, as the signalling layer's `RecordingBackend`.
@@ -18,7 +19,10 @@ import ParleySignalling
 /// packet from the recording and counts it; forwarding goes on). When a
 /// recording stops — asked, the room closed, or a disk limit — the
 /// recorder thread finishes its files, the signalling side is told, and
-/// the export runs on the blocking pool.
+/// the export runs as `record-export` says: on the server's own export
+/// thread (never the blocking pool the HTTP routes share), or as a
+/// `record-export` job for `parley worker`. At shutdown, exports not yet
+/// done become worker jobs (a row each in DATA-DIR/parley.db).
 public final class RoomRecorder: RecordingBackend, Sendable {
     public let recorder: Recorder
     let relay: Relay
@@ -28,7 +32,8 @@ public final class RoomRecorder: RecordingBackend, Sendable {
     /// Recordings that may run at once (`record-max-running`); one more is refused.
     let maxRunning: Int
     private let log: Logger
-    private let exports: (ok: Counter, failed: Counter)
+    private let exports: (ok: Counter, failed: Counter, queued: Counter)
+    private let exporter: ExportThread
 
     private struct Running {
         var room: String
@@ -41,17 +46,22 @@ public final class RoomRecorder: RecordingBackend, Sendable {
     /// - Parameters:
     ///   - directory: DATA-DIR/recordings.
     ///   - loop: where the pool's results come back to (any loop of the daemon).
-    public init(directory: String, limits: RecordingLimits, maxRunning: Int = 50, relay: Relay, pool: BlockingPool, loop: EventLoop,
+    ///   - export: where exports run (`record-export`).
+    ///   - jobs: the worker's queue (DATA-DIR/parley.db): `record-export: worker` jobs, and exports left at shutdown.
+    public init(directory: String, limits: RecordingLimits, maxRunning: Int = 50, export: RecordExportMode = .thread,
+                jobs: (any JobQueue)? = nil, relay: Relay, pool: BlockingPool, loop: EventLoop,
                 metrics: MetricsRegistry = .shared, logger: Logger = Logger(label: "parley.record")) {
         self.maxRunning = maxRunning
         self.relay = relay
         self.pool = pool
         self.loop = loop
         self.log = logger
-        exports = (metrics.counter("parley_record_exports_total", help: "Exports run when a recording stopped, by result",
-                                   labels: [("result", "ok")]),
-                   metrics.counter("parley_record_exports_total", help: "Exports run when a recording stopped, by result",
-                                   labels: [("result", "failed")]))
+        let help = "Exports of stopped recordings, by result (queued: handed to parley worker as a record-export job)"
+        exports = (metrics.counter("parley_record_exports_total", help: help, labels: [("result", "ok")]),
+                   metrics.counter("parley_record_exports_total", help: help, labels: [("result", "failed")]),
+                   metrics.counter("parley_record_exports_total", help: help, labels: [("result", "queued")]))
+        exporter = ExportThread(directory: directory, mode: export, jobs: jobs, backlog: maxRunning, log: logger,
+                                counters: exports)
         // The recorder's onStop is fixed at its creation, before self exists: it calls through a box.
         let box = StopBox()
         recorder = Recorder(directory: directory, limits: limits, metrics: metrics) { id, reason in
@@ -103,28 +113,12 @@ public final class RoomRecorder: RecordingBackend, Sendable {
         r.recording.stop()
     }
 
-    /// The recorder thread finished recording `id`: tell signalling, export on the pool.
+    /// The recorder thread finished recording `id`: tell signalling, hand the export on.
     private func stopped(id: String, reason: StopReason) {
         guard let r = running.withLock({ $0.removeValue(forKey: id) }) else { return }
         log.info("recording finished", ["room": .string(r.room), "recording": .string(id), "reason": .string(reason.rawValue)])
         onEnded.withLock { $0 }?(r.room, id, reason.rawValue)
-        let dir = recorder.directory + "/" + id
-        do {
-            try pool.run(on: loop, { try Exporter.export(directory: dir) }, then: { [self] result in
-                switch result {
-                case .success(let out):
-                    exports.ok.inc()
-                    log.info("recording exported", ["recording": .string(id), "files": .int(out.files.count)])
-                case .failure(let e):
-                    exports.failed.inc()
-                    log.warn("recording export failed", ["recording": .string(id), "error": .string("\(e)")])
-                }
-            })
-        } catch {
-            exports.failed.inc()
-            log.warn("recording not exported (the blocking pool refused; run parley record export)",
-                     ["recording": .string(id), "error": .string("\(error)")])
-        }
+        exporter.submit(id)
     }
 
     /// A fresh recording id: the room's name made safe, the UTC start time, 4 random hex digits.
@@ -136,8 +130,123 @@ public final class RoomRecorder: RecordingBackend, Sendable {
         return String(RecordingIndex.safeName(room).prefix(64)) + "-" + stamp + "-" + String(format: "%04x", UInt16.random(in: 0...UInt16.max))
     }
 
-    /// Stops every recording and finishes its files (the daemon's shutdown).
-    public func shutdown() { recorder.shutdown() }
+    /// Stops every recording and finishes its files (the daemon's shutdown);
+    /// exports not yet done become `record-export` jobs for `parley worker`.
+    public func shutdown() {
+        recorder.shutdown()
+        exporter.shutdown()
+    }
+}
+
+/// Where a stopped recording's export runs (`record-export`).
+public enum RecordExportMode: String, Sendable, CaseIterable {
+    /// On the server's export thread, one recording at a time.
+    case thread
+    /// As a `record-export` job in DATA-DIR/parley.db, run by `parley worker`.
+    case worker
+    /// Not at all: `parley record export` (or a worker job) by hand.
+    case none
+}
+
+/// The server's one export thread: a FIFO of recording ids, at most
+/// `backlog` waiting (beyond, the export is handed to the worker queue, or
+/// dropped and counted without one). In `worker` mode it only writes the
+/// job rows (SQLite work kept off the recorder thread). Exports stream
+/// (ParleyRecord's `Exporter`), so one at a time holds little memory.
+final class ExportThread: @unchecked Sendable {
+    private let directory: String
+    private let mode: RecordExportMode
+    private let jobs: (any JobQueue)?
+    private let backlog: Int
+    private let log: Logger
+    private let counters: (ok: Counter, failed: Counter, queued: Counter)
+    private let condition = NSCondition()
+    private var waiting: [String] = []
+    private var stopping = false
+    private var finished = false
+
+    init(directory: String, mode: RecordExportMode, jobs: (any JobQueue)?, backlog: Int, log: Logger,
+         counters: (ok: Counter, failed: Counter, queued: Counter)) {
+        self.directory = directory
+        self.mode = mode
+        self.jobs = jobs
+        self.backlog = backlog
+        self.log = log
+        self.counters = counters
+        let t = Thread { [self] in run() }
+        t.name = "parley-export"
+        t.start()
+    }
+
+    func submit(_ id: String) {
+        guard mode != .none else { return }
+        let taken: Bool = condition.withLock {
+            guard !stopping, waiting.count < backlog else { return false }
+            waiting.append(id)
+            condition.signal()
+            return true
+        }
+        if !taken { enqueueJob(id) }
+    }
+
+    /// Ends the thread; what was waiting becomes worker jobs. An export
+    /// under way is left to finish while the process lives; its job is
+    /// queued too (exports write to a temporary name and rename, so two
+    /// writers never leave a torn file).
+    func shutdown() {
+        let (left, current): ([String], String?) = condition.withLock {
+            stopping = true
+            condition.broadcast()
+            defer { waiting.removeAll() }
+            return (waiting, running)
+        }
+        for id in left + (current.map { [$0] } ?? []) { enqueueJob(id) }
+        condition.withLock { while !finished && running == nil { condition.wait() } }
+    }
+
+    private var running: String?
+
+    private func run() {
+        while true {
+            let id: String? = condition.withLock {
+                while waiting.isEmpty && !stopping { condition.wait() }
+                guard !stopping else { return nil }
+                running = waiting.removeFirst()
+                return running
+            }
+            guard let id else { break }
+            if mode == .worker { enqueueJob(id) } else { export(id) }
+            condition.withLock { running = nil; condition.broadcast() }
+        }
+        condition.withLock { finished = true; condition.broadcast() }
+    }
+
+    private func export(_ id: String) {
+        do {
+            let out = try Exporter.export(directory: directory + "/" + id)
+            counters.ok.inc()
+            log.info("recording exported", ["recording": .string(id), "files": .int(out.files.count)])
+        } catch {
+            counters.failed.inc()
+            log.warn("recording export failed", ["recording": .string(id), "error": .string("\(error)")])
+        }
+    }
+
+    private func enqueueJob(_ id: String) {
+        guard let jobs else {
+            counters.failed.inc()
+            log.warn("recording not exported (no job queue; run parley record export)", ["recording": .string(id)])
+            return
+        }
+        do {
+            let job = try jobs.enqueueRecordExport(recording: id)
+            counters.queued.inc()
+            log.info("recording export queued for parley worker", ["recording": .string(id), "job": .int(Int(job))])
+        } catch {
+            counters.failed.inc()
+            log.warn("recording export could not be queued (run parley record export)", ["recording": .string(id), "error": .string("\(error)")])
+        }
+    }
 }
 
 private final class StopBox: Sendable {

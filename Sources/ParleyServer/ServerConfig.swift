@@ -109,6 +109,8 @@ public struct ServerConfig: Sendable, Equatable {
     public var recordRooms: [String] = []
     /// Recordings that may run at once.
     public var recordMaxRunning = 50
+    /// Where a stopped recording is exported: the server's export thread, a `parley worker` job, or not at all.
+    public var recordExport: RecordExportMode = .thread
 
     // MARK: Front end limits (HTTP, WebSocket, TLS, signalling requests)
     /// Seconds from accept to a finished TLS handshake.
@@ -198,6 +200,7 @@ public struct ServerConfig: Sendable, Equatable {
         ("record-retention-days", "days a recording is kept after its files last changed, 0 = forever (default 30)"),
         ("record-queue-packets", "packets queued to the recorder thread; beyond, packets are dropped from recordings and counted (default 4096)"),
         ("record-max-running", "recordings that may run at once; another start is refused (default 50)"),
+        ("record-export", "where a stopped recording is exported: thread (the server's export thread), worker (a record-export job for parley worker) or none (default thread)"),
         ("record-rooms", "rooms recorded as soon as their call opens: glob patterns (* and ?), comma-separated (a JSON array in the file); default none"),
         // MARK: media relay limits (NACK answers, STUN answers to strangers)
         ("nack-resend-interval-ms", "milliseconds before a packet is resent to the same subscriber again (default 100)"),
@@ -321,6 +324,9 @@ public struct ServerConfig: Sendable, Equatable {
         case "record-retention-days": recordRetentionDays = try int(0...36_500)
         case "record-queue-packets": recordQueuePackets = try int(16...(1 << 20))
         case "record-max-running": recordMaxRunning = try int(1...10_000)
+        case "record-export":
+            guard let m = RecordExportMode(rawValue: value) else { throw ConfigError(key: key, "must be thread, worker or none, got \"\(value)\"") }
+            recordExport = m
         case "record-rooms":
             recordRooms = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         // MARK: media relay limits (NACK answers, STUN answers to strangers)

@@ -241,6 +241,13 @@ struct JobRequest {
 /// client gave; errors have paths replaced by those names.
 enum JobView {
     static func json(_ j: Job, dataDir: String) -> JSONValue {
+        if j.kind == .recordExport {
+            // Names the recording, never a path; its files are under GET /recordings/{id}.
+            return ["id": .number(Double(j.id)), "kind": .string(j.kind.rawValue), "recording": .string(j.input),
+                    "state": .string(j.state.rawValue), "attempts": .number(Double(j.attempts)),
+                    "max_attempts": .number(Double(j.maxAttempts)), "created": .number(j.created), "updated": .number(j.updated),
+                    "error": j.error.map { .string($0.replacingOccurrences(of: dataDir, with: "DATA-DIR")) } ?? .null]
+        }
         let asset = j.submission?.asset ?? j.output.map { ($0 as NSString).lastPathComponent }
         var input: JSONValue = ["local": .string((j.input as NSString).lastPathComponent)]
         if let source = j.submission?.source, let colon = source.firstIndex(of: ":") {
@@ -253,7 +260,7 @@ enum JobView {
         }
         let o = j.options
         var v: [String: JSONValue] = [
-            "id": .number(Double(j.id)), "state": .string(j.state.rawValue), "progress": .number(j.progress),
+            "id": .number(Double(j.id)), "kind": .string(j.kind.rawValue), "state": .string(j.state.rawValue), "progress": .number(j.progress),
             "attempts": .number(Double(j.attempts)), "max_attempts": .number(Double(j.maxAttempts)),
             "created": .number(j.created), "updated": .number(j.updated), "input": input,
             "error": error.map(JSONValue.string) ?? .null,

@@ -1,10 +1,19 @@
 import Foundation
 import ParleyStore
 
-/// A transcoding job as the queue records it.
+/// A job as the queue records it: a transcode, or a recording's export.
 public struct Job: Sendable, Codable {
     public enum State: String, Sendable, Codable { case queued, running, done, failed }
+    /// What the worker does with it.
+    public enum Kind: String, Sendable, Codable {
+        /// `input` (a path) into an HLS ladder.
+        case transcode
+        /// `input` is a recording id (never a path): the worker exports
+        /// DATA-DIR/recordings/ID in place (ParleyRecord's `Exporter`).
+        case recordExport = "record-export"
+    }
     public var id: Int64
+    public var kind: Kind = .transcode
     public var input: String
     public var options: TranscodeOptions
     /// Where the finished ladder is (set when done, or chosen at enqueue).
@@ -72,6 +81,10 @@ public protocol JobQueue: AnyObject, Sendable {
     /// Jobs queued or running whose input is `input` (a path) or that name `source` (`upload:ID`).
     func activeCount(input: String, source: String) throws -> Int
 
+    /// Queues the export of recording `id` (a `record-export` job) unless
+    /// one is already queued or running for it; returns the job's id.
+    func enqueueRecordExport(recording id: String, maxAttempts: Int) throws -> Int64
+
     /// Takes the oldest runnable queued job and marks it running (atomic,
     /// so two workers never take the same job).
     func claim() throws -> Job?
@@ -122,6 +135,11 @@ extension JobQueue {
     public func enqueue(input: String, options: TranscodeOptions, submission: Job.Submission, cap: Int,
                         maxAttempts: Int = 3) throws -> Int64? {
         try enqueue(input: input, options: options, submission: submission, cap: cap, maxAttempts: maxAttempts)
+    }
+
+    @discardableResult
+    public func enqueueRecordExport(recording id: String, maxAttempts: Int = 3) throws -> Int64 {
+        try enqueueRecordExport(recording: id, maxAttempts: maxAttempts)
     }
 
     public func list(state: Job.State? = nil, owner: String? = nil, limit: Int = 100) throws -> [Job] {

@@ -62,6 +62,9 @@ public final class SQLiteJobQueue: JobQueue {
                 CREATE INDEX IF NOT EXISTS upload_owners_owner ON upload_owners(owner);
                 """)
         },
+        Migration("job kinds") { db in
+            try db.execute("ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'transcode'")
+        },
     ]
 
     /// Runs `body` on the connection, one caller at a time.
@@ -69,18 +72,19 @@ public final class SQLiteJobQueue: JobQueue {
         try database.withLock { db throws -> T in try body(db) }
     }
 
-    private static let columns = "id, input, options, output, state, progress, attempts, max_attempts, error, created, updated, not_before, owner, source, asset, public"
+    private static let columns = "id, input, options, output, state, progress, attempts, max_attempts, error, created, updated, not_before, owner, source, asset, public, kind"
 
     /// A row of `columns`; nil when it cannot be read back (bad options JSON or state).
     private static func job(_ r: Statement) -> Job? {
         guard let input = r.string(1), let optionsJSON = r.string(2),
               let options = try? JSONDecoder().decode(TranscodeOptions.self, from: Data(optionsJSON.utf8)),
-              let state = r.string(4).flatMap(Job.State.init(rawValue:)) else { return nil }
+              let state = r.string(4).flatMap(Job.State.init(rawValue:)),
+              let kind = Job.Kind(rawValue: r.string(16) ?? "transcode") else { return nil }
         var submission: Job.Submission?
         if let owner = r.string(12), let source = r.string(13), let asset = r.string(14) {
             submission = Job.Submission(owner: owner, source: source, asset: asset, isPublic: r.isNull(15) ? nil : r.int64(15) != 0)
         }
-        return Job(id: r.int64(0), input: input, options: options, output: r.string(3), state: state, progress: r.double(5),
+        return Job(id: r.int64(0), kind: kind, input: input, options: options, output: r.string(3), state: state, progress: r.double(5),
                    attempts: Int(r.int64(6)), maxAttempts: Int(r.int64(7)), error: r.string(8), created: r.double(9),
                    updated: r.double(10), notBefore: r.double(11), submission: submission)
     }
@@ -153,6 +157,24 @@ public final class SQLiteJobQueue: JobQueue {
 
     public func activeCount(input: String, source: String) throws -> Int {
         try count("SELECT count(*) FROM jobs WHERE state IN ('queued', 'running') AND (input = ? OR source = ?)", [.text(input), .text(source)])
+    }
+
+    public func enqueueRecordExport(recording id: String, maxAttempts: Int) throws -> Int64 {
+        let json = try Self.json(TranscodeOptions(input: "", output: ""))
+        let t = Self.now()
+        let found = try withDatabase { db in
+            try db.transaction { () throws -> Int64? in
+                let active = try db.rows("SELECT id FROM jobs WHERE kind = 'record-export' AND input = ? AND state IN ('queued', 'running') LIMIT 1",
+                                         [.text(id)]) { $0.int64(0) }
+                if let existing = active.first { return existing }
+                return try db.rows("""
+                    INSERT INTO jobs(kind, input, options, state, max_attempts, created, updated)
+                    VALUES ('record-export',?,?,'queued',?,?,?) RETURNING id
+                    """, [.text(id), .text(json), .integer(Int64(maxAttempts)), .real(t), .real(t)]) { $0.int64(0) }.first
+            }
+        }
+        guard let found else { throw TranscodeError.failed("enqueue: no id") }
+        return found
     }
 
     public func claim() throws -> Job? {

@@ -1,7 +1,8 @@
 import Foundation
 import ParleyCore
+import ParleyRecord
 
-/// The transcoding daemon: takes jobs from the queue (DATA-DIR/parley.db),
+/// The worker daemon: takes jobs from the queue (DATA-DIR/parley.db),
 /// runs `concurrency` of them at a time, records state and progress,
 /// retries transient failures with exponential backoff up to the job's
 /// attempt limit (bad input fails at once), and re-queues jobs a killed worker left running. Files dropped
@@ -34,6 +35,8 @@ public final class Worker: @unchecked Sendable {
     private var spoolSeen: [String: (size: Int, mtime: Double)] = [:]
 
     public var hlsDir: String { dataDir + "/hls" }
+    /// Where `record-export` jobs find their recordings (what `parley serve` records into).
+    public var recordingsDir: String { dataDir + "/recordings" }
     public var incomingDir: String { dataDir + "/spool/incoming" }
     public var acceptedDir: String { dataDir + "/spool/accepted" }
 
@@ -155,6 +158,35 @@ public final class Worker: @unchecked Sendable {
         }
     }
 
+    /// A `record-export` job: DATA-DIR/recordings/ID exported in place. The
+    /// job names a recording id, never a path: an id that is not a plain
+    /// name fails at once, as does a directory that is not a recording.
+    /// An export is not interrupted by `stop()` (it streams and ends).
+    private func exportRecording(_ job: Job) {
+        let id = job.input
+        func failed(_ why: String, permanent: Bool) {
+            let state = (try? queue.fail(job.id, error: permanent ? "permanent: \(why)" : why, retry: !permanent, retryBase: config.retryBase)) ?? .failed
+            log.warn(state == .queued ? "job failed, will retry" : "job failed, not retried",
+                     ["job": .int(Int(job.id)), "recording": .string(id), "error": .string(why)])
+        }
+        guard !id.isEmpty, RecordingIndex.safeName(id) == id else { return failed("not a recording id", permanent: true) }
+        let dir = recordingsDir + "/" + id
+        log.info("job started", ["job": .int(Int(job.id)), "kind": .string(job.kind.rawValue), "recording": .string(id), "attempt": .int(job.attempts)])
+        let started = Date()
+        do {
+            let r = try Exporter.export(directory: dir)
+            try queue.finish(job.id, output: dir)
+            log.info("job done", ["job": .int(Int(job.id)), "recording": .string(id), "files": .int(r.files.count),
+                                  "seconds": .double((Date().timeIntervalSince(started) * 10).rounded() / 10)])
+        } catch RecordError.system(let function, _, let e) where function == "open" && e == ENOENT {
+            failed("no such recording", permanent: true)
+        } catch let e as RecordError {
+            if case .badRecording = e { failed("\(e)", permanent: true) } else { failed("\(e)", permanent: false) }
+        } catch {
+            failed("\(error)", permanent: false)
+        }
+    }
+
     /// A file-system-safe asset name: the input's base name and the job id.
     static func assetName(input: String, id: Int64) -> String {
         var base = ((input as NSString).lastPathComponent as NSString).deletingPathExtension
@@ -167,6 +199,7 @@ public final class Worker: @unchecked Sendable {
     }
 
     private func execute(_ job: Job) {
+        if job.kind == .recordExport { return exportRecording(job) }
         var o = job.options
         o.input = job.input
         if o.output.isEmpty { o.output = job.output ?? hlsDir + "/" + Worker.assetName(input: job.input, id: job.id) }

@@ -1,11 +1,13 @@
 import Foundation
 import ParleyCore
 import ParleyRecord
+import ParleyTranscode
 
 /// `parley record export DIR`: player-ready files from a recording directory.
 enum RecordCommand {
     static let help = """
     Usage: parley record export DIR
+           parley record export --enqueue ID [--data-dir DIR]
 
     Exports a recording (a directory under DATA-DIR/recordings/, as the
     server wrote it, or left by a crash) into files any player opens, in
@@ -15,19 +17,27 @@ enum RecordCommand {
       mix.ogg      every participant's audio mixed, on the room's clock
     Timestamps come from RTP; audio and video are aligned through the
     senders' RTCP sender reports; gaps stay gaps. A capture file torn by a
-    crash is read up to its last whole packet.
+    crash is read up to its last whole packet. The capture files are
+    streamed: memory does not grow with the recording's length.
+
+    With --enqueue, nothing is exported here: a record-export job naming
+    recording ID (a name under DATA-DIR/recordings, never a path) is queued
+    in DATA-DIR/parley.db for `parley worker`, unless one is already queued
+    or running; the job's id is printed.
 
     Options:
-      --help       show this help
+      --enqueue         queue the export of recording ID for parley worker
+      --data-dir DIR    data directory with --enqueue (default ./var)
+      --help            show this help
 
-    Exit codes: 0 exported, 1 DIR is not a readable recording or export
-    failed, 2 usage error.
+    Exit codes: 0 exported (or queued), 1 DIR is not a readable recording,
+    export failed or the queue could not be written, 2 usage error.
 
     """
 
     static func main(_ args: [String]) -> Int32 {
         let a: Arguments
-        do { a = try Arguments(args, options: [], flags: []) } catch {
+        do { a = try Arguments(args, options: ["data-dir"], flags: ["enqueue"]) } catch {
             printError("parley record: \(error)\n\nUsage: parley record export DIR (--help for more)")
             return ExitCode.usage
         }
@@ -39,6 +49,21 @@ enum RecordCommand {
         guard a.positionals.count == 2 else {
             printError("parley record export: \(a.positionals.count < 2 ? "missing DIR" : "one DIR only")\n\nUsage: parley record export DIR (--help for more)")
             return ExitCode.usage
+        }
+        if a.has("enqueue") {
+            let id = a.positionals[1]
+            guard !id.isEmpty, RecordingIndex.safeName(id) == id else {
+                printError("parley record export: --enqueue takes a recording id (letters, digits, - and _), not a path")
+                return ExitCode.usage
+            }
+            do {
+                let queue = try SQLiteJobQueue.open(dataDir: a["data-dir"] ?? "./var")
+                print(try queue.enqueueRecordExport(recording: id))
+                return ExitCode.ok
+            } catch {
+                printError("parley record export: \(error)")
+                return ExitCode.failure
+            }
         }
         do {
             let result = try Exporter.export(directory: a.positionals[1])

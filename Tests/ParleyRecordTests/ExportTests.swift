@@ -182,6 +182,14 @@ final class RecordCommandTests: XCTestCase {
         for usage in [["record"], ["record", "export"], ["record", "play", "x"], ["record", "export", "a", "b"], ["record", "--bogus"]] {
             XCTAssertEqual(try runTool(parleyBinary, usage).status, 2, "\(usage)")
         }
+        // --enqueue: a record-export job for parley worker, once per recording, named by id only.
+        let first = try runTool(parleyBinary, ["record", "export", "--enqueue", "cli", "--data-dir", root + "/var"])
+        XCTAssertEqual(first.status, 0, first.err)
+        XCTAssertNotNil(Int(first.out.trimmingCharacters(in: .whitespacesAndNewlines)), first.out)
+        XCTAssertEqual(try runTool(parleyBinary, ["record", "export", "--enqueue", "cli", "--data-dir", root + "/var"]).out, first.out,
+                       "the job already queued")
+        XCTAssertEqual(try runTool(parleyBinary, ["record", "export", "--enqueue", root + "/cli"]).status, 2, "a path is no recording id")
+
         let help = try runTool(parleyBinary, ["record", "--help"])
         XCTAssertEqual(help.status, 0)
         XCTAssertTrue(help.out.contains("Usage: parley record export DIR"))

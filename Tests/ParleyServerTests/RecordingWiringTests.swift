@@ -4,6 +4,7 @@ import ParleyCore
 import ParleyRTP
 import ParleyRecord
 import ParleySignalling
+import ParleyTranscode
 import ParleyTestSupport
 @testable import ParleyServer
 @testable import ParleyProtocol
@@ -162,5 +163,59 @@ final class RecordingWiringTests: XCTestCase {
         XCTAssertFalse(RecordingService.matches("call", pattern: "auto-*"))
         alice.close()
         bob.close()
+    }
+
+    /// `record-export: worker`: a stopped recording becomes a `record-export`
+    /// job naming its id (the server exports nothing itself); `parley
+    /// worker`'s Worker runs it and the files appear; a job naming no
+    /// recording fails at once; the job view (GET /jobs) names the recording id, no path.
+    func testWorkerModeQueuesARecordExportJobThatTheWorkerRuns() throws {
+        fx = try RelayServerFixture(recording: true) { $0.recordExport = .worker }
+        let admin = "Authorization: Bearer \(fx.token("ops", room: nil, admin: true))"
+        let port = Int(fx.front.address.port)
+        let alice = try fx.connect()
+        try alice.call(.auth(token: fx.token("alice"), room: nil))
+        let join = try alice.call(.join(room: nil, publish: true, subscribe: true, suite: nil))
+        let ssrc = UInt32(try XCTUnwrap(join["ssrcs"]?["audio"]?.intValue))
+        _ = try alice.call(.publish([.opus(ssrc: ssrc)]))
+        let start = try httpRequest(port, "POST", "/admin/rooms/call/recording", headers: [admin])
+        XCTAssertTrue(start.hasPrefix("HTTP/1.1 201"), start)
+        let recordings = fx.dataDir + "/recordings"
+        let id = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: recordings).first { $0.hasPrefix("call-") })
+        let dir = recordings + "/" + id
+        let peer = try MediaPeer(join: join)
+        for _ in 0..<10 { _ = try peer.sendNext(ssrc: ssrc) }
+        waitUntil("the packets are written") {
+            ((try? CaptureReader.read(path: dir + "/track-alice_\(ssrc).pcapng"))?.packets.count ?? 0) >= 10
+        }
+        XCTAssertTrue(try httpRequest(port, "DELETE", "/admin/rooms/call/recording", headers: [admin]).hasPrefix("HTTP/1.1 200"))
+
+        let queue = try SQLiteJobQueue.open(dataDir: fx.dataDir)
+        waitUntil("a record-export job names the recording") {
+            (try? queue.list())?.contains { $0.kind == .recordExport && $0.input == id && $0.state == .queued } == true
+        }
+        XCTAssertEqual(try queue.enqueueRecordExport(recording: id), try queue.list().first { $0.input == id }?.id, "one job per recording")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/mix.ogg"), "the server left the export to the worker")
+        let bogus = try queue.enqueueRecordExport(recording: "../etc")
+
+        var c = Worker.Config()
+        c.dataDir = fx.dataDir
+        c.once = true
+        c.pollInterval = 0.05
+        try Worker(config: c, log: quietLogger).run()
+        let job = try XCTUnwrap(try queue.list().first { $0.input == id })
+        XCTAssertEqual(job.state, .done, job.error ?? "")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/alice.webm"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/mix.ogg"))
+        XCTAssertEqual(try queue.get(bogus)?.state, .failed)
+        XCTAssertEqual(try queue.get(bogus)?.error, "permanent: not a recording id")
+
+        // What GET /jobs shows of it (TranscodeRoutes' view).
+        let view = JobView.json(job, dataDir: fx.dataDir)
+        XCTAssertEqual(view["kind"]?.stringValue, "record-export")
+        XCTAssertEqual(view["recording"]?.stringValue, id)
+        XCTAssertFalse(view.serialized.contains(fx.dataDir), "no server path in the job view: \(view.serialized)")
+        XCTAssertFalse(JobView.json(try XCTUnwrap(try queue.get(bogus)), dataDir: fx.dataDir).serialized.contains(fx.dataDir))
+        alice.close()
     }
 }

@@ -6,6 +6,7 @@ import ParleySRTP
 import ParleySTUN
 import ParleyHTTP
 import ParleyRelay
+import ParleyTranscode
 @testable import ParleyServer
 @testable import ParleySignalling
 @testable import ParleyProtocol
@@ -171,7 +172,8 @@ final class RelayServerFixture {
             let pool = BlockingPool(threads: 2)
             self.pool = pool
             recording = RoomRecorder(directory: dataDir + "/recordings", limits: config.recordingLimits,
-                                         maxRunning: config.recordMaxRunning, relay: relay, pool: pool,
+                                     maxRunning: config.recordMaxRunning, export: config.recordExport,
+                                     jobs: try SQLiteJobQueue.open(dataDir: dataDir), relay: relay, pool: pool,
                                      loop: group.loops[0], logger: quietLogger)
         }
         front = try ServerFrontEnd.start(group: group, config: config, relay: relay, events: sink, recording: recording,

@@ -60,7 +60,7 @@ let package = Package(
         .target(name: "ParleyServer", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth", "ParleyWeb",
                                                      "ParleyRelay", "ParleyProtocol", "ParleySignalling", "ParleyChat", "ParleyTranscode", "ParleyRecord"]),
         // The benchmark servers behind `parley bench` (tools/bench/*); only the CLI depends on it.
-        .target(name: "ParleyBench", dependencies: ["CLinux", "ParleyCore", "ParleyIO", "ParleyRelay", "ParleySRTP", "ParleyProtocol", "ParleyRTP", "ParleyRecord"]),
+        .target(name: "ParleyBench", dependencies: ["CLinux", "ParleyCore", "ParleyIO", "ParleyRelay", "ParleySRTP", "ParleyProtocol", "ParleyRTP", "ParleyRecord", "ParleyDTLS"]),
         // The CLI: every `parley <command>` lives here, on top of the modules.
         .executableTarget(name: "parley", dependencies: ["ParleyCore", "ParleyIO", "ParleyAuth", "ParleyProtocol", "ParleyServer",
                                                          "ParleyTranscode", "ParleyRecord", "ParleyBench", "ParleyLoad"]),

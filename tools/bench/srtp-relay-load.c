@@ -14,6 +14,11 @@
 // whose forwarded packets arrive with < 0.1 % loss; at each step the server's
 // CPU seconds come from /proc/PID/stat (utime + stime).
 //
+// With SRTP_KEYS=FILE in the environment the keys are not the fixed ones but
+// those FILE lists (`parley bench srtp --mode dtls --keys-out FILE`: the keys
+// each participant exported from its DTLS handshake with the relay), one line
+// per participant: `i send-hex receive-hex` (master key || salt).
+//
 // usage: srtp_load MODE(srtp|gcm|plain) SERVER_PORT SERVER_PID PARTICIPANTS PUBLISHERS CLIENT_BASE SSRC_BASE SIZE [STEP_SECONDS] [START_RATE]
 // Prints STEP lines and one RESULT line (key=value).
 #define _GNU_SOURCE
@@ -62,8 +67,29 @@ static double server_cpu(void) {
     return (double)(ut + st) / sysconf(_SC_CLK_TCK);
 }
 
-// Mirrors SRTPBench.key(participant:receive:suite:) (GCM uses the first 28 bytes).
+static unsigned char file_keys[MAXP][2][30];
+static int have_file_keys;
+
+// SRTP_KEYS: `i send-hex receive-hex` per line (the DTLS-exported keys).
+static void load_keys(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) { perror(path); exit(1); }
+    int i;
+    char hex[2][128];
+    while (fscanf(f, "%d %127s %127s", &i, hex[0], hex[1]) == 3) {
+        if (i < 0 || i >= MAXP) continue;
+        for (int d = 0; d < 2; d++)
+            for (int j = 0; j < 30 && hex[d][2 * j] && hex[d][2 * j + 1]; j++)
+                sscanf(hex[d] + 2 * j, "%2hhx", &file_keys[i][d][j]);
+    }
+    fclose(f);
+    have_file_keys = 1;
+}
+
+// Mirrors SRTPBench.key(participant:receive:suite:) (GCM uses the first 28 bytes),
+// or the key SRTP_KEYS lists.
 static void key_for(int i, int receive, unsigned char out[30]) {
+    if (have_file_keys) { memcpy(out, file_keys[i][receive ? 1 : 0], 30); return; }
     for (int j = 0; j < 30; j++) out[j] = (unsigned char)(i * 131 + j * 7 + 1 + (receive ? 100 : 0));
 }
 
@@ -209,6 +235,8 @@ int main(int argc, char **argv) {
     double seconds = argc > 9 ? atof(argv[9]) : 2, rate = argc > 10 ? atof(argv[10]) : 2000;
     if (nparts < 2 || nparts > MAXP || npubs < 1 || npubs >= nparts || size < 24 || size > 1400) { fprintf(stderr, "bad arguments\n"); return 2; }
     if (srtp_init() != srtp_err_status_ok) { fprintf(stderr, "srtp_init failed\n"); return 1; }
+    const char *keys = getenv("SRTP_KEYS");
+    if (keys && *keys) load_keys(keys);
     epfd = epoll_create1(0);
     for (int i = 0; i < nparts; i++) {
         fds[i] = socket(AF_INET, SOCK_DGRAM, 0);

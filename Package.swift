@@ -48,7 +48,7 @@ let package = Package(
         .target(name: "ParleySignalling", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth", "ParleyWeb",
                                                          "ParleyProtocol", "ParleyRelay", "ParleySRTP", "ParleyRTP", "ParleySDP", "ParleyDTLS"]),
         // Chat: a feature service on the signalling connection, its store in DATA-DIR/chat.db.
-        .target(name: "ParleyChat", dependencies: ["ParleyCore", "ParleyStore", "ParleyProtocol", "ParleySignalling"]),
+        .target(name: "ParleyChat", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth", "ParleyStore", "ParleyProtocol", "ParleySignalling"]),
         .target(name: "ParleyMedia", dependencies: ["ParleyCore", "CFFmpeg", "COpus"]),
         // Recording: capture to crash-safe per-track files, depacketizers, export (per participant, room mix).
         .target(name: "ParleyRecord", dependencies: ["ParleyCore", "ParleyRTP", "ParleyRelay", "ParleyMedia", "CFFmpeg", "COpus"]),

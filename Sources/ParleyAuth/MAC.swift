@@ -2,9 +2,9 @@ import ParleyCore
 import COpenSSL
 
 /// The OpenSSL primitives tokens need, behind Swift signatures.
-enum MAC {
+public enum MAC {
     /// HMAC-SHA-256 (32 bytes).
-    static func hmacSHA256(key: [UInt8], data: [UInt8]) -> [UInt8] {
+    public static func hmacSHA256(key: [UInt8], data: [UInt8]) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
         var len: UInt32 = 0
         let result = key.withUnsafeBytes { k in
@@ -22,7 +22,7 @@ enum MAC {
 
     /// Constant-time equality (CRYPTO_memcmp): the time taken does not depend
     /// on where the buffers differ, so a MAC cannot be guessed byte by byte.
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    public static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         guard a.count == b.count else { return false }
         if a.isEmpty { return true }
         return a.withUnsafeBytes { pa in

@@ -72,6 +72,8 @@ public final class ChatService: SignallingFeature {
     unowned let core: SignallingCore
     let metrics: ChatMetrics
     let log: Logger
+    /// Told of a message whose recipient has no connected chat device (nil: nobody is).
+    let notifier: ChatNotifier?
 
     private var devices: [SessionKey: Device] = [:]
     /// Each sending user's budget (`chat-rate`, `chat-burst`); dropped when the user's last device goes.
@@ -83,8 +85,9 @@ public final class ChatService: SignallingFeature {
 
     /// Creates the service and registers it with `core`. Call on the signalling thread.
     public init(core: SignallingCore, store: ChatStore, config: ChatConfig = ChatConfig(), metrics: ChatMetrics = .shared,
-                logger: Logger = Logger(label: "parley.chat")) {
+                notifier: ChatNotifier? = nil, logger: Logger = Logger(label: "parley.chat")) {
         self.core = core
+        self.notifier = notifier
         self.store = store
         self.config = config
         self.metrics = metrics
@@ -299,7 +302,10 @@ public final class ChatService: SignallingFeature {
             ]
             if sent.duplicate { fields["duplicate"] = true }
             reply.ok(fields)
-            if !sent.duplicate { deliver(m, to: sent.members, except: key) }
+            if !sent.duplicate {
+                deliver(m, to: sent.members, except: key)
+                notifyOffline(m, to: sent.members, except: key.user)
+            }
         case .failure(let e):
             reply.fail(refusal(e))
         }
@@ -315,6 +321,19 @@ public final class ChatService: SignallingFeature {
                 guard key != except, let device = devices[key], !device.refused, device.sync?.messagesDone ?? true else { continue }
                 core.send(text: text, to: key)
                 metrics.deliveredLive.inc()
+            }
+        }
+    }
+
+    /// Tells the notifier of a text message to each user but `except` with no
+    /// connected chat device (a device in the middle of a sync counts as connected).
+    private func notifyOffline(_ message: StoredMessage, to users: [String], except: String) {
+        guard let notifier, message.kind == .text else { return }
+        for user in users where user != except {
+            let connected = core.presence.devices(of: user).contains { devices[SessionKey(user: $0.user, device: $0.device)]?.refused == false }
+            if !connected {
+                notifier.notify(ChatNotification(user: user, conversation: message.conversation, sender: message.sender,
+                                                 group: message.to == nil, text: notifier.includesText ? message.body : nil))
             }
         }
     }

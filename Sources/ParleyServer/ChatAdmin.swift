@@ -7,10 +7,21 @@ import ParleyWeb
 /// Chat's admin API (an `adm` token): `GET /admin/chat` (totals: messages
 /// stored, conversations, groups, users, media) and
 /// `GET /admin/chat/users/{user}` (a user's conversations with their marks,
-/// messages it has stored, last seen). Answered from the chat store's
+/// messages it has stored, last seen), and `GET /admin/chat/notifier` (the
+/// offline notifier's queue, requests in flight and totals). Answered from the chat store's
 /// writer thread, like every chat read.
 enum ChatAdminRoutes {
-    static func install(on router: HTTPRouter, chat: ChatStore, auth: BearerAuth) {
+    static func install(on router: HTTPRouter, chat: ChatStore, notifier: WebhookNotifier?, auth: BearerAuth) {
+        router.add("GET", .exact("/admin/chat/notifier")) { req, responder in
+            guard auth.admit(.admin, req, responder) != nil else { return }
+            guard let notifier else { return responder.respond(.json(.ok, ["configured": false])) }
+            let asked = notifier.state { state in
+                guard case .object(var o) = state else { return }
+                o["configured"] = true
+                responder.respond(.json(.ok, .object(o)))
+            }
+            if !asked { responder.respond(.busy) }
+        }
         router.add("GET", .exact("/admin/chat")) { req, responder in
             guard auth.admit(.admin, req, responder) != nil else { return }
             answer(responder) { try chat.totals(completion: $0) }

@@ -48,6 +48,7 @@ public enum Daemon {
         parts.pool.shutdown()
         parts.recording.shutdown()  // finishes the files of running recordings; exports not done become worker jobs
         parts.chat?.close()        // commits what chat had queued
+        parts.notifier?.close()    // offline notifications still waiting are dropped
         log.info("stopped", ["signal": .int(Int(signal ?? 0))])
         return ExitCode.ok
     }
@@ -64,6 +65,8 @@ public enum Daemon {
         var recording: RoomRecorder
         /// DATA-DIR/chat.db's writer.
         var chat: ChatStore?
+        /// The offline notifier's thread (`chat-webhook-url`).
+        var notifier: WebhookNotifier?
         /// `listening <what> <address>` (and the certificate line), printed once all is up.
         var readyLines: [String]
     }
@@ -143,7 +146,7 @@ public enum Daemon {
             }
             if let chat = front.chat { try ChatMediaRoutes.install(on: router, config: config, pool: pool, chat: chat) }
             return Parts(http: front.http, relay: relay, stun: stun, pool: pool, lock: lock, recording: recording, chat: front.chat,
-                         readyLines: lines + front.readyLines)
+                         notifier: front.notifier, readyLines: lines + front.readyLines)
         } catch {
             pool.shutdown()
             throw error

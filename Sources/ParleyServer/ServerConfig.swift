@@ -1,5 +1,6 @@
 import ParleyWeb
 import Foundation
+import ParleyChat
 import ParleyCore
 
 /// The daemon's configuration: embedded defaults, then `parley.json` (or
@@ -153,6 +154,26 @@ public struct ServerConfig: Sendable, Equatable {
     public var chatQueue = 10_000
     /// `process`: a `sent` message survives the server process dying; `fsync`: it survives power loss (one fsync per group commit).
     public var chatDurability = "process"
+    /// Offline notifications: POST signed JSON here (empty: none); see docs/protocol.md "Offline notifications".
+    public var chatWebhookURL = ""
+    /// The HMAC-SHA256 key of the webhook's signature, given inline or as a file's first line.
+    public var chatWebhookSecret = ""
+    public var chatWebhookSecretFile = ""
+    /// At most one notification per user per this many ms; messages in between collapse into the next.
+    public var chatWebhookIntervalMs = 10_000
+    /// Users with a notification waiting, at most; more are dropped.
+    public var chatWebhookQueue = 10_000
+    /// Webhook requests in flight at once.
+    public var chatWebhookConcurrency = 4
+    /// Milliseconds one webhook request may take.
+    public var chatWebhookTimeoutMs = 5000
+    /// Attempts per notification, and the wait before the first retry (doubled for each further one).
+    public var chatWebhookAttempts = 5
+    public var chatWebhookBackoffMs = 1000
+    /// Whether a notification carries the message text (cut to 200 bytes).
+    public var chatWebhookIncludeText = false
+    /// PEM certificates an https:// webhook must chain to.
+    public var chatWebhookCAFile = "/etc/ssl/certs/ca-certificates.crt"
 
     public init() {}
 
@@ -232,6 +253,17 @@ public struct ServerConfig: Sendable, Equatable {
         ("chat-presence-debounce-ms", "milliseconds a chat user must stay offline before its contacts are told (default 2000)"),
         ("chat-queue", "chat store operations waiting for the writer thread before chat answers busy (default 10000)"),
         ("chat-durability", "process: a sent message survives the server dying; fsync: it survives power loss, one fsync per group commit (default process)"),
+        ("chat-webhook-url", "offline notifications: POST signed JSON to this http:// or https:// URL when a message's recipient has no chat device connected (default none)"),
+        ("chat-webhook-secret", "the HMAC-SHA256 key signing each webhook request (X-Parley-Signature); required with chat-webhook-url unless chat-webhook-secret-file is set"),
+        ("chat-webhook-secret-file", "a file whose first line is the webhook's signing key (keeps it out of the config file)"),
+        ("chat-webhook-interval-ms", "at most one notification per user per this many milliseconds; messages in between collapse into the next, with a count (default 10000)"),
+        ("chat-webhook-queue", "users with a notification waiting, at most; more are dropped and counted (default 10000)"),
+        ("chat-webhook-concurrency", "webhook requests in flight at once (default 4)"),
+        ("chat-webhook-timeout-ms", "milliseconds one webhook request may take, connect to status line (default 5000)"),
+        ("chat-webhook-attempts", "attempts per notification after 5xx, 408, 429, timeouts and connection errors (default 5)"),
+        ("chat-webhook-backoff-ms", "milliseconds before the first retry, doubled for each further one, at most 5 minutes (default 1000)"),
+        ("chat-webhook-include-text", "true: a notification carries the message text, cut to 200 bytes (default false: user, conversation, sender, count and priority only)"),
+        ("chat-webhook-ca-file", "PEM certificates an https:// webhook must chain to (default /etc/ssl/certs/ca-certificates.crt)"),
         ("metrics-access", "who may read /metrics: public, loopback (clients on 127.0.0.0/8 or ::1, others need an adm token) or admin (default loopback)"),
         // Media latching and consent checks (#14 finding 3)
         ("consent-interval", "milliseconds between retransmissions of a consent check to a new media address (default 500)"),
@@ -240,7 +272,7 @@ public struct ServerConfig: Sendable, Equatable {
     ]
 
     /// The keys that are switches (`--insecure`, `true`/`false` in the file), not values.
-    public static let booleanKeys: Set<String> = ["insecure", "hls-public-default", "dev"]
+    public static let booleanKeys: Set<String> = ["insecure", "hls-public-default", "dev", "chat-webhook-include-text"]
 
     /// Sets one key from its textual form (a flag value or a JSON scalar).
     public mutating func set(_ key: String, _ value: String) throws {
@@ -364,6 +396,21 @@ public struct ServerConfig: Sendable, Equatable {
         case "chat-durability":
             guard ["process", "fsync"].contains(value) else { throw ConfigError(key: key, "must be process or fsync, got \"\(value)\"") }
             chatDurability = value
+        case "chat-webhook-url":
+            if !value.isEmpty { do { _ = try WebhookURL(value) } catch { throw ConfigError(key: key, error.description) } }
+            chatWebhookURL = value
+        case "chat-webhook-secret": chatWebhookSecret = value
+        case "chat-webhook-secret-file": chatWebhookSecretFile = value
+        case "chat-webhook-interval-ms": chatWebhookIntervalMs = try int(0...86_400_000)
+        case "chat-webhook-queue": chatWebhookQueue = try int(1...10_000_000)
+        case "chat-webhook-concurrency": chatWebhookConcurrency = try int(1...1000)
+        case "chat-webhook-timeout-ms": chatWebhookTimeoutMs = try int(10...600_000)
+        case "chat-webhook-attempts": chatWebhookAttempts = try int(1...100)
+        case "chat-webhook-backoff-ms": chatWebhookBackoffMs = try int(1...3_600_000)
+        case "chat-webhook-include-text":
+            guard let b = ["true": true, "false": false][value] else { throw ConfigError(key: key, "must be true or false") }
+            chatWebhookIncludeText = b
+        case "chat-webhook-ca-file": chatWebhookCAFile = value
         case "metrics-access":
             guard let a = MetricsAccess(rawValue: value) else { throw ConfigError(key: key, "must be public, loopback or admin, got \"\(value)\"") }
             metricsAccess = a
@@ -436,6 +483,9 @@ public struct ServerConfig: Sendable, Equatable {
         }
         if webrtcCandidates == ["tcp"] && mediaTCPPorts == nil {
             throw ConfigError(key: "webrtc-candidates", "tcp alone needs media-tcp-ports (TCP media is off)")
+        }
+        if !chatWebhookURL.isEmpty && chatWebhookSecret.isEmpty && chatWebhookSecretFile.isEmpty {
+            throw ConfigError(key: "chat-webhook-secret", "chat-webhook-url needs a signing key: chat-webhook-secret or chat-webhook-secret-file")
         }
         if (tlsCert == nil) != (tlsKey == nil) {
             throw ConfigError(key: tlsCert == nil ? "tls-cert" : "tls-key", "tls-cert and tls-key go together")

@@ -29,6 +29,8 @@ public final class ServerFrontEnd: Sendable {
     public let backend: RelayMediaBackend?
     /// The chat store (DATA-DIR/chat.db) behind the chat feature; nil without signalling.
     public let chat: ChatStore?
+    /// The offline notifier (`chat-webhook-url`); nil without one.
+    public let notifier: WebhookNotifier?
     /// The bound listener address (real port when `listen` had port 0).
     public let address: SocketAddress
     /// `https` or `http`.
@@ -37,8 +39,9 @@ public final class ServerFrontEnd: Sendable {
     public let readyLines: [String]
 
     private init(router: HTTPRouter, http: HTTPServer, signalling: SignallingService?, backend: RelayMediaBackend?,
-                 chat: ChatStore?, address: SocketAddress, scheme: String, readyLines: [String]) {
+                 chat: ChatStore?, notifier: WebhookNotifier?, address: SocketAddress, scheme: String, readyLines: [String]) {
         self.chat = chat
+        self.notifier = notifier
         self.router = router
         self.http = http
         self.signalling = signalling
@@ -85,6 +88,7 @@ public final class ServerFrontEnd: Sendable {
         var signalling: SignallingService?
         var backend: RelayMediaBackend?
         var chat: ChatStore?
+        var chatNotifier: WebhookNotifier?
         if let relay {
             let b = RelayMediaBackend(relay: relay,
                                       advertisedHost: config.mediaAnnounce ?? (ServerConfig.isWildcard(config.mediaHost) ? nil : config.mediaHost),
@@ -112,11 +116,22 @@ public final class ServerFrontEnd: Sendable {
                 throw StartError("chat store \(config.dataDir)/chat.db: \(error)")
             }
             let chatConfig = config.chatConfig, level = config.logLevel
+            let notifier: WebhookNotifier?
+            _ = NotifierMetrics.shared  // on /metrics from the start, with or without a webhook
+            do {
+                notifier = try config.chatWebhook().map { try WebhookNotifier(config: $0, logger: Logger(label: "parley.chat.notify", level: level)) }
+            } catch {
+                s.shutdown()
+                store.close()
+                throw StartError("chat webhook: \(error)")
+            }
             try s.addFeature { core in
-                _ = ChatService(core: core, store: store, config: chatConfig, logger: Logger(label: "parley.chat", level: level))
+                _ = ChatService(core: core, store: store, config: chatConfig, notifier: notifier,
+                                logger: Logger(label: "parley.chat", level: level))
             }
             chat = store
-            ChatAdminRoutes.install(on: router, chat: store, auth: BearerAuth(secret: secret))
+            chatNotifier = notifier
+            ChatAdminRoutes.install(on: router, chat: store, notifier: notifier, auth: BearerAuth(secret: secret))
             signalling = s
             backend = b
         }
@@ -125,12 +140,13 @@ public final class ServerFrontEnd: Sendable {
         do { bound = try http.start(at: listen) } catch let e as SystemError {
             signalling?.shutdown()
             chat?.close()
+            chatNotifier?.close()
             throw StartError(what: tls == nil ? "http" : "https", address: listen, reason: e.message)
         }
         let scheme = tls == nil ? "http" : "https"
         lines.append("listening \(scheme) \(bound)")
         if signalling != nil { lines.append("listening \(tls == nil ? "ws" : "wss") \(bound)/ws") }
-        return ServerFrontEnd(router: router, http: http, signalling: signalling, backend: backend, chat: chat, address: bound,
+        return ServerFrontEnd(router: router, http: http, signalling: signalling, backend: backend, chat: chat, notifier: chatNotifier, address: bound,
                               scheme: scheme, readyLines: lines)
     }
 
@@ -139,6 +155,7 @@ public final class ServerFrontEnd: Sendable {
         http.stop()
         signalling?.shutdown()
         chat?.close()
+        notifier?.close()
     }
 }
 
@@ -180,6 +197,32 @@ extension ServerConfig {
         default: .days(Int(chatRetention) ?? 1)
         }
         return c
+    }
+
+    /// The webhook notifier's settings, nil without `chat-webhook-url`; reads the secret file.
+    func chatWebhook() throws -> WebhookConfig? {
+        guard !chatWebhookURL.isEmpty else { return nil }
+        var secret = chatWebhookSecret
+        if !chatWebhookSecretFile.isEmpty {
+            guard let data = FileManager.default.contents(atPath: chatWebhookSecretFile) else {
+                throw ConfigError(key: "chat-webhook-secret-file", "cannot read \(chatWebhookSecretFile)")
+            }
+            secret = String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+        }
+        guard secret.utf8.count >= 16 else {
+            throw ConfigError(key: chatWebhookSecretFile.isEmpty ? "chat-webhook-secret" : "chat-webhook-secret-file",
+                              "the webhook's signing key must have at least 16 bytes")
+        }
+        var w = WebhookConfig(url: try WebhookURL(chatWebhookURL), secret: Array(secret.utf8))
+        w.intervalSeconds = Double(chatWebhookIntervalMs) / 1000
+        w.queueCapacity = chatWebhookQueue
+        w.concurrency = chatWebhookConcurrency
+        w.timeoutSeconds = Double(chatWebhookTimeoutMs) / 1000
+        w.attempts = chatWebhookAttempts
+        w.backoffSeconds = Double(chatWebhookBackoffMs) / 1000
+        w.includeText = chatWebhookIncludeText
+        w.caFile = chatWebhookCAFile
+        return w
     }
 
     /// The front end's limits from the config keys.

@@ -19,6 +19,8 @@ public struct ChatConfig: Sendable {
     public var maxGroupMembers = 256
     /// Messages of a direct conversation the recipient has not had yet, at most (`chat-max-undelivered`).
     public var maxUndelivered = 100_000
+    /// Messages one user has not had yet over all its conversations, groups included, at most (`chat-max-backlog`).
+    public var maxBacklog = 100_000
     /// How long delivered messages are kept (`chat-retention`).
     public var retention = ChatStore.Retention.delivered
     /// Seconds between prunes of delivered messages (the first runs at start).
@@ -104,6 +106,9 @@ public final class ChatService: SignallingFeature {
             case .success(let n): metrics.pruned.inc(n)
             case .failure(let e): log.warn("chat prune failed", ["error": .string("\(e)")])
             }
+        }
+        try? store.pruneReceipts { result in
+            if case .success(let n) = result { ChatBoundsMetrics.receiptsPruned.inc(n) }
         }
         core.scheduler.schedule(afterSeconds: config.pruneIntervalSeconds) { [weak self] in self?.prune() }
     }
@@ -273,7 +278,7 @@ public final class ChatService: SignallingFeature {
         guard to != .user(key.user) else { throw SignallingError(.badRequest, "\"to\" must name another user") }
         try takeBudget(key.user)
         try store.send(from: key.user, device: key.device, to: to, clientId: clientId, text: text, attachments: attachments,
-                       maxUndelivered: config.maxUndelivered,
+                       maxUndelivered: config.maxUndelivered, maxBacklog: config.maxBacklog,
                        completion: core.onSignallingThread { [self] result in stored(result, from: key, reply: reply) })
     }
 
@@ -455,6 +460,9 @@ public final class ChatService: SignallingFeature {
         case ChatRefusal.backlogFull(let n):
             metrics.refusedBacklogFull.inc()
             return SignallingError(.backlogFull, "the recipient has \(n) undelivered messages in this conversation; try again once it has caught up")
+        case ChatRefusal.userBacklogFull(let user, let n):
+            metrics.refusedBacklogFull.inc()
+            return SignallingError(.backlogFull, "\(user) has \(n) undelivered messages over all its conversations; try again once it has caught up")
         case ChatRefusal.unknownMedia(let id): return SignallingError(.badRequest, "no attachment \(id) that you may send (upload it with PUT /media)")
         case ChatRefusal.groupFull(let n):
             metrics.refusedGroupFull.inc()

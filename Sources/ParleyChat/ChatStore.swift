@@ -72,6 +72,7 @@ public enum ChatRefusal: Error, Sendable, Equatable {
     case groupFull(limit: Int)
     case unknownMedia(String)
     case backlogFull(limit: Int)
+    case userBacklogFull(user: String, limit: Int)
 }
 
 /// The chat database (DATA-DIR/chat.db, SQLite in WAL mode) and the
@@ -171,6 +172,10 @@ public final class ChatStore: Sendable {
             ALTER TABLE messages ADD COLUMN attachments TEXT;   -- JSON array, as in chat.message
             """)
         },
+        // Receipt pruning (ChatBounds.swift) finds a newer receipt of the same member, conversation and status.
+        Migration("receipts latest") { db in
+            try db.execute("CREATE INDEX IF NOT EXISTS receipts_latest ON receipts(conversation, user, status, id)")
+        },
     ]
 
     // MARK: Messages
@@ -189,7 +194,7 @@ public final class ChatStore: Sendable {
     /// giving it the conversation's next seq; a `clientId` the sender used
     /// before returns that message instead.
     public func send(from sender: String, device: String, to target: ChatTarget, clientId: String, text: String,
-                     attachments: [String] = [], maxUndelivered: Int = Int.max,
+                     attachments: [String] = [], maxUndelivered: Int = Int.max, maxBacklog: Int = Int.max,
                      completion: @escaping @Sendable (Result<Sent, Error>) -> Void) throws {
         try submit({ db in
             if let old = try db.rows("SELECT conversation, seq FROM messages WHERE sender = ? AND client_id = ?",
@@ -211,6 +216,7 @@ public final class ChatStore: Sendable {
             case .group(let id):
                 (info, members) = try Self.membership(db, user: sender, conversation: id)
             }
+            try Self.checkBacklog(db, info, sender: sender, limit: maxBacklog)
             var described: [JSONValue] = []
             for id in attachments {
                 guard let m = try Self.media(db, id, readableBy: sender) else { throw ChatRefusal.unknownMedia(id) }
@@ -732,7 +738,7 @@ public final class ChatStore: Sendable {
     static func nowMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     /// Queues `op` on the writer, timing it to its commit.
-    private func submit<T: Sendable>(_ op: @escaping @Sendable (Database) throws -> T,
+    func submit<T: Sendable>(_ op: @escaping @Sendable (Database) throws -> T,
                                      completion: @escaping @Sendable (Result<T, Error>) -> Void) throws {
         let start = DispatchTime.now().uptimeNanoseconds
         let metrics = self.metrics

@@ -143,6 +143,8 @@ public struct ServerConfig: Sendable, Equatable {
     public var chatMaxGroupMembers = 256
     /// Messages of a direct conversation waiting for the recipient, at most.
     public var chatMaxUndelivered = 100_000
+    /// Messages one user has not had yet over all its conversations, groups included.
+    public var chatMaxBacklog = 100_000
     /// How long delivered chat messages are kept: `delivered`, `forever`, or a number of days.
     public var chatRetention = "delivered"
     /// Largest `PUT /media` body, and bytes all attachments may take in DATA-DIR/media.
@@ -246,6 +248,7 @@ public struct ServerConfig: Sendable, Equatable {
         ("chat-max-devices", "devices of one user that get chat at once; more are refused too_many_devices (default 8)"),
         ("chat-sync-page", "messages per sync page; the device acks a page's last message to get the next (default 500)"),
         ("chat-max-undelivered", "messages of a direct conversation the recipient has not had yet, at most; more is refused backlog_full (default 100000)"),
+        ("chat-max-backlog", "messages one user has not had yet over all its conversations, groups included, at most; a message that would add to it is refused backlog_full (default 100000)"),
         ("chat-max-group-members", "members one chat group may have, its creator included (default 256)"),
         ("chat-retention", "how long delivered chat messages are kept: delivered (deleted once every member and syncing device has them), forever, or a number of days (default delivered)"),
         ("chat-media-max-bytes", "largest chat attachment (PUT /media body) in bytes; 413 past it (default 67108864)"),
@@ -383,6 +386,7 @@ public struct ServerConfig: Sendable, Equatable {
         case "chat-max-devices": chatMaxDevices = try int(1...100)
         case "chat-sync-page": chatSyncPage = try int(1...10_000)
         case "chat-max-undelivered": chatMaxUndelivered = try int(1...10_000_000)
+        case "chat-max-backlog": chatMaxBacklog = try int(1...100_000_000)
         case "chat-max-group-members": chatMaxGroupMembers = try int(2...100_000)
         case "chat-retention":
             guard value == "delivered" || value == "forever" || Int(value).map({ (1...36_500).contains($0) }) == true else {

@@ -117,7 +117,7 @@ public final class ServerFrontEnd: Sendable {
             }
             let chatConfig = config.chatConfig, level = config.logLevel
             let notifier: WebhookNotifier?
-            _ = NotifierMetrics.shared  // on /metrics from the start, with or without a webhook
+            _ = (NotifierMetrics.shared, ChatBoundsMetrics.receiptsPruned)  // on /metrics from the start
             do {
                 notifier = try config.chatWebhook().map { try WebhookNotifier(config: $0, logger: Logger(label: "parley.chat.notify", level: level)) }
             } catch {
@@ -190,6 +190,7 @@ extension ServerConfig {
         c.syncPage = chatSyncPage
         c.maxGroupMembers = chatMaxGroupMembers
         c.maxUndelivered = chatMaxUndelivered
+        c.maxBacklog = chatMaxBacklog
         c.presenceDebounceSeconds = Double(chatPresenceDebounceMs) / 1000
         c.retention = switch chatRetention {
         case "delivered": .delivered

@@ -1,0 +1,57 @@
+import ParleyCore
+import ParleyStore
+
+/// The store's bounds that are not one conversation's: a recipient's
+/// backlog over all its conversations, receipts no longer needed, and
+/// media per user (docs/security.md "Chat").
+extension ChatStore {
+    /// Messages stored that `user` has not had yet, over all its conversations (groups included).
+    static func backlog(_ db: Database, of user: String) throws -> Int64 {
+        try db.rows("""
+            SELECT coalesce(sum(c.last_seq - max(m.delivered_seq, m.joined_seq)), 0)
+            FROM members m JOIN conversations c ON c.id = m.conversation WHERE m.user = ?
+            """, [.text(user)]) { $0.int64(0) }.first ?? 0
+    }
+
+    /// Throws `userBacklogFull` when a recipient of a message to `c` (its
+    /// members but `sender`) already has `limit` messages waiting over all
+    /// its conversations. One statement for a group, however many members.
+    static func checkBacklog(_ db: Database, _ c: Conversation, sender: String, limit: Int) throws {
+        guard limit < Int.max else { return }
+        let full: String?
+        if c.isGroup {
+            full = try db.rows("""
+                SELECT m.user FROM members g JOIN members m ON m.user = g.user JOIN conversations c ON c.id = m.conversation
+                WHERE g.conversation = ?1 AND g.user != ?2
+                GROUP BY m.user HAVING sum(c.last_seq - max(m.delivered_seq, m.joined_seq)) >= ?3 LIMIT 1
+                """, [.integer(c.id), .text(sender), .integer(Int64(limit))]) { $0.string(0) }.first ?? nil
+        } else {
+            let to = c.a == sender ? c.b! : c.a!
+            full = try backlog(db, of: to) >= Int64(limit) ? to : nil
+        }
+        if let full { throw ChatRefusal.userBacklogFull(user: full, limit: limit) }
+    }
+
+    /// Deletes receipts another receipt of the same member, conversation and
+    /// status has superseded (a device's sync sends only the latest of each);
+    /// returns how many. What remains is at most two per member of each conversation.
+    public func pruneReceipts(completion: @escaping @Sendable (Result<Int, Error>) -> Void) throws {
+        try submit({ db in
+            try db.run("""
+                DELETE FROM receipts WHERE EXISTS (SELECT 1 FROM receipts newer WHERE newer.conversation = receipts.conversation
+                    AND newer.user = receipts.user AND newer.status = receipts.status AND newer.id > receipts.id)
+                """)
+        }, completion: completion)
+    }
+
+    /// Receipts stored (tests and the admin view).
+    public func receiptCount(completion: @escaping @Sendable (Result<Int, Error>) -> Void) throws {
+        try submit({ db in Int(try db.rows("SELECT count(*) FROM receipts") { $0.int64(0) }.first ?? 0) }, completion: completion)
+    }
+}
+
+/// Counters of the store's bounds (on `/metrics` once chat starts).
+public enum ChatBoundsMetrics {
+    public static let receiptsPruned = MetricsRegistry.shared.counter("parley_chat_receipts_pruned_total",
+                                                                      help: "Chat receipts deleted because a newer one of the same member, conversation and status superseded them")
+}

@@ -83,6 +83,7 @@ struct RelayTCPMetrics {
     let open: Gauge
     let accepted, refusedTotal, refusedPerIP: Counter
     let droppedWriteBuffer, droppedFrameTooLarge: Counter
+    let unlatchedClosed: Counter
 
     init(_ r: MetricsRegistry) {
         open = r.gauge("parley_relay_tcp_connections", help: "Open TCP media connections (RFC 4571 framing).")
@@ -90,6 +91,8 @@ struct RelayTCPMetrics {
         accepted = r.counter("parley_relay_tcp_connections_total", help: help, labels: [("result", "accepted")])
         refusedTotal = r.counter("parley_relay_tcp_connections_total", help: help, labels: [("result", "refused_total")])
         refusedPerIP = r.counter("parley_relay_tcp_connections_total", help: help, labels: [("result", "refused_per_ip")])
+        unlatchedClosed = r.counter("parley_relay_tcp_unlatched_closed_total",
+                                    help: "TCP media connections closed because no participant latched them within the idle timeout.")
         let dropHelp = "Packets the relay dropped on TCP media connections, by reason."
         droppedWriteBuffer = r.counter("parley_relay_tcp_dropped_total", help: dropHelp, labels: [("reason", "write_buffer_full")])
         droppedFrameTooLarge = r.counter("parley_relay_tcp_dropped_total", help: dropHelp, labels: [("reason", "frame_too_large")])
@@ -133,6 +136,8 @@ final class MediaTCPConnection: TCPConnectionHandler {
     /// Bytes of an oversized frame still to skip.
     var skip = 0
     let maxFrame: Int
+    /// Closes the connection if nobody has latched it by then (`idleTimeout` after accept).
+    var latchDeadline: TimerHandle?
 
     init(address: SocketAddress, peer: SocketAddress, worker: RelayWorker, maxFrame: Int) {
         self.address = address
@@ -191,6 +196,7 @@ final class MediaTCPConnection: TCPConnectionHandler {
         worker?.tcpClosed(self)
         self.connection = nil
     }
+
 }
 
 extension RelayWorker {
@@ -233,6 +239,17 @@ extension RelayWorker {
         tcpConnections[h.address] = h
         tcpMetrics.accepted.inc()
         tcpMetrics.open.inc()
+        // A connection must carry a latched participant (an authenticated
+        // Binding request and the consent check over it) within the idle
+        // timeout, however busy it is; otherwise it is closed.
+        h.latchDeadline = loop.scheduleTimer(after: config.tcp.idleTimeout) { [weak self, weak h] in
+            guard let self, let h else { return }
+            h.latchDeadline = nil
+            if byAddress[h.address] == nil {
+                tcpMetrics.unlatchedClosed.inc()
+                h.connection?.abort()
+            }
+        }
         do {
             h.connection = try TCPConnection.adopt(sock, on: loop, options: o, handler: h)
         } catch {
@@ -249,6 +266,7 @@ extension RelayWorker {
         tcpConnections[c.address] = nil
         tcpAdmission?.release(c.peer)
         tcpMetrics.open.dec()
+        if let t = c.latchDeadline { loop.cancelTimer(t); c.latchDeadline = nil }
         if let p = byAddress[c.address] {
             byAddress[c.address] = nil
             p.address = nil

@@ -162,6 +162,35 @@ extension Relay {
     func statsSync(room: String) throws -> RoomStats { try waitFor { stats(room: room, completion: $0) } }
 }
 
+final class MediaTCPIdleTests: XCTestCase {
+    /// A connection nobody latches is closed after the idle timeout even
+    /// while it keeps sending (garbage, or STUN that authenticates nobody).
+    func testAConnectionThatLatchesNobodyIsClosed() throws {
+        var t = RelayTCPConfig()
+        t.idleTimeout = .milliseconds(300)
+        let fx = try RelayServerFixture(loops: 1, tcp: t)
+        defer { fx.stop() }
+        let port = try XCTUnwrap(fx.relay.workers[0].tcpLocalAddress?.port)
+        let closedBefore = MetricsRegistry.shared.counter("parley_relay_tcp_unlatched_closed_total", help: "").current
+        let fd = try XCTUnwrap(connectTCP(ip: "127.0.0.1", port: port))
+        defer { close(fd) }
+        var closed = false
+        let deadline = Date().addingTimeInterval(30)
+        while !closed, Date() < deadline {
+            // A frame of 0xFF 0x00 0x01: not STUN, RTP or DTLS, dropped; it keeps the connection busy.
+            let frame: [UInt8] = [0, 3, 0xFF, 0x00, 0x01]
+            _ = frame.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&p, 1, 50) == 1 {
+                var b = [UInt8](repeating: 0, count: 64)
+                closed = recv(fd, &b, b.count, 0) <= 0
+            }
+        }
+        XCTAssertTrue(closed, "the relay closed the connection")
+        XCTAssertEqual(MetricsRegistry.shared.counter("parley_relay_tcp_unlatched_closed_total", help: "").current, closedBefore + 1)
+    }
+}
+
 final class MediaTCPConfigTests: XCTestCase {
     func testTCPKeysParseAndTCPOnlyCandidatesNeedATCPPort() throws {
         var c = ServerConfig()

@@ -47,23 +47,33 @@ public struct DevicePresence: Sendable, Hashable {
 public final class LocalPresenceDirectory: PresenceDirectory {
     /// The name of this node in `DevicePresence.node`.
     public let node: String
-    /// user → device → presence.
-    private var users: [String: [String: DevicePresence]] = [:]
+    /// user → its online devices, sorted by device name (a user has a few:
+    /// a small array beats a dictionary, and `devices(of:)` hands it out as
+    /// it is, without sorting or copying).
+    private var users: [String: [DevicePresence]] = [:]
 
     public init(node: String = "local") { self.node = node }
 
     public func connected(_ presence: DevicePresence) {
-        users[presence.user, default: [:]][presence.device] = presence
+        var list = users.removeValue(forKey: presence.user) ?? []
+        if let i = list.firstIndex(where: { $0.device == presence.device }) {
+            list[i] = presence
+        } else {
+            list.insert(presence, at: list.firstIndex { $0.device > presence.device } ?? list.endIndex)
+        }
+        users[presence.user] = list
     }
 
     public func disconnected(user: String, device: String, connection: SignallingCore.ConnectionID) {
-        guard users[user]?[device]?.connection == connection else { return } // taken over: the new entry stays
-        users[user]?[device] = nil
-        if users[user]?.isEmpty == true { users[user] = nil }
+        guard var list = users[user], let i = list.firstIndex(where: { $0.device == device }),
+              list[i].connection == connection else { return } // taken over: the new entry stays
+        users[user] = nil
+        list.remove(at: i)
+        if !list.isEmpty { users[user] = list }
     }
 
     public func devices(of user: String) -> [DevicePresence] {
-        (users[user] ?? [:]).values.sorted { $0.device < $1.device }
+        users[user] ?? []
     }
 
     public func online(among users: some Sequence<String>) -> Set<String> {

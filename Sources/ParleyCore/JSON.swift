@@ -37,6 +37,7 @@ public enum JSONValue: Sendable, Equatable {
     /// Compact JSON text with object keys sorted.
     public var serialized: String {
         var out = ""
+        out.reserveCapacity(256)
         write(into: &out)
         return out
     }
@@ -63,11 +64,11 @@ public enum JSONValue: Sendable, Equatable {
             out += "]"
         case .object(let o):
             out += "{"
-            for (i, k) in o.keys.sorted().enumerated() {
+            for (i, (k, v)) in o.sorted(by: { $0.key < $1.key }).enumerated() {
                 if i > 0 { out += "," }
                 JSONValue.writeString(k, into: &out)
                 out += ":"
-                o[k]!.write(into: &out)
+                v.write(into: &out)
             }
             out += "}"
         }

@@ -90,6 +90,14 @@ public final class Logger: Sendable {
     /// Appends `s` as a JSON string literal (RFC 8259 escaping).
     public static func appendJSONString(_ s: String, to out: inout String) {
         out += "\""
+        // Most strings need no escape: append them whole.
+        var copy = s
+        let plain = copy.withUTF8 { u in !u.contains { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C } }
+        if plain {
+            out += s
+            out += "\""
+            return
+        }
         for u in s.unicodeScalars {
             switch u {
             case "\"": out += "\\\""

@@ -86,11 +86,13 @@ public final class ChatStore: Sendable {
     let metrics: ChatMetrics
 
     /// Opens (creating and migrating) the database at `path`.
+    /// `commitDelay`: how long the writer lets writes gather before a group commit (`StoreWriter.Config.commitDelay`).
     public init(path: String, synchronous: Database.Synchronous = .normal, queueCapacity: Int = 10_000,
-                metrics: ChatMetrics = .shared) throws {
+                commitDelay: Duration = .zero, metrics: ChatMetrics = .shared) throws {
         var config = StoreWriter.Config()
         config.options = Database.Options(synchronous: synchronous)
         config.capacity = queueCapacity
+        config.commitDelay = commitDelay
         writer = try StoreWriter(path: path, config: config, migrations: Self.migrations)
         self.metrics = metrics
     }

@@ -154,6 +154,8 @@ public struct ServerConfig: Sendable, Equatable {
     public var chatPresenceDebounceMs = 2000
     /// Chat store operations that may wait for its writer thread before chat answers `busy`.
     public var chatQueue = 10_000
+    /// Milliseconds the chat store's writer lets operations gather before a group commit.
+    public var chatCommitDelayMs = 1
     /// `process`: a `sent` message survives the server process dying; `fsync`: it survives power loss (one fsync per group commit).
     public var chatDurability = "process"
     /// Offline notifications: POST signed JSON here (empty: none); see docs/protocol.md "Offline notifications".
@@ -255,6 +257,7 @@ public struct ServerConfig: Sendable, Equatable {
         ("chat-media-max-total-bytes", "bytes all chat attachments and thumbnails may take in DATA-DIR/media; PUT /media answers 507 past it (default 10737418240)"),
         ("chat-presence-debounce-ms", "milliseconds a chat user must stay offline before its contacts are told (default 2000)"),
         ("chat-queue", "chat store operations waiting for the writer thread before chat answers busy (default 10000)"),
+        ("chat-commit-delay-ms", "milliseconds the chat store waits for more operations to share a group commit; 0 commits at once (default 1)"),
         ("chat-durability", "process: a sent message survives the server dying; fsync: it survives power loss, one fsync per group commit (default process)"),
         ("chat-webhook-url", "offline notifications: POST signed JSON to this http:// or https:// URL when a message's recipient has no chat device connected (default none)"),
         ("chat-webhook-secret", "the HMAC-SHA256 key signing each webhook request (X-Parley-Signature); required with chat-webhook-url unless chat-webhook-secret-file is set"),
@@ -397,6 +400,7 @@ public struct ServerConfig: Sendable, Equatable {
         case "chat-media-max-total-bytes": chatMediaMaxTotalBytes = try int(1024...(1 << 50))
         case "chat-presence-debounce-ms": chatPresenceDebounceMs = try int(0...600_000)
         case "chat-queue": chatQueue = try int(1...1_000_000)
+        case "chat-commit-delay-ms": chatCommitDelayMs = try int(0...100)
         case "chat-durability":
             guard ["process", "fsync"].contains(value) else { throw ConfigError(key: key, "must be process or fsync, got \"\(value)\"") }
             chatDurability = value

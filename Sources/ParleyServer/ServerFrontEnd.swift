@@ -110,7 +110,7 @@ public final class ServerFrontEnd: Sendable {
             let store: ChatStore
             do {
                 store = try ChatStore(path: config.dataDir + "/chat.db", synchronous: config.chatDurability == "fsync" ? .full : .normal,
-                                      queueCapacity: config.chatQueue)
+                                      queueCapacity: config.chatQueue, commitDelay: .milliseconds(config.chatCommitDelayMs))
             } catch {
                 s.shutdown()
                 throw StartError("chat store \(config.dataDir)/chat.db: \(error)")

@@ -140,6 +140,26 @@ public struct WebSocketFrameEncoder: Sendable {
     }
 
     public func text(_ text: String) -> [UInt8] { encode(WebSocketFrame(opcode: .text, payload: Array(text.utf8))) }
+
+    /// Appends a text frame carrying `text` to `out` (a server's frame is
+    /// written straight from the string's UTF-8, without a payload copy).
+    public func appendText(_ text: String, to out: inout [UInt8]) {
+        guard role == .server else { return write(WebSocketFrame(opcode: .text, payload: Array(text.utf8)), into: &out) }
+        let n = text.utf8.count
+        out.reserveCapacity(out.count + n + 10)
+        out.append(0x80 | WebSocketOpcode.text.rawValue)
+        if n < 126 {
+            out.append(UInt8(n))
+        } else if n <= 0xFFFF {
+            out.append(126)
+            out.append(UInt8(n >> 8))
+            out.append(UInt8(n & 0xFF))
+        } else {
+            out.append(127)
+            for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: UInt64(n) >> UInt64(shift))) }
+        }
+        out.append(contentsOf: text.utf8)
+    }
     public func binary(_ bytes: [UInt8]) -> [UInt8] { encode(WebSocketFrame(opcode: .binary, payload: bytes)) }
     /// Ping payloads are truncated to 125 bytes.
     public func ping(_ payload: [UInt8] = []) -> [UInt8] {

@@ -161,21 +161,50 @@ public final class WebSocketConnection: @unchecked Sendable {
         self.remoteAddress = tcp.remoteAddress
     }
 
+    /// Frames sent from other threads, waiting for the loop: whatever
+    /// gathers before the loop gets to it goes out in one write (one
+    /// syscall, fewer packets). Holds nothing while the connection is idle.
+    private let outbox = Mutex<(frames: [UInt8], posted: Bool)>(([], false))
+
     /// Sends one text message. A message that would take the bytes queued
     /// for the peer past ``HTTPServer/Limits/maxQueuedBytes`` is not sent:
     /// the connection is closed with ``SignallingCloseCode/slowConsumer`` instead.
     public func send(text: String) {
-        let frame = encoder.text(text)
-        run { ws in
-            guard !ws.closing, let tcp = ws.tcp else { return }
-            if let cap = tcp.options.maxQueuedWriteBytes, tcp.pendingWriteBytes + frame.count > cap {
-                ws.slowConsumer = true
-                HTTPConnectionHandler.metrics.slowConsumers.inc()
-                ws.closeNow(code: .slowConsumer, reason: "slow consumer")
-                return
-            }
-            tcp.write(frame)
+        if loop.inEventLoop {
+            flushOutbox()
+            var frame: [UInt8] = []
+            encoder.appendText(text, to: &frame)
+            write(frame)
+            return
         }
+        let post = outbox.withLock { o -> Bool in
+            encoder.appendText(text, to: &o.frames)
+            defer { o.posted = true }
+            return !o.posted
+        }
+        if post { loop.execute { self.flushOutbox() } }
+    }
+
+    /// Writes what other threads sent, in the order they sent it. Loop only.
+    private func flushOutbox() {
+        let frames = outbox.withLock { o -> [UInt8] in
+            o.posted = false
+            defer { o.frames = [] }
+            return o.frames
+        }
+        if !frames.isEmpty { write(frames) }
+    }
+
+    /// Writes encoded frames, or closes a connection whose peer leaves them unread. Loop only.
+    private func write(_ frames: [UInt8]) {
+        guard !closing, let tcp else { return }
+        if let cap = tcp.options.maxQueuedWriteBytes, tcp.pendingWriteBytes + frames.count > cap {
+            slowConsumer = true
+            HTTPConnectionHandler.metrics.slowConsumers.inc()
+            closeNow(code: .slowConsumer, reason: "slow consumer")
+            return
+        }
+        tcp.write(frames)
     }
 
     /// How long a closing connection waits for the peer to close its side.
@@ -195,6 +224,8 @@ public final class WebSocketConnection: @unchecked Sendable {
     /// the peer's close, the connection is aborted.
     func closeNow(code: WebSocketCloseCode, reason: String) {
         guard !closing, let tcp else { return }
+        flushOutbox() // what was sent before the close goes before the close frame
+        guard !closing else { return } // the flush found a slow consumer and closed
         closing = true
         tcp.write(encoder.close(code: code, reason: String(reason.utf8.prefix(120)) ?? ""))
         tcp.shutdownWrite()
@@ -555,6 +586,9 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
             // and offers no way to take them back, so refuse (RFC 6455 §4.1: the
             // client must wait for the handshake response).
             ws.closeNow(code: .protocolError, reason: "data before handshake completed")
+        } else {
+            // Done with HTTP: an idle WebSocket keeps no request buffer.
+            parser = HTTPRequestParser()
         }
     }
 

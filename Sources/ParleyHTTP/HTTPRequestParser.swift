@@ -90,7 +90,6 @@ public struct HTTPRequestParser: Sendable {
     public init(limits: Limits = Limits()) {
         self.limits = limits
         self.bodyLimit = limits.maxBodySize
-        buffer.reserveCapacity(4096)
     }
 
     /// Sets the body limit of the request whose `.head` was just returned, in

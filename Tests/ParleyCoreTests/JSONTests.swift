@@ -12,6 +12,13 @@ final class JSONTests: XCTestCase {
         XCTAssertEqual(v.serialized, #"{"a":"x\"y","b":1}"#)
     }
 
+    /// Strings that need no escape are written whole, the others scalar by scalar; both round-trip.
+    func testStringsAreWrittenWholeOrEscaped() throws {
+        let v: JSONValue = ["z": "plain é ☃ 😀", "a": "tab\tline\nquote\"back\\ctl\u{01}"]
+        XCTAssertEqual(v.serialized, #"{"a":"tab\tline\nquote\"back\\ctl\u0001","z":"plain é ☃ 😀"}"#)
+        XCTAssertEqual(try JSONValue.parse(v.serialized), v)
+    }
+
     /// RFC 8259 §4 leaves duplicate names undefined, and the parser kept the
     /// last: refused at the second occurrence, at any depth, after unescaping.
     func testJSONParserRefusesDuplicateKeys() {

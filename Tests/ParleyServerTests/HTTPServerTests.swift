@@ -154,4 +154,58 @@ final class HTTPServerTests: XCTestCase {
         XCTAssertGreaterThan(total, 0)
         XCTAssertEqual(MetricsRegistry.shared.counter("parley_http_websocket_dead_peers_total", help: "").current, dead + 1)
     }
+
+    /// Sends `count` numbered messages from a thread that is not the connection's loop, then closes.
+    final class BurstService: WebSocketService, @unchecked Sendable {
+        let count: Int
+        init(count: Int) { self.count = count }
+        func webSocketOpened(_ ws: WebSocketConnection, request: HTTPServerRequest) {
+            let n = count
+            Thread.detachNewThread {
+                for i in 0..<n { ws.send(text: "m\(i)") }
+                ws.close(code: 1000, reason: "done")
+            }
+        }
+        func webSocket(_ ws: WebSocketConnection, received text: String) {}
+        func webSocketClosed(_ ws: WebSocketConnection) {}
+    }
+
+    func testFramesSentFromAnotherThreadArriveInOrderBeforeTheClose() throws {
+        let n = 5_000
+        router.addWebSocket("/burst", BurstService(count: n))
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var tv = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        XCTAssertEqual(SocketAddress("127.0.0.1:\(port)")!.withSockAddr { connect(fd, $0, $1) }, 0)
+        let (req, _) = WebSocketHandshake.clientRequest(host: "127.0.0.1", path: "/burst")
+        _ = req.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        // Skip the 101's head, then decode frames until the close.
+        var pending: [UInt8] = [], headDone = false
+        var decoder = WebSocketMessageDecoder(role: .client)
+        var texts: [String] = [], closeCode: WebSocketCloseCode?
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while closeCode == nil {
+            let got = recv(fd, &buf, buf.count, 0)
+            guard got > 0 else { break }
+            var bytes = Array(buf[0..<got])
+            if !headDone {
+                pending += bytes
+                guard let end = pending.firstRange(of: Array("\r\n\r\n".utf8)) else { continue }
+                headDone = true
+                bytes = Array(pending[end.upperBound...])
+            }
+            decoder.append(bytes)
+            while let m = try decoder.nextMessage() {
+                switch m {
+                case .text(let t): texts.append(t)
+                case .close(let code, _): closeCode = code
+                default: break
+                }
+            }
+        }
+        XCTAssertEqual(closeCode?.rawValue, 1000)
+        XCTAssertEqual(texts.count, n)
+        XCTAssertEqual(texts, (0..<n).map { "m\($0)" })
+    }
 }

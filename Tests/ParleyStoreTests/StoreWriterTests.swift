@@ -11,10 +11,11 @@ final class StoreWriterTests: XCTestCase {
 
     static let schema = [Migration("messages") { try $0.execute("CREATE TABLE messages (id INTEGER PRIMARY KEY, body TEXT NOT NULL)") }]
 
-    func writer(capacity: Int = 10_000, maxBatch: Int = 1_000) throws -> StoreWriter {
+    func writer(capacity: Int = 10_000, maxBatch: Int = 1_000, commitDelay: Duration = .zero) throws -> StoreWriter {
         var config = StoreWriter.Config()
         config.capacity = capacity
         config.maxBatch = maxBatch
+        config.commitDelay = commitDelay
         return try StoreWriter(path: dir + "/w.db", config: config, migrations: Self.schema)
     }
 
@@ -145,5 +146,30 @@ final class StoreWriterTests: XCTestCase {
         XCTAssertEqual(completed.value, 10)
         XCTAssertThrowsError(try w.submit({ _ in }, completion: { _ in })) { XCTAssertEqual($0 as? StoreError, .closed) }
         XCTAssertEqual(try Database(path: w.path).rows("SELECT count(*) FROM messages") { $0.int64(0) }, [10])
+    }
+
+    func testACommitDelayGathersWritesAndAFullBatchDoesNotWaitItOut() throws {
+        // The writer wakes for the first write and waits (up to ten minutes) for more: the fifth fills the batch.
+        let w = try writer(maxBatch: 5, commitDelay: .seconds(600))
+        let done = DispatchGroup()
+        for i in 0..<5 {
+            done.enter()
+            try w.submit({ try $0.run("INSERT INTO messages(id, body) VALUES (?, 'x')", [.integer(Int64(i))]) }, completion: { _ in done.leave() })
+        }
+        XCTAssertEqual(done.wait(timeout: .now() + 60), .success)
+        XCTAssertEqual(w.statistics, StoreWriter.Statistics(commits: 1, writes: 5))
+        w.close()
+    }
+
+    func testCloseDoesNotWaitOutTheCommitDelay() throws {
+        let w = try writer(commitDelay: .seconds(600))
+        let completed = Mutexed(0)
+        try w.submit({ try $0.run("INSERT INTO messages(id, body) VALUES (1, 'x')") },
+                     completion: { r in if (try? r.get()) != nil { completed.update { $0 += 1 } } })
+        let closed = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async { w.close(); closed.signal() }
+        XCTAssertEqual(closed.wait(timeout: .now() + 60), .success, "close commits what waits at once")
+        XCTAssertEqual(completed.value, 1)
+        XCTAssertEqual(try Database(path: w.path).rows("SELECT count(*) FROM messages") { $0.int64(0) }, [1])
     }
 }

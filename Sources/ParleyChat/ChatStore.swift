@@ -93,6 +93,8 @@ public final class ChatStore: Sendable {
         config.options = Database.Options(synchronous: synchronous)
         config.capacity = queueCapacity
         config.commitDelay = commitDelay
+        // The WAL is copied back into chat.db (and fsynced) on a thread of its own: the writer never waits for it.
+        config.checkpointInterval = .milliseconds(100)
         writer = try StoreWriter(path: path, config: config, migrations: Self.migrations)
         self.metrics = metrics
     }
@@ -209,11 +211,10 @@ public final class ChatStore: Sendable {
             let members: [String]
             switch target {
             case .user(let to):
-                info = try Self.direct(db, sender, to)
+                let delivered: Int64
+                (info, delivered) = try Self.direct(db, sender, to)
                 members = [info.a!, info.b!]
                 // What the recipient has not had yet waits in the store: bounded per conversation.
-                let delivered = try db.rows("SELECT delivered_seq FROM members WHERE conversation = ? AND user = ?",
-                                            [.integer(info.id), .text(to)]) { $0.int64(0) }.first ?? 0
                 guard info.last - delivered < Int64(maxUndelivered) else { throw ChatRefusal.backlogFull(limit: maxUndelivered) }
             case .group(let id):
                 (info, members) = try Self.membership(db, user: sender, conversation: id)
@@ -454,13 +455,13 @@ public final class ChatStore: Sendable {
                     ON CONFLICT(user, device) DO UPDATE SET receipt_cursor = max(receipt_cursor, excluded.receipt_cursor)
                     """, [.text(user), .text(device), .integer(receipt)])
             }
-            let (info, members) = try Self.membership(db, user: user, conversation: conversation)
-            let upTo = min(seq, info.last)
+            let m = try Self.member(db, user: user, conversation: conversation)
+            let upTo = min(seq, m.info.last)
             try db.run("""
                 INSERT INTO cursors(user, device, conversation, delivered_seq) VALUES (?, ?, ?, ?)
                 ON CONFLICT(user, device, conversation) DO UPDATE SET delivered_seq = max(delivered_seq, excluded.delivered_seq)
                 """, [.text(user), .text(device), .integer(conversation), .integer(upTo)])
-            return try Self.mark(db, .delivered, info, members, user: user, seq: upTo)
+            return try Self.mark(db, .delivered, m.info, m.members, user: user, seq: upTo, old: m.delivered)
         }, completion: completion)
     }
 
@@ -468,11 +469,11 @@ public final class ChatStore: Sendable {
     public func read(user: String, conversation: Int64, seq: Int64,
                      completion: @escaping @Sendable (Result<Marked, Error>) -> Void) throws {
         try submit({ db in
-            let (info, members) = try Self.membership(db, user: user, conversation: conversation)
-            let upTo = min(seq, info.last)
+            let m = try Self.member(db, user: user, conversation: conversation)
+            let upTo = min(seq, m.info.last)
             try db.run("UPDATE members SET delivered_seq = max(delivered_seq, ?) WHERE conversation = ? AND user = ?",
                        [.integer(upTo), .integer(conversation), .text(user)])
-            return try Self.mark(db, .read, info, members, user: user, seq: upTo)
+            return try Self.mark(db, .read, m.info, m.members, user: user, seq: upTo, old: m.read)
         }, completion: completion)
     }
 
@@ -654,27 +655,45 @@ public final class ChatStore: Sendable {
         try db.rows("SELECT id, kind, direct_a, direct_b, last_seq FROM conversations WHERE id = ?", [.integer(id)]) { Conversation(row: $0) }.first
     }
 
-    /// The direct conversation of two users, created on first use.
-    static func direct(_ db: Database, _ x: String, _ y: String) throws -> Conversation {
+    /// The direct conversation of two users, created on first use, and how far `y` has it delivered.
+    static func direct(_ db: Database, _ x: String, _ y: String) throws -> (Conversation, delivered: Int64) {
         let (a, b) = x < y ? (x, y) : (y, x)
-        if let c = try db.rows("SELECT id, kind, direct_a, direct_b, last_seq FROM conversations WHERE direct_a = ? AND direct_b = ?",
-                               [.text(a), .text(b)], { Conversation(row: $0) }).first {
+        if let c = try db.rows("""
+            SELECT c.id, c.kind, c.direct_a, c.direct_b, c.last_seq, m.delivered_seq FROM conversations c
+            JOIN members m ON m.conversation = c.id AND m.user = ?3 WHERE c.direct_a = ?1 AND c.direct_b = ?2
+            """, [.text(a), .text(b), .text(y)], { (Conversation(row: $0), $0.int64(5)) }).first {
             return c
         }
         try db.run("INSERT INTO conversations(kind, direct_a, direct_b, created_at) VALUES ('direct', ?, ?, ?)",
                    [.text(a), .text(b), .integer(nowMilliseconds())])
         let id = db.lastInsertRowID
         for u in [a, b] { try db.run("INSERT INTO members(conversation, user) VALUES (?, ?)", [.integer(id), .text(u)]) }
-        return Conversation(id: id, isGroup: false, a: a, b: b, last: 0)
+        return (Conversation(id: id, isGroup: false, a: a, b: b, last: 0), 0)
     }
 
     /// The conversation and its users; `notMember` unless `user` is one.
     static func membership(_ db: Database, user: String, conversation: Int64) throws -> (Conversation, [String]) {
-        let members = try db.rows("SELECT user FROM members WHERE conversation = ?", [.integer(conversation)]) { $0.string(0) ?? "" }
-        guard members.contains(user), let info = try Self.conversation(db, conversation) else {
+        let m = try member(db, user: user, conversation: conversation)
+        return (m.info, m.members)
+    }
+
+    /// `membership`, and `user`'s delivered and read marks: one query for a
+    /// direct conversation (its users are the conversation's), two for a group.
+    static func member(_ db: Database, user: String, conversation: Int64) throws
+        -> (info: Conversation, members: [String], delivered: Int64, read: Int64) {
+        guard let row = try db.rows("""
+            SELECT c.id, c.kind, c.direct_a, c.direct_b, c.last_seq, m.delivered_seq, m.read_seq
+            FROM members m JOIN conversations c ON c.id = m.conversation WHERE m.conversation = ? AND m.user = ?
+            """, [.integer(conversation), .text(user)], { (Conversation(row: $0), $0.int64(5), $0.int64(6)) }).first else {
             throw ChatRefusal.notMember(conversation: conversation)
         }
-        return (info, members)
+        let members: [String]
+        if !row.0.isGroup, let a = row.0.a, let b = row.0.b {
+            members = [a, b]
+        } else {
+            members = try db.rows("SELECT user FROM members WHERE conversation = ?", [.integer(conversation)]) { $0.string(0) ?? "" }
+        }
+        return (row.0, members, row.1, row.2)
     }
 
     /// Stores the conversation's next message.
@@ -709,11 +728,10 @@ public final class ChatStore: Sendable {
     /// records a receipt, and says who to tell: the other user of a direct
     /// conversation; in a group, each member whose messages it passed, with
     /// a count for their latest one.
+    /// `old`: the mark before (from `member`, read in the same operation).
     static func mark(_ db: Database, _ status: Receipt.Status, _ c: Conversation, _ members: [String],
-                     user: String, seq: Int64) throws -> Marked {
+                     user: String, seq: Int64, old: Int64) throws -> Marked {
         let column = status == .delivered ? "delivered_seq" : "read_seq"
-        let old = try db.rows("SELECT \(column) FROM members WHERE conversation = ? AND user = ?",
-                              [.integer(c.id), .text(user)]) { $0.int64(0) }.first ?? 0
         guard seq > old else { return Marked(receipt: nil, notify: []) }
         try db.run("UPDATE members SET \(column) = ? WHERE conversation = ? AND user = ?", [.integer(seq), .integer(c.id), .text(user)])
         try db.run("INSERT INTO receipts(conversation, user, status, seq, at) VALUES (?, ?, ?, ?, ?)",

@@ -30,6 +30,16 @@ public final class StoreWriter: @unchecked Sendable {
         /// many, so under a steady trickle of writes a short wait saves most
         /// of them, at the price of that much latency. Zero: commit at once.
         public var commitDelay: Duration = .zero
+        /// Checkpoints (copying the WAL back into the database, with the
+        /// fsyncs that takes) run every this long on a thread and connection
+        /// of their own, so the writer never waits for them; the writer
+        /// checkpoints itself only when the WAL passes `maxWALPages`
+        /// (the checkpointer fell behind). nil: SQLite's own, on the writer,
+        /// every 1,000 pages.
+        public var checkpointInterval: Duration? = nil
+        /// With `checkpointInterval`: the WAL's size (4 KiB pages) past which
+        /// the writer checkpoints itself.
+        public var maxWALPages = 16_384
         public init() {}
     }
 
@@ -73,6 +83,8 @@ public final class StoreWriter: @unchecked Sendable {
     private var closing = false
     private var stats = Statistics()
     private let stopped = DispatchSemaphore(value: 0)
+    /// Set when the checkpointer runs: signal `stopCheckpoints`, then wait for `checkpointerStopped`.
+    private let checkpointer: (stop: DispatchSemaphore, stopped: DispatchSemaphore)?
 
     /// Opens the database at `path` for writing, brings it up to `migrations`
     /// (on the calling thread, before returning), and starts the thread.
@@ -84,6 +96,25 @@ public final class StoreWriter: @unchecked Sendable {
         commitDelay = config.commitDelay
         database = try Database(path: path, options: config.options)
         try database.migrate(migrations)
+        if let interval = config.checkpointInterval {
+            try database.execute("PRAGMA wal_autocheckpoint=\(config.maxWALPages)")
+            nonisolated(unsafe) let db = try Database(path: path, options: config.options) // the checkpointer's alone
+            let stop = DispatchSemaphore(value: 0), stopped = DispatchSemaphore(value: 0)
+            checkpointer = (stop, stopped)
+            let (s, atto) = interval.components
+            let nanos = Int(s) * 1_000_000_000 + Int(atto / 1_000_000_000)
+            let t = Thread {
+                // PASSIVE: copies what no reader still needs and never blocks the writer.
+                while stop.wait(timeout: .now() + .nanoseconds(nanos)) == .timedOut {
+                    _ = try? db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                }
+                stopped.signal()
+            }
+            t.name = "parley-store-checkpoint"
+            t.start()
+        } else {
+            checkpointer = nil
+        }
         let thread = Thread { [self] in self.run() }
         thread.name = "parley-store-writer"
         thread.start()
@@ -119,7 +150,10 @@ public final class StoreWriter: @unchecked Sendable {
         closing = true
         condition.signal()
         condition.unlock()
-        if first { stopped.wait() }
+        if first {
+            stopped.wait()
+            if let c = checkpointer { c.stop.signal(); c.stopped.wait() }
+        }
     }
 
     private func run() {

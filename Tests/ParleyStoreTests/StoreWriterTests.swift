@@ -172,4 +172,27 @@ final class StoreWriterTests: XCTestCase {
         XCTAssertEqual(completed.value, 1)
         XCTAssertEqual(try Database(path: w.path).rows("SELECT count(*) FROM messages") { $0.int64(0) }, [1])
     }
+
+    func testTheCheckpointerCopiesTheWALIntoTheDatabaseWithoutTheWriter() throws {
+        var config = StoreWriter.Config()
+        config.checkpointInterval = .milliseconds(20)
+        let w = try StoreWriter(path: dir + "/c.db", config: config, migrations: Self.schema)
+        let initial = (try? FileManager.default.attributesOfItem(atPath: w.path)[.size] as? Int) ?? 0
+        // ~1 MB in the WAL: far below the writer's own checkpoint (maxWALPages), so only the checkpointer copies it.
+        let done = DispatchSemaphore(value: 0)
+        try w.submit({ db in
+            for i in 0..<1000 { try db.run("INSERT INTO messages(id, body) VALUES (?, ?)", [.integer(Int64(i)), .text(String(repeating: "x", count: 1000))]) }
+        }, completion: { _ in done.signal() })
+        XCTAssertEqual(done.wait(timeout: .now() + 60), .success)
+        let deadline = Date().addingTimeInterval(60)
+        var size = initial
+        while Date() < deadline {
+            size = (try? FileManager.default.attributesOfItem(atPath: w.path)[.size] as? Int) ?? 0
+            if size >= 1_000_000 { break }
+            usleep(20_000)
+        }
+        XCTAssertGreaterThanOrEqual(size, 1_000_000, "chat.db holds the rows while the writer is open (was \(initial) bytes)")
+        w.close()
+        XCTAssertEqual(try Database(path: w.path).rows("SELECT count(*) FROM messages") { $0.int64(0) }, [1000])
+    }
 }

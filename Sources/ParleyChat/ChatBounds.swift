@@ -55,3 +55,60 @@ public enum ChatBoundsMetrics {
     public static let receiptsPruned = MetricsRegistry.shared.counter("parley_chat_receipts_pruned_total",
                                                                       help: "Chat receipts deleted because a newer one of the same member, conversation and status superseded them")
 }
+
+// MARK: Media per user, and deletion
+
+extension ChatStore {
+    /// Throws `mediaQuota` when `owner` does not own `id` yet and the media
+    /// it owns already, with `size` more, would pass `quota` bytes.
+    static func checkMediaQuota(_ db: Database, _ id: String, size: Int, owner: String, quota: Int) throws {
+        guard quota < Int.max else { return }
+        let owns = try db.rows("SELECT 1 FROM media_owners WHERE id = ? AND user = ?", [.text(id), .text(owner)]) { _ in true }.first ?? false
+        guard !owns else { return }
+        let used = try db.rows("SELECT coalesce(sum(m.size), 0) FROM media_owners o JOIN media m ON m.id = o.id WHERE o.user = ?",
+                               [.text(owner)]) { $0.int64(0) }.first ?? 0
+        guard used + Int64(size) > Int64(quota) else { return }
+        let stored = try db.rows("SELECT 1 FROM media WHERE id = ?", [.text(id)]) { _ in true }.first ?? false
+        throw ChatRefusal.mediaQuota(limit: quota, stored: stored)
+    }
+
+    /// Bytes of media `user` owns (uploaded and not deleted).
+    public func mediaBytes(of user: String, completion: @escaping @Sendable (Result<Int, Error>) -> Void) throws {
+        try submit({ db in
+            Int(try db.rows("SELECT coalesce(sum(m.size), 0) FROM media_owners o JOIN media m ON m.id = o.id WHERE o.user = ?",
+                            [.text(user)]) { $0.int64(0) }.first ?? 0)
+        }, completion: completion)
+    }
+
+    /// `DELETE /media/{id}`: `owner` gives up media `id`. Nil when it does
+    /// not own it (or it does not exist); else the media whose rows went
+    /// because nobody owns them and no stored message carries them any
+    /// more (this one, if so, and any other such): their files are the
+    /// caller's to remove.
+    public func deleteMedia(_ id: String, owner: String, completion: @escaping @Sendable (Result<[String]?, Error>) -> Void) throws {
+        try submit({ db in
+            guard try db.run("DELETE FROM media_owners WHERE id = ? AND user = ?", [.text(id), .text(owner)]) > 0 else { return nil }
+            return try Self.dropOrphanedMedia(db)
+        }, completion: completion)
+    }
+
+    /// The media nobody owns and no stored message carries (their messages
+    /// deleted by retention since their uploader deleted them): rows
+    /// deleted, ids returned for the caller to remove the files.
+    public func sweepMedia(completion: @escaping @Sendable (Result<[String], Error>) -> Void) throws {
+        try submit({ db in try Self.dropOrphanedMedia(db) }, completion: completion)
+    }
+
+    static func dropOrphanedMedia(_ db: Database) throws -> [String] {
+        let ids = try db.rows("""
+            SELECT id FROM media m WHERE NOT EXISTS (SELECT 1 FROM media_owners o WHERE o.id = m.id)
+            AND NOT EXISTS (SELECT 1 FROM message_media mm JOIN messages msg ON msg.conversation = mm.conversation AND msg.seq = mm.seq
+                            WHERE mm.media = m.id)
+            """) { $0.string(0) ?? "" }
+        for id in ids {
+            try db.run("DELETE FROM message_media WHERE media = ?", [.text(id)])
+            try db.run("DELETE FROM media WHERE id = ?", [.text(id)])
+        }
+        return ids
+    }
+}

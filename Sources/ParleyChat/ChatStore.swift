@@ -73,6 +73,8 @@ public enum ChatRefusal: Error, Sendable, Equatable {
     case unknownMedia(String)
     case backlogFull(limit: Int)
     case userBacklogFull(user: String, limit: Int)
+    /// `PUT /media` over `chat-media-max-bytes-per-user`; `stored`: the bytes are another user's too (keep the file).
+    case mediaQuota(limit: Int, stored: Bool)
 }
 
 /// The chat database (DATA-DIR/chat.db, SQLite in WAL mode) and the
@@ -342,9 +344,10 @@ public final class ChatStore: Sendable {
     }
 
     /// Records that `owner` uploaded media `id` (stored in DATA-DIR/media by then).
-    public func registerMedia(_ id: String, size: Int, contentType: String, thumbnail: Bool, owner: String,
+    public func registerMedia(_ id: String, size: Int, contentType: String, thumbnail: Bool, owner: String, quota: Int = Int.max,
                               completion: @escaping @Sendable (Result<Media, Error>) -> Void) throws {
         try submit({ db in
+            try Self.checkMediaQuota(db, id, size: size, owner: owner, quota: quota)
             try db.run("INSERT OR IGNORE INTO media(id, size, content_type, thumbnail, created_at) VALUES (?, ?, ?, ?, ?)",
                        [.text(id), .integer(Int64(size)), .text(contentType), .integer(thumbnail ? 1 : 0), .integer(Self.nowMilliseconds())])
             if thumbnail { try db.run("UPDATE media SET thumbnail = 1 WHERE id = ?", [.text(id)]) }

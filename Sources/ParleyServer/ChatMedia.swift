@@ -40,8 +40,9 @@ enum ChatMediaRoutes {
         guard let real = HLSFiles.realPath(dir) else { throw ConfigError(key: "data-dir", "cannot resolve \(dir)") }
         let space = MediaSpace(dir: real, maxTotal: config.chatMediaMaxTotalBytes)
         let auth = BearerAuth(secret: try ServerSecret.loadOrCreate(dataDir: config.dataDir))
-        let maxBytes = config.chatMediaMaxBytes
-        _ = (MediaSink.stored, MediaSink.deduplicated, MediaSink.refusedFull)  // on /metrics from the start
+        let maxBytes = config.chatMediaMaxBytes, quota = config.chatMediaMaxBytesPerUser
+        _ = (MediaSink.stored, MediaSink.deduplicated, MediaSink.refusedFull, MediaSink.refusedQuota, MediaSpace.deleted)  // on /metrics from the start
+        MediaSpace.sweep(chat, space, every: 60)
 
         router.addStreaming("PUT", .exact("/media")) { req in
             let claims: AuthClaims
@@ -49,11 +50,31 @@ enum ChatMediaRoutes {
             var promised = 0
             if case .contentLength(let n) = req.head.bodyLength, n <= maxBytes { promised = n }
             do {
-                return .stream(maxBytes: maxBytes, sink: try MediaSink(space: space, chat: chat, owner: claims.subject,
+                return .stream(maxBytes: maxBytes, sink: try MediaSink(space: space, chat: chat, owner: claims.subject, quota: quota,
                                                                       contentType: contentType(req.head.headers["Content-Type"]),
                                                                       expected: promised, pool: pool, loop: req.loop))
             } catch let r as HTTPRefusal { return .respond(r.response) } catch {
                 return .respond(.error(.internalServerError, "\(error)"))
+            }
+        }
+
+        // The uploader gives its attachment up; the bytes go once nobody owns them and no stored message carries them.
+        router.add("DELETE", .prefix("/media/")) { req, responder in
+            guard let claims = auth.admit(.user, req, responder) else { return }
+            let id = req.pathRemainder
+            guard UploadSink.isUploadID(id) else { return responder.respond(.error(.notFound, "no such media")) }
+            do {
+                try chat.deleteMedia(id, owner: claims.subject) { result in
+                    switch result {
+                    case .success(nil): responder.respond(.error(.notFound, "no such media of yours"))
+                    case .success(let gone?):
+                        space.remove(gone)
+                        responder.respond(HTTPServerResponse(status: .noContent))
+                    case .failure(let e): responder.respond(.error(.internalServerError, "\(e)"))
+                    }
+                }
+            } catch {
+                responder.respond(.busy)
             }
         }
 
@@ -113,6 +134,35 @@ final class MediaSpace: Sendable {
     }
 
     func release(_ bytes: Int) { used.withLock { $0 -= bytes } }
+
+    static let deleted = MetricsRegistry.shared.counter("parley_chat_media_deleted_total",
+                                                        help: "Chat attachments removed: nobody owns them and no stored message carries them")
+
+    /// Removes the files of media `ids` (and thumbnails), giving their bytes back.
+    /// Runs where the store's completion runs (its writer thread), never on a loop.
+    func remove(_ ids: [String]) {
+        for id in ids {
+            for path in [dir + "/" + id, dir + "/" + id + ".jpg"] {
+                var st = stat()
+                if stat(path, &st) == 0, unlink(path) == 0 { release(Int(st.st_size)) }
+            }
+            Self.deleted.inc()
+        }
+    }
+
+    /// Removes media nobody owns and no stored message carries any more, now and every `seconds` until the store closes.
+    static func sweep(_ chat: ChatStore, _ space: MediaSpace, every seconds: Double) {
+        do {
+            try chat.sweepMedia { result in
+                if case .success(let ids) = result { space.remove(ids) }
+                DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { [weak chat] in
+                    if let chat { sweep(chat, space, every: seconds) }
+                }
+            }
+        } catch {
+            // The store is closed (or its queue full: the next upload or delete will do).
+        }
+    }
 }
 
 /// `PUT /media`'s body: to a partial file on the loop, then stored on the pool.
@@ -120,6 +170,7 @@ final class MediaSink: HTTPBodySink {
     let space: MediaSpace
     let chat: ChatStore
     let owner: String
+    let quota: Int
     let contentType: String
     let pool: BlockingPool
     let loop: EventLoop
@@ -132,9 +183,11 @@ final class MediaSink: HTTPBodySink {
                                                             help: "PUT /media bodies already stored (nothing new written)")
     static let refusedFull = MetricsRegistry.shared.counter("parley_chat_media_refused_total",
                                                            help: "PUT /media refused with 507 (chat-media-max-total-bytes)")
+    static let refusedQuota = MetricsRegistry.shared.counter("parley_chat_media_quota_refused_total",
+                                                            help: "PUT /media refused with 507 because the uploader owns chat-media-max-bytes-per-user already")
 
-    init(space: MediaSpace, chat: ChatStore, owner: String, contentType: String, expected: Int, pool: BlockingPool, loop: EventLoop) throws {
-        (self.space, self.chat, self.owner, self.contentType, self.pool, self.loop) = (space, chat, owner, contentType, pool, loop)
+    init(space: MediaSpace, chat: ChatStore, owner: String, quota: Int, contentType: String, expected: Int, pool: BlockingPool, loop: EventLoop) throws {
+        (self.space, self.chat, self.owner, self.quota, self.contentType, self.pool, self.loop) = (space, chat, owner, quota, contentType, pool, loop)
         try space.reserve(expected)
         reserved = expected
         do { file = try HashingFileWriter(directory: space.dir) } catch {
@@ -157,7 +210,7 @@ final class MediaSink: HTTPBodySink {
     func finish(_ responder: HTTPResponder) {
         settled = true
         let (fd, id, size) = file.finish()
-        let (partial, space, reserved, dir, type, chat, owner) = (file.partial, space, reserved, space.dir, contentType, chat, owner)
+        let (partial, space, reserved, dir, type, chat, owner, quota) = (file.partial, space, reserved, space.dir, contentType, chat, owner, quota)
         do {
             try pool.run(on: loop, { () throws -> (existed: Bool, thumbnail: Bool) in
                 defer { close(fd) }
@@ -184,13 +237,18 @@ final class MediaSink: HTTPBodySink {
                 case .success(let s):
                     (s.existed ? Self.deduplicated : Self.stored).inc()
                     do {
-                        try chat.registerMedia(id, size: size, contentType: type, thumbnail: s.thumbnail, owner: owner) { r in
+                        try chat.registerMedia(id, size: size, contentType: type, thumbnail: s.thumbnail, owner: owner, quota: quota) { r in
                             switch r {
                             case .success(let m):
                                 responder.respond(.json(s.existed ? .ok : .created, [
                                     "id": .string(id), "size": JSONValue(size), "contentType": .string(m.contentType),
                                     "thumbnail": .bool(m.thumbnail), "deduplicated": .bool(s.existed),
                                 ]))
+                            case .failure(ChatRefusal.mediaQuota(let limit, let stored)):
+                                Self.refusedQuota.inc()
+                                if !s.existed && !stored { space.remove([id]) }  // new bytes nobody else has: not kept
+                                responder.respond(.error(.insufficientStorage,
+                                                         "no room for this attachment: you have \(limit) bytes of attachments already (chat-media-max-bytes-per-user); delete some with DELETE /media/{id}"))
                             case .failure(let e): responder.respond(.error(.internalServerError, "cannot record the attachment: \(e)"))
                             }
                         }

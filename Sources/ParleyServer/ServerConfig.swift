@@ -150,6 +150,8 @@ public struct ServerConfig: Sendable, Equatable {
     /// Largest `PUT /media` body, and bytes all attachments may take in DATA-DIR/media.
     public var chatMediaMaxBytes = 64 << 20
     public var chatMediaMaxTotalBytes = 10 << 30
+    /// Bytes of chat attachments one user may own (uploaded and not deleted).
+    public var chatMediaMaxBytesPerUser = 1 << 30
     /// Milliseconds a user must stay offline before its contacts are told.
     public var chatPresenceDebounceMs = 2000
     /// Chat store operations that may wait for its writer thread before chat answers `busy`.
@@ -255,6 +257,7 @@ public struct ServerConfig: Sendable, Equatable {
         ("chat-retention", "how long delivered chat messages are kept: delivered (deleted once every member and syncing device has them), forever, or a number of days (default delivered)"),
         ("chat-media-max-bytes", "largest chat attachment (PUT /media body) in bytes; 413 past it (default 67108864)"),
         ("chat-media-max-total-bytes", "bytes all chat attachments and thumbnails may take in DATA-DIR/media; PUT /media answers 507 past it (default 10737418240)"),
+        ("chat-media-max-bytes-per-user", "bytes of chat attachments one user may own (uploaded, not deleted with DELETE /media/{id}); PUT /media answers 507 past it (default 1073741824)"),
         ("chat-presence-debounce-ms", "milliseconds a chat user must stay offline before its contacts are told (default 2000)"),
         ("chat-queue", "chat store operations waiting for the writer thread before chat answers busy (default 10000)"),
         ("chat-commit-delay-ms", "milliseconds the chat store waits for more operations to share a group commit; 0 commits at once (default 1)"),
@@ -398,6 +401,7 @@ public struct ServerConfig: Sendable, Equatable {
             chatRetention = value
         case "chat-media-max-bytes": chatMediaMaxBytes = try int(1024...(1 << 40))
         case "chat-media-max-total-bytes": chatMediaMaxTotalBytes = try int(1024...(1 << 50))
+        case "chat-media-max-bytes-per-user": chatMediaMaxBytesPerUser = try int(1024...(1 << 50))
         case "chat-presence-debounce-ms": chatPresenceDebounceMs = try int(0...600_000)
         case "chat-queue": chatQueue = try int(1...1_000_000)
         case "chat-commit-delay-ms": chatCommitDelayMs = try int(0...100)

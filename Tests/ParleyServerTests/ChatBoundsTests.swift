@@ -1,6 +1,7 @@
 import XCTest
 import Foundation
 import ParleyCore
+import ParleyIO
 import ParleyTestSupport
 @testable import ParleyServer
 @testable import ParleyChat
@@ -56,5 +57,77 @@ final class ChatBoundsTests: ChatTestCase {
         }
         XCTAssertEqual(receipts, ["delivered": 3, "read": 3])
         XCTAssertEqual(try waitFor { done in try! store.pruneReceipts(completion: done) }, 0)
+    }
+}
+
+/// Attachments per user (`chat-media-max-bytes-per-user`) and `DELETE /media/{id}`, with curl.
+final class ChatMediaQuotaTests: ChatTestCase {
+    var pool: BlockingPool!
+    var mediaDir: String { server.dataDir + "/media" }
+
+    override func tearDown() {
+        super.tearDown()
+        pool?.shutdown()
+    }
+
+    func startWithMedia(quota: Int) throws {
+        try start()
+        pool = try installMediaRoutes { $0.chatMediaMaxBytesPerUser = quota }
+    }
+
+    /// `method` on /media[/id] as `user` with `body` (bytes of a file): the status and the JSON answered, if any.
+    func media(_ method: String, _ user: String, id: String = "", body: [UInt8]? = nil) throws -> (Int, JSONValue?) {
+        var args = ["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, "-H", "Authorization: Bearer \(token(user))"]
+        if let body {
+            let file = tempDir("quota") + "/body"
+            FileManager.default.createFile(atPath: file, contents: Data(body))
+            args += ["-H", "Content-Type: text/plain", "--data-binary", "@" + file]
+        }
+        let out = try runTool("curl", args + [server.httpURL + "/media" + (id.isEmpty ? "" : "/" + id)]).out
+        let lines = out.split(separator: "\n", omittingEmptySubsequences: false)
+        return (Int(lines.last ?? "") ?? 0, try? JSONValue.parse(lines.dropLast().joined(separator: "\n")))
+    }
+
+    var storedFiles: Set<String> { Set((try? FileManager.default.contentsOfDirectory(atPath: mediaDir)) ?? []) }
+
+    func testAUsersAttachmentsAreBoundedAndTheUploaderDeletesThem() throws {
+        try startWithMedia(quota: 3000)
+        let first = [UInt8](repeating: 0x61, count: 2000), second = [UInt8](repeating: 0x62, count: 2000)
+        let (created, json) = try media("PUT", "alice", body: first)
+        XCTAssertEqual(created, 201)
+        let id = json!["id"]!.stringValue!
+        let (refused, why) = try media("PUT", "alice", body: second)
+        XCTAssertEqual(refused, 507, "2000 + 2000 bytes > 3000")
+        XCTAssertTrue(why?["error"]?.stringValue?.contains("chat-media-max-bytes-per-user") == true)
+        XCTAssertEqual(storedFiles, [id], "the refused bytes are not kept")
+        XCTAssertEqual(try media("PUT", "bob", body: second).0, 201, "the quota is alice's alone")
+        XCTAssertEqual(try media("PUT", "alice", body: first).0, 200, "her own bytes again cost nothing")
+
+        XCTAssertEqual(try media("DELETE", "bob", id: id).0, 404, "only the uploader deletes")
+        XCTAssertEqual(try media("DELETE", "alice", id: id).0, 204)
+        XCTAssertFalse(storedFiles.contains(id), "nobody owns it and no message carries it: gone")
+        XCTAssertEqual(try media("GET", "alice", id: id).0, 404)
+        XCTAssertEqual(try media("DELETE", "alice", id: id).0, 404, "once")
+        XCTAssertEqual(try media("PUT", "alice", body: second).0, 200, "room again (bob's copy: deduplicated)")
+    }
+
+    func testAnAttachmentAMessageCarriesStaysUntilTheMessageIsGone() throws {
+        try startWithMedia(quota: 1 << 20)
+        let (_, json) = try media("PUT", "alice", body: [UInt8](repeating: 0x63, count: 1000))
+        let id = json!["id"]!.stringValue!
+        let alice = try device("alice")
+        let sent = try alice.call(.chatSend(to: "bob", clientId: "p", text: "look", attachments: [id]))
+        XCTAssertEqual(try media("DELETE", "alice", id: id).0, 204)
+        XCTAssertTrue(storedFiles.contains(id), "bob's message still carries it")
+        XCTAssertEqual(try media("GET", "bob", id: id).0, 200)
+        // Bob gets it; retention deletes the message; the sweep removes the bytes.
+        let bob = try device("bob", waitForSync: false)
+        _ = try bob.nextEvent("sync.done")
+        try bob.call(.chatAck(conversation: Int64(sent["conversation"]!.intValue!), seq: 1))
+        let store = server.front.chat!
+        XCTAssertEqual(try waitFor { done in try! store.prune(.delivered, completion: done) }, 1)
+        let swept = try waitFor { done in try! store.sweepMedia(completion: done) }
+        XCTAssertEqual(swept, [id])
+        XCTAssertEqual(try media("GET", "bob", id: id).0, 404)
     }
 }

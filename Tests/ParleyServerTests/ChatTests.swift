@@ -27,6 +27,16 @@ class ChatTestCase: XCTestCase {
         return JWT.sign(TokenClaims(subject: user, room: nil, issuedAt: now - 10, expiresAt: now + 600), secret: server.secret)
     }
 
+    /// The attachment routes on the server's router, with a blocking pool of their own (the caller shuts it down).
+    func installMediaRoutes(_ configure: (inout ServerConfig) -> Void) throws -> BlockingPool {
+        let pool = BlockingPool(threads: 2)
+        var config = ServerConfig()
+        config.dataDir = server.dataDir
+        configure(&config)
+        try ChatMediaRoutes.install(on: server.front.router, config: config, pool: pool, chat: server.front.chat!)
+        return pool
+    }
+
     /// A connected, authenticated device that has finished its connect-time sync.
     func device(_ user: String, _ device: String = "phone", waitForSync: Bool = true) throws -> BlockingSignallingClient {
         let c = try server.connect()
@@ -385,11 +395,7 @@ final class ChatMediaTests: ChatTestCase {
 
     func startWithMedia(maxBytes: Int = 8 << 20) throws {
         try start()
-        pool = BlockingPool(threads: 2)
-        var config = ServerConfig()
-        config.dataDir = server.dataDir
-        config.chatMediaMaxBytes = maxBytes
-        try ChatMediaRoutes.install(on: server.front.router, config: config, pool: pool, chat: server.front.chat!)
+        pool = try installMediaRoutes { $0.chatMediaMaxBytes = maxBytes }
     }
 
     /// curl against the server: (HTTP status, body) with `user`'s token.

@@ -135,6 +135,8 @@ public final class WebhookNotifier: ChatNotifier, @unchecked Sendable {
     private var totals: [String: Int] = ["sent": 0, "failed": 0, "retried": 0, "collapsed": 0, "dropped": 0]
 
     public var includesText: Bool { config.includeText }
+    /// Notifications on their way from `notify` to the queue, at most: `chat-webhook-queue`, and at least 1024.
+    var transitLimit: Int { max(config.queueCapacity, 1024) }
 
     public init(config: WebhookConfig, metrics: NotifierMetrics = .shared, logger: Logger = Logger(label: "parley.chat.notify")) throws {
         precondition(config.queueCapacity > 0 && config.concurrency > 0 && config.attempts > 0)
@@ -151,10 +153,11 @@ public final class WebhookNotifier: ChatNotifier, @unchecked Sendable {
 
     // MARK: ChatNotifier
 
-    /// Any thread; returns at once. Over the queue's bound (counting what is
-    /// still being handed over), the notification is dropped and counted.
+    /// Any thread; returns at once. The hop to the notifier's thread is
+    /// bounded too: past `transitLimit` notifications on their way (the
+    /// notifier's thread far behind), one is dropped and counted.
     public func notify(_ notification: ChatNotification) {
-        guard handedOver.add(1, ordering: .relaxed).newValue <= config.queueCapacity else {
+        guard handedOver.add(1, ordering: .relaxed).newValue <= transitLimit else {
             handedOver.subtract(1, ordering: .relaxed)
             return count("dropped", metrics.dropped)
         }

@@ -64,7 +64,7 @@ public enum CaptureFile {
     public static func appendPacket(_ packet: UnsafeRawBufferPointer, rtcp: Bool, arrivalNanos: Int64, to b: inout [UInt8]) {
         let total = blockSize(packetBytes: packet.count)
         let start = b.count
-        b.append(contentsOf: repeatElement(0, count: total))  // zeroed: the padding stays 0
+        b.append(contentsOf: repeatElement(0, count: total))
         b.withUnsafeMutableBytes { raw in
             writeBlock(packet, rtcp: rtcp, arrivalNanos: arrivalNanos, total: total, at: raw.baseAddress! + start)
         }
@@ -78,7 +78,7 @@ public enum CaptureFile {
         return words.reduce(0, +)
     }()
 
-    /// Writes the block of `packet` (`total` bytes, the padding already zero) at `p`.
+    /// Writes the block of `packet` (`total` bytes, `blockSize(packetBytes:)`) at `p`.
     @inline(__always)
     static func writeBlock(_ packet: UnsafeRawBufferPointer, rtcp: Bool, arrivalNanos: Int64, total: Int, at p: UnsafeMutableRawPointer) {
         func le32(_ v: UInt32, _ o: Int) { p.storeBytes(of: v.littleEndian, toByteOffset: o, as: UInt32.self) }
@@ -99,6 +99,8 @@ public enum CaptureFile {
         let port = rtcp ? rtcpPort : rtpPort
         be16(port, ip + 20); be16(port, ip + 22); be16(UInt16(8 + packet.count), ip + 24); be16(0, ip + 26)
         if let base = packet.baseAddress, packet.count > 0 { (p + ip + ipUDPHeaderSize).copyMemory(from: base, byteCount: packet.count) }
+        let end = ip + datagram
+        (p + end).initializeMemory(as: UInt8.self, repeating: 0, count: total - 4 - end)  // padding to 32 bits
         le32(UInt32(total), total - 4)
     }
 

@@ -12,8 +12,12 @@ public struct RecordingLimits: Sendable {
     public var minFreeBytes: Int64 = 1 << 30
     /// Packets the queue to the recorder thread holds; beyond, they are dropped and counted.
     public var queueSlots = 4096
-    /// How often files are fsynced, the index rewritten and free space checked.
-    public var syncInterval: Double = 0.5
+    /// How often the syncer fdatasyncs the files (once a second: each
+    /// fdatasync of a growing file costs a journal commit, whatever it
+    /// writes, so this sets most of the syncer's CPU).
+    public var syncInterval: Double = 1.0
+    /// How often the index is handed to the syncer and free space checked.
+    public var checkInterval: Double = 0.5
     /// Recordings untouched for this many days are deleted (at start, then hourly); 0 keeps them.
     public var retentionDays = 0
     public init() {}
@@ -171,7 +175,7 @@ public final class Recorder: @unchecked Sendable {
             }
             // Buffers go to the files when large, and all of them every
             // `flushInterval` (what a SIGKILL can lose is at most that old).
-            let syncDue = monotonicSeconds() - lastSync >= limits.syncInterval
+            let syncDue = monotonicSeconds() - lastSync >= limits.checkInterval
             let flushAll = syncDue || monotonicSeconds() - lastFlush >= Self.flushInterval
             if flushAll { lastFlush = monotonicSeconds() }
             for (n, e) in syncer.takeFailures() { writers[n]?.fail(e) }

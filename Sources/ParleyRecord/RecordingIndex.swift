@@ -185,9 +185,14 @@ func writeFileDurably(_ path: String, _ bytes: [UInt8]) throws {
 
 /// Writes every byte, retrying on EINTR and short writes; the errno on failure.
 func writeAll(_ fd: Int32, _ bytes: ArraySlice<UInt8>) -> Int32? {
+    bytes.withUnsafeBytes { writeAll(fd, $0) }
+}
+
+/// Writes all of `bytes` to `fd`; the errno of a failed write, or nil.
+func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32? {
     var done = 0
     while done < bytes.count {
-        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, $0.count - done) }
+        let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
         if n < 0 { if errno == EINTR { continue }; return errno }
         if n == 0 { return EIO }
         done += n

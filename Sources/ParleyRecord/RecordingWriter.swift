@@ -22,7 +22,7 @@ final class RecordingWriter {
     private final class TrackFile {
         let fd: Int32
         let track: String
-        var pending: [UInt8] = []
+        let pending = WriteBuffer()
         var pendingPackets = 0
         /// Bytes on disk that form whole blocks.
         var size: Int64 = 0
@@ -60,7 +60,7 @@ final class RecordingWriter {
             return
         }
         let f = TrackFile(fd: fd, track: t.id)
-        f.pending = CaptureFile.header
+        f.pending.append(CaptureFile.header)
         pendingTotal += f.pending.count
         files[t.ssrc] = f
         index.tracks.append(t)
@@ -85,9 +85,9 @@ final class RecordingWriter {
             stopReason = .sizeCap
             return
         }
-        let before = f.pending.count
-        CaptureFile.appendPacket(bytes, rtcp: rtcp, arrivalNanos: arrivalNanos, to: &f.pending)
-        pendingTotal += f.pending.count - before
+        CaptureFile.writeBlock(bytes, rtcp: rtcp, arrivalNanos: arrivalNanos, total: block, at: f.pending.reserve(block))
+        f.pending.commit(block)
+        pendingTotal += block
         f.pendingPackets += 1
         if rtcp { noteSenderReports(bytes, track: f.track) }
     }
@@ -110,7 +110,7 @@ final class RecordingWriter {
     /// write per file per pass).
     func flush(all: Bool = true) {
         for f in files.values where !f.pending.isEmpty && (all || f.pending.count >= Self.writeThreshold) {
-            if let e = writeAll(f.fd, f.pending[...]) {
+            if let e = writeAll(f.fd, f.pending.bytes) {
                 // Cut a partly written block off so the file ends on a whole one.
                 _ = ftruncate(f.fd, off_t(f.size))
                 fail(e)
@@ -120,7 +120,7 @@ final class RecordingWriter {
                 packetsWritten += f.pendingPackets
             }
             pendingTotal -= f.pending.count
-            f.pending.removeAll(keepingCapacity: true)
+            f.pending.removeAll()
             f.pendingPackets = 0
         }
     }
@@ -167,4 +167,46 @@ final class RecordingWriter {
         events = -1
         return reason
     }
+}
+
+/// A growable byte buffer the recorder appends capture blocks to in place
+/// (no zero-fill, no bounds-checked growth per packet); it keeps its
+/// capacity between writes.
+final class WriteBuffer {
+    private var base: UnsafeMutableRawPointer
+    private var capacity: Int
+    private(set) var count = 0
+
+    init(capacity: Int = 1 << 16) {
+        self.capacity = capacity
+        base = .allocate(byteCount: capacity, alignment: 16)
+    }
+
+    deinit { base.deallocate() }
+
+    var isEmpty: Bool { count == 0 }
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+
+    /// Room for `n` more bytes at the end: write them there, then `commit(n)`.
+    func reserve(_ n: Int) -> UnsafeMutableRawPointer {
+        if count + n > capacity {
+            let bigger = max(capacity * 2, count + n)
+            let p = UnsafeMutableRawPointer.allocate(byteCount: bigger, alignment: 16)
+            p.copyMemory(from: base, byteCount: count)
+            base.deallocate()
+            base = p
+            capacity = bigger
+        }
+        return base + count
+    }
+
+    func commit(_ n: Int) { count += n }
+
+    func append(_ b: [UInt8]) {
+        let p = reserve(b.count)
+        b.withUnsafeBytes { if let src = $0.baseAddress { p.copyMemory(from: src, byteCount: $0.count) } }
+        commit(b.count)
+    }
+
+    func removeAll() { count = 0 }
 }

@@ -73,9 +73,12 @@ final class Syncer: @unchecked Sendable {
     }
 
     private func run() {
+        // Passes start every `interval` (not `interval` after the last one ended).
+        var next = Date().addingTimeInterval(interval)
         while true {
             let work: ([Int32: [Int32]], [Int32: (directory: String, index: RecordingIndex)])? = condition.withLock {
-                if !stopping { _ = condition.wait(until: Date().addingTimeInterval(interval)) }
+                while !stopping && Date() < next { _ = condition.wait(until: next) }
+                next = max(next.addingTimeInterval(interval), Date())
                 guard !stopping else {
                     finished = true
                     condition.broadcast()

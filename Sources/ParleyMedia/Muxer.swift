@@ -100,14 +100,15 @@ public final class Muxer: @unchecked Sendable {
 
     /// Writes one packet of `data` (copied) on stream `stream`, timestamps in
     /// the stream's time base as given to `addStream` (rescaled here to the
-    /// one the muxer chose).
-    public func write(_ data: [UInt8], stream: Int, pts: Int64, duration: Int64 = 0, keyframe: Bool, timeBase: Rational) throws {
+    /// one the muxer chose); `dts` defaults to `pts` (no reordered frames).
+    public func write(_ data: [UInt8], stream: Int, pts: Int64, dts: Int64? = nil, duration: Int64 = 0, keyframe: Bool,
+                      timeBase: Rational) throws {
         let packet = Packet()
         try check(av_new_packet(packet.pointer, Int32(data.count)), "av_new_packet")
         data.withUnsafeBufferPointer { packet.pointer.pointee.data.update(from: $0.baseAddress!, count: data.count) }
         packet.streamIndex = stream
         packet.pts = pts
-        packet.dts = pts
+        packet.dts = dts ?? pts
         packet.duration = duration
         if keyframe { packet.pointer.pointee.flags |= AV_PKT_FLAG_KEY }
         packet.rescaleTimestamps(from: timeBase, to: self.timeBase(ofStream: stream))

@@ -200,18 +200,43 @@ public enum Exporter {
         return summaries
     }
 
-    /// A track's frames with their times on the recording's clock (ns since its start), one ahead.
+    /// A track's frames in decode (sequence) order with their times on the
+    /// recording's clock (ns since its start), read a few frames ahead.
+    ///
+    /// RTP carries one timestamp per frame, the presentation time (RFC 6184
+    /// §5.1), and no decode time. H.264 with B-frames sends frames in decode
+    /// order, so presentation times go back and forth; a muxer needs decode
+    /// times that only go forward and never pass the presentation time.
+    /// For H.264 they are made up: the k-th frame's decode time is the
+    /// (k − `reorderDelay`)-th smallest presentation time (a frame is shown
+    /// at most `reorderDelay` frames after it is decoded: x264's B-pyramids
+    /// need 2), found within `reorderWindow` frames read ahead; the first
+    /// frames get decode times 1 µs apart just before the first one shown.
+    /// Matroska stores presentation times only, so players see RTP's.
     final class TimedSource {
+        static let reorderWindow = 8
+        static let reorderDelay = 4
         let summary: TrackSummary
         private let source: FrameSource
+        /// Whether frames may come out of presentation order (H.264: B-frames).
+        let reorders: Bool
+        /// Frames read, in decode order; the first is `current`.
+        private var ahead: [(frame: MediaFrame, time: Int64)] = []
+        /// Presentation times of the frames read and not yet placed in order.
+        private var unplaced: [Int64] = []
+        /// The last `reorderDelay + 1` presentation times placed in order.
+        private var placed: [Int64] = []
+        private var index = -1
         private(set) var current: (frame: MediaFrame, time: Int64)?
-        private(set) var following: (frame: MediaFrame, time: Int64)?
+        /// `current`'s decode time (its time, unless the codec reorders).
+        private(set) var decodeTime: Int64 = 0
+        var following: (frame: MediaFrame, time: Int64)? { ahead.count > 1 ? ahead[1] : nil }
 
         init(_ s: TrackSummary, directory: String) throws {
             summary = s
             guard let f = try FrameSource(track: s.info, directory: directory) else { throw RecordError.export("\(s.info.id): no depacketizer") }
             source = f
-            following = try read()
+            reorders = s.info.spec.codec.lowercased() == "h264"
             try advance()
         }
 
@@ -222,8 +247,19 @@ public enum Exporter {
 
         /// Moves to the next frame (`current` nil at the end).
         func advance() throws {
-            current = following
-            following = current == nil ? nil : try read()
+            if !ahead.isEmpty { ahead.removeFirst() }
+            while ahead.count <= (reorders ? Self.reorderWindow : 1), let f = try read() {
+                ahead.append(f)
+                unplaced.append(f.time)
+            }
+            current = ahead.first
+            guard let c = current else { return }
+            index += 1
+            guard reorders else { decodeTime = c.time; return }
+            let smallest = unplaced.indices.min { unplaced[$0] < unplaced[$1] }!
+            placed.append(unplaced.remove(at: smallest))
+            if placed.count > Self.reorderDelay + 1 { placed.removeFirst() }
+            decodeTime = index >= Self.reorderDelay ? placed[0] : placed[0] - Int64(Self.reorderDelay - index) * 1000
         }
     }
 
@@ -261,18 +297,19 @@ public enum Exporter {
                 streams.append(try muxer.addStream(p))
             }
             try muxer.writeHeader()
-            // Interleave by time (a merge of the tracks); within a stream, times only go forward.
+            // Interleave by time (a merge of the tracks); within a stream, decode times only go forward.
             let sources = try tracks.map { try TimedSource($0, directory: directory) }
-            var last = [Int64](repeating: -1, count: tracks.count)
+            var last = [Int64](repeating: .min, count: tracks.count)
             while let i = earliest(sources), let (frame, time) = sources[i].current {
                 let us = max(0, time) / 1000
-                if us > last[i] {
-                    last[i] = us
+                let dts = sources[i].reorders ? min(us, sources[i].decodeTime / 1000) : us
+                if dts > last[i] {
+                    last[i] = dts
                     // Duration: up to the next frame, at most 120 ms (the longest Opus packet) for audio.
                     let next = sources[i].following?.time ?? time + 20_000_000
                     var duration = max(0, next - time) / 1000
                     if tracks[i].info.spec.kind == .audio { duration = min(duration, 120_000) }
-                    try muxer.write(frame.data, stream: streams[i], pts: us, duration: duration,
+                    try muxer.write(frame.data, stream: streams[i], pts: us, dts: dts, duration: duration,
                                     keyframe: frame.isKeyframe, timeBase: microseconds)
                 }
                 try sources[i].advance()

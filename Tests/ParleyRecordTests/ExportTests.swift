@@ -122,6 +122,35 @@ final class ExportTests: XCTestCase {
         }
     }
 
+    /// H.264 with B-frames: frames arrive in decode order and their RTP
+    /// timestamps (presentation times) go back and forth, with no decode
+    /// time on the wire; the export keeps every frame and shows them 40 ms
+    /// apart in order.
+    func testH264WithBFramesKeepsEveryFrameInPresentationOrder() throws {
+        let video = Sender(ssrc: 0xF2, payloadType: 102, clockRate: 90_000)
+        let h264 = try encodedVideoWithTimes(codec: "libx264", seconds: 4, bFrames: 2)
+        XCTAssertTrue(zip(h264, h264.dropFirst()).contains { $0.pts > $1.pts }, "the encoder made B-frames")
+        let (room, _) = try record("bframes", tracks: [
+            (roomTrack("fay", 0xF2, "H264", payloadType: 102),
+             { videoTrack(video, frames: h264.map { ($0.data, $0.keyframe) }, timestamps: h264.map(\.pts), startSeconds: 0, startNanos: $0,
+                          packetize: { packetizeH264($0) }) }),
+        ])
+        let p = try probe(room.dir + "/fay.mkv")
+        XCTAssertEqual(p.streams, ["video:h264"])
+        XCTAssertEqual(p.duration - p.start, 4.0, accuracy: 4.0 * 0.02)
+        let r = try runTool("ffmpeg", ["-v", "error", "-i", room.dir + "/fay.mkv", "-f", "null", "-"])
+        XCTAssertEqual(r.status, 0)
+        XCTAssertEqual(r.err, "", "decodes without errors")
+        let shown = try runTool("ffprobe", ["-v", "error", "-select_streams", "v", "-show_entries", "frame=best_effort_timestamp_time", "-of", "csv=p=0",
+                                            room.dir + "/fay.mkv"])
+        // (The first frame's time may print as N/A: Matroska stores no decode times, so ffprobe knows none for it.)
+        let lines = shown.out.split(separator: "\n")
+        XCTAssertEqual(lines.count, h264.count, "every frame decoded: \(lines)")
+        let times = lines.compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+        XCTAssertGreaterThanOrEqual(times.count, h264.count - 1)
+        for (a, b) in zip(times, times.dropFirst()) { XCTAssertEqual(b - a, 0.04, accuracy: 0.0015, "shown in order, 40 ms apart") }
+    }
+
     func testWithFivePercentLossAndReorderingTheExportStillPlays() throws {
         let audio = Sender(ssrc: 0xD1, payloadType: 111, clockRate: 48_000)
         let video = Sender(ssrc: 0xD2, payloadType: 96, clockRate: 90_000)

@@ -57,18 +57,25 @@ func opusTone(hz: Double, seconds: Double, amplitude: Float = 0.3) throws -> [[U
 /// `seconds` of 320×240 video at 25 fps from a libav encoder (`libvpx` or
 /// `libx264`), one keyframe a second; returns (data, keyframe) per frame.
 func encodedVideo(codec: String, seconds: Double) throws -> [(data: [UInt8], keyframe: Bool)] {
+    try encodedVideoWithTimes(codec: codec, seconds: seconds).map { ($0.data, $0.keyframe) }
+}
+
+/// The same with each frame's presentation time in frames (25 a second),
+/// in decode order; `bFrames` > 0 makes libx264 reorder (B-pyramid).
+func encodedVideoWithTimes(codec: String, seconds: Double, bFrames: Int = 0) throws -> [(data: [UInt8], keyframe: Bool, pts: Int64)] {
     var v = Encoder.Video(width: 320, height: 240, timeBase: Rational(1, 25), frameRate: Rational(25, 1))
     v.codec = codec
     v.gopSize = 25
     v.globalHeader = false  // SPS/PPS in band, as WebRTC sends them
     v.bitRate = 300_000
     v.options = codec == "libx264" ? ["preset": "ultrafast", "tune": "zerolatency"] : ["deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"]
+    if bFrames > 0 { v.options = ["preset": "veryfast", "bf": String(bFrames), "b_strategy": "0"] }
     let encoder = try Encoder(video: v)
-    var out: [(data: [UInt8], keyframe: Bool)] = []
+    var out: [(data: [UInt8], keyframe: Bool, pts: Int64)] = []
     let packet = Packet()
     func drain() throws {
         while try encoder.receive(into: packet) {
-            out.append((Array(packet.data), packet.isKeyframe))
+            out.append((Array(packet.data), packet.isKeyframe, packet.pts))
             packet.unref()
         }
     }
@@ -149,18 +156,21 @@ func audioTrack(_ s: Sender, packets: [[UInt8]], startSeconds: Double, startNano
 }
 
 /// The packets of a video track at 25 fps from `startSeconds`, packetized by `packetize`.
-func videoTrack(_ s: Sender, frames: [(data: [UInt8], keyframe: Bool)], startSeconds: Double, startNanos: Int64,
+/// `timestamps`: each frame's presentation time in frames (RTP timestamp ÷ 3600), when it is not its index (B-frames).
+func videoTrack(_ s: Sender, frames: [(data: [UInt8], keyframe: Bool)], timestamps: [Int64]? = nil, startSeconds: Double, startNanos: Int64,
                 packetize: ([UInt8]) -> [[UInt8]]) -> [Sent] {
     var out: [Sent] = []
     var seq = 0
     let senderStart = startNanos + Int64(startSeconds * 1e9)
+    // An encoder that reorders sends a frame once it has captured it: frames leave `lag` frames late.
+    let lag = timestamps.map { ts in ts.enumerated().map { Double($0.element) - Double($0.offset) }.max() ?? 0 } ?? 0
     for (i, f) in frames.enumerated() {
-        let t = Double(i) / 25
+        let t = (Double(i) + max(0, lag)) / 25
         let arrival = senderStart + Int64((t + 0.02) * 1e9)
         if i % 25 == 5 { out.append(Sent(arrivalNanos: arrival, rtcp: true, bytes: s.senderReport(at: t, startNanos: senderStart))) }
         let parts = packetize(f.data)
         for (k, p) in parts.enumerated() {
-            out.append(Sent(arrivalNanos: arrival, rtcp: false, bytes: s.rtp(seq, Int64(i * 3600), marker: k == parts.count - 1, p)))
+            out.append(Sent(arrivalNanos: arrival, rtcp: false, bytes: s.rtp(seq, (timestamps?[i] ?? Int64(i)) * 3600, marker: k == parts.count - 1, p)))
             seq += 1
         }
     }

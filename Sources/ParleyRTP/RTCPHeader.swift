@@ -31,6 +31,8 @@ public enum RTCP {
     public enum Format {
         /// RTPFB generic NACK (RFC 4585 §6.2.1).
         public static let genericNACK: UInt8 = 1
+        /// RTPFB transport-wide congestion control feedback (draft-holmer-rmcat-transport-wide-cc-extensions-01 §3.1).
+        public static let transportWideFeedback: UInt8 = 15
         /// PSFB picture loss indication (RFC 4585 §6.3.1).
         public static let pictureLossIndication: UInt8 = 1
         /// PSFB full intra request (RFC 5104 §4.3.1).

@@ -107,6 +107,13 @@ public struct RelayConfig: Sendable {
     /// that negotiated goog-remb, beside its receiver reports: a cap for the
     /// sender's bandwidth estimate, not a measurement. 0: no REMB.
     public var rembBitrate: UInt64 = 2_000_000
+    /// How often the relay sends transport-wide congestion control feedback
+    /// to each WebRTC publisher that negotiated transport-cc (what arrived
+    /// since the last one, at most `maxTransportFeedbackPackets` packets of
+    /// at most 1,200 bytes each time). Zero: none (such a publisher gets no feedback).
+    public var transportFeedbackInterval: Duration = .milliseconds(100)
+    /// Feedback packets per publisher per interval (each describes up to 500 packets it sent).
+    public var maxTransportFeedbackPackets = 4
     /// A WebRTC participant's DTLS handshake must complete this long after its join, or it is removed.
     public var dtlsHandshakeTimeout: Duration = .seconds(30)
     /// Whether an authenticated SRTP packet from a new address latches it

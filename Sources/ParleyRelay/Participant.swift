@@ -72,11 +72,26 @@ final class Participant {
     var videoPayloadType: UInt8 = 0xFF
     /// The codec names negotiated for `audioPayloadType` and `videoPayloadType` (lower case).
     var audioCodec = "", videoCodec = ""
+    /// WebRTC: every codec it receives, by `TrackDescription.codecKey`, with
+    /// its payload type (empty: `audioPayloadType`/`videoPayloadType` alone decide).
+    var receiveCodecs: [(key: String, payloadType: UInt8)] = []
+    /// The header extension ids it negotiated (nil: none; SDES peers): what
+    /// it publishes is read with them, what it receives is renumbered to them.
+    var extensions: RTPHeaderExtensionMap?
+    /// The transport-wide sequence numbers of what the relay sends it (its own count).
+    var transportSequenceOut: UInt16 = 0
+    /// Arrival times of what it publishes, for the transport-wide feedback
+    /// the relay sends it (nil: it did not negotiate transport-cc).
+    var transportFeedback: TransportFeedbackRecorder?
     /// Bits/s announced to it in REMB beside its receiver reports (0: none; a WebRTC publisher that negotiated goog-remb).
     var rembBitrate: UInt64 = 0
 
     /// The payload type to rewrite `t`'s RTP to for this participant, or 0xFF to leave it.
     @inline(__always) func rewrittenPayloadType(_ t: Track) -> UInt8 {
+        if !receiveCodecs.isEmpty {
+            for c in receiveCodecs where c.key == t.codecKey { return c.payloadType == t.spec.payloadType ? 0xFF : c.payloadType }
+            return 0xFF
+        }
         let pt = t.kind == .audio ? audioPayloadType : videoPayloadType
         guard pt != 0xFF, pt != t.spec.payloadType else { return 0xFF }
         return t.codecName == (t.kind == .audio ? audioCodec : videoCodec) ? pt : 0xFF

@@ -58,6 +58,8 @@ final class RelayMetrics: Sendable {
     let dtlsMalformed, dtlsUnknownSource, dtlsApplicationData: Counter
     let payloadTypeRewrites: Counter
     let rembSent: Counter
+    let transportFeedbackSent: Counter
+    let headerExtensionRewrites: Counter
     let registry: MetricsRegistry
 
     init(_ r: MetricsRegistry) {
@@ -100,6 +102,10 @@ final class RelayMetrics: Sendable {
         dtlsUnknownSource = r.counter("parley_relay_dtls_dropped_total", help: dropHelp, labels: [("reason", "unknown_source")])
         dtlsApplicationData = r.counter("parley_relay_dtls_dropped_total", help: dropHelp, labels: [("reason", "application_data")])
         rembSent = r.counter("parley_relay_remb_sent_total", help: "REMB packets the relay sent to WebRTC publishers (with their receiver reports).")
+        transportFeedbackSent = r.counter("parley_relay_transport_feedback_sent_total",
+                                          help: "Transport-wide congestion control feedback packets (RTPFB 15) the relay sent to WebRTC publishers.")
+        headerExtensionRewrites = r.counter("parley_relay_header_extension_rewrites_total",
+                                            help: "Forwarded RTP packets whose header extensions were renumbered to the subscriber's ids.")
         payloadTypeRewrites = r.counter("parley_relay_payload_type_rewrites_total",
                                         help: "RTP packets forwarded with the payload type the subscriber negotiated instead of the publisher's.")
     }
@@ -117,7 +123,7 @@ final class RelayMetrics: Sendable {
 
 /// Per-batch tallies, flushed to `RelayMetrics` once per `recvmmsg` batch.
 struct BatchCounters {
-    var packetsIn = 0, bytesIn = 0, packetsOut = 0, bytesOut = 0, payloadTypeRewrites = 0
+    var packetsIn = 0, bytesIn = 0, packetsOut = 0, bytesOut = 0, payloadTypeRewrites = 0, headerExtensionRewrites = 0
     var drops = (0, 0, 0, 0, 0, 0, 0, 0, 0)
 
     @inline(__always) mutating func drop(_ r: DropReason) {
@@ -138,6 +144,7 @@ struct BatchCounters {
         if packetsIn > 0 { m.packetsIn.inc(packetsIn); m.bytesIn.inc(bytesIn) }
         if packetsOut > 0 { m.packetsOut.inc(packetsOut); m.bytesOut.inc(bytesOut) }
         if payloadTypeRewrites > 0 { m.payloadTypeRewrites.inc(payloadTypeRewrites) }
+        if headerExtensionRewrites > 0 { m.headerExtensionRewrites.inc(headerExtensionRewrites) }
         if drops.0 > 0 { m.counter(.unknownSource).inc(drops.0) }
         if drops.1 > 0 { m.counter(.unknownProtocol).inc(drops.1) }
         if drops.2 > 0 { m.counter(.malformed).inc(drops.2) }

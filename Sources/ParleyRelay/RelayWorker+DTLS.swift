@@ -23,10 +23,23 @@ public struct WebRTCTransport: Sendable {
     /// Whether its SDP negotiated `goog-remb` for video: the relay then sends
     /// it REMB with `RelayConfig.rembBitrate` beside its receiver reports.
     public var remb: Bool
+    /// Every codec it receives, by `TrackDescription.codecKey`, with its
+    /// payload type (empty: `receive` alone decides).
+    public var receiveCodecs: [(key: String, payloadType: UInt8)]
+    /// The header extension ids its SDP negotiated.
+    public var extensions: RTPHeaderExtensionMap
+    /// Whether it negotiated transport-cc (with the transport-wide sequence
+    /// number extension): the relay then sends it transport-wide feedback.
+    public var transportCC: Bool
 
     public init(context: DTLSContext, remoteFingerprint: String, remoteUfrag: String, remotePassword: String,
-                receive: [MediaKind: (payloadType: UInt8, codec: String)], remb: Bool = false) {
+                receive: [MediaKind: (payloadType: UInt8, codec: String)], remb: Bool = false,
+                receiveCodecs: [(key: String, payloadType: UInt8)] = [], extensions: RTPHeaderExtensionMap = .init(),
+                transportCC: Bool = false) {
         self.remb = remb
+        self.receiveCodecs = receiveCodecs
+        self.extensions = extensions
+        self.transportCC = transportCC && extensions.transportSequence != 0
         self.context = context
         self.remoteFingerprint = remoteFingerprint
         self.remoteUfrag = remoteUfrag
@@ -73,6 +86,12 @@ extension RelayWorker {
         if let a = w.receive[.audio] { p.audioPayloadType = a.payloadType; p.audioCodec = a.codec.lowercased() }
         if let v = w.receive[.video] { p.videoPayloadType = v.payloadType; p.videoCodec = v.codec.lowercased() }
         if w.remb { p.rembBitrate = config.rembBitrate }
+        p.receiveCodecs = w.receiveCodecs
+        if !w.extensions.isEmpty { p.extensions = w.extensions }
+        if w.transportCC, config.transportFeedbackInterval > .zero {
+            p.transportFeedback = TransportFeedbackRecorder()
+            startTransportFeedback()
+        }
     }
 
     /// A DTLS datagram. It is taken from a participant's latched address, or

@@ -152,6 +152,10 @@ extension RelayWorker {
     func forwardRTP(from p: Participant, _ raw: UnsafeRawBufferPointer, plaintext: Bool = false) {
         guard let bytes = plaintext ? raw : inbound(p, raw, isRTCP: false) else { return }
         guard let rtp = try? RTPPacketView(parsing: bytes) else { tally.drop(.malformed); return }
+        // Transport-wide feedback counts every packet the publisher sent on its transport, whatever the SSRC.
+        if p.transportFeedback != nil, let seq = p.extensions?.transportSequenceNumber(rtp) {
+            p.transportFeedback!.record(seq, arrivalMicroseconds: Int64(nowNs / 1000))
+        }
         guard let t = p.publishedTrack(rtp.ssrc) else { tally.drop(p.isGranted(rtp.ssrc) ? .unpublished : .unknownSSRC); return }
         let seq = rtp.sequenceNumber
         t.statistics.update(sequenceNumber: seq, timestamp: rtp.timestamp, arrivalTime: nowNs)
@@ -168,7 +172,7 @@ extension RelayWorker {
             for i in 0..<n {
                 let s = t.destinationParticipants[i]
                 queue(bytes, to: t.destinations[i], subscriber: s, isRTCP: false, byReference: false,
-                      payloadType: s.rewrittenPayloadType(t))
+                      payloadType: t.destinationPayloadTypes[i], extensions: p.extensions)
             }
         } else {
             t.destinations.withUnsafeBufferPointer { dests in

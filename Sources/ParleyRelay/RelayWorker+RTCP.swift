@@ -62,7 +62,8 @@ extension RelayWorker {
             switch budget.admit(sequence: seq, bytes: stored.count, nowMs: nowMs, intervalMs: interval) {
             case .resend:
                 // Copied: the ring slot may be overwritten before the batch is flushed.
-                queue(stored, to: dest, subscriber: p, isRTCP: false, byReference: false, payloadType: p.rewrittenPayloadType(t))
+                queue(stored, to: dest, subscriber: p, isRTCP: false, byReference: false, payloadType: p.rewrittenPayloadType(t),
+                      extensions: t.publisher.extensions)
                 served += 1
             case .duplicate: duplicate += 1
             case .overBudget: overBudget += 1
@@ -123,5 +124,42 @@ extension RelayWorker {
         }
         queue(UnsafeRawBufferPointer(rebasing: scratch[0..<n]), to: dest, subscriber: p, isRTCP: true, byReference: false)
         metrics.receiverReports.inc()
+    }
+
+    /// Starts the transport-wide feedback timer if it is not running.
+    func startTransportFeedback() {
+        guard transportFeedbackTimer == nil else { return }
+        transportFeedbackTimer = loop.scheduleRepeatingTimer(every: config.transportFeedbackInterval) { [weak self] in
+            self?.sendTransportFeedback()
+        }
+    }
+
+    /// Transport-wide congestion control feedback (draft-holmer-rmcat-
+    /// transport-wide-cc-extensions-01) to every publisher that negotiated
+    /// it: what arrived since the last, with arrival times, so its send-side
+    /// bandwidth estimate can grow. Bounded per interval; its size is a few
+    /// bytes per packet received, never more than received. Stops the timer
+    /// when no participant needs it.
+    func sendTransportFeedback() {
+        tickClock()
+        var any = false
+        for r in rooms.values {
+            for p in r.participants where p.transportFeedback != nil {
+                any = true
+                guard let dest = p.rtcpDestination, p.transportFeedback!.hasPending else { continue }
+                let media = p.published.first?.ssrc ?? 0
+                for _ in 0..<config.maxTransportFeedbackPackets {
+                    let n = p.transportFeedback!.writeFeedback(senderSSRC: r.relaySSRC, mediaSSRC: media, into: scratch)
+                    guard n > 0 else { break }
+                    queue(UnsafeRawBufferPointer(rebasing: scratch[0..<n]), to: dest, subscriber: p, isRTCP: true, byReference: false)
+                    metrics.transportFeedbackSent.inc()
+                }
+            }
+        }
+        if !any, let h = transportFeedbackTimer {
+            loop.cancelTimer(h)
+            transportFeedbackTimer = nil
+        }
+        flush()
     }
 }

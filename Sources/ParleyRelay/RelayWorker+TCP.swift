@@ -2,6 +2,7 @@ import Glibc
 import Synchronization
 import ParleyCore
 import ParleyIO
+import ParleyRTP
 
 /// Media over TCP (RFC 4571 framing: each packet behind a 2-byte big-endian
 /// length), for networks that carry no UDP: ICE-TCP passive candidates
@@ -278,7 +279,7 @@ extension RelayWorker {
     /// rewritten when asked) onto TCP connection `dest`. Never blocks: a copy
     /// that does not fit in the connection's write budget is dropped and counted.
     func tcpQueue(_ bytes: UnsafeRawBufferPointer, to dest: SocketAddress, subscriber: Participant?, isRTCP: Bool,
-                  payloadType: UInt8 = 0xFF) {
+                  payloadType: UInt8 = 0xFF, extensions: RTPHeaderExtensionMap? = nil) {
         guard let c = tcpConnections[dest]?.connection else { return }
         // Room for the SRTP tag and MKI the hook may add.
         guard bytes.count + 64 <= 65535, bytes.count + 66 <= tcpScratch.count else { tcpMetrics.droppedFrameTooLarge.inc(); return }
@@ -289,11 +290,8 @@ extension RelayWorker {
         let body = UnsafeMutableRawBufferPointer(rebasing: tcpScratch[2...])
         body.copyMemory(from: bytes)
         var n = bytes.count
-        if let crypto = subscriber?.crypto {
-            if payloadType < 128, n > 1 {
-                body[1] = body[1] & 0x80 | payloadType
-                tally.payloadTypeRewrites += 1
-            }
+        if let s = subscriber, let crypto = s.crypto {
+            rewriteForSubscriber(body, length: n, s, isRTCP: isRTCP, payloadType: payloadType, extensions: extensions)
             guard let m = crypto.protect(body, n, isRTCP) else { return }
             n = m
         }

@@ -53,6 +53,8 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     var consentTimer: TimerHandle?
     var byUfrag: [String: Participant] = [:]
     var housekeeping: TimerHandle?
+    /// Sends transport-wide feedback while some participant negotiated it.
+    var transportFeedbackTimer: TimerHandle?
     let responder = BindingResponder(software: "parley", alwaysFingerprint: true)
     /// Limits unauthenticated STUN answers to addresses nobody latched.
     let stunLimiter: SourceRateLimiter?
@@ -148,6 +150,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         for name in Array(rooms.keys) { _ = closeRoom(name) }
         if let h = housekeeping { loop.cancelTimer(h); housekeeping = nil }
         if let h = consentTimer { loop.cancelTimer(h); consentTimer = nil }
+        if let h = transportFeedbackTimer { loop.cancelTimer(h); transportFeedbackTimer = nil }
         socket?.close()
         tcpListener?.close()
         for c in Array(tcpConnections.values) { c.connection?.abort() }
@@ -175,20 +178,18 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     /// copy, else copied (and protected with the subscriber's hook).
     @inline(__always)
     func queue(_ bytes: UnsafeRawBufferPointer, to dest: SocketAddress, subscriber: Participant?,
-                       isRTCP: Bool, byReference: Bool, payloadType: UInt8 = 0xFF) {
+                       isRTCP: Bool, byReference: Bool, payloadType: UInt8 = 0xFF, extensions: RTPHeaderExtensionMap? = nil) {
         if dest.isRelayTCP {
-            tcpQueue(bytes, to: dest, subscriber: subscriber, isRTCP: isRTCP, payloadType: payloadType)
+            tcpQueue(bytes, to: dest, subscriber: subscriber, isRTCP: isRTCP, payloadType: payloadType, extensions: extensions)
             return
         }
-        if let c = subscriber?.crypto {
+        if let s = subscriber, let c = s.crypto {
             socket.sendBatch.append(to: dest) { buf in
                 guard bytes.count <= buf.count else { return 0 }
                 buf.copyMemory(from: bytes)
-                // The subscriber negotiated another payload type for this codec (RTP only; keeps the marker bit).
-                if payloadType < 128, buf.count > 1 { buf[1] = buf[1] & 0x80 | payloadType }
+                rewriteForSubscriber(buf, length: bytes.count, s, isRTCP: isRTCP, payloadType: payloadType, extensions: extensions)
                 return c.protect(buf, bytes.count, isRTCP) ?? 0
             }
-            if payloadType < 128 { tally.payloadTypeRewrites += 1 }
         } else if byReference {
             socket.sendBatch.appendNoCopy(bytes, to: dest)
         } else {
@@ -196,6 +197,24 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         }
         tally.packetsOut += 1
         tally.bytesOut += bytes.count
+    }
+
+    /// What a subscriber's copy of a packet gets before `protect`: the
+    /// payload type it negotiated for the codec (RTP only; the marker bit
+    /// kept) and its header extension ids (RTP of a publisher that
+    /// negotiated some, to a subscriber that did). Counted.
+    @inline(__always)
+    func rewriteForSubscriber(_ buf: UnsafeMutableRawBufferPointer, length: Int, _ s: Participant, isRTCP: Bool,
+                              payloadType: UInt8, extensions: RTPHeaderExtensionMap?) {
+        if payloadType < 128, length > 1 {
+            buf[1] = buf[1] & 0x80 | payloadType
+            tally.payloadTypeRewrites += 1
+        }
+        if !isRTCP, let source = extensions, let target = s.extensions {
+            target.rewrite(buf, length: length, from: source, transportSequence: &s.transportSequenceOut,
+                           absSendTime: RTPHeaderExtensionMap.absSendTime(nanoseconds: nowNs))
+            tally.headerExtensionRewrites += 1
+        }
     }
 
     /// Queues a copy of a packet the relay built itself.

@@ -11,6 +11,8 @@ final class Track {
     let kind: MediaKind
     /// `spec.codec` in lower case (payload type rewriting compares codecs).
     let codecName: String
+    /// `spec.codecKey`: what a subscriber's codec must match for its payload type to be used.
+    let codecKey: String
     unowned let publisher: Participant
     /// Publisher-side mute: nothing is forwarded while set.
     var muted = false
@@ -23,6 +25,8 @@ final class Track {
     private(set) var destinations: [SocketAddress] = []
     /// Parallel to `destinations` (for per-subscriber SRTP protect).
     private(set) var destinationParticipants: [Participant] = []
+    /// Parallel to `destinations`: the payload type to rewrite to for each (0xFF: as published).
+    private(set) var destinationPayloadTypes: [UInt8] = []
     /// True when some destination has an outbound crypto hook (the packet
     /// must then be copied per subscriber instead of sent by reference).
     private(set) var needsPerDestinationCopy = false
@@ -45,6 +49,7 @@ final class Track {
         self.spec = s
         kind = spec.kind
         codecName = spec.codec.lowercased()
+        codecKey = spec.codecKey
         self.publisher = publisher
         retransmission = retransmissionSlots > 0 ? RetransmissionBuffer(slots: retransmissionSlots) : nil
         statistics = RTPReceiveStatistics(clockRate: UInt32(spec.clockRate), probation: 0)
@@ -89,11 +94,13 @@ final class Track {
     func recomputeDestinations() {
         destinations.removeAll(keepingCapacity: true)
         destinationParticipants.removeAll(keepingCapacity: true)
+        destinationPayloadTypes.removeAll(keepingCapacity: true)
         needsPerDestinationCopy = false
         for s in subscribers {
             guard let a = s.address else { continue }
             destinations.append(a)
             destinationParticipants.append(s)
+            destinationPayloadTypes.append(s.rewrittenPayloadType(self))
             // A TCP media connection gets its own framed copy (RelayWorker+TCP).
             if s.crypto != nil || a.isRelayTCP { needsPerDestinationCopy = true }
         }

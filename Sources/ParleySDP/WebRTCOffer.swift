@@ -18,7 +18,14 @@ public struct WebRTCOffer: Sendable, Equatable {
         public var kind: String
         public var direction: Direction
         /// The codec Parley takes (the offer's most preferred one it supports); nil rejects the section.
+        /// The peer sends with it (it comes first in the answer).
         public var codec: Codec?
+        /// Every codec of the offer Parley forwards, `codec` first, then in the offer's order: the
+        /// answer lists them all, so the peer can receive any of them (payload types are rewritten per
+        /// subscriber to what it offered for the same codec).
+        public var codecs: [Codec]
+        /// The header extensions of the offer Parley answers (`a=extmap`), URI → id.
+        public var extensions: [String: UInt8]
         /// The SSRCs the offerer sends with (its `a=ssrc`, without retransmission SSRCs).
         public var ssrcs: [UInt32]
         /// `a=msid` (stream and track id), if any.
@@ -28,11 +35,48 @@ public struct WebRTCOffer: Sendable, Equatable {
         var proto: String
     }
 
-    /// Codecs Parley forwards, by kind, in its order of preference (the offer's order decides among them).
-    public static let supportedCodecs: [String: [String]] = ["audio": ["opus"], "video": ["VP8"]]
-    /// The RTCP feedback Parley answers (RFC 4585, RFC 5104; `goog-remb`:
-    /// the relay sends REMB, draft-alvestrand-rmcat-remb, as a bitrate cap).
-    public static let supportedFeedback: Set<String> = ["nack", "nack pli", "ccm fir", "goog-remb"]
+    /// Codecs Parley forwards (passthrough), by kind (the offer's order decides among them).
+    /// H.264 only with `packetization-mode=1` (non-interleaved: what the relay's
+    /// keyframe detection and recording read).
+    public static let supportedCodecs: [String: [String]] = ["audio": ["opus"], "video": ["VP8", "VP9", "H264", "AV1"]]
+    /// The RTCP feedback Parley answers (RFC 4585, RFC 5104; `transport-cc`:
+    /// the relay sends transport-wide feedback; `goog-remb`: the relay sends
+    /// REMB, draft-alvestrand-rmcat-remb, as a bitrate cap, answered only
+    /// to a peer that does not offer transport-cc).
+    public static let supportedFeedback: Set<String> = ["nack", "nack pli", "ccm fir", "goog-remb", "transport-cc"]
+
+    /// Header extension URIs (RFC 8285 `a=extmap`).
+    public enum Extension {
+        public static let mid = "urn:ietf:params:rtp-hdrext:sdes:mid"
+        public static let absSendTime = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+        public static let transportWideCC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+        public static let audioLevel = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+        public static let rid = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+        public static let repairedRid = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+    }
+    /// The header extensions Parley answers, by kind.
+    public static let supportedExtensions: [String: Set<String>] = [
+        "audio": [Extension.mid, Extension.absSendTime, Extension.transportWideCC, Extension.audioLevel],
+        "video": [Extension.mid, Extension.absSendTime, Extension.transportWideCC],
+    ]
+
+    /// Whether a codec may be taken: H.264 needs packetization-mode=1 (RFC 6184 §6.3).
+    static func acceptable(_ c: Codec) -> Bool {
+        guard c.name.lowercased() == "h264" else { return true }
+        return (c.fmtp ?? "").split(separator: ";").contains { String($0).trimmingCharacters(in: " ") == "packetization-mode=1" }
+    }
+
+    /// Whether the peer gets transport-wide feedback for this section (offered the extension and the feedback).
+    public func transportCC(_ s: Section) -> Bool {
+        s.extensions[Extension.transportWideCC] != nil && (s.codec?.feedback.contains("transport-cc") ?? false)
+    }
+
+    /// The ids the peer negotiated, over all its sections (BUNDLE: one id per URI on the transport).
+    public var extensionIDs: [String: UInt8] {
+        var out: [String: UInt8] = [:]
+        for s in sections where s.codec != nil { out.merge(s.extensions) { a, _ in a } }
+        return out
+    }
 
     /// Checks an offer and picks a codec per section. Throws for what a
     /// WebRTC offer must have: ICE credentials, a SHA-256 fingerprint, a
@@ -65,12 +109,22 @@ public struct WebRTCOffer: Sendable, Equatable {
             guard let mid = m.mid, !mid.isEmpty, mid.utf8.count <= 32, mids.insert(mid).inserted else {
                 throw SDPError("every media section needs a unique a=mid of 1-32 characters")
             }
-            var codec: Codec?
+            var codecs: [Codec] = []
+            var extensions: [String: UInt8] = [:]
             if let names = Self.supportedCodecs[m.kind], m.proto.contains("RTP"), m.port != 0 {
                 guard m.has("rtcp-mux") else { throw SDPError("m=\(m.kind) (mid \(mid)) needs a=rtcp-mux") }
-                codec = m.codecs.first { c in names.contains { $0.lowercased() == c.name.lowercased() } }
+                codecs = m.codecs.filter { c in names.contains { $0.lowercased() == c.name.lowercased() } && Self.acceptable(c) }
+                let supported = Self.supportedExtensions[m.kind] ?? []
+                for e in m.all("extmap") {
+                    // a=extmap:<id>[/<direction>] <uri> [<attributes>] (RFC 8285 §8)
+                    let parts = e.split(separator: " ")
+                    guard parts.count >= 2, let id = UInt8(parts[0].split(separator: "/").first ?? ""), (1...14).contains(id),
+                          supported.contains(String(parts[1])) else { continue }
+                    extensions[String(parts[1])] = id
+                }
             }
-            sections.append(Section(mid: mid, kind: m.kind, direction: m.direction, codec: codec, ssrcs: m.mediaSSRCs,
+            sections.append(Section(mid: mid, kind: m.kind, direction: m.direction, codec: codecs.first, codecs: codecs,
+                                    extensions: extensions, ssrcs: m.mediaSSRCs,
                                     msid: m.attribute("msid"), formats: m.formats, proto: m.proto))
         }
         self.sections = sections
@@ -108,21 +162,31 @@ public struct WebRTCOffer: Sendable, Equatable {
         if !accepted.isEmpty { out += "a=group:BUNDLE \(accepted.joined(separator: " "))\r\n" }
         out += "a=msid-semantic: WMS *\r\n"
         for s in sections {
-            guard let c = s.codec else {
+            guard s.codec != nil else {
                 // Rejected (RFC 8829 §5.3.1): port zero, the offered formats echoed.
                 out += "m=\(s.kind) 0 \(s.proto) \(s.formats.joined(separator: " "))\r\nc=IN \(addrType) \(ipv6 ? "::" : "0.0.0.0")\r\n"
                 out += "a=mid:\(s.mid)\r\na=inactive\r\n"
                 continue
             }
-            out += "m=\(s.kind) \(port) UDP/TLS/RTP/SAVPF \(c.payloadType)\r\nc=IN \(addrType) \(host)\r\n"
+            out += "m=\(s.kind) \(port) UDP/TLS/RTP/SAVPF \(s.codecs.map { String($0.payloadType) }.joined(separator: " "))\r\n"
+            out += "c=IN \(addrType) \(host)\r\n"
             out += "a=mid:\(s.mid)\r\n"
             out += "a=\(s.direction.answer(canSend: canSend, canReceive: canReceive).rawValue)\r\n"
             out += "a=ice-ufrag:\(ufrag)\r\na=ice-pwd:\(password)\r\n"
             out += "a=fingerprint:sha-256 \(fingerprint)\r\na=setup:passive\r\n"
             out += "a=rtcp-mux\r\n"
-            out += "a=rtpmap:\(c.payloadType) \(c.name)/\(c.clockRate)\(c.channels > 1 ? "/\(c.channels)" : "")\r\n"
-            if let f = c.fmtp { out += "a=fmtp:\(c.payloadType) \(f)\r\n" }
-            for fb in c.feedback where Self.supportedFeedback.contains(fb) { out += "a=rtcp-fb:\(c.payloadType) \(fb)\r\n" }
+            for (uri, id) in s.extensions.sorted(by: { $0.value < $1.value }) { out += "a=extmap:\(id) \(uri)\r\n" }
+            let twcc = transportCC(s)
+            for c in s.codecs {
+                out += "a=rtpmap:\(c.payloadType) \(c.name)/\(c.clockRate)\(c.channels > 1 ? "/\(c.channels)" : "")\r\n"
+                // The offer's fmtp echoed: H.264 profile-level-id and packetization-mode, VP9 profile-id, Opus settings.
+                if let f = c.fmtp { out += "a=fmtp:\(c.payloadType) \(f)\r\n" }
+                for fb in c.feedback where Self.supportedFeedback.contains(fb) {
+                    if fb == "transport-cc" && !twcc { continue }
+                    if fb == "goog-remb" && twcc { continue }
+                    out += "a=rtcp-fb:\(c.payloadType) \(fb)\r\n"
+                }
+            }
             if let send = sending[s.mid], canSend, s.direction == .sendrecv || s.direction == .recvonly {
                 out += "a=msid:\(send.stream) \(send.ssrc)\r\n"
                 out += "a=ssrc:\(send.ssrc) cname:\(send.stream)\r\na=ssrc:\(send.ssrc) msid:\(send.stream) \(send.ssrc)\r\n"

@@ -101,6 +101,7 @@ public enum Daemon {
         relayConfig.announcedHost = config.mediaAnnounce
         relayConfig.dtlsHandshakeTimeout = .seconds(config.dtlsHandshakeTimeoutSeconds)
         relayConfig.rembBitrate = UInt64(config.rembBitrate)
+        relayConfig.transportFeedbackInterval = .milliseconds(config.transportFeedbackIntervalMs)
         relayConfig.consentRetransmitInterval = .milliseconds(config.consentIntervalMilliseconds)
         relayConfig.consentMaxAttempts = config.consentAttempts
         relayConfig.srtpLatching = config.srtpLatching

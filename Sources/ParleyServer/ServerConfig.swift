@@ -52,6 +52,8 @@ public struct ServerConfig: Sendable, Equatable {
     public var dtlsHandshakeTimeoutSeconds = 30
     /// Bits/s announced in REMB to WebRTC publishers that negotiated goog-remb (0: none).
     public var rembBitrate = 2_000_000
+    /// Milliseconds between transport-wide feedback packets to each WebRTC publisher that negotiated transport-cc (0: none).
+    public var transportFeedbackIntervalMs = 100
 
     // MARK: Media latching and consent checks (#14 finding 3)
     /// Milliseconds between retransmissions of the relay's consent check to a participant's new address.
@@ -210,6 +212,7 @@ public struct ServerConfig: Sendable, Equatable {
         ("reconnect-grace", "seconds a media session survives a dropped connection (default 15)"),
         ("participant-timeout", "seconds of silence before a participant is removed (default 30)"),
         ("remb-bitrate", "bits/s announced in REMB to WebRTC publishers, a cap on what they send; 0 = no REMB (default 2000000)"),
+        ("transport-feedback-interval", "milliseconds between transport-wide congestion control feedback packets to each WebRTC publisher that negotiated transport-cc, 20-1000; 0 = none (default 100)"),
         ("dtls-handshake-timeout", "seconds a WebRTC peer's DTLS handshake may take before it is removed (default 30)"),
         // MARK: transcoding jobs, uploads, HLS
         ("transcode-input-dirs", "directories POST /jobs may name inputs in, comma-separated (a JSON array in the file); default none"),
@@ -346,6 +349,11 @@ public struct ServerConfig: Sendable, Equatable {
         case "participant-timeout": participantTimeoutSeconds = try int(1...3600)
         case "dtls-handshake-timeout": dtlsHandshakeTimeoutSeconds = try int(1...300)
         case "remb-bitrate": rembBitrate = try int(0...1_000_000_000)
+        case "transport-feedback-interval":
+            transportFeedbackIntervalMs = try int(0...1000)
+            guard transportFeedbackIntervalMs == 0 || transportFeedbackIntervalMs >= 20 else {
+                throw ConfigError(key: key, "must be 0 (none) or 20-1000 milliseconds, got \"\(value)\"")
+            }
         // MARK: transcoding jobs, uploads, HLS
         case "transcode-input-dirs":
             transcodeInputDirs = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }

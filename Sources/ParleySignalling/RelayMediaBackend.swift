@@ -56,18 +56,30 @@ public final class RelayMediaBackend: MediaBackend, Sendable {
         // What the peer sends: the first SSRC of each section it sends on, with the codec taken for it.
         var tracks: [TrackDescription] = []
         var receive: [MediaKind: (payloadType: UInt8, codec: String)] = [:]
+        var receiveCodecs: [(key: String, payloadType: UInt8)] = []
         for s in offer.sections {
             guard let c = s.codec, let kind = MediaKind(rawValue: s.kind) else { continue }
             if receive[kind] == nil { receive[kind] = (c.payloadType, c.name) }
+            for c in s.codecs {
+                let key = TrackDescription.codecKey(name: c.name, fmtp: c.fmtp)
+                if !receiveCodecs.contains(where: { $0.key == key }) { receiveCodecs.append((key, c.payloadType)) }
+            }
             if publish, s.direction.sends, let ssrc = s.ssrcs.first {
                 tracks.append(TrackDescription(kind: kind, codec: c.name, payloadType: c.payloadType, clockRate: c.clockRate,
-                                               channels: c.channels, ssrc: ssrc))
+                                               channels: c.channels, ssrc: ssrc, fmtp: c.fmtp))
             }
         }
         let offered = tracks
+        let ids = offer.extensionIDs
+        typealias E = WebRTCOffer.Extension
+        let extensions = RTPHeaderExtensionMap(mid: ids[E.mid] ?? 0, absSendTime: ids[E.absSendTime] ?? 0,
+                                               transportSequence: ids[E.transportWideCC] ?? 0, audioLevel: ids[E.audioLevel] ?? 0,
+                                               rid: ids[E.rid] ?? 0, repairedRid: ids[E.repairedRid] ?? 0)
+        let transportCC = offer.sections.contains { offer.transportCC($0) }
         let transport = WebRTCTransport(context: dtls, remoteFingerprint: offer.fingerprint, remoteUfrag: offer.iceUfrag,
                                         remotePassword: offer.icePassword, receive: receive,
-                                        remb: offer.sections.contains { $0.kind == "video" && $0.codec?.feedback.contains("goog-remb") == true })
+                                        remb: !transportCC && offer.sections.contains { $0.kind == "video" && $0.codec?.feedback.contains("goog-remb") == true },
+                                        receiveCodecs: receiveCodecs, extensions: extensions, transportCC: transportCC)
         relay.join(room: room, name: participant, tracks: offered, crypto: nil, webrtc: transport) { [self] result in
             switch result {
             case .failure(.ssrcInUse(let s)):

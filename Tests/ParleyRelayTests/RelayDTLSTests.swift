@@ -113,6 +113,75 @@ final class RelayDTLSTests: XCTestCase {
         XCTAssertGreaterThan(fx.counter("parley_relay_remb_sent_total"), 0)
     }
 
+    /// ICE, consent and DTLS for a joined WebRTC participant: its socket and its SRTP contexts (send, receive).
+    private func connect(_ fx: RelayFixture, _ g: ParticipantGrant, room: String, name: String) throws -> (TestClient, SRTPContext, SRTPContext) {
+        let c = TestClient()
+        XCTAssertNotNil(c.bind(to: fx.mediaAddress, grant: g))
+        fx.waitUntilLatched(room, name, c)
+        let before = fx.counter("parley_relay_dtls_handshakes_total", [("result", "connected")])
+        let e = try DTLSEndpoint(context: clientContext, role: .client, remoteFingerprint: serverContext.certificate.fingerprint)
+        handshake(e, over: c, to: fx.mediaAddress)
+        guard case .connected(let keys) = e.state else { throw XCTSkip("client: \(e.state)") }
+        waitUntil("keys installed") { fx.counter("parley_relay_dtls_handshakes_total", [("result", "connected")]) > before }
+        return (c, try SRTPContext(material: keys.local, direction: .outbound), try SRTPContext(material: keys.remote, direction: .inbound))
+    }
+
+    /// Transport-wide congestion control: a publisher that negotiated
+    /// transport-cc gets RTPFB 15 feedback (over SRTCP) describing what
+    /// arrived, by its transport-wide sequence numbers; a subscriber gets the
+    /// packets with its own extension ids, its own transport-wide sequence
+    /// numbers, and the publisher's mid blanked (padding).
+    func testTransportWideFeedbackToThePublisherAndExtensionsRenumberedForTheSubscriber() throws {
+        let fx = try RelayFixture { $0.transportFeedbackInterval = .milliseconds(50) }
+        let pubMap = RTPHeaderExtensionMap(mid: 4, absSendTime: 2, transportSequence: 3)
+        let subMap = RTPHeaderExtensionMap(mid: 9, absSendTime: 6, transportSequence: 5)
+        var pt = transport()
+        pt.extensions = pubMap
+        pt.transportCC = true
+        var st = transport()
+        st.extensions = subMap
+        st.transportCC = true
+        let gp = try joinWebRTC(fx, room: "r", name: "cam", ssrc: 3333, transport: pt, track: .video(ssrc: 3333))
+        let gs = try waitFor { fx.relay.join(room: "r", name: "viewer", tracks: [], webrtc: st, completion: $0) }
+        try fx.subscribe(gs, to: gp)
+        let (pc, ptx, prx) = try connect(fx, gp, room: "r", name: "cam")
+        let (sc, _, srx) = try connect(fx, gs, room: "r", name: "viewer")
+
+        for (i, tseq) in ([10, 11, 13, 14] as [UInt16]).enumerated() {
+            let pkt = RTPPacket(header: RTPHeader(payloadType: 96, sequenceNumber: UInt16(100 + i), timestamp: 9000, ssrc: 3333,
+                                                  extensionProfile: RTP.oneByteExtensionProfile,
+                                                  extensions: [RTPHeaderExtension(id: 3, data: [UInt8(tseq >> 8), UInt8(tseq & 0xFF)]),
+                                                               RTPHeaderExtension(id: 4, data: Array("1".utf8)),
+                                                               RTPHeaderExtension(id: 2, data: [0, 0, 1])]),
+                                payload: payload(ssrc: 3333, seq: UInt16(100 + i)))
+            pc.send(try ptx.protect(try pkt.encoded()), to: fx.mediaAddress)
+            // The subscriber's copy: renumbered, its own transport-wide count, mid gone.
+            let got = try srx.unprotect(try XCTUnwrap(sc.receive(where: isRTP)))
+            try got.withUnsafeBytes { b in
+                let v = try RTPPacketView(parsing: b)
+                XCTAssertEqual(v.sequenceNumber, UInt16(100 + i))
+                let ids = v.extensions.map(\.id)
+                XCTAssertEqual(Set(ids), [5, 6], "ids \(ids)")
+                XCTAssertEqual(subMap.transportSequenceNumber(v), UInt16(i))
+            }
+        }
+        // The publisher's feedback: 10, 11 received, 12 not, 13, 14 received.
+        var fb: [UInt8]?
+        while fb == nil, let d = pc.receive(where: isRTCP) {
+            // Sent on its own, padded as libwebrtc pads it (P set, 1-3 bytes: stricter than RTCPCompoundView takes).
+            let plain = try prx.unprotect(d, rtcp: true)
+            if plain.count >= 20, plain[0] & 0x1F == RTCP.Format.transportWideFeedback, plain[1] == RTCP.PacketType.transportFeedback {
+                fb = plain
+            }
+        }
+        let f = try XCTUnwrap(fb)
+        XCTAssertEqual(UInt16(f[12]) << 8 | UInt16(f[13]), 10, "base sequence number")
+        XCTAssertEqual(UInt16(f[14]) << 8 | UInt16(f[15]), 5, "packet status count")
+        XCTAssertEqual(UInt32(f[8]) << 24 | UInt32(f[9]) << 16 | UInt32(f[10]) << 8 | UInt32(f[11]), 3333, "media SSRC")
+        XCTAssertGreaterThan(fx.counter("parley_relay_transport_feedback_sent_total"), 0)
+        XCTAssertEqual(fx.counter("parley_relay_header_extension_rewrites_total"), 4)
+    }
+
     func testDTLSFromStrangersAndGarbageIsDroppedAndCounted() throws {
         let fx = try RelayFixture()
         let g = try joinWebRTC(fx, room: "r", name: "browser", ssrc: 1111, transport: transport())

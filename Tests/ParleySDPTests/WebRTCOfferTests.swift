@@ -88,8 +88,11 @@ final class WebRTCOfferTests: XCTestCase {
         XCTAssertEqual(sdp.media[0].attribute("setup"), "passive")
         XCTAssertEqual(sdp.media[0].direction, .sendrecv)
         XCTAssertEqual(sdp.media[0].all("candidate"), ["1 1 udp 2130706431 127.0.0.1 40000 typ host"])
-        XCTAssertEqual(sdp.media[1].formats, ["96"])
+        XCTAssertEqual(sdp.media[1].formats, ["96", "102"], "VP8 first (what the peer sends), then H.264 (receivable); no rtx")
         XCTAssertEqual(Set(sdp.media[1].all("rtcp-fb")), ["96 ccm fir", "96 nack", "96 nack pli", "96 goog-remb"])
+        XCTAssertEqual(sdp.media[1].all("fmtp"), ["102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"])
+        XCTAssertEqual(sdp.media[0].all("extmap"), ["1 urn:ietf:params:rtp-hdrext:ssrc-audio-level"])
+        XCTAssertEqual(sdp.media[0].all("rtcp-fb"), [], "transport-cc needs the transport-wide sequence number extension too")
         XCTAssertEqual(sdp.media[2].port, 0)
         // The answer is itself a valid offer-shaped description (what a browser parses back).
         XCTAssertNoThrow(try WebRTCOffer(parsing: a.replacingOccurrences(of: "setup:passive", with: "setup:active")))
@@ -137,5 +140,60 @@ final class WebRTCOfferTests: XCTestCase {
                 XCTAssertFalse((e as? SDPError)?.reason.isEmpty ?? true)
             }
         }
+    }
+
+    /// Chromium's offer with the header extensions and transport-cc, and H.264 preferred (setCodecPreferences).
+    static let feedbackOffer = chromeOffer
+        .replacingOccurrences(of: "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n", with: """
+        a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r
+        a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r
+        a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r
+        a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r
+        a=extmap:5 urn:ietf:params:rtp-hdrext:csrc-audio-level\r
+
+        """)
+        .replacingOccurrences(of: "a=mid:1\r\n", with: """
+        a=mid:1\r
+        a=extmap:14 urn:ietf:params:rtp-hdrext:toffset\r
+        a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r
+        a=extmap:3/sendrecv http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r
+        a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r
+
+        """)
+        .replacingOccurrences(of: "m=video 9 UDP/TLS/RTP/SAVPF 96 97 102\r\n", with: "m=video 9 UDP/TLS/RTP/SAVPF 104 102 98 96 97 45\r\n")
+        .replacingOccurrences(of: "a=rtcp-fb:96 goog-remb\r\n", with: "a=rtcp-fb:96 goog-remb\r\na=rtcp-fb:96 transport-cc\r\n")
+        .replacingOccurrences(of: "a=rtpmap:102 H264/90000\r\n", with: """
+        a=rtpmap:104 H264/90000\r
+        a=fmtp:104 level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42e01f\r
+        a=rtpmap:102 H264/90000\r
+        a=rtcp-fb:102 transport-cc\r
+        a=rtcp-fb:102 nack pli\r
+        a=rtpmap:98 VP9/90000\r
+        a=fmtp:98 profile-id=0\r
+        a=rtpmap:45 AV1/90000\r
+
+        """)
+
+    func testExtensionsTransportCCAndCodecsAreNegotiated() throws {
+        let o = try WebRTCOffer(parsing: Self.feedbackOffer)
+        XCTAssertEqual(o.sections[1].codec?.name, "H264", "the offer's first codec Parley takes: mode 0 is skipped")
+        XCTAssertEqual(o.sections[1].codecs.map(\.payloadType), [102, 98, 96, 45])
+        XCTAssertEqual(o.sections[0].extensions.count, 4, "csrc-audio-level is not answered")
+        XCTAssertEqual(o.sections[1].extensions, [WebRTCOffer.Extension.absSendTime: 2, WebRTCOffer.Extension.transportWideCC: 3,
+                                                  WebRTCOffer.Extension.mid: 4], "toffset is not answered; a direction is read past")
+        XCTAssertTrue(o.transportCC(o.sections[1]))
+        XCTAssertEqual(o.extensionIDs[WebRTCOffer.Extension.audioLevel], 1)
+        let a = o.answer(ufrag: "abcdefgh", password: String(repeating: "x", count: 24), fingerprint: "AA:BB", host: "127.0.0.1",
+                         port: 40000, sessionID: 1, canSend: true, canReceive: true)
+        let sdp = try SessionDescription(parsing: a)
+        XCTAssertEqual(sdp.media[1].formats, ["102", "98", "96", "45"])
+        XCTAssertEqual(sdp.media[1].all("extmap"), ["2 \(WebRTCOffer.Extension.absSendTime)", "3 \(WebRTCOffer.Extension.transportWideCC)",
+                                                    "4 \(WebRTCOffer.Extension.mid)"])
+        let fb = Set(sdp.media[1].all("rtcp-fb"))
+        XCTAssertTrue(fb.contains("102 transport-cc") && fb.contains("96 transport-cc"), "\(fb)")
+        XCTAssertFalse(fb.contains("96 goog-remb"), "REMB only for peers without transport-cc")
+        XCTAssertEqual(sdp.media[1].all("rtpmap"), ["102 H264/90000", "98 VP9/90000", "96 VP8/90000", "45 AV1/90000"])
+        XCTAssertEqual(sdp.media[1].all("fmtp"), ["102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", "98 profile-id=0"])
+        XCTAssertEqual(sdp.media[0].all("rtcp-fb"), ["111 transport-cc"])
     }
 }

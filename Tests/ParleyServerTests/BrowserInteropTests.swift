@@ -12,22 +12,13 @@ import XCTest
 /// through the demo page at `/` with `dev` tokens.
 final class BrowserInteropTests: XCTestCase {
     var fx: RelayServerFixture!
-    let script = repositoryPath("tools/interop/browser_call.py")
 
-    override func setUpWithError() throws {
-        try XCTSkipIf(!FileManager.default.isExecutableFile(atPath: "/usr/bin/chromium"), "chromium is not installed (tools/setup)")
-        let probe = try runTool("python3", ["-c", "import playwright.sync_api"])
-        try XCTSkipIf(probe.status != 0, "playwright is not installed (tools/setup)")
-        fx = try RelayServerFixture(configure: { $0.dev = true })
-    }
+    override func setUpWithError() throws { fx = try chromiumFixture() }
 
     override func tearDown() { fx?.stop() }
 
     private func run(_ args: [String]) throws -> JSONValue {
-        let r = try runTool("python3", [script, fx.httpURL] + args, timeout: 120)
-        XCTAssertEqual(r.status, 0, "\(r.out)\n\(r.err)")
-        let line = r.out.split(separator: "\n").last.map(String.init) ?? ""
-        return try XCTUnwrap(try? JSONValue.parse(line), "no summary: \(r.out)\n\(r.err)")
+        try runBrowserScript("tools/interop/browser_call.py", fx, args, timeout: 120)
     }
 
     /// Two pages join one room and each decodes the other's video and audio;

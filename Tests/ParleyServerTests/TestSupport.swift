@@ -235,3 +235,22 @@ func startFFmpegOpusTone(_ session: SDPSession, hertz: Int, seconds: Int) throws
     try ffmpeg.run()
     return ffmpeg
 }
+
+/// A relay server with `dev` (the demo page's /dev/token) for Playwright-driven
+/// Chromium tests; skips unless Debian's chromium and Playwright are installed.
+func chromiumFixture() throws -> RelayServerFixture {
+    try XCTSkipIf(!FileManager.default.isExecutableFile(atPath: "/usr/bin/chromium"), "chromium is not installed (tools/setup)")
+    let probe = try runTool("python3", ["-c", "import playwright.sync_api"])
+    try XCTSkipIf(probe.status != 0, "playwright is not installed (tools/setup)")
+    return try RelayServerFixture(configure: { $0.dev = true })
+}
+
+/// Runs a tools/interop browser script against `fx` and returns its summary (its last output line, JSON); fails unless it exits 0.
+func runBrowserScript(_ script: String, _ fx: RelayServerFixture, _ args: [String], timeout: Double = 150,
+                      file: StaticString = #filePath, line: UInt = #line) throws -> JSONValue {
+    let r = try runTool("python3", [repositoryPath(script), fx.httpURL] + args, timeout: timeout)
+    let last = r.out.split(separator: "\n").last.map(String.init) ?? ""
+    let result = try XCTUnwrap(try? JSONValue.parse(last), "no summary: \(r.out)\n\(r.err)", file: file, line: line)
+    XCTAssertEqual(r.status, 0, "\(last)\n\(r.err)", file: file, line: line)
+    return result
+}

@@ -1,0 +1,58 @@
+import Foundation
+import ParleyCore
+import ParleyTestSupport
+import XCTest
+@testable import ParleyServer
+
+/// Headless Chromium (fake camera, Playwright: tools/interop/browser_media.py)
+/// against the relay for what needs a real browser's media engine: its
+/// send-side bandwidth estimate growing from the relay's transport-wide
+/// feedback, and codecs chosen with setCodecPreferences decoded on the
+/// other side. Conditions are waited for with deadlines, never timed.
+final class BrowserMediaTests: XCTestCase {
+    var fx: RelayServerFixture!
+
+    override func setUpWithError() throws { fx = try chromiumFixture() }
+
+    override func tearDown() { fx?.stop() }
+
+    /// A relay counter (the fixture's relay counts in the shared registry: compare with a reading from before).
+    private func metric(_ name: String) -> Double { Double(MetricsRegistry.shared.counter(name, help: "").current) }
+
+    private func run(_ args: [String]) throws -> JSONValue {
+        try runBrowserScript("tools/interop/browser_media.py", fx, args)
+    }
+
+    /// The publisher negotiated transport-cc (and not REMB); the relay's
+    /// feedback lets Chromium's estimate leave its 300 kbit/s start.
+    func testChromiumBandwidthEstimateGrowsFromTransportWideFeedback() throws {
+        let before = metric("parley_relay_transport_feedback_sent_total")
+        let result = try run(["bwe", "--room", "bwe"])
+        let answer = result["answer"]?.stringValue ?? ""
+        XCTAssertTrue(answer.contains("transport-wide-cc-extensions-01"), answer)
+        XCTAssertTrue(answer.contains(" transport-cc\r\n"), answer)
+        XCTAssertFalse(answer.contains("goog-remb"), "REMB only for peers without transport-cc")
+        let step = result["steps"]?.arrayValue?.first
+        XCTAssertEqual(step?["ok"]?.boolValue, true, "\(result)")
+        XCTAssertGreaterThan(step?["stats"]?["availableOutgoingBitrate"]?.doubleValue ?? 0, 1_000_000)
+        XCTAssertGreaterThan(metric("parley_relay_transport_feedback_sent_total"), before)
+        print("availableOutgoingBitrate: \(result["first"]?["availableOutgoingBitrate"]?.doubleValue ?? 0) -> "
+              + "\(step?["stats"]?["availableOutgoingBitrate"]?.doubleValue ?? 0) bit/s")
+    }
+
+    /// VP9, then H.264 (packetization-mode 1) when this Chromium has an encoder, preferred by the publisher and decoded by the subscriber.
+    func testChromiumPrefersVP9OrH264AndTheOtherPageDecodesIt() throws {
+        let before = metric("parley_relay_header_extension_rewrites_total")
+        for codec in ["VP9", "H264"] {
+            let result = try run(["codec", "--codec", codec, "--room", "codec-\(codec)"])
+            if let skip = result["skip"]?.stringValue { print("skipped \(codec): \(skip)"); continue }
+            let step = result["steps"]?.arrayValue?.first
+            XCTAssertEqual(step?["ok"]?.boolValue, true, "\(result)")
+            let inbound = step?["stats"]?["inbound"]?.arrayValue?.first
+            XCTAssertEqual(inbound?["codec"]?.stringValue?.lowercased(), "video/\(codec.lowercased())")
+            XCTAssertGreaterThan(inbound?["framesDecoded"]?.intValue ?? 0, 20)
+        }
+        XCTAssertGreaterThan(metric("parley_relay_header_extension_rewrites_total"), before,
+                             "forwarded packets carry the subscriber's extension ids")
+    }
+}

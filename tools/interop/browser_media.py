@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Headless Chromium (Debian's /usr/bin/chromium, fake camera) against a
+Parley server running with `dev`, driven by Playwright, for what the demo
+page does not show: send-side bandwidth estimation from the relay's
+transport-wide feedback, codec preferences, and simulcast layers.
+
+usage: browser_media.py BASE_URL MODE [--room R] [--codec VP9|H264|AV1] [--seconds S]
+
+MODE
+  bwe        one page publishes 1280x720 video; waits until its
+             candidate pair's availableOutgoingBitrate passes 1 Mbit/s (it
+             starts at 300 kbit/s).
+  codec      one page publishes with --codec first (setCodecPreferences),
+             a second page receives; waits until it decodes frames of that codec.
+  simulcast  one page publishes three layers (rids q, h, f; scaleResolutionDownBy
+             4, 2, 1 of 1280x720); a second page receives and asks for
+             quality low, then high, then low, and waits at each step until
+             the decoded frame size is that layer's, with frames decoding.
+
+Prints one JSON line with what it saw; exit status 0 when every condition was
+met before its deadline (S seconds each, default 40), 1 otherwise.
+"""
+import json
+import sys
+import time
+
+from playwright.sync_api import sync_playwright
+
+ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", "--no-sandbox",
+        "--autoplay-policy=no-user-gesture-required"]
+
+# Signalling in the page (docs/protocol.md): auth, `offer` (join), `subscribe`,
+# a new `offer` to receive what was subscribed, `quality` for a simulcast layer.
+LIB = r"""
+window.P = {
+  async connect(room, user) {
+    const token = (await (await fetch(`/dev/token?user=${user}&room=${room}`)).json()).token;
+    const st = { room, next: 1, pending: new Map(), published: [] };
+    st.ws = new WebSocket("ws://" + location.host + "/ws");
+    st.ws.onmessage = (e) => {
+      const m = JSON.parse(e.data);
+      const w = m.id !== undefined && st.pending.get(m.id);
+      if (w) { st.pending.delete(m.id); m.type === "error" ? w.reject(new Error(m.code + ": " + m.message)) : w.resolve(m); }
+      else if (m.type === "track_published") st.published.push(m.track);
+    };
+    await new Promise((res, rej) => { st.ws.onopen = res; st.ws.onerror = rej; });
+    st.call = (type, f = {}) => {
+      const id = st.next++;
+      st.ws.send(JSON.stringify({ id, type, ...f }));
+      return new Promise((resolve, reject) => st.pending.set(id, { resolve, reject }));
+    };
+    await st.call("auth", { token });
+    st.pc = new RTCPeerConnection();
+    window.S = st;
+    return st;
+  },
+  async publish(room, user, codec, simulcast) {
+    const st = await P.connect(room, user);
+    const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 1280, height: 720, frameRate: 30 } });
+    const init = { direction: "sendonly", streams: [stream] };
+    if (simulcast) init.sendEncodings = [
+      { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150000 },
+      { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500000 },
+      { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1500000 }];
+    const tr = st.pc.addTransceiver(stream.getVideoTracks()[0], init);
+    if (codec) {
+      const caps = RTCRtpSender.getCapabilities("video").codecs;
+      const first = caps.filter((c) => c.mimeType.toLowerCase() === "video/" + codec.toLowerCase());
+      if (first.length === 0) return "no " + codec + " in this browser";
+      tr.setCodecPreferences(first.concat(caps.filter((c) => !first.includes(c))));
+    }
+    await st.pc.setLocalDescription(await st.pc.createOffer());
+    st.joined = await st.call("offer", { room, sdp: st.pc.localDescription.sdp });
+    await st.pc.setRemoteDescription({ type: "answer", sdp: st.joined.sdp });
+    st.offer = st.pc.localDescription.sdp;
+    st.answer = st.joined.sdp;
+    return "ok";
+  },
+  async receive(room, user) {
+    const st = await P.connect(room, user);
+    st.pc.addTransceiver("video", { direction: "recvonly" });
+    await st.pc.setLocalDescription(await st.pc.createOffer());
+    st.joined = await st.call("offer", { room, sdp: st.pc.localDescription.sdp });
+    await st.pc.setRemoteDescription({ type: "answer", sdp: st.joined.sdp });
+    const tracks = st.joined.participants.flatMap((p) => p.tracks).concat(st.published);
+    const video = tracks.find((t) => t.kind === "video");
+    if (!video) return "no video track in the room";
+    st.track = video.id;
+    await st.call("subscribe", { track: video.id });
+    await st.pc.setLocalDescription(await st.pc.createOffer());
+    const again = await st.call("offer", { sdp: st.pc.localDescription.sdp });
+    await st.pc.setRemoteDescription({ type: "answer", sdp: again.sdp });
+    st.answer = again.sdp;
+    return "ok";
+  },
+  async quality(q) { return (await S.call("quality", { track: S.track, quality: q })).quality; },
+  async stats() {
+    const out = { outbound: [], inbound: [] };
+    const r = await S.pc.getStats();
+    const codecs = {};
+    r.forEach((s) => { if (s.type === "codec") codecs[s.id] = s.mimeType; });
+    r.forEach((s) => {
+      if (s.type === "candidate-pair" && s.nominated && s.availableOutgoingBitrate !== undefined)
+        out.availableOutgoingBitrate = s.availableOutgoingBitrate;
+      if (s.type === "outbound-rtp" && s.kind === "video")
+        out.outbound.push({ rid: s.rid || "", bytesSent: s.bytesSent, frameWidth: s.frameWidth || 0, codec: codecs[s.codecId] || "" });
+      if (s.type === "inbound-rtp" && s.kind === "video")
+        out.inbound.push({ framesDecoded: s.framesDecoded || 0, frameWidth: s.frameWidth || 0, frameHeight: s.frameHeight || 0,
+                           packetsReceived: s.packetsReceived || 0, codec: codecs[s.codecId] || "", ssrc: s.ssrc });
+    });
+    return out;
+  },
+};
+"""
+
+
+def main() -> int:
+    args = sys.argv[1:]
+    opts = {"--room": "media", "--codec": "", "--seconds": "40"}
+    for k in list(opts):
+        if k in args:
+            i = args.index(k)
+            opts[k] = args[i + 1]
+            del args[i:i + 2]
+    base, mode = args[0].rstrip("/"), args[1]
+    seconds = float(opts["--seconds"])
+    result = {"mode": mode, "ok": False, "steps": []}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS, headless=True)
+
+        def page():
+            pg = browser.new_context(bypass_csp=True).new_page()
+            pg.goto(base + "/")
+            pg.evaluate(LIB)
+            return pg
+
+        def wait(what, pg, cond):
+            """Polls pg's stats until cond(stats) or the deadline; records the step."""
+            deadline = time.time() + seconds
+            s = pg.evaluate("P.stats()")
+            while not cond(s) and time.time() < deadline:
+                time.sleep(0.25)
+                s = pg.evaluate("P.stats()")
+            ok = cond(s)
+            result["steps"].append({"step": what, "ok": ok, "stats": s})
+            return ok
+
+        def decoded(s):
+            return max([i["framesDecoded"] for i in s["inbound"]] or [0])
+
+        try:
+            pub = page()
+            sim = mode == "simulcast"
+            r = pub.evaluate("([r, c, s]) => P.publish(r, 'pub', c, s)", [opts["--room"], opts["--codec"], sim])
+            result["publish"] = r
+            if r != "ok":
+                result["skip"] = r
+                print(json.dumps(result, sort_keys=True), flush=True)
+                return 0 if r.startswith("no ") else 1
+            result["answer"] = pub.evaluate("S.answer")
+            if mode == "bwe":
+                first = pub.evaluate("P.stats()")
+                result["first"] = first
+                result["ok"] = wait("availableOutgoingBitrate > 1 Mbit/s", pub,
+                                    lambda s: (s.get("availableOutgoingBitrate") or 0) > 1_000_000)
+            else:
+                sub = page()
+                r = sub.evaluate("([r]) => P.receive(r, 'sub')", [opts["--room"]])
+                result["receive"] = r
+                if r != "ok":
+                    raise RuntimeError(r)
+                if mode == "codec":
+                    want = "video/" + opts["--codec"].lower()
+                    ok = wait("decoding " + want, sub,
+                              lambda s: any(i["codec"].lower() == want and i["framesDecoded"] > 20 for i in s["inbound"]))
+                    result["sent"] = pub.evaluate("P.stats()")
+                    result["ok"] = ok
+                else:
+                    ok = True
+                    for q, width in [("low", 320), ("high", 1280), ("low", 320)]:
+                        got = sub.evaluate("(q) => P.quality(q)", q)
+                        before = decoded(sub.evaluate("P.stats()"))
+                        ok = wait(f"quality {q} ({got}): {width} wide, decoding", sub,
+                                  lambda s, w=width, b=before: any(i["frameWidth"] == w for i in s["inbound"]) and decoded(s) > b + 15) and ok
+                    result["sent"] = pub.evaluate("P.stats()")
+                    result["ok"] = ok
+        except Exception as e:  # noqa: BLE001 - reported in the summary
+            result["error"] = str(e)
+        browser.close()
+    print(json.dumps(result, sort_keys=True), flush=True)
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

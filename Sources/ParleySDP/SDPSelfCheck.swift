@@ -24,7 +24,10 @@ enum SDPSelfCheck {
         for (a, o) in zip(parsed.media, offer.sections) {
             if a.mid != o.mid { return "answer mid \(a.mid ?? "nil") for \(o.mid)" }
             if let c = o.codec {
-                if a.formats != ["\(c.payloadType)"] { return "answer formats \(a.formats) for payload type \(c.payloadType)" }
+                // Every codec taken, the one the peer sends with first.
+                if a.formats != o.codecs.map({ "\($0.payloadType)" }) || a.formats.first != "\(c.payloadType)" {
+                    return "answer formats \(a.formats) for payload type \(c.payloadType)"
+                }
             } else if a.port != 0 {
                 return "a rejected section has port \(a.port)"
             }

@@ -91,8 +91,8 @@ final class WebRTCInteropTests: XCTestCase {
             var pcm: [Int16] = []
             while pcm.count < 48000 * 2, let packet = try? carolMedia.receiveRTP(timeout: 10) {
                 guard Int(packet[1] & 0x7f) == pt else { continue }
-                let cc = Int(packet[0] & 0x0f)
-                let payload = Array(packet[(12 + 4 * cc)...])
+                // Past CSRCs and header extensions (aiortc sends the ones the answer negotiated).
+                guard let payload = packet.withUnsafeBytes({ b in (try? RTPPacketView(parsing: b)).map { Array($0.payload) } }) else { continue }
                 var frame = [Int16](repeating: 0, count: 5760)
                 let n = payload.withUnsafeBufferPointer { opus_decode(decoder, $0.baseAddress, Int32($0.count), &frame, 5760, 0) }
                 if n > 0 { pcm += frame[0..<Int(n)] }

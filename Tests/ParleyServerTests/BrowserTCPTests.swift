@@ -10,10 +10,29 @@ import XCTest
 /// two pages join one room through the demo page, the selected candidate
 /// pair is TCP, and each decodes the other's video.
 final class BrowserTCPTests: XCTestCase {
-    func testPagesJoinOverICETCPWhenTheServerOffersNoUDPCandidate() throws {
+    override func setUpWithError() throws {
         try XCTSkipIf(!FileManager.default.isExecutableFile(atPath: "/usr/bin/chromium"), "chromium is not installed (tools/setup)")
         let probe = try runTool("python3", ["-c", "import playwright.sync_api"])
         try XCTSkipIf(probe.status != 0, "playwright is not installed (tools/setup)")
+    }
+
+    /// Both candidates offered: the UDP one's priority wins, so the pages use UDP.
+    func testUDPWinsWhenBothCandidatesWork() throws {
+        let fx = try RelayServerFixture(loops: 1, tcp: RelayTCPConfig(), configure: { $0.dev = true })
+        defer { fx.stop() }
+        let udpPort = fx.relay.workers[0].localAddress.port
+        let r = try runTool("python3", [repositoryPath("tools/interop/browser_call.py"), fx.httpURL, "--room", "both",
+                                        "--pages", "2"], timeout: 120)
+        XCTAssertEqual(r.status, 0, "\(r.out)\n\(r.err)")
+        let result = try XCTUnwrap(try? JSONValue.parse(r.out.split(separator: "\n").last.map(String.init) ?? ""), r.out)
+        for page in result["pages"]?.arrayValue ?? [] {
+            XCTAssertEqual(page["last"]?["path"]?["protocol"]?.stringValue, "udp", "\(page)")
+            XCTAssertEqual(page["last"]?["path"]?["port"]?.intValue, Int(udpPort), "\(page)")
+        }
+        XCTAssertEqual(result["pages"]?.arrayValue?.count, 2)
+    }
+
+    func testPagesJoinOverICETCPWhenTheServerOffersNoUDPCandidate() throws {
         let fx = try RelayServerFixture(loops: 1, tcp: RelayTCPConfig(), configure: {
             $0.dev = true
             $0.webrtcCandidates = ["tcp"]

@@ -1,6 +1,7 @@
 import COpus
 import Foundation
 import ParleyCore
+import ParleyRelay
 import ParleyIO
 import ParleyRTP
 import ParleySRTP
@@ -21,7 +22,9 @@ final class WebRTCInteropTests: XCTestCase {
     override func setUpWithError() throws {
         let probe = try runTool("python3", ["-c", "import aiortc, websockets"])
         try XCTSkipIf(probe.status != 0, "aiortc is not installed (tools/setup)")
-        fx = try RelayServerFixture()
+        // With a TCP media port: the answers carry an ICE-TCP passive candidate
+        // too, which aiortc (aioice: no TCP host candidates) must pass over for UDP.
+        fx = try RelayServerFixture(tcp: RelayTCPConfig())
     }
 
     override func tearDown() { fx?.stop() }

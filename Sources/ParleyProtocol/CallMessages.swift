@@ -17,9 +17,11 @@ public enum CallRequest: Sendable, Equatable {
     case mute(track: String, muted: Bool)
     /// Enter a room as a WebRTC peer: `sdp` is its offer; the reply carries the answer.
     case offer(room: String?, sdp: String)
+    /// Which layer of a simulcast track it subscribed to it receives: `low`, `medium` or `high`.
+    case quality(track: String, quality: String)
 
     /// The message types of calls.
-    public static let types = ["join", "leave", "publish", "unpublish", "subscribe", "unsubscribe", "mute", "offer"]
+    public static let types = ["join", "leave", "publish", "unpublish", "subscribe", "unsubscribe", "mute", "offer", "quality"]
 
     /// Reads a request of one of `types`; a missing or mistyped field throws `bad_request`.
     public init(_ r: ClientRequest) throws(SignallingError) {
@@ -47,6 +49,10 @@ public enum CallRequest: Sendable, Equatable {
         case "offer":
             let sdp = try r.string("sdp", maxBytes: 64 * 1024)
             self = .offer(room: try r.string("room", optional: true), sdp: sdp)
+        case "quality":
+            let q = try r.string("quality")
+            guard ["low", "medium", "high"].contains(q) else { throw r.fail("\"quality\" must be low, medium or high") }
+            self = .quality(track: try r.string("track"), quality: q)
         default: throw SignallingError(.unknownType, "unknown message type \"\(r.type)\"")
         }
     }
@@ -70,6 +76,7 @@ public enum CallRequest: Sendable, Equatable {
             var o: [String: JSONValue] = ["sdp": .string(sdp)]
             if let room { o["room"] = .string(room) }
             return ClientRequest(type: "offer", fields: o)
+        case .quality(let t, let q): return ClientRequest(type: "quality", fields: ["track": .string(t), "quality": .string(q)])
         }
     }
 }

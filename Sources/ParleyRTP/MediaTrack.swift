@@ -26,10 +26,15 @@ public struct TrackDescription: Sendable, Equatable {
     /// The codec's `a=fmtp` parameters when they tell variants apart (H.264
     /// profile-level-id, VP9 profile-id): see `codecKey`. Not signalled.
     public var fmtp: String?
+    /// Simulcast (a WebRTC publisher's rid-based layers, lowest first): the
+    /// rids whose SSRCs the relay learns from the rid header extension; `ssrc`
+    /// is then the one the relay forwards the chosen layer with. Empty: one stream.
+    public var rids: [String] = []
 
     public init(kind: MediaKind, codec: String, payloadType: UInt8, clockRate: Int, channels: Int = 1, ssrc: UInt32? = nil,
-                fmtp: String? = nil) {
+                fmtp: String? = nil, rids: [String] = []) {
         self.fmtp = fmtp
+        self.rids = rids
         self.kind = kind
         self.codec = codec
         self.payloadType = payloadType

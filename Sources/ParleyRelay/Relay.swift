@@ -138,6 +138,11 @@ public final class Relay: Sendable {
         onRoom(room, completion) { $0.setSubscribed(room: room, subscriber: subscriber, ssrc: ssrc, subscribed) }
     }
 
+    /// Which layer (0: the lowest) of simulcast track `ssrc` `subscriber` receives.
+    public func setLayer(room: String, subscriber: String, ssrc: UInt32, layer: Int, completion: Completion<Void>? = nil) {
+        onRoom(room, completion) { $0.setLayer(room: room, subscriber: subscriber, ssrc: ssrc, layer: layer) }
+    }
+
     /// Mutes or unmutes track `ssrc` for everyone.
     public func setMuted(room: String, ssrc: UInt32, _ muted: Bool, completion: Completion<Void>? = nil) {
         onRoom(room, completion) { $0.setMuted(room: room, ssrc: ssrc, muted) }

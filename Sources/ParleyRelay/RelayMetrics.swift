@@ -59,6 +59,8 @@ final class RelayMetrics: Sendable {
     let payloadTypeRewrites: Counter
     let rembSent: Counter
     let transportFeedbackSent: Counter
+    let simulcastSwitches: Counter
+    let simulcastLayersLearned: Counter
     let headerExtensionRewrites: Counter
     let registry: MetricsRegistry
 
@@ -104,6 +106,10 @@ final class RelayMetrics: Sendable {
         rembSent = r.counter("parley_relay_remb_sent_total", help: "REMB packets the relay sent to WebRTC publishers (with their receiver reports).")
         transportFeedbackSent = r.counter("parley_relay_transport_feedback_sent_total",
                                           help: "Transport-wide congestion control feedback packets (RTPFB 15) the relay sent to WebRTC publishers.")
+        simulcastSwitches = r.counter("parley_relay_simulcast_switches_total",
+                                      help: "Times a subscriber of a simulcast track started or changed layers (at a keyframe).")
+        simulcastLayersLearned = r.counter("parley_relay_simulcast_layers_total",
+                                           help: "Simulcast layer SSRCs the relay learned from the rid header extension.")
         headerExtensionRewrites = r.counter("parley_relay_header_extension_rewrites_total",
                                             help: "Forwarded RTP packets whose header extensions were renumbered to the subscriber's ids.")
         payloadTypeRewrites = r.counter("parley_relay_payload_type_rewrites_total",

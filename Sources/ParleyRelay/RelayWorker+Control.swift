@@ -127,6 +127,25 @@ extension RelayWorker {
         }
     }
 
+    /// Which layer of simulcast track `ssrc` `subscriber` receives (clamped
+    /// to the track's layers); it moves at that layer's next keyframe, which is asked for.
+    func setLayer(room: String, subscriber: String, ssrc: UInt32, layer: Int) -> Result<Void, RelayError> {
+        loop.preconditionInLoop()
+        return participant(room, subscriber).flatMap { p in
+            guard let t = p.room.tracksBySSRC[ssrc], let sc = t.simulcast, let choice = t.layerChoice(for: p) else {
+                return .failure(.noSuchTrack(ssrc))
+            }
+            choice.target = min(max(layer, 0), sc.rids.count - 1)
+            tickClock()
+            let wanted = sc.effective(target: choice.target, nowMs: nowMs)
+            if choice.current != wanted {
+                requestKeyframe(t, fir: false, layer: wanted)
+                flush()
+            }
+            return .success(())
+        }
+    }
+
     /// Publisher-side mute of track `ssrc` (nothing is forwarded while muted).
     func setMuted(room: String, ssrc: UInt32, _ muted: Bool) -> Result<Void, RelayError> {
         loop.preconditionInLoop()

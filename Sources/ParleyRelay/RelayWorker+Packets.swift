@@ -156,7 +156,11 @@ extension RelayWorker {
         if p.transportFeedback != nil, let seq = p.extensions?.transportSequenceNumber(rtp) {
             p.transportFeedback!.record(seq, arrivalMicroseconds: Int64(nowNs / 1000))
         }
-        guard let t = p.publishedTrack(rtp.ssrc) else { tally.drop(p.isGranted(rtp.ssrc) ? .unpublished : .unknownSSRC); return }
+        guard let t = p.publishedTrack(rtp.ssrc) else {
+            if let (t, layer) = simulcastLayer(p, rtp) { forwardSimulcast(from: p, t, layer: layer, rtp, bytes); return }
+            tally.drop(p.isGranted(rtp.ssrc) ? .unpublished : .unknownSSRC)
+            return
+        }
         let seq = rtp.sequenceNumber
         t.statistics.update(sequenceNumber: seq, timestamp: rtp.timestamp, arrivalTime: nowNs)
         t.packetsIn += 1
@@ -183,5 +187,67 @@ extension RelayWorker {
         }
         t.packetsForwarded += n
         p.room.packetsOut += n
+    }
+
+    /// The simulcast track and layer of an RTP packet whose SSRC is no
+    /// track's: a layer SSRC seen before, or one its rid extension names
+    /// (learned then: at most one SSRC per layer).
+    func simulcastLayer(_ p: Participant, _ rtp: RTPPacketView) -> (Track, Int)? {
+        for t in p.published {
+            guard let sc = t.simulcast else { continue }
+            if let l = sc.layer(ssrc: rtp.ssrc) { return (t, l) }
+        }
+        guard let ext = p.extensions, ext.rid != 0, let rid = rtp.extensionElement(id: ext.rid) else { return nil }
+        for t in p.published {
+            guard let sc = t.simulcast, let l = sc.layer(rid: rid), sc.ssrcs[l] == nil else { continue }
+            sc.ssrcs[l] = rtp.ssrc
+            metrics.simulcastLayersLearned.inc()
+            // Subscribers waiting for a first picture: this layer's keyframe may start them.
+            if t.subscribers.contains(where: { t.layerChoice(for: $0)?.current == nil }) { requestKeyframe(t, fir: false, layer: l) }
+            return (t, l)
+        }
+        return nil
+    }
+
+    /// A packet of layer `layer` of simulcast track `t`: to each subscriber
+    /// that receives that layer, renumbered into the track's one stream; a
+    /// subscriber that asked for it (or has nothing yet) moves to it at a
+    /// keyframe. Not kept for NACKs, not recorded.
+    func forwardSimulcast(from p: Participant, _ t: Track, layer: Int, _ rtp: RTPPacketView, _ bytes: UnsafeRawBufferPointer) {
+        guard let sc = t.simulcast else { return }
+        sc.statistics[layer].update(sequenceNumber: rtp.sequenceNumber, timestamp: rtp.timestamp, arrivalTime: nowNs)
+        sc.packetsIn[layer] += 1
+        sc.lastPacketMs[layer] = nowMs
+        t.packetsIn += 1
+        t.bytesIn += bytes.count
+        p.room.packetsIn += 1
+        guard !t.muted else { tally.drop(.muted); return }
+        let n = t.destinations.count
+        guard n > 0 else { return }
+        var keyframe: Bool?
+        var sent = 0
+        for i in 0..<n {
+            let choice = t.destinationLayers[i]
+            if choice.current != layer {
+                // The layer it asked for, or the best one below it that the publisher sends.
+                let wanted = sc.effective(target: choice.target, nowMs: nowMs)
+                guard layer == wanted || choice.current == nil else { continue }
+                if keyframe == nil { keyframe = Keyframe.starts(codecKey: t.codecKey, payload: rtp.payload) }
+                guard keyframe == true else {
+                    if layer == wanted { requestKeyframe(t, fir: false, layer: layer) } // throttled per layer
+                    continue
+                }
+                choice.switchTo(layer, seq: rtp.sequenceNumber, ts: rtp.timestamp, nowMs: nowMs, clockRate: t.spec.clockRate)
+                metrics.simulcastSwitches.inc()
+            }
+            let (seq, ts) = choice.rewrite(seq: rtp.sequenceNumber, ts: rtp.timestamp, nowMs: nowMs)
+            let s = t.destinationParticipants[i]
+            queue(bytes, to: t.destinations[i], subscriber: s, isRTCP: false, byReference: false,
+                  payloadType: t.destinationPayloadTypes[i], extensions: p.extensions,
+                  renumber: Renumbering(ssrc: t.ssrc, sequence: seq, timestamp: ts))
+            sent += 1
+        }
+        t.packetsForwarded += sent
+        p.room.packetsOut += sent
     }
 }

@@ -24,7 +24,7 @@ extension RelayWorker {
                 answerNACK(pkt, track: t, budget: budget, subscriber: p, dest: dest)
             case RTCP.PacketType.payloadFeedback where pkt.count == RTCP.Format.pictureLossIndication:
                 guard let m = pkt.mediaSSRC, let t = room.tracksBySSRC[m], t.isSubscribed(p) else { continue }
-                requestKeyframe(t, fir: false)
+                requestKeyframe(t, fir: false, layer: t.layerChoice(for: p).map { $0.current ?? $0.target })
             case RTCP.PacketType.payloadFeedback where pkt.count == RTCP.Format.fullIntraRequest:
                 // RFC 5104 §4.3.1.2: FCI entries of (SSRC, seq nr, reserved).
                 let b = pkt.body
@@ -78,9 +78,27 @@ extension RelayWorker {
 
     /// Forwards a keyframe request to the publisher of `t`, at most one per
     /// `keyframeRequestInterval` per track (mediasoup does the same).
-    func requestKeyframe(_ t: Track, fir: Bool) {
+    /// A simulcast track: the request goes to `layer`'s SSRC (each layer
+    /// throttled on its own; nil: every layer whose SSRC is known).
+    func requestKeyframe(_ t: Track, fir: Bool, layer: Int? = nil) {
         let room = t.publisher.room
         let interval = UInt64(config.keyframeRequestInterval.millisecondsRoundedUp)
+        if let sc = t.simulcast {
+            for l in layer.map({ [$0] }) ?? Array(sc.rids.indices) {
+                guard let ssrc = sc.ssrcs[l], let dest = t.publisher.rtcpDestination else { continue }
+                if let last = sc.lastKeyframeRequestMs[l], nowMs &- last < interval {
+                    room.keyframeRequestsThrottled += 1
+                    metrics.keyframeThrottled.inc()
+                    continue
+                }
+                sc.lastKeyframeRequestMs[l] = nowMs
+                room.keyframeRequestsForwarded += 1
+                metrics.keyframeForwarded.inc()
+                guard let n = try? RTCPPictureLossIndication(senderSSRC: room.relaySSRC, mediaSSRC: ssrc).write(into: scratch), n > 0 else { continue }
+                queue(UnsafeRawBufferPointer(rebasing: scratch[0..<n]), to: dest, subscriber: t.publisher, isRTCP: true, byReference: false)
+            }
+            return
+        }
         if let last = t.lastKeyframeRequestMs, nowMs &- last < interval {
             room.keyframeRequestsThrottled += 1
             metrics.keyframeThrottled.inc()
@@ -107,6 +125,13 @@ extension RelayWorker {
         guard let dest = p.rtcpDestination, !p.published.isEmpty else { return }
         var blocks: [RTCPReportBlock] = []
         for t in p.published where t.packetsIn > 0 {
+            if let sc = t.simulcast {
+                // One block per layer, on the layer's own SSRC.
+                for l in sc.rids.indices where sc.packetsIn[l] > 0 {
+                    if let ssrc = sc.ssrcs[l] { blocks.append(sc.statistics[l].makeReportBlock(ssrc: ssrc, now: nowNs)) }
+                }
+                continue
+            }
             blocks.append(t.statistics.makeReportBlock(ssrc: t.ssrc, now: nowNs))
         }
         guard !blocks.isEmpty else { return }

@@ -279,7 +279,7 @@ extension RelayWorker {
     /// rewritten when asked) onto TCP connection `dest`. Never blocks: a copy
     /// that does not fit in the connection's write budget is dropped and counted.
     func tcpQueue(_ bytes: UnsafeRawBufferPointer, to dest: SocketAddress, subscriber: Participant?, isRTCP: Bool,
-                  payloadType: UInt8 = 0xFF, extensions: RTPHeaderExtensionMap? = nil) {
+                  payloadType: UInt8 = 0xFF, extensions: RTPHeaderExtensionMap? = nil, renumber: Renumbering? = nil) {
         guard let c = tcpConnections[dest]?.connection else { return }
         // Room for the SRTP tag and MKI the hook may add.
         guard bytes.count + 64 <= 65535, bytes.count + 66 <= tcpScratch.count else { tcpMetrics.droppedFrameTooLarge.inc(); return }
@@ -290,8 +290,11 @@ extension RelayWorker {
         let body = UnsafeMutableRawBufferPointer(rebasing: tcpScratch[2...])
         body.copyMemory(from: bytes)
         var n = bytes.count
+        if let s = subscriber, renumber != nil, s.crypto == nil {
+            rewriteForSubscriber(body, length: n, s, isRTCP: isRTCP, payloadType: payloadType, extensions: extensions, renumber: renumber)
+        }
         if let s = subscriber, let crypto = s.crypto {
-            rewriteForSubscriber(body, length: n, s, isRTCP: isRTCP, payloadType: payloadType, extensions: extensions)
+            rewriteForSubscriber(body, length: n, s, isRTCP: isRTCP, payloadType: payloadType, extensions: extensions, renumber: renumber)
             guard let m = crypto.protect(body, n, isRTCP) else { return }
             n = m
         }

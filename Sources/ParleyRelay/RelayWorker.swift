@@ -178,16 +178,21 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     /// copy, else copied (and protected with the subscriber's hook).
     @inline(__always)
     func queue(_ bytes: UnsafeRawBufferPointer, to dest: SocketAddress, subscriber: Participant?,
-                       isRTCP: Bool, byReference: Bool, payloadType: UInt8 = 0xFF, extensions: RTPHeaderExtensionMap? = nil) {
+                       isRTCP: Bool, byReference: Bool, payloadType: UInt8 = 0xFF, extensions: RTPHeaderExtensionMap? = nil,
+                       renumber: Renumbering? = nil) {
         if dest.isRelayTCP {
-            tcpQueue(bytes, to: dest, subscriber: subscriber, isRTCP: isRTCP, payloadType: payloadType, extensions: extensions)
+            tcpQueue(bytes, to: dest, subscriber: subscriber, isRTCP: isRTCP, payloadType: payloadType, extensions: extensions,
+                     renumber: renumber)
             return
         }
-        if let s = subscriber, let c = s.crypto {
+        if let s = subscriber, s.crypto != nil || renumber != nil {
+            let c = s.crypto
             socket.sendBatch.append(to: dest) { buf in
                 guard bytes.count <= buf.count else { return 0 }
                 buf.copyMemory(from: bytes)
-                rewriteForSubscriber(buf, length: bytes.count, s, isRTCP: isRTCP, payloadType: payloadType, extensions: extensions)
+                rewriteForSubscriber(buf, length: bytes.count, s, isRTCP: isRTCP, payloadType: payloadType, extensions: extensions,
+                                     renumber: renumber)
+                guard let c else { return bytes.count }
                 return c.protect(buf, bytes.count, isRTCP) ?? 0
             }
         } else if byReference {
@@ -205,7 +210,12 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     /// negotiated some, to a subscriber that did). Counted.
     @inline(__always)
     func rewriteForSubscriber(_ buf: UnsafeMutableRawBufferPointer, length: Int, _ s: Participant, isRTCP: Bool,
-                              payloadType: UInt8, extensions: RTPHeaderExtensionMap?) {
+                              payloadType: UInt8, extensions: RTPHeaderExtensionMap?, renumber: Renumbering? = nil) {
+        if let r = renumber, length >= 12 {
+            buf.put16(r.sequence, at: 2)
+            buf.put32(r.timestamp, at: 4)
+            buf.put32(r.ssrc, at: 8)
+        }
         if payloadType < 128, length > 1 {
             buf[1] = buf[1] & 0x80 | payloadType
             tally.payloadTypeRewrites += 1

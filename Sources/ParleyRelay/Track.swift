@@ -41,6 +41,12 @@ final class Track {
     var packetsIn = 0
     var bytesIn = 0
     var packetsForwarded = 0
+    /// A simulcast track's layers (nil: one stream).
+    let simulcast: SimulcastLayers?
+    /// Parallel to `subscribers` (simulcast only): which layer each receives and how it is renumbered.
+    private var layerChoices: [LayerChoice] = []
+    /// Parallel to `destinations` (simulcast only).
+    private(set) var destinationLayers: [LayerChoice] = []
 
     init(spec: TrackDescription, ssrc: UInt32, publisher: Participant, retransmissionSlots: Int) {
         self.ssrc = ssrc
@@ -53,6 +59,13 @@ final class Track {
         self.publisher = publisher
         retransmission = retransmissionSlots > 0 ? RetransmissionBuffer(slots: retransmissionSlots) : nil
         statistics = RTPReceiveStatistics(clockRate: UInt32(spec.clockRate), probation: 0)
+        simulcast = spec.rids.isEmpty ? nil : SimulcastLayers(rids: spec.rids, clockRate: spec.clockRate)
+    }
+
+    /// What subscriber `p` receives of a simulcast track.
+    func layerChoice(for p: Participant) -> LayerChoice? {
+        guard simulcast != nil, let i = subscribers.firstIndex(where: { $0 === p }) else { return nil }
+        return layerChoices[i]
     }
 
     var info: RoomTrack {
@@ -74,6 +87,7 @@ final class Track {
         guard p !== publisher, !isSubscribed(p) else { return false }
         subscribers.append(p)
         retransmissionBudgets.append(RetransmissionBudget(ring: retransmission))
+        if let sc = simulcast { layerChoices.append(LayerChoice(target: sc.rids.count - 1)) }
         p.receiving.append(self)
         recomputeDestinations()
         return true
@@ -85,6 +99,7 @@ final class Track {
         guard let i = subscribers.firstIndex(where: { $0 === p }) else { return false }
         subscribers.remove(at: i)
         retransmissionBudgets.remove(at: i)
+        if simulcast != nil { layerChoices.remove(at: i) }
         p.receiving.removeAll { $0 === self }
         recomputeDestinations()
         return true
@@ -95,9 +110,11 @@ final class Track {
         destinations.removeAll(keepingCapacity: true)
         destinationParticipants.removeAll(keepingCapacity: true)
         destinationPayloadTypes.removeAll(keepingCapacity: true)
-        needsPerDestinationCopy = false
-        for s in subscribers {
+        destinationLayers.removeAll(keepingCapacity: true)
+        needsPerDestinationCopy = simulcast != nil // each copy renumbered
+        for (i, s) in subscribers.enumerated() {
             guard let a = s.address else { continue }
+            if simulcast != nil { destinationLayers.append(layerChoices[i]) }
             destinations.append(a)
             destinationParticipants.append(s)
             destinationPayloadTypes.append(s.rewrittenPayloadType(self))
@@ -105,4 +122,98 @@ final class Track {
             if s.crypto != nil || a.isRelayTCP { needsPerDestinationCopy = true }
         }
     }
+}
+
+/// A simulcast track's layers, lowest first: their SSRCs (learned from the
+/// rid header extension of the first packet of each), receive statistics
+/// and keyframe request throttles. Loop only.
+final class SimulcastLayers {
+    let rids: [String]
+    var ssrcs: [UInt32?]
+    var statistics: [RTPReceiveStatistics]
+    var packetsIn: [Int]
+    var lastKeyframeRequestMs: [UInt64?]
+    /// Monotonic ms of each layer's last packet (0: none yet).
+    var lastPacketMs: [UInt64]
+    /// A layer is active while its packets keep coming (a browser stops the
+    /// upper ones when its bandwidth estimate is too low for them).
+    static let activeMs: UInt64 = 1000
+
+    init(rids: [String], clockRate: Int) {
+        self.rids = rids
+        ssrcs = Array(repeating: nil, count: rids.count)
+        statistics = Array(repeating: RTPReceiveStatistics(clockRate: UInt32(clockRate), probation: 0), count: rids.count)
+        packetsIn = Array(repeating: 0, count: rids.count)
+        lastKeyframeRequestMs = Array(repeating: nil, count: rids.count)
+        lastPacketMs = Array(repeating: 0, count: rids.count)
+    }
+
+    /// The layer a subscriber that asked for `target` gets: it, or the highest active one below it.
+    func effective(target: Int, nowMs: UInt64) -> Int {
+        var l = target
+        while l > 0, lastPacketMs[l] == 0 || nowMs &- lastPacketMs[l] > Self.activeMs { l -= 1 }
+        return l
+    }
+
+    /// The layer whose rid is `bytes` (the rid extension's value).
+    func layer(rid bytes: UnsafeRawBufferPointer) -> Int? {
+        for (i, r) in rids.enumerated() where r.utf8.count == bytes.count && r.utf8.elementsEqual(bytes) { return i }
+        return nil
+    }
+
+    func layer(ssrc: UInt32) -> Int? { ssrcs.firstIndex { $0 == ssrc } }
+}
+
+/// Which layer of a simulcast track one subscriber receives (`current`, nil
+/// until a keyframe starts it), the one it asked for (`target`, switched to
+/// at that layer's next keyframe), and the offsets that make what it
+/// receives one stream: the track's SSRC, sequence numbers and timestamps
+/// that continue across switches. Loop only.
+final class LayerChoice {
+    var target: Int
+    var current: Int?
+    var sequenceOffset: UInt16 = 0
+    var timestampOffset: UInt32 = 0
+    var lastSequence: UInt16 = 0
+    var lastTimestamp: UInt32 = 0
+    var lastForwardMs: UInt64 = 0
+    var started = false
+    var switches = 0
+
+    init(target: Int) { self.target = target }
+
+    /// Starts forwarding `layer` at a keyframe with sequence number `seq` and
+    /// timestamp `ts`: the next outgoing sequence number follows the last one
+    /// sent, and the timestamp advances by the time since (at `clockRate`).
+    func switchTo(_ layer: Int, seq: UInt16, ts: UInt32, nowMs: UInt64, clockRate: Int) {
+        if started {
+            sequenceOffset = lastSequence &+ 1 &- seq
+            let elapsed = UInt32(truncatingIfNeeded: max(1, (nowMs &- lastForwardMs) * UInt64(clockRate) / 1000))
+            timestampOffset = lastTimestamp &+ elapsed &- ts
+        } else {
+            sequenceOffset = 0
+            timestampOffset = 0
+        }
+        current = layer
+        switches += 1
+    }
+
+    /// The outgoing sequence number and timestamp of a packet of the current layer; remembers the newest.
+    func rewrite(seq: UInt16, ts: UInt32, nowMs: UInt64) -> (UInt16, UInt32) {
+        let s = seq &+ sequenceOffset, t = ts &+ timestampOffset
+        if !started || Int16(bitPattern: s &- lastSequence) > 0 {
+            lastSequence = s
+            lastTimestamp = t
+            lastForwardMs = nowMs
+            started = true
+        }
+        return (s, t)
+    }
+}
+
+/// The SSRC, sequence number and timestamp a subscriber's copy is sent with (simulcast).
+struct Renumbering {
+    var ssrc: UInt32
+    var sequence: UInt16
+    var timestamp: UInt32
 }

@@ -26,6 +26,10 @@ public struct WebRTCOffer: Sendable, Equatable {
         public var codecs: [Codec]
         /// The header extensions of the offer Parley answers (`a=extmap`), URI → id.
         public var extensions: [String: UInt8]
+        /// Simulcast the peer sends (RFC 8853 `a=simulcast:send`, RFC 8851
+        /// `a=rid … send`): the rids in the offer's order (the first of each
+        /// alternative, at most `maxSimulcastLayers`); empty: one stream.
+        public var rids: [String] = []
         /// The SSRCs the offerer sends with (its `a=ssrc`, without retransmission SSRCs).
         public var ssrcs: [UInt32]
         /// `a=msid` (stream and track id), if any.
@@ -57,8 +61,37 @@ public struct WebRTCOffer: Sendable, Equatable {
     /// The header extensions Parley answers, by kind.
     public static let supportedExtensions: [String: Set<String>] = [
         "audio": [Extension.mid, Extension.absSendTime, Extension.transportWideCC, Extension.audioLevel],
-        "video": [Extension.mid, Extension.absSendTime, Extension.transportWideCC],
+        "video": [Extension.mid, Extension.absSendTime, Extension.transportWideCC, Extension.rid, Extension.repairedRid],
     ]
+    /// The most simulcast layers taken from one section (what browsers send).
+    public static let maxSimulcastLayers = 3
+
+    /// RFC 8851 §10: a rid is 1-16 letters, digits, '-' or '_' (Parley's bound).
+    static func isRid(_ r: Substring) -> Bool {
+        (1...16).contains(r.utf8.count) && r.utf8.allSatisfy { isICEChar($0) && $0 != 0x2B && $0 != 0x2F || $0 == 0x2D || $0 == 0x5F }
+    }
+
+    /// The rids a section sends, from `a=simulcast:send` (else its `a=rid:… send` lines).
+    static func sendRids(_ m: MediaSection) -> [String] {
+        let declared = m.all("rid").compactMap { v -> String? in
+            let parts = v.split(separator: " ")
+            return parts.count >= 2 && parts[1] == "send" && isRid(parts[0]) ? String(parts[0]) : nil
+        }
+        guard !declared.isEmpty else { return [] }
+        var order: [String] = declared
+        if let sim = m.attribute("simulcast") {
+            let parts = sim.split(separator: " ")
+            if parts.count >= 2, parts[0] == "send" {
+                // "send q;h;f", alternatives "a,b", paused "~a": the first of each alternative list.
+                order = parts[1].split(separator: ";").compactMap { alt in
+                    alt.split(separator: ",").first.map { String($0.drop { $0 == "~" }) }
+                }.filter { declared.contains($0) }
+            }
+        }
+        var out: [String] = []
+        for r in order where !out.contains(r) { out.append(r) }
+        return Array(out.prefix(maxSimulcastLayers))
+    }
 
     /// Whether a codec may be taken: H.264 needs packetization-mode=1 (RFC 6184 §6.3).
     static func acceptable(_ c: Codec) -> Bool {
@@ -123,8 +156,9 @@ public struct WebRTCOffer: Sendable, Equatable {
                     extensions[String(parts[1])] = id
                 }
             }
+            let rids = m.kind == "video" && !codecs.isEmpty && extensions[Extension.rid] != nil ? Self.sendRids(m) : []
             sections.append(Section(mid: mid, kind: m.kind, direction: m.direction, codec: codecs.first, codecs: codecs,
-                                    extensions: extensions, ssrcs: m.mediaSSRCs,
+                                    extensions: extensions, rids: rids, ssrcs: m.mediaSSRCs,
                                     msid: m.attribute("msid"), formats: m.formats, proto: m.proto))
         }
         self.sections = sections
@@ -186,6 +220,11 @@ public struct WebRTCOffer: Sendable, Equatable {
                     if fb == "goog-remb" && twcc { continue }
                     out += "a=rtcp-fb:\(c.payloadType) \(fb)\r\n"
                 }
+            }
+            if !s.rids.isEmpty, canReceive, s.direction.sends {
+                // RFC 8853 §5.3: the layers Parley takes, received.
+                for r in s.rids { out += "a=rid:\(r) recv\r\n" }
+                out += "a=simulcast:recv \(s.rids.joined(separator: ";"))\r\n"
             }
             if let send = sending[s.mid], canSend, s.direction == .sendrecv || s.direction == .recvonly {
                 out += "a=msid:\(send.stream) \(send.ssrc)\r\n"

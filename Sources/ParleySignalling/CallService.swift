@@ -200,6 +200,16 @@ public final class CallService: SignallingFeature {
             }
             calls[key] = j
             return ["track": .string(track)]
+        case .quality(let track, let quality):
+            guard let j = calls[key] else { throw SignallingError(.notJoined, "join first") }
+            guard j.subscriptions[track] != nil, let t = findTrack(room: j.room, id: track) else {
+                throw SignallingError(.unknownTrack, "not subscribed to \(track)")
+            }
+            let layers = t.spec.rids.count
+            guard layers > 1 else { throw SignallingError(.badRequest, "\(track) is not a simulcast track") }
+            let layer = quality == "low" ? 0 : quality == "high" ? layers - 1 : layers / 2
+            backend.setLayer(room: j.room, subscriber: user, ssrc: t.ssrc, layer: layer)
+            return ["track": .string(track), "quality": .string(quality), "rid": .string(t.spec.rids[layer])]
         case .mute(let track, let muted):
             guard var j = calls[key] else { throw SignallingError(.notJoined, "join first") }
             guard var t = j.tracks[track] else { throw SignallingError(.unknownTrack, "you have not published \(track)") }

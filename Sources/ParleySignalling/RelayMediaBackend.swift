@@ -64,7 +64,12 @@ public final class RelayMediaBackend: MediaBackend, Sendable {
                 let key = TrackDescription.codecKey(name: c.name, fmtp: c.fmtp)
                 if !receiveCodecs.contains(where: { $0.key == key }) { receiveCodecs.append((key, c.payloadType)) }
             }
-            if publish, s.direction.sends, let ssrc = s.ssrcs.first {
+            if publish, s.direction.sends, !s.rids.isEmpty {
+                // Simulcast: the layers' SSRCs come with their rid; subscribers get the chosen layer on an SSRC of the relay's.
+                tracks.append(TrackDescription(kind: kind, codec: c.name, payloadType: c.payloadType, clockRate: c.clockRate,
+                                               channels: c.channels, ssrc: UInt32.random(in: 1..<0x8000_0000), fmtp: c.fmtp,
+                                               rids: s.rids))
+            } else if publish, s.direction.sends, let ssrc = s.ssrcs.first {
                 tracks.append(TrackDescription(kind: kind, codec: c.name, payloadType: c.payloadType, clockRate: c.clockRate,
                                                channels: c.channels, ssrc: ssrc, fmtp: c.fmtp))
             }
@@ -167,6 +172,10 @@ public final class RelayMediaBackend: MediaBackend, Sendable {
 
     public func unsubscribe(room: String, subscriber: String, publisher: String, ssrc: UInt32) {
         relay.setSubscribed(room: room, subscriber: subscriber, ssrc: ssrc, false)
+    }
+
+    public func setLayer(room: String, subscriber: String, ssrc: UInt32, layer: Int) {
+        relay.setLayer(room: room, subscriber: subscriber, ssrc: ssrc, layer: layer)
     }
 
     public func setMuted(room: String, participant: String, ssrc: UInt32, muted: Bool) {

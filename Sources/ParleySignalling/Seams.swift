@@ -118,6 +118,8 @@ public protocol MediaBackend: AnyObject {
     func setMuted(room: String, participant: String, ssrc: UInt32, muted: Bool)
     /// The participant pinged: count it as activity for its media timeout.
     func keepAlive(room: String, participant: String)
+    /// Which simulcast layer of `ssrc` (0: the lowest) `subscriber` receives; the relay switches at the layer's next keyframe.
+    func setLayer(room: String, subscriber: String, ssrc: UInt32, layer: Int)
     /// Joins a WebRTC peer from its SDP offer: its offered SSRCs granted,
     /// ICE-lite and DTLS-SRTP on the media port; answers with the grant and
     /// the SDP answer.
@@ -127,6 +129,7 @@ public protocol MediaBackend: AnyObject {
 
 extension MediaBackend {
     public func keepAlive(room: String, participant: String) {}
+    public func setLayer(room: String, subscriber: String, ssrc: UInt32, layer: Int) {}
     public func joinWebRTC(room: String, participant: String, offer: WebRTCOffer, publish: Bool, subscribe: Bool,
                            completion: @escaping @Sendable (Result<WebRTCGrant, SignallingError>) -> Void) {
         completion(.failure(SignallingError(.unsupported, "this server takes no WebRTC peers")))

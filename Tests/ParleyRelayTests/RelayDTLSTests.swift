@@ -182,6 +182,70 @@ final class RelayDTLSTests: XCTestCase {
         XCTAssertEqual(fx.counter("parley_relay_header_extension_rewrites_total"), 4)
     }
 
+    /// Simulcast: a WebRTC publisher's three layers (SSRCs learned from the
+    /// rid extension) reach a subscriber as one stream on the track's SSRC,
+    /// switched only at keyframes, numbered without a gap; `setLayer` asks
+    /// the publisher for a keyframe of the layer (PLI to its SSRC).
+    func testSimulcastLayersReachASubscriberAsOneStreamSwitchedAtKeyframes() throws {
+        let fx = try RelayFixture { $0.keyframeRequestInterval = .milliseconds(1) }
+        var pt = transport()
+        pt.extensions = RTPHeaderExtensionMap(rid: 10)
+        var spec = TrackDescription.video(ssrc: 7777)
+        spec.rids = ["q", "h", "f"]
+        let gp = try joinWebRTC(fx, room: "r", name: "cam", ssrc: 7777, transport: pt, track: spec)
+        let (pc, ptx, prx) = try connect(fx, gp, room: "r", name: "cam")
+        let (viewer, vc) = try fx.join("r", [], receiving: [gp]) // plaintext subscriber
+
+        func send(_ ssrc: UInt32, rid: String, seq: UInt16, ts: UInt32, key: Bool) throws {
+            let pkt = RTPPacket(header: RTPHeader(payloadType: 96, sequenceNumber: seq, timestamp: ts, ssrc: ssrc,
+                                                  extensionProfile: RTP.oneByteExtensionProfile,
+                                                  extensions: [RTPHeaderExtension(id: 10, data: Array(rid.utf8))]),
+                                payload: [0x10, key ? 0x00 : 0x01] + payload(ssrc: ssrc, seq: seq, size: 40))
+            pc.send(try ptx.protect(try pkt.encoded()), to: fx.mediaAddress)
+        }
+        func next() throws -> (ssrc: UInt32, seq: UInt16, ts: UInt32) {
+            let d = try XCTUnwrap(vc.receive(where: isRTP))
+            return (UInt32(d[8]) << 24 | UInt32(d[9]) << 16 | UInt32(d[10]) << 8 | UInt32(d[11]), UInt16(d[2]) << 8 | UInt16(d[3]),
+                    UInt32(d[4]) << 24 | UInt32(d[5]) << 16 | UInt32(d[6]) << 8 | UInt32(d[7]))
+        }
+        // The first keyframe of any layer starts it (here the lowest).
+        try send(500, rid: "q", seq: 10, ts: 1000, key: true)
+        XCTAssertEqual(try next().seq, 10)
+        try send(502, rid: "f", seq: 300, ts: 50_000, key: false) // the highest (its default), not at a keyframe: not yet
+        try send(500, rid: "q", seq: 11, ts: 1000, key: false)
+        let second = try next()
+        XCTAssertEqual(second.ssrc, 7777)
+        XCTAssertEqual(second.seq, 11)
+        // A keyframe of the highest layer moves it there, numbered on.
+        try send(502, rid: "f", seq: 301, ts: 53_000, key: true)
+        let third = try next()
+        XCTAssertEqual(third.ssrc, 7777)
+        XCTAssertEqual(third.seq, 12, "no gap across the switch")
+        XCTAssertGreaterThan(third.ts &- 1000, 0)
+        XCTAssertLessThan(third.ts &- 1000, 90_000 * 10, "the timestamp advanced by the time since, not by the other layer's base")
+        try send(500, rid: "q", seq: 12, ts: 4000, key: false) // the low layer is no longer its
+        try send(502, rid: "f", seq: 302, ts: 56_000, key: false)
+        XCTAssertEqual(try next().seq, 13)
+        // Low again: a PLI for the low layer goes to the publisher; its next keyframe switches.
+        while pc.receive(timeout: 0.3) != nil {} // what was sent before (a PLI when the first layer appeared)
+        try waitFor { fx.relay.setLayer(room: "r", subscriber: viewer.name, ssrc: 7777, layer: 0, completion: $0) }
+        var pli = false
+        while !pli, let d = pc.receive(where: isRTCP) {
+            let plain = try prx.unprotect(d, rtcp: true)
+            try plain.withUnsafeBytes { b in
+                for v in try RTCPCompoundView(parsing: b) where v.packetType == RTCP.PacketType.payloadFeedback
+                    && v.count == RTCP.Format.pictureLossIndication && v.mediaSSRC == 500 { pli = true }
+            }
+        }
+        XCTAssertTrue(pli, "PLI to the low layer's SSRC")
+        try send(500, rid: "q", seq: 13, ts: 7000, key: true)
+        let back = try next()
+        XCTAssertEqual(back.ssrc, 7777)
+        XCTAssertEqual(back.seq, 14)
+        XCTAssertEqual(fx.counter("parley_relay_simulcast_layers_total"), 2)
+        XCTAssertEqual(fx.counter("parley_relay_simulcast_switches_total"), 3)
+    }
+
     func testDTLSFromStrangersAndGarbageIsDroppedAndCounted() throws {
         let fx = try RelayFixture()
         let g = try joinWebRTC(fx, room: "r", name: "browser", ssrc: 1111, transport: transport())

@@ -196,4 +196,33 @@ final class WebRTCOfferTests: XCTestCase {
         XCTAssertEqual(sdp.media[1].all("fmtp"), ["102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", "98 profile-id=0"])
         XCTAssertEqual(sdp.media[0].all("rtcp-fb"), ["111 transport-cc"])
     }
+
+    func testSimulcastRidsAreAnsweredAsReceived() throws {
+        let offer = Self.feedbackOffer
+            .replacingOccurrences(of: "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\r\n", with: "")
+            .replacingOccurrences(of: "a=mid:1\r\n", with: """
+            a=mid:1\r
+            a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r
+            a=extmap:11 urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id\r
+            a=rid:q send\r
+            a=rid:h send\r
+            a=rid:f send max-width=1280\r
+            a=rid:x!y send\r
+            a=simulcast:send q;h,x;~f\r
+
+            """)
+        let o = try WebRTCOffer(parsing: offer)
+        XCTAssertEqual(o.sections[1].rids, ["q", "h", "f"], "the first of each alternative, paused ones too, bad rids left out")
+        XCTAssertEqual(o.sections[1].extensions[WebRTCOffer.Extension.rid], 10)
+        let a = o.answer(ufrag: "abcdefgh", password: String(repeating: "x", count: 24), fingerprint: "AA:BB", host: "127.0.0.1",
+                         port: 40000, sessionID: 1, canSend: true, canReceive: true)
+        let sdp = try SessionDescription(parsing: a)
+        XCTAssertEqual(sdp.media[1].all("rid"), ["q recv", "h recv", "f recv"])
+        XCTAssertEqual(sdp.media[1].attribute("simulcast"), "recv q;h;f")
+        XCTAssertTrue(sdp.media[1].all("extmap").contains("10 \(WebRTCOffer.Extension.rid)"))
+        XCTAssertEqual(sdp.media[0].all("rid"), [], "no simulcast on audio")
+        let listener = o.answer(ufrag: "abcdefgh", password: String(repeating: "x", count: 24), fingerprint: "AA:BB", host: "127.0.0.1",
+                                port: 40000, sessionID: 1, canSend: true, canReceive: false)
+        XCTAssertFalse(listener.contains("a=simulcast"), "a peer that may not publish is not asked for layers")
+    }
 }

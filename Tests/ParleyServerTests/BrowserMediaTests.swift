@@ -55,4 +55,22 @@ final class BrowserMediaTests: XCTestCase {
         XCTAssertGreaterThan(metric("parley_relay_header_extension_rewrites_total"), before,
                              "forwarded packets carry the subscriber's extension ids")
     }
+
+    /// Simulcast: Chromium publishes three rid layers; a subscriber asks for
+    /// low, high and low again, and frames keep decoding through each switch
+    /// (no freeze). The widths it decoded are printed: Chromium sends the
+    /// upper layers only when its bandwidth estimate allows, which this
+    /// loaded loopback machine does not promise (the relay's switching itself
+    /// is checked in RelayDTLSTests).
+    func testChromiumSimulcastSubscriberSwitchesLayersWithoutAFreeze() throws {
+        let result = try run(["simulcast", "--room", "simulcast"])
+        let answer = result["answer"]?.stringValue ?? ""
+        XCTAssertTrue(answer.contains("a=simulcast:recv q;h;f\r\n"), answer)
+        let steps = result["steps"]?.arrayValue ?? []
+        XCTAssertEqual(steps.count, 3)
+        for s in steps { XCTAssertEqual(s["ok"]?.boolValue, true, "\(s)") }
+        XCTAssertGreaterThan(metric("parley_relay_simulcast_layers_total"), 0)
+        let sent = (result["sent"]?["outbound"]?.arrayValue ?? []).map { "\($0["rid"]?.stringValue ?? ""): \($0["bytesSent"]?.intValue ?? 0) B" }
+        print("simulcast: decoded widths \(result["widths"]?.arrayValue?.compactMap(\.intValue) ?? []) (low, high, low); sent \(sent)")
+    }
 }

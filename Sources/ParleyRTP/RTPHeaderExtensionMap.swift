@@ -38,13 +38,6 @@ public struct RTPHeaderExtensionMap: Equatable, Sendable {
         return d.u16(0)
     }
 
-    /// The rid (RFC 8852) of `packet` as bytes, if it carries one: its own, or the one it repairs.
-    public func streamID(_ packet: RTPPacketView) -> UnsafeRawBufferPointer? {
-        if rid != 0, let d = packet.extensionElement(id: rid), !d.isEmpty { return d }
-        if repairedRid != 0, let d = packet.extensionElement(id: repairedRid), !d.isEmpty { return d }
-        return nil
-    }
-
     /// Renumbers the header extension elements of the RTP packet in the
     /// first `length` bytes of `packet`, in place, from the ids `source`
     /// negotiated (the publisher's) to `self`'s (the subscriber's). The

@@ -57,6 +57,7 @@ final class MediaIPv6Tests: XCTestCase {
         for (p, j) in [(peerA, joinA), (peerB, joinB), (peerC, joinC)] {
             XCTAssertTrue(p.bind(ufrag: j["ice"]!["ufrag"]!.stringValue!, password: j["ice"]!["pwd"]!.stringValue!))
         }
+        fx.waitUntilLatched(["alice", "bob", "carol"])
         let ssrcA = UInt32(trackA["ssrc"]!.intValue!), ssrcB = UInt32(trackB["ssrc"]!.intValue!)
         let fromA = try peerA.sendNext(ssrc: ssrcA)
         XCTAssertEqual(try peerB.receiveRTP(), fromA, "IPv4 → IPv6 over UDP")

@@ -102,6 +102,7 @@ final class MediaTCPTests: XCTestCase {
         XCTAssertTrue(bind(peerA, joinA))
         XCTAssertTrue(bind(peerB, joinB))
         XCTAssertTrue(bind(peerC, joinC))
+        fx.waitUntilLatched(["alice", "bob", "carol"])
         _ = try peerA.sendNext(ssrc: ssrcA)
         XCTAssertNotNil(try peerB.receiveRTP(), "bob receives over TCP while he reads")
         XCTAssertNotNil(try peerC.receiveRTP())
@@ -155,11 +156,6 @@ final class MediaTCPTests: XCTestCase {
         XCTAssertNotNil(try c.call(.join(room: nil, publish: false, subscribe: true, suite: nil))["media"])
         c.close()
     }
-}
-
-extension Relay {
-    /// `stats`, waited for (tests only).
-    func statsSync(room: String) throws -> RoomStats { try waitFor { stats(room: room, completion: $0) } }
 }
 
 final class MediaTCPIdleTests: XCTestCase {

@@ -181,6 +181,17 @@ final class RelayServerFixture {
         secret = try ServerSecret.loadOrCreate(dataDir: dataDir)
     }
 
+    /// Waits until the relay has latched each named participant of `room`
+    /// (its consent check answered), so media sent next reaches every one of
+    /// them: a peer's answer over TCP and another's packet over UDP can be
+    /// read in either order by the loop. The timeout is only a hang guard.
+    func waitUntilLatched(_ names: [String], room: String = "call", file: StaticString = #filePath, line: UInt = #line) {
+        waitUntil("\(names) latched", file: file, line: line) {
+            guard let s = try? relay.statsSync(room: room) else { return false }
+            return names.allSatisfy { n in s.participants.contains { $0.name == n && $0.address != nil } }
+        }
+    }
+
     func stop() {
         front.stop()
         relay.shutdown()
@@ -253,4 +264,9 @@ func runBrowserScript(_ script: String, _ fx: RelayServerFixture, _ args: [Strin
     let result = try XCTUnwrap(try? JSONValue.parse(last), "no summary: \(r.out)\n\(r.err)", file: file, line: line)
     XCTAssertEqual(r.status, 0, "\(last)\n\(r.err)", file: file, line: line)
     return result
+}
+
+extension Relay {
+    /// `stats`, waited for (tests only).
+    func statsSync(room: String) throws -> RoomStats { try waitFor { stats(room: room, completion: $0) } }
 }

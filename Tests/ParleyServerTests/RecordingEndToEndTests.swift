@@ -13,7 +13,7 @@ import ParleyTestSupport
 
 /// A recorded call with publishers nobody here wrote: ffmpeg sends Opus
 /// tones (one through a lossy, reordering proxy) with keys from `parley
-/// sdp`, and VP8 video, through the relay into a room being recorded. After
+/// sdp`, and VP8 and H.264 video, through the relay into a room being recorded. After
 /// stop, the automatic export is judged by ffprobe (streams, durations
 /// against the call), ffmpeg (it decodes), Goertzel (every tone in the mix,
 /// when it was sent) and tshark (the capture files dissect cleanly). And a
@@ -55,23 +55,37 @@ final class RecordingEndToEndTests: XCTestCase {
                                 "-payload_type", "96", "-ssrc", String(videoSSRC), "-f", "rtp",
                                 "-srtp_out_suite", "AES_CM_128_HMAC_SHA1_80", "-srtp_out_params", camKey,
                                 "srtp://127.0.0.1:\(camPort)?rtcpport=\(camPort)&pkt_size=1200"])
+        // H.264 video from ffmpeg (libx264, RFC 6184 packetization mode 1: single NAL units and FU-A), the same way.
+        let cam264 = try fx.connect()
+        try cam264.call(.auth(token: fx.token("cam264"), room: nil))
+        let join264 = try cam264.call(.join(room: nil, publish: true, subscribe: false, suite: nil))
+        let ssrc264 = UInt32(try XCTUnwrap(join264["ssrcs"]?["video"]?.intValue))
+        try cam264.call(.publish([TrackDescription(kind: .video, codec: "H264", payloadType: 102, clockRate: 90000, ssrc: ssrc264)]))
+        let key264 = String(try XCTUnwrap(join264["srtp"]?["send"]?.stringValue).dropFirst("inline:".count))
+        let port264 = try XCTUnwrap(join264["media"]?["port"]?.intValue)
+        let ff264 = try ffmpeg(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:duration=3",
+                                "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-profile:v", "baseline", "-b:v", "300k",
+                                "-g", "25", "-pix_fmt", "yuv420p",
+                                "-payload_type", "102", "-ssrc", String(ssrc264), "-f", "rtp",
+                                "-srtp_out_suite", "AES_CM_128_HMAC_SHA1_80", "-srtp_out_params", key264,
+                                "srtp://127.0.0.1:\(port264)?rtcpport=\(port264)&pkt_size=1200"])
         // The second tone waits until the first has reached the recording: the mix must show it starting later.
         let file440 = dir + "/track-tone440_\(s440.ssrc).pcapng"
         waitUntil("the 440 Hz tone is being recorded") { ((try? CaptureReader.read(path: file440))?.packets.count ?? 0) >= 50 }
         let (s880, ff880) = try publishTone(name: "tone880", hz: 880, seconds: 3, via: proxy)
-        for p in [ff440, ff880, ffcam] { p.waitUntilExit() }
-        XCTAssertEqual([ff440, ff880, ffcam].map(\.terminationStatus), [0, 0, 0], "ffmpeg published")
+        for p in [ff440, ff880, ffcam, ff264] { p.waitUntilExit() }
+        XCTAssertEqual([ff440, ff880, ffcam, ff264].map(\.terminationStatus), [0, 0, 0, 0], "ffmpeg published")
         proxy.stop()
 
         try rec.call(.stopRecording())
-        let exported = ["tone440.webm", "tone880.webm", "cam.webm", "mix.ogg"].map { dir + "/" + $0 }
+        let exported = ["tone440.webm", "tone880.webm", "cam.webm", "cam264.mkv", "mix.ogg"].map { dir + "/" + $0 }
         waitUntil("the export has written every file", timeout: 120) {
             exported.allSatisfy { FileManager.default.fileExists(atPath: $0) }
                 && MetricsRegistry.shared.counter("parley_record_exports_total", help: "", labels: [("result", "ok")]).current > 0
                 && (try? probe(dir + "/mix.ogg"))?.duration ?? 0 > 0
         }
         let index = try RecordingIndex.read(directory: dir)
-        XCTAssertEqual(Set(index.participants), ["rec", "tone440", "tone880", "cam"])
+        XCTAssertEqual(Set(index.participants), ["rec", "tone440", "tone880", "cam", "cam264"])
         let start = Double(index.startedAtMillis) / 1000
 
         // What the relay received of each publisher, in its capture file.
@@ -82,10 +96,12 @@ final class RecordingEndToEndTests: XCTestCase {
         let track = { (p: String) in index.tracks.first { $0.participant == p }! }
         // Each file lasts as long as its publisher's call (what ffmpeg was told to send), within 2 %.
         var placed: [String: (start: Double, end: Double)] = [:]
-        for (name, stream, seconds) in [("tone440", "audio:opus", 4.0), ("tone880", "audio:opus", 3.0), ("cam", "video:vp8", 3.0)] {
+        for (name, stream, seconds) in [("tone440", "audio:opus", 4.0), ("tone880", "audio:opus", 3.0), ("cam", "video:vp8", 3.0),
+                                        ("cam264", "video:h264", 3.0)] {
             let t = track(name)
+            let file = dir + "/" + name + (stream == "video:h264" ? ".mkv" : ".webm")
             XCTAssertFalse(index.clockMappings[t.id]?.isEmpty ?? true, "\(name): ffmpeg's sender reports were recorded")
-            let p = try probe(dir + "/\(name).webm")
+            let p = try probe(file)
             XCTAssertEqual(p.streams, [stream], name)
             XCTAssertEqual(p.duration - p.start, seconds, accuracy: 0.02 * seconds, "\(name): \(p)")
             // On the recording's clock it starts no later than its first packet arrived (placed by the sender's clock).
@@ -94,7 +110,7 @@ final class RecordingEndToEndTests: XCTestCase {
             XCTAssertGreaterThan(p.start, first - 0.5, name)
             placed[name] = (p.start, p.duration)
             // Decodes from end to end (the lossy one too).
-            let decoded = try runTool("ffmpeg", ["-v", "error", "-i", dir + "/\(name).webm", "-f", "null", "-"])
+            let decoded = try runTool("ffmpeg", ["-v", "error", "-i", file, "-f", "null", "-"])
             XCTAssertEqual(decoded.status, 0, decoded.err)
             XCTAssertEqual(decoded.err, "", "\(name) decodes without errors")
         }
@@ -134,7 +150,7 @@ final class RecordingEndToEndTests: XCTestCase {
             XCTAssertTrue(text.contains("Real-Time Transport Protocol"), tr.id)
             XCTAssertTrue(text.contains("Sender Report") || text.contains("Sender report"), tr.id)
         }
-        for c in [rec, cam, s440.client, s880.client] { c.close() }
+        for c in [rec, cam, cam264, s440.client, s880.client] { c.close() }
     }
 
     /// `parley serve` (a child process) recording a room is SIGKILLed while

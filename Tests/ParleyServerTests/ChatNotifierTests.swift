@@ -2,6 +2,7 @@ import XCTest
 import Foundation
 import Synchronization
 import ParleyCore
+import ParleyIO
 import ParleyTestSupport
 @testable import ParleyServer
 @testable import ParleyChat
@@ -20,7 +21,7 @@ final class WebhookReceiver {
     let gate: String
 
     static let script = """
-    import sys, json, hmac, hashlib, time, os, http.server
+    import sys, json, hmac, hashlib, time, os, http.server, ssl
     secret, log, plan, gate = sys.argv[1].encode(), sys.argv[2], sys.argv[3], sys.argv[4]
     statuses = [int(x) for x in plan.split(",") if x]
     seen = 0
@@ -48,11 +49,19 @@ final class WebhookReceiver {
             self.end_headers()
         def log_message(self, *args): pass
     server = http.server.HTTPServer(("127.0.0.1", 0), H)
+    if len(sys.argv) > 6:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[5], sys.argv[6])
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     print(server.server_address[1], flush=True)
     server.serve_forever()
     """
 
-    init(secret: String, plan: [Int] = [], hold: Bool = false) throws {
+    let secure: Bool
+
+    /// With `tls` (certificate and key files), the receiver speaks HTTPS.
+    init(secret: String, plan: [Int] = [], hold: Bool = false, tls: (cert: String, key: String)? = nil) throws {
+        secure = tls != nil
         let dir = tempDir("webhook")
         let scriptPath = dir + "/receiver.py"
         try Self.script.write(toFile: scriptPath, atomically: true, encoding: .utf8)
@@ -61,6 +70,7 @@ final class WebhookReceiver {
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", scriptPath, secret, log, plan.map(String.init).joined(separator: ","), hold ? gate : "-"]
+            + (tls.map { [$0.cert, $0.key] } ?? [])
         let out = Pipe()
         process.standardOutput = out
         try process.run()
@@ -72,7 +82,7 @@ final class WebhookReceiver {
         port = p
     }
 
-    var url: String { "http://127.0.0.1:\(port)/hooks/parley?v=1" }
+    var url: String { secure ? "https://localhost:\(port)/hooks/parley?v=1" : "http://127.0.0.1:\(port)/hooks/parley?v=1" }
 
     /// The requests answered so far (the holding marker left out), in the order answered.
     var requests: [JSONValue] {
@@ -103,9 +113,9 @@ final class ChatNotifierTests: ChatTestCase {
         receiver?.stop()
     }
 
-    func startWithWebhook(plan: [Int] = [], hold: Bool = false, secret serverSecret: String? = nil,
+    func startWithWebhook(plan: [Int] = [], hold: Bool = false, secret serverSecret: String? = nil, tls: (cert: String, key: String)? = nil,
                           _ configure: @escaping (inout ServerConfig) -> Void = { _ in }) throws {
-        let r = try WebhookReceiver(secret: secret, plan: plan, hold: hold)
+        let r = try WebhookReceiver(secret: secret, plan: plan, hold: hold, tls: tls)
         receiver = r
         try start { c in
             c.chatWebhookURL = r.url
@@ -221,6 +231,30 @@ final class ChatNotifierTests: ChatTestCase {
         waitUntil("two sent") { notifierState()["sent"] == 2 }
         XCTAssertEqual(r.requests.map { $0["body"]?["user"] }, ["u1", "u2"])
         XCTAssertEqual(r.requests.last?["body"]?["count"], 2)
+    }
+
+    func testAnHTTPSReceiverIsReachedWhenItsCertificateChainsAndNamesTheHost() throws {
+        let cert = try TLSCertificate.generateSelfSigned(directory: tempDir("webhook-tls"))
+        try startWithWebhook(tls: (cert.certificateFile, cert.privateKeyFile)) { $0.chatWebhookCAFile = cert.certificateFile }
+        let alice = try device("alice")
+        _ = try alice.call(.chatSend(to: "bob", clientId: "x", text: "x"))
+        waitUntil("sent over TLS") { notifierState()["sent"] == 1 }
+        XCTAssertEqual(receiver!.requests.map { $0["verified"] }, [true])
+        XCTAssertEqual(notifierState()["url"]?.stringValue, "https://localhost:\(receiver!.port)")
+    }
+
+    func testAnHTTPSReceiverWhoseCertificateNamesAnotherHostGetsNothing() throws {
+        let cert = try TLSCertificate.generateSelfSigned(directory: tempDir("webhook-tls"), commonName: "elsewhere.example",
+                                                         subjectAltNames: ["DNS:elsewhere.example"])
+        try startWithWebhook(tls: (cert.certificateFile, cert.privateKeyFile)) {
+            $0.chatWebhookCAFile = cert.certificateFile
+            $0.chatWebhookAttempts = 2
+        }
+        let alice = try device("alice")
+        _ = try alice.call(.chatSend(to: "bob", clientId: "x", text: "x"))
+        waitUntil("given up") { notifierState()["failed"] == 1 }
+        XCTAssertEqual(notifierState()["retried"], 1, "a failed handshake is retried like any connection error")
+        XCTAssertEqual(receiver!.requests.count, 0, "not a byte of the notification was sent")
     }
 
     func testTheAdminRouteShowsTheNotifier() throws {

@@ -1,5 +1,6 @@
 import ParleyCore
 import ParleyStore
+import Synchronization
 
 /// The store's bounds that are not one conversation's: a recipient's
 /// backlog over all its conversations, receipts no longer needed, and
@@ -32,6 +33,51 @@ extension ChatStore {
         if let full { throw ChatRefusal.userBacklogFull(user: full, limit: limit) }
     }
 
+}
+
+/// Upper bounds of users' backlogs, kept by the writer thread so that a
+/// message to users far below `chat-max-backlog` needs no sum over their
+/// conversations (that sum, per send, cost as much as the rest of a send for
+/// a user in 99 conversations). A bound is the exact backlog when last
+/// summed plus every message stored for the user since; deliveries only
+/// lower the real figure, so the bound never underestimates. Group events
+/// (create, add, remove, leave) forget every bound. When a bound would reach
+/// the limit, the exact sum decides, as before. At most `capacity` users are
+/// kept; past that all are forgotten (the next send of each sums again).
+final class BacklogBounds: Sendable {
+    private let bounds = Mutex<[String: Int64]>([:])
+    let capacity: Int
+
+    init(capacity: Int = 65_536) { self.capacity = capacity }
+
+    /// Throws `userBacklogFull` as `ChatStore.checkBacklog` does; sums only
+    /// for recipients whose bound does not show them below `limit`.
+    func check(_ db: Database, _ c: ChatStore.Conversation, members: [String], sender: String, limit: Int) throws {
+        guard limit < Int.max else { return }
+        let recipients = members.filter { $0 != sender }
+        let known = bounds.withLock { b in recipients.allSatisfy { (b[$0] ?? Int64(limit)) + 1 < Int64(limit) } }
+        if known { return }
+        if !c.isGroup, let to = recipients.first {
+            let exact = try ChatStore.backlog(db, of: to)
+            if exact >= Int64(limit) { throw ChatRefusal.userBacklogFull(user: to, limit: limit) }
+            bounds.withLock { b in
+                if b.count >= capacity { b.removeAll(keepingCapacity: true) }
+                b[to] = exact
+            }
+        } else {
+            try ChatStore.checkBacklog(db, c, sender: sender, limit: limit)
+        }
+    }
+
+    /// One more message stored for each of `users` (the sender too: an upper bound may overcount).
+    func added(for users: [String]) {
+        bounds.withLock { b in for u in users where b[u] != nil { b[u]! += 1 } }
+    }
+
+    func forgetAll() { bounds.withLock { $0.removeAll(keepingCapacity: true) } }
+}
+
+extension ChatStore {
     /// Deletes receipts another receipt of the same member, conversation and
     /// status has superseded (a device's sync sends only the latest of each);
     /// returns how many. What remains is at most two per member of each conversation.

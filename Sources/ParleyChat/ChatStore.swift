@@ -2,6 +2,7 @@ import Foundation
 import ParleyCore
 import ParleyProtocol
 import ParleyStore
+import Synchronization
 
 /// One stored chat message, as it goes to a device (`chat.message`).
 public struct StoredMessage: Sendable, Equatable {
@@ -86,6 +87,9 @@ public enum ChatRefusal: Error, Sendable, Equatable {
 public final class ChatStore: Sendable {
     public let writer: StoreWriter
     let metrics: ChatMetrics
+    /// Upper bounds of users' backlogs (`chat-max-backlog`), so a send need
+    /// not sum a recipient's conversations each time (ChatBounds.swift).
+    let backlogBounds = BacklogBounds()
 
     /// Opens (creating and migrating) the database at `path`.
     /// `commitDelay`: how long the writer lets writes gather before a group commit (`StoreWriter.Config.commitDelay`).
@@ -221,7 +225,7 @@ public final class ChatStore: Sendable {
             case .group(let id):
                 (info, members) = try Self.membership(db, user: sender, conversation: id)
             }
-            try Self.checkBacklog(db, info, sender: sender, limit: maxBacklog)
+            try self.backlogBounds.check(db, info, members: members, sender: sender, limit: maxBacklog)
             var described: [JSONValue] = []
             for id in attachments {
                 guard let m = try Self.media(db, id, readableBy: sender) else { throw ChatRefusal.unknownMedia(id) }
@@ -234,6 +238,7 @@ public final class ChatStore: Sendable {
                 try db.run("INSERT OR IGNORE INTO message_media(media, conversation, seq) VALUES (?, ?, ?)",
                            [.text(id), .integer(info.id), .integer(message.seq)])
             }
+            self.backlogBounds.added(for: members)
             return Sent(message: message, members: members, duplicate: false)
         }, completion: completion)
     }
@@ -253,6 +258,7 @@ public final class ChatStore: Sendable {
             let info = Conversation(id: id, isGroup: true, a: nil, b: nil, last: 0)
             let event: JSONValue = ["action": "created", "name": .string(name), "members": .array(all.map { .string($0) }),
                                     "admins": [.string(creator)]]
+            self.backlogBounds.forgetAll() // a group event adds to every member's backlog
             let m = try Self.append(db, info, sender: creator, device: device, clientId: Self.eventId(), kind: .group, body: event.serialized)
             return Sent(message: m, members: all, duplicate: false)
         }, completion: completion)
@@ -293,6 +299,7 @@ public final class ChatStore: Sendable {
                 event = ["action": "left"]
             }
             // The change goes to the removed too: it is the last they get.
+            self.backlogBounds.forgetAll() // a group event adds to every member's backlog
             let m = try Self.append(db, info, sender: user, device: device, clientId: Self.eventId(), kind: .group,
                                     body: JSONValue.object(event).serialized)
             for u in gone { try db.run("DELETE FROM members WHERE conversation = ? AND user = ?", [.integer(conversation), .text(u)]) }

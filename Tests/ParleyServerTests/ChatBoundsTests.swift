@@ -31,6 +31,21 @@ final class ChatBoundsTests: ChatTestCase {
         XCTAssertTrue(metrics.contains("parley_chat_refused_total{reason=\"backlog_full\"}"))
     }
 
+    /// The writer keeps an upper bound of each recipient's backlog so that a
+    /// send far below the limit needs no sum; group messages must raise it
+    /// too, or a direct send would pass a recipient already at the limit.
+    func testGroupMessagesCountTowardsTheBoundKeptForDirectSends() throws {
+        try start { $0.chatMaxBacklog = 5 }
+        let alice = try device("alice"), dave = try device("dave")
+        _ = try alice.call(.chatSend(to: "bob", clientId: "a1", text: "x"))                  // bob: 1
+        let group = Int64(try dave.call(.chatCreateGroup(name: "g", members: ["bob"]))["conversation"]!.intValue!) // 2
+        _ = try alice.call(.chatSend(to: "bob", clientId: "a2", text: "x"))                  // 3
+        XCTAssertEqual(try dave.call(.chatSend(group: group, clientId: "g1", text: "x"))["status"], "sent") // 4
+        XCTAssertEqual(try dave.call(.chatSend(group: group, clientId: "g2", text: "x"))["status"], "sent") // 5
+        XCTAssertEqual(try alice.request(.chatSend(to: "bob", clientId: "a3", text: "x"))["code"], "backlog_full",
+                       "bob has 5 waiting, 2 of them from the group")
+    }
+
     func testSupersededReceiptsArePrunedAndTheLatestStillReachTheSender() throws {
         try start()
         let alice = try device("alice"), bob = try device("bob")

@@ -42,7 +42,7 @@ public struct RTCPApplicationDefined: Equatable, Sendable, RTCPPacketCodable {
         buffer.put32(ssrc, at: 4)
         buffer.put32(name, at: 8)
         buffer.putBytes(data, at: 12)
-        buffer.zero((12 + data.count)..<size)
+        finishRTCPPadding(buffer, content: 12 + data.count, size: size)
         return size
     }
 }

@@ -83,8 +83,10 @@ public struct RTCPPacketView {
         if bytes[0] & RTP.paddingBit != 0 {
             padding = Int(bytes[size - 1])
             let available = size - RTCP.headerSize
-            // The count includes itself; content stays word aligned, so it is a multiple of 4.
-            guard padding >= 1, padding <= available, padding % 4 == 0 else {
+            // RFC 3550 §6.4.1: the last octet counts the padding, itself included. Any count from 1 is
+            // taken, not only multiples of 4: libwebrtc pads transport-wide feedback with 1-3 octets
+            // (its deltas end anywhere), so the body before the padding need not end on a word.
+            guard padding >= 1, padding <= available else {
                 throw .badPadding(count: padding, available: available)
             }
         }
@@ -102,6 +104,17 @@ func writeRTCPHeader(_ buffer: UnsafeMutableRawBufferPointer, count: Int, type: 
     buffer[0] = RTP.version << RTP.versionShift | UInt8(count)
     buffer[1] = type
     buffer.put16(UInt16(size / 4 - 1), at: 2)
+}
+
+/// Ends a packet whose content stops at `content`, short of its size (the
+/// next word): the 1-3 octets left become RFC 3550 padding (zeros, P set, the
+/// last octet counts them), so that parsing it gives back the same content.
+@inline(__always)
+func finishRTCPPadding(_ buffer: UnsafeMutableRawBufferPointer, content: Int, size: Int) {
+    buffer.zero(content..<size)
+    guard size > content else { return }
+    buffer[0] |= RTP.paddingBit
+    buffer[size - 1] = UInt8(size - content)
 }
 
 // Common feedback packet format, RFC 4585 §6.1:

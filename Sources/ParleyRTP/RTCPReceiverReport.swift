@@ -46,7 +46,7 @@ public struct RTCPReceiverReport: Equatable, Sendable, RTCPPacketCodable {
             off += RTCP.reportBlockSize
         }
         buffer.putBytes(profileExtension, at: off)
-        buffer.zero((off + profileExtension.count)..<size)
+        finishRTCPPadding(buffer, content: off + profileExtension.count, size: size)
         return size
     }
 }

@@ -74,7 +74,7 @@ public struct RTCPSenderReport: Equatable, Sendable, RTCPPacketCodable {
             off += RTCP.reportBlockSize
         }
         buffer.putBytes(profileExtension, at: off)
-        buffer.zero((off + profileExtension.count)..<size)
+        finishRTCPPadding(buffer, content: off + profileExtension.count, size: size)
         return size
     }
 }

@@ -4,7 +4,7 @@ import ParleyCore
 public struct RTCPUnknownPacket: Equatable, Sendable, RTCPPacketCodable {
     public var packetType: UInt8
     public var count: UInt8
-    /// The body after the header, padding removed (a multiple of 4 bytes).
+    /// The body after the header, padding removed (written back padded to the word, RFC 3550 padding when it does not end on one).
     public var body: [UInt8]
 
     public init(packetType: UInt8, count: UInt8, body: [UInt8]) {
@@ -24,7 +24,7 @@ public struct RTCPUnknownPacket: Equatable, Sendable, RTCPPacketCodable {
         let size = encodedSize
         try writeRTCPHeader(buffer, count: Int(count), type: packetType, size: size)
         buffer.putBytes(body, at: 4)
-        buffer.zero((4 + body.count)..<size)
+        finishRTCPPadding(buffer, content: 4 + body.count, size: size)
         return size
     }
 }

@@ -83,6 +83,12 @@ final class Participant {
     /// Arrival times of what it publishes, for the transport-wide feedback
     /// the relay sends it (nil: it did not negotiate transport-cc).
     var transportFeedback: TransportFeedbackRecorder?
+    /// The media SSRC of the feedback sent to it: the SSRC of the last packet
+    /// it sent with a transport-wide sequence number. libwebrtc drops
+    /// transport feedback whose media SSRC is none of its own streams', so
+    /// the track's SSRC will not do for a simulcast track (the relay picks
+    /// that one; the browser sends its layers under SSRCs of its own).
+    var transportFeedbackSSRC: UInt32 = 0
     /// Bits/s announced to it in REMB beside its receiver reports (0: none; a WebRTC publisher that negotiated goog-remb).
     var rembBitrate: UInt64 = 0
 

@@ -155,6 +155,7 @@ extension RelayWorker {
         // Transport-wide feedback counts every packet the publisher sent on its transport, whatever the SSRC.
         if p.transportFeedback != nil, let seq = p.extensions?.transportSequenceNumber(rtp) {
             p.transportFeedback!.record(seq, arrivalMicroseconds: Int64(nowNs / 1000))
+            p.transportFeedbackSSRC = rtp.ssrc
         }
         guard let t = p.publishedTrack(rtp.ssrc) else {
             if let (t, layer) = simulcastLayer(p, rtp) { forwardSimulcast(from: p, t, layer: layer, rtp, bytes); return }

@@ -172,7 +172,7 @@ extension RelayWorker {
             for p in r.participants where p.transportFeedback != nil {
                 any = true
                 guard let dest = p.rtcpDestination, p.transportFeedback!.hasPending else { continue }
-                let media = p.published.first?.ssrc ?? 0
+                let media = p.transportFeedbackSSRC
                 for _ in 0..<config.maxTransportFeedbackPackets {
                     let n = p.transportFeedback!.writeFeedback(senderSSRC: r.relaySSRC, mediaSSRC: media, into: scratch)
                     guard n > 0 else { break }

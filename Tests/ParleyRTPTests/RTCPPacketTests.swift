@@ -10,7 +10,7 @@ final class RTCPPacketTests: XCTestCase {
             ("second header truncated", hex("80 c9 00 01 00 00 00 01 80 c9"), .truncated(need: 12, have: 10)),
             ("RR count beyond body", hex("81 c9 00 01 00 00 00 01"), .badRTCPBody(type: 201, reason: "shorter than its report count")),
             ("SR shorter than sender info", hex("80 c8 00 01 00 00 00 01"), .badRTCPBody(type: 200, reason: "shorter than its report count")),
-            ("padding not a multiple of 4", hex("a0 c9 00 02 00 00 00 07 00 00 00 03"), .badPadding(count: 3, available: 8)),
+            ("padding past the packet's body", hex("a0 c9 00 02 00 00 00 07 00 00 00 09"), .badPadding(count: 9, available: 8)),
             ("padding zero", hex("a0 c9 00 01 00 00 00 00"), .badPadding(count: 0, available: 4)),
             ("padding beyond packet", hex("a0 c9 00 01 00 00 00 08"), .badPadding(count: 8, available: 4)),
             ("SDES item list unterminated", hex("81 ca 00 02 00 00 00 01 01 02 61 62"),

@@ -168,7 +168,7 @@ final class RelayDTLSTests: XCTestCase {
         // The publisher's feedback: 10, 11 received, 12 not, 13, 14 received.
         var fb: [UInt8]?
         while fb == nil, let d = pc.receive(where: isRTCP) {
-            // Sent on its own, padded as libwebrtc pads it (P set, 1-3 bytes: stricter than RTCPCompoundView takes).
+            // Sent on its own, padded as libwebrtc pads it (P set, 1-3 bytes).
             let plain = try prx.unprotect(d, rtcp: true)
             if plain.count >= 20, plain[0] & 0x1F == RTCP.Format.transportWideFeedback, plain[1] == RTCP.PacketType.transportFeedback {
                 fb = plain
@@ -180,6 +180,39 @@ final class RelayDTLSTests: XCTestCase {
         XCTAssertEqual(UInt32(f[8]) << 24 | UInt32(f[9]) << 16 | UInt32(f[10]) << 8 | UInt32(f[11]), 3333, "media SSRC")
         XCTAssertGreaterThan(fx.counter("parley_relay_transport_feedback_sent_total"), 0)
         XCTAssertEqual(fx.counter("parley_relay_header_extension_rewrites_total"), 4)
+    }
+
+    /// The feedback of a simulcast publisher names one of the SSRCs it sends
+    /// with (a layer's), not the track's SSRC the relay picked: libwebrtc
+    /// drops transport-wide feedback about a media SSRC it does not send, and
+    /// its estimate then falls for want of feedback (300 to 30 kbit/s seen).
+    func testTransportFeedbackOfASimulcastPublisherNamesALayerSSRC() throws {
+        let fx = try RelayFixture { $0.transportFeedbackInterval = .milliseconds(50) }
+        var pt = transport()
+        pt.extensions = RTPHeaderExtensionMap(transportSequence: 3, rid: 10)
+        pt.transportCC = true
+        var spec = TrackDescription.video(ssrc: 7777)
+        spec.rids = ["q", "h"]
+        let gp = try joinWebRTC(fx, room: "r", name: "cam", ssrc: 7777, transport: pt, track: spec)
+        let (pc, ptx, prx) = try connect(fx, gp, room: "r", name: "cam")
+        for (i, layer) in [(UInt32(500), "q"), (501, "h"), (500, "q")].enumerated() {
+            let pkt = RTPPacket(header: RTPHeader(payloadType: 96, sequenceNumber: UInt16(10 + i), timestamp: 9000, ssrc: layer.0,
+                                                  extensionProfile: RTP.oneByteExtensionProfile,
+                                                  extensions: [RTPHeaderExtension(id: 3, data: [0, UInt8(20 + i)]),
+                                                               RTPHeaderExtension(id: 10, data: Array(layer.1.utf8))]),
+                                payload: [0x10, 0x01] + payload(ssrc: layer.0, seq: UInt16(10 + i), size: 40))
+            pc.send(try ptx.protect(try pkt.encoded()), to: fx.mediaAddress)
+        }
+        var media: UInt32?
+        while media == nil, let d = pc.receive(where: isRTCP) {
+            let plain = try prx.unprotect(d, rtcp: true)
+            try plain.withUnsafeBytes { b in
+                for v in try RTCPCompoundView(parsing: b) where v.packetType == RTCP.PacketType.transportFeedback
+                    && v.count == RTCP.Format.transportWideFeedback { media = v.mediaSSRC }
+            }
+        }
+        let m = try XCTUnwrap(media, "transport-wide feedback")
+        XCTAssertTrue([500, 501].contains(m), "media SSRC \(m) is one the publisher sends with")
     }
 
     /// Simulcast: a WebRTC publisher's three layers (SSRCs learned from the

@@ -57,20 +57,28 @@ final class BrowserMediaTests: XCTestCase {
     }
 
     /// Simulcast: Chromium publishes three rid layers; a subscriber asks for
-    /// low, high and low again, and frames keep decoding through each switch
-    /// (no freeze). The widths it decoded are printed: Chromium sends the
-    /// upper layers only when its bandwidth estimate allows, which this
-    /// loaded loopback machine does not promise (the relay's switching itself
-    /// is checked in RelayDTLSTests).
+    /// low, high and low again: frames keep decoding through each switch (no
+    /// freeze), and the decoded picture is larger at high, smaller again at
+    /// low. The upper layers are sent only once Chromium's bandwidth estimate
+    /// grows, which needs transport-wide feedback it accepts: on one of its
+    /// own SSRCs (libwebrtc drops feedback about any other media SSRC, and a
+    /// simulcast track's SSRC is the relay's pick).
     func testChromiumSimulcastSubscriberSwitchesLayersWithoutAFreeze() throws {
         let result = try run(["simulcast", "--room", "simulcast"])
         let answer = result["answer"]?.stringValue ?? ""
         XCTAssertTrue(answer.contains("a=simulcast:recv q;h;f\r\n"), answer)
         let steps = result["steps"]?.arrayValue ?? []
-        XCTAssertEqual(steps.count, 3)
+        XCTAssertEqual(steps.count, 5, "\(result)")
         for s in steps { XCTAssertEqual(s["ok"]?.boolValue, true, "\(s)") }
+        let widths = result["widths"]?.arrayValue?.compactMap(\.intValue) ?? []
+        XCTAssertEqual(widths.count, 3)
+        if widths.count == 3 {
+            XCTAssertGreaterThan(widths[1], widths[0], "high is a larger picture than low")
+            XCTAssertLessThan(widths[2], widths[1], "and low again a smaller one")
+        }
         XCTAssertGreaterThan(metric("parley_relay_simulcast_layers_total"), 0)
         let sent = (result["sent"]?["outbound"]?.arrayValue ?? []).map { "\($0["rid"]?.stringValue ?? ""): \($0["bytesSent"]?.intValue ?? 0) B" }
-        print("simulcast: decoded widths \(result["widths"]?.arrayValue?.compactMap(\.intValue) ?? []) (low, high, low); sent \(sent)")
+        print("simulcast: decoded widths \(widths) (low, high, low); sent \(sent); publisher's estimate "
+              + "\(result["sent"]?["availableOutgoingBitrate"]?.doubleValue ?? 0) bit/s")
     }
 }

@@ -15,8 +15,9 @@ MODE
   simulcast  one page publishes three layers (rids q, h, f; scaleResolutionDownBy
              4, 2, 1 of 1280x720); a second page receives and asks for
              quality low, then high, then low, waits at each step until
-             frames keep decoding, and records the decoded width ("widths")
-             and which layers the publisher sent ("sent").
+             frames keep decoding and (at the second and third) until the
+             decoded width grew, then shrank; records the widths ("widths"),
+             which layers the publisher sent and its estimate ("sent").
 
 Prints one JSON line with what it saw; exit status 0 when every condition was
 met before its deadline (S seconds each, default 40), 1 otherwise.
@@ -179,15 +180,23 @@ def main() -> int:
                     result["ok"] = ok
                 else:
                     # Low, high, low: frames keep decoding at every step (no freeze), and the
-                    # decoded width is recorded (it changes when the browser sends the layer).
+                    # decoded width follows: larger at high (the browser sends its upper layers
+                    # once its bandwidth estimate allows them), back down at low.
                     ok = True
                     widths = []
+
+                    def width(s):
+                        return max([i["frameWidth"] for i in s["inbound"]] or [0])
+
                     for q in ["low", "high", "low"]:
                         got = sub.evaluate("(q) => P.quality(q)", q)
                         before = decoded(sub.evaluate("P.stats()"))
                         ok = wait(f"quality {q} ({got}): decoding", sub, lambda s, b=before: decoded(s) > b + 15) and ok
-                        time.sleep(1)  # a keyframe of the layer asked for arrives meanwhile if the browser sends it
-                        widths.append(max([i["frameWidth"] for i in sub.evaluate("P.stats()")["inbound"]] or [0]))
+                        if widths:
+                            grow = q == "high"
+                            ok = wait(f"quality {q}: width {'above' if grow else 'below'} {widths[-1]}", sub,
+                                      lambda s, w=widths[-1], g=grow: width(s) > w if g else 0 < width(s) < w) and ok
+                        widths.append(width(sub.evaluate("P.stats()")))
                     result["widths"] = widths
                     result["sent"] = pub.evaluate("P.stats()")
                     result["ok"] = ok

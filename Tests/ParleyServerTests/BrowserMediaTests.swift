@@ -68,7 +68,7 @@ final class BrowserMediaTests: XCTestCase {
         let answer = result["answer"]?.stringValue ?? ""
         XCTAssertTrue(answer.contains("a=simulcast:recv q;h;f\r\n"), answer)
         let steps = result["steps"]?.arrayValue ?? []
-        XCTAssertEqual(steps.count, 5, "\(result)")
+        XCTAssertEqual(steps.count, 6, "\(result)")
         for s in steps { XCTAssertEqual(s["ok"]?.boolValue, true, "\(s)") }
         let widths = result["widths"]?.arrayValue?.compactMap(\.intValue) ?? []
         XCTAssertEqual(widths.count, 3)

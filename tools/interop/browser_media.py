@@ -15,8 +15,8 @@ MODE
   simulcast  one page publishes three layers (rids q, h, f; scaleResolutionDownBy
              4, 2, 1 of 1280x720); a second page receives and asks for
              quality low, then high, then low, waits at each step until
-             frames keep decoding and (at the second and third) until the
-             decoded width grew, then shrank; records the widths ("widths"),
+             frames keep decoding and until the decoded width is the lowest
+             layer's, then grew, then shrank; records the widths ("widths"),
              which layers the publisher sent and its estimate ("sent").
 
 Prints one JSON line with what it saw; exit status 0 when every condition was
@@ -192,7 +192,14 @@ def main() -> int:
                         got = sub.evaluate("(q) => P.quality(q)", q)
                         before = decoded(sub.evaluate("P.stats()"))
                         ok = wait(f"quality {q} ({got}): decoding", sub, lambda s, b=before: decoded(s) > b + 15) and ok
-                        if widths:
+                        if not widths:
+                            # It starts on whichever layer had the first keyframe: wait for the lowest one's size.
+                            def lowest():
+                                sent = [o["frameWidth"] for o in pub.evaluate("P.stats()")["outbound"] if o["frameWidth"] > 0]
+                                return min(sent or [0])
+                            ok = wait(f"quality {q}: width of the lowest layer sent", sub,
+                                      lambda s: 0 < width(s) <= lowest()) and ok
+                        else:
                             grow = q == "high"
                             ok = wait(f"quality {q}: width {'above' if grow else 'below'} {widths[-1]}", sub,
                                       lambda s, w=widths[-1], g=grow: width(s) > w if g else 0 < width(s) < w) and ok

@@ -25,6 +25,37 @@ public final class Decoder: @unchecked Sendable {
         }
     }
 
+    /// A decoder for packets that come from elsewhere than a demuxer (an RTP
+    /// depacketizer): `codec` is a libavcodec decoder name (`vp8`, `h264`),
+    /// `extradata` its codec private data, if any.
+    public init(codec name: String, extradata: [UInt8] = [], threads: Int = 1) throws {
+        guard let codec = avcodec_find_decoder_by_name(name) else { throw MediaError("avcodec_find_decoder_by_name", "no decoder \(name)") }
+        var ctx = avcodec_alloc_context3(codec)
+        guard let c = ctx else { throw MediaError("avcodec_alloc_context3", "out of memory") }
+        context = c
+        stream = StreamInfo(index: 0, kind: codec.pointee.type == AVMEDIA_TYPE_VIDEO ? .video : .audio, codecID: codec.pointee.id,
+                            codecName: name, timeBase: Rational(1, 1_000_000), frameRate: Rational(0, 1), width: 0, height: 0,
+                            color: ColorDescription(), rotation: 0, sampleRate: 0, channels: 0, duration: 0, startTime: 0)
+        if !extradata.isEmpty {
+            guard let d = av_mallocz(extradata.count + Int(AV_INPUT_BUFFER_PADDING_SIZE))?.assumingMemoryBound(to: UInt8.self) else {
+                avcodec_free_context(&ctx)
+                context = nil
+                throw MediaError("av_mallocz", "out of memory")
+            }
+            d.update(from: extradata, count: extradata.count)
+            c.pointee.extradata = d
+            c.pointee.extradata_size = Int32(extradata.count)
+        }
+        c.pointee.pkt_timebase = stream.timeBase.av
+        c.pointee.thread_count = Int32(threads)
+        let ret = avcodec_open2(c, codec, nil)
+        if ret < 0 {
+            avcodec_free_context(&ctx)
+            context = nil
+            throw MediaError(code: ret, function: "avcodec_open2(\(name))")
+        }
+    }
+
     deinit { avcodec_free_context(&context) }
 
     public var pixelFormat: AVPixelFormat { context!.pointee.pix_fmt }

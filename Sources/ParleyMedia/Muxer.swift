@@ -98,6 +98,25 @@ public final class Muxer: @unchecked Sendable {
         return Int(st.pointee.index)
     }
 
+    /// Adds a stream carrying the packets of `demuxer`'s stream `index`
+    /// unchanged (a stream copy); returns its index.
+    @discardableResult
+    public func addStream(copying demuxer: Demuxer, stream index: Int) throws -> Int {
+        guard let st = avformat_new_stream(context, nil) else { throw MediaError("avformat_new_stream", "out of memory") }
+        try check(avcodec_parameters_copy(st.pointee.codecpar, demuxer.codecParameters(index)), "avcodec_parameters_copy")
+        st.pointee.codecpar.pointee.codec_tag = 0
+        st.pointee.time_base = demuxer.streams[index].timeBase.av
+        return Int(st.pointee.index)
+    }
+
+    /// Writes `packet` (its reference is taken) on stream `stream`, its
+    /// timestamps in `timeBase`, through libavformat's interleaving.
+    public func writeInterleaved(_ packet: Packet, stream: Int, timeBase: Rational) throws {
+        packet.streamIndex = stream
+        packet.rescaleTimestamps(from: timeBase, to: self.timeBase(ofStream: stream))
+        try check(av_interleaved_write_frame(context, packet.pointer), "av_interleaved_write_frame(\(formatName))")
+    }
+
     /// Writes one packet of `data` (copied) on stream `stream`, timestamps in
     /// the stream's time base as given to `addStream` (rescaled here to the
     /// one the muxer chose); `dts` defaults to `pts` (no reordered frames).

@@ -9,6 +9,15 @@ public final class Packet: @unchecked Sendable {
         pointer = p
     }
 
+    /// A packet holding a copy of `data` (padded as decoders need).
+    public convenience init(copying data: [UInt8], pts: Int64 = Packet.noPTS) throws {
+        self.init()
+        try check(av_new_packet(pointer, Int32(data.count)), "av_new_packet")
+        data.withUnsafeBufferPointer { if let b = $0.baseAddress { pointer.pointee.data.update(from: b, count: data.count) } }
+        pointer.pointee.pts = pts
+        pointer.pointee.dts = pts
+    }
+
     deinit {
         var p: UnsafeMutablePointer<AVPacket>? = pointer
         av_packet_free(&p)

@@ -46,6 +46,23 @@ public final class Scaler: @unchecked Sendable {
         return out
     }
 
+    /// Scales `input` into the rectangle of `canvas` (a planar 4:2:0 frame,
+    /// writable) whose top left corner is (`x`, `y`), both even; the
+    /// rectangle is this scaler's output size and must lie inside the canvas.
+    public func scale(_ input: Frame, into canvas: Frame, x: Int, y: Int) throws {
+        precondition(x % 2 == 0 && y % 2 == 0 && x + outWidth <= canvas.width && y + outHeight <= canvas.height, "tile outside the canvas")
+        let c = canvas.pointer.pointee
+        let l = [Int(c.linesize.0), Int(c.linesize.1), Int(c.linesize.2)]
+        var dst: [UnsafeMutablePointer<UInt8>?] = [c.data.0! + y * l[0] + x, c.data.1! + y / 2 * l[1] + x / 2,
+                                                   c.data.2! + y / 2 * l[2] + x / 2, nil]
+        var dstStride: [Int32] = l.map(Int32.init) + [0]
+        let i = input.pointer.pointee
+        let src: [UnsafePointer<UInt8>?] = [i.data.0, i.data.1, i.data.2, i.data.3].map { $0.map { UnsafePointer($0) } }
+        let srcStride: [Int32] = [i.linesize.0, i.linesize.1, i.linesize.2, i.linesize.3]
+        let ret = sws_scale(context, src, srcStride, 0, i.height, &dst, &dstStride)
+        guard ret > 0 else { throw MediaError("sws_scale", "scaled no lines") }
+    }
+
     /// Scales `input` into a new frame with its own buffers; copies pts.
     public func scale(_ input: Frame) throws -> Frame {
         let out = Frame()

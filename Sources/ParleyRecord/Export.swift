@@ -79,6 +79,8 @@ struct TrackSummary {
     var info: RoomTrack
     var frames = 0
     var firstTimestamp: Int64 = 0
+    /// The largest RTP timestamp (extended) of any frame.
+    var lastTimestamp: Int64 = .min
     /// The smallest (arrival − RTP time) over the frames, seconds.
     var minDelta = Double.infinity
     /// The first SR's (NTP seconds, extended RTP timestamp).
@@ -118,9 +120,11 @@ public enum Exporter {
         public var files: [String]
         /// Bytes skipped at the end of capture files (torn by a crash).
         public var tornBytes: Int
+        /// Video tracks beyond `GridOptions.maxTiles`, not in `grid.webm`.
+        public var tracksLeftOutOfGrid = 0
     }
 
-    public static func export(directory: String) throws -> Result {
+    public static func export(directory: String, options: ExportOptions = ExportOptions()) throws -> Result {
         MediaLog.quiet()
         let index = try RecordingIndex.read(directory: directory)
         let events = RecordingEvent.read(directory: directory)
@@ -135,12 +139,23 @@ public enum Exporter {
             files.append(path)
         }
         let audio = summaries.filter { $0.info.spec.codec.lowercased() == "opus" && $0.frames > 0 }
+        var mix: String?
         if !audio.isEmpty {
             let path = directory + "/mix.ogg"
             try writeAtomically(path) { try writeMix(audio, directory: directory, events: events, startMillis: index.startedAtMillis, to: $0) }
             files.append(path)
+            mix = path
         }
-        return Result(files: files, tornBytes: summaries.reduce(0) { $0 + $1.tornBytes })
+        var result = Result(files: files, tornBytes: summaries.reduce(0) { $0 + $1.tornBytes })
+        if let grid = options.grid, summaries.contains(where: { $0.info.spec.kind == .video && $0.frames > 0 }) {
+            let path = directory + "/grid.webm"
+            try writeAtomically(path) {
+                result.tracksLeftOutOfGrid = try writeGrid(summaries, directory: directory, events: events, startMillis: index.startedAtMillis,
+                                                           mix: mix, options: grid, to: $0)
+            }
+            result.files.append(path)
+        }
+        return result
     }
 
     /// Writes `path` through a hidden temporary name in the same directory
@@ -178,6 +193,7 @@ public enum Exporter {
             while let f = try source.next() {
                 if s.frames == 0 { s.firstTimestamp = f.timestamp }
                 s.frames += 1
+                s.lastTimestamp = max(s.lastTimestamp, f.timestamp)
                 s.minDelta = min(s.minDelta, Double(f.arrivalNanos) / 1e9 - Double(f.timestamp) / s.rate)
                 if s.firstKeyframe.isEmpty && f.isKeyframe && t.spec.kind == .video { s.firstKeyframe = f.data }
             }

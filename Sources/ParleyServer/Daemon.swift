@@ -135,6 +135,7 @@ public enum Daemon {
             try TranscodeRoutes.install(on: router, config: config, pool: pool)
             let recording = RoomRecorder(directory: config.dataDir + "/recordings", limits: config.recordingLimits,
                                          maxRunning: config.recordMaxRunning, export: config.recordExport,
+                                         exportOptions: config.exportOptions,
                                          jobs: try SQLiteJobQueue.open(dataDir: config.dataDir), relay: relay,
                                          pool: pool, loop: loops[0], logger: Logger(label: "record", level: config.logLevel))
             let front: ServerFrontEnd

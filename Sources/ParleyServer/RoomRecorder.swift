@@ -47,9 +47,10 @@ public final class RoomRecorder: RecordingBackend, Sendable {
     ///   - directory: DATA-DIR/recordings.
     ///   - loop: where the pool's results come back to (any loop of the daemon).
     ///   - export: where exports run (`record-export`).
+    ///   - exportOptions: what the export thread writes besides the per-participant files and the mix (`record-grid*`).
     ///   - jobs: the worker's queue (DATA-DIR/parley.db): `record-export: worker` jobs, and exports left at shutdown.
     public init(directory: String, limits: RecordingLimits, maxRunning: Int = 50, export: RecordExportMode = .thread,
-                jobs: (any JobQueue)? = nil, relay: Relay, pool: BlockingPool, loop: EventLoop,
+                exportOptions: ExportOptions = ExportOptions(), jobs: (any JobQueue)? = nil, relay: Relay, pool: BlockingPool, loop: EventLoop,
                 metrics: MetricsRegistry = .shared, logger: Logger = Logger(label: "parley.record")) {
         self.maxRunning = maxRunning
         self.relay = relay
@@ -60,7 +61,7 @@ public final class RoomRecorder: RecordingBackend, Sendable {
         exports = (metrics.counter("parley_record_exports_total", help: help, labels: [("result", "ok")]),
                    metrics.counter("parley_record_exports_total", help: help, labels: [("result", "failed")]),
                    metrics.counter("parley_record_exports_total", help: help, labels: [("result", "queued")]))
-        exporter = ExportThread(directory: directory, mode: export, jobs: jobs, backlog: maxRunning, log: logger,
+        exporter = ExportThread(directory: directory, mode: export, options: exportOptions, jobs: jobs, backlog: maxRunning, log: logger,
                                 counters: exports)
         // The recorder's onStop is fixed at its creation, before self exists: it calls through a box.
         let box = StopBox()
@@ -156,6 +157,7 @@ public enum RecordExportMode: String, Sendable, CaseIterable {
 final class ExportThread: @unchecked Sendable {
     private let directory: String
     private let mode: RecordExportMode
+    private let options: ExportOptions
     private let jobs: (any JobQueue)?
     private let backlog: Int
     private let log: Logger
@@ -165,10 +167,11 @@ final class ExportThread: @unchecked Sendable {
     private var stopping = false
     private var finished = false
 
-    init(directory: String, mode: RecordExportMode, jobs: (any JobQueue)?, backlog: Int, log: Logger,
+    init(directory: String, mode: RecordExportMode, options: ExportOptions, jobs: (any JobQueue)?, backlog: Int, log: Logger,
          counters: (ok: Counter, failed: Counter, queued: Counter)) {
         self.directory = directory
         self.mode = mode
+        self.options = options
         self.jobs = jobs
         self.backlog = backlog
         self.log = log
@@ -223,9 +226,12 @@ final class ExportThread: @unchecked Sendable {
 
     private func export(_ id: String) {
         do {
-            let out = try Exporter.export(directory: directory + "/" + id)
+            let out = try Exporter.export(directory: directory + "/" + id, options: options)
             counters.ok.inc()
             log.info("recording exported", ["recording": .string(id), "files": .int(out.files.count)])
+            if out.tracksLeftOutOfGrid > 0 {
+                log.warn("video tracks left out of grid.webm (record-grid-max-tiles)", ["recording": .string(id), "tracks": .int(out.tracksLeftOutOfGrid)])
+            }
         } catch {
             counters.failed.inc()
             log.warn("recording export failed", ["recording": .string(id), "error": .string("\(error)")])
@@ -254,6 +260,16 @@ private final class StopBox: Sendable {
 }
 
 extension ServerConfig {
+    /// What the server's exports write besides the per-participant files and the mix (`record-grid*`).
+    public var exportOptions: ExportOptions {
+        guard recordGrid else { return ExportOptions() }
+        var g = GridOptions()
+        g.width = recordGridWidth
+        g.height = recordGridHeight
+        g.maxTiles = recordGridMaxTiles
+        return ExportOptions(grid: g)
+    }
+
     /// The recorder's limits from the `record-*` keys.
     public var recordingLimits: RecordingLimits {
         var l = RecordingLimits()

@@ -2,6 +2,7 @@ import ParleyWeb
 import Foundation
 import ParleyChat
 import ParleyCore
+import ParleyRecord
 
 /// The daemon's configuration: embedded defaults, then `parley.json` (or
 /// `--config FILE`), then flags. Every key in the file has a flag of the same
@@ -114,6 +115,13 @@ public struct ServerConfig: Sendable, Equatable {
     public var recordMaxRunning = 50
     /// Where a stopped recording is exported: the server's export thread, a `parley worker` job, or not at all.
     public var recordExport: RecordExportMode = .thread
+    /// Whether the server's exports also write `grid.webm` (the composite; it decodes and encodes video).
+    public var recordGrid = false
+    /// The composite's canvas.
+    public var recordGridWidth = 1280
+    public var recordGridHeight = 720
+    /// Video tracks in the composite at most.
+    public var recordGridMaxTiles = 9
 
     // MARK: Front end limits (HTTP, WebSocket, TLS, signalling requests)
     /// Seconds from accept to a finished TLS handshake.
@@ -231,6 +239,9 @@ public struct ServerConfig: Sendable, Equatable {
         ("record-queue-packets", "packets queued to the recorder thread; beyond, packets are dropped from recordings and counted (default 4096)"),
         ("record-max-running", "recordings that may run at once; another start is refused (default 50)"),
         ("record-export", "where a stopped recording is exported: thread (the server's export thread), worker (a record-export job for parley worker) or none (default thread)"),
+        ("record-grid", "exports on the server's export thread also write grid.webm, the room's video tracks in a grid with the mix as sound (decodes and encodes video: CPU-costly) (default false)"),
+        ("record-grid-size", "the grid's canvas WIDTHxHEIGHT, even, 160x120 to 1920x1080 (default 1280x720)"),
+        ("record-grid-max-tiles", "video tracks in the grid, 1 to 16, the first to start first; later ones are left out (default 9)"),
         ("record-rooms", "rooms recorded as soon as their call opens: glob patterns (* and ?), comma-separated (a JSON array in the file); default none"),
         // MARK: media relay limits (NACK answers, STUN answers to strangers)
         ("nack-resend-interval-ms", "milliseconds before a packet is resent to the same subscriber again (default 100)"),
@@ -284,7 +295,7 @@ public struct ServerConfig: Sendable, Equatable {
     ]
 
     /// The keys that are switches (`--insecure`, `true`/`false` in the file), not values.
-    public static let booleanKeys: Set<String> = ["insecure", "hls-public-default", "dev", "chat-webhook-include-text"]
+    public static let booleanKeys: Set<String> = ["insecure", "hls-public-default", "dev", "chat-webhook-include-text", "record-grid"]
 
     /// Sets one key from its textual form (a flag value or a JSON scalar).
     public mutating func set(_ key: String, _ value: String) throws {
@@ -376,6 +387,16 @@ public struct ServerConfig: Sendable, Equatable {
         case "record-export":
             guard let m = RecordExportMode(rawValue: value) else { throw ConfigError(key: key, "must be thread, worker or none, got \"\(value)\"") }
             recordExport = m
+        case "record-grid":
+            guard let b = ["true": true, "false": false][value] else { throw ConfigError(key: key, "must be true or false") }
+            recordGrid = b
+        case "record-grid-size":
+            guard let (w, h) = GridOptions.size(value), (160...GridOptions.maxWidth).contains(w), (120...GridOptions.maxHeight).contains(h),
+                  w % 2 == 0, h % 2 == 0 else {
+                throw ConfigError(key: key, "must be WIDTHxHEIGHT, even, from 160x120 to \(GridOptions.maxWidth)x\(GridOptions.maxHeight), got \"\(value)\"")
+            }
+            (recordGridWidth, recordGridHeight) = (w, h)
+        case "record-grid-max-tiles": recordGridMaxTiles = try int(1...GridOptions.tileLimit)
         case "record-rooms":
             recordRooms = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         // MARK: media relay limits (NACK answers, STUN answers to strangers)

@@ -20,6 +20,8 @@ public final class Worker: @unchecked Sendable {
         public var once = false
         /// Options for jobs made from spool files (input/output are filled in).
         public var spoolOptions = TranscodeOptions(input: "", output: "")
+        /// What `record-export` jobs write besides the per-participant files and the mix (`--record-grid`).
+        public var recordExport = ExportOptions()
         public init() {}
     }
 
@@ -174,7 +176,7 @@ public final class Worker: @unchecked Sendable {
         log.info("job started", ["job": .int(Int(job.id)), "kind": .string(job.kind.rawValue), "recording": .string(id), "attempt": .int(job.attempts)])
         let started = Date()
         do {
-            let r = try Exporter.export(directory: dir)
+            let r = try Exporter.export(directory: dir, options: config.recordExport)
             try queue.finish(job.id, output: dir)
             log.info("job done", ["job": .int(Int(job.id)), "recording": .string(id), "files": .int(r.files.count),
                                   "seconds": .double((Date().timeIntervalSince(started) * 10).rounded() / 10)])

@@ -1,5 +1,6 @@
 import Foundation
 import ParleyCore
+import ParleyRecord
 import ParleyTranscode
 
 /// `parley worker`: the transcoding daemon.
@@ -25,6 +26,12 @@ enum WorkerCommand {
       --once                  exit when nothing is queued, running or spooled
       --ladder, --format, --preset, --segment-seconds
                               options for jobs made from spool files
+      --record-grid           record-export jobs also write grid.webm (the
+                              room's video in a grid, the mix as sound)
+      --record-grid-size WxH  its canvas, even, 160x120 to 1920x1080
+                              (default 1280x720)
+      --record-grid-max-tiles N
+                              video tracks in it, 1 to 16 (default 9)
       --help                  show this help
 
     Exit codes: 0 stopped cleanly, 1 could not start (e.g. another worker
@@ -36,8 +43,9 @@ enum WorkerCommand {
         let a: Arguments
         do {
             a = try Arguments(args, options: ["data-dir", "concurrency", "max-attempts", "retry-base", "poll",
-                                              "ladder", "format", "preset", "segment-seconds", "audio-bitrate"],
-                              flags: ["once", "no-thumbnails"])
+                                              "ladder", "format", "preset", "segment-seconds", "audio-bitrate",
+                                              "record-grid-size", "record-grid-max-tiles"],
+                              flags: ["once", "no-thumbnails", "record-grid"])
         } catch {
             printError("parley worker: \(error)")
             return ExitCode.usage
@@ -55,6 +63,7 @@ enum WorkerCommand {
         if let v = a["retry-base"] { guard let n = Double(v), n >= 0, n <= 3600 else { return usage("--retry-base must be 0-3600") }; c.retryBase = n }
         if let v = a["poll"] { guard let n = Double(v), n >= 0.05, n <= 60 else { return usage("--poll must be 0.05-60") }; c.pollInterval = n }
         c.once = a.has("once")
+        do { c.recordExport.grid = try RecordCommand.parseGrid(a, prefix: "record-") } catch { return usage("\(error)") }
         do { c.spoolOptions = try TranscodeCommand.parseOptions(a, input: "", output: "") } catch { return usage("\(error)") }
 
         let worker: Worker

@@ -19,7 +19,8 @@ final class ExportTests: XCTestCase {
 
     /// Records `tracks` (each with the packets its sender sent) and `events`
     /// (offsets in seconds from the start), stops, and exports.
-    func record(_ name: String, tracks: [(RoomTrack, (Int64) throws -> [Sent])], events: [(Double, RecordingEvent)] = []) throws -> (Room, Exporter.Result) {
+    func record(_ name: String, tracks: [(RoomTrack, (Int64) throws -> [Sent])], events: [(Double, RecordingEvent)] = [],
+                options: ExportOptions = ExportOptions()) throws -> (Room, Exporter.Result) {
         let root = tempDir("record-\(name)")
         addTeardownBlock { try? FileManager.default.removeItem(atPath: root) }
         var limits = RecordingLimits()
@@ -45,7 +46,7 @@ final class ExportTests: XCTestCase {
         feed(recording, { ssrcs[$0.bytes]! }, all)
         recording.stop()
         XCTAssertEqual(stops.wait(name), .requested)
-        return (Room(dir: dir, startNanos: start), try Exporter.export(directory: dir))
+        return (Room(dir: dir, startNanos: start), try Exporter.export(directory: dir, options: options))
     }
 
     func testARoomExportsOneFilePerParticipantAndAMixWithEveryToneAtItsTime() throws {
@@ -151,6 +152,85 @@ final class ExportTests: XCTestCase {
         for (a, b) in zip(times, times.dropFirst()) { XCTAssertEqual(b - a, 0.04, accuracy: 0.0015, "shown in order, 40 ms apart") }
     }
 
+    /// The composite: two publishers of solid colours, the second (16:9)
+    /// joining late and leaving early, side by side on a 320×240 canvas
+    /// with the mix as the audio. ffprobe sees VP8 and Opus lasting the
+    /// call; decoded pictures show each colour in its tile (aspect kept,
+    /// black bars), and black where a publisher was not there.
+    func testGridShowsEachPublisherInItsTileWhileThereWithTheMixAsAudio() throws {
+        let aliceAudio = Sender(ssrc: 0x61, payloadType: 111, clockRate: 48_000)
+        let aliceVideo = Sender(ssrc: 0x62, payloadType: 96, clockRate: 90_000)
+        let bobVideo = Sender(ssrc: 0x72, payloadType: 96, clockRate: 90_000, skew: -40)
+        // Limited-range YUV of a red and a blue.
+        let red = (y: UInt8(81), u: UInt8(90), v: UInt8(240)), blue = (y: UInt8(41), u: UInt8(240), v: UInt8(110))
+        let tone = try opusTone(hz: 440, seconds: 4)
+        let a = try solidVP8(y: red.y, u: red.u, v: red.v, seconds: 4)
+        let b = try solidVP8(y: blue.y, u: blue.u, v: blue.v, width: 320, height: 180, seconds: 2)
+        var grid = GridOptions()
+        grid.width = 320; grid.height = 240
+        let (room, result) = try record("grid", tracks: [
+            (roomTrack("alice", 0x61, "opus", payloadType: 111), { audioTrack(aliceAudio, packets: tone, startSeconds: 0, startNanos: $0) }),
+            (roomTrack("alice", 0x62, "VP8", payloadType: 96),
+             { videoTrack(aliceVideo, frames: a, startSeconds: 0, startNanos: $0, packetize: { packetizeVP8($0) }) }),
+            (roomTrack("bob", 0x72, "VP8", payloadType: 96),
+             { videoTrack(bobVideo, frames: b, startSeconds: 1, startNanos: $0, packetize: { packetizeVP8($0) }) }),
+        ], events: [
+            (0, RecordingEvent(.join, participant: "alice")), (1, RecordingEvent(.join, participant: "bob")),
+            (3.05, RecordingEvent(.leave, participant: "bob")),
+        ], options: ExportOptions(grid: grid))
+
+        XCTAssertEqual(result.files.map { URL(fileURLWithPath: $0).lastPathComponent }, ["alice.webm", "bob.webm", "mix.ogg", "grid.webm"])
+        XCTAssertEqual(result.tracksLeftOutOfGrid, 0)
+        let p = try probe(room.dir + "/grid.webm")
+        XCTAssertEqual(p.streams, ["audio:opus", "video:vp8"])
+        XCTAssertEqual(p.duration, 4.0, accuracy: 4.0 * 0.02)
+        let r = try runTool("ffmpeg", ["-v", "error", "-i", room.dir + "/grid.webm", "-f", "null", "-"])
+        XCTAssertEqual(r.status, 0)
+        XCTAssertEqual(r.err, "", "decodes without errors")
+
+        let pictures = try decodePictures(room.dir + "/grid.webm")
+        XCTAssertEqual(pictures.count, 60, "15 fps for 4 s")
+        /// Mean (Y, U, V) of the 16×16 block centred on (x, y).
+        func colour(at seconds: Double, _ x: Int, _ y: Int) -> (y: Double, u: Double, v: Double) {
+            let pic = pictures.min { abs($0.time - seconds) < abs($1.time - seconds) }!
+            func mean(_ plane: Int, _ cx: Int, _ cy: Int, _ half: Int) -> Double {
+                let w = plane == 0 ? pic.width : pic.width / 2
+                var sum = 0
+                for yy in cy - half..<cy + half { for xx in cx - half..<cx + half { sum += Int(pic.planes[plane][yy * w + xx]) } }
+                return Double(sum) / Double(4 * half * half)
+            }
+            return (mean(0, x, y, 8), mean(1, x / 2, y / 2, 4), mean(2, x / 2, y / 2, 4))
+        }
+        func assertColour(_ c: (y: Double, u: Double, v: Double), _ want: (y: UInt8, u: UInt8, v: UInt8), _ what: String,
+                          line: UInt = #line) {
+            XCTAssertEqual(c.y, Double(want.y), accuracy: 12, what, line: line)
+            XCTAssertEqual(c.u, Double(want.u), accuracy: 12, what, line: line)
+            XCTAssertEqual(c.v, Double(want.v), accuracy: 12, what, line: line)
+        }
+        let black = (y: UInt8(16), u: UInt8(128), v: UInt8(128))
+        // Left tile (0..<160): alice, 4:3 fitted to 160×120 at y 60; right tile (160..<320): bob, 16:9 fitted to 160×90 at y 74.
+        assertColour(colour(at: 0.5, 80, 120), red, "alice from the start")
+        assertColour(colour(at: 0.5, 240, 120), black, "bob before he joined")
+        assertColour(colour(at: 2.0, 80, 120), red, "alice")
+        assertColour(colour(at: 2.0, 240, 120), blue, "bob while there")
+        assertColour(colour(at: 2.0, 80, 20), black, "the bar above alice's picture")
+        assertColour(colour(at: 2.0, 240, 40), black, "the bar above bob's picture")
+        assertColour(colour(at: 3.6, 240, 120), black, "bob after he left")
+        assertColour(colour(at: 3.6, 80, 120), red, "alice to the end")
+
+        // The mix is the sound track: the tone throughout.
+        let pcm = try decodePCM(room.dir + "/grid.webm")
+        for t in [0.5, 2.0, 3.5] {
+            let i = Int(t * 48_000)
+            XCTAssertGreaterThan(toneAmplitude(pcm[i - 2400..<i + 2400], hz: 440), 0.15, "the mix's tone at \(t) s")
+        }
+
+        // Past the tile bound, later tracks are left out and counted.
+        grid.maxTiles = 1
+        let one = try Exporter.export(directory: room.dir, options: ExportOptions(grid: grid))
+        XCTAssertEqual(one.tracksLeftOutOfGrid, 1)
+    }
+
     func testWithFivePercentLossAndReorderingTheExportStillPlays() throws {
         let audio = Sender(ssrc: 0xD1, payloadType: 111, clockRate: 48_000)
         let video = Sender(ssrc: 0xD2, payloadType: 96, clockRate: 90_000)
@@ -218,6 +298,23 @@ final class RecordCommandTests: XCTestCase {
         XCTAssertEqual(try runTool(parleyBinary, ["record", "export", "--enqueue", "cli", "--data-dir", root + "/var"]).out, first.out,
                        "the job already queued")
         XCTAssertEqual(try runTool(parleyBinary, ["record", "export", "--enqueue", root + "/cli"]).status, 2, "a path is no recording id")
+
+        // --grid: grid.webm beside the rest when the recording has video; its bounds are usage errors.
+        let v = try recorder.start(id: "cligrid", room: "r")
+        v.add(roomTrack("eve", 0xE2, "VP8", payloadType: 96))
+        let vstart = try RecordingIndex.read(directory: root + "/cligrid").startedAtMillis * 1_000_000
+        feed(v, { _ in 0xE2 }, videoTrack(Sender(ssrc: 0xE2, payloadType: 96, clockRate: 90_000), frames: try solidVP8(y: 81, u: 90, v: 240, seconds: 1),
+                                         startSeconds: 0, startNanos: vstart, packetize: { packetizeVP8($0) }))
+        v.stop()
+        XCTAssertEqual(stops.wait("cligrid"), .requested)
+        let grid = try runTool(parleyBinary, ["record", "export", "--grid", "--grid-size", "320x180", root + "/cligrid"])
+        XCTAssertEqual(grid.status, 0, grid.err)
+        XCTAssertEqual(grid.out, "\(root)/cligrid/eve.webm\n\(root)/cligrid/grid.webm\n")
+        XCTAssertEqual(try probe(root + "/cligrid/grid.webm").streams, ["video:vp8"], "no audio, no mix: video alone")
+        for bad in [["--grid", "--grid-size", "4000x4000"], ["--grid", "--grid-size", "320"], ["--grid-size", "320x180"],
+                    ["--grid", "--grid-max-tiles", "0"]] {
+            XCTAssertEqual(try runTool(parleyBinary, ["record", "export"] + bad + [root + "/cligrid"]).status, 2, "\(bad)")
+        }
 
         let help = try runTool(parleyBinary, ["record", "--help"])
         XCTAssertEqual(help.status, 0)

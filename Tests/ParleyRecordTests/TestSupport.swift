@@ -70,6 +70,18 @@ func encodedVideoWithTimes(codec: String, seconds: Double, bFrames: Int = 0) thr
     v.bitRate = 300_000
     v.options = codec == "libx264" ? ["preset": "ultrafast", "tune": "zerolatency"] : ["deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"]
     if bFrames > 0 { v.options = ["preset": "veryfast", "bf": String(bFrames), "b_strategy": "0"] }
+    return try encode(v, frames: Int(seconds * 25)) { f, i in
+        for plane in 0..<3 {
+            let h = plane == 0 ? 240 : 120, w = plane == 0 ? 320 : 160
+            let stride = Int(f.pointer.pointee.linesize.0), cstride = Int(f.pointer.pointee.linesize.1)
+            let base = plane == 0 ? f.pointer.pointee.data.0! : plane == 1 ? f.pointer.pointee.data.1! : f.pointer.pointee.data.2!
+            for y in 0..<h { for x in 0..<w { base[y * (plane == 0 ? stride : cstride) + x] = UInt8(truncatingIfNeeded: x + y + i * 4 + plane * 60) } }
+        }
+    }
+}
+
+/// `frames` pictures painted by `paint` (frame, index), encoded with `v`; (data, keyframe, pts) per frame in decode order.
+func encode(_ v: Encoder.Video, frames: Int, paint: (Frame, Int) -> Void) throws -> [(data: [UInt8], keyframe: Bool, pts: Int64)] {
     let encoder = try Encoder(video: v)
     var out: [(data: [UInt8], keyframe: Bool, pts: Int64)] = []
     let packet = Packet()
@@ -79,14 +91,9 @@ func encodedVideoWithTimes(codec: String, seconds: Double, bFrames: Int = 0) thr
             packet.unref()
         }
     }
-    for i in 0..<Int(seconds * 25) {
-        let f = try Frame(width: 320, height: 240, pixelFormat: AV_PIX_FMT_YUV420P)
-        for plane in 0..<3 {
-            let h = plane == 0 ? 240 : 120, w = plane == 0 ? 320 : 160
-            let stride = Int(f.pointer.pointee.linesize.0), cstride = Int(f.pointer.pointee.linesize.1)
-            let base = plane == 0 ? f.pointer.pointee.data.0! : plane == 1 ? f.pointer.pointee.data.1! : f.pointer.pointee.data.2!
-            for y in 0..<h { for x in 0..<w { base[y * (plane == 0 ? stride : cstride) + x] = UInt8(truncatingIfNeeded: x + y + i * 4 + plane * 60) } }
-        }
+    for i in 0..<frames {
+        let f = try Frame(width: v.width, height: v.height, pixelFormat: AV_PIX_FMT_YUV420P)
+        paint(f, i)
         f.pts = Int64(i)
         _ = try encoder.send(f)
         try drain()
@@ -240,4 +247,51 @@ func roomTrack(_ participant: String, _ ssrc: UInt32, _ codec: String, payloadTy
     let spec = TrackDescription(kind: video ? .video : .audio, codec: codec, payloadType: payloadType,
                                 clockRate: video ? 90_000 : 48_000, channels: video ? 1 : 2, ssrc: ssrc)
     return RoomTrack(participant: participant, spec: spec, ssrc: ssrc, muted: false)
+}
+
+/// `seconds` of one solid YUV colour at 25 fps from libvpx (`width`×`height`), one keyframe a second.
+func solidVP8(y: UInt8, u: UInt8, v: UInt8, width: Int = 320, height: Int = 240, seconds: Double) throws -> [(data: [UInt8], keyframe: Bool)] {
+    var settings = Encoder.Video(width: width, height: height, timeBase: Rational(1, 25), frameRate: Rational(25, 1))
+    settings.codec = "libvpx"
+    settings.gopSize = 25
+    settings.globalHeader = false
+    settings.bitRate = 200_000
+    settings.options = ["deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"]
+    return try encode(settings, frames: Int(seconds * 25)) { f, _ in
+        let p = f.pointer.pointee
+        memset(p.data.0!, Int32(y), Int(p.linesize.0) * height)
+        memset(p.data.1!, Int32(u), Int(p.linesize.1) * height / 2)
+        memset(p.data.2!, Int32(v), Int(p.linesize.2) * height / 2)
+    }.map { ($0.data, $0.keyframe) }
+}
+
+/// Every decoded picture of the first video stream of `path` as (seconds, Y, U, V planes at full and half size), yuv420p.
+func decodePictures(_ path: String) throws -> [(time: Double, width: Int, height: Int, planes: [[UInt8]])] {
+    let demuxer = try Demuxer(url: path)
+    guard let s = demuxer.bestStream(.video) else { return [] }
+    let decoder = try Decoder(demuxer: demuxer, stream: s)
+    var out: [(time: Double, width: Int, height: Int, planes: [[UInt8]])] = []
+    let packet = Packet(), frame = Frame()
+    func take() throws {
+        while try decoder.receive(into: frame) {
+            let p = frame.pointer.pointee
+            let w = frame.width, h = frame.height
+            var planes: [[UInt8]] = []
+            for (i, (data, stride)) in [(p.data.0, p.linesize.0), (p.data.1, p.linesize.1), (p.data.2, p.linesize.2)].enumerated() {
+                let pw = i == 0 ? w : w / 2, ph = i == 0 ? h : h / 2
+                var plane = [UInt8](repeating: 0, count: pw * ph)
+                for row in 0..<ph { for x in 0..<pw { plane[row * pw + x] = data![row * Int(stride) + x] } }
+                planes.append(plane)
+            }
+            out.append((Double(frame.bestEffortTimestamp) * s.timeBase.double, w, h, planes))
+            frame.unref()
+        }
+    }
+    while try demuxer.read(into: packet) {
+        if packet.streamIndex == s.index { _ = try decoder.send(packet); try take() }
+        packet.unref()
+    }
+    _ = try decoder.send(nil)
+    try take()
+    return out
 }

@@ -55,6 +55,20 @@ final class ServerConfigTests: XCTestCase {
     }
 
     /// #19: a wildcard media-host needs an announced IP (clients were told to send to 0.0.0.0).
+    func testRecordGridKeys() throws {
+        XCTAssertNil(try ServerConfig.resolve(flags: [:], switches: []).exportOptions.grid, "off by default")
+        let c = try ServerConfig.resolve(flags: ["record-grid-size": "640x360", "record-grid-max-tiles": "4"], switches: ["record-grid"])
+        XCTAssertEqual(c.exportOptions.grid?.width, 640)
+        XCTAssertEqual(c.exportOptions.grid?.height, 360)
+        XCTAssertEqual(c.exportOptions.grid?.maxTiles, 4)
+        for (key, value) in [("record-grid-size", "4000x3000"), ("record-grid-size", "641x360"), ("record-grid-size", "big"),
+                             ("record-grid-max-tiles", "17"), ("record-grid", "yes")] {
+            XCTAssertThrowsError(try ServerConfig.resolve(flags: [key: value], switches: []), "\(key)=\(value)") { e in
+                XCTAssertTrue(String(describing: e).contains(key), "\(e)")
+            }
+        }
+    }
+
     func testMediaAnnounce() throws {
         XCTAssertNil(try ServerConfig.resolve(flags: [:], switches: []).mediaAnnounce)
         XCTAssertThrowsError(try ServerConfig.resolve(flags: ["media-host": "0.0.0.0"], switches: [])) { e in

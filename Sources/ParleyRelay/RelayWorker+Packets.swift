@@ -213,7 +213,8 @@ extension RelayWorker {
     /// A packet of layer `layer` of simulcast track `t`: to each subscriber
     /// that receives that layer, renumbered into the track's one stream; a
     /// subscriber that asked for it (or has nothing yet) moves to it at a
-    /// keyframe. Not kept for NACKs, not recorded.
+    /// keyframe. Kept in the layer's ring for NACKs; the room's recorder gets
+    /// the highest layer sent, renumbered the same way.
     func forwardSimulcast(from p: Participant, _ t: Track, layer: Int, _ rtp: RTPPacketView, _ bytes: UnsafeRawBufferPointer) {
         guard let sc = t.simulcast else { return }
         sc.statistics[layer].update(sequenceNumber: rtp.sequenceNumber, timestamp: rtp.timestamp, arrivalTime: nowNs)
@@ -223,25 +224,19 @@ extension RelayWorker {
         t.bytesIn += bytes.count
         p.room.packetsIn += 1
         guard !t.muted else { tally.drop(.muted); return }
+        if !sc.retransmission.isEmpty { sc.retransmission[layer].store(bytes, sequence: rtp.sequenceNumber, nowMs: nowMs) }
+        var keyframe: Bool?
+        if let tap = p.room.tap {
+            if sc.recording == nil { sc.recording = LayerChoice(target: sc.rids.count - 1) }
+            if let r = sc.recording, let (seq, ts) = follow(r, t, sc, layer: layer, rtp, keyframe: &keyframe) {
+                recordRenumbered(tap, t, bytes, Renumbering(ssrc: t.ssrc, sequence: seq, timestamp: ts))
+            }
+        }
         let n = t.destinations.count
         guard n > 0 else { return }
-        var keyframe: Bool?
         var sent = 0
         for i in 0..<n {
-            let choice = t.destinationLayers[i]
-            if choice.current != layer {
-                // The layer it asked for, or the best one below it that the publisher sends.
-                let wanted = sc.effective(target: choice.target, nowMs: nowMs)
-                guard layer == wanted || choice.current == nil else { continue }
-                if keyframe == nil { keyframe = Keyframe.starts(codecKey: t.codecKey, payload: rtp.payload) }
-                guard keyframe == true else {
-                    if layer == wanted { requestKeyframe(t, fir: false, layer: layer) } // throttled per layer
-                    continue
-                }
-                choice.switchTo(layer, seq: rtp.sequenceNumber, ts: rtp.timestamp, nowMs: nowMs, clockRate: t.spec.clockRate)
-                metrics.simulcastSwitches.inc()
-            }
-            let (seq, ts) = choice.rewrite(seq: rtp.sequenceNumber, ts: rtp.timestamp, nowMs: nowMs)
+            guard let (seq, ts) = follow(t.destinationLayers[i], t, sc, layer: layer, rtp, keyframe: &keyframe) else { continue }
             let s = t.destinationParticipants[i]
             queue(bytes, to: t.destinations[i], subscriber: s, isRTCP: false, byReference: false,
                   payloadType: t.destinationPayloadTypes[i], extensions: p.extensions,
@@ -250,5 +245,37 @@ extension RelayWorker {
         }
         t.packetsForwarded += sent
         p.room.packetsOut += sent
+    }
+
+    /// Whether a packet of `layer` goes to the receiver that `choice` is
+    /// (switching it to the layer at a keyframe when it is the one it should
+    /// get, or it has nothing yet), and with which sequence number and
+    /// timestamp. `keyframe` is read once per packet, when first needed.
+    @inline(__always)
+    func follow(_ choice: LayerChoice, _ t: Track, _ sc: SimulcastLayers, layer: Int, _ rtp: RTPPacketView,
+                keyframe: inout Bool?) -> (UInt16, UInt32)? {
+        if choice.current != layer {
+            // The layer it asked for, or the best one below it that the publisher sends.
+            let wanted = sc.effective(target: choice.target, nowMs: nowMs)
+            guard layer == wanted || choice.current == nil else { return nil }
+            if keyframe == nil { keyframe = Keyframe.starts(codecKey: t.codecKey, payload: rtp.payload) }
+            guard keyframe == true else {
+                if layer == wanted { requestKeyframe(t, fir: false, layer: layer) } // throttled per layer
+                return nil
+            }
+            choice.switchTo(layer, seq: rtp.sequenceNumber, ts: rtp.timestamp, nowMs: nowMs, clockRate: t.spec.clockRate)
+            metrics.simulcastSwitches.inc()
+        }
+        return choice.rewrite(seq: rtp.sequenceNumber, ts: rtp.timestamp, nowMs: nowMs)
+    }
+
+    /// Hands the recorder a copy of `bytes` renumbered into the track's one stream (as its SSRC).
+    func recordRenumbered(_ tap: RTPTap, _ t: Track, _ bytes: UnsafeRawBufferPointer, _ r: Renumbering) {
+        guard bytes.count >= 12, bytes.count <= tapScratch.count else { return }
+        tapScratch.copyMemory(from: bytes)
+        tapScratch.put16(r.sequence, at: 2)
+        tapScratch.put32(r.timestamp, at: 4)
+        tapScratch.put32(r.ssrc, at: 8)
+        tap.packet(t.ssrc, t.kind, UnsafeRawBufferPointer(rebasing: tapScratch[0..<bytes.count]), wallNowNs)
     }
 }

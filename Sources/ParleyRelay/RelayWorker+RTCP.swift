@@ -15,13 +15,20 @@ extension RelayWorker {
         for pkt in compound {
             switch pkt.packetType {
             case RTCP.PacketType.senderReport:
-                guard let s = pkt.senderSSRC, let t = p.publishedTrack(s), let ntp = pkt.senderReportNTPTimestamp else { continue }
+                guard let s = pkt.senderSSRC, let ntp = pkt.senderReportNTPTimestamp else { continue }
+                guard let t = p.publishedTrack(s) else {
+                    if let (t, layer) = simulcastLayer(p, ssrc: s) { forwardLayerSenderReport(pkt, t, layer: layer, ntp: ntp) }
+                    continue
+                }
                 t.statistics.senderReportReceived(ntpTimestamp: ntp, arrivalTime: nowNs)
                 senderReportTrack = t
             case RTCP.PacketType.transportFeedback where pkt.count == RTCP.Format.genericNACK:
-                guard let m = pkt.mediaSSRC, let t = room.tracksBySSRC[m], let budget = t.retransmissionBudget(for: p),
-                      let dest = p.address else { continue }
-                answerNACK(pkt, track: t, budget: budget, subscriber: p, dest: dest)
+                guard let m = pkt.mediaSSRC, let t = room.tracksBySSRC[m], let dest = p.address else { continue }
+                if let choice = t.layerChoice(for: p) {
+                    answerSimulcastNACK(pkt, track: t, choice: choice, subscriber: p, dest: dest)
+                } else if let budget = t.retransmissionBudget(for: p) {
+                    answerNACK(pkt, track: t, budget: budget, subscriber: p, dest: dest)
+                }
             case RTCP.PacketType.payloadFeedback where pkt.count == RTCP.Format.pictureLossIndication:
                 guard let m = pkt.mediaSSRC, let t = room.tracksBySSRC[m], t.isSubscribed(p) else { continue }
                 requestKeyframe(t, fir: false, layer: t.layerChoice(for: p).map { $0.current ?? $0.target })
@@ -54,16 +61,43 @@ extension RelayWorker {
                             subscriber p: Participant, dest: SocketAddress) {
         guard let ring = t.retransmission else { return }
         let maxAge = UInt64(config.retransmissionMaxAge.millisecondsRoundedUp)
-        let interval = UInt64(config.retransmissionResendInterval.millisecondsRoundedUp)
         budget.refill(from: ring, percent: config.retransmissionBudgetPercent)
+        resend(pkt, track: t, subscriber: p, dest: dest) { seq in
+            ring.packet(sequence: seq, nowMs: nowMs, maxAgeMs: maxAge).map { ($0, budget, seq, nil) }
+        }
+    }
+
+    /// A NACK of a simulcast track: each sequence number it names is mapped
+    /// back to the layer and that layer's own sequence number it was sent
+    /// as (in the subscriber's current stretch or the one before the last
+    /// switch), resent from the layer's ring renumbered as it was first sent,
+    /// as far as the subscriber's budget for that layer allows.
+    func answerSimulcastNACK(_ pkt: RTCPPacketView, track t: Track, choice: LayerChoice,
+                             subscriber p: Participant, dest: SocketAddress) {
+        guard let sc = t.simulcast, !sc.retransmission.isEmpty else { return }
+        let maxAge = UInt64(config.retransmissionMaxAge.millisecondsRoundedUp)
+        for (l, ring) in sc.retransmission.enumerated() { choice.budgets[l].refill(from: ring, percent: config.retransmissionBudgetPercent) }
+        resend(pkt, track: t, subscriber: p, dest: dest) { seq in
+            guard let (l, own, tsOffset) = choice.source(of: seq),
+                  let stored = sc.retransmission[l].packet(sequence: own, nowMs: nowMs, maxAgeMs: maxAge) else { return nil }
+            return (stored, choice.budgets[l], own, Renumbering(ssrc: t.ssrc, sequence: seq, timestamp: stored.u32(4) &+ tsOffset))
+        }
+    }
+
+    /// Resends each packet a NACK names that `find` has (the stored packet,
+    /// the budget it is charged to, its sequence number there, and how to
+    /// renumber it), and counts what was served, missed, repeated or over budget.
+    func resend(_ pkt: RTCPPacketView, track t: Track, subscriber p: Participant, dest: SocketAddress,
+                find: (UInt16) -> (UnsafeRawBufferPointer, RetransmissionBudget, UInt16, Renumbering?)?) {
+        let interval = UInt64(config.retransmissionResendInterval.millisecondsRoundedUp)
         var served = 0, missed = 0, duplicate = 0, overBudget = 0
         RTCPGenericNACK.forEachLost(in: pkt) { seq in
-            guard let stored = ring.packet(sequence: seq, nowMs: nowMs, maxAgeMs: maxAge) else { missed += 1; return }
-            switch budget.admit(sequence: seq, bytes: stored.count, nowMs: nowMs, intervalMs: interval) {
+            guard let (stored, budget, key, renumber) = find(seq) else { missed += 1; return }
+            switch budget.admit(sequence: key, bytes: stored.count, nowMs: nowMs, intervalMs: interval) {
             case .resend:
                 // Copied: the ring slot may be overwritten before the batch is flushed.
                 queue(stored, to: dest, subscriber: p, isRTCP: false, byReference: false, payloadType: p.rewrittenPayloadType(t),
-                      extensions: t.publisher.extensions)
+                      extensions: t.publisher.extensions, renumber: renumber)
                 served += 1
             case .duplicate: duplicate += 1
             case .overBudget: overBudget += 1
@@ -74,6 +108,38 @@ extension RelayWorker {
         if missed > 0 { metrics.nacksMissed.inc(missed) }
         if duplicate > 0 { metrics.nacksDuplicate.inc(duplicate) }
         if overBudget > 0 { metrics.nacksOverBudget.inc(overBudget) }
+    }
+
+    /// The simulcast track and layer that SSRC `ssrc` of `p` is (learned from its RTP).
+    func simulcastLayer(_ p: Participant, ssrc: UInt32) -> (Track, Int)? {
+        for t in p.published {
+            if let sc = t.simulcast, let l = sc.layer(ssrc: ssrc) { return (t, l) }
+        }
+        return nil
+    }
+
+    /// A sender report of a simulcast layer: to each subscriber that
+    /// receives that layer (and to the recorder, if it records it), as a
+    /// report of the track's SSRC with the RTP timestamp it sees (shifted by
+    /// its offset), so its NTP↔RTP mapping (lip sync) holds across switches.
+    /// The packet and octet counts are the layer's.
+    func forwardLayerSenderReport(_ pkt: RTCPPacketView, _ t: Track, layer: Int, ntp: UInt64) {
+        guard let sc = t.simulcast else { return }
+        sc.statistics[layer].senderReportReceived(ntpTimestamp: ntp, arrivalTime: nowNs)
+        guard !t.muted, let sr = try? RTCPSenderReport(pkt) else { return }
+        func report(_ choice: LayerChoice) -> UnsafeRawBufferPointer? {
+            guard choice.started, choice.current == layer else { return nil }
+            let out = RTCPSenderReport(ssrc: t.ssrc, ntpTimestamp: sr.ntpTimestamp, rtpTimestamp: sr.rtpTimestamp &+ choice.timestampOffset,
+                                       packetCount: sr.packetCount, octetCount: sr.octetCount)
+            guard let n = try? out.write(into: scratch), n > 0 else { return nil }
+            return UnsafeRawBufferPointer(rebasing: scratch[0..<n])
+        }
+        if let r = sc.recording, let tap = t.publisher.room.tap?.senderReport, let b = report(r) { tap(t.ssrc, b) }
+        for i in 0..<t.destinations.count {
+            guard let b = report(t.destinationLayers[i]) else { continue }
+            let s = t.destinationParticipants[i]
+            queue(b, to: s.rtcpAddress ?? t.destinations[i], subscriber: s, isRTCP: true, byReference: false)
+        }
     }
 
     /// Forwards a keyframe request to the publisher of `t`, at most one per

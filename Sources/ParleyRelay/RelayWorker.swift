@@ -64,6 +64,8 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     /// Scratch space for the relay's own Binding requests (consent checks),
     /// apart from `scratch`, which holds the response they precede.
     let checkScratch: UnsafeMutableRawBufferPointer
+    /// Scratch space for the renumbered copy of a simulcast packet handed to a room's recorder (any RTP size).
+    let tapScratch: UnsafeMutableRawBufferPointer
     // Per batch: the one clock read, and tallies flushed to metrics at the end.
     var nowNs: UInt64 = 0
     var nowMs: UInt64 = 0
@@ -100,6 +102,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
         stunLimiter = config.stunRateLimit.map(SourceRateLimiter.init)
         scratch = .allocate(byteCount: 1500, alignment: 16)
         checkScratch = .allocate(byteCount: 512, alignment: 16)
+        tapScratch = .allocate(byteCount: 65536, alignment: 16)
         tcpMetrics = RelayTCPMetrics(config.metrics)
         self.tcpAdmission = tcp == nil ? nil : tcpAdmission ?? TCPMediaAdmission(maxTotal: config.tcp.maxConnections,
                                                                                  maxPerIP: config.tcp.maxConnectionsPerIP)
@@ -141,6 +144,7 @@ public final class RelayWorker: UDPSocketHandler, @unchecked Sendable {
     deinit {
         scratch.deallocate()
         checkScratch.deallocate()
+        tapScratch.deallocate()
         tcpScratch.deallocate()
     }
 

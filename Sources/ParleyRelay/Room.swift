@@ -101,8 +101,8 @@ final class Room {
         guard let ssrc = spec.ssrc, p.isGranted(ssrc) else { throw .ssrcNotGranted(spec.ssrc ?? 0) }
         guard tracksBySSRC[ssrc] == nil else { throw .invalidRequest("SSRC \(ssrc) is already published") }
         try Self.validate(spec)
-        // A simulcast track keeps no ring: its layers number their packets apart (NACKs of it go unanswered).
-        let slots = !spec.rids.isEmpty ? 0 : spec.kind == .video ? config.videoRetransmissionSlots : config.audioRetransmissionSlots
+        // A simulcast track keeps a ring of this size per layer.
+        let slots = spec.kind == .video ? config.videoRetransmissionSlots : config.audioRetransmissionSlots
         let t = Track(spec: spec, ssrc: ssrc, publisher: p, retransmissionSlots: slots)
         p.published.append(t)
         tracksBySSRC[ssrc] = t

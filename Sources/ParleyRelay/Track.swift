@@ -57,9 +57,11 @@ final class Track {
         codecName = spec.codec.lowercased()
         codecKey = spec.codecKey
         self.publisher = publisher
-        retransmission = retransmissionSlots > 0 ? RetransmissionBuffer(slots: retransmissionSlots) : nil
+        // A simulcast track keeps a ring per layer instead (each layer numbers its own packets).
+        retransmission = retransmissionSlots > 0 && spec.rids.isEmpty ? RetransmissionBuffer(slots: retransmissionSlots) : nil
         statistics = RTPReceiveStatistics(clockRate: UInt32(spec.clockRate), probation: 0)
-        simulcast = spec.rids.isEmpty ? nil : SimulcastLayers(rids: spec.rids, clockRate: spec.clockRate)
+        simulcast = spec.rids.isEmpty ? nil
+            : SimulcastLayers(rids: spec.rids, clockRate: spec.clockRate, retransmissionSlots: retransmissionSlots)
     }
 
     /// What subscriber `p` receives of a simulcast track.
@@ -87,7 +89,7 @@ final class Track {
         guard p !== publisher, !isSubscribed(p) else { return false }
         subscribers.append(p)
         retransmissionBudgets.append(RetransmissionBudget(ring: retransmission))
-        if let sc = simulcast { layerChoices.append(LayerChoice(target: sc.rids.count - 1)) }
+        if let sc = simulcast { layerChoices.append(LayerChoice(target: sc.rids.count - 1, rings: sc.retransmission)) }
         p.receiving.append(self)
         recomputeDestinations()
         return true
@@ -135,11 +137,17 @@ final class SimulcastLayers {
     var lastKeyframeRequestMs: [UInt64?]
     /// Monotonic ms of each layer's last packet (0: none yet).
     var lastPacketMs: [UInt64]
+    /// Per layer, its last packets for NACK answers (empty: none kept).
+    let retransmission: [RetransmissionBuffer]
+    /// What the room's recorder gets of the track (the highest layer sent),
+    /// renumbered as for a subscriber; nil until the first packet with a tap.
+    var recording: LayerChoice?
     /// A layer is active while its packets keep coming (a browser stops the
     /// upper ones when its bandwidth estimate is too low for them).
     static let activeMs: UInt64 = 1000
 
-    init(rids: [String], clockRate: Int) {
+    init(rids: [String], clockRate: Int, retransmissionSlots: Int = 0) {
+        retransmission = retransmissionSlots > 0 ? rids.map { _ in RetransmissionBuffer(slots: retransmissionSlots) } : []
         self.rids = rids
         ssrcs = Array(repeating: nil, count: rids.count)
         statistics = Array(repeating: RTPReceiveStatistics(clockRate: UInt32(clockRate), probation: 0), count: rids.count)
@@ -179,14 +187,39 @@ final class LayerChoice {
     var lastForwardMs: UInt64 = 0
     var started = false
     var switches = 0
+    /// The first outgoing sequence number of the current layer's stretch.
+    var currentStart: UInt16 = 0
+    /// The stretch before the last switch: its layer, first outgoing sequence
+    /// number and offsets (a NACK of it is mapped back through them).
+    var previous: (layer: Int, start: UInt16, sequenceOffset: UInt16, timestampOffset: UInt32)?
+    /// Per layer: what it may still be resent of that layer on NACK.
+    let budgets: [RetransmissionBudget]
 
-    init(target: Int) { self.target = target }
+    init(target: Int, rings: [RetransmissionBuffer] = []) {
+        self.target = target
+        budgets = rings.map { RetransmissionBudget(ring: $0) }
+    }
+
+    /// Where outgoing sequence number `s` came from, if it was sent in the
+    /// current stretch or the one before: the layer, that layer's own
+    /// sequence number, and the timestamp offset it was sent with.
+    func source(of s: UInt16) -> (layer: Int, sequence: UInt16, timestampOffset: UInt32)? {
+        guard started, let c = current else { return nil }
+        if Int16(bitPattern: s &- currentStart) >= 0, Int16(bitPattern: lastSequence &- s) >= 0 {
+            return (c, s &- sequenceOffset, timestampOffset)
+        }
+        if let p = previous, Int16(bitPattern: s &- p.start) >= 0, Int16(bitPattern: currentStart &- 1 &- s) >= 0 {
+            return (p.layer, s &- p.sequenceOffset, p.timestampOffset)
+        }
+        return nil
+    }
 
     /// Starts forwarding `layer` at a keyframe with sequence number `seq` and
     /// timestamp `ts`: the next outgoing sequence number follows the last one
     /// sent, and the timestamp advances by the time since (at `clockRate`).
     func switchTo(_ layer: Int, seq: UInt16, ts: UInt32, nowMs: UInt64, clockRate: Int) {
-        if started {
+        if started, let c = current {
+            previous = (c, currentStart, sequenceOffset, timestampOffset)
             sequenceOffset = lastSequence &+ 1 &- seq
             let elapsed = UInt32(truncatingIfNeeded: max(1, (nowMs &- lastForwardMs) * UInt64(clockRate) / 1000))
             timestampOffset = lastTimestamp &+ elapsed &- ts
@@ -195,6 +228,7 @@ final class LayerChoice {
             timestampOffset = 0
         }
         current = layer
+        currentStart = seq &+ sequenceOffset
         switches += 1
     }
 

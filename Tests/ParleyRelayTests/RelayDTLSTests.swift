@@ -28,6 +28,16 @@ final class RelayDTLSTests: XCTestCase {
         return g
     }
 
+    /// A simulcast layer's VP8 packet (rid extension id 10; `key`: a keyframe's first packet) from `c`, protected with `tx`.
+    private func sendLayer(_ c: TestClient, _ tx: SRTPContext, _ fx: RelayFixture, _ ssrc: UInt32, rid: String, seq: UInt16,
+                           ts: UInt32, key: Bool) throws {
+        let pkt = RTPPacket(header: RTPHeader(payloadType: 96, sequenceNumber: seq, timestamp: ts, ssrc: ssrc,
+                                              extensionProfile: RTP.oneByteExtensionProfile,
+                                              extensions: [RTPHeaderExtension(id: 10, data: Array(rid.utf8))]),
+                            payload: [0x10, key ? 0x00 : 0x01] + payload(ssrc: ssrc, seq: seq, size: 40))
+        c.send(try tx.protect(try pkt.encoded()), to: fx.mediaAddress)
+    }
+
     /// Runs the client side of the handshake over `c` until the endpoint is
     /// done; the relay's flights are the datagrams whose first byte is 20–63.
     private func handshake(_ e: DTLSEndpoint, over c: TestClient, to relay: SocketAddress) {
@@ -230,11 +240,7 @@ final class RelayDTLSTests: XCTestCase {
         let (viewer, vc) = try fx.join("r", [], receiving: [gp]) // plaintext subscriber
 
         func send(_ ssrc: UInt32, rid: String, seq: UInt16, ts: UInt32, key: Bool) throws {
-            let pkt = RTPPacket(header: RTPHeader(payloadType: 96, sequenceNumber: seq, timestamp: ts, ssrc: ssrc,
-                                                  extensionProfile: RTP.oneByteExtensionProfile,
-                                                  extensions: [RTPHeaderExtension(id: 10, data: Array(rid.utf8))]),
-                                payload: [0x10, key ? 0x00 : 0x01] + payload(ssrc: ssrc, seq: seq, size: 40))
-            pc.send(try ptx.protect(try pkt.encoded()), to: fx.mediaAddress)
+            try sendLayer(pc, ptx, fx, ssrc, rid: rid, seq: seq, ts: ts, key: key)
         }
         func next() throws -> (ssrc: UInt32, seq: UInt16, ts: UInt32) {
             let d = try XCTUnwrap(vc.receive(where: isRTP))
@@ -277,6 +283,80 @@ final class RelayDTLSTests: XCTestCase {
         XCTAssertEqual(back.seq, 14)
         XCTAssertEqual(fx.counter("parley_relay_simulcast_layers_total"), 2)
         XCTAssertEqual(fx.counter("parley_relay_simulcast_switches_total"), 3)
+    }
+
+    /// A simulcast subscriber's NACK is answered from the layer it was sent:
+    /// the sequence number it names (the track's numbering) maps back to the
+    /// layer's own, across a switch, and the packet comes back renumbered as
+    /// it was first sent. A layer's sender report reaches the subscriber on
+    /// that layer as the track's, its RTP timestamp shifted as the media's.
+    /// The recorder gets the highest layer, renumbered the same way.
+    func testSimulcastNACKsAreAnsweredPerLayerAndSenderReportsRenumbered() throws {
+        let fx = try RelayFixture { $0.keyframeRequestInterval = .milliseconds(1) }
+        var pt = transport()
+        pt.extensions = RTPHeaderExtensionMap(rid: 10)
+        var spec = TrackDescription.video(ssrc: 7777)
+        spec.rids = ["q", "h"]
+        let gp = try joinWebRTC(fx, room: "r", name: "cam", ssrc: 7777, transport: pt, track: spec)
+        let (pc, ptx, _) = try connect(fx, gp, room: "r", name: "cam")
+        let (viewer, vc) = try fx.join("r", [], receiving: [gp]) // plaintext subscriber
+        let seen = TapLog()
+        try waitFor { fx.relay.setTap(room: "r", RTPTap({ ssrc, kind, bytes, arrival in seen.add(ssrc, kind, Array(bytes), arrival) }),
+                                      completion: $0) }
+        try waitFor { fx.relay.setLayer(room: "r", subscriber: viewer.name, ssrc: 7777, layer: 0, completion: $0) }
+
+        func send(_ ssrc: UInt32, rid: String, seq: UInt16, ts: UInt32, key: Bool) throws {
+            try sendLayer(pc, ptx, fx, ssrc, rid: rid, seq: seq, ts: ts, key: key)
+        }
+        func payloadOf(_ d: [UInt8]) throws -> [UInt8] { try d.withUnsafeBytes { Array(try RTPPacketView(parsing: $0).payload) } }
+        func tsOf(_ d: [UInt8]) -> UInt32 { UInt32(d[4]) << 24 | UInt32(d[5]) << 16 | UInt32(d[6]) << 8 | UInt32(d[7]) }
+        // Low layer: 40, 41, 42 reach it as 40, 41, 42.
+        for (i, seq) in ([40, 41, 42] as [UInt16]).enumerated() { try send(500, rid: "q", seq: seq, ts: 3000, key: i == 0) }
+        var low: [[UInt8]] = []
+        for _ in 0..<3 { low.append(try XCTUnwrap(vc.receive(where: isRTP))) }
+        XCTAssertEqual(low.map(seqOf), [40, 41, 42])
+        // The high layer (its own numbering from 900) for the recorder, which records the highest layer.
+        try send(501, rid: "h", seq: 900, ts: 70_000, key: true)
+        try send(501, rid: "h", seq: 901, ts: 73_000, key: false)
+        // Then high for the subscriber: its keyframe switches it; 902 goes out as 43.
+        try waitFor { fx.relay.setLayer(room: "r", subscriber: viewer.name, ssrc: 7777, layer: 1, completion: $0) }
+        try send(501, rid: "h", seq: 902, ts: 76_000, key: true)
+        try send(501, rid: "h", seq: 903, ts: 79_000, key: false)
+        let high = [try XCTUnwrap(vc.receive(where: isRTP)), try XCTUnwrap(vc.receive(where: isRTP))]
+        XCTAssertEqual(high.map(seqOf), [43, 44])
+        let offset = tsOf(high[0]) &- 76_000
+
+        // A NACK of 41 (before the switch: the low layer's 41) and 44 (the high layer's 903), and of 45 (never sent).
+        vc.send(encoded(RTCPGenericNACK(senderSSRC: 0xB, mediaSSRC: 7777, lost: [41, 44, 45])), to: fx.mediaAddress)
+        let again = [try XCTUnwrap(vc.receive(where: isRTP)), try XCTUnwrap(vc.receive(where: isRTP))]
+        XCTAssertEqual(again.map(seqOf), [41, 44])
+        XCTAssertEqual(again.map(ssrcOf), [7777, 7777])
+        XCTAssertEqual(try payloadOf(again[0]), try payloadOf(low[1]), "the low layer's packet")
+        XCTAssertEqual(again[0], low[1], "resent exactly as first sent")
+        XCTAssertEqual(again[1], high[1])
+        XCTAssertEqual(fx.counter("parley_relay_nack_packets_total", [("result", "served")]), 2)
+        XCTAssertEqual(fx.counter("parley_relay_nack_packets_total", [("result", "missed")]), 1)
+
+        // The high layer's sender report reaches it as the track's, with its timestamp offset.
+        let sr = RTCPSenderReport(ssrc: 501, ntpTimestamp: 0x1234_5678_9ABC_DEF0, rtpTimestamp: 80_000, packetCount: 4, octetCount: 200)
+        pc.send(try ptx.protect(try sr.encoded(), rtcp: true), to: fx.mediaAddress)
+        let got = try XCTUnwrap(vc.receive(where: { isRTCP($0) && $0[1] == RTCP.PacketType.senderReport }))
+        let parsed = try got.withUnsafeBytes { try RTCPSenderReport(parsing: $0) }
+        XCTAssertEqual(parsed.ssrc, 7777)
+        XCTAssertEqual(parsed.ntpTimestamp, sr.ntpTimestamp)
+        XCTAssertEqual(parsed.rtpTimestamp, 80_000 &+ offset)
+        // A low layer's report does not reach it (it receives the high one now).
+        let lowSR = RTCPSenderReport(ssrc: 500, ntpTimestamp: 1, rtpTimestamp: 5000, packetCount: 3, octetCount: 120)
+        pc.send(try ptx.protect(try lowSR.encoded(), rtcp: true), to: fx.mediaAddress)
+        XCTAssertNil(vc.receive(timeout: 0.3, where: { isRTCP($0) && $0[1] == RTCP.PacketType.senderReport }))
+
+        // The recorder: the low layer until the high one's keyframe, then the high one, one stream on the track's SSRC.
+        let recorded = seen.all
+        XCTAssertEqual(Set(recorded.map(\.0)), [7777])
+        XCTAssertEqual(recorded.map { seqOf($0.2) }, [40, 41, 42, 43, 44, 45, 46])
+        XCTAssertEqual(try recorded.map { try payloadOf($0.2) }.suffix(4),
+                       ([900, 901, 902, 903] as [UInt16]).map { [0x10, $0 % 2 == 0 ? 0x00 : 0x01] + payload(ssrc: 501, seq: $0, size: 40) })
+        try waitFor { fx.relay.setTap(room: "r", nil, completion: $0) }
     }
 
     func testDTLSFromStrangersAndGarbageIsDroppedAndCounted() throws {

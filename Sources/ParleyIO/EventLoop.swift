@@ -117,6 +117,8 @@ public final class EventLoop: @unchecked Sendable, CustomStringConvertible {
     /// A 64 KiB scratch buffer for reads on this loop. Valid only on the loop
     /// thread and only until the handler that was given a view of it returns.
     public let readBuffer: UnsafeMutableRawBufferPointer
+    /// The loop's `TLS13Cipher` (see `tls13Cipher`), made on first use.
+    var tls13CipherStorage: AnyObject?
 
     let logger: Logger
 

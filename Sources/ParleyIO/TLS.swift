@@ -1,5 +1,6 @@
 import Glibc
 import COpenSSL
+import ParleyCore
 
 /// A TLS failure, with OpenSSL's error text.
 public struct TLSError: Error, CustomStringConvertible, Sendable {
@@ -21,6 +22,25 @@ public struct TLSError: Error, CustomStringConvertible, Sendable {
     }
 }
 
+/// Who protects a server connection's records after its TLS 1.3 handshake
+/// (config key `tls-record-layer`).
+public enum TLSRecordLayer: String, Sendable {
+    /// OpenSSL does the handshake, then Parley's ``TLS13RecordProtection``
+    /// takes the traffic keys and the `SSL` is freed.
+    case parley
+    /// OpenSSL for the whole connection (one `SSL` per connection).
+    case openssl
+}
+
+/// OpenSSL's key log callback (a server context with the `.parley` record
+/// layer): hands the application traffic secrets to the connection's
+/// ``TLSSession``. They are kept in memory only until the handshake is
+/// done, and never written anywhere.
+private let tlsKeyLogCallback: @convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void = { ssl, line in
+    guard let ssl, let line, let session = SSL_get_ex_data(ssl, 0) else { return }
+    Unmanaged<TLSSession>.fromOpaque(session).takeUnretainedValue().keyLogLine(line)
+}
+
 /// TLS configuration (an OpenSSL `SSL_CTX`), shared by many connections and
 /// loops. Pass it to ``TCPConnection/adopt(_:on:options:tls:handler:)``,
 /// ``TCPConnection/connect(to:on:options:tls:handler:)`` or the
@@ -33,12 +53,16 @@ public struct TLSError: Error, CustomStringConvertible, Sendable {
 public final class TLSContext: @unchecked Sendable {
     let ctx: OpaquePointer
     let isServer: Bool
+    /// Who protects records once a TLS 1.3 handshake is done (servers only).
+    let recordLayer: TLSRecordLayer
     let serverName: String?
     /// `"AB:CD:…"`: the SHA-256 the peer's certificate must have (client only).
     let pinnedSHA256: String?
 
-    private init(ctx: OpaquePointer, isServer: Bool, serverName: String?, pinnedSHA256: String? = nil) {
+    private init(ctx: OpaquePointer, isServer: Bool, serverName: String?, pinnedSHA256: String? = nil,
+                 recordLayer: TLSRecordLayer = .openssl) {
         self.ctx = ctx; self.isServer = isServer; self.serverName = serverName; self.pinnedSHA256 = pinnedSHA256
+        self.recordLayer = recordLayer
     }
 
     deinit { SSL_CTX_free(ctx) }
@@ -56,8 +80,19 @@ public final class TLSContext: @unchecked Sendable {
     }
 
     /// A server context from a PEM certificate (chain) file and PEM private key.
-    public static func server(certificateChainFile: String, privateKeyFile: String) throws(TLSError) -> TLSContext {
+    ///
+    /// With `recordLayer` `.parley` (the default) a connection that
+    /// negotiated TLS 1.3 with an AES-GCM or ChaCha20-Poly1305 suite hands
+    /// its traffic keys to ``TLS13RecordProtection`` once the handshake is
+    /// done and frees its `SSL`: an idle connection then holds about 150
+    /// bytes of TLS state instead of about 14 KB. TLS 1.2 connections stay
+    /// with OpenSSL. The server keeps no session cache (TLS 1.3 and 1.2
+    /// resumption use stateless tickets).
+    public static func server(certificateChainFile: String, privateKeyFile: String,
+                              recordLayer: TLSRecordLayer = .parley) throws(TLSError) -> TLSContext {
         let ctx = try newContext(server: true)
+        _ = SSL_CTX_ctrl(ctx, SSL_CTRL_SET_SESS_CACHE_MODE, Int(SSL_SESS_CACHE_OFF), nil)
+        if recordLayer == .parley { SSL_CTX_set_keylog_callback(ctx, tlsKeyLogCallback) }
         guard SSL_CTX_use_certificate_chain_file(ctx, certificateChainFile) == 1 else {
             SSL_CTX_free(ctx); throw TLSError.fromQueue("certificate \(certificateChainFile)")
         }
@@ -67,7 +102,7 @@ public final class TLSContext: @unchecked Sendable {
         guard SSL_CTX_check_private_key(ctx) == 1 else {
             SSL_CTX_free(ctx); throw TLSError.fromQueue("key does not match certificate")
         }
-        return TLSContext(ctx: ctx, isServer: true, serverName: nil)
+        return TLSContext(ctx: ctx, isServer: true, serverName: nil, recordLayer: recordLayer)
     }
 
     /// A client context. With `trustedCertificatesFile` the peer must present
@@ -107,16 +142,26 @@ public final class TLSContext: @unchecked Sendable {
     }
 }
 
-/// One connection's TLS state: an `SSL` with two memory BIOs. Loop-bound.
+/// One connection's TLS state: an `SSL` with two memory BIOs, or, once a
+/// server's TLS 1.3 handshake is done and the context's record layer is
+/// `.parley`, only ``TLS13RecordProtection`` (the `SSL` is freed). Loop-bound.
 final class TLSSession: TCPStreamLayer {
-    private let ssl: OpaquePointer
-    private let rbio: OpaquePointer // ciphertext from the peer, read by OpenSSL
-    private let wbio: OpaquePointer // ciphertext OpenSSL wants sent
+    private var ssl: OpaquePointer?
+    private var rbio: OpaquePointer? // ciphertext from the peer, read by OpenSSL
+    private var wbio: OpaquePointer? // ciphertext OpenSSL wants sent
     private var handshakeDone = false
     private var closed = false
     private var pendingPlaintext = ByteQueue() // handler writes before the handshake finished
     private var released = false
     private let pinnedSHA256: String?
+    private let takeOver: Bool
+    /// The application traffic secrets from the key log, until the handshake is done.
+    private var clientSecret: [UInt8]?
+    private var serverSecret: [UInt8]?
+    /// After the take-over: the keys, and the start of a record not all received.
+    private var records: TLS13RecordProtection?
+    private var partial = ByteQueue()
+    private var peerClosed = false
 
     init?(context: TLSContext) {
         guard let ssl = SSL_new(context.ctx) else { return nil }
@@ -124,6 +169,7 @@ final class TLSSession: TCPStreamLayer {
         SSL_set_bio(ssl, r, w) // ssl owns the BIOs now
         self.ssl = ssl; rbio = r; wbio = w
         pinnedSHA256 = context.pinnedSHA256
+        takeOver = context.isServer && context.recordLayer == .parley
         if context.isServer {
             SSL_set_accept_state(ssl)
         } else {
@@ -133,20 +179,67 @@ final class TLSSession: TCPStreamLayer {
                 if SSL_CTX_get_verify_mode(context.ctx) & SSL_VERIFY_PEER != 0 { _ = SSL_set1_host(ssl, name) }
             }
         }
+        // For the key log callback; the SSL never outlives this object.
+        if takeOver { SSL_set_ex_data(ssl, 0, Unmanaged.passUnretained(self).toOpaque()) }
     }
+
+    /// True once Parley's record layer carries the connection (the `SSL` is freed).
+    var protectsRecords: Bool { records != nil }
 
     func release() {
         guard !released else { return }
         released = true
-        SSL_free(ssl)
+        freeSSL()
         pendingPlaintext.release()
+        partial.release()
+        records?.wipe()
+        records = nil
+        wipeSecrets()
     }
 
     deinit { release() }
 
+    private func freeSSL() {
+        if let ssl { SSL_free(ssl) }
+        ssl = nil; rbio = nil; wbio = nil
+    }
+
+    private func wipeSecrets() {
+        if var c = clientSecret { for i in c.indices { c[i] = 0 }; clientSecret = nil }
+        if var s = serverSecret { for i in s.indices { s[i] = 0 }; serverSecret = nil }
+    }
+
+    /// A key log line: `CLIENT_TRAFFIC_SECRET_0 <client random> <secret>` (and the server's).
+    func keyLogLine(_ line: UnsafePointer<CChar>) {
+        guard !handshakeDone else { return }
+        let text = String(cString: line)
+        let parts = text.split(separator: " ")
+        guard parts.count == 3 else { return }
+        let client = parts[0] == "CLIENT_TRAFFIC_SECRET_0"
+        guard client || parts[0] == "SERVER_TRAFFIC_SECRET_0" else { return }
+        let hex = Array(parts[2].utf8)
+        guard hex.count % 2 == 0, hex.count <= 128 else { return }
+        var bytes = [UInt8](); bytes.reserveCapacity(hex.count / 2)
+        func nibble(_ c: UInt8) -> UInt8? {
+            switch c {
+            case 48...57: return c - 48
+            case 97...102: return c - 87
+            case 65...70: return c - 55
+            default: return nil
+            }
+        }
+        var i = 0
+        while i < hex.count {
+            guard let hi = nibble(hex[i]), let lo = nibble(hex[i + 1]) else { return }
+            bytes.append(hi << 4 | lo)
+            i += 2
+        }
+        if client { clientSecret = bytes } else { serverSecret = bytes }
+    }
+
     /// Moves whatever OpenSSL produced into the connection's socket path.
     private func flushOutput(_ c: TCPConnection) {
-        while BIO_ctrl_pending(wbio) > 0 {
+        while let wbio, BIO_ctrl_pending(wbio) > 0 {
             var p: UnsafeMutablePointer<CChar>?
             let n = Int(parley_BIO_get_mem_data(wbio, &p))
             guard n > 0, let p else { break }
@@ -168,6 +261,7 @@ final class TLSSession: TCPStreamLayer {
     }
 
     private func handshake(_ c: TCPConnection) {
+        guard let ssl else { return }
         let r = SSL_do_handshake(ssl)
         if r == 1 {
             if let pin = pinnedSHA256 {
@@ -182,8 +276,14 @@ final class TLSSession: TCPStreamLayer {
                 }
             }
             handshakeDone = true
+            let leftover = takeOver ? handOff() : nil
             flushOutput(c)
-            guard !released else { return }
+            guard !released else { var l = leftover; l?.release(); return }
+            if let leftover {
+                TLSMetrics.shared.takenOver.inc()
+                freeSSL()
+                partial = leftover
+            }
             c.layerDidBecomeActive()
             if !pendingPlaintext.isEmpty && !released {
                 let pending = pendingPlaintext
@@ -202,13 +302,56 @@ final class TLSSession: TCPStreamLayer {
         }
     }
 
+    /// Right after a server's handshake: when it is TLS 1.3 with a suite
+    /// ``TLS13RecordProtection`` knows and both traffic secrets were logged,
+    /// makes the record protection and returns the ciphertext OpenSSL has
+    /// not read (the client's first records, possibly a part of one). Nil:
+    /// OpenSSL keeps the connection.
+    private func handOff() -> ByteQueue? {
+        defer { wipeSecrets() }
+        guard let ssl, let rbio, let wbio, SSL_version(ssl) == TLS1_3_VERSION, SSL_has_pending(ssl) == 0,
+              let cipher = SSL_get_current_cipher(ssl),
+              let suite = TLS13RecordProtection.Suite(rawValue: UInt16(truncatingIfNeeded: SSL_CIPHER_get_id(cipher))),
+              let clientSecret, let serverSecret else { return nil }
+        // What OpenSSL wrote in this last step (the NewSessionTickets, after
+        // the client's Finished) is sealed under the server's application
+        // key: each record of it used one sequence number.
+        var p: UnsafeMutablePointer<CChar>?
+        let n = Int(parley_BIO_get_mem_data(wbio, &p))
+        var sent: UInt64 = 0, off = 0
+        if n > 0, let p {
+            let b = UnsafeRawPointer(p).assumingMemoryBound(to: UInt8.self)
+            while off + TLS13RecordProtection.headerLength <= n {
+                guard b[off] == 23 else { return nil }
+                off += TLS13RecordProtection.headerLength + (Int(b[off + 3]) << 8 | Int(b[off + 4]))
+                sent += 1
+            }
+            guard off == n else { return nil }
+        }
+        guard let keys = TLS13RecordProtection(suite: suite, readSecret: clientSecret, writeSecret: serverSecret,
+                                               writeSequence: sent) else { return nil }
+        var rest = ByteQueue()
+        let pending = Int(BIO_ctrl_pending(rbio))
+        if pending > 0 {
+            rest.reserve(pending)
+            let got = BIO_read(rbio, rest.writableTail.baseAddress, Int32(pending))
+            guard got == Int32(pending) else { rest.release(); return nil }
+            rest.commit(pending)
+        }
+        records = keys
+        return rest
+    }
+
     func receive(_ c: TCPConnection, _ bytes: UnsafeRawBufferPointer) {
         guard !released else { return }
+        if records != nil { receiveRecords(c, bytes); return }
+        guard let ssl, let rbio else { return }
         ERR_clear_error()
         _ = BIO_write(rbio, bytes.baseAddress, Int32(bytes.count))
         if !handshakeDone {
             handshake(c)
             if !handshakeDone || released { return }
+            if records != nil { receiveRecords(c, UnsafeRawBufferPointer(start: nil, count: 0)); return }
         }
         // `bytes` (the loop's read buffer) is consumed: reuse it for plaintext.
         let buf = c.loop.readBuffer
@@ -231,12 +374,119 @@ final class TLSSession: TCPStreamLayer {
         }
     }
 
+    // MARK: Records after the take-over
+
+    private func receiveRecords(_ c: TCPConnection, _ bytes: UnsafeRawBufferPointer) {
+        guard !peerClosed else { return } // RFC 8446 §6.1: data after close_notify is ignored
+        if partial.isEmpty {
+            guard let used = openRecords(c, bytes) else { return }
+            if used < bytes.count { partial.append(UnsafeRawBufferPointer(rebasing: bytes[used...])) }
+        } else {
+            partial.append(bytes)
+            guard let used = openRecords(c, partial.readable) else { return }
+            partial.consume(used)
+            if partial.isEmpty { partial.release() }
+        }
+    }
+
+    /// Opens and hands on the whole records at the start of `data`; the
+    /// bytes used, or nil when the connection ended or failed meanwhile
+    /// (then `data` may be freed and must not be touched).
+    private func openRecords(_ c: TCPConnection, _ data: UnsafeRawBufferPointer) -> Int? {
+        let cipher = c.loop.tls13Cipher
+        var off = 0
+        while !released, !peerClosed {
+            let rest = UnsafeRawBufferPointer(rebasing: data[off...])
+            let opened: (type: UInt8, count: Int)
+            do throws(TLS13RecordError) {
+                guard let length = try TLS13RecordProtection.recordLength(rest) else { return off }
+                opened = try records!.open(UnsafeRawBufferPointer(rebasing: rest[0..<length]),
+                                           into: cipher.readScratch, cipher: cipher)
+                off += length
+            } catch {
+                refuse(c, error)
+                return nil
+            }
+            let content = UnsafeRawBufferPointer(start: cipher.readScratch, count: opened.count)
+            switch opened.type {
+            case 23: // application_data
+                if opened.count > 0 { c.deliver(content) }
+            case 21: // alert
+                guard opened.count == 2 else {
+                    refuse(c, TLS13RecordError(alert: TLS13RecordError.decodeError, reason: "alert of \(opened.count) bytes"))
+                    return nil
+                }
+                switch content[1] {
+                case 0: // close_notify: the TLS stream ended
+                    peerClosed = true
+                    partial.release()
+                    c.layerPeerClosed()
+                    return nil
+                case 90: break // user_canceled: a close_notify follows
+                default:
+                    TLSMetrics.shared.refused.inc()
+                    c.fail(.tls("peer sent alert \(content[1])"))
+                    return nil
+                }
+            case 22: // handshake: KeyUpdate, or a message a client may not send now
+                let what = content.first == 24 ? "KeyUpdate" : "post-handshake message \(content.first ?? 0)"
+                refuse(c, TLS13RecordError(alert: TLS13RecordError.unexpectedMessage,
+                                           reason: "\(what) refused (Parley's record layer does not update keys)"))
+                return nil
+            default:
+                refuse(c, TLS13RecordError(alert: TLS13RecordError.unexpectedMessage,
+                                           reason: "inner content type \(opened.type)"))
+                return nil
+            }
+        }
+        return nil
+    }
+
+    /// Sends a fatal alert (when it can still be sealed) and closes.
+    private func refuse(_ c: TCPConnection, _ error: TLS13RecordError) {
+        TLSMetrics.shared.refused.inc()
+        sealAlert(c, level: 2, error.alert)
+        if !released { c.fail(.tls(error.reason)) }
+    }
+
+    private func sealAlert(_ c: TCPConnection, level: UInt8, _ description: UInt8) {
+        guard !released, !closed, records != nil else { return }
+        let cipher = c.loop.tls13Cipher
+        var alert = (level, description)
+        let n = withUnsafeBytes(of: &alert) { records!.seal(type: 21, $0, into: cipher.writeScratch, cipher: cipher) }
+        if let n { c.transmit(UnsafeRawBufferPointer(start: cipher.writeScratch, count: n)) }
+    }
+
+    private func sendRecords(_ c: TCPConnection, _ bytes: UnsafeRawBufferPointer) {
+        let cipher = c.loop.tls13Cipher
+        let room = TLS13Cipher.writeScratchLength
+        var off = 0
+        while off < bytes.count {
+            var used = 0
+            while off < bytes.count && used + TLS13RecordProtection.maxPlaintext + 22 <= room {
+                let n = min(TLS13RecordProtection.maxPlaintext, bytes.count - off)
+                guard let sealed = records!.seal(type: 23, UnsafeRawBufferPointer(rebasing: bytes[off..<off + n]),
+                                                into: cipher.writeScratch + used, cipher: cipher) else {
+                    if used > 0 { c.transmit(UnsafeRawBufferPointer(start: cipher.writeScratch, count: used)) }
+                    if !released { c.fail(.tls("write key usage limit reached (\(TLS13RecordProtection.maxWriteRecords) records)")) }
+                    return
+                }
+                used += sealed
+                off += n
+            }
+            c.transmit(UnsafeRawBufferPointer(start: cipher.writeScratch, count: used))
+            if released { return }
+        }
+    }
+
     func send(_ c: TCPConnection, _ bytes: UnsafeRawBufferPointer) {
         guard !released, !closed, bytes.count > 0 else { return }
         if !handshakeDone {
             pendingPlaintext.append(bytes)
             return
         }
+        if records != nil { sendRecords(c, bytes); return }
+        guard let ssl else { return }
         ERR_clear_error()
         var off = 0
         while off < bytes.count {
@@ -249,11 +499,29 @@ final class TLSSession: TCPStreamLayer {
 
     func close(_ c: TCPConnection) {
         guard !released, !closed else { return }
+        guard handshakeDone else { closed = true; return }
+        if records != nil {
+            sealAlert(c, level: 1, 0) // close_notify; we do not wait for the peer's
+            closed = true
+            return
+        }
         closed = true
-        guard handshakeDone else { return }
+        guard let ssl else { return }
         ERR_clear_error()
         _ = SSL_shutdown(ssl) // queues close_notify; we do not wait for the peer's
         flushOutput(c)
+    }
+}
+
+/// Counters of the TLS record take-over.
+struct TLSMetrics: @unchecked Sendable {
+    let takenOver: Counter, refused: Counter
+    static let shared = TLSMetrics(.shared)
+    init(_ r: MetricsRegistry) {
+        takenOver = r.counter("parley_tls_records_taken_over_total",
+                              help: "TLS 1.3 server connections whose records Parley protects after the handshake (the SSL freed).")
+        refused = r.counter("parley_tls_records_refused_total",
+                            help: "Connections closed for a TLS record Parley's record layer refused (bad tag, oversize, unexpected type or alert, KeyUpdate).")
     }
 }
 

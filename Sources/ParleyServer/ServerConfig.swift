@@ -3,6 +3,7 @@ import Foundation
 import ParleyChat
 import ParleyCore
 import ParleyRecord
+import ParleyIO
 
 /// The daemon's configuration: embedded defaults, then `parley.json` (or
 /// `--config FILE`), then flags. Every key in the file has a flag of the same
@@ -126,6 +127,8 @@ public struct ServerConfig: Sendable, Equatable {
     // MARK: Front end limits (HTTP, WebSocket, TLS, signalling requests)
     /// Seconds from accept to a finished TLS handshake.
     public var tlsHandshakeTimeoutSeconds = 10
+    /// Who protects TLS 1.3 records after the handshake: Parley (the `SSL` freed) or OpenSSL.
+    public var tlsRecordLayer: TLSRecordLayer = .parley
     /// Seconds from accept (or the previous response) to a complete request head.
     public var requestHeadTimeoutSeconds = 10
     /// Bytes queued for a client that does not read before it is disconnected.
@@ -253,6 +256,7 @@ public struct ServerConfig: Sendable, Equatable {
         ("blocking-threads", "threads for the HTTP routes' SQLite and disk work (jobs, uploads, /hls), off the event loops (default 4)"),
         // Front end limits (HTTP, WebSocket, TLS, signalling requests)
         ("tls-handshake-timeout", "seconds from accept to a finished TLS handshake (default 10)"),
+        ("tls-record-layer", "parley (TLS 1.3 records protected by Parley after OpenSSL's handshake, the SSL freed) or openssl (default parley)"),
         ("request-head-timeout", "seconds from accept or the previous response to a complete request head (default 10)"),
         ("max-queued-bytes", "bytes queued for a client that does not read before it is disconnected (default 1048576)"),
         ("max-connections", "open HTTP/WebSocket connections (default 10000)"),
@@ -409,6 +413,9 @@ public struct ServerConfig: Sendable, Equatable {
         case "blocking-threads": blockingThreads = try int(1...256)
         // Front end limits
         case "tls-handshake-timeout": tlsHandshakeTimeoutSeconds = try int(1...300)
+        case "tls-record-layer":
+            guard let m = TLSRecordLayer(rawValue: value) else { throw ConfigError(key: key, "must be parley or openssl, got \"\(value)\"") }
+            tlsRecordLayer = m
         case "request-head-timeout": requestHeadTimeoutSeconds = try int(1...300)
         case "max-queued-bytes": maxQueuedBytes = try int(65536...(1 << 30))
         case "max-connections": maxConnections = try int(1...1_000_000)

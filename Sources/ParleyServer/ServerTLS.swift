@@ -28,7 +28,8 @@ enum ServerTLS {
                 origin = "self-signed, new"
             }
         }
-        let ctx = try TLSContext.server(certificateChainFile: cert, privateKeyFile: key)
+        let ctx = try TLSContext.server(certificateChainFile: cert, privateKeyFile: key,
+                                          recordLayer: config.tlsRecordLayer)
         let fp = try TLSCertificate.sha256Fingerprint(ofPEMFile: cert)
         // The fingerprint is the line's last word (scripts take it from there).
         Logger(label: "parley.tls").info("tls certificate", ["file": .string(cert), "sha256": .string(fp), "origin": .string(origin)])

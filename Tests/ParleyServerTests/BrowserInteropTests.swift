@@ -6,6 +6,7 @@ import ParleyTestSupport
 import XCTest
 @testable import ParleyProtocol
 @testable import ParleyServer
+@testable import ParleyIO
 
 /// Headless Chromium (Debian's `chromium`, fake camera and microphone),
 /// driven by Playwright (tools/interop/browser_call.py), joins rooms
@@ -19,6 +20,25 @@ final class BrowserInteropTests: XCTestCase {
 
     private func run(_ args: [String]) throws -> JSONValue {
         try runBrowserScript("tools/interop/browser_call.py", fx, args, timeout: 120)
+    }
+
+    /// The demo page over https:// and its signalling over wss:// (the
+    /// server's self-signed certificate): Chromium's TLS 1.3 against
+    /// OpenSSL's handshake and then Parley's record layer, both pages in a
+    /// room decoding each other.
+    func testTwoPagesJoinOverWSSThroughParleysRecordLayer() throws {
+        fx.stop()
+        fx = try RelayServerFixture(tls: true, configure: { $0.dev = true })
+        let before = TLSMetrics.shared.takenOver.current
+        let result = try run(["--room", "secure", "--pages", "2"])
+        XCTAssertEqual(result["pages"]?.arrayValue?.count, 2)
+        for page in result["pages"]?.arrayValue ?? [] {
+            XCTAssertEqual(page["status"]?.stringValue, "connected", "\(page)")
+            let first = page["first"]?["video"], last = page["last"]?["video"]
+            XCTAssertGreaterThan(last?["framesDecoded"]?.intValue ?? 0, first?["framesDecoded"]?.intValue ?? 0, "\(page)")
+        }
+        // Page loads, scripts and both WebSockets: connections the record layer carried.
+        XCTAssertGreaterThanOrEqual(TLSMetrics.shared.takenOver.current - before, 2)
     }
 
     /// Two pages join one room and each decodes the other's video and audio;

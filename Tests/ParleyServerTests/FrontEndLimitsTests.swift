@@ -74,6 +74,11 @@ final class FrontEndLimitsTests: XCTestCase {
         XCTAssertEqual(c.signallingBurst, 40)
         XCTAssertThrowsError(try c.set("request-head-timeout", "0"))
         XCTAssertThrowsError(try c.set("max-queued-bytes", "1000"))
+        XCTAssertEqual(c.tlsRecordLayer, .parley)
+        try c.set("tls-record-layer", "openssl")
+        XCTAssertEqual(c.tlsRecordLayer, .openssl)
+        XCTAssertThrowsError(try c.set("tls-record-layer", "ktls"))
+        XCTAssertTrue(ServerConfig.keys.contains { $0.key == "tls-record-layer" })
     }
 
     // MARK: Finding 5: deadlines

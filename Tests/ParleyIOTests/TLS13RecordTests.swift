@@ -228,39 +228,6 @@ final class TLS13RecordTests: XCTestCase {
         }
     }
 
-    /// Parley's own client (OpenSSL underneath) to Parley's record layer:
-    /// 40 connections at once, 256 KiB each way (records split across reads).
-    func testParleyClientsEchoThroughTheRecordLayer() throws {
-        raiseFDLimit()
-        let g = try TLSCertificate.generateSelfSigned(directory: dir)
-        let stats = EchoStats()
-        let takenOver = Shared<[Bool]>([])
-        let (server, listener) = try startServer(g, stats: stats, takenOver: takenOver)
-        defer { server.syncShutdownGracefully() }
-        let client = try EventLoopGroup(numberOfThreads: 1)
-        defer { client.syncShutdownGracefully() }
-        let tls = try TLSContext.client(trustedCertificatesFile: g.certificateFile, serverName: "localhost")
-        let connections = 40, perConnection = 256 * 1024 + 17
-        let all = expectation(description: "clients done")
-        all.expectedFulfillmentCount = connections
-        let results = ClientResults(all)
-        let cloop = client.next()
-        try cloop.submit {
-            for i in 0..<connections {
-                _ = try TCPConnection.connect(to: listener.localAddress, on: cloop, tls: tls,
-                                              handler: EchoClient(seed: i, total: perConnection, results: results))
-            }
-        }
-        wait(for: [all], timeout: 90)
-        let r = results.lock.withLock { $0 }
-        XCTAssertEqual(r.bad, 0, "\(r.reasons)")
-        XCTAssertEqual(r.bytes, connections * perConnection)
-        waitUntil("server closed") { stats.closed.load(ordering: .relaxed) == connections }
-        XCTAssertEqual(stats.otherReasons.withLock { $0 }, [])
-        XCTAssertEqual(takenOver.value, Array(repeating: true, count: connections))
-        try listener.loop.submit { listener.close() }
-    }
-
     /// `openssl s_client`'s `K` command sends a KeyUpdate: the record layer
     /// refuses it and closes the connection with that reason.
     func testKeyUpdateFromOpenSSLClientIsRefusedWithAReason() throws {

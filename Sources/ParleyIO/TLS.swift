@@ -93,6 +93,7 @@ public final class TLSContext: @unchecked Sendable {
         let ctx = try newContext(server: true)
         _ = SSL_CTX_ctrl(ctx, SSL_CTRL_SET_SESS_CACHE_MODE, Int(SSL_SESS_CACHE_OFF), nil)
         if recordLayer == .parley { SSL_CTX_set_keylog_callback(ctx, tlsKeyLogCallback) }
+        _ = TLSMetrics.shared // served from the start
         guard SSL_CTX_use_certificate_chain_file(ctx, certificateChainFile) == 1 else {
             SSL_CTX_free(ctx); throw TLSError.fromQueue("certificate \(certificateChainFile)")
         }
@@ -136,6 +137,9 @@ public final class TLSContext: @unchecked Sendable {
         }
         return TLSContext(ctx: ctx, isServer: false, serverName: serverName, pinnedSHA256: pin)
     }
+
+    /// Limits the TLS 1.3 suites offered (OpenSSL's names, `:`-separated); tests.
+    func setTLS13CipherSuites(_ suites: String) -> Bool { SSL_CTX_set_ciphersuites(ctx, suites) == 1 }
 
     func makeLayer() -> TCPStreamLayer? {
         TLSSession(context: self)

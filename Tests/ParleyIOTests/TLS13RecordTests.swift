@@ -2,7 +2,7 @@ import XCTest
 import Foundation
 import Glibc
 import Synchronization
-import COpenSSL
+import ParleyCore
 @testable import ParleyIO
 import ParleyTestSupport
 
@@ -156,9 +156,7 @@ final class TLS13RecordTests: XCTestCase {
         for _ in 0..<2_000 {
             let length = Int.random(in: 0...(TLS13RecordProtection.maxCiphertext + 40), using: &rng)
             var record: [UInt8] = [Bool.random() ? 23 : UInt8.random(in: 0...255), 3, 3, UInt8(length >> 8), UInt8(length & 0xff)]
-            var body = [UInt8](repeating: 0, count: length)
-            body.withUnsafeMutableBufferPointer { _ = RAND_bytes($0.baseAddress, Int32($0.count)) }
-            record += body
+            record += SecureRandom.bytes(length)
             if let opened = try? open(&client, record, cipher) { XCTFail("random bytes opened: \(opened)") }
         }
         XCTAssertEqual(client.readSequence, 0)
@@ -171,7 +169,7 @@ final class TLS13RecordTests: XCTestCase {
         let server = try EventLoopGroup(numberOfThreads: 1)
         let tls = try TLSContext.server(certificateChainFile: g.certificateFile, privateKeyFile: g.privateKeyFile,
                                         recordLayer: recordLayer)
-        if let suites { XCTAssertEqual(SSL_CTX_set_ciphersuites(tls.ctx, suites), 1) }
+        if let suites { XCTAssertTrue(tls.setTLS13CipherSuites(suites)) }
         let loop = server.next()
         let listener = try loop.submit {
             try TCPListener(loop: loop, bindTo: .ipv4Loopback(port: 0), tls: tls) { TakeOverEchoHandler(stats, takenOver) }

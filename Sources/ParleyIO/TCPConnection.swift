@@ -115,6 +115,8 @@ public struct AcceptedSocket: Sendable {
 struct TCPMetrics: @unchecked Sendable {
     let accepted: Counter, acceptErrors: Counter, partialWrites: Counter, open: Gauge
     let bytesIn: Counter, bytesOut: Counter, idleClosed: Counter
+    /// The TLS 1.3 record layer (TLS13Records.swift): connections it took over, and refused.
+    let tlsTakenOver: Counter, tlsRefused: Counter
     static let shared = TCPMetrics(.shared)
     init(_ r: MetricsRegistry) {
         accepted = r.counter("parley_tcp_accepted_total", help: "TCP connections accepted.")
@@ -124,6 +126,10 @@ struct TCPMetrics: @unchecked Sendable {
         bytesIn = r.counter("parley_tcp_received_bytes_total", help: "TCP bytes read.")
         bytesOut = r.counter("parley_tcp_sent_bytes_total", help: "TCP bytes written.")
         idleClosed = r.counter("parley_tcp_idle_closed_total", help: "TCP connections closed by the idle timeout.")
+        tlsTakenOver = r.counter("parley_tls_records_taken_over_total",
+                                 help: "TLS 1.3 server connections whose records Parley protects after the handshake (the SSL freed).")
+        tlsRefused = r.counter("parley_tls_records_refused_total",
+                               help: "Connections closed for a TLS record Parley's record layer refused (bad tag, oversize, unexpected type or alert, KeyUpdate).")
     }
 }
 

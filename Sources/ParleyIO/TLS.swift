@@ -93,7 +93,6 @@ public final class TLSContext: @unchecked Sendable {
         let ctx = try newContext(server: true)
         _ = SSL_CTX_ctrl(ctx, SSL_CTRL_SET_SESS_CACHE_MODE, Int(SSL_SESS_CACHE_OFF), nil)
         if recordLayer == .parley { SSL_CTX_set_keylog_callback(ctx, tlsKeyLogCallback) }
-        _ = TLSMetrics.shared // served from the start
         guard SSL_CTX_use_certificate_chain_file(ctx, certificateChainFile) == 1 else {
             SSL_CTX_free(ctx); throw TLSError.fromQueue("certificate \(certificateChainFile)")
         }
@@ -284,7 +283,7 @@ final class TLSSession: TCPStreamLayer {
             flushOutput(c)
             guard !released else { var l = leftover; l?.release(); return }
             if let leftover {
-                TLSMetrics.shared.takenOver.inc()
+                TCPMetrics.shared.tlsTakenOver.inc()
                 freeSSL()
                 partial = leftover
             }
@@ -428,7 +427,7 @@ final class TLSSession: TCPStreamLayer {
                     return nil
                 case 90: break // user_canceled: a close_notify follows
                 default:
-                    TLSMetrics.shared.refused.inc()
+                    TCPMetrics.shared.tlsRefused.inc()
                     c.fail(.tls("peer sent alert \(content[1])"))
                     return nil
                 }
@@ -448,7 +447,7 @@ final class TLSSession: TCPStreamLayer {
 
     /// Sends a fatal alert (when it can still be sealed) and closes.
     private func refuse(_ c: TCPConnection, _ error: TLS13RecordError) {
-        TLSMetrics.shared.refused.inc()
+        TCPMetrics.shared.tlsRefused.inc()
         sealAlert(c, level: 2, error.alert)
         if !released { c.fail(.tls(error.reason)) }
     }
@@ -514,18 +513,6 @@ final class TLSSession: TCPStreamLayer {
         ERR_clear_error()
         _ = SSL_shutdown(ssl) // queues close_notify; we do not wait for the peer's
         flushOutput(c)
-    }
-}
-
-/// Counters of the TLS record take-over.
-struct TLSMetrics: @unchecked Sendable {
-    let takenOver: Counter, refused: Counter
-    static let shared = TLSMetrics(.shared)
-    init(_ r: MetricsRegistry) {
-        takenOver = r.counter("parley_tls_records_taken_over_total",
-                              help: "TLS 1.3 server connections whose records Parley protects after the handshake (the SSL freed).")
-        refused = r.counter("parley_tls_records_refused_total",
-                            help: "Connections closed for a TLS record Parley's record layer refused (bad tag, oversize, unexpected type or alert, KeyUpdate).")
     }
 }
 

@@ -234,7 +234,7 @@ final class TLS13RecordTests: XCTestCase {
         let takenOver = Shared<[Bool]>([])
         let (server, listener) = try startServer(g, stats: stats, takenOver: takenOver)
         defer { server.syncShutdownGracefully() }
-        let refusedBefore = TLSMetrics.shared.refused.current
+        let refusedBefore = TCPMetrics.shared.tlsRefused.current
         // s_client reads its stdin once the handshake is done; "K" alone on a line is its KeyUpdate command.
         let r = try runTool("sh", ["-c", "printf 'K\\n' | openssl s_client -connect 127.0.0.1:\(listener.localAddress.port) -tls1_3 -CAfile \(g.certificateFile)"])
         XCTAssertTrue((r.out + r.err).contains("KEYUPDATE"), r.out + r.err)
@@ -242,7 +242,7 @@ final class TLS13RecordTests: XCTestCase {
         let reasons = stats.otherReasons.withLock { $0 }
         guard case .tls(let message)? = reasons.first else { return XCTFail("\(reasons)") }
         XCTAssertTrue(message.contains("KeyUpdate refused"), message) // OpenSSL itself would have accepted it
-        XCTAssertGreaterThan(TLSMetrics.shared.refused.current, refusedBefore)
+        XCTAssertGreaterThan(TCPMetrics.shared.tlsRefused.current, refusedBefore)
         try listener.loop.submit { listener.close() }
     }
 }

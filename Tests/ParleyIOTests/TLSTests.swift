@@ -61,7 +61,7 @@ final class TLSTests: XCTestCase {
         let client = try EventLoopGroup(numberOfThreads: 1)
         let tls = try TLSContext.client(trustedCertificatesFile: g.certificateFile, serverName: "localhost")
         let connections = 40, perConnection = 256 * 1024 + 17
-        let takenOverBefore = TLSMetrics.shared.takenOver.current
+        let takenOverBefore = TCPMetrics.shared.tlsTakenOver.current
         let all = expectation(description: "clients done")
         all.expectedFulfillmentCount = connections
         let results = ClientResults(all)
@@ -79,7 +79,7 @@ final class TLSTests: XCTestCase {
         waitUntil("server closed") { stats.closed.load(ordering: .relaxed) == connections }
         XCTAssertEqual(stats.otherReasons.withLock { $0 }, [])
         // Every one of them through Parley's TLS 1.3 record layer (records split across reads).
-        XCTAssertGreaterThanOrEqual(TLSMetrics.shared.takenOver.current - takenOverBefore, connections)
+        XCTAssertGreaterThanOrEqual(TCPMetrics.shared.tlsTakenOver.current - takenOverBefore, connections)
         try listener.loop.submit { listener.close() }
         server.syncShutdownGracefully()
         client.syncShutdownGracefully()

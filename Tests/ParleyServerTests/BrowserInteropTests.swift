@@ -29,7 +29,7 @@ final class BrowserInteropTests: XCTestCase {
     func testTwoPagesJoinOverWSSThroughParleysRecordLayer() throws {
         fx.stop()
         fx = try RelayServerFixture(tls: true, configure: { $0.dev = true })
-        let before = TLSMetrics.shared.takenOver.current
+        let before = TCPMetrics.shared.tlsTakenOver.current
         let result = try run(["--room", "secure", "--pages", "2"])
         XCTAssertEqual(result["pages"]?.arrayValue?.count, 2)
         for page in result["pages"]?.arrayValue ?? [] {
@@ -38,7 +38,7 @@ final class BrowserInteropTests: XCTestCase {
             XCTAssertGreaterThan(last?["framesDecoded"]?.intValue ?? 0, first?["framesDecoded"]?.intValue ?? 0, "\(page)")
         }
         // Page loads, scripts and both WebSockets: connections the record layer carried.
-        XCTAssertGreaterThanOrEqual(TLSMetrics.shared.takenOver.current - before, 2)
+        XCTAssertGreaterThanOrEqual(TCPMetrics.shared.tlsTakenOver.current - before, 2)
     }
 
     /// Two pages join one room and each decodes the other's video and audio;

@@ -114,6 +114,13 @@ public struct RelayConfig: Sendable {
     public var transportFeedbackInterval: Duration = .milliseconds(100)
     /// Feedback packets per publisher per interval (each describes up to 500 packets it sent).
     public var maxTransportFeedbackPackets = 4
+    /// Consent freshness (RFC 7675) of a latched WebRTC participant: the
+    /// relay is ICE-lite and sends no periodic checks of its own, so consent
+    /// is the browser's checks (authenticated Binding requests from its
+    /// latched address, every ~5 s in browsers); none for this long and media
+    /// to it stops: it is removed (`transportFailed`, "consent expired").
+    /// Zero: not checked (only `participantTimeout` applies).
+    public var consentFreshnessTimeout: Duration = .seconds(30)
     /// A WebRTC participant's DTLS handshake must complete this long after its join, or it is removed.
     public var dtlsHandshakeTimeout: Duration = .seconds(30)
     /// Whether an authenticated SRTP packet from a new address latches it

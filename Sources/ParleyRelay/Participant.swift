@@ -89,6 +89,9 @@ final class Participant {
     /// the track's SSRC will not do for a simulcast track (the relay picks
     /// that one; the browser sends its layers under SSRCs of its own).
     var transportFeedbackSSRC: UInt32 = 0
+    /// Monotonic ms of its last proof of consent (RFC 7675): latched, or an
+    /// authenticated Binding request from its latched address.
+    var lastConsentMs: UInt64 = 0
     /// Bits/s announced to it in REMB beside its receiver reports (0: none; a WebRTC publisher that negotiated goog-remb).
     var rembBitrate: UInt64 = 0
 

@@ -52,6 +52,7 @@ final class RelayMetrics: Sendable {
     let participants: Gauge
     let timeouts: Counter
     let consentRequests, consentSucceeded, consentFailed: Counter
+    let consentExpired: Counter
     let stunReplays: Counter
     let rtcpLatches: Counter
     let dtlsConnected, dtlsFailed, dtlsTimedOut: Counter
@@ -91,6 +92,8 @@ final class RelayMetrics: Sendable {
         let consentHelp = "Consent checks (media moves to a new address only after one succeeds), by result."
         consentSucceeded = r.counter("parley_relay_consent_checks_total", help: consentHelp, labels: [("result", "succeeded")])
         consentFailed = r.counter("parley_relay_consent_checks_total", help: consentHelp, labels: [("result", "failed")])
+        consentExpired = r.counter("parley_relay_consent_expired_total",
+                                   help: "WebRTC participants removed because their own consent checks stopped (RFC 7675)")
         stunReplays = r.counter("parley_relay_stun_replays_total",
                                 help: "Authenticated Binding requests with a transaction ID already seen (answered; they move nothing).")
         rtcpLatches = r.counter("parley_relay_rtcp_latches_total",

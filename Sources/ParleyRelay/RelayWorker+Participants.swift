@@ -32,6 +32,7 @@ extension RelayWorker {
             other.room.addressChanged(other)
         }
         p.address = address
+        p.lastConsentMs = nowMs
         byAddress[address] = p
         p.room.addressChanged(p)
         config.onEvent?(.participantLatched(room: p.room.name, name: p.name, address: describe(address)))
@@ -44,6 +45,17 @@ extension RelayWorker {
         guard let a = p.rtcpAddress else { return }
         if byRTCPAddress[a] === p { byRTCPAddress[a] = nil }
         p.rtcpAddress = nil
+    }
+
+    /// RFC 7675 §5.1 for a latched WebRTC participant: when its consent has
+    /// expired (no check of its own within `consentFreshnessTimeout`), the
+    /// relay stops sending to it: its transport is closed, as on a failed
+    /// handshake. Whatever else it still sends (RTP, RTCP) is no consent.
+    func checkConsentFreshness(_ p: Participant) {
+        let timeout = UInt64(config.consentFreshnessTimeout.millisecondsRoundedUp)
+        guard timeout > 0, p.dtls != nil, p.address != nil, nowMs &- p.lastConsentMs > timeout else { return }
+        metrics.consentExpired.inc()
+        dtlsFailed(p, reason: "consent expired")
     }
 
     /// Removes timed-out participants and sends RRs to publishers (the
@@ -61,6 +73,7 @@ extension RelayWorker {
                     continue
                 }
                 checkDTLSDeadlines(p)
+                checkConsentFreshness(p)
                 if p.removed { continue }
                 sendReceiverReport(to: p, room: r)
             }

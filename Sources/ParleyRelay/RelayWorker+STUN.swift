@@ -73,6 +73,7 @@ extension RelayWorker {
         guard p.recentTransactions.insert(id) else { metrics.stunReplays.inc(); return }
         if p.address == source {
             p.lastSeenMs = nowMs
+            p.lastConsentMs = nowMs
         } else if p.consent?.address != source {
             startConsentCheck(p, to: source)
         }

@@ -100,6 +100,7 @@ public enum Daemon {
         relayConfig.participantTimeout = .seconds(config.participantTimeoutSeconds)
         relayConfig.announcedHost = config.mediaAnnounce
         relayConfig.dtlsHandshakeTimeout = .seconds(config.dtlsHandshakeTimeoutSeconds)
+        relayConfig.consentFreshnessTimeout = .seconds(config.webrtcConsentTimeoutSeconds)
         relayConfig.rembBitrate = UInt64(config.rembBitrate)
         relayConfig.transportFeedbackInterval = .milliseconds(config.transportFeedbackIntervalMs)
         relayConfig.consentRetransmitInterval = .milliseconds(config.consentIntervalMilliseconds)

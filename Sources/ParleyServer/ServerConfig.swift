@@ -52,6 +52,8 @@ public struct ServerConfig: Sendable, Equatable {
     public var participantTimeoutSeconds = 30
     /// Seconds a WebRTC peer's DTLS handshake may take after its offer before it is removed.
     public var dtlsHandshakeTimeoutSeconds = 30
+    /// Seconds without a WebRTC peer's own consent check (RFC 7675) before media to it stops and it is removed (0: not checked).
+    public var webrtcConsentTimeoutSeconds = 30
     /// Bits/s announced in REMB to WebRTC publishers that negotiated goog-remb (0: none).
     public var rembBitrate = 2_000_000
     /// Milliseconds between transport-wide feedback packets to each WebRTC publisher that negotiated transport-cc (0: none).
@@ -224,6 +226,7 @@ public struct ServerConfig: Sendable, Equatable {
         ("participant-timeout", "seconds of silence before a participant is removed (default 30)"),
         ("remb-bitrate", "bits/s announced in REMB to WebRTC publishers, a cap on what they send; 0 = no REMB (default 2000000)"),
         ("transport-feedback-interval", "milliseconds between transport-wide congestion control feedback packets to each WebRTC publisher that negotiated transport-cc, 20-1000; 0 = none (default 100)"),
+        ("webrtc-consent-timeout", "seconds without a WebRTC peer's own consent check (RFC 7675) before media to it stops and it is removed, 0 = not checked (default 30)"),
         ("dtls-handshake-timeout", "seconds a WebRTC peer's DTLS handshake may take before it is removed (default 30)"),
         // MARK: transcoding jobs, uploads, HLS
         ("transcode-input-dirs", "directories POST /jobs may name inputs in, comma-separated (a JSON array in the file); default none"),
@@ -363,6 +366,7 @@ public struct ServerConfig: Sendable, Equatable {
         case "reconnect-grace": reconnectGraceSeconds = try int(0...3600)
         case "participant-timeout": participantTimeoutSeconds = try int(1...3600)
         case "dtls-handshake-timeout": dtlsHandshakeTimeoutSeconds = try int(1...300)
+        case "webrtc-consent-timeout": webrtcConsentTimeoutSeconds = try int(0...300)
         case "remb-bitrate": rembBitrate = try int(0...1_000_000_000)
         case "transport-feedback-interval":
             transportFeedbackIntervalMs = try int(0...1000)

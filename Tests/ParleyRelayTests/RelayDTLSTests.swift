@@ -390,6 +390,37 @@ final class RelayDTLSTests: XCTestCase {
         waitUntil("the room closed with its last participant") { fx.relay.roomNames.isEmpty }
     }
 
+    /// Consent freshness (RFC 7675) toward browsers: the lite relay sends no
+    /// checks of its own, so a latched WebRTC participant whose own checks
+    /// stop is removed after `consentFreshnessTimeout`, whatever media it
+    /// still sends; one that keeps checking stays.
+    func testAWebRTCPeerWhoseConsentChecksStopIsRemoved() throws {
+        let fx = try RelayFixture { c in
+            c.consentFreshnessTimeout = .seconds(1)
+            c.housekeepingInterval = .milliseconds(50)
+        }
+        let ga = try joinWebRTC(fx, room: "r", name: "checking", ssrc: 1111, transport: transport())
+        let gb = try joinWebRTC(fx, room: "r", name: "silent", ssrc: 2222, transport: transport())
+        let (ca, _, _) = try connect(fx, ga, room: "r", name: "checking")
+        let (cb, btx, _) = try connect(fx, gb, room: "r", name: "silent")
+        func expired(_ name: String) -> Bool {
+            fx.events.all.contains { if case .transportFailed("r", name, "consent expired") = $0 { return true }; return false }
+        }
+        let deadline = ContinuousClock.now + .seconds(20) // hang guard
+        var seq: UInt16 = 0
+        while !expired("silent"), ContinuousClock.now < deadline {
+            XCTAssertNotNil(ca.bind(to: fx.mediaAddress, grant: ga), "the checking peer's check is answered")
+            seq &+= 1
+            let rtp = rtpPacket(ssrc: 2222, seq: seq, pt: 111, payload: payload(ssrc: 2222, seq: seq))
+            cb.send(try btx.protect(rtp), to: fx.mediaAddress) // media, not consent
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        XCTAssertTrue(expired("silent"), "\(fx.events.all)")
+        XCTAssertFalse(expired("checking"))
+        XCTAssertEqual(fx.counter("parley_relay_consent_expired_total"), 1)
+        XCTAssertEqual(try waitFor { fx.relay.stats(room: "r", completion: $0) }.participants.map(\.name), ["checking"])
+    }
+
     func testAPeerWhoseCertificateIsNotTheOffersFingerprintIsRemoved() throws {
         let fx = try RelayFixture()
         let other = try DTLSCertificate.generate()

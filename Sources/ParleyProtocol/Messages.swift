@@ -18,6 +18,8 @@ extension RoomTrack {
             "clockRate": JSONValue(spec.clockRate), "ssrc": JSONValue(ssrc), "muted": .bool(muted),
         ]
         if spec.kind == .audio { o["channels"] = JSONValue(spec.channels) }
+        // A simulcast track's layers (rids, lowest first): `quality` picks one.
+        if !spec.rids.isEmpty { o["rids"] = .array(spec.rids.map { .string($0) }) }
         return .object(o)
     }
 }

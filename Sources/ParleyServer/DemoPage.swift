@@ -65,6 +65,9 @@ enum DemoPage {
     <p>
       <button id="mute" disabled>Mute</button>
       <button id="share" disabled>Share screen</button>
+      <label>Quality <select id="quality" disabled>
+        <option value="high">high</option><option value="medium">medium</option><option value="low">low</option>
+      </select></label>
       <span id="status">not connected</span>
     </p>
     <div id="tiles"></div>
@@ -81,12 +84,14 @@ enum DemoPage {
     // holds the SDP answer. Subscribe to every track in the room, and offer
     // again with a receiving transceiver for each: the answer says which
     // track (SSRC, and its publisher as the stream) goes out on which.
+    // ?simulcast=1 sends video in three layers (rids q, h, f); the Quality
+    // selector asks for one layer of every simulcast track received.
     "use strict";
     const $ = (id) => document.getElementById(id);
     const params = new URLSearchParams(location.search);
     $("room").value = params.get("room") || "demo";
     $("user").value = params.get("user") || "guest" + Math.floor(Math.random() * 10000);
-    const state = { ws: null, pc: null, nextId: 1, pending: new Map(), subscribed: new Set(), muted: false,
+    const state = { ws: null, pc: null, nextId: 1, pending: new Map(), subscribed: new Map(), muted: false, quality: {},
                     audioTrack: null, audioId: null, stats: {}, wanted: { audio: 0, video: 0 }, negotiating: Promise.resolve() };
     window.parley = state;
 
@@ -109,8 +114,9 @@ enum DemoPage {
 
     async function subscribe(track) {
       if (state.subscribed.has(track.id)) return;
-      state.subscribed.add(track.id);
+      state.subscribed.set(track.id, track);
       await call("subscribe", { track: track.id });
+      if (track.rids && $("quality").value !== "high") await setQuality(track, $("quality").value);
       state.wanted[track.kind] += 1;
       renegotiate();
     }
@@ -129,6 +135,12 @@ enum DemoPage {
         await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
       }).catch((err) => { $("status").textContent = String(err); });
       return state.negotiating;
+    }
+
+    // `quality` for a simulcast track: the relay sends that layer from its next keyframe.
+    async function setQuality(track, quality) {
+      const reply = await call("quality", { track: track.id, quality });
+      state.quality[track.id] = reply.rid;
     }
 
     function tileFor(stream) {
@@ -153,11 +165,20 @@ enum DemoPage {
       await new Promise((resolve, reject) => { state.ws.onopen = resolve; state.ws.onerror = reject; });
       await call("auth", { token });
 
-      const local = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+      const simulcast = params.get("simulcast") === "1";
+      const local = await navigator.mediaDevices.getUserMedia({ audio: true, video: simulcast ? { width: 1280, height: 720 } : true });
       tileFor(local).srcObject = local;
       tileFor(local).muted = true;
       const pc = state.pc = new RTCPeerConnection();
-      for (const t of local.getTracks()) pc.addTrack(t, local);
+      for (const t of local.getTracks()) {
+        if (simulcast && t.kind === "video") {
+          // Lowest first, as the relay reads them.
+          pc.addTransceiver(t, { streams: [local], sendEncodings: [
+            { rid: "q", scaleResolutionDownBy: 4 }, { rid: "h", scaleResolutionDownBy: 2 }, { rid: "f" }] });
+        } else {
+          pc.addTrack(t, local);
+        }
+      }
       state.audioTrack = local.getAudioTracks()[0];
       // What the relay forwards arrives on our transceivers' receivers: video
       // in a tile per publisher (the answer's msid stream), audio in its own
@@ -172,7 +193,8 @@ enum DemoPage {
           const stream = e.streams[0];
           // A tile once media comes (a receiver nothing is sent to stays muted),
           // gone when its stream loses its last track (renegotiated elsewhere).
-          const show = () => { tileFor(stream).srcObject = stream; };
+          // (Not once the track left the stream: an unannounced stream's track moves to its own section.)
+          const show = () => { if (stream.getTracks().includes(e.track)) tileFor(stream).srcObject = stream; };
           if (!e.track.muted) show(); else e.track.addEventListener("unmute", show, { once: true });
           stream.onremovetrack = () => {
             const v = document.querySelector(`video[data-stream="${stream.id}"]`);
@@ -189,6 +211,7 @@ enum DemoPage {
       for (const p of joined.participants) for (const t of p.tracks) await subscribe(t);
       $("mute").disabled = false;
       $("share").disabled = false;
+      $("quality").disabled = false;
       setInterval(showStats, 1000);
     }
 
@@ -214,13 +237,18 @@ enum DemoPage {
           s.framesDecoded += r.framesDecoded || 0;
           s.bytesReceived += r.bytesReceived || 0;
           s.audioLevel = Math.max(s.audioLevel, r.audioLevel || 0);
+          s.frameWidth = Math.max(s.frameWidth || 0, r.frameWidth || 0);
           if (r.kind === "video" && r.framesDecoded > 0) stats.videoStreamsDecoding += 1;
           lines.push(`in  ${r.kind}: ${r.packetsReceived} packets, ${r.packetsLost} lost` +
                      (r.kind === "video" ? `, ${r.framesDecoded} frames` : `, level ${r.audioLevel}`));
         } else if (r.type === "outbound-rtp") {
+          if (r.kind === "video" && r.frameWidth) (stats.sentWidths = stats.sentWidths || []).push(r.frameWidth);
           lines.push(`out ${r.kind}: ${r.packetsSent} packets`);
         }
       });
+      stats.tiles = document.querySelectorAll(".tile").length;
+      stats.emptyTiles = Array.from(document.querySelectorAll(".tile video")).filter((v) => !v.srcObject || v.srcObject.getTracks().length === 0).length;
+      stats.quality = state.quality;
       state.stats = stats;
       $("stats").textContent = lines.join("\n");
     }
@@ -236,6 +264,10 @@ enum DemoPage {
       state.audioTrack.enabled = !state.muted;
       if (state.audioId) await call("mute", { track: state.audioId, muted: state.muted });
       $("mute").textContent = state.muted ? "Unmute" : "Mute";
+    };
+
+    $("quality").onchange = async () => {
+      for (const track of state.subscribed.values()) if (track.rids) await setQuality(track, $("quality").value);
     };
 
     $("share").onclick = async () => {

@@ -69,9 +69,29 @@ final class BrowserInteropTests: XCTestCase {
         XCTAssertEqual(pages.count, 3)
         for page in pages {
             XCTAssertEqual(page["last"]?["videoStreamsDecoding"]?.intValue, 2, "\(page)")
+            // Its own tile and one per other page; none left empty by renegotiation.
+            XCTAssertEqual(page["last"]?["tiles"]?.intValue, 3, "\(page)")
+            XCTAssertEqual(page["last"]?["emptyTiles"]?.intValue, 0, "\(page)")
             XCTAssertGreaterThan(page["last"]?["video"]?["framesDecoded"]?.intValue ?? 0,
                                  page["first"]?["video"]?["framesDecoded"]?.intValue ?? 0, "\(page)")
         }
+    }
+
+    /// Simulcast from the demo page (?simulcast=1): the first page picks
+    /// "low" in its Quality selector; the relay answers for the other page's
+    /// track with the lowest layer's rid, and the page then decodes the
+    /// smallest picture that page sends, frames still growing.
+    func testTheDemoPagesQualitySelectorPicksTheLowLayer() throws {
+        let result = try run(["--room", "quality", "--pages", "2", "--simulcast", "--quality", "low"])
+        let q = result["quality"]
+        XCTAssertEqual(q?["rids"]?.arrayValue?.compactMap(\.stringValue), ["q"], "\(result)")
+        let width = q?["frameWidth"]?.intValue ?? 0, smallest = q?["smallestSent"]?.intValue ?? 0
+        XCTAssertGreaterThan(width, 0, "\(result)")
+        XCTAssertLessThanOrEqual(width, smallest, "the lowest layer's picture: \(result)")
+        let page = result["pages"]?.arrayValue?.first
+        XCTAssertGreaterThan(page?["last"]?["video"]?["framesDecoded"]?.intValue ?? 0,
+                             page?["first"]?["video"]?["framesDecoded"]?.intValue ?? 0, "still decoding: \(result)")
+        print("demo quality low: decoded width \(width), smallest sent \(smallest)")
     }
 
     /// The mixed room: ffmpeg publishes Opus over SDES through `parley sdp`,

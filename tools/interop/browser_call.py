@@ -3,6 +3,7 @@
 the demo page, driven by Playwright, with a fake camera and microphone.
 
 usage: browser_call.py BASE_URL [--room R] [--pages N] [--seconds S] [--screenshot FILE] [--expect video|audio]
+                       [--simulcast] [--quality low|medium|high]
 
 Opens N pages (default 2) at BASE_URL/?room=R&user=pageK&autojoin=1 (the
 server must run with `dev`, for /dev/token), waits until every page
@@ -11,6 +12,12 @@ each page's inbound stats (getStats) twice a second apart, saves a
 screenshot of the first page, and prints one JSON line:
 
   {"pages": [{"user": …, "status": …, "first": {kind: stats}, "last": {kind: stats}}, …]}
+
+With --simulcast the pages send video in three layers (the demo's
+?simulcast=1); with --quality the first page then picks that quality in its
+Quality selector, and the script waits until the relay answered for every
+simulcast track it receives and (low) until it decodes the smallest picture
+another page sends; "quality" in the output says what it saw.
 
 Exit status 0 when every page's video framesDecoded and packetsReceived grew
 (--expect audio: its audio packetsReceived grew and audioLevel > 0: a room
@@ -28,7 +35,10 @@ ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", 
 
 def main() -> int:
     args = sys.argv[1:]
-    opts = {"--room": "demo", "--pages": "2", "--seconds": "30", "--screenshot": "", "--expect": "video"}
+    simulcast = "--simulcast" in args
+    if simulcast:
+        args.remove("--simulcast")
+    opts = {"--room": "demo", "--pages": "2", "--seconds": "30", "--screenshot": "", "--expect": "video", "--quality": ""}
     for k in list(opts):
         if k in args:
             i = args.index(k)
@@ -41,7 +51,7 @@ def main() -> int:
         pages = []
         for k in range(n):
             page = browser.new_context(ignore_https_errors=True).new_page()  # the self-signed certificate over https:// and wss://
-            page.goto(f"{base}/?room={opts['--room']}&user=page{k}&autojoin=1")
+            page.goto(f"{base}/?room={opts['--room']}&user=page{k}&autojoin=1" + ("&simulcast=1" if simulcast else ""))
             pages.append(page)
 
         def stats(page):
@@ -59,6 +69,26 @@ def main() -> int:
         deadline = time.time() + seconds
         while time.time() < deadline and not all(decoding(pg) for pg in pages):
             time.sleep(0.2)
+        quality = None
+        if opts["--quality"]:
+            q = opts["--quality"]
+            pages[0].select_option("#quality", q)
+
+            def picked():
+                st = stats(pages[0])
+                rids = list((st.get("quality") or {}).values())
+                smallest = min([w for pg in pages[1:] for w in (stats(pg).get("sentWidths") or [])] or [0])
+                width = (st.get("video") or {}).get("frameWidth") or 0
+                return rids, width, smallest
+
+            deadline = time.time() + seconds
+            while time.time() < deadline:
+                rids, width, smallest = picked()
+                if len(rids) == n - 1 and (q != "low" or (width > 0 and width <= smallest)):
+                    break
+                time.sleep(0.25)
+            rids, width, smallest = picked()
+            quality = {"rids": rids, "frameWidth": width, "smallestSent": smallest}
         first = [stats(pg) for pg in pages]
         time.sleep(2)
         last = [stats(pg) for pg in pages]
@@ -66,6 +96,8 @@ def main() -> int:
             pages[0].screenshot(path=opts["--screenshot"])
         result = {"pages": [{"user": f"page{k}", "status": pages[k].inner_text("#status"),
                              "first": first[k], "last": last[k]} for k in range(n)]}
+        if quality is not None:
+            result["quality"] = quality
         browser.close()
     print(json.dumps(result, sort_keys=True), flush=True)
 

@@ -244,11 +244,17 @@ public final class ChatService: SignallingFeature {
                     case .failure(let e): reply.fail(refusal(e))
                     }
                 })
-            case .ack(let conversation, let seq, let receipt):
-                try store.ack(user: key.user, device: key.device, conversation: conversation, seq: seq, receipt: receipt,
+            case .ack(let acks, let receipt):
+                try store.ack(user: key.user, device: key.device, acks: acks, receipt: receipt,
                               completion: core.onSignallingThread { [self] result in
-                    marked(result, by: key, reply: reply)
-                    continueSync(key, device, acked: (conversation, seq))
+                    switch result {
+                    case .success(let marks):
+                        reply.ok()
+                        for m in marks { tell(m) }
+                        for a in acks { continueSync(key, device, acked: (a.conversation, a.seq)) }
+                    case .failure(let e):
+                        reply.fail(refusal(e))
+                    }
                 })
             case .read(let conversation, let seq):
                 try store.read(user: key.user, conversation: conversation, seq: seq,
@@ -343,25 +349,30 @@ public final class ChatService: SignallingFeature {
         }
     }
 
-    /// Answers an ack or read, and tells the conversation's other users of a moved mark.
+    /// Answers a read, and tells the conversation's other users of a moved mark.
     private func marked(_ result: Result<ChatStore.Marked, Error>, by key: SessionKey, reply: SignallingReply) {
         switch result {
         case .success(let m):
             reply.ok()
-            guard let receipt = m.receipt else { return }
-            (receipt.status == .delivered ? metrics.receiptsDelivered : metrics.receiptsRead).inc()
-            for notice in m.notify {
-                var json = receipt.json
-                if let s = notice.summary, case .object(var o) = json {
-                    // "delivered to 48 of 49": how far the told member's own latest message got.
-                    o["summary"] = ["seq": JSONValue(Int(s.seq)), "delivered": JSONValue(s.delivered), "read": JSONValue(s.read),
-                                    "of": JSONValue(s.of)]
-                    json = .object(o)
-                }
-                sendToChatDevices(of: notice.user, json.serialized)
-            }
+            tell(m)
         case .failure(let e):
             reply.fail(refusal(e))
+        }
+    }
+
+    /// Tells the conversation's other users of a moved mark (`chat.receipt`).
+    private func tell(_ m: ChatStore.Marked) {
+        guard let receipt = m.receipt else { return }
+        (receipt.status == .delivered ? metrics.receiptsDelivered : metrics.receiptsRead).inc()
+        for notice in m.notify {
+            var json = receipt.json
+            if let s = notice.summary, case .object(var o) = json {
+                // "delivered to 48 of 49": how far the told member's own latest message got.
+                o["summary"] = ["seq": JSONValue(Int(s.seq)), "delivered": JSONValue(s.delivered), "read": JSONValue(s.read),
+                                "of": JSONValue(s.of)]
+                json = .object(o)
+            }
+            sendToChatDevices(of: notice.user, json.serialized)
         }
     }
 

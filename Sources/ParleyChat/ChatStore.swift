@@ -459,20 +459,42 @@ public final class ChatStore: Sendable {
     public func ack(user: String, device: String, conversation: Int64, seq: Int64, receipt: Int64?,
                     completion: @escaping @Sendable (Result<Marked, Error>) -> Void) throws {
         try submit({ db in
-            if let receipt {
-                try db.run("""
-                    INSERT INTO devices(user, device, receipt_cursor) VALUES (?, ?, ?)
-                    ON CONFLICT(user, device) DO UPDATE SET receipt_cursor = max(receipt_cursor, excluded.receipt_cursor)
-                    """, [.text(user), .text(device), .integer(receipt)])
+            try Self.ack(db, user: user, device: device, [ChatAck(conversation: conversation, seq: seq)], receipt: receipt)[0]
+        }, completion: completion)
+    }
+
+    /// `ack` for several conversations in one operation (one `chat.ack` with
+    /// `acks`): what each moved, in the order given (a conversation named
+    /// twice counts once, with its highest seq). Not a member of one of
+    /// them: `notMember`, and none of them is applied.
+    public func ack(user: String, device: String, acks: [ChatAck], receipt: Int64?,
+                    completion: @escaping @Sendable (Result<[Marked], Error>) -> Void) throws {
+        try submit({ db in try Self.ack(db, user: user, device: device, acks, receipt: receipt) }, completion: completion)
+    }
+
+    static func ack(_ db: Database, user: String, device: String, _ acks: [ChatAck], receipt: Int64?) throws -> [Marked] {
+        if let receipt {
+            try db.run("""
+                INSERT INTO devices(user, device, receipt_cursor) VALUES (?, ?, ?)
+                ON CONFLICT(user, device) DO UPDATE SET receipt_cursor = max(receipt_cursor, excluded.receipt_cursor)
+                """, [.text(user), .text(device), .integer(receipt)])
+        }
+        var highest: [Int64: Int64] = [:], order: [Int64] = []
+        for a in acks {
+            if let s = highest[a.conversation] { highest[a.conversation] = max(s, a.seq) } else {
+                highest[a.conversation] = a.seq
+                order.append(a.conversation)
             }
+        }
+        return try order.map { conversation in
             let m = try Self.member(db, user: user, conversation: conversation)
-            let upTo = min(seq, m.info.last)
+            let upTo = min(highest[conversation]!, m.info.last)
             try db.run("""
                 INSERT INTO cursors(user, device, conversation, delivered_seq) VALUES (?, ?, ?, ?)
                 ON CONFLICT(user, device, conversation) DO UPDATE SET delivered_seq = max(delivered_seq, excluded.delivered_seq)
                 """, [.text(user), .text(device), .integer(conversation), .integer(upTo)])
             return try Self.mark(db, .delivered, m.info, m.members, user: user, seq: upTo, old: m.delivered)
-        }, completion: completion)
+        }
     }
 
     /// `user` has read `conversation` up to `seq` (which also counts as delivered).

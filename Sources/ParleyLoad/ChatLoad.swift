@@ -92,7 +92,8 @@ struct ChatCounters: Sendable {
 
 /// One synthetic chat user with one device, on its worker's loop: auth,
 /// the sync after it, sends with a send time in the text, acks what it got
-/// (every 500 ms, at once for a sync page's last message), and drops
+/// (every 500 ms, at once for a sync page's last message; one `chat.ack`
+/// for all its conversations), and drops
 /// repeats by (conversation, seq).
 final class ChatUser: SignallingClientHandler {
     unowned let worker: ChatWorker
@@ -181,15 +182,19 @@ final class ChatUser: SignallingClientHandler {
 
     func flushAcks() {
         guard let client, !pendingAck.isEmpty else { return }
-        for (conversation, seq) in pendingAck {
-            worker.c.acks += 1
-            client.request(ClientRequest(type: "chat.ack", fields: ["conversation": JSONValue(conversation), "seq": JSONValue(seq)])) { [weak self] r in
+        // One chat.ack for every conversation with news (at most ChatRequest.maxAcks each).
+        var acks = pendingAck.map { ChatAck(conversation: Int64($0.key), seq: Int64($0.value)) }
+        pendingAck.removeAll(keepingCapacity: true)
+        worker.c.acks += acks.count
+        while !acks.isEmpty {
+            let chunk = Array(acks.prefix(ChatRequest.maxAcks))
+            acks.removeFirst(chunk.count)
+            client.request(.chatAck(chunk)) { [weak self] r in
                 // An ack cut off by our own close is not an error: the sync repeats those messages.
                 if case .failure(let e) = r, case .closed = e { return }
                 if case .failure(let e) = r { self?.worker.error("chat.ack", e) }
             }
         }
-        pendingAck.removeAll(keepingCapacity: true)
     }
 
     func createGroup(named group: String, members: [String]) {

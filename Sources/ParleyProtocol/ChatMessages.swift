@@ -18,6 +18,16 @@ public enum GroupChange: Sendable, Equatable {
     case leave
 }
 
+/// One conversation of a `chat.ack`: the device has every message of it up to `seq`.
+public struct ChatAck: Sendable, Equatable {
+    public var conversation: Int64
+    public var seq: Int64
+    public init(conversation: Int64, seq: Int64) {
+        self.conversation = conversation
+        self.seq = seq
+    }
+}
+
 /// Who sees a user's online state and last seen (`chat.privacy`).
 public enum LastSeenVisibility: String, Sendable, Equatable {
     /// Users who share a conversation with them (the default).
@@ -41,9 +51,10 @@ public enum ChatRequest: Sendable, Equatable {
     case privacy(lastSeen: LastSeenVisibility)
     /// The user is (or stopped) typing in `conversation`: passed on to the other members' devices, never stored.
     case typing(conversation: Int64, typing: Bool)
-    /// This device has every message of `conversation` up to `seq` (cumulative);
+    /// This device has every message of each conversation up to its `seq`
+    /// (cumulative; one conversation, or up to `maxAcks` in one request);
     /// `receipt`, when given, is the last `receiptId` it has.
-    case ack(conversation: Int64, seq: Int64, receipt: Int64?)
+    case ack([ChatAck], receipt: Int64?)
     /// The user has read `conversation` up to `seq`.
     case read(conversation: Int64, seq: Int64)
     /// Send what this device lacks: messages after `cursors` (conversation →
@@ -70,6 +81,9 @@ public enum ChatRequest: Sendable, Equatable {
 
     /// The most users one request may name (the group size limit is the server's, `chat-max-group-members`).
     public static let maxUsersPerRequest = 1000
+
+    /// The most conversations one `chat.ack` may acknowledge (`acks`).
+    public static let maxAcks = 500
 
     /// The longest `clientId`, in bytes.
     public static let maxClientIdBytes = 64
@@ -124,8 +138,26 @@ public enum ChatRequest: Sendable, Equatable {
         case "chat.typing":
             self = .typing(conversation: try r.integer("conversation", min: 1), typing: try r.bool("typing", default: true))
         case "chat.ack":
-            self = .ack(conversation: try r.integer("conversation", min: 1), seq: try r.integer("seq", min: 0),
-                        receipt: try r.integer("receipt", min: 0, optional: true))
+            let receipt = try r.integer("receipt", min: 0, optional: true)
+            guard let a = r.fields["acks"], a != .null else {
+                self = .ack([ChatAck(conversation: try r.integer("conversation", min: 1), seq: try r.integer("seq", min: 0))], receipt: receipt)
+                return
+            }
+            guard r.fields["conversation"] == nil, r.fields["seq"] == nil else {
+                throw r.fail("name either \"acks\" or \"conversation\" and \"seq\"")
+            }
+            guard let list = a.arrayValue, !list.isEmpty, list.count <= Self.maxAcks else {
+                throw r.fail("\"acks\" must be an array of 1 to \(Self.maxAcks) {conversation, seq} objects")
+            }
+            var acks: [ChatAck] = []
+            acks.reserveCapacity(list.count)
+            for e in list {
+                guard let c = e["conversation"]?.intValue, c >= 1, let seq = e["seq"]?.intValue, seq >= 0 else {
+                    throw r.fail("each of \"acks\" must be {\"conversation\": an integer of at least 1, \"seq\": an integer of at least 0}")
+                }
+                acks.append(ChatAck(conversation: Int64(c), seq: Int64(seq)))
+            }
+            self = .ack(acks, receipt: receipt)
         case "chat.read":
             self = .read(conversation: try r.integer("conversation", min: 1), seq: try r.integer("seq", min: 0))
         case "chat.sync":
@@ -179,8 +211,13 @@ public enum ChatRequest: Sendable, Equatable {
             return ClientRequest(type: "chat.privacy", fields: ["lastSeen": .string(v.rawValue)])
         case .typing(let conversation, let typing):
             return ClientRequest(type: "chat.typing", fields: ["conversation": JSONValue(Int(conversation)), "typing": .bool(typing)])
-        case .ack(let conversation, let seq, let receipt):
-            var o: [String: JSONValue] = ["conversation": JSONValue(Int(conversation)), "seq": JSONValue(Int(seq))]
+        case .ack(let acks, let receipt):
+            var o: [String: JSONValue]
+            if acks.count == 1 {
+                o = ["conversation": JSONValue(Int(acks[0].conversation)), "seq": JSONValue(Int(acks[0].seq))]
+            } else {
+                o = ["acks": .array(acks.map { ["conversation": JSONValue(Int($0.conversation)), "seq": JSONValue(Int($0.seq))] })]
+            }
             if let receipt { o["receipt"] = JSONValue(Int(receipt)) }
             return ClientRequest(type: "chat.ack", fields: o)
         case .read(let conversation, let seq):
@@ -245,7 +282,11 @@ extension ClientRequest {
         ChatRequest.typing(conversation: conversation, typing: typing).request
     }
     public static func chatAck(conversation: Int64, seq: Int64, receipt: Int64? = nil) -> ClientRequest {
-        ChatRequest.ack(conversation: conversation, seq: seq, receipt: receipt).request
+        ChatRequest.ack([ChatAck(conversation: conversation, seq: seq)], receipt: receipt).request
+    }
+    /// One `chat.ack` for several conversations (at most `ChatRequest.maxAcks`).
+    public static func chatAck(_ acks: [ChatAck], receipt: Int64? = nil) -> ClientRequest {
+        ChatRequest.ack(acks, receipt: receipt).request
     }
     public static func chatRead(conversation: Int64, seq: Int64) -> ClientRequest {
         ChatRequest.read(conversation: conversation, seq: seq).request

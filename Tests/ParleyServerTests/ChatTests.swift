@@ -92,6 +92,41 @@ final class ChatTests: ChatTestCase {
         XCTAssertFalse(bobPhone.takeQueued().contains { $0["type"] == "chat.message" })
     }
 
+    func testOneAckForSeveralConversationsMovesEachAndTellsEachSender() throws {
+        try start()
+        let alice = try device("alice"), carol = try device("carol"), bob = try device("bob")
+        let a = Int64(try alice.call(.chatSend(to: "bob", clientId: "a1", text: "from alice"))["conversation"]!.intValue!)
+        _ = try alice.call(.chatSend(to: "bob", clientId: "a2", text: "again from alice"))
+        let c = Int64(try carol.call(.chatSend(to: "bob", clientId: "c1", text: "from carol"))["conversation"]!.intValue!)
+        for _ in 0..<3 { _ = try bob.nextEvent("chat.message") }
+
+        // Not a member of one of them: refused, and none is applied.
+        let mallory = try device("mallory")
+        let other = Int64(try mallory.call(.chatSend(to: "dave", clientId: "m1", text: "x"))["conversation"]!.intValue!)
+        XCTAssertEqual(try bob.request(.chatAck([ChatAck(conversation: a, seq: 2), ChatAck(conversation: other, seq: 1)]))["code"], "not_member")
+        XCTAssertEqual(try bob.request(ClientRequest(type: "chat.ack", fields: ["acks": .array([])]))["code"], "bad_request")
+        XCTAssertEqual(try bob.request(ClientRequest(type: "chat.ack", fields: [
+            "acks": .array(Array(repeating: ["conversation": 1, "seq": 1], count: ChatRequest.maxAcks + 1))]))["code"], "bad_request")
+
+        // One request, two conversations (one named twice: its highest seq counts).
+        try bob.call(.chatAck([ChatAck(conversation: a, seq: 1), ChatAck(conversation: c, seq: 1), ChatAck(conversation: a, seq: 2)]))
+        let toAlice = try alice.nextEvent("chat.receipt")
+        XCTAssertEqual(toAlice["conversation"]?.intValue, Int(a))
+        XCTAssertEqual(toAlice["status"], "delivered")
+        XCTAssertEqual(toAlice["seq"], 2)
+        let toCarol = try carol.nextEvent("chat.receipt")
+        XCTAssertEqual(toCarol["conversation"]?.intValue, Int(c))
+        XCTAssertEqual(toCarol["seq"], 1)
+        XCTAssertEqual(try alice.call(.ping)["ok"], true)
+        XCTAssertFalse(alice.takeQueued().contains { $0["type"] == "chat.receipt" }, "one receipt per moved mark")
+
+        // The device's cursors moved: a new connection of it syncs nothing.
+        bob.close()
+        let bob2 = try device("bob", waitForSync: false)
+        let done = try bob2.nextEvent("sync.done")
+        XCTAssertEqual(done["messages"], 0)
+    }
+
     func testResendingAClientIdReturnsTheSameAckAndStoresNothing() throws {
         try start()
         let alice = try device("alice"), bob = try device("bob")

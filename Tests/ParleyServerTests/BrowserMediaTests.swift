@@ -40,6 +40,18 @@ final class BrowserMediaTests: XCTestCase {
               + "\(step?["stats"]?["availableOutgoingBitrate"]?.doubleValue ?? 0) bit/s")
     }
 
+    /// The same with three simulcast layers: the relay's feedback names a
+    /// layer's SSRC, so Chromium takes it (it fell to 30 kbit/s when the
+    /// feedback named the track's SSRC, which is the relay's pick).
+    func testChromiumBandwidthEstimateGrowsWhenPublishingSimulcast() throws {
+        let result = try run(["bwe", "--simulcast", "--room", "bwe-simulcast"])
+        XCTAssertTrue((result["answer"]?.stringValue ?? "").contains("a=simulcast:recv q;h;f\r\n"))
+        let step = result["steps"]?.arrayValue?.first
+        XCTAssertEqual(step?["ok"]?.boolValue, true, "\(result)")
+        XCTAssertGreaterThan(step?["stats"]?["availableOutgoingBitrate"]?.doubleValue ?? 0, 1_000_000)
+        print("simulcast availableOutgoingBitrate: \(step?["stats"]?["availableOutgoingBitrate"]?.doubleValue ?? 0) bit/s")
+    }
+
     /// VP9, then H.264 (packetization-mode 1) when this Chromium has an encoder, preferred by the publisher and decoded by the subscriber.
     func testChromiumPrefersVP9OrH264AndTheOtherPageDecodesIt() throws {
         let before = metric("parley_relay_header_extension_rewrites_total")

@@ -4,12 +4,13 @@ Parley server running with `dev`, driven by Playwright, for what the demo
 page does not show: send-side bandwidth estimation from the relay's
 transport-wide feedback, codec preferences, and simulcast layers.
 
-usage: browser_media.py BASE_URL MODE [--room R] [--codec VP9|H264|AV1] [--seconds S]
+usage: browser_media.py BASE_URL MODE [--room R] [--codec VP9|H264|AV1] [--seconds S] [--simulcast]
 
 MODE
   bwe        one page publishes 1280x720 video; waits until its
              candidate pair's availableOutgoingBitrate passes 1 Mbit/s (it
-             starts at 300 kbit/s).
+             starts at 300 kbit/s); with --simulcast it publishes the three
+             layers of `simulcast` mode instead.
   codec      one page publishes with --codec first (setCodecPreferences),
              a second page receives; waits until it decodes frames of that codec.
   simulcast  one page publishes three layers (rids q, h, f; scaleResolutionDownBy
@@ -125,6 +126,9 @@ def main() -> int:
             i = args.index(k)
             opts[k] = args[i + 1]
             del args[i:i + 2]
+    simulcast_bwe = "--simulcast" in args
+    if simulcast_bwe:
+        args.remove("--simulcast")
     base, mode = args[0].rstrip("/"), args[1]
     seconds = float(opts["--seconds"])
     result = {"mode": mode, "ok": False, "steps": []}
@@ -153,7 +157,7 @@ def main() -> int:
 
         try:
             pub = page()
-            sim = mode == "simulcast"
+            sim = mode == "simulcast" or (mode == "bwe" and simulcast_bwe)
             r = pub.evaluate("([r, c, s]) => P.publish(r, 'pub', c, s)", [opts["--room"], opts["--codec"], sim])
             result["publish"] = r
             if r != "ok":

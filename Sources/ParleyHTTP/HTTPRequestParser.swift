@@ -1,3 +1,5 @@
+import ParleyCore
+
 /// An incremental HTTP/1.1 request parser (RFC 9112). Feed it bytes as they
 /// arrive with `append(_:)`, then call `next()` until it says `.needMoreData`.
 ///
@@ -431,7 +433,7 @@ public struct HTTPRequestParser: Sendable {
         var size = 0
         var digits = 0
         var i = line.startIndex
-        while i < line.endIndex, let d = hexValue(line[i]) {
+        while i < line.endIndex, let d = Hex.digit(line[i]) {
             digits += 1
             // 15 hex digits already exceed any body limit we support.
             if digits > 15 { throw .payloadTooLarge }
@@ -448,15 +450,5 @@ public struct HTTPRequestParser: Sendable {
             }
         }
         return size
-    }
-}
-
-@inline(__always)
-func hexValue(_ b: UInt8) -> UInt8? {
-    switch b {
-    case 0x30...0x39: return b - 0x30
-    case 0x41...0x46: return b - 0x41 + 10
-    case 0x61...0x66: return b - 0x61 + 10
-    default: return nil
     }
 }

@@ -1,3 +1,5 @@
+import ParleyCore
+
 /// An origin-form request target (`/path?query`, RFC 9112 §3.2.1) split
 /// into its percent-decoded path and query parameters.
 public struct HTTPTarget: Sendable {
@@ -56,7 +58,7 @@ public struct HTTPTarget: Sendable {
         while let b = it.next() {
             switch b {
             case UInt8(ascii: "%"):
-                guard let h = it.next(), let l = it.next(), let hv = hexValue(h), let lv = hexValue(l) else {
+                guard let h = it.next(), let l = it.next(), let hv = Hex.digit(h), let lv = Hex.digit(l) else {
                     return nil
                 }
                 let v = hv << 4 | lv

@@ -220,23 +220,7 @@ final class TLSSession: TCPStreamLayer {
         guard parts.count == 3 else { return }
         let client = parts[0] == "CLIENT_TRAFFIC_SECRET_0"
         guard client || parts[0] == "SERVER_TRAFFIC_SECRET_0" else { return }
-        let hex = Array(parts[2].utf8)
-        guard hex.count % 2 == 0, hex.count <= 128 else { return }
-        var bytes = [UInt8](); bytes.reserveCapacity(hex.count / 2)
-        func nibble(_ c: UInt8) -> UInt8? {
-            switch c {
-            case 48...57: return c - 48
-            case 97...102: return c - 87
-            case 65...70: return c - 55
-            default: return nil
-            }
-        }
-        var i = 0
-        while i < hex.count {
-            guard let hi = nibble(hex[i]), let lo = nibble(hex[i + 1]) else { return }
-            bytes.append(hi << 4 | lo)
-            i += 2
-        }
+        guard parts[2].utf8.count <= 128, let bytes = Hex.decode(parts[2].utf8) else { return }
         if client { clientSecret = bytes } else { serverSecret = bytes }
     }
 

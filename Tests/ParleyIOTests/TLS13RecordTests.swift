@@ -37,10 +37,7 @@ final class TLS13RecordTests: XCTestCase {
 
     override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
 
-    static func hex(_ s: String) -> [UInt8] {
-        let h = Array(s.filter { !$0.isWhitespace }.utf8)
-        return stride(from: 0, to: h.count, by: 2).map { UInt8(String(decoding: h[$0..<$0 + 2], as: UTF8.self), radix: 16)! }
-    }
+    static func hex(_ s: String) -> [UInt8] { Hex.decode(s.filter { !$0.isWhitespace }.utf8)! }
 
     // MARK: Keys and records
 

@@ -11,18 +11,11 @@ public final class Decoder: @unchecked Sendable {
         guard let codec = avcodec_find_decoder(stream.codecID) else {
             throw MediaError("avcodec_find_decoder", "no decoder for codec \(stream.codecName)")
         }
-        var ctx = avcodec_alloc_context3(codec)
+        let ctx = avcodec_alloc_context3(codec)
         guard ctx != nil else { throw MediaError("avcodec_alloc_context3", "out of memory") }
         context = ctx
         try check(avcodec_parameters_to_context(ctx, demuxer.codecParameters(stream.index)), "avcodec_parameters_to_context")
-        ctx!.pointee.pkt_timebase = stream.timeBase.av
-        ctx!.pointee.thread_count = Int32(threads)
-        let ret = avcodec_open2(ctx, codec, nil)
-        if ret < 0 {
-            avcodec_free_context(&ctx)
-            context = nil
-            throw MediaError(code: ret, function: "avcodec_open2(\(stream.codecName))")
-        }
+        try open(codec, threads: threads)
     }
 
     /// A decoder for packets that come from elsewhere than a demuxer (an RTP
@@ -46,13 +39,18 @@ public final class Decoder: @unchecked Sendable {
             c.pointee.extradata = d
             c.pointee.extradata_size = Int32(extradata.count)
         }
-        c.pointee.pkt_timebase = stream.timeBase.av
-        c.pointee.thread_count = Int32(threads)
-        let ret = avcodec_open2(c, codec, nil)
+        try open(codec, threads: threads)
+    }
+
+    /// Opens the context with `stream`'s time base and `threads`; on failure
+    /// frees it.
+    private func open(_ codec: UnsafePointer<AVCodec>, threads: Int) throws {
+        context!.pointee.pkt_timebase = stream.timeBase.av
+        context!.pointee.thread_count = Int32(threads)
+        let ret = avcodec_open2(context, codec, nil)
         if ret < 0 {
-            avcodec_free_context(&ctx)
-            context = nil
-            throw MediaError(code: ret, function: "avcodec_open2(\(name))")
+            avcodec_free_context(&context)
+            throw MediaError(code: ret, function: "avcodec_open2(\(stream.codecName))")
         }
     }
 

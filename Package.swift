@@ -51,7 +51,7 @@ let package = Package(
         .target(name: "ParleyChat", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth", "ParleyStore", "ParleyProtocol", "ParleySignalling"]),
         .target(name: "ParleyMedia", dependencies: ["ParleyCore", "CFFmpeg", "COpus"]),
         // Recording: capture to crash-safe per-track files, depacketizers, export (per participant, room mix).
-        .target(name: "ParleyRecord", dependencies: ["ParleyCore", "ParleyRTP", "ParleyRelay", "ParleyMedia", "CFFmpeg", "COpus"]),
+        .target(name: "ParleyRecord", dependencies: ["CLinux", "ParleyCore", "ParleyRTP", "ParleyRelay", "ParleyMedia", "CFFmpeg", "COpus"]),
         .target(name: "ParleyTranscode", dependencies: ["ParleyCore", "ParleyMedia", "ParleyStore", "ParleyRecord", "CFFmpeg"]),
         // `parley load`: synthetic participants through the public protocol, their measurements and reports.
         .target(name: "ParleyLoad", dependencies: ["ParleyCore", "ParleyIO", "ParleyAuth", "ParleyProtocol", "ParleyRTP",

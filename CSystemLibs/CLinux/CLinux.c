@@ -116,3 +116,5 @@ int parley_socket_nonblock(int domain, int type, int protocol) {
 }
 
 void parley_set_thread_name(const char *name) { pthread_setname_np(pthread_self(), name); }
+
+int parley_syncfs(int fd) { return syncfs(fd); }

@@ -15,6 +15,9 @@ final class PacketQueue: @unchecked Sendable {
     }
 
     let capacity: Int
+    /// A quarter of `capacity`: the push that brings the queue to this many
+    /// packets wakes the consumer early (it otherwise drains on a timer).
+    let wakeCount: Int
     /// The largest packet a slot holds (RTP over UDP on Ethernet fits in 1500).
     let slotSize: Int
     private let arena: UnsafeMutableRawPointer
@@ -24,6 +27,7 @@ final class PacketQueue: @unchecked Sendable {
     init(capacity: Int, slotSize: Int = 1500) {
         precondition(capacity > 0 && slotSize > 0)
         self.capacity = capacity
+        wakeCount = max(1, capacity / 4)
         self.slotSize = slotSize
         arena = .allocate(byteCount: capacity * slotSize, alignment: 16)
         slots = .allocate(capacity: capacity)
@@ -36,17 +40,17 @@ final class PacketQueue: @unchecked Sendable {
         slots.deallocate()
     }
 
-    /// Copies `bytes` into the next free slot; false when the queue is full
-    /// or the packet larger than a slot.
-    func push(recording: Int32, ssrc: UInt32, rtcp: Bool, arrivalNanos: Int64, bytes: UnsafeRawBufferPointer) -> Bool {
-        guard bytes.count <= slotSize, let base = bytes.baseAddress else { return false }
+    /// Copies `bytes` into the next free slot; the packets queued with it,
+    /// or nil when the queue is full or the packet larger than a slot.
+    func push(recording: Int32, ssrc: UInt32, rtcp: Bool, arrivalNanos: Int64, bytes: UnsafeRawBufferPointer) -> Int? {
+        guard bytes.count <= slotSize, let base = bytes.baseAddress else { return nil }
         return state.withLock { s in
-            guard s.count < capacity else { return false }
+            guard s.count < capacity else { return nil }
             let i = (s.head + s.count) % capacity
             (arena + i * slotSize).copyMemory(from: base, byteCount: bytes.count)
             slots[i] = Slot(recording: recording, ssrc: ssrc, isRTCP: rtcp, arrivalNanos: arrivalNanos, length: Int32(bytes.count))
             s.count += 1
-            return true
+            return s.count
         }
     }
 

@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 import Glibc
 import ParleyCore
@@ -12,9 +13,8 @@ public struct RecordingLimits: Sendable {
     public var minFreeBytes: Int64 = 1 << 30
     /// Packets the queue to the recorder thread holds; beyond, they are dropped and counted.
     public var queueSlots = 4096
-    /// How often the syncer fdatasyncs the files (once a second: each
-    /// fdatasync of a growing file costs a journal commit, whatever it
-    /// writes, so this sets most of the syncer's CPU).
+    /// How often the syncer syncs the recordings' filesystem (`syncfs`: one
+    /// journal commit and cache flush for every file, whatever it writes).
     public var syncInterval: Double = 1.0
     /// How often the index is handed to the syncer and free space checked.
     public var checkInterval: Double = 0.5
@@ -65,9 +65,11 @@ public final class Recorder: @unchecked Sendable {
         self.queue = PacketQueue(capacity: limits.queueSlots)
         self.metrics = RecordMetrics(metrics)
         self.onStop = onStop
-        syncer = Syncer(interval: limits.syncInterval)
-        let t = Thread { [self] in self.run() }
-        t.name = "parley-recorder"
+        syncer = Syncer(directory: directory, interval: limits.syncInterval)
+        let t = Thread { [self] in
+            parley_set_thread_name("parley-recorder")
+            self.run()
+        }
         thread = t
         t.start()
     }
@@ -124,10 +126,16 @@ public final class Recorder: @unchecked Sendable {
     fileprivate func note(_ e: RecordingEvent, to n: Int32) { post(.event(n, e)) }
     fileprivate func stop(_ n: Int32) { post(.stop(n, .requested)) }
 
+    /// Wakes the recorder thread before its next drain is due (the queue is a quarter full).
+    fileprivate func wake() { condition.withLock { condition.signal() } }
+
     // MARK: The recorder thread
 
     /// Seconds between writes of every buffered packet to the files.
     static let flushInterval = 0.2
+    /// Seconds between drains of the packet queue while recordings run; a
+    /// queue a quarter full (`PacketQueue.wakeCount`) wakes the thread sooner.
+    static let drainInterval = 0.05
 
     private func run() {
         var lastSync = monotonicSeconds()
@@ -140,12 +148,14 @@ public final class Recorder: @unchecked Sendable {
                 Retention.prune(directory: directory, olderThanDays: limits.retentionDays)
             }
             let (batch, stopping, queued): ([Control], Bool, Int) = condition.withLock {
-                // With recordings running, wake every 10 ms to drain the packet queue; idle, wait for a control.
+                // With recordings running, drain every `drainInterval` (at once when the
+                // queue is a quarter full: a producer that fills it that far signals, under
+                // this lock, after its push); idle, wait for a control.
                 if controls.isEmpty && !shuttingDown {
                     if writers.isEmpty {
                         _ = condition.wait(until: Date().addingTimeInterval(limits.retentionDays > 0 ? 3600 : 86_400))
-                    } else {
-                        _ = condition.wait(until: Date().addingTimeInterval(0.01))
+                    } else if queue.count < queue.wakeCount {
+                        _ = condition.wait(until: Date().addingTimeInterval(Self.drainInterval))
                     }
                 }
                 // Count the queued packets before taking the controls: a track is
@@ -262,9 +272,12 @@ public final class Recording: Sendable {
 
     private func capture(ssrc: UInt32, rtcp: Bool, _ bytes: UnsafeRawBufferPointer, _ arrival: Int64) -> Bool {
         guard isActive else { return false }
-        if recorder.queue.push(recording: number, ssrc: ssrc, rtcp: rtcp, arrivalNanos: arrival, bytes: bytes) { return true }
-        recorder.metrics.dropped.inc()
-        return false
+        guard let queued = recorder.queue.push(recording: number, ssrc: ssrc, rtcp: rtcp, arrivalNanos: arrival, bytes: bytes) else {
+            recorder.metrics.dropped.inc()
+            return false
+        }
+        if queued == recorder.queue.wakeCount { recorder.wake() }
+        return true
     }
 
     /// Stops the recording; the files are complete once `onStop` has run.

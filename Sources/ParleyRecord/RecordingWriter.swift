@@ -4,8 +4,8 @@ import ParleyRTP
 /// The files of one running recording; recorder thread only. Packets are
 /// buffered per track and written in large `write`s; a failed write is cut
 /// back to the last whole block, and the recording stops. The `Syncer`
-/// makes the files durable while the recording runs; `finish` syncs them
-/// itself.
+/// makes the files durable while the recording runs; `finish` fdatasyncs
+/// them itself.
 final class RecordingWriter {
     let directory: String
     /// The recording's number (the `Recorder`'s key, the `Syncer`'s).
@@ -42,7 +42,8 @@ final class RecordingWriter {
         self.state = state
         self.maxBytes = maxBytes
         events = open(directory + "/" + RecordingIndex.eventsFileName, O_WRONLY | O_APPEND | O_CLOEXEC)
-        if events < 0 || !syncer.add(fd: events, recording: number) { fail(errno) }
+        if events < 0 { fail(errno) }
+        syncer.add(recording: number)
     }
 
     func fail(_ e: Int32) {
@@ -54,11 +55,6 @@ final class RecordingWriter {
         let path = directory + "/" + t.captureFile
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return fail(errno) }
-        guard syncer.add(fd: fd, recording: number) else {
-            fail(errno)
-            close(fd)
-            return
-        }
         let f = TrackFile(fd: fd, track: t.id)
         f.pending.append(CaptureFile.header)
         pendingTotal += f.pending.count

@@ -1,18 +1,29 @@
+import CLinux
 import Foundation
 import Glibc
 
 /// The thread that makes running recordings durable: every `interval` it
-/// fdatasyncs their capture and events files and writes the `index.json`s
-/// that changed (write, fsync, rename). It works on its own duplicates of
-/// the recorder's descriptors, so the recorder thread never waits for the
-/// disk to sync: a slow disk delays durability, not the draining of the
-/// packet queue. Errors come back through `takeFailures` and stop the
-/// recording they belong to.
+/// issues one `syncfs(2)` on the recordings directory's filesystem (every
+/// capture file and events log of every running recording, and their
+/// directory entries, in one journal commit and one device cache flush),
+/// then writes the `index.json`s that changed (temporary file, fsync,
+/// rename, fsync of the directory). One fdatasync per file cost a journal
+/// commit and a flush each, about 100 a second for 20 recorded rooms of 4.
+/// The recorder thread never waits for the disk to sync: a slow disk
+/// delays durability, not the draining of the packet queue. An error stops
+/// every running recording (`syncfs` cannot say whose file failed); errors
+/// come back through `takeFailures`.
+///
+/// `syncfs` also writes back whatever else is dirty on that filesystem; on
+/// a disk shared with heavy writers a pass takes longer (the recorder does
+/// not wait for it) and passes then run back to back. docs/operations.md
+/// says to give DATA-DIR/recordings a filesystem of its own in that case.
 final class Syncer: @unchecked Sendable {
+    let directory: String
     let interval: Double
     private let condition = NSCondition()
-    /// Recording number → the syncer's own descriptors of its files.
-    private var files: [Int32: [Int32]] = [:]
+    /// The recordings being synced.
+    private var running: Set<Int32> = []
     /// Recording number → the index to write at the next pass.
     private var indexes: [Int32: (directory: String, index: RecordingIndex)] = [:]
     /// Recording number → errno of a failed sync or index write.
@@ -20,21 +31,23 @@ final class Syncer: @unchecked Sendable {
     private var busy = false
     private var stopping = false
     private var finished = false
+    // Syncer thread only: the recordings directory, opened at the first pass with a recording.
+    private var directoryFD: Int32 = -1
 
-    init(interval: Double) {
+    /// `directory`: the recordings directory (syncfs's handle on their filesystem).
+    init(directory: String, interval: Double) {
+        self.directory = directory
         self.interval = interval
-        let t = Thread { [self] in run() }
-        t.name = "parley-rec-sync"
+        let t = Thread { [self] in
+            parley_set_thread_name("parley-rec-sync")
+            run()
+        }
         t.start()
     }
 
-    /// Syncs `fd`'s file (recording `n`) from now on; false (errno set) when it cannot be duplicated.
-    func add(fd: Int32, recording n: Int32) -> Bool {
-        let own = dup(fd)
-        guard own >= 0 else { return false }
-        _ = fcntl(own, F_SETFD, FD_CLOEXEC)
-        condition.withLock { files[n, default: []].append(own) }
-        return true
+    /// Syncs recording `n`'s files from the next pass on.
+    func add(recording n: Int32) {
+        _ = condition.withLock { running.insert(n) }
     }
 
     /// Writes `index` into `directory` at the next pass (a later call replaces it).
@@ -51,16 +64,14 @@ final class Syncer: @unchecked Sendable {
     }
 
     /// Forgets recording `n` (it is finishing: its owner syncs it last):
-    /// waits out a pass under way, drops a pending index write, closes the
-    /// syncer's descriptors.
+    /// waits out a pass under way, drops a pending index write.
     func remove(recording n: Int32) {
-        let own: [Int32] = condition.withLock {
+        condition.withLock {
             while busy { condition.wait() }
+            running.remove(n)
             indexes[n] = nil
             failures[n] = nil
-            return files.removeValue(forKey: n) ?? []
         }
-        for fd in own { close(fd) }
     }
 
     /// Ends the thread (after a pass under way); call once every recording is removed.
@@ -76,7 +87,7 @@ final class Syncer: @unchecked Sendable {
         // Passes start every `interval` (not `interval` after the last one ended).
         var next = Date().addingTimeInterval(interval)
         while true {
-            let work: ([Int32: [Int32]], [Int32: (directory: String, index: RecordingIndex)])? = condition.withLock {
+            let work: (Set<Int32>, [Int32: (directory: String, index: RecordingIndex)])? = condition.withLock {
                 while !stopping && Date() < next { _ = condition.wait(until: next) }
                 next = max(next.addingTimeInterval(interval), Date())
                 guard !stopping else {
@@ -86,12 +97,19 @@ final class Syncer: @unchecked Sendable {
                 }
                 busy = true
                 defer { indexes.removeAll() }
-                return (files, indexes)
+                return (running, indexes)
             }
-            guard let (fds, pending) = work else { return }
+            guard let (recordings, pending) = work else {
+                if directoryFD >= 0 { close(directoryFD) }
+                return
+            }
             var errors: [Int32: Int32] = [:]
-            for (n, list) in fds {
-                for fd in list where fdatasync(fd) != 0 { errors[n] = errno }
+            if !recordings.isEmpty {
+                if directoryFD < 0 { directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+                if directoryFD < 0 || parley_syncfs(directoryFD) != 0 {
+                    let e = errno
+                    for n in recordings { errors[n] = e }
+                }
             }
             for (n, w) in pending {
                 do { try w.index.write(directory: w.directory) } catch RecordError.system(_, _, let e) { errors[n] = e } catch { errors[n] = EIO }

@@ -30,17 +30,21 @@ final class RecorderTests: XCTestCase {
 
     func testPacketQueueIsBoundedAndHandsPacketsOverInOrder() {
         let q = PacketQueue(capacity: 3, slotSize: 8)
-        for i in 0..<3 { XCTAssertTrue([UInt8(i)].withUnsafeBytes { q.push(recording: 1, ssrc: 9, rtcp: false, arrivalNanos: Int64(i), bytes: $0) }) }
-        XCTAssertFalse([UInt8(3)].withUnsafeBytes { q.push(recording: 1, ssrc: 9, rtcp: false, arrivalNanos: 3, bytes: $0) }, "full")
-        XCTAssertFalse([UInt8](repeating: 0, count: 9).withUnsafeBytes {
+        for i in 0..<3 {
+            XCTAssertEqual([UInt8(i)].withUnsafeBytes { q.push(recording: 1, ssrc: 9, rtcp: false, arrivalNanos: Int64(i), bytes: $0) }, i + 1,
+                           "a push says how many are queued")
+        }
+        XCTAssertNil([UInt8(3)].withUnsafeBytes { q.push(recording: 1, ssrc: 9, rtcp: false, arrivalNanos: 3, bytes: $0) }, "full")
+        XCTAssertNil([UInt8](repeating: 0, count: 9).withUnsafeBytes {
             PacketQueue(capacity: 1, slotSize: 8).push(recording: 1, ssrc: 9, rtcp: false, arrivalNanos: 0, bytes: $0)
         }, "larger than a slot")
+        XCTAssertEqual(PacketQueue(capacity: 4096).wakeCount, 1024, "a quarter full wakes the recorder")
         var seen: [UInt8] = []
         q.drain { slot, bytes in seen.append(bytes[0]); XCTAssertEqual(slot.arrivalNanos, Int64(bytes[0])) }
         XCTAssertEqual(seen, [0, 1, 2])
         XCTAssertTrue(q.isEmpty)
         // The ring wraps.
-        for i in 4..<6 { XCTAssertTrue([UInt8(i)].withUnsafeBytes { q.push(recording: 1, ssrc: 9, rtcp: true, arrivalNanos: Int64(i), bytes: $0) }) }
+        for i in 4..<6 { XCTAssertNotNil([UInt8(i)].withUnsafeBytes { q.push(recording: 1, ssrc: 9, rtcp: true, arrivalNanos: Int64(i), bytes: $0) }) }
         seen = []
         q.drain { _, bytes in seen.append(bytes[0]) }
         XCTAssertEqual(seen, [4, 5])

@@ -72,6 +72,10 @@ int parley_ipv6_recvpktinfo(void);
 /// Names the calling thread (visible in top -H, /proc/self/task/*/comm); max 15 chars.
 void parley_set_thread_name(const char *name);
 
+/// syncfs(2): writes back and flushes the whole filesystem holding `fd`
+/// (one journal commit); -1 and errno on failure.
+int parley_syncfs(int fd);
+
 int parley_accept4_nonblock(int fd, struct sockaddr *addr, socklen_t *len);
 int parley_socket_nonblock(int domain, int type, int protocol);
 

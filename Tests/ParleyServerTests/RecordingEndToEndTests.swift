@@ -16,7 +16,9 @@ import ParleyTestSupport
 /// sdp`, and VP8 and H.264 video, through the relay into a room being recorded. After
 /// stop, the automatic export is judged by ffprobe (streams, durations
 /// against the call), ffmpeg (it decodes), Goertzel (every tone in the mix,
-/// when it was sent) and tshark (the capture files dissect cleanly). And a
+/// when it was sent) and tshark (the capture files dissect cleanly); with
+/// `record-grid` on, the two video publishers share a `grid.webm` of the
+/// configured size lasting the whole call. And a
 /// `parley serve` SIGKILLed mid-call leaves a recording `parley record
 /// export` turns into a file that plays up to the kill.
 final class RecordingEndToEndTests: XCTestCase {
@@ -31,7 +33,10 @@ final class RecordingEndToEndTests: XCTestCase {
     override func tearDown() { fx?.stop() }
 
     func testFFmpegPublishersIntoARecordedRoomExportToFilesThatPlayWithEveryToneInTheMix() throws {
-        fx = try RelayServerFixture(recording: true)
+        fx = try RelayServerFixture(recording: true) {
+            $0.recordGrid = true
+            ($0.recordGridWidth, $0.recordGridHeight) = (640, 240)
+        }
         // Someone with the rec grant starts the recording before anyone publishes.
         let rec = try fx.connect()
         try rec.call(.auth(token: fx.token("rec", publish: false, record: true), room: nil))
@@ -78,7 +83,7 @@ final class RecordingEndToEndTests: XCTestCase {
         proxy.stop()
 
         try rec.call(.stopRecording())
-        let exported = ["tone440.webm", "tone880.webm", "cam.webm", "cam264.mkv", "mix.ogg"].map { dir + "/" + $0 }
+        let exported = ["tone440.webm", "tone880.webm", "cam.webm", "cam264.mkv", "mix.ogg", "grid.webm"].map { dir + "/" + $0 }
         waitUntil("the export has written every file", timeout: 120) {
             exported.allSatisfy { FileManager.default.fileExists(atPath: $0) }
                 && MetricsRegistry.shared.counter("parley_record_exports_total", help: "", labels: [("result", "ok")]).current > 0
@@ -114,6 +119,20 @@ final class RecordingEndToEndTests: XCTestCase {
             XCTAssertEqual(decoded.status, 0, decoded.err)
             XCTAssertEqual(decoded.err, "", "\(name) decodes without errors")
         }
+        // The composite: both video publishers (VP8 and H.264) side by side on
+        // the configured canvas, the mix as its sound, as long as the call (the
+        // recording's clock from its start to the last publisher's end), within 2 %.
+        let grid = dir + "/grid.webm"
+        let g = try probe(grid)
+        XCTAssertEqual(g.streams, ["audio:opus", "video:vp8"])
+        let call = placed.values.map(\.end).max()!
+        XCTAssertEqual(g.duration, call, accuracy: 0.02 * call, "grid.webm lasts the call: \(g), \(placed)")
+        let size = try runTool("ffprobe", ["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height", "-of", "csv=p=0", grid])
+        XCTAssertEqual(size.out.trimmingCharacters(in: .whitespacesAndNewlines), "640,240")
+        let decodedGrid = try runTool("ffmpeg", ["-v", "error", "-i", grid, "-f", "null", "-"])
+        XCTAssertEqual(decodedGrid.status, 0, decodedGrid.err)
+        XCTAssertEqual(decodedGrid.err, "", "grid.webm decodes without errors")
+
         let (forwarded, dropped) = proxy.counts
         XCTAssertGreaterThan(dropped, 0, "the proxy dropped some of the 880 Hz packets")
         XCTAssertEqual(try captured(track("tone880")).count, forwarded, "every 880 Hz packet that reached the relay was recorded")

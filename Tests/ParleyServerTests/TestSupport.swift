@@ -172,7 +172,7 @@ final class RelayServerFixture {
             let pool = BlockingPool(threads: 2)
             self.pool = pool
             recording = RoomRecorder(directory: dataDir + "/recordings", limits: config.recordingLimits,
-                                     maxRunning: config.recordMaxRunning, export: config.recordExport,
+                                     maxRunning: config.recordMaxRunning, export: config.recordExport, exportOptions: config.exportOptions,
                                      jobs: try SQLiteJobQueue.open(dataDir: dataDir), relay: relay, pool: pool,
                                      loop: group.loops[0], logger: quietLogger)
         }

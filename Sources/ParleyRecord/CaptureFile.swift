@@ -222,18 +222,13 @@ public final class CaptureStream {
         guard fd >= 0 else { throw RecordError.system(function: "open", path: path, errno: errno) }
         capacity = 1 << 16
         buffer = .allocate(byteCount: capacity, alignment: 16)
-        do {
-            try fill(CaptureFile.header.count)
-            if try CaptureReader.checkHeader(UnsafeRawBufferPointer(start: buffer, count: end), path: path) == .torn {
-                finish(torn: end)
-            } else {
-                start = CaptureFile.header.count
-                offset = start
-            }
-        } catch {
-            close(fd)
-            buffer.deallocate()
-            throw error
+        // Every property is set: from here a throw runs deinit, which closes and frees.
+        try fill(CaptureFile.header.count)
+        if try CaptureReader.checkHeader(UnsafeRawBufferPointer(start: buffer, count: end), path: path) == .torn {
+            finish(torn: end)
+        } else {
+            start = CaptureFile.header.count
+            offset = start
         }
     }
 

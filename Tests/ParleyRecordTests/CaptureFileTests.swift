@@ -57,6 +57,15 @@ final class CaptureFileTests: XCTestCase {
         XCTAssertThrowsError(try CaptureReader.parse(Array("{\"not\": \"pcapng\"}".utf8) + [UInt8](repeating: 0, count: 64))) {
             guard case RecordError.badRecording = $0 else { return XCTFail("\($0)") }
         }
+        // Streamed too, and refusing frees once (it freed its buffer twice: a double free that killed the export thread).
+        let path = NSTemporaryDirectory() + "not-a-capture-\(getpid()).pcapng"
+        defer { unlink(path) }
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(repeating: 0, count: 64)))
+        for _ in 0..<3 {
+            XCTAssertThrowsError(try CaptureStream(path: path)) {
+                guard case RecordError.badRecording = $0 else { return XCTFail("\($0)") }
+            }
+        }
     }
 
     func testTsharkDissectsTheFileWithArrivalTimesInNanoseconds() throws {

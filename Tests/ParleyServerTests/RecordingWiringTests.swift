@@ -62,7 +62,7 @@ final class RecordingWiringTests: XCTestCase {
         XCTAssertEqual(try carol.call(.join(room: nil, publish: false, subscribe: true, suite: nil))["recording"]?.boolValue, true)
         try alice.call(.mute(track: track, muted: true))
 
-        // The packets reach the capture file (the recorder writes them within its 10 ms passes).
+        // The packets reach the capture file (the recorder drains its queue every 50 ms).
         let dir = fx.dataDir + "/recordings/" + id
         let file = dir + "/track-alice_\(ssrc).pcapng"
         waitUntil("the 25 packets and the sender report are written") {
@@ -119,6 +119,46 @@ final class RecordingWiringTests: XCTestCase {
                                       headers: ["Authorization: Bearer \(fx.token("bob", record: true))"]).hasPrefix("HTTP/1.1 403"),
                       "a rec token starts and stops recordings; reading them takes adm")
         for c in [alice, bob, carol] { c.close() }
+    }
+
+    /// A full disk stops the recording, never the call: the publisher's
+    /// capture file is /dev/full (a real ENOSPC at the recorder's first
+    /// write); the recording stops with `disk_full`, both participants hear
+    /// `recording_stopped`, and the subscriber gets every packet the
+    /// publisher sent, before and after.
+    func testENOSPCStopsTheRecordingAndTheRelayKeepsForwarding() throws {
+        fx = try RelayServerFixture(recording: true)
+        let alice = try fx.connect()
+        try alice.call(.auth(token: fx.token("alice"), room: nil))
+        let joinA = try alice.call(.join(room: nil, publish: true, subscribe: false, suite: nil))
+        let bob = try fx.connect()
+        try bob.call(.auth(token: fx.token("bob", publish: false, record: true), room: nil))
+        let joinB = try bob.call(.join(room: nil, publish: false, subscribe: true, suite: nil))
+        let id = try XCTUnwrap(try bob.call(.startRecording())["recording"]?.stringValue)
+        let dir = fx.dataDir + "/recordings/" + id
+        let ssrc = UInt32(try XCTUnwrap(joinA["ssrcs"]?["audio"]?.intValue))
+        XCTAssertEqual(symlink("/dev/full", dir + "/track-alice_\(ssrc).pcapng"), 0)
+        let pub = try alice.call(.publish([.opus(ssrc: ssrc)]))
+        try bob.call(.subscribe(track: try XCTUnwrap(pub["tracks"]?.arrayValue?.first?["id"]?.stringValue)))
+
+        let peerA = try MediaPeer(join: joinA), peerB = try MediaPeer(join: joinB)
+        XCTAssertTrue(peerB.bind(ufrag: try XCTUnwrap(joinB["ice"]?["ufrag"]?.stringValue), password: try XCTUnwrap(joinB["ice"]?["pwd"]?.stringValue)))
+        var sent: [[UInt8]] = [], got: [[UInt8]] = []
+        func exchange(_ n: Int) throws {
+            for _ in 0..<n {
+                sent.append(try peerA.sendNext(ssrc: ssrc))
+                if let p = try peerB.receiveRTP() { got.append(p) }
+            }
+        }
+        try exchange(10)
+        XCTAssertEqual(try bob.nextEvent("recording_stopped")["room"]?.stringValue, "call")
+        XCTAssertEqual(try alice.nextEvent("recording_stopped")["room"]?.stringValue, "call")
+        waitUntil("the recording is finished") { (try? RecordingIndex.read(directory: dir))?.stoppedAtMillis != nil }
+        XCTAssertEqual(try RecordingIndex.read(directory: dir).stopReason, .diskFull)
+        XCTAssertEqual(RecordingEvent.read(directory: dir).last?.reason, "disk_full")
+        try exchange(20)
+        XCTAssertEqual(got, sent, "every packet forwarded, while recording and after the disk filled")
+        for c in [alice, bob] { c.close() }
     }
 
     func testAdminAPIStartsAndStopsAndRecordRoomsRecordsMatchingCallsUntilTheyClose() throws {

@@ -199,7 +199,7 @@ private final class ResidenceControl: EventLoopIOHandler {
     }
 }
 
-private func writeStdout(_ s: String) { writeAll(1, s) }
+func writeStdout(_ s: String) { writeAll(1, s) }
 private func writeAll(_ fd: Int32, _ s: String) {
     var bytes = Array(s.utf8)
     var off = 0

@@ -8,6 +8,7 @@ enum BenchCommand {
         ("udp-echo", "echo UDP datagrams with recvmmsg/sendmmsg on one event loop", { UDPEchoBench.run(args: $0) }),
         ("relay", "the SFU on one event loop with fixed rooms and participants (tools/bench/relay)", { RelayBench.main($0) }),
         ("srtp", "the SFU with hop-by-hop SRTP on one event loop (tools/bench/srtp)", { SRTPBench.main($0) }),
+        ("record-room", "records a room from plain RTP senders, for export costs (tools/bench/record-grid)", { RecordRoomBench.main($0) }),
     ]
 
     static var help: String {

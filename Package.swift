@@ -57,7 +57,7 @@ let package = Package(
         .target(name: "ParleyLoad", dependencies: ["ParleyCore", "ParleyIO", "ParleyAuth", "ParleyProtocol", "ParleyRTP",
                                                    "ParleySRTP", "ParleySTUN", "ParleyMedia"]),
         // Composition only: config, the daemon, its routes.
-        .target(name: "ParleyServer", dependencies: ["ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth", "ParleyWeb",
+        .target(name: "ParleyServer", dependencies: ["CLinux", "ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth", "ParleyWeb",
                                                      "ParleyRelay", "ParleyProtocol", "ParleySignalling", "ParleyChat", "ParleyTranscode", "ParleyRecord"]),
         // The benchmark servers behind `parley bench` (tools/bench/*); only the CLI depends on it.
         .target(name: "ParleyBench", dependencies: ["CLinux", "ParleyCore", "ParleyIO", "ParleyRelay", "ParleySRTP", "ParleyProtocol", "ParleyRTP", "ParleyRecord", "ParleyDTLS"]),

@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 import Synchronization
 import ParleyCore
@@ -176,9 +177,11 @@ final class ExportThread: @unchecked Sendable {
         self.backlog = backlog
         self.log = log
         self.counters = counters
-        let t = Thread { [self] in run() }
-        t.name = "parley-export"
-        t.start()
+        // Named for the kernel (top -H, perf): Foundation's Thread.name is not.
+        Thread { [self] in
+            parley_set_thread_name("parley-export")
+            run()
+        }.start()
     }
 
     func submit(_ id: String) {

@@ -27,7 +27,7 @@ let package = Package(
         // MARK: Swift modules, bottom to top
         .target(name: "ParleyCore"),
         .target(name: "ParleyIO", dependencies: ["ParleyCore", "CLinux", "COpenSSL"]),
-        .target(name: "ParleyStore", dependencies: ["ParleyCore", "CSQLite"]),
+        .target(name: "ParleyStore", dependencies: ["CLinux", "ParleyCore", "CSQLite"]),
         .target(name: "ParleyRTP", dependencies: ["ParleyCore"]),
         .target(name: "ParleySTUN", dependencies: ["ParleyCore", "COpenSSL"]),
         .target(name: "ParleySRTP", dependencies: ["ParleyCore", "COpenSSL"]),

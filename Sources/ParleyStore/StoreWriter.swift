@@ -1,3 +1,4 @@
+import CLinux
 import CSQLite
 import Foundation
 
@@ -104,19 +105,22 @@ public final class StoreWriter: @unchecked Sendable {
             let (s, atto) = interval.components
             let nanos = Int(s) * 1_000_000_000 + Int(atto / 1_000_000_000)
             let t = Thread {
+                parley_set_thread_name("parley-ckpt")
                 // PASSIVE: copies what no reader still needs and never blocks the writer.
                 while stop.wait(timeout: .now() + .nanoseconds(nanos)) == .timedOut {
                     _ = try? db.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 }
                 stopped.signal()
             }
-            t.name = "parley-store-checkpoint"
             t.start()
         } else {
             checkpointer = nil
         }
-        let thread = Thread { [self] in self.run() }
-        thread.name = "parley-store-writer"
+        // Named for the kernel (top, perf, /proc/PID/task/*/comm: at most 15 characters), which Thread.name never reaches.
+        let thread = Thread { [self] in
+            parley_set_thread_name("parley-store")
+            self.run()
+        }
         thread.start()
     }
 

@@ -186,6 +186,11 @@ public final class ChatStore: Sendable {
         Migration("receipts latest") { db in
             try db.execute("CREATE INDEX IF NOT EXISTS receipts_latest ON receipts(conversation, user, status, id)")
         },
+        // Every receipt was a row in three b-trees; receipts_latest also serves lookups by conversation
+        // (a sync's pending receipts), so each receipt now costs two.
+        Migration("receipts one index") { db in
+            try db.execute("DROP INDEX IF EXISTS receipts_by_conversation")
+        },
     ]
 
     // MARK: Messages

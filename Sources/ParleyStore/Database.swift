@@ -102,6 +102,9 @@ public final class Database {
     /// The rowid of the last row this connection inserted.
     public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
 
+    /// Rows inserted, updated or deleted by this connection's statements so far (`sqlite3_total_changes64`).
+    public var totalChanges: Int64 { sqlite3_total_changes64(handle) }
+
     /// True while a transaction is open on this connection.
     public var isInTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
 

@@ -6,12 +6,22 @@ import Foundation
 ///
 /// Callers on any thread (an event loop, say) `submit` a write: a closure
 /// that gets the writer's `Database` and a completion. The writer thread
-/// takes every write waiting, up to `maxBatch`, runs them in one transaction
-/// (each in its own savepoint, so one that throws undoes only itself),
+/// takes every write waiting, up to `maxBatch`, runs them in one transaction,
 /// commits once, and only then calls each completion: with the write's
 /// result once the commit is on disk (as `Database.Options.synchronous`
 /// defines it), with the error otherwise. Many writes share one commit and
 /// one fsync, and no caller ever waits for the disk.
+///
+/// A write that throws is undone alone, its caller gets the error, and the
+/// rest of the batch commits. The writes run without savepoints (a
+/// savepoint per write cost two statements and a copy of every page the
+/// write touched): a write that throws having changed nothing (no row
+/// inserted, updated or deleted: `sqlite3_total_changes64` did not move)
+/// needs no undoing; one that changed rows before it threw rolls the
+/// transaction back, and the batch runs again with each write in its own
+/// savepoint. So a write may run twice (its effects outside the database
+/// must bear that), and it changes the database through INSERT, UPDATE and
+/// DELETE only (schema changes belong in migrations).
 ///
 /// The queue is bounded: `submit` on a full queue throws `queueFull` at once
 /// (it never blocks), so a caller can refuse the request instead of
@@ -50,9 +60,12 @@ public final class StoreWriter: @unchecked Sendable {
         public var commits = 0
         /// Writes those transactions carried (including ones that threw and were undone).
         public var writes = 0
-        public init(commits: Int = 0, writes: Int = 0) {
+        /// Batches run again with a savepoint per write, because a write threw after changing rows.
+        public var reruns = 0
+        public init(commits: Int = 0, writes: Int = 0, reruns: Int = 0) {
             self.commits = commits
             self.writes = writes
+            self.reruns = reruns
         }
     }
 
@@ -65,8 +78,17 @@ public final class StoreWriter: @unchecked Sendable {
             self.write = write
             self.completion = completion
         }
-        func perform(on db: Database) {
-            do { result = .success(try db.savepoint { try write(db) }) } catch { result = .failure(error) }
+        func perform(on db: Database, savepoint: Bool) -> Bool {
+            if savepoint {
+                do { result = .success(try db.savepoint { try write(db) }) } catch { result = .failure(error) }
+                return true
+            }
+            let before = db.totalChanges
+            do { result = .success(try write(db)) } catch {
+                result = .failure(error)
+                return db.totalChanges == before
+            }
+            return true
         }
         func finish(commitError: Error?) {
             if let commitError { completion(.failure(commitError)) } else if let result { completion(result) }
@@ -164,22 +186,34 @@ public final class StoreWriter: @unchecked Sendable {
         while let batch = nextBatch() {
             var commitError: Error?
             do {
-                try database.transaction {
-                    for write in batch {
-                        write.perform(on: database)
-                        // A full disk or an I/O error rolls the whole transaction back.
-                        guard database.isInTransaction else {
-                            throw StoreError.sqlite(code: SQLITE_ABORT, message: "the batch's transaction was rolled back", context: "group commit")
-                        }
-                    }
+                var rerun = false
+                do { try commit(batch, savepoints: false) } catch StoreWriterRerun.needed {
+                    rerun = true
+                    try commit(batch, savepoints: true)
                 }
-                condition.lock(); stats.commits += 1; stats.writes += batch.count; condition.unlock()
+                condition.lock(); stats.commits += 1; stats.writes += batch.count; stats.reruns += rerun ? 1 : 0; condition.unlock()
             } catch {
                 commitError = error  // BEGIN or COMMIT failed: nothing in the batch is stored
             }
             for write in batch { write.finish(commitError: commitError) }
         }
         stopped.signal()
+    }
+
+    /// Runs `batch` in one transaction and commits it. Without savepoints, a
+    /// write that throws after changing rows rolls it all back and throws
+    /// `StoreWriterRerun.needed`.
+    private func commit(_ batch: [PendingWrite], savepoints: Bool) throws {
+        try database.transaction {
+            for write in batch {
+                let clean = write.perform(on: database, savepoint: savepoints)
+                // A full disk or an I/O error rolls the whole transaction back.
+                guard database.isInTransaction else {
+                    throw StoreError.sqlite(code: SQLITE_ABORT, message: "the batch's transaction was rolled back", context: "group commit")
+                }
+                if !clean { throw StoreWriterRerun.needed }
+            }
+        }
     }
 
     /// Waits for writes; returns up to `maxBatch` of them, or nil once
@@ -204,9 +238,13 @@ public final class StoreWriter: @unchecked Sendable {
     }
 }
 
+private enum StoreWriterRerun: Error { case needed }
+
 private protocol PendingWrite: AnyObject {
-    /// Runs the write inside the batch's transaction (in its own savepoint).
-    func perform(on db: Database)
+    /// Runs the write inside the batch's transaction, in its own savepoint
+    /// or not; false when it threw after changing rows (without a
+    /// savepoint: the transaction must be rolled back).
+    func perform(on db: Database, savepoint: Bool) -> Bool
     /// Calls the completion once the batch's commit is known.
     func finish(commitError: Error?)
 }

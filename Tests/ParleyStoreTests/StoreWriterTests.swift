@@ -107,7 +107,64 @@ final class StoreWriterTests: XCTestCase {
         w.close()
         let db = try Database(path: w.path)
         XCTAssertEqual(try db.rows("SELECT id FROM messages ORDER BY id") { $0.int64(0) }, [10, 30])
-        XCTAssertEqual(w.statistics.commits, 2)
+        // The second threw after its first insert: the batch ran again, each write in a savepoint.
+        XCTAssertEqual(w.statistics, StoreWriter.Statistics(commits: 2, writes: 4, reruns: 1))
+    }
+
+    /// Runs writes 1...n in one batch (queued behind a gate); returns how
+    /// many times each ran and whether each succeeded.
+    func batch(_ w: StoreWriter, _ n: Int, _ write: @escaping @Sendable (Int, Database) throws -> Void) throws
+        -> (runs: [Int: Int], results: [Int: Bool]) {
+        let gate = Gate()
+        try gate.hold(w)
+        let runs = Mutexed<[Int: Int]>([:]), results = Mutexed<[Int: Bool]>([:])
+        let done = DispatchGroup()
+        for i in 1...n {
+            done.enter()
+            try w.submit({ db in
+                runs.update { $0[i, default: 0] += 1 }
+                try write(i, db)
+            }, completion: { r in
+                results.update { $0[i] = (try? r.get()) != nil }
+                done.leave()
+            })
+        }
+        gate.open.signal()
+        XCTAssertEqual(done.wait(timeout: .now() + 60), .success)
+        return (runs.value, results.value)
+    }
+
+    func testAWriteThatThrowsHavingChangedNothingIsNotRunAgain() throws {
+        let w = try writer()
+        let (runs, results) = try batch(w, 4) { i, db in
+            switch i {
+            case 2: throw StoreError.closed  // before touching anything
+            case 3: try db.run("INSERT INTO messages(id, body) VALUES (10, 'dup')")  // its one statement fails: SQLite undoes it
+            default: try db.run("INSERT INTO messages(id, body) VALUES (?, 'x')", [.integer(Int64(i * 10))])
+            }
+        }
+        XCTAssertEqual(results, [1: true, 2: false, 3: false, 4: true])
+        XCTAssertEqual(runs, [1: 1, 2: 1, 3: 1, 4: 1])
+        XCTAssertEqual(w.statistics, StoreWriter.Statistics(commits: 2, writes: 5, reruns: 0))
+        w.close()
+        XCTAssertEqual(try Database(path: w.path).rows("SELECT id FROM messages ORDER BY id") { $0.int64(0) }, [10, 40])
+    }
+
+    func testARerunLeavesNothingHalfAppliedAndRunsEachWriteAgain() throws {
+        let w = try writer()
+        let (runs, results) = try batch(w, 4) { i, db in
+            try db.run("INSERT INTO messages(id, body) VALUES (?, 'x')", [.integer(Int64(i * 10))])
+            try db.run("UPDATE messages SET body = 'y' WHERE id = ?", [.integer(Int64(i * 10))])
+            if i == 2 { throw StoreError.closed }  // after two changes
+        }
+        XCTAssertEqual(results, [1: true, 2: false, 3: true, 4: true])
+        // The first pass stopped at the second write and was rolled back; the rerun ran all four.
+        XCTAssertEqual(runs, [1: 2, 2: 2, 3: 1, 4: 1])
+        XCTAssertEqual(w.statistics, StoreWriter.Statistics(commits: 2, writes: 5, reruns: 1))
+        w.close()
+        let db = try Database(path: w.path)
+        XCTAssertEqual(try db.rows("SELECT id, body FROM messages ORDER BY id") { "\($0.int64(0)) \($0.string(1) ?? "")" },
+                       ["10 y", "30 y", "40 y"])
     }
 
     func testAFullQueueRefusesAtOnceAndTheQueuedWritesStillCommit() throws {

@@ -69,9 +69,13 @@ final class BrowserMediaTests: XCTestCase {
     }
 
     /// Simulcast: Chromium publishes three rid layers; a subscriber asks for
-    /// low, high and low again: frames keep decoding through each switch (no
-    /// freeze), and the decoded picture is larger at high, smaller again at
-    /// low. The upper layers are sent only once Chromium's bandwidth estimate
+    /// low, high and low again: frames keep decoding through each switch,
+    /// the decoded picture is larger at high, smaller again at low, and no
+    /// freeze the subscriber's Chromium counts (inbound-rtp freezeCount and
+    /// totalFreezesDuration, sampled through the switches) is longer than one
+    /// keyframe interval of the layers switched to (the publisher's own:
+    /// seconds since publishing over its keyFramesEncoded; the relay's PLIs
+    /// make it well under a second). The upper layers are sent only once Chromium's bandwidth estimate
     /// grows, which needs transport-wide feedback it accepts: on one of its
     /// own SSRCs (libwebrtc drops feedback about any other media SSRC, and a
     /// simulcast track's SSRC is the relay's pick).
@@ -89,8 +93,19 @@ final class BrowserMediaTests: XCTestCase {
             XCTAssertLessThan(widths[2], widths[1], "and low again a smaller one")
         }
         XCTAssertGreaterThan(metric("parley_relay_simulcast_layers_total"), 0)
+        // The freeze bound: compared with the keyframe intervals measured in this run, not with a time.
+        let freezes = result["freezes"]
+        XCTAssertEqual(freezes?["reported"]?.boolValue, true, "the subscriber's stats give freezeCount: \(result)")
+        let longest = freezes?["longest"]?.doubleValue ?? .infinity
+        let intervals = result["keyframeInterval"]?.objectValue ?? [:]
+        let top = (result["sent"]?["outbound"]?.arrayValue ?? []).filter { ($0["keyFramesEncoded"]?.intValue ?? 0) > 0 }
+            .max { ($0["frameWidth"]?.intValue ?? 0) < ($1["frameWidth"]?.intValue ?? 0) }?["rid"]?.stringValue ?? ""
+        let bound = ["q", top].compactMap { intervals[$0]?.doubleValue }.min() ?? 0
+        XCTAssertGreaterThan(bound, 0, "keyframe intervals of q and \(top): \(result)")
+        XCTAssertLessThanOrEqual(longest, bound, "longest freeze \(longest) s against the keyframe interval \(bound) s: \(result)")
         let sent = (result["sent"]?["outbound"]?.arrayValue ?? []).map { "\($0["rid"]?.stringValue ?? ""): \($0["bytesSent"]?.intValue ?? 0) B" }
         print("simulcast: decoded widths \(widths) (low, high, low); sent \(sent); publisher's estimate "
-              + "\(result["sent"]?["availableOutgoingBitrate"]?.doubleValue ?? 0) bit/s")
+              + "\(result["sent"]?["availableOutgoingBitrate"]?.doubleValue ?? 0) bit/s; freezes \(freezes?["count"]?.intValue ?? -1), "
+              + "longest \(longest) s, keyframe interval of q and \(top) \(bound) s")
     }
 }

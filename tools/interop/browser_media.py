@@ -18,7 +18,11 @@ MODE
              quality low, then high, then low, waits at each step until
              frames keep decoding and until the decoded width is the lowest
              layer's, then grew, then shrank; records the widths ("widths"),
-             which layers the publisher sent and its estimate ("sent").
+             which layers the publisher sent and its estimate ("sent"), the
+             subscriber's freezes through the switches ("freezes": count,
+             total and longest seconds) and each layer's keyframe interval in
+             seconds ("keyframeInterval": time since publishing over the
+             layer's keyFramesEncoded).
 
 Prints one JSON line with what it saw; exit status 0 when every condition was
 met before its deadline (S seconds each, default 40), 1 otherwise.
@@ -107,10 +111,12 @@ window.P = {
         out.availableOutgoingBitrate = s.availableOutgoingBitrate;
       if (s.type === "outbound-rtp" && s.kind === "video")
         out.outbound.push({ rid: s.rid || "", bytesSent: s.bytesSent, frameWidth: s.frameWidth || 0, codec: codecs[s.codecId] || "",
-                            limitation: s.qualityLimitationReason || "", active: s.active });
+                            limitation: s.qualityLimitationReason || "", active: s.active,
+                            framesEncoded: s.framesEncoded || 0, keyFramesEncoded: s.keyFramesEncoded || 0 });
       if (s.type === "inbound-rtp" && s.kind === "video")
         out.inbound.push({ framesDecoded: s.framesDecoded || 0, frameWidth: s.frameWidth || 0, frameHeight: s.frameHeight || 0,
-                           packetsReceived: s.packetsReceived || 0, codec: codecs[s.codecId] || "", ssrc: s.ssrc });
+                           packetsReceived: s.packetsReceived || 0, codec: codecs[s.codecId] || "", ssrc: s.ssrc,
+                           freezeCount: s.freezeCount ?? null, totalFreezesDuration: s.totalFreezesDuration ?? null });
     });
     return out;
   },
@@ -141,13 +147,21 @@ def main() -> int:
             pg.evaluate(LIB)
             return pg
 
+        watchers = []  # called with every sample wait() takes
+
+        def sample(pg):
+            s = pg.evaluate("P.stats()")
+            for w in watchers:
+                w(pg, s)
+            return s
+
         def wait(what, pg, cond):
             """Polls pg's stats until cond(stats) or the deadline; records the step."""
             deadline = time.time() + seconds
-            s = pg.evaluate("P.stats()")
+            s = sample(pg)
             while not cond(s) and time.time() < deadline:
                 time.sleep(0.25)
-                s = pg.evaluate("P.stats()")
+                s = sample(pg)
             ok = cond(s)
             result["steps"].append({"step": what, "ok": ok, "stats": s})
             return ok
@@ -158,6 +172,7 @@ def main() -> int:
         try:
             pub = page()
             sim = mode == "simulcast" or (mode == "bwe" and simulcast_bwe)
+            published_at = time.time()
             r = pub.evaluate("([r, c, s]) => P.publish(r, 'pub', c, s)", [opts["--room"], opts["--codec"], sim])
             result["publish"] = r
             if r != "ok":
@@ -188,6 +203,30 @@ def main() -> int:
                     # once its bandwidth estimate allows them), back down at low.
                     ok = True
                     widths = []
+                    # Freezes (Chromium's inbound-rtp freezeCount, totalFreezesDuration) from just
+                    # before the first switch: when the count rises between two samples (0.25 s
+                    # apart), the duration added is the longest freeze that ended, or more.
+                    freezes = {"reported": False, "longest": 0.0, "count": 0, "total": 0.0, "ends": []}
+                    base = {}
+
+                    def freeze_watch(pg, s):
+                        if pg != sub:
+                            return
+                        if any(i["freezeCount"] is None for i in s["inbound"]) or not s["inbound"]:
+                            return  # not (yet) reported; "reported" stays False when it never is
+                        freezes["reported"] = True
+                        c = sum(i["freezeCount"] for i in s["inbound"])
+                        d = sum(i["totalFreezesDuration"] for i in s["inbound"])
+                        if not base:
+                            base.update(count=c, duration=d)
+                        elif c > base["count"] + freezes["count"]:
+                            added = d - base["duration"] - freezes["total"]
+                            freezes["ends"].append({"freezes": c - base["count"] - freezes["count"], "seconds": added})
+                            freezes["longest"] = max(freezes["longest"], added)
+                        freezes["count"], freezes["total"] = c - base["count"], d - base["duration"]
+
+                    watchers.append(freeze_watch)
+                    sample(sub)
 
                     def width(s):
                         return max([i["frameWidth"] for i in s["inbound"]] or [0])
@@ -208,8 +247,15 @@ def main() -> int:
                             ok = wait(f"quality {q}: width {'above' if grow else 'below'} {widths[-1]}", sub,
                                       lambda s, w=widths[-1], g=grow: width(s) > w if g else 0 < width(s) < w) and ok
                         widths.append(width(sub.evaluate("P.stats()")))
+                    sample(sub)
                     result["widths"] = widths
                     result["sent"] = pub.evaluate("P.stats()")
+                    result["freezes"] = freezes
+                    # Each layer's keyframe interval as the publisher encoded it: seconds since
+                    # publishing over its keyFramesEncoded (the first and the relay's PLIs).
+                    elapsed = time.time() - published_at
+                    result["keyframeInterval"] = {o["rid"]: elapsed / o["keyFramesEncoded"]
+                                                  for o in result["sent"]["outbound"] if o["keyFramesEncoded"] > 0}
                     result["ok"] = ok
         except Exception as e:  # noqa: BLE001 - reported in the summary
             result["error"] = str(e)

@@ -36,8 +36,14 @@ public final class Database {
     public let path: String
     private var statements: [String: Statement] = [:]
 
+    /// SQLite's process-wide settings, made once before the first connection
+    /// opens (`sqlite3_config` refuses once SQLite is initialized): no
+    /// allocation statistics, so an allocation takes no global mutex.
+    private static let configured: Void = { _ = parley_sqlite_disable_memstatus() }()
+
     /// Opens (creating unless read-only) the database at `path`.
     public init(path: String, options: Options = Options()) throws {
+        _ = Self.configured
         var db: OpaquePointer?
         // NOMUTEX: the owner serializes access (see above), so SQLite's own lock is not needed.
         let flags = (options.readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX

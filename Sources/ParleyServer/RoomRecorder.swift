@@ -36,9 +36,16 @@ public final class RoomRecorder: RecordingBackend, Sendable {
     private let exports: (ok: Counter, failed: Counter, queued: Counter)
     private let exporter: ExportThread
 
+    /// A recording from the moment its start is asked for until the
+    /// recorder has finished it and signalling has been told.
     private struct Running {
         var room: String
-        var recording: Recording
+        var recording: Recording?
+        /// The start's completion has run: an end is told to signalling at once.
+        var announced = false
+        /// Why it ended, when the recorder finished it before its start was announced
+        /// (a disk limit at its first check); told right after the announcement.
+        var endedEarly: StopReason?
     }
     private let running = Mutex<[String: Running]>([:])
     /// Told when a recording stops on its own (set once signalling exists).
@@ -82,7 +89,14 @@ public final class RoomRecorder: RecordingBackend, Sendable {
     public func start(room: String, completion: @escaping @Sendable (Result<String, SignallingError>) -> Void) {
         let id = Self.newID(room: room)
         let recorder = self.recorder
-        guard running.withLock({ $0.count }) < maxRunning else {
+        // Registered before the recorder has it: the recorder may finish it (a disk
+        // limit at its first check) before the start is announced.
+        let admitted = running.withLock { m -> Bool in
+            guard m.count < maxRunning else { return false }
+            m[id] = Running(room: room)
+            return true
+        }
+        guard admitted else {
             completion(.failure(SignallingError(.internalError, "the server records \(maxRunning) rooms already (record-max-running)")))
             return
         }
@@ -90,36 +104,65 @@ public final class RoomRecorder: RecordingBackend, Sendable {
             try pool.run(on: loop, { try recorder.start(id: id, room: room) }, then: { [self] result in
                 switch result {
                 case .failure(let e):
+                    _ = running.withLock { $0.removeValue(forKey: id) }
                     log.warn("recording could not start", ["room": .string(room), "error": .string("\(e)")])
                     completion(.failure(SignallingError(.internalError, "the recording could not start")))
                 case .success(let recording):
-                    running.withLock { $0[id] = Running(room: room, recording: recording) }
-                    relay.setTap(room: room, recording.relayTap) { r in
+                    running.withLock { $0[id]?.recording = recording }
+                    relay.setTap(room: room, recording.relayTap) { [self] r in
                         if case .failure = r {
                             recording.stop()  // the call closed meanwhile
                             completion(.failure(SignallingError(.badRequest, "room \(room) has no call to record")))
                         } else {
                             completion(.success(id))
                         }
+                        announced(id)
                     }
                 }
             })
         } catch {
+            _ = running.withLock { $0.removeValue(forKey: id) }
             completion(.failure(SignallingError(.internalError, "the server is busy; try again")))
         }
     }
 
-    public func stop(room: String, id: String) {
-        guard let r = running.withLock({ $0[id] }) else { return }
-        relay.setTap(room: room, nil)
-        r.recording.stop()
+    /// The start's completion has run (signalling knows the recording, or
+    /// that it failed): a recording the recorder already finished is told
+    /// now, after it (completion and end reach the signalling loop in order).
+    private func announced(_ id: String) {
+        let early = running.withLock { m -> (room: String, reason: StopReason)? in
+            guard let r = m[id] else { return nil }
+            guard let reason = r.endedEarly else {
+                m[id]?.announced = true
+                return nil
+            }
+            m.removeValue(forKey: id)
+            return (r.room, reason)
+        }
+        if let early { onEnded.withLock { $0 }?(early.room, id, early.reason.rawValue) }
     }
 
-    /// The recorder thread finished recording `id`: tell signalling, hand the export on.
+    public func stop(room: String, id: String) {
+        guard let recording = running.withLock({ $0[id]?.recording }) else { return }
+        relay.setTap(room: room, nil)
+        recording.stop()
+    }
+
+    /// The recorder thread finished recording `id`: tell signalling (once its
+    /// start is announced), hand the export on.
     private func stopped(id: String, reason: StopReason) {
-        guard let r = running.withLock({ $0.removeValue(forKey: id) }) else { return }
-        log.info("recording finished", ["room": .string(r.room), "recording": .string(id), "reason": .string(reason.rawValue)])
-        onEnded.withLock { $0 }?(r.room, id, reason.rawValue)
+        let told = running.withLock { m -> (room: String, now: Bool)? in
+            guard let r = m[id] else { return nil }
+            if r.announced {
+                m.removeValue(forKey: id)
+            } else {
+                m[id]?.endedEarly = reason
+            }
+            return (r.room, r.announced)
+        }
+        guard let told else { return }
+        log.info("recording finished", ["room": .string(told.room), "recording": .string(id), "reason": .string(reason.rawValue)])
+        if told.now { onEnded.withLock { $0 }?(told.room, id, reason.rawValue) }
         exporter.submit(id)
     }
 

@@ -13,7 +13,9 @@ import ParleyTestSupport
 /// a recording over signalling, the participants hear of it, a late joiner
 /// sees `"recording": true`, the relay's tap writes the publisher's RTP and
 /// sender reports into the capture file, joins/mutes/leaves go to
-/// events.log, and stopping exports. The admin API and `record-rooms` too.
+/// events.log, and stopping exports. The admin API and `record-rooms` too,
+/// and what a full disk, the free-space guard and a full recorder queue
+/// cost: the recording, never the forwarding.
 final class RecordingWiringTests: XCTestCase {
     var fx: RelayServerFixture!
 
@@ -128,37 +130,93 @@ final class RecordingWiringTests: XCTestCase {
     /// publisher sent, before and after.
     func testENOSPCStopsTheRecordingAndTheRelayKeepsForwarding() throws {
         fx = try RelayServerFixture(recording: true)
-        let alice = try fx.connect()
-        try alice.call(.auth(token: fx.token("alice"), room: nil))
-        let joinA = try alice.call(.join(room: nil, publish: true, subscribe: false, suite: nil))
-        let bob = try fx.connect()
-        try bob.call(.auth(token: fx.token("bob", publish: false, record: true), room: nil))
-        let joinB = try bob.call(.join(room: nil, publish: false, subscribe: true, suite: nil))
-        let id = try XCTUnwrap(try bob.call(.startRecording())["recording"]?.stringValue)
-        let dir = fx.dataDir + "/recordings/" + id
-        let ssrc = UInt32(try XCTUnwrap(joinA["ssrcs"]?["audio"]?.intValue))
-        XCTAssertEqual(symlink("/dev/full", dir + "/track-alice_\(ssrc).pcapng"), 0)
-        let pub = try alice.call(.publish([.opus(ssrc: ssrc)]))
-        try bob.call(.subscribe(track: try XCTUnwrap(pub["tracks"]?.arrayValue?.first?["id"]?.stringValue)))
+        let call = try RecordedCall(fx) { captureFile in XCTAssertEqual(symlink("/dev/full", captureFile), 0) }
+        try call.exchange(10)
+        XCTAssertEqual(try call.bob.nextEvent("recording_stopped")["room"]?.stringValue, "call")
+        XCTAssertEqual(try call.alice.nextEvent("recording_stopped")["room"]?.stringValue, "call")
+        waitUntil("the recording is finished") { (try? RecordingIndex.read(directory: call.dir))?.stoppedAtMillis != nil }
+        XCTAssertEqual(try RecordingIndex.read(directory: call.dir).stopReason, .diskFull)
+        XCTAssertEqual(RecordingEvent.read(directory: call.dir).last?.reason, "disk_full")
+        try call.exchange(20)
+        XCTAssertEqual(call.got, call.sent, "every packet forwarded, while recording and after the disk filled")
+        call.close()
+    }
 
-        let peerA = try MediaPeer(join: joinA), peerB = try MediaPeer(join: joinB)
-        XCTAssertTrue(peerB.bind(ufrag: try XCTUnwrap(joinB["ice"]?["ufrag"]?.stringValue), password: try XCTUnwrap(joinB["ice"]?["pwd"]?.stringValue)))
-        var sent: [[UInt8]] = [], got: [[UInt8]] = []
-        func exchange(_ n: Int) throws {
-            for _ in 0..<n {
-                sent.append(try peerA.sendNext(ssrc: ssrc))
-                if let p = try peerB.receiveRTP() { got.append(p) }
+    /// A recorder that cannot keep up costs the recording packets, never the
+    /// call. The publisher's capture file is a FIFO with no reader, so the
+    /// recorder thread blocks opening it when the track is added, before it
+    /// drains a single packet of the track; the queue (`record-queue-packets`
+    /// 16) fills, and every packet past it is dropped from the recording and
+    /// counted in `parley_record_dropped_total`, while the subscriber gets
+    /// every packet. Once the test reads the FIFO the recorder goes on: the
+    /// recording holds the 16 queued packets and those sent after, none of
+    /// the dropped ones.
+    func testAFullRecorderQueueDropsPacketsFromTheRecordingCountsThemAndForwardingContinues() throws {
+        fx = try RelayServerFixture(recording: true) { $0.recordQueuePackets = 16 }
+        var fifo = "", reader: Int32 = -1
+        // Whatever happens, the recorder must not stay blocked in open(2): the fixture's stop waits for it.
+        defer { if reader < 0 && !fifo.isEmpty { reader = open(fifo, O_RDONLY | O_NONBLOCK) } }
+        let call = try RecordedCall(fx) { captureFile in
+            XCTAssertEqual(mkfifo(captureFile, 0o600), 0)
+            fifo = captureFile
+        }
+        let dropped = MetricsRegistry.shared.counter("parley_record_dropped_total", help: "")
+        let written = MetricsRegistry.shared.counter("parley_record_packets_total", help: "")
+        let droppedBefore = dropped.current, writtenBefore = written.current
+        // The relay hands a packet to the tap before it forwards it, so each one
+        // received has been queued or dropped.
+        try call.exchange(40)
+        XCTAssertEqual(call.got, call.sent, "every packet forwarded while the recorder is stuck")
+        XCTAssertEqual(dropped.current - droppedBefore, 40 - 16, "the packets past the queue's 16 slots are dropped and counted")
+
+        reader = open(fifo, O_RDONLY | O_NONBLOCK)
+        XCTAssertGreaterThanOrEqual(reader, 0)
+        waitUntil("the 16 queued packets are written") { written.current - writtenBefore >= 16 }
+        try call.exchange(10)
+        XCTAssertEqual(call.got, call.sent)
+        waitUntil("the 10 later packets are written") { written.current - writtenBefore >= 26 }
+        XCTAssertEqual(dropped.current - droppedBefore, 24, "none dropped once the recorder drains")
+        try call.bob.call(.stopRecording())
+        waitUntil("the recording is finished") { (try? RecordingIndex.read(directory: call.dir))?.stoppedAtMillis != nil }
+        var capture: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        waitUntil("the recorder closes the capture file") {
+            while true {
+                let n = read(reader, &buffer, buffer.count)
+                if n > 0 { capture += buffer[0..<n] } else { return n == 0 }
             }
         }
-        try exchange(10)
-        XCTAssertEqual(try bob.nextEvent("recording_stopped")["room"]?.stringValue, "call")
-        XCTAssertEqual(try alice.nextEvent("recording_stopped")["room"]?.stringValue, "call")
-        waitUntil("the recording is finished") { (try? RecordingIndex.read(directory: dir))?.stoppedAtMillis != nil }
-        XCTAssertEqual(try RecordingIndex.read(directory: dir).stopReason, .diskFull)
-        XCTAssertEqual(RecordingEvent.read(directory: dir).last?.reason, "disk_full")
-        try exchange(20)
-        XCTAssertEqual(got, sent, "every packet forwarded, while recording and after the disk filled")
-        for c in [alice, bob] { c.close() }
+        close(reader)
+        let contents = try CaptureReader.parse(capture)
+        XCTAssertEqual(contents.packets.map(\.bytes), Array(call.sent[0..<16] + call.sent[40...]),
+                       "the recording lacks exactly the dropped packets")
+        XCTAssertEqual(contents.tornBytes, 0)
+        call.close()
+    }
+
+    /// The free-space guard stops a recording, never the call: with
+    /// `record-min-free-bytes` above the disk's free space, the recorder's
+    /// check at the recording's start stops it with `low_disk_space` (the
+    /// index and events.log say so), both participants hear
+    /// `recording_started` then `recording_stopped`, and the subscriber
+    /// gets every packet.
+    func testTheFreeSpaceGuardStopsTheRecordingAndTheRelayKeepsForwarding() throws {
+        fx = try RelayServerFixture(recording: true) { $0.recordMinFreeBytes = 1 << 50 }
+        var s = statvfs()
+        XCTAssertEqual(statvfs(fx.dataDir, &s), 0)
+        XCTAssertLessThan(Int64(s.f_bavail) * Int64(s.f_frsize), 1 << 50, "the disk has less free than the guard's minimum")
+        let call = try RecordedCall(fx)
+        for c in [call.alice, call.bob] {
+            XCTAssertEqual(try c.nextEvent("recording_started")["room"]?.stringValue, "call")
+            XCTAssertEqual(try c.nextEvent("recording_stopped")["room"]?.stringValue, "call")
+        }
+        waitUntil("the recording is finished") { (try? RecordingIndex.read(directory: call.dir))?.stoppedAtMillis != nil }
+        XCTAssertEqual(try RecordingIndex.read(directory: call.dir).stopReason, .lowDiskSpace)
+        XCTAssertEqual(RecordingEvent.read(directory: call.dir).last?.reason, "low_disk_space")
+        XCTAssertThrowsError(try call.bob.call(.stopRecording()), "nothing left to stop")
+        try call.exchange(20)
+        XCTAssertEqual(call.got, call.sent, "every packet forwarded after the guard stopped the recording")
+        call.close()
     }
 
     func testAdminAPIStartsAndStopsAndRecordRoomsRecordsMatchingCallsUntilTheyClose() throws {
@@ -257,5 +315,52 @@ final class RecordingWiringTests: XCTestCase {
         XCTAssertFalse(view.serialized.contains(fx.dataDir), "no server path in the job view: \(view.serialized)")
         XCTAssertFalse(JobView.json(try XCTUnwrap(try queue.get(bogus)), dataDir: fx.dataDir).serialized.contains(fx.dataDir))
         alice.close()
+    }
+}
+
+/// Alice publishes one Opus track and Bob, holding the `rec` grant,
+/// records the room and subscribes to the track; both media peers are
+/// bound. `beforePublish` gets the path of Alice's capture file once the
+/// recording has started and before the track (so before the recorder
+/// opens it).
+private final class RecordedCall {
+    let alice: BlockingSignallingClient, bob: BlockingSignallingClient
+    /// DATA-DIR/recordings/ID.
+    let dir: String
+    let ssrc: UInt32
+    let publisher: MediaPeer, subscriber: MediaPeer
+    /// What Alice sent and Bob received, in order.
+    private(set) var sent: [[UInt8]] = [], got: [[UInt8]] = []
+
+    init(_ fx: RelayServerFixture, beforePublish: (String) throws -> Void = { _ in }) throws {
+        alice = try fx.connect()
+        try alice.call(.auth(token: fx.token("alice"), room: nil))
+        let joinA = try alice.call(.join(room: nil, publish: true, subscribe: false, suite: nil))
+        bob = try fx.connect()
+        try bob.call(.auth(token: fx.token("bob", publish: false, record: true), room: nil))
+        let joinB = try bob.call(.join(room: nil, publish: false, subscribe: true, suite: nil))
+        let id = try XCTUnwrap(try bob.call(.startRecording())["recording"]?.stringValue)
+        dir = fx.dataDir + "/recordings/" + id
+        ssrc = UInt32(try XCTUnwrap(joinA["ssrcs"]?["audio"]?.intValue))
+        try beforePublish(dir + "/track-alice_\(ssrc).pcapng")
+        let pub = try alice.call(.publish([.opus(ssrc: ssrc)]))
+        try bob.call(.subscribe(track: try XCTUnwrap(pub["tracks"]?.arrayValue?.first?["id"]?.stringValue)))
+        publisher = try MediaPeer(join: joinA)
+        subscriber = try MediaPeer(join: joinB)
+        XCTAssertTrue(subscriber.bind(ufrag: try XCTUnwrap(joinB["ice"]?["ufrag"]?.stringValue),
+                                      password: try XCTUnwrap(joinB["ice"]?["pwd"]?.stringValue)))
+    }
+
+    /// Alice sends `n` packets, Bob receiving each before the next is sent.
+    func exchange(_ n: Int) throws {
+        for _ in 0..<n {
+            sent.append(try publisher.sendNext(ssrc: ssrc))
+            if let p = try subscriber.receiveRTP() { got.append(p) }
+        }
+    }
+
+    func close() {
+        alice.close()
+        bob.close()
     }
 }

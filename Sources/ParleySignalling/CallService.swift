@@ -437,10 +437,13 @@ public final class CallService: SignallingFeature {
     }
 
     /// Subscribers of a track that went away forget it (the relay's
-    /// unpublish or leave already ended the subscriptions).
+    /// unpublish or leave already ended the subscriptions), in their order of
+    /// subscriptions too: a re-offer must not announce it, even once the
+    /// same SSRC is published again.
     private func dropSubscriptions(to t: RoomTrack, room: String) {
         for key in rooms[room] ?? [] {
             guard var j = calls[key], j.subscriptions.removeValue(forKey: t.id) != nil else { continue }
+            j.subscriptionOrder.removeAll { $0 == t.id }
             calls[key] = j
         }
     }

@@ -131,6 +131,48 @@ final class SignallingRelayTests: XCTestCase {
         b.close()
     }
 
+    /// A WebRTC peer's new offer (client-initiated renegotiation) announces
+    /// (`a=msid`) only the tracks it is subscribed to: none that was
+    /// unpublished or whose publisher left, not even once the same SSRC is
+    /// published again, until the peer subscribes again, and then on one
+    /// section only.
+    func testAReOfferAnnouncesNoTrackThatWentAway() throws {
+        let w = try connect()
+        try w.call(.auth(token: token("dana"), room: nil))
+        // One audio section to send, two to receive.
+        var sdp = ["v=0", "o=- 1 2 IN IP4 127.0.0.1", "s=-", "t=0 0", "a=group:BUNDLE 0 1 2"]
+        for (mid, direction) in ["sendrecv", "recvonly", "recvonly"].enumerated() {
+            sdp += ["m=audio 9 UDP/TLS/RTP/SAVPF 111", "c=IN IP4 0.0.0.0", "a=mid:\(mid)", "a=\(direction)",
+                    "a=ice-ufrag:abcd", "a=ice-pwd:abcdefghijklmnopqrstuvwx",
+                    "a=fingerprint:sha-256 " + (0..<32).map { _ in "AB" }.joined(separator: ":"),
+                    "a=setup:actpass", "a=rtcp-mux", "a=rtpmap:111 opus/48000/2"]
+            if mid == 0 { sdp.append("a=ssrc:5001 cname:dana") }
+        }
+        let offer = ClientRequest(type: "offer", fields: ["sdp": .string((sdp + [""]).joined(separator: "\r\n"))])
+        func announced() throws -> [String] {
+            let answer = try XCTUnwrap(try w.call(offer)["sdp"]?.stringValue)
+            return answer.split(separator: "\r\n").filter { $0.hasPrefix("a=msid:") }.map { String($0.dropFirst(7).split(separator: " ")[0]) }.sorted()
+        }
+        XCTAssertEqual(try announced(), [], "the join announces nothing")
+        let (b, _, trackB) = try joinAndPublish("bob")
+        let (c, _, trackC) = try joinAndPublish("carol")
+        let idB = trackB["id"]!.stringValue!, ssrcB = UInt32(trackB["ssrc"]!.intValue!)
+        try w.call(.subscribe(track: idB))
+        try w.call(.subscribe(track: trackC["id"]!.stringValue!))
+        XCTAssertEqual(try announced(), ["bob", "carol"])
+
+        try b.call(.unpublish(track: idB))
+        XCTAssertEqual(try announced(), ["carol"], "an unpublished track")
+        try b.call(.publish([TrackDescription(kind: .audio, codec: "opus", payloadType: 111, clockRate: 48000, channels: 2, ssrc: ssrcB)]))
+        XCTAssertEqual(try announced(), ["carol"], "published again on the same SSRC, but not subscribed to")
+        try w.call(.subscribe(track: idB))
+        XCTAssertEqual(try announced(), ["bob", "carol"], "subscribed again: one section")
+
+        try c.call(.leave)
+        XCTAssertEqual(try announced(), ["bob"], "a publisher who left")
+        b.close(); c.close(); w.close()
+    }
+
     func testSRTCPSenderReportsAreReprotectedForSubscribersAndForgedOnesDropped() throws {
         let (a, joinA, trackA) = try joinAndPublish("alice")
         let (b, joinB, _) = try joinAndPublish("bob")

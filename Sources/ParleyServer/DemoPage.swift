@@ -65,6 +65,7 @@ enum DemoPage {
     <p>
       <button id="mute" disabled>Mute</button>
       <button id="share" disabled>Share screen</button>
+      <button id="leave" disabled>Leave</button>
       <label>Quality <select id="quality" disabled>
         <option value="high">high</option><option value="medium">medium</option><option value="low">low</option>
       </select></label>
@@ -85,7 +86,9 @@ enum DemoPage {
     // again with a receiving transceiver for each: the answer says which
     // track (SSRC, and its publisher as the stream) goes out on which.
     // ?simulcast=1 sends video in three layers (rids q, h, f); the Quality
-    // selector asks for one layer of every simulcast track received.
+    // selector asks for one layer of every simulcast track received. When
+    // tracks go (unpublished, or their publisher left) it offers again, and
+    // their tiles go with what the answer no longer announces.
     "use strict";
     const $ = (id) => document.getElementById(id);
     const params = new URLSearchParams(location.search);
@@ -109,6 +112,10 @@ enum DemoPage {
         m.type === "error" ? waiting.reject(new Error(m.code + ": " + m.message)) : waiting.resolve(m);
       } else if (m.type === "track_published") {
         subscribe(m.track);
+      } else if (m.type === "track_unpublished") {
+        forget((t) => t.id === m.track);
+      } else if (m.type === "participant_left") {
+        forget((t) => t.participant === m.participant);
       }
     }
 
@@ -119,6 +126,21 @@ enum DemoPage {
       if (track.rids && $("quality").value !== "high") await setQuality(track, $("quality").value);
       state.wanted[track.kind] += 1;
       renegotiate();
+    }
+
+    // Subscribed tracks that went away: the relay ended those subscriptions;
+    // a new offer frees their sections, whose receivers then leave their
+    // streams (removetrack: the tile goes once its stream is empty).
+    function forget(gone) {
+      let any = false;
+      for (const t of state.subscribed.values()) {
+        if (!gone(t)) continue;
+        state.subscribed.delete(t.id);
+        delete state.quality[t.id];
+        state.wanted[t.kind] -= 1;
+        any = true;
+      }
+      if (any) renegotiate();
     }
 
     // One receiving transceiver per subscribed track of each kind, then a new
@@ -166,7 +188,7 @@ enum DemoPage {
       await call("auth", { token });
 
       const simulcast = params.get("simulcast") === "1";
-      const local = await navigator.mediaDevices.getUserMedia({ audio: true, video: simulcast ? { width: 1280, height: 720 } : true });
+      const local = state.local = await navigator.mediaDevices.getUserMedia({ audio: true, video: simulcast ? { width: 1280, height: 720 } : true });
       tileFor(local).srcObject = local;
       tileFor(local).muted = true;
       const pc = state.pc = new RTCPeerConnection();
@@ -209,10 +231,26 @@ enum DemoPage {
       await pc.setRemoteDescription({ type: "answer", sdp: joined.sdp });
       state.audioId = (joined.tracks.find((t) => t.kind === "audio") || {}).id;
       for (const p of joined.participants) for (const t of p.tracks) await subscribe(t);
-      $("mute").disabled = false;
-      $("share").disabled = false;
-      $("quality").disabled = false;
-      setInterval(showStats, 1000);
+      for (const b of ["mute", "share", "quality", "leave"]) $(b).disabled = false;
+      state.statsTimer = setInterval(showStats, 1000);
+    }
+
+    // `leave`: the others get participant_left at once. Everything of the call
+    // ends here; Enter starts a new one.
+    async function leave() {
+      for (const b of ["mute", "share", "quality", "leave"]) $(b).disabled = true;
+      clearInterval(state.statsTimer);
+      await call("leave").catch(() => {});
+      state.ws.close();
+      state.pc.close();
+      for (const t of state.local.getTracks()) t.stop();
+      $("tiles").replaceChildren();
+      for (const a of document.querySelectorAll("audio")) a.remove();
+      Object.assign(state, { pending: new Map(), subscribed: new Map(), muted: false, quality: {}, wanted: { audio: 0, video: 0 },
+                             negotiating: Promise.resolve() });
+      $("mute").textContent = "Mute";
+      $("status").textContent = "left";
+      $("enter").querySelector("button").disabled = false;
     }
 
     async function showStats() {
@@ -258,6 +296,8 @@ enum DemoPage {
       $("enter").querySelector("button").disabled = true;
       enter($("room").value, $("user").value).catch((err) => { $("status").textContent = String(err); });
     };
+
+    $("leave").onclick = () => leave().catch((err) => { $("status").textContent = String(err); });
 
     $("mute").onclick = async () => {
       state.muted = !state.muted;

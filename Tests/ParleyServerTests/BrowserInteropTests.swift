@@ -65,15 +65,29 @@ final class BrowserInteropTests: XCTestCase {
     /// decodes both other pages' video as separate streams.
     func testThreePagesRenegotiateAndEachDecodesTwoStreams() throws {
         let result = try run(["--room", "three", "--pages", "3"])
+        assertEachPageShowsTheOthers(result, pages: 3)
+    }
+
+    /// Three pages, then the third presses Leave: the other two get
+    /// `participant_left`, offer again, and end with two tiles each (their
+    /// own and the one other page's), none empty, still decoding.
+    func testWhenAPageLeavesTheOthersRenegotiateAndDropItsTile() throws {
+        let result = try run(["--room", "leave", "--pages", "3", "--leave"])
+        XCTAssertEqual(result["left"]?["status"]?.stringValue, "left", "\(result)")
+        assertEachPageShowsTheOthers(result, pages: 2)
+    }
+
+    /// Each of `pages` pages decodes the video of every other one, in its own
+    /// tile beside the page's own, none left empty by renegotiation.
+    private func assertEachPageShowsTheOthers(_ result: JSONValue, pages n: Int, line: UInt = #line) {
         let pages = result["pages"]?.arrayValue ?? []
-        XCTAssertEqual(pages.count, 3)
+        XCTAssertEqual(pages.count, n, line: line)
         for page in pages {
-            XCTAssertEqual(page["last"]?["videoStreamsDecoding"]?.intValue, 2, "\(page)")
-            // Its own tile and one per other page; none left empty by renegotiation.
-            XCTAssertEqual(page["last"]?["tiles"]?.intValue, 3, "\(page)")
-            XCTAssertEqual(page["last"]?["emptyTiles"]?.intValue, 0, "\(page)")
+            XCTAssertEqual(page["last"]?["videoStreamsDecoding"]?.intValue, n - 1, "\(page)", line: line)
+            XCTAssertEqual(page["last"]?["tiles"]?.intValue, n, "\(page)", line: line)
+            XCTAssertEqual(page["last"]?["emptyTiles"]?.intValue, 0, "\(page)", line: line)
             XCTAssertGreaterThan(page["last"]?["video"]?["framesDecoded"]?.intValue ?? 0,
-                                 page["first"]?["video"]?["framesDecoded"]?.intValue ?? 0, "\(page)")
+                                 page["first"]?["video"]?["framesDecoded"]?.intValue ?? 0, "\(page)", line: line)
         }
     }
 

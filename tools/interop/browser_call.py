@@ -3,7 +3,7 @@
 the demo page, driven by Playwright, with a fake camera and microphone.
 
 usage: browser_call.py BASE_URL [--room R] [--pages N] [--seconds S] [--screenshot FILE] [--expect video|audio]
-                       [--simulcast] [--quality low|medium|high]
+                       [--simulcast] [--quality low|medium|high] [--leave]
 
 Opens N pages (default 2) at BASE_URL/?room=R&user=pageK&autojoin=1 (the
 server must run with `dev`, for /dev/token), waits until every page
@@ -18,6 +18,11 @@ With --simulcast the pages send video in three layers (the demo's
 Quality selector, and the script waits until the relay answered for every
 simulcast track it receives and (low) until it decodes the smallest picture
 another page sends; "quality" in the output says what it saw.
+
+With --leave the last page, once every page decodes, presses Leave; the
+script waits until each other page shows one tile fewer and no empty tile
+(it offered again on participant_left), then samples those pages only;
+"left" in the output has the leaver's user and status.
 
 Exit status 0 when every page's video framesDecoded and packetsReceived grew
 (--expect audio: its audio packetsReceived grew and audioLevel > 0: a room
@@ -35,9 +40,10 @@ ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", 
 
 def main() -> int:
     args = sys.argv[1:]
-    simulcast = "--simulcast" in args
-    if simulcast:
-        args.remove("--simulcast")
+    simulcast, leave = "--simulcast" in args, "--leave" in args
+    for flag in ("--simulcast", "--leave"):
+        if flag in args:
+            args.remove(flag)
     opts = {"--room": "demo", "--pages": "2", "--seconds": "30", "--screenshot": "", "--expect": "video", "--quality": ""}
     for k in list(opts):
         if k in args:
@@ -69,6 +75,20 @@ def main() -> int:
         deadline = time.time() + seconds
         while time.time() < deadline and not all(decoding(pg) for pg in pages):
             time.sleep(0.2)
+        left = None
+        if leave:
+            leaver = pages.pop()
+            leaver.click("#leave")
+            n -= 1
+
+            def tidy(page):
+                st = stats(page)
+                return st.get("tiles") == n and st.get("emptyTiles") == 0
+
+            deadline = time.time() + seconds
+            while time.time() < deadline and not all(tidy(pg) for pg in pages):
+                time.sleep(0.2)
+            left = {"user": f"page{n}", "status": leaver.inner_text("#status")}
         quality = None
         if opts["--quality"]:
             q = opts["--quality"]
@@ -98,6 +118,8 @@ def main() -> int:
                              "first": first[k], "last": last[k]} for k in range(n)]}
         if quality is not None:
             result["quality"] = quality
+        if left is not None:
+            result["left"] = left
         browser.close()
     print(json.dumps(result, sort_keys=True), flush=True)
 

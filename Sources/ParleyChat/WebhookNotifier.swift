@@ -17,8 +17,14 @@ public struct WebhookConfig: Sendable {
     public var queueCapacity = 10_000
     /// Requests in flight at once (`chat-webhook-concurrency`).
     public var concurrency = 4
-    /// Seconds one request may take, connect to status line (`chat-webhook-timeout-ms`).
+    /// Seconds one request may take, connect (when it needs one) to the end of the response (`chat-webhook-timeout-ms`).
     public var timeoutSeconds = 5.0
+    /// Seconds a kept-alive connection to the receiver may wait idle for the next request before it is closed;
+    /// 0: a connection per request (`Connection: close`) (`chat-webhook-idle-ms`).
+    public var idleSeconds = 30.0
+    /// Seconds a host name's resolved address is reused before getaddrinfo runs again; a failed connect forgets it
+    /// at once (`chat-webhook-resolve-ttl-ms`).
+    public var resolveTTLSeconds = 60.0
     /// Attempts per notification, the first included (`chat-webhook-attempts`).
     public var attempts = 5
     /// The wait before the first retry, doubled for each further one, at most 5 minutes (`chat-webhook-backoff-ms`).
@@ -90,6 +96,12 @@ public struct NotifierMetrics: Sendable {
     /// Users with a notification waiting (new or to retry), and requests in flight.
     public let queued: Gauge
     public let inFlight: Gauge
+    /// Connections opened to the receiver (a request on a kept-alive connection opens none).
+    public let connections: Counter
+    /// Host-name look-ups (getaddrinfo) for the receiver's address.
+    public let resolves: Counter
+    /// Kept-alive connections waiting for the next request.
+    public let idleConnections: Gauge
 
     public init(registry: MetricsRegistry) {
         let name = "parley_chat_notifications_total", help = "Offline notifications (chat webhook), by outcome"
@@ -100,6 +112,11 @@ public struct NotifierMetrics: Sendable {
         dropped = registry.counter(name, help: help, labels: [("outcome", "dropped")])
         queued = registry.gauge("parley_chat_notifications_queued", help: "Offline notifications waiting to be posted (new or to retry)")
         inFlight = registry.gauge("parley_chat_notifications_in_flight", help: "Offline notification requests in flight to the webhook")
+        connections = registry.counter("parley_chat_notifications_connections_total",
+                                       help: "Connections opened to the chat webhook (requests on a kept-alive one open none)")
+        resolves = registry.counter("parley_chat_notifications_resolves_total", help: "Host-name look-ups (getaddrinfo) of the chat webhook")
+        idleConnections = registry.gauge("parley_chat_notifications_idle_connections",
+                                         help: "Kept-alive connections to the chat webhook waiting for the next request")
     }
 
     public static let shared = NotifierMetrics(registry: .shared)
@@ -110,12 +127,18 @@ public struct NotifierMetrics: Sendable {
 /// payload and how to verify the signature).
 ///
 /// It runs on a thread of its own (an event loop, "parley-notify"), so the
-/// signalling loop only hands a notification over. The HTTP/1.1 client is a
-/// `TCPConnection` per request (`Connection: close`, TLS for https:// with
-/// the peer's certificate and name checked), reading only the status line;
-/// a host name is resolved on this thread (getaddrinfo), never on the
-/// signalling loop. Collapse, the per-user rate, priority, the queue's bound
-/// and backoff are `NotificationQueue`'s.
+/// signalling loop only hands a notification over. The HTTP/1.1 client keeps
+/// its connections alive (TLS for https:// with the peer's certificate and
+/// name checked): each request reads its whole response (`HTTPResponseReader`)
+/// and leaves the connection idle for the next, at most `concurrency` of
+/// them and each for at most `idleSeconds`. A connection the receiver closed
+/// is dropped; a request that found its kept-alive connection closed before
+/// any byte of a response is sent again at once on a new one, without
+/// counting an attempt. A host name is resolved on this thread (getaddrinfo,
+/// never on the signalling loop) and the address reused for
+/// `resolveTTLSeconds`, or until a connect to it fails. Collapse, the
+/// per-user rate, priority, the queue's bound and backoff are
+/// `NotificationQueue`'s.
 public final class WebhookNotifier: ChatNotifier, @unchecked Sendable {
     public let config: WebhookConfig
     let metrics: NotifierMetrics
@@ -128,11 +151,15 @@ public final class WebhookNotifier: ChatNotifier, @unchecked Sendable {
 
     // Loop-confined.
     private var queue: NotificationQueue
-    private var inFlight: [ObjectIdentifier: (NotificationQueue.Entry, TCPConnection?)] = [:]
+    private var inFlight: [ObjectIdentifier: (NotificationQueue.Entry, WebhookConnection)] = [:]
+    /// Kept-alive connections waiting for a request, the most recently used last.
+    private var idle: [WebhookConnection] = []
+    /// The receiver's address from getaddrinfo and until when (monotonic ns) it is used; nil for an IP literal.
+    private var resolved: (address: SocketAddress, until: UInt64)?
     private var wake: (timer: TimerHandle, at: UInt64)?
     private var closed = false
     /// This notifier's own totals (the metrics are process-wide): `state()`.
-    private var totals: [String: Int] = ["sent": 0, "failed": 0, "retried": 0, "collapsed": 0, "dropped": 0]
+    private var totals: [String: Int] = ["sent": 0, "failed": 0, "retried": 0, "collapsed": 0, "dropped": 0, "connections": 0, "resolves": 0]
 
     public var includesText: Bool { config.includeText }
     /// Notifications on their way from `notify` to the queue, at most: `chat-webhook-queue`, and at least 1024.
@@ -173,7 +200,9 @@ public final class WebhookNotifier: ChatNotifier, @unchecked Sendable {
         _ = loop.execute { [self] in
             closed = true
             queue.removeAll()
-            for (_, c) in inFlight.values { c?.abort() }
+            for (_, c) in inFlight.values { c.abort() }
+            for c in idle { c.abort() }
+            idle.removeAll()
         }
         group.syncShutdownGracefully()
     }
@@ -185,7 +214,7 @@ public final class WebhookNotifier: ChatNotifier, @unchecked Sendable {
     public func state(_ completion: @escaping @Sendable (JSONValue) -> Void) -> Bool {
         loop.execute { [self] in
             var o: [String: JSONValue] = ["url": .string("\(config.url.secure ? "https" : "http")://\(config.url.hostHeader)"),
-                                          "queued": JSONValue(queue.count), "inFlight": JSONValue(inFlight.count),
+                                          "queued": JSONValue(queue.count), "inFlight": JSONValue(inFlight.count), "idle": JSONValue(idle.count),
                                           "includeText": .bool(config.includeText)]
             for (k, v) in totals { o[k] = JSONValue(v) }
             completion(.object(o))
@@ -230,42 +259,58 @@ public final class WebhookNotifier: ChatNotifier, @unchecked Sendable {
 
     // MARK: One request
 
-    private func post(_ entry: NotificationQueue.Entry) {
-        let exchange = WebhookExchange()
-        let id = ObjectIdentifier(exchange)
-        inFlight[id] = (entry, nil)
-        exchange.done = { [weak self, weak exchange, loop] outcome in
-            if let t = exchange?.timer { loop.cancelTimer(t) }
-            self?.finished(id, outcome)
-        }
+    /// Sends `entry` on an idle kept-alive connection, or a new one (`fresh`, or none idle).
+    private func post(_ entry: NotificationQueue.Entry, fresh: Bool = false) {
         let request = self.request(for: entry)
-        let address: SocketAddress
-        do { address = try resolve(config.url) } catch {
-            return exchange.finish(.failure(WebhookExchange.Failure("\(error)")))
-        }
-        var options = TCPOptions()
-        options.handshakeTimeout = .milliseconds(Int64(config.timeoutSeconds * 1000))
-        options.maxQueuedWriteBytes = request.count + 65536
-        do {
-            let c = try TCPConnection.connect(to: address, on: loop, options: options, tls: tls, handler: exchange)
-            inFlight[id]?.1 = c
-            c.write(request)
-            exchange.timer = loop.scheduleTimer(after: .milliseconds(Int64(config.timeoutSeconds * 1000))) { [weak exchange, weak c] in
-                exchange?.timer = nil
-                exchange?.finish(.failure(WebhookExchange.Failure("timed out")))
-                c?.abort()
+        let connection: WebhookConnection
+        if !fresh, let c = idle.popLast() {
+            metrics.idleConnections.set(idle.count)
+            connection = c
+        } else {
+            connection = WebhookConnection()
+            inFlight[ObjectIdentifier(connection)] = (entry, connection)
+            let address: SocketAddress
+            do { address = try self.address() } catch {
+                return finished(connection, .failure(WebhookConnection.Failure("\(error)")))
             }
-        } catch {
-            exchange.finish(.failure(WebhookExchange.Failure("connect \(address): \(error)")))
+            var options = TCPOptions()
+            options.handshakeTimeout = .milliseconds(Int64(config.timeoutSeconds * 1000))
+            options.maxQueuedWriteBytes = request.count + 65536
+            do {
+                try connection.connect(to: address, on: loop, options: options, tls: tls)
+            } catch {
+                resolved = nil
+                return finished(connection, .failure(WebhookConnection.Failure("connect \(address): \(error)")))
+            }
+            count("connections", metrics.connections)
+        }
+        inFlight[ObjectIdentifier(connection)] = (entry, connection)
+        connection.onIdleClose = { [weak self] c in self?.dropIdle(c) }
+        connection.send(request, timeout: .milliseconds(Int64(config.timeoutSeconds * 1000))) { [weak self] c, outcome in
+            self?.finished(c, outcome)
         }
     }
 
-    private func finished(_ id: ObjectIdentifier, _ outcome: Result<Int, WebhookExchange.Failure>) {
-        guard let (entry, _) = inFlight.removeValue(forKey: id), !closed else { return }
-        let status: Int?
+    private func finished(_ connection: WebhookConnection, _ outcome: Result<(status: Int, reusable: Bool), WebhookConnection.Failure>) {
+        guard let (entry, _) = inFlight.removeValue(forKey: ObjectIdentifier(connection)) else { return }
+        guard !closed else { return connection.abort() }
+        var status: Int?
         switch outcome {
-        case .success(let s): status = s
-        case .failure: status = nil
+        case .success(let r):
+            status = r.status
+            if r.reusable && config.idleSeconds > 0 && idle.count < config.concurrency {
+                connection.park(idleFor: .milliseconds(Int64(config.idleSeconds * 1000)))
+                idle.append(connection)
+                metrics.idleConnections.set(idle.count)
+            } else {
+                connection.close()
+            }
+        case .failure(let f):
+            if f.connectFailed { resolved = nil }
+            if f.stale {   // the receiver closed the kept-alive connection as it was reused: not an attempt
+                post(entry, fresh: true)
+                return pump()
+            }
         }
         if let s = status, (200..<300).contains(s) {
             count("sent", metrics.sent)
@@ -283,7 +328,13 @@ public final class WebhookNotifier: ChatNotifier, @unchecked Sendable {
         pump()
     }
 
-    private static func reason(_ outcome: Result<Int, WebhookExchange.Failure>) -> String {
+    /// An idle connection closed (the receiver, or the idle time ran out).
+    private func dropIdle(_ connection: WebhookConnection) {
+        idle.removeAll { $0 === connection }
+        metrics.idleConnections.set(idle.count)
+    }
+
+    private static func reason(_ outcome: Result<(status: Int, reusable: Bool), WebhookConnection.Failure>) -> String {
         if case .failure(let f) = outcome { return f.description }
         return ""
     }
@@ -294,7 +345,7 @@ public final class WebhookNotifier: ChatNotifier, @unchecked Sendable {
         let timestamp = String(Int64(Date().timeIntervalSince1970))
         let signature = Self.signature(secret: config.secret, timestamp: timestamp, body: body)
         let head = "POST \(config.url.target) HTTP/1.1\r\nHost: \(config.url.hostHeader)\r\nUser-Agent: parley\r\n"
-            + "Content-Type: application/json\r\nContent-Length: \(body.count)\r\nConnection: close\r\n"
+            + "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n\(config.idleSeconds > 0 ? "" : "Connection: close\r\n")"
             + "X-Parley-Delivery: \(entry.id)\r\nX-Parley-Timestamp: \(timestamp)\r\nX-Parley-Signature: sha256=\(signature)\r\n\r\n"
         return Array(head.utf8) + body
     }
@@ -327,59 +378,129 @@ public final class WebhookNotifier: ChatNotifier, @unchecked Sendable {
         return out
     }
 
-    /// An IP literal as is (`localhost` is 127.0.0.1); a name through getaddrinfo, on this thread.
-    func resolve(_ url: WebhookURL) throws -> SocketAddress {
-        if let a = SocketAddress(ip: url.host == "localhost" ? "127.0.0.1" : url.host, port: url.port) { return a }
+    /// The receiver's address: an IP literal as is (`localhost` is 127.0.0.1); a name through getaddrinfo, on
+    /// this thread, reused for `resolveTTLSeconds` (a failed connect forgets it).
+    private func address() throws -> SocketAddress {
+        if let a = SocketAddress(ip: config.url.host == "localhost" ? "127.0.0.1" : config.url.host, port: config.url.port) { return a }
+        let now = MonotonicTime.now().nanoseconds
+        if let r = resolved, now < r.until { return r.address }
+        count("resolves", metrics.resolves)
+        let a = try Self.resolve(config.url)
+        resolved = (a, now + UInt64(config.resolveTTLSeconds * 1e9))
+        return a
+    }
+
+    static func resolve(_ url: WebhookURL) throws -> SocketAddress {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         var list: UnsafeMutablePointer<addrinfo>?
         let r = getaddrinfo(url.host, String(url.port), &hints, &list)
-        guard r == 0, let first = list else { throw WebhookExchange.Failure("cannot resolve \(url.host): \(String(cString: gai_strerror(r)))") }
+        guard r == 0, let first = list else { throw WebhookConnection.Failure("cannot resolve \(url.host): \(String(cString: gai_strerror(r)))") }
         defer { freeaddrinfo(list) }
         var p: UnsafeMutablePointer<addrinfo>? = first
         while let ai = p {
             if let sa = ai.pointee.ai_addr, let a = SocketAddress(UnsafeRawPointer(sa), length: Int(ai.pointee.ai_addrlen)) { return a }
             p = ai.pointee.ai_next
         }
-        throw WebhookExchange.Failure("cannot resolve \(url.host)")
+        throw WebhookConnection.Failure("cannot resolve \(url.host)")
     }
 }
 
-/// One POST: the response's status line is all it waits for.
-final class WebhookExchange: TCPConnectionHandler {
+/// One kept-alive connection to the receiver, on the notifier's loop: a
+/// request at a time (`send`), its whole response read, then idle
+/// (`park`) until the next request, the receiver's close or the idle time.
+final class WebhookConnection: TCPConnectionHandler {
     struct Failure: Error, CustomStringConvertible {
         let description: String
-        init(_ d: String) { description = d }
+        /// The connection had carried a request before and closed before a byte of this one's response:
+        /// the receiver closed it as it was reused (send again on a new connection).
+        var stale = false
+        /// The TCP connect failed (forget the resolved address).
+        var connectFailed = false
+        init(_ d: String, stale: Bool = false, connectFailed: Bool = false) {
+            description = d
+            self.stale = stale
+            self.connectFailed = connectFailed
+        }
     }
 
-    var done: ((Result<Int, Failure>) -> Void)?
-    var timer: TimerHandle?
-    private var received: [UInt8] = []
+    typealias Done = (WebhookConnection, Result<(status: Int, reusable: Bool), Failure>) -> Void
 
-    func finish(_ outcome: Result<Int, Failure>) {
+    private var connection: TCPConnection?
+    private var reader = HTTPResponseReader()
+    private var done: Done?
+    private var timer: TimerHandle?
+    /// Requests sent on this connection before the one in flight.
+    private var served = 0
+    private var responseStarted = false
+    /// Called when the connection closes while idle (parked).
+    var onIdleClose: ((WebhookConnection) -> Void)?
+
+    func connect(to address: SocketAddress, on loop: EventLoop, options: TCPOptions, tls: TLSContext?) throws {
+        connection = try TCPConnection.connect(to: address, on: loop, options: options, tls: tls, handler: self)
+    }
+
+    /// Writes `request` and calls `done` once with its status (whole response read) or why not.
+    func send(_ request: [UInt8], timeout: Duration, done: @escaping Done) {
+        guard let c = connection, c.isOpen else { return done(self, .failure(Failure("closed", stale: served > 0))) }
+        if let t = timer { c.loop.cancelTimer(t) }
+        self.done = done
+        responseStarted = false
+        c.write(request)
+        timer = c.loop.scheduleTimer(after: timeout) { [weak self] in
+            guard let self else { return }
+            timer = nil
+            finish(.failure(Failure("timed out")))
+            abort()
+        }
+    }
+
+    /// Waits idle for the next request, closed after `idleFor`.
+    func park(idleFor: Duration) {
+        guard let c = connection else { return }
+        served += 1
+        timer = c.loop.scheduleTimer(after: idleFor) { [weak self] in
+            self?.timer = nil
+            self?.close()
+        }
+    }
+
+    func close() { connection?.close() }
+    func abort() { connection?.abort() }
+
+    private func finish(_ outcome: Result<(status: Int, reusable: Bool), Failure>) {
+        if let t = timer, let c = connection { c.loop.cancelTimer(t) }
+        timer = nil
         guard let d = done else { return }
         done = nil
-        d(outcome)
+        d(self, outcome)
     }
 
-
     func connection(_ connection: TCPConnection, didRead bytes: UnsafeRawBufferPointer) {
-        guard done != nil else { return }
-        received.append(contentsOf: bytes)
+        guard done != nil else { return connection.abort() }   // bytes nobody asked for
+        responseStarted = true
+        reader.append(bytes)
         do {
-            guard let (head, consumed) = try HTTPResponseHead.parse(received) else { return }
-            if head.status.code < 200 {  // 1xx: the final status follows
-                received.removeFirst(consumed)
-                return
-            }
-            finish(.success(head.status.code))
+            guard case .response(let status, let reusable) = try reader.next() else { return }
+            finish(.success((status, reusable && reader.bufferedByteCount == 0)))
         } catch {
             finish(.failure(Failure("bad response: \(error)")))
+            connection.abort()
         }
-        connection.close()
     }
 
     func connection(_ connection: TCPConnection, didCloseWith reason: TCPCloseReason) {
-        finish(.failure(Failure("closed before a status: \(reason)")))
+        if let t = timer { connection.loop.cancelTimer(t) }
+        timer = nil
+        if done == nil {
+            onIdleClose?(self)
+        } else {
+            var connectFailed = false
+            if case .connectFailed = reason { connectFailed = true }
+            finish(.failure(Failure("closed before the response's end: \(reason)", stale: served > 0 && !responseStarted,
+                                    connectFailed: connectFailed)))
+        }
+        onIdleClose = nil
+        self.connection = nil
     }
 }

@@ -218,7 +218,7 @@ public struct HTTPRequestParser: Sendable {
                     if bufferedByteCount > Self.maxChunkLineLength { throw .badRequest("chunk size line too long") }
                     return .needMoreData
                 }
-                let size = try parseChunkSize(line)
+                let size = try Self.chunkSize(line)
                 if size > bodyLimit - bodyReceived { throw .payloadTooLarge }
                 state = size == 0 ? .trailers : .chunkData(remaining: size)
 
@@ -404,18 +404,7 @@ public struct HTTPRequestParser: Sendable {
             bodyLength = .chunked
             state = .chunkSize
         } else if !contentLengths.isEmpty {
-            var length: Int?
-            for element in contentLengths.flatMap({ $0.split(separator: ",", omittingEmptySubsequences: false) }) {
-                let digits = element.trimmingOWS()
-                guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
-                    throw .badRequest("invalid Content-Length")
-                }
-                // More than 18 digits cannot fit any limit we allow.
-                guard digits.utf8.count <= 18, let n = Int(digits) else { throw .payloadTooLarge }
-                if let l = length, l != n { throw .badRequest("conflicting Content-Length values") }
-                length = n
-            }
-            let n = length!
+            let n = try headers.contentLength()!
             declaredLength = n
             bodyLength = n == 0 ? .none : .contentLength(n)
             state = .fixedBody(remaining: n)
@@ -429,7 +418,8 @@ public struct HTTPRequestParser: Sendable {
 
     // MARK: - Chunked coding (RFC 9112 §7.1)
 
-    private func parseChunkSize(_ line: ArraySlice<UInt8>) throws(HTTPParseError) -> Int {
+    /// The size on a chunk-size line (hex, optional extensions after `;`); requests and responses alike.
+    static func chunkSize(_ line: ArraySlice<UInt8>) throws(HTTPParseError) -> Int {
         var size = 0
         var digits = 0
         var i = line.startIndex
@@ -450,5 +440,24 @@ public struct HTTPRequestParser: Sendable {
             }
         }
         return size
+    }
+}
+
+extension HTTPHeaders {
+    /// The message's Content-Length (RFC 9112 §6.3): nil without one;
+    /// repeated or comma-listed values must agree. Requests and responses alike.
+    func contentLength() throws(HTTPParseError) -> Int? {
+        var length: Int?
+        for element in values("Content-Length").flatMap({ $0.split(separator: ",", omittingEmptySubsequences: false) }) {
+            let digits = element.trimmingOWS()
+            guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
+                throw .badRequest("invalid Content-Length")
+            }
+            // More than 18 digits cannot fit any limit we allow.
+            guard digits.utf8.count <= 18, let n = Int(digits) else { throw .payloadTooLarge }
+            if let l = length, l != n { throw .badRequest("conflicting Content-Length values") }
+            length = n
+        }
+        return length
     }
 }

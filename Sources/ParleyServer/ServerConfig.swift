@@ -188,6 +188,10 @@ public struct ServerConfig: Sendable, Equatable {
     public var chatWebhookConcurrency = 4
     /// Milliseconds one webhook request may take.
     public var chatWebhookTimeoutMs = 5000
+    /// Milliseconds a kept-alive webhook connection may wait idle (0: a connection per request).
+    public var chatWebhookIdleMs = 30_000
+    /// Milliseconds a webhook host name's resolved address is reused.
+    public var chatWebhookResolveTTLMs = 60_000
     /// Attempts per notification, and the wait before the first retry (doubled for each further one).
     public var chatWebhookAttempts = 5
     public var chatWebhookBackoffMs = 1000
@@ -289,7 +293,9 @@ public struct ServerConfig: Sendable, Equatable {
         ("chat-webhook-interval-ms", "at most one notification per user per this many milliseconds; messages in between collapse into the next, with a count (default 10000)"),
         ("chat-webhook-queue", "users with a notification waiting, at most; more are dropped and counted (default 10000)"),
         ("chat-webhook-concurrency", "webhook requests in flight at once (default 4)"),
-        ("chat-webhook-timeout-ms", "milliseconds one webhook request may take, connect to status line (default 5000)"),
+        ("chat-webhook-timeout-ms", "milliseconds one webhook request may take, connect (when it needs one) to the end of the response (default 5000)"),
+        ("chat-webhook-idle-ms", "milliseconds a kept-alive webhook connection may wait idle for the next request, at most chat-webhook-concurrency of them; 0: a connection per request (default 30000)"),
+        ("chat-webhook-resolve-ttl-ms", "milliseconds the webhook host name's resolved address is reused before getaddrinfo runs again; a failed connect forgets it at once (default 60000)"),
         ("chat-webhook-attempts", "attempts per notification after 5xx, 408, 429, timeouts and connection errors (default 5)"),
         ("chat-webhook-backoff-ms", "milliseconds before the first retry, doubled for each further one, at most 5 minutes (default 1000)"),
         ("chat-webhook-include-text", "true: a notification carries the message text, cut to 200 bytes (default false: user, conversation, sender, count and priority only)"),
@@ -457,6 +463,8 @@ public struct ServerConfig: Sendable, Equatable {
         case "chat-webhook-queue": chatWebhookQueue = try int(1...10_000_000)
         case "chat-webhook-concurrency": chatWebhookConcurrency = try int(1...1000)
         case "chat-webhook-timeout-ms": chatWebhookTimeoutMs = try int(10...600_000)
+        case "chat-webhook-idle-ms": chatWebhookIdleMs = try int(0...3_600_000)
+        case "chat-webhook-resolve-ttl-ms": chatWebhookResolveTTLMs = try int(0...86_400_000)
         case "chat-webhook-attempts": chatWebhookAttempts = try int(1...100)
         case "chat-webhook-backoff-ms": chatWebhookBackoffMs = try int(1...3_600_000)
         case "chat-webhook-include-text":

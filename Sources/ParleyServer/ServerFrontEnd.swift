@@ -219,6 +219,8 @@ extension ServerConfig {
         w.queueCapacity = chatWebhookQueue
         w.concurrency = chatWebhookConcurrency
         w.timeoutSeconds = Double(chatWebhookTimeoutMs) / 1000
+        w.idleSeconds = Double(chatWebhookIdleMs) / 1000
+        w.resolveTTLSeconds = Double(chatWebhookResolveTTLMs) / 1000
         w.attempts = chatWebhookAttempts
         w.backoffSeconds = Double(chatWebhookBackoffMs) / 1000
         w.includeText = chatWebhookIncludeText

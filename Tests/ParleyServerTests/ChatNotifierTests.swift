@@ -8,12 +8,19 @@ import ParleyTestSupport
 @testable import ParleyChat
 @testable import ParleyProtocol
 
-/// A local webhook receiver: python3's http.server on loopback that checks
-/// each request's signature as docs/protocol.md tells a receiver to
-/// (HMAC-SHA256 over `timestamp.body`, a timestamp within 5 minutes) and
-/// writes one JSON line per request to a file. It answers 401 to a bad
-/// signature, else the statuses of `plan` in turn, then 200. With `hold`,
-/// the first request waits until the test creates the gate file.
+/// A local webhook receiver: python3's http.server on loopback (HTTP/1.1,
+/// keep-alive, a thread per connection) that checks each request's
+/// signature as docs/protocol.md tells a receiver to (HMAC-SHA256 over
+/// `timestamp.body`, a timestamp within 5 minutes) and writes one JSON line
+/// per request to a file, with the client's port (which connection carried
+/// it). It answers 401 to a bad signature, else the statuses of `plan` in
+/// turn, then 200, each with a small body framed by Content-Length, or by
+/// chunks with `chunked`. The requests numbered in `close` (from 1) are
+/// answered with `Connection: close`, those in `drop` without it, and then
+/// the receiver closes the connection; those in `reset` are read and not
+/// answered at all, the connection closed (a receiver closing a kept-alive
+/// connection as a request arrives). With `hold`, the first request waits
+/// until the test creates the gate file.
 final class WebhookReceiver {
     let process: Process
     let port: Int
@@ -22,9 +29,12 @@ final class WebhookReceiver {
 
     static let script = """
     import sys, json, hmac, hashlib, time, os, http.server, ssl
-    secret, log, plan, gate = sys.argv[1].encode(), sys.argv[2], sys.argv[3], sys.argv[4]
+    import threading
+    secret, log, plan, gate, framing = sys.argv[1].encode(), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
     statuses = [int(x) for x in plan.split(",") if x]
+    close, drop, reset = [{int(x) for x in a.split(",") if x} for a in (sys.argv[6], sys.argv[7], sys.argv[8])]
     seen = 0
+    lock = threading.Lock()
     def record(o):
         with open(log, "a") as f: f.write(json.dumps(o) + "\\n")
     class H(http.server.BaseHTTPRequestHandler):
@@ -36,22 +46,36 @@ final class WebhookReceiver {
             mac = hmac.new(secret, ts.encode() + b"." + body, hashlib.sha256).hexdigest()
             ok = ts.isdigit() and abs(time.time() - int(ts)) < 300 and \\
                 hmac.compare_digest(self.headers.get("X-Parley-Signature", ""), "sha256=" + mac)
-            seen += 1
-            if gate != "-" and seen == 1:
+            with lock:
+                seen += 1
+                n = seen
+            if n in reset:
+                self.close_connection = True
+                return
+            if gate != "-" and n == 1:
                 record({"holding": True})
                 while not os.path.exists(gate): time.sleep(0.005)
-            status = (statuses[seen - 1] if seen <= len(statuses) else 200) if ok else 401
-            record({"verified": ok, "status": status, "delivery": self.headers.get("X-Parley-Delivery"),
-                    "type": self.headers.get("Content-Type"), "body": json.loads(body)})
+            status = (statuses[n - 1] if n <= len(statuses) else 200) if ok else 401
             self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.send_header("Connection", "close")
+            answer = b'{"received":true}'
+            if framing == "chunked":
+                self.send_header("Transfer-Encoding", "chunked")
+                answer = b"5\\r\\n" + answer[:5] + b"\\r\\n" + b"%x\\r\\n" % (len(answer) - 5) + answer[5:] + b"\\r\\n0\\r\\n\\r\\n"
+            else:
+                self.send_header("Content-Length", str(len(answer)))
+            if n in close: self.send_header("Connection", "close")
+            if n in drop: self.close_connection = True
             self.end_headers()
+            with lock:
+                record({"verified": ok, "status": status, "delivery": self.headers.get("X-Parley-Delivery"),
+                        "type": self.headers.get("Content-Type"), "port": self.client_address[1], "body": json.loads(body)})
+            self.wfile.write(answer)
         def log_message(self, *args): pass
-    server = http.server.HTTPServer(("127.0.0.1", 0), H)
-    if len(sys.argv) > 6:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    server.daemon_threads = True
+    if len(sys.argv) > 10:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(sys.argv[5], sys.argv[6])
+        context.load_cert_chain(sys.argv[9], sys.argv[10])
         server.socket = context.wrap_socket(server.socket, server_side=True)
     print(server.server_address[1], flush=True)
     server.serve_forever()
@@ -60,7 +84,8 @@ final class WebhookReceiver {
     let secure: Bool
 
     /// With `tls` (certificate and key files), the receiver speaks HTTPS.
-    init(secret: String, plan: [Int] = [], hold: Bool = false, tls: (cert: String, key: String)? = nil) throws {
+    init(secret: String, plan: [Int] = [], hold: Bool = false, chunked: Bool = false, close: [Int] = [], drop: [Int] = [],
+         reset: [Int] = [], tls: (cert: String, key: String)? = nil) throws {
         secure = tls != nil
         let dir = tempDir("webhook")
         let scriptPath = dir + "/receiver.py"
@@ -69,8 +94,9 @@ final class WebhookReceiver {
         gate = dir + "/open"
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", scriptPath, secret, log, plan.map(String.init).joined(separator: ","), hold ? gate : "-"]
-            + (tls.map { [$0.cert, $0.key] } ?? [])
+        let list = { (a: [Int]) in a.map(String.init).joined(separator: ",") }
+        process.arguments = ["python3", scriptPath, secret, log, list(plan), hold ? gate : "-", chunked ? "chunked" : "length",
+                             list(close), list(drop), list(reset)] + (tls.map { [$0.cert, $0.key] } ?? [])
         let out = Pipe()
         process.standardOutput = out
         try process.run()
@@ -113,9 +139,11 @@ final class ChatNotifierTests: ChatTestCase {
         receiver?.stop()
     }
 
-    func startWithWebhook(plan: [Int] = [], hold: Bool = false, secret serverSecret: String? = nil, tls: (cert: String, key: String)? = nil,
+    func startWithWebhook(plan: [Int] = [], hold: Bool = false, chunked: Bool = false, close: [Int] = [], drop: [Int] = [],
+                          reset: [Int] = [], secret serverSecret: String? = nil, tls: (cert: String, key: String)? = nil,
                           _ configure: @escaping (inout ServerConfig) -> Void = { _ in }) throws {
-        let r = try WebhookReceiver(secret: secret, plan: plan, hold: hold, tls: tls)
+        let r = try WebhookReceiver(secret: secret, plan: plan, hold: hold, chunked: chunked, close: close, drop: drop, reset: reset,
+                                    tls: tls)
         receiver = r
         try start { c in
             c.chatWebhookURL = r.url
@@ -255,6 +283,91 @@ final class ChatNotifierTests: ChatTestCase {
         waitUntil("given up") { notifierState()["failed"] == 1 }
         XCTAssertEqual(notifierState()["retried"], 1, "a failed handshake is retried like any connection error")
         XCTAssertEqual(receiver!.requests.count, 0, "not a byte of the notification was sent")
+    }
+
+    /// Notifications to `users` one after another, each waited for at the receiver.
+    func notifyInTurn(_ users: [String]) throws {
+        let alice = try device("alice")
+        for (i, u) in users.enumerated() {
+            _ = try alice.call(.chatSend(to: u, clientId: "n\(i)", text: "x"))
+            waitUntil("notification \(i + 1) taken") { receiver!.requests.count == i + 1 }
+        }
+        waitUntil("all sent") { notifierState()["sent"]?.intValue == users.count }
+    }
+
+    func testNotificationsShareOneKeptAliveConnection() throws {
+        try startWithWebhook()
+        try checkOneConnectionCarries(["u1", "u2", "u3", "u4"])
+    }
+
+    func testChunkedResponsesAreReadThroughAndKeepTheConnection() throws {
+        try startWithWebhook(chunked: true)
+        try checkOneConnectionCarries(["u1", "u2", "u3"])
+    }
+
+    func checkOneConnectionCarries(_ users: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+        try notifyInTurn(users)
+        let got = receiver!.requests
+        XCTAssertEqual(got.map { $0["verified"] }, users.map { _ in true }, file: file, line: line)
+        XCTAssertEqual(Set(got.compactMap { $0["port"]?.intValue }).count, 1, "one connection carried them all", file: file, line: line)
+        let s = notifierState()
+        XCTAssertEqual(s["connections"], 1, file: file, line: line)
+        XCTAssertEqual(s["idle"], 1, "kept for the next", file: file, line: line)
+        XCTAssertEqual(s["retried"], 0, file: file, line: line)
+        XCTAssertEqual(s["resolves"], 0, "an IP literal is not looked up", file: file, line: line)
+    }
+
+    func testAReceiverClosingTheConnectionIsSurvived() throws {
+        // The second response says Connection: close; after the third the receiver closes without saying so.
+        try startWithWebhook(close: [2], drop: [3])
+        try notifyInTurn(["u1", "u2", "u3", "u4", "u5"])
+        let got = receiver!.requests
+        let ports = got.compactMap { $0["port"]?.intValue }
+        XCTAssertEqual(ports.count, 5)
+        XCTAssertEqual(ports[0], ports[1])
+        XCTAssertNotEqual(ports[2], ports[1], "a new connection after Connection: close")
+        XCTAssertNotEqual(ports[3], ports[2], "a new connection after the receiver closed")
+        XCTAssertEqual(ports[3], ports[4])
+        XCTAssertEqual(got.map { $0["body"]?["attempt"] }, [1, 1, 1, 1, 1], "no attempt lost to a closed connection")
+        let s = notifierState()
+        XCTAssertEqual(s["connections"], 3)
+        XCTAssertEqual(s["retried"], 0)
+        XCTAssertEqual(s["failed"], 0)
+    }
+
+    func testARequestOnAConnectionTheReceiverClosesUnansweredGoesAgainOnANewOneWithoutCountingAnAttempt() throws {
+        // The receiver reads the second request on the kept-alive connection and closes it without a word.
+        try startWithWebhook(reset: [2])
+        try notifyInTurn(["u1", "u2", "u3"])
+        let got = receiver!.requests
+        let ports = got.compactMap { $0["port"]?.intValue }
+        XCTAssertEqual(got.map { $0["body"]?["user"] }, ["u1", "u2", "u3"])
+        XCTAssertEqual(got.map { $0["body"]?["attempt"] }, [1, 1, 1])
+        XCTAssertNotEqual(ports[1], ports[0], "sent again on a new connection")
+        XCTAssertEqual(ports[2], ports[1])
+        let s = notifierState()
+        XCTAssertEqual(s["connections"], 2)
+        XCTAssertEqual(s["retried"], 0)
+    }
+
+    func testWithoutKeepAliveEachRequestHasItsConnectionAndANameIsResolvedOnce() throws {
+        // A host name that resolves to the receiver's loopback address (this machine's own name, from /etc/hosts).
+        var name = [CChar](repeating: 0, count: 256)
+        gethostname(&name, name.count)
+        let host = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let a = try? WebhookNotifier.resolve(WebhookURL("http://\(host):1/")), a.ipString.hasPrefix("127.") else {
+            throw XCTSkip("this machine's name (\(host)) does not resolve to a loopback address")
+        }
+        try startWithWebhook { c in
+            c.chatWebhookURL = c.chatWebhookURL.replacingOccurrences(of: "127.0.0.1", with: host)
+            c.chatWebhookIdleMs = 0
+        }
+        try notifyInTurn(["u1", "u2", "u3"])
+        XCTAssertEqual(Set(receiver!.requests.compactMap { $0["port"]?.intValue }).count, 3)
+        let s = notifierState()
+        XCTAssertEqual(s["connections"], 3)
+        XCTAssertEqual(s["idle"], 0)
+        XCTAssertEqual(s["resolves"], 1, "the address is reused within chat-webhook-resolve-ttl-ms")
     }
 
     func testTheAdminRouteShowsTheNotifier() throws {

@@ -264,11 +264,25 @@ final class ChatNotifierTests: ChatTestCase {
     func testAnHTTPSReceiverIsReachedWhenItsCertificateChainsAndNamesTheHost() throws {
         let cert = try TLSCertificate.generateSelfSigned(directory: tempDir("webhook-tls"))
         try startWithWebhook(tls: (cert.certificateFile, cert.privateKeyFile)) { $0.chatWebhookCAFile = cert.certificateFile }
-        let alice = try device("alice")
-        _ = try alice.call(.chatSend(to: "bob", clientId: "x", text: "x"))
-        waitUntil("sent over TLS") { notifierState()["sent"] == 1 }
-        XCTAssertEqual(receiver!.requests.map { $0["verified"] }, [true])
+        try notifyInTurn(["bob", "carol"])
+        XCTAssertEqual(receiver!.requests.map { $0["verified"] }, [true, true])
+        XCTAssertEqual(Set(receiver!.requests.compactMap { $0["port"]?.intValue }).count, 1, "one TLS connection kept for both")
+        XCTAssertEqual(notifierState()["connections"], 1)
         XCTAssertEqual(notifierState()["url"]?.stringValue, "https://localhost:\(receiver!.port)")
+    }
+
+    func testAnIdleConnectionIsClosedAfterTheIdleTime() throws {
+        try startWithWebhook { $0.chatWebhookIdleMs = 50 }
+        try notifyInTurn(["u1"])
+        waitUntil("the idle connection closed") { notifierState()["idle"] == 0 }
+        let alice = try device("alice", "laptop")
+        _ = try alice.call(.chatSend(to: "u2", clientId: "later", text: "x"))
+        waitUntil("sent") { notifierState()["sent"] == 2 }
+        let ports = receiver!.requests.compactMap { $0["port"]?.intValue }
+        XCTAssertEqual(ports.count, 2)
+        XCTAssertNotEqual(ports[0], ports[1])
+        XCTAssertEqual(notifierState()["connections"], 2)
+        XCTAssertEqual(notifierState()["retried"], 0)
     }
 
     func testAnHTTPSReceiverWhoseCertificateNamesAnotherHostGetsNothing() throws {

@@ -9,7 +9,7 @@ extension ChatStore {
     /// Messages stored that `user` has not had yet, over all its conversations (groups included).
     static func backlog(_ db: Database, of user: String) throws -> Int64 {
         try db.rows("""
-            SELECT coalesce(sum(c.last_seq - max(m.delivered_seq, m.joined_seq)), 0)
+            SELECT coalesce(sum(\(lastSeq) - max(m.delivered_seq, m.joined_seq)), 0)
             FROM members m JOIN conversations c ON c.id = m.conversation WHERE m.user = ?
             """, [.text(user)]) { $0.int64(0) }.first ?? 0
     }
@@ -24,7 +24,7 @@ extension ChatStore {
             full = try db.rows("""
                 SELECT m.user FROM members g JOIN members m ON m.user = g.user JOIN conversations c ON c.id = m.conversation
                 WHERE g.conversation = ?1 AND g.user != ?2
-                GROUP BY m.user HAVING sum(c.last_seq - max(m.delivered_seq, m.joined_seq)) >= ?3 LIMIT 1
+                GROUP BY m.user HAVING sum(\(lastSeq) - max(m.delivered_seq, m.joined_seq)) >= ?3 LIMIT 1
                 """, [.integer(c.id), .text(sender), .integer(Int64(limit))]) { $0.string(0) }.first ?? nil
         } else {
             let to = c.a == sender ? c.b! : c.a!

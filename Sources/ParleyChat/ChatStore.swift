@@ -115,7 +115,7 @@ public final class ChatStore: Sendable {
                 id INTEGER PRIMARY KEY,
                 kind TEXT NOT NULL,                 -- 'direct' or 'group'
                 direct_a TEXT, direct_b TEXT,       -- a direct conversation's users, a < b
-                last_seq INTEGER NOT NULL DEFAULT 0,
+                last_seq INTEGER NOT NULL DEFAULT 0,   -- see ChatStore.lastSeq
                 created_at INTEGER NOT NULL,
                 UNIQUE(direct_a, direct_b));
             CREATE TABLE members(
@@ -191,6 +191,9 @@ public final class ChatStore: Sendable {
         Migration("receipts one index") { db in
             try db.execute("DROP INDEX IF EXISTS receipts_by_conversation")
         },
+        // conversations.last_seq is no longer written per message (see lastSeq): nothing to change, but an
+        // older build, which takes last_seq as the last seq, must not open the database again.
+        Migration("last seq from messages") { _ in },
     ]
 
     // MARK: Messages
@@ -532,7 +535,7 @@ public final class ChatStore: Sendable {
         try submit({ db in
             // The user's conversations, with the device's cursor in each.
             let conversations = try db.rows("""
-                SELECT c.id, c.kind, c.direct_a, c.direct_b, c.last_seq, mb.joined_seq, coalesce(cu.delivered_seq, 0)
+                SELECT c.id, c.kind, c.direct_a, c.direct_b, \(Self.lastSeq), mb.joined_seq, coalesce(cu.delivered_seq, 0)
                 FROM members mb JOIN conversations c ON c.id = mb.conversation
                 LEFT JOIN cursors cu ON cu.user = mb.user AND cu.device = ? AND cu.conversation = mb.conversation
                 WHERE mb.user = ? ORDER BY mb.conversation
@@ -615,6 +618,11 @@ public final class ChatStore: Sendable {
             let conversations = try db.rows("SELECT DISTINCT conversation FROM messages") { $0.int64(0) }
             var deleted = 0
             for conversation in conversations {
+                // The newest message may go: its seq stays the conversation's last (see lastSeq).
+                try db.run("""
+                    UPDATE conversations SET last_seq = (SELECT max(seq) FROM messages WHERE conversation = ?1)
+                    WHERE id = ?1 AND last_seq < (SELECT max(seq) FROM messages WHERE conversation = ?1)
+                    """, [.integer(conversation)])
                 deleted += try db.run("""
                     DELETE FROM messages WHERE conversation = ?1 AND sent_at < ?2
                     AND NOT EXISTS (SELECT 1 FROM members mb WHERE mb.conversation = ?1 AND mb.user != messages.sender
@@ -646,7 +654,7 @@ public final class ChatStore: Sendable {
     public func user(_ user: String, completion: @escaping @Sendable (Result<JSONValue, Error>) -> Void) throws {
         try submit({ db in
             let conversations = try db.rows("""
-                SELECT c.id, c.kind, c.name, c.direct_a, c.direct_b, c.last_seq, mb.role, mb.delivered_seq, mb.read_seq,
+                SELECT c.id, c.kind, c.name, c.direct_a, c.direct_b, \(Self.lastSeq), mb.role, mb.delivered_seq, mb.read_seq,
                        (SELECT count(*) FROM messages WHERE conversation = c.id)
                 FROM members mb JOIN conversations c ON c.id = mb.conversation WHERE mb.user = ? ORDER BY c.id
                 """, [.text(user)]) { r -> JSONValue in
@@ -679,7 +687,7 @@ public final class ChatStore: Sendable {
         var b: String?
         var last: Int64
 
-        /// From columns id, kind, direct_a, direct_b, last_seq.
+        /// From columns id, kind, direct_a, direct_b and `lastSeq`.
         init(row r: Statement) {
             self.init(id: r.int64(0), isGroup: r.string(1) == "group", a: r.string(2), b: r.string(3), last: r.int64(4))
         }
@@ -688,15 +696,25 @@ public final class ChatStore: Sendable {
         }
     }
 
+    /// SQL for the last seq of conversation `c` (a query's alias): its newest
+    /// message's, or `conversations.last_seq` when there is none.
+    /// `last_seq` is not written per message (that was a page of the
+    /// conversations table dirtied, and written to the WAL, per send): a
+    /// prune brings it up to date before it deletes a conversation's newest
+    /// messages, so the messages' seqs never go back.
+    static let lastSeq = "max(c.last_seq, coalesce((SELECT seq FROM messages WHERE conversation = c.id ORDER BY seq DESC LIMIT 1), 0))"
+
     static func conversation(_ db: Database, _ id: Int64) throws -> Conversation? {
-        try db.rows("SELECT id, kind, direct_a, direct_b, last_seq FROM conversations WHERE id = ?", [.integer(id)]) { Conversation(row: $0) }.first
+        try db.rows("SELECT c.id, c.kind, c.direct_a, c.direct_b, \(lastSeq) FROM conversations c WHERE c.id = ?", [.integer(id)]) {
+            Conversation(row: $0)
+        }.first
     }
 
     /// The direct conversation of two users, created on first use, and how far `y` has it delivered.
     static func direct(_ db: Database, _ x: String, _ y: String) throws -> (Conversation, delivered: Int64) {
         let (a, b) = x < y ? (x, y) : (y, x)
         if let c = try db.rows("""
-            SELECT c.id, c.kind, c.direct_a, c.direct_b, c.last_seq, m.delivered_seq FROM conversations c
+            SELECT c.id, c.kind, c.direct_a, c.direct_b, \(lastSeq), m.delivered_seq FROM conversations c
             JOIN members m ON m.conversation = c.id AND m.user = ?3 WHERE c.direct_a = ?1 AND c.direct_b = ?2
             """, [.text(a), .text(b), .text(y)], { (Conversation(row: $0), $0.int64(5)) }).first {
             return c
@@ -719,7 +737,7 @@ public final class ChatStore: Sendable {
     static func member(_ db: Database, user: String, conversation: Int64) throws
         -> (info: Conversation, members: [String], delivered: Int64, read: Int64) {
         guard let row = try db.rows("""
-            SELECT c.id, c.kind, c.direct_a, c.direct_b, c.last_seq, m.delivered_seq, m.read_seq
+            SELECT c.id, c.kind, c.direct_a, c.direct_b, \(lastSeq), m.delivered_seq, m.read_seq
             FROM members m JOIN conversations c ON c.id = m.conversation WHERE m.conversation = ? AND m.user = ?
             """, [.integer(conversation), .text(user)], { (Conversation(row: $0), $0.int64(5), $0.int64(6)) }).first else {
             throw ChatRefusal.notMember(conversation: conversation)
@@ -733,11 +751,10 @@ public final class ChatStore: Sendable {
         return (row.0, members, row.1, row.2)
     }
 
-    /// Stores the conversation's next message.
+    /// Stores the conversation's next message (the newest message is where its last seq is kept: see `lastSeq`).
     static func append(_ db: Database, _ c: Conversation, sender: String, device: String, clientId: String,
                        kind: StoredMessage.Kind, body: String, attachments: String? = nil) throws -> StoredMessage {
         let seq = c.last + 1, now = nowMilliseconds()
-        try db.run("UPDATE conversations SET last_seq = ? WHERE id = ?", [.integer(seq), .integer(c.id)])
         try db.run("""
             INSERT INTO messages(conversation, seq, sender, sender_device, client_id, kind, body, sent_at, attachments)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)

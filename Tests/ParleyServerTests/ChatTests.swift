@@ -532,6 +532,14 @@ final class ChatRetentionTests: ChatTestCase {
         XCTAssertEqual(try alice.call(.chatHistory(conversation: conversation))["messages"]?.arrayValue?.compactMap { $0["seq"]?.intValue }, [3])
         // A deleted message does not come back in a sync; the sequence goes on.
         XCTAssertEqual(try alice.call(.chatSend(to: "bob", clientId: "r4", text: "4"))["seq"], 4)
+        // Every message gone, the newest included: the sequence still goes on.
+        try bobPhone.call(.chatAck(conversation: conversation, seq: 4))
+        try bobLaptop.call(.chatAck(conversation: conversation, seq: 4))
+        XCTAssertEqual(try prune(.delivered), 2)
+        XCTAssertEqual(try alice.call(.chatHistory(conversation: conversation))["messages"]?.arrayValue?.count, 0)
+        XCTAssertEqual(try alice.call(.chatSend(to: "bob", clientId: "r5", text: "5"))["seq"], 5)
+        XCTAssertEqual(try prune(.delivered), 0)
+        XCTAssertEqual(try alice.call(.chatSend(to: "bob", clientId: "r6", text: "6"))["seq"], 6)
     }
 
     func testAdminRoutesCountMessagesAndDescribeAUser() throws {

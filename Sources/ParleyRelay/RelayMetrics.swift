@@ -110,7 +110,7 @@ final class RelayMetrics: Sendable {
         transportFeedbackSent = r.counter("parley_relay_transport_feedback_sent_total",
                                           help: "Transport-wide congestion control feedback packets (RTPFB 15) the relay sent to WebRTC publishers.")
         simulcastSwitches = r.counter("parley_relay_simulcast_switches_total",
-                                      help: "Times a subscriber of a simulcast track started or changed layers (at a keyframe).")
+                                      help: "Times a subscriber of a simulcast track, or the room's recorder, started or changed layers (at a keyframe).")
         simulcastLayersLearned = r.counter("parley_relay_simulcast_layers_total",
                                            help: "Simulcast layer SSRCs the relay learned from the rid header extension.")
         headerExtensionRewrites = r.counter("parley_relay_header_extension_rewrites_total",

@@ -172,6 +172,63 @@ final class RecordingEndToEndTests: XCTestCase {
         for c in [rec, cam, cam264, s440.client, s880.client] { c.close() }
     }
 
+    /// A Chromium simulcast publisher (tools/interop/browser_media.py) in a
+    /// recorded room: a subscriber switches low, high, low, then the
+    /// publisher turns its upper layers off. The relay records the highest
+    /// layer sent, switched at keyframes as a subscriber's, so the recorded
+    /// picture changes size: the export and the grid decode without a word
+    /// from ffmpeg, and the export's frames have more than one width, the
+    /// lowest layer's last.
+    func testAChromiumSimulcastPublisherIsRecordedAcrossItsSizeChanges() throws {
+        fx = try chromiumFixture(recording: true) {
+            $0.recordGrid = true
+            ($0.recordGridWidth, $0.recordGridHeight) = (320, 180)
+        }
+        let rec = try fx.connect()
+        try rec.call(.auth(token: fx.token("rec", room: "simrec", publish: false, record: true), room: nil))
+        _ = try rec.call(.join(room: nil, publish: false, subscribe: false, suite: nil))
+        let id = try XCTUnwrap(try rec.call(.startRecording())["recording"]?.stringValue)
+        let dir = fx.dataDir + "/recordings/" + id
+        let result = try runBrowserScript("tools/interop/browser_media.py", fx, ["simulcast", "--room", "simrec", "--top-off"])
+        let exports = MetricsRegistry.shared.counter("parley_record_exports_total", help: "", labels: [("result", "ok")])
+        let before = exports.current
+        try rec.call(.stopRecording())
+        let files = [dir + "/pub.webm", dir + "/grid.webm"]
+        waitUntil("the export has written pub.webm and grid.webm", timeout: 120) {
+            exports.current > before && files.allSatisfy { FileManager.default.fileExists(atPath: $0) }
+        }
+        // Every frame decodes. Chromium's frames come at a varying rate (its fake camera's 20 fps,
+        // 42-51 ms apart): ffmpeg's null output would time them in ticks of a constant rate it
+        // guesses from the file (241/12), where two can fall on one tick ("non monotonically
+        // increasing dts"), so each frame keeps its own time, in the file's milliseconds
+        // (passthrough, the input's time base); the file's own times must increase.
+        for f in files {
+            let decoded = try runTool("ffmpeg", ["-v", "error", "-i", f, "-fps_mode", "passthrough", "-enc_time_base:v", "-1",
+                                                 "-f", "null", "-"])
+            XCTAssertEqual(decoded.status, 0, decoded.err)
+            XCTAssertEqual(decoded.err, "", "\(f) decodes without errors")
+        }
+        let frames = try runTool("ffprobe", ["-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pts,width",
+                                             "-of", "csv=p=0", dir + "/pub.webm"])
+        let rows = frames.out.split(separator: "\n").map { $0.split(separator: ",").compactMap { Int($0) } }.filter { $0.count == 2 }
+        let times = rows.map { $0[0] }, widths = rows.map { $0[1] }
+        XCTAssertEqual(times, times.sorted(), "frame times increase")
+        XCTAssertEqual(Set(times).count, times.count, "no two frames at one time")
+        var runs: [(width: Int, frames: Int)] = []
+        for w in widths {
+            if runs.last?.width == w { runs[runs.count - 1].frames += 1 } else { runs.append((w, 1)) }
+        }
+        let sent = result["topOff"]?["sent"]?["outbound"]?.arrayValue ?? []
+        let lowest = try XCTUnwrap(sent.first { $0["rid"]?.stringValue == "q" }?["frameWidth"]?.intValue, "\(result)")
+        XCTAssertGreaterThan(Set(widths).count, 1, "the recorded picture changes size: \(runs)")
+        XCTAssertGreaterThan(widths.max() ?? 0, lowest, "an upper layer recorded: \(runs)")
+        XCTAssertEqual(runs.last?.width, lowest, "the lowest layer last: \(runs)")
+        print("simulcast recording: \(widths.count) frames, widths in order \(runs.map { "\($0.width)x\($0.frames)" }); "
+              + "the subscriber decoded \(result["widths"]?.arrayValue?.compactMap(\.intValue) ?? []); "
+              + "q keyframe after the top went: \(result["topOff"]?["qKeyframe"]?.boolValue ?? false)")
+        rec.close()
+    }
+
     /// `parley serve` (a child process) recording a room is SIGKILLed while
     /// ffmpeg publishes; `parley record export` makes a file that plays and
     /// reaches to within a second of the kill.

@@ -249,11 +249,11 @@ func startFFmpegOpusTone(_ session: SDPSession, hertz: Int, seconds: Int) throws
 
 /// A relay server with `dev` (the demo page's /dev/token) for Playwright-driven
 /// Chromium tests; skips unless Debian's chromium and Playwright are installed.
-func chromiumFixture() throws -> RelayServerFixture {
+func chromiumFixture(recording: Bool = false, configure: (inout ServerConfig) -> Void = { _ in }) throws -> RelayServerFixture {
     try XCTSkipIf(!FileManager.default.isExecutableFile(atPath: "/usr/bin/chromium"), "chromium is not installed (tools/setup)")
     let probe = try runTool("python3", ["-c", "import playwright.sync_api"])
     try XCTSkipIf(probe.status != 0, "playwright is not installed (tools/setup)")
-    return try RelayServerFixture(configure: { $0.dev = true })
+    return try RelayServerFixture(recording: recording, configure: { $0.dev = true; configure(&$0) })
 }
 
 /// Runs a tools/interop browser script against `fx` and returns its summary (its last output line, JSON); fails unless it exits 0.

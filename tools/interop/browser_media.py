@@ -4,7 +4,7 @@ Parley server running with `dev`, driven by Playwright, for what the demo
 page does not show: send-side bandwidth estimation from the relay's
 transport-wide feedback, codec preferences, and simulcast layers.
 
-usage: browser_media.py BASE_URL MODE [--room R] [--codec VP9|H264|AV1] [--seconds S] [--simulcast]
+usage: browser_media.py BASE_URL MODE [--room R] [--codec VP9|H264|AV1] [--seconds S] [--simulcast] [--top-off]
 
 MODE
   bwe        one page publishes 1280x720 video; waits until its
@@ -22,7 +22,16 @@ MODE
              subscriber's freezes through the switches ("freezes": count,
              total and longest seconds) and each layer's keyframe interval in
              seconds ("keyframeInterval": time since publishing over the
-             layer's keyFramesEncoded).
+             layer's keyFramesEncoded). With --top-off the publisher then
+             turns its upper layers off (setParameters, active: false) and
+             the script waits until a relay recording the room must have
+             moved to the lowest layer: the upper layers stopped, 2 s passed
+             (the relay calls a layer gone after 1 s of silence and then
+             asks for a keyframe of the lowest, unless it already records
+             it), then up to 10 s for a keyframe of the lowest layer after
+             those 2 s (one the relay asked for late; none comes when it
+             switched within them, which the recording shows), and 30 frames
+             more ("topOff").
 
 Prints one JSON line with what it saw; exit status 0 when every condition was
 met before its deadline (S seconds each, default 40), 1 otherwise.
@@ -100,6 +109,12 @@ window.P = {
     st.answer = again.sdp;
     return "ok";
   },
+  async layers(active) {
+    const sender = S.pc.getSenders().find((s) => s.track && s.track.kind === "video");
+    const p = sender.getParameters();
+    p.encodings.forEach((e, i) => { if (i > 0) e.active = active; });
+    await sender.setParameters(p);
+  },
   async quality(q) { return (await S.call("quality", { track: S.track, quality: q })).quality; },
   async stats() {
     const out = { outbound: [], inbound: [] };
@@ -132,9 +147,10 @@ def main() -> int:
             i = args.index(k)
             opts[k] = args[i + 1]
             del args[i:i + 2]
-    simulcast_bwe = "--simulcast" in args
-    if simulcast_bwe:
-        args.remove("--simulcast")
+    simulcast_bwe, top_off = "--simulcast" in args, "--top-off" in args
+    for flag in ("--simulcast", "--top-off"):
+        if flag in args:
+            args.remove(flag)
     base, mode = args[0].rstrip("/"), args[1]
     seconds = float(opts["--seconds"])
     result = {"mode": mode, "ok": False, "steps": []}
@@ -155,9 +171,9 @@ def main() -> int:
                 w(pg, s)
             return s
 
-        def wait(what, pg, cond):
-            """Polls pg's stats until cond(stats) or the deadline; records the step."""
-            deadline = time.time() + seconds
+        def wait(what, pg, cond, deadline=None):
+            """Polls pg's stats until cond(stats) or the deadline (seconds); records the step."""
+            deadline = time.time() + (deadline or seconds)
             s = sample(pg)
             while not cond(s) and time.time() < deadline:
                 time.sleep(0.25)
@@ -168,6 +184,37 @@ def main() -> int:
 
         def decoded(s):
             return max([i["framesDecoded"] for i in s["inbound"]] or [0])
+
+        def turn_upper_layers_off(pub):
+            pub.evaluate("P.layers(false)")
+
+            def upper(s):
+                return sum(o["bytesSent"] for o in s["outbound"] if o["rid"] != "q")
+
+            def low(s):
+                return next((o for o in s["outbound"] if o["rid"] == "q"), {"keyFramesEncoded": 0, "framesEncoded": 0})
+
+            # Stopped: two samples half a second apart send nothing more above q.
+            deadline = time.time() + seconds
+            before = upper(pub.evaluate("P.stats()"))
+            while time.time() < deadline:
+                time.sleep(0.5)
+                now = upper(pub.evaluate("P.stats()"))
+                if now == before:
+                    break
+                before = now
+            stopped = now == before
+            time.sleep(2)
+            first = low(pub.evaluate("P.stats()"))
+            # A relay still recording an upper layer asks for a q keyframe now; one that switched
+            # in the last 2 s, or was on q already, asks for none: not waited for long.
+            keyframed = wait("q: a keyframe after the upper layers stopped", pub,
+                             lambda s: low(s)["keyFramesEncoded"] > first["keyFramesEncoded"], deadline=min(seconds, 10))
+            keyframe = low(pub.evaluate("P.stats()"))
+            ok = wait("q: 30 frames after that", pub,
+                      lambda s: low(s)["framesEncoded"] >= keyframe["framesEncoded"] + 30)
+            result["topOff"] = {"upperStopped": stopped, "qKeyframe": keyframed, "sent": pub.evaluate("P.stats()")}
+            return stopped and ok
 
         try:
             pub = page()
@@ -256,6 +303,10 @@ def main() -> int:
                     elapsed = time.time() - published_at
                     result["keyframeInterval"] = {o["rid"]: elapsed / o["keyFramesEncoded"]
                                                   for o in result["sent"]["outbound"] if o["keyFramesEncoded"] > 0}
+                    if top_off:
+                        ok = turn_upper_layers_off(pub) and ok
+                    result["ok"] = ok
+
                     result["ok"] = ok
         except Exception as e:  # noqa: BLE001 - reported in the summary
             result["error"] = str(e)

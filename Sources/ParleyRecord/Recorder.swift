@@ -52,6 +52,9 @@ public final class Recorder: @unchecked Sendable {
 
     // Recorder thread only.
     private var writers: [Int32: RecordingWriter] = [:]
+    /// Where each packet of `writers`' tracks goes; stale once a track or a writer comes or goes.
+    private var tracks = TrackTable()
+    private var tracksStale = false
     /// Syncs the running recordings' files off the recorder thread.
     private let syncer: Syncer
 
@@ -174,14 +177,26 @@ public final class Recorder: @unchecked Sendable {
                     writers[n] = w
                     metrics.recordings.inc()
                     if let r = checkFreeSpace() { stops.append((n, r)) }
-                case .track(let n, let t): writers[n]?.add(t)
+                case .track(let n, let t):
+                    writers[n]?.add(t)
+                    tracksStale = true
                 case .event(let n, let e): writers[n]?.note(e)
                 case .stop(let n, let r): stops.append((n, r))
                 }
             }
+            if tracksStale {
+                tracks = TrackTable(writers.values)
+                tracksStale = false
+            }
+            let tracks = self.tracks
             queue.drain(limit: queued) { slot, bytes in
-                guard let w = writers[slot.recording], w.stopReason == nil else { return }
-                w.append(ssrc: slot.ssrc, rtcp: slot.isRTCP, arrivalNanos: slot.arrivalNanos, bytes: bytes)
+                guard let t = tracks.find(recording: slot.recording, ssrc: slot.ssrc) else { return }
+                // Unretained: `writers` holds each writer, and each writer its files, until the table is rebuilt.
+                t.writer._withUnsafeGuaranteedRef { w in
+                    t.file._withUnsafeGuaranteedRef { f in
+                        w.append(to: f, rtcp: slot.isRTCP, arrivalNanos: slot.arrivalNanos, bytes: bytes)
+                    }
+                }
             }
             // Buffers go to the files when large, and all of them every
             // `flushInterval` (what a SIGKILL can lose is at most that old).
@@ -204,6 +219,7 @@ public final class Recorder: @unchecked Sendable {
             if stopping { for (n, _) in writers { stops.append((n, .requested)) } }
             for (n, reason) in stops {
                 guard let w = writers.removeValue(forKey: n) else { continue }
+                tracksStale = true
                 let before = w.bytesWritten
                 let final = w.finish(reason)  // writes what is still buffered
                 metrics.bytes.inc(Int(w.bytesWritten - before))

@@ -18,8 +18,9 @@ final class RecordingWriter {
     private(set) var stopReason: StopReason?
     private var packetsWritten = 0
 
-    /// A class: the packet loop appends to `pending` in place, without a dictionary write per packet.
-    private final class TrackFile {
+    /// One track's capture file and its buffer. A class: the packet loop
+    /// appends to `pending` in place, reached through the recorder's `TrackTable`.
+    final class TrackFile {
         let fd: Int32
         let track: String
         let pending = WriteBuffer()
@@ -30,7 +31,8 @@ final class RecordingWriter {
     }
     /// Bytes buffered in every file's `pending`.
     private var pendingTotal = 0
-    private var files: [UInt32: TrackFile] = [:]
+    /// The open capture files by SSRC (the recorder's `TrackTable` points into them).
+    private(set) var files: [UInt32: TrackFile] = [:]
     private var events: Int32
     private var indexDirty = false
 
@@ -74,8 +76,9 @@ final class RecordingWriter {
         if let err = writeAll(events, Array(e.line.utf8)[...]) { fail(err) }
     }
 
-    func append(ssrc: UInt32, rtcp: Bool, arrivalNanos: Int64, bytes: UnsafeRawBufferPointer) {
-        guard stopReason == nil, let f = files[ssrc] else { return }
+    /// Buffers one packet for `f`, one of this writer's `files`.
+    func append(to f: TrackFile, rtcp: Bool, arrivalNanos: Int64, bytes: UnsafeRawBufferPointer) {
+        guard stopReason == nil else { return }
         let block = CaptureFile.blockSize(packetBytes: bytes.count)
         guard bytesWritten + Int64(pendingTotal + block) <= maxBytes else {
             stopReason = .sizeCap
@@ -205,4 +208,50 @@ final class WriteBuffer {
     }
 
     func removeAll() { count = 0 }
+}
+
+/// The recorder's per-packet lookup: (recording, SSRC) → the track's writer
+/// and file, in one flat open-addressed array of unretained references, so
+/// a packet costs no `Hasher` and no reference counting. The writers own
+/// what it points to: the recorder rebuilds it whenever a track file or a
+/// writer comes or goes, before its next drain.
+struct TrackTable {
+    struct Entry {
+        let recording: Int32
+        let ssrc: UInt32
+        let writer: Unmanaged<RecordingWriter>
+        let file: Unmanaged<RecordingWriter.TrackFile>
+    }
+    private var slots: [Entry?]
+    private let mask: Int
+
+    init(_ writers: some Sequence<RecordingWriter> = []) {
+        let writers = Array(writers)
+        let count = writers.reduce(0) { $0 + $1.files.count }
+        var size = 8
+        while size < 2 * count { size *= 2 }  // at most half full
+        slots = Array(repeating: nil, count: size)
+        mask = size - 1
+        for w in writers {
+            for (ssrc, f) in w.files {
+                var i = Self.start(w.number, ssrc, mask)
+                while slots[i] != nil { i = (i + 1) & mask }
+                slots[i] = Entry(recording: w.number, ssrc: ssrc, writer: .passUnretained(w), file: .passUnretained(f))
+            }
+        }
+    }
+
+    private static func start(_ recording: Int32, _ ssrc: UInt32, _ mask: Int) -> Int {
+        let key = UInt64(UInt32(bitPattern: recording)) << 32 | UInt64(ssrc)
+        return Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> 32) & mask
+    }
+
+    func find(recording: Int32, ssrc: UInt32) -> Entry? {
+        var i = Self.start(recording, ssrc, mask)
+        while let e = slots[i] {
+            if e.recording == recording && e.ssrc == ssrc { return e }
+            i = (i + 1) & mask
+        }
+        return nil
+    }
 }

@@ -84,6 +84,47 @@ final class RecorderTests: XCTestCase {
         XCTAssertEqual(value(metrics, "parley_record_recordings"), 0)
     }
 
+    /// Recordings running at once, their packets interleaved, each get
+    /// their own (the recorder's `TrackTable`, keyed by recording and SSRC):
+    /// 5 recordings of the same 3 SSRCs; one stops halfway and another
+    /// starts then, with the same SSRCs again.
+    func testInterleavedRecordingsOfTheSameSSRCsEachGetTheirOwnPackets() throws {
+        let (recorder, stops, _, root) = makeRecorder("many") { $0.queueSlots = 4096 }
+        let ssrcs: [UInt32] = [7, 8, 9]
+        func start(_ id: String) throws -> Recording {
+            let r = try recorder.start(id: id, room: id)
+            for s in ssrcs { r.add(roomTrack("p\(s)", s, "opus", payloadType: 111)) }
+            return r
+        }
+        var running = try (0..<5).map { try start("m\($0)") }
+        var expected: [String: [[UInt8]]] = [:]  // "ID/SSRC"
+        func send(rounds: Range<Int>) {
+            for round in rounds {
+                for (k, r) in running.enumerated() {
+                    for s in ssrcs {
+                        var p: [UInt8] = [0x80, 111, 0, UInt8(round), 0, 0, 0, 0, 0, 0, 0, UInt8(s)]
+                        p += Array("\(r.id) \(s) \(round)".utf8) + [UInt8](repeating: UInt8(k), count: 20)
+                        XCTAssertTrue(p.withUnsafeBytes { r.captureRTP(ssrc: s, $0, arrivalNanos: 1) })
+                        expected["\(r.id)/\(s)", default: []].append(p)
+                    }
+                }
+            }
+        }
+        send(rounds: 0..<20)
+        running[2].stop()
+        XCTAssertEqual(stops.wait("m2"), .requested)
+        running[2] = try start("m5")
+        send(rounds: 20..<40)
+        for r in running { r.stop() }
+        for id in ["m0", "m1", "m3", "m4", "m5"] { XCTAssertEqual(stops.wait(id), .requested) }
+        for (key, packets) in expected {
+            let parts = key.split(separator: "/")
+            let capture = try CaptureReader.read(path: root + "/\(parts[0])/track-p\(parts[1])_\(parts[1]).pcapng")
+            XCTAssertEqual(capture.packets.map(\.bytes), packets, key)
+        }
+        XCTAssertEqual(expected.count, 6 * 3)
+    }
+
     func testTheSizeCapStopsTheRecordingWithAnEvent() throws {
         let (recorder, stops, _, root) = makeRecorder("cap") { $0.maxBytes = 8_192 }
         let r = try recorder.start(id: "capped", room: "r")

@@ -77,20 +77,6 @@ final class BrowserInteropTests: XCTestCase {
         assertEachPageShowsTheOthers(result, pages: 2)
     }
 
-    /// Each of `pages` pages decodes the video of every other one, in its own
-    /// tile beside the page's own, none left empty by renegotiation.
-    private func assertEachPageShowsTheOthers(_ result: JSONValue, pages n: Int, line: UInt = #line) {
-        let pages = result["pages"]?.arrayValue ?? []
-        XCTAssertEqual(pages.count, n, line: line)
-        for page in pages {
-            XCTAssertEqual(page["last"]?["videoStreamsDecoding"]?.intValue, n - 1, "\(page)", line: line)
-            XCTAssertEqual(page["last"]?["tiles"]?.intValue, n, "\(page)", line: line)
-            XCTAssertEqual(page["last"]?["emptyTiles"]?.intValue, 0, "\(page)", line: line)
-            XCTAssertGreaterThan(page["last"]?["video"]?["framesDecoded"]?.intValue ?? 0,
-                                 page["first"]?["video"]?["framesDecoded"]?.intValue ?? 0, "\(page)", line: line)
-        }
-    }
-
     /// Simulcast from the demo page (?simulcast=1): the first page picks
     /// "low" in its Quality selector; the relay answers for the other page's
     /// track with the lowest layer's rid, and the page then decodes the

@@ -8,7 +8,8 @@ import XCTest
 /// Headless Chromium reaches the relay over ICE-TCP (RFC 6544, RFC 4571
 /// framing) when the server offers no UDP candidate (`webrtc-candidates tcp`):
 /// two pages join one room through the demo page, the selected candidate
-/// pair is TCP, and each decodes the other's video.
+/// pair is TCP, and each decodes the other's video. And when the browser
+/// sends no UDP: a page in a room of two UDP pages gets there over ICE-TCP.
 final class BrowserTCPTests: XCTestCase {
     override func setUpWithError() throws {
         try XCTSkipIf(!FileManager.default.isExecutableFile(atPath: "/usr/bin/chromium"), "chromium is not installed (tools/setup)")
@@ -30,6 +31,25 @@ final class BrowserTCPTests: XCTestCase {
             XCTAssertEqual(page["last"]?["path"]?["port"]?.intValue, Int(udpPort), "\(page)")
         }
         XCTAssertEqual(result["pages"]?.arrayValue?.count, 2)
+    }
+
+    /// Two pages on UDP and a third in a Chromium whose WebRTC sends no UDP
+    /// (IP handling policy disable_non_proxied_udp, and no proxy): both
+    /// candidates offered, the third's pair is the TCP one, the others stay
+    /// on UDP, and every page decodes both others' video and hears them.
+    func testAPageWithoutUDPJoinsTwoUDPPagesOverICETCP() throws {
+        let fx = try RelayServerFixture(loops: 1, tcp: RelayTCPConfig(), configure: { $0.dev = true })
+        defer { fx.stop() }
+        let udpPort = Int(fx.relay.workers[0].localAddress.port)
+        let tcpPort = Int(try XCTUnwrap(fx.relay.workers[0].tcpLocalAddress?.port))
+        let result = try runBrowserScript("tools/interop/browser_call.py", fx, ["--room", "no-udp", "--pages", "3", "--udp-off-pages", "1"])
+        let paths = (result["pages"]?.arrayValue ?? []).map { "\($0["last"]?["path"]?["protocol"]?.stringValue ?? "") \($0["last"]?["path"]?["port"]?.intValue ?? 0)" }
+        XCTAssertEqual(paths, ["udp \(udpPort)", "udp \(udpPort)", "tcp \(tcpPort)"], "\(result)")
+        assertEachPageShowsTheOthers(result, pages: 3)
+        for page in result["pages"]?.arrayValue ?? [] {
+            XCTAssertGreaterThan(page["last"]?["audio"]?["packetsReceived"]?.intValue ?? 0, 0, "\(page)")
+        }
+        print("a page without UDP among two UDP pages: paths \(paths)")
     }
 
     func testPagesJoinOverICETCPWhenTheServerOffersNoUDPCandidate() throws {

@@ -266,6 +266,21 @@ func runBrowserScript(_ script: String, _ fx: RelayServerFixture, _ args: [Strin
     return result
 }
 
+/// Each of a browser_call.py run's `n` pages decodes the video of every
+/// other one, in its own tile beside the page's own, none left empty by
+/// renegotiation.
+func assertEachPageShowsTheOthers(_ result: JSONValue, pages n: Int, file: StaticString = #filePath, line: UInt = #line) {
+    let pages = result["pages"]?.arrayValue ?? []
+    XCTAssertEqual(pages.count, n, file: file, line: line)
+    for page in pages {
+        XCTAssertEqual(page["last"]?["videoStreamsDecoding"]?.intValue, n - 1, "\(page)", file: file, line: line)
+        XCTAssertEqual(page["last"]?["tiles"]?.intValue, n, "\(page)", file: file, line: line)
+        XCTAssertEqual(page["last"]?["emptyTiles"]?.intValue, 0, "\(page)", file: file, line: line)
+        XCTAssertGreaterThan(page["last"]?["video"]?["framesDecoded"]?.intValue ?? 0,
+                             page["first"]?["video"]?["framesDecoded"]?.intValue ?? 0, "\(page)", file: file, line: line)
+    }
+}
+
 extension Relay {
     /// `stats`, waited for (tests only).
     func statsSync(room: String) throws -> RoomStats { try waitFor { stats(room: room, completion: $0) } }

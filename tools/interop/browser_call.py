@@ -3,7 +3,7 @@
 the demo page, driven by Playwright, with a fake camera and microphone.
 
 usage: browser_call.py BASE_URL [--room R] [--pages N] [--seconds S] [--screenshot FILE] [--expect video|audio]
-                       [--simulcast] [--quality low|medium|high] [--leave]
+                       [--simulcast] [--quality low|medium|high] [--leave] [--udp-off-pages K]
 
 Opens N pages (default 2) at BASE_URL/?room=R&user=pageK&autojoin=1 (the
 server must run with `dev`, for /dev/token), waits until every page
@@ -18,6 +18,10 @@ With --simulcast the pages send video in three layers (the demo's
 Quality selector, and the script waits until the relay answered for every
 simulcast track it receives and (low) until it decodes the smallest picture
 another page sends; "quality" in the output says what it saw.
+
+With --udp-off-pages K the last K pages run in a second Chromium whose
+WebRTC sends no UDP (its IP handling policy disable_non_proxied_udp, with
+no proxy: ICE-TCP only); each page's "path" says which transport it got.
 
 With --leave the last page, once every page decodes, presses Leave; the
 script waits until each other page shows one tile fewer and no empty tile
@@ -44,7 +48,8 @@ def main() -> int:
     for flag in ("--simulcast", "--leave"):
         if flag in args:
             args.remove(flag)
-    opts = {"--room": "demo", "--pages": "2", "--seconds": "30", "--screenshot": "", "--expect": "video", "--quality": ""}
+    opts = {"--room": "demo", "--pages": "2", "--seconds": "30", "--screenshot": "", "--expect": "video", "--quality": "",
+            "--udp-off-pages": "0"}
     for k in list(opts):
         if k in args:
             i = args.index(k)
@@ -54,9 +59,13 @@ def main() -> int:
     n, seconds = int(opts["--pages"]), float(opts["--seconds"])
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS, headless=True)
+        udp_off = int(opts["--udp-off-pages"])
+        tcp_browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                        args=ARGS + ["--webrtc-ip-handling-policy=disable_non_proxied_udp"]) if udp_off else None
         pages = []
         for k in range(n):
-            page = browser.new_context(ignore_https_errors=True).new_page()  # the self-signed certificate over https:// and wss://
+            b = tcp_browser if k >= n - udp_off else browser
+            page = b.new_context(ignore_https_errors=True).new_page()  # the self-signed certificate over https:// and wss://
             page.goto(f"{base}/?room={opts['--room']}&user=page{k}&autojoin=1" + ("&simulcast=1" if simulcast else ""))
             pages.append(page)
 
@@ -121,6 +130,8 @@ def main() -> int:
         if left is not None:
             result["left"] = left
         browser.close()
+        if tcp_browser:
+            tcp_browser.close()
     print(json.dumps(result, sort_keys=True), flush=True)
 
     def grew(k, kind, field):

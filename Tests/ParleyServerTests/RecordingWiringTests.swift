@@ -219,6 +219,45 @@ final class RecordingWiringTests: XCTestCase {
         call.close()
     }
 
+    /// The free-space guard while a recording runs: DATA-DIR/recordings is
+    /// a 64 MiB tmpfs and `record-min-free-bytes` 16 MiB. The recording
+    /// writes packets; then a file takes 56 MiB of the tmpfs, and the
+    /// recorder's next check (every 0.5 s) stops the recording with
+    /// `low_disk_space` before the disk is full: the packets written before
+    /// are in its capture file, both participants hear `recording_stopped`,
+    /// and the subscriber gets every packet, before and after. (Mounting
+    /// takes CAP_SYS_ADMIN: skipped without it.)
+    func testTheFreeSpaceGuardStopsARunningRecordingBeforeTheDiskFills() throws {
+        var mounted: String?
+        fx = try RelayServerFixture(recording: true) { config in
+            config.recordMinFreeBytes = 16 << 20
+            let dir = config.dataDir + "/recordings"
+            try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            if mount("tmpfs", dir, "tmpfs", 0, "size=64m") == 0 { mounted = dir }
+        }
+        // After the fixture's stop (tearDown), lazily: a detached mount goes once nothing holds it open.
+        defer { if let mounted { addTeardownBlock { _ = umount2(mounted, Int32(MNT_DETACH)) } } }
+        guard let recordings = mounted else { throw XCTSkip("mounting a tmpfs needs CAP_SYS_ADMIN") }
+        let call = try RecordedCall(fx)
+        try call.exchange(20)
+        let file = call.dir + "/track-alice_\(call.ssrc).pcapng"
+        waitUntil("the 20 packets are written") { ((try? CaptureReader.read(path: file))?.packets.count ?? 0) >= 20 }
+        XCTAssertNil(try RecordingIndex.read(directory: call.dir).stoppedAtMillis, "still recording with 64 MiB free")
+
+        let filler = open(recordings + "/filler", O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        XCTAssertGreaterThanOrEqual(filler, 0)
+        XCTAssertEqual(posix_fallocate(filler, 0, 56 << 20), 0)
+        close(filler)
+        for c in [call.alice, call.bob] { XCTAssertEqual(try c.nextEvent("recording_stopped")["room"]?.stringValue, "call") }
+        waitUntil("the recording is finished") { (try? RecordingIndex.read(directory: call.dir))?.stoppedAtMillis != nil }
+        XCTAssertEqual(try RecordingIndex.read(directory: call.dir).stopReason, .lowDiskSpace)
+        XCTAssertEqual(RecordingEvent.read(directory: call.dir).last?.reason, "low_disk_space")
+        XCTAssertEqual(try CaptureReader.read(path: file).packets.map(\.bytes), call.sent, "what was recorded before the guard stopped it")
+        try call.exchange(20)
+        XCTAssertEqual(call.got, call.sent, "every packet forwarded, before and after the guard stopped the recording")
+        call.close()
+    }
+
     func testAdminAPIStartsAndStopsAndRecordRoomsRecordsMatchingCallsUntilTheyClose() throws {
         fx = try RelayServerFixture(recording: true) { $0.recordRooms = ["auto-*"] }
         let admin = "Authorization: Bearer \(fx.token("ops", room: nil, admin: true))"

@@ -203,12 +203,14 @@ enum DemoPage {
       }
       state.audioTrack = local.getAudioTracks()[0];
       // What the relay forwards arrives on our transceivers' receivers: video
-      // in a tile per publisher (the answer's msid stream), audio in its own
-      // element (it plays even while no video comes).
+      // in a tile per publisher (the answer's msid stream), audio in an
+      // element per receiver (it plays even while no video comes; a receiver
+      // freed by a track that went is reused, and announced again, for the next).
       pc.ontrack = (e) => {
         if (e.track.kind === "audio") {
+          if (document.querySelector(`audio[data-track="${e.track.id}"]`)) return;
           const audio = document.createElement("audio");
-          audio.autoplay = true;
+          audio.autoplay = true; audio.dataset.track = e.track.id;
           audio.srcObject = new MediaStream([e.track]);
           document.body.append(audio);
         } else if (e.streams.length > 0) {
@@ -285,6 +287,7 @@ enum DemoPage {
         }
       });
       stats.tiles = document.querySelectorAll(".tile").length;
+      stats.audioElements = document.querySelectorAll("audio").length;
       stats.emptyTiles = Array.from(document.querySelectorAll(".tile video")).filter((v) => !v.srcObject || v.srcObject.getTracks().length === 0).length;
       stats.quality = state.quality;
       state.stats = stats;

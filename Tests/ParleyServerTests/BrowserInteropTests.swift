@@ -70,11 +70,23 @@ final class BrowserInteropTests: XCTestCase {
 
     /// Three pages, then the third presses Leave: the other two get
     /// `participant_left`, offer again, and end with two tiles each (their
-    /// own and the one other page's), none empty, still decoding.
+    /// own and the one other page's), none empty. Then a fourth page joins:
+    /// the freed receivers carry it, and every page shows three tiles again,
+    /// none empty, with one audio element per other page.
     func testWhenAPageLeavesTheOthersRenegotiateAndDropItsTile() throws {
         let result = try run(["--room", "leave", "--pages", "3", "--leave"])
         XCTAssertEqual(result["left"]?["status"]?.stringValue, "left", "\(result)")
-        assertEachPageShowsTheOthers(result, pages: 2)
+        let others = result["left"]?["others"]?.arrayValue ?? []
+        XCTAssertEqual(others.count, 2)
+        for page in others {
+            XCTAssertEqual(page["tiles"]?.intValue, 2, "\(page)")
+            XCTAssertEqual(page["emptyTiles"]?.intValue, 0, "\(page)")
+        }
+        XCTAssertEqual(result["pages"]?.arrayValue?.compactMap { $0["user"]?.stringValue }, ["page0", "page1", "page3"])
+        assertEachPageShowsTheOthers(result, pages: 3)
+        for page in result["pages"]?.arrayValue ?? [] {
+            XCTAssertEqual(page["last"]?["audioElements"]?.intValue, 2, "\(page)")
+        }
     }
 
     /// Simulcast from the demo page (?simulcast=1): the first page picks

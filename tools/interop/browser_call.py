@@ -25,8 +25,10 @@ no proxy: ICE-TCP only); each page's "path" says which transport it got.
 
 With --leave the last page, once every page decodes, presses Leave; the
 script waits until each other page shows one tile fewer and no empty tile
-(it offered again on participant_left), then samples those pages only;
-"left" in the output has the leaver's user and status.
+(it offered again on participant_left): "left" in the output has the
+leaver's user and status and what the others showed then ("others").
+Then a new page joins (the next user number) and the script waits until
+every page decodes all the others again, in as many tiles, and samples.
 
 Exit status 0 when every page's video framesDecoded and packetsReceived grew
 (--expect audio: its audio packetsReceived grew and audioLevel > 0: a room
@@ -62,12 +64,16 @@ def main() -> int:
         udp_off = int(opts["--udp-off-pages"])
         tcp_browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
                                         args=ARGS + ["--webrtc-ip-handling-policy=disable_non_proxied_udp"]) if udp_off else None
-        pages = []
-        for k in range(n):
-            b = tcp_browser if k >= n - udp_off else browser
+        pages, users = [], []
+
+        def join(user, b):
             page = b.new_context(ignore_https_errors=True).new_page()  # the self-signed certificate over https:// and wss://
-            page.goto(f"{base}/?room={opts['--room']}&user=page{k}&autojoin=1" + ("&simulcast=1" if simulcast else ""))
+            page.goto(f"{base}/?room={opts['--room']}&user={user}&autojoin=1" + ("&simulcast=1" if simulcast else ""))
             pages.append(page)
+            users.append(user)
+
+        for k in range(n):
+            join(f"page{k}", tcp_browser if k >= n - udp_off else browser)
 
         def stats(page):
             return page.evaluate("() => window.parley && window.parley.stats") or {}
@@ -81,23 +87,26 @@ def main() -> int:
             # Every other page's video decodes here (one stream per publisher).
             return (v.get("framesDecoded") or 0) > 10 and (st.get("videoStreamsDecoding") or 0) >= n - 1
 
-        deadline = time.time() + seconds
-        while time.time() < deadline and not all(decoding(pg) for pg in pages):
-            time.sleep(0.2)
+        def until(cond):
+            deadline = time.time() + seconds
+            while time.time() < deadline and not all(cond(pg) for pg in pages):
+                time.sleep(0.2)
+
+        def tidy(page):
+            st = stats(page)
+            return st.get("tiles") == n and st.get("emptyTiles") == 0
+
+        until(decoding)
         left = None
         if leave:
-            leaver = pages.pop()
+            leaver, user = pages.pop(), users.pop()
             leaver.click("#leave")
             n -= 1
-
-            def tidy(page):
-                st = stats(page)
-                return st.get("tiles") == n and st.get("emptyTiles") == 0
-
-            deadline = time.time() + seconds
-            while time.time() < deadline and not all(tidy(pg) for pg in pages):
-                time.sleep(0.2)
-            left = {"user": f"page{n}", "status": leaver.inner_text("#status")}
+            until(tidy)
+            left = {"user": user, "status": leaver.inner_text("#status"), "others": [stats(pg) for pg in pages]}
+            join(f"page{n + 1}", browser)
+            n += 1
+            until(lambda pg: decoding(pg) and tidy(pg))
         quality = None
         if opts["--quality"]:
             q = opts["--quality"]
@@ -123,7 +132,7 @@ def main() -> int:
         last = [stats(pg) for pg in pages]
         if opts["--screenshot"]:
             pages[0].screenshot(path=opts["--screenshot"])
-        result = {"pages": [{"user": f"page{k}", "status": pages[k].inner_text("#status"),
+        result = {"pages": [{"user": users[k], "status": pages[k].inner_text("#status"),
                              "first": first[k], "last": last[k]} for k in range(n)]}
         if quality is not None:
             result["quality"] = quality

@@ -476,4 +476,37 @@ final class SignallingCoreTests: XCTestCase {
         XCTAssertEqual(r["id"], 1)
         XCTAssertEqual(t.closed?.code, 4001)
     }
+
+    /// Holds what is posted to it until the test runs it, as a busy signalling loop would.
+    final class HeldScheduler: SignallingScheduler, @unchecked Sendable {
+        private let lock = NSLock()
+        private var posted: [@Sendable () -> Void] = []
+        func schedule(afterSeconds s: Double, _ body: @escaping () -> Void) {}
+        func execute(_ task: @escaping @Sendable () -> Void) -> Bool { lock.withLock { posted.append(task) }; return true }
+        /// Runs what was posted; returns how many hops that was.
+        func runPosted() -> Int {
+            let p = lock.withLock { defer { posted = [] }; return posted }
+            p.forEach { $0() }
+            return p.count
+        }
+    }
+
+    func testCompletionsFromOtherThreadsShareOneHopAndKeepTheirOrder() {
+        let held = HeldScheduler()
+        let core = SignallingCore(verifier: Verifier(), scheduler: held)
+        nonisolated(unsafe) var ran: [Int] = []  // appended on the "signalling thread": the test's, in runPosted
+        let completion = core.onSignallingThread { (i: Int) in ran.append(i) }
+        // A store batch's completions, called on its writer thread.
+        let done = DispatchSemaphore(value: 0)
+        Thread { for i in 1...5 { completion(i) }; done.signal() }.start()
+        done.wait()
+        XCTAssertEqual(ran, [])
+        XCTAssertEqual(held.runPosted(), 1, "one hop for the five")
+        XCTAssertEqual(ran, [1, 2, 3, 4, 5])
+        // Once they ran, the next completion posts again.
+        completion(6)
+        XCTAssertEqual(held.runPosted(), 1)
+        XCTAssertEqual(ran, [1, 2, 3, 4, 5, 6])
+        XCTAssertEqual(held.runPosted(), 0)
+    }
 }

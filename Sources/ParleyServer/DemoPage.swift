@@ -94,7 +94,7 @@ enum DemoPage {
     const params = new URLSearchParams(location.search);
     $("room").value = params.get("room") || "demo";
     $("user").value = params.get("user") || "guest" + Math.floor(Math.random() * 10000);
-    const state = { ws: null, pc: null, nextId: 1, pending: new Map(), subscribed: new Map(), muted: false, quality: {},
+    const state = { ws: null, pc: null, nextId: 1, pending: new Map(), subscribed: new Map(), sections: {}, muted: false, quality: {},
                     audioTrack: null, audioId: null, stats: {}, wanted: { audio: 0, video: 0 }, negotiating: Promise.resolve() };
     window.parley = state;
 
@@ -154,6 +154,7 @@ enum DemoPage {
         }
         await pc.setLocalDescription(await pc.createOffer());
         const reply = await call("offer", { sdp: pc.localDescription.sdp });
+        state.sections = reply.sections; // which track is on which mid
         await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
       }).catch((err) => { $("status").textContent = String(err); });
       return state.negotiating;
@@ -215,10 +216,13 @@ enum DemoPage {
           document.body.append(audio);
         } else if (e.streams.length > 0) {
           const stream = e.streams[0];
-          // A tile once media comes (a receiver nothing is sent to stays muted),
-          // gone when its stream loses its last track (renegotiated elsewhere).
-          // (Not once the track left the stream: an unannounced stream's track moves to its own section.)
-          const show = () => { if (stream.getTracks().includes(e.track)) tileFor(stream).srcObject = stream; };
+          // A tile once media comes (a receiver nothing is sent to stays muted)
+          // on a section the answer gave a track, gone when its stream loses
+          // its last track (renegotiated elsewhere). A section whose track went
+          // is no one's: Chromium moves its receiver to a stream of its own, not shown.
+          const show = () => {
+            if (state.sections[e.transceiver.mid] && stream.getTracks().includes(e.track)) tileFor(stream).srcObject = stream;
+          };
           if (!e.track.muted) show(); else e.track.addEventListener("unmute", show, { once: true });
           stream.onremovetrack = () => {
             const v = document.querySelector(`video[data-stream="${stream.id}"]`);
@@ -248,7 +252,7 @@ enum DemoPage {
       for (const t of state.local.getTracks()) t.stop();
       $("tiles").replaceChildren();
       for (const a of document.querySelectorAll("audio")) a.remove();
-      Object.assign(state, { pending: new Map(), subscribed: new Map(), muted: false, quality: {}, wanted: { audio: 0, video: 0 },
+      Object.assign(state, { pending: new Map(), subscribed: new Map(), sections: {}, muted: false, quality: {}, wanted: { audio: 0, video: 0 },
                              negotiating: Promise.resolve() });
       $("mute").textContent = "Mute";
       $("status").textContent = "left";

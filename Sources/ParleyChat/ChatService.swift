@@ -307,12 +307,7 @@ public final class ChatService: SignallingFeature {
         case .success(let sent):
             let m = sent.message
             if sent.duplicate { metrics.duplicates.inc() } else { metrics.messages.inc() }
-            var fields: [String: JSONValue] = [
-                "status": "sent", "messageId": JSONValue(Int(m.id)), "conversation": JSONValue(Int(m.conversation)),
-                "seq": JSONValue(Int(m.seq)), "sentAt": JSONValue(Int(m.sentAt)),
-            ]
-            if sent.duplicate { fields["duplicate"] = true }
-            reply.ok(fields)
+            reply.ok(text: m.sentReply(reply, duplicate: sent.duplicate))
             if !sent.duplicate {
                 deliver(m, to: sent.members, except: key)
                 notifyOffline(m, to: sent.members, except: key.user)
@@ -325,7 +320,7 @@ public final class ChatService: SignallingFeature {
     /// Sends `message` to every connected device of `users` but `except`
     /// (the sending device), and not to devices in the middle of a sync.
     private func deliver(_ message: StoredMessage, to users: [String], except: SessionKey) {
-        let text = message.json().serialized
+        let text = message.eventText()
         for user in users {
             for d in core.presence.devices(of: user) {
                 let key = SessionKey(user: d.user, device: d.device)
@@ -364,15 +359,12 @@ public final class ChatService: SignallingFeature {
     private func tell(_ m: ChatStore.Marked) {
         guard let receipt = m.receipt else { return }
         (receipt.status == .delivered ? metrics.receiptsDelivered : metrics.receiptsRead).inc()
+        var plain: String?
         for notice in m.notify {
-            var json = receipt.json
-            if let s = notice.summary, case .object(var o) = json {
-                // "delivered to 48 of 49": how far the told member's own latest message got.
-                o["summary"] = ["seq": JSONValue(Int(s.seq)), "delivered": JSONValue(s.delivered), "read": JSONValue(s.read),
-                                "of": JSONValue(s.of)]
-                json = .object(o)
-            }
-            sendToChatDevices(of: notice.user, json.serialized)
+            // A group's: "delivered to 48 of 49", how far the told member's own latest message got.
+            let text = notice.summary.map { receipt.eventText(summary: $0) } ?? plain ?? receipt.eventText()
+            if notice.summary == nil { plain = text }
+            sendToChatDevices(of: notice.user, text)
         }
     }
 
@@ -404,7 +396,7 @@ public final class ChatService: SignallingFeature {
                 case .success(let page):
                     for (i, m) in page.enumerated() {
                         let last = i == page.count - 1 && page.count == limit
-                        core.send(text: m.json(ackRequested: last).serialized, to: key)
+                        core.send(text: m.eventText(ackRequested: last), to: key)
                         device.sync?.sent[m.conversation] = m.seq
                     }
                     metrics.deliveredSync.inc(page.count)
@@ -432,7 +424,7 @@ public final class ChatService: SignallingFeature {
                 guard devices[key] === device, let sync = device.sync, sync.id == id else { return }
                 switch result {
                 case .success(let receipts):
-                    for r in receipts { core.send(text: r.json.serialized, to: key) }
+                    for r in receipts { core.send(text: r.eventText(), to: key) }
                     device.sync = nil
                     core.send(text: JSONValue.object(["type": "sync.done", "messages": JSONValue(sync.messages),
                                                       "receipts": JSONValue(receipts.count)]).serialized, to: key)

@@ -46,14 +46,7 @@ public enum JSONValue: Sendable, Equatable {
         switch self {
         case .null: out += "null"
         case .bool(let b): out += b ? "true" : "false"
-        case .number(let d):
-            if d.isFinite && d == d.rounded() && abs(d) < 1e15 {
-                out += String(Int64(d))
-            } else if d.isFinite {
-                out += String(d)
-            } else {
-                out += "null"
-            }
+        case .number(let d): JSONValue.writeNumber(d, into: &out)
         case .string(let s): JSONValue.writeString(s, into: &out)
         case .array(let a):
             out += "["
@@ -76,6 +69,16 @@ public enum JSONValue: Sendable, Equatable {
 
     static func writeString(_ s: String, into out: inout String) { Logger.appendJSONString(s, to: &out) }
 
+    static func writeNumber(_ d: Double, into out: inout String) {
+        if d.isFinite && d == d.rounded() && abs(d) < 1e15 {
+            out += String(Int64(d))
+        } else if d.isFinite {
+            out += String(d)
+        } else {
+            out += "null"
+        }
+    }
+
     // MARK: Parsing
 
     public struct ParseError: Error, Equatable, CustomStringConvertible {
@@ -89,20 +92,29 @@ public enum JSONValue: Sendable, Equatable {
     /// key twice is refused (at the second one) rather than one of the
     /// values silently winning.
     public static func parse(_ text: String, maxDepth: Int = 32) throws(ParseError) -> JSONValue {
-        var p = Parser(bytes: Array(text.utf8), maxDepth: maxDepth)
-        p.skipSpace()
-        let v = try p.value(depth: 0)
-        p.skipSpace()
-        guard p.i == p.bytes.count else { throw p.fail("trailing characters") }
-        return v
+        // Read in place from the string's UTF-8 (no copy of the text).
+        var text = text
+        let result = text.withUTF8 { bytes -> Result<JSONValue, ParseError> in
+            var p = Parser(bytes: bytes, maxDepth: maxDepth)
+            do throws(ParseError) {
+                p.skipSpace()
+                let v = try p.value(depth: 0)
+                p.skipSpace()
+                guard p.i == p.bytes.count else { throw p.fail("trailing characters") }
+                return .success(v)
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
     }
 
     struct Parser {
-        let bytes: [UInt8]
+        let bytes: UnsafeBufferPointer<UInt8>
         let maxDepth: Int
         var i = 0
 
-        init(bytes: [UInt8], maxDepth: Int) { self.bytes = bytes; self.maxDepth = maxDepth }
+        init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) { self.bytes = bytes; self.maxDepth = maxDepth }
 
         func fail(_ reason: String) -> ParseError { ParseError(offset: i, reason: reason) }
 
@@ -110,10 +122,11 @@ public enum JSONValue: Sendable, Equatable {
             while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 { i += 1 }
         }
 
-        mutating func literal(_ word: String, _ v: JSONValue) throws(ParseError) -> JSONValue {
-            let w = Array(word.utf8)
-            guard i + w.count <= bytes.count, Array(bytes[i..<i + w.count]) == w else { throw fail("unexpected token") }
-            i += w.count
+        mutating func literal(_ word: StaticString, _ v: JSONValue) throws(ParseError) -> JSONValue {
+            let n = word.utf8CodeUnitCount
+            guard i + n <= bytes.count else { throw fail("unexpected token") }
+            for k in 0..<n where bytes[i + k] != word.utf8Start[k] { throw fail("unexpected token") }
+            i += n
             return v
         }
 
@@ -181,6 +194,7 @@ public enum JSONValue: Sendable, Equatable {
             if i < bytes.count, bytes[i] == UInt8(ascii: "-") { i += 1 }
             let intStart = i
             guard digits(&self) > 0 else { throw fail("unexpected token") }
+            let intEnd = i
             if bytes[intStart] == 0x30, i - intStart > 1 { throw fail("leading zero") }
             if i < bytes.count, bytes[i] == UInt8(ascii: ".") {
                 i += 1
@@ -191,7 +205,13 @@ public enum JSONValue: Sendable, Equatable {
                 if i < bytes.count, bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: "-") { i += 1 }
                 guard digits(&self) > 0 else { throw fail("digits expected in exponent") }
             }
-            guard let d = Double(String(decoding: bytes[start..<i], as: UTF8.self)) else { throw fail("bad number") }
+            // An integer of up to 15 digits is exact as a Double: no text conversion.
+            if i == intEnd, i - intStart <= 15 {
+                var n: Int64 = 0
+                for k in intStart..<i { n = n &* 10 &+ Int64(bytes[k] &- 0x30) }
+                return .number(Double(start == intStart ? n : -n))
+            }
+            guard let d = Double(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self)) else { throw fail("bad number") }
             return .number(d)
         }
 
@@ -208,7 +228,13 @@ public enum JSONValue: Sendable, Equatable {
 
         mutating func string() throws(ParseError) -> String {
             i += 1  // opening quote
-            var out = String.UnicodeScalarView()
+            // Most strings have no escape: made from their bytes in one go.
+            var j = i
+            while j < bytes.count, bytes[j] != UInt8(ascii: "\""), bytes[j] != UInt8(ascii: "\\"), bytes[j] >= 0x20 { j += 1 }
+            if j < bytes.count, bytes[j] == UInt8(ascii: "\"") {
+                defer { i = j + 1 }
+                return String(decoding: UnsafeBufferPointer(rebasing: bytes[i..<j]), as: UTF8.self)
+            }
             var runStart = i
             var raw: [UInt8] = []
             func flush(_ p: Parser, _ runStart: Int, into raw: inout [UInt8]) {
@@ -261,9 +287,108 @@ public enum JSONValue: Sendable, Equatable {
                 i += 1
             }
             // Input came from a Swift String, so raw is valid UTF-8.
-            out = String(decoding: raw, as: UTF8.self).unicodeScalars
-            return String(out)
+            return String(decoding: raw, as: UTF8.self)
         }
+    }
+}
+
+/// Writes one JSON object member by member, straight into its UTF-8: the
+/// same bytes as building the `JSONValue.object` and taking `serialized`,
+/// without the dictionary, the sort, the values' enum boxes or a `String`
+/// append per piece. For messages written once per chat message
+/// (chat.message, the `sent` reply, a receipt). The caller adds the members
+/// in sorted key order, as `serialized` writes them (checked in debug
+/// builds); keys are plain ASCII names that need no escape.
+public struct JSONObjectWriter {
+    private var out: [UInt8]
+    #if DEBUG
+    private var lastKey = ""
+    #endif
+
+    public init(capacity: Int = 256) {
+        out = []
+        out.reserveCapacity(capacity)
+        out.append(UInt8(ascii: "{"))
+    }
+
+    private mutating func key(_ k: StaticString) {
+        #if DEBUG
+        let key = k.description
+        precondition(out.count == 1 || lastKey < key, "JSONObjectWriter: \"\(key)\" after \"\(lastKey)\": keys go in sorted order")
+        precondition(!key.utf8.contains { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C || $0 >= 0x80 }, "JSONObjectWriter: a key needs no escape")
+        lastKey = key
+        #endif
+        if out.count > 1 { out.append(UInt8(ascii: ",")) }
+        out.append(UInt8(ascii: "\""))
+        out.append(contentsOf: UnsafeBufferPointer(start: k.utf8Start, count: k.utf8CodeUnitCount))
+        out.append(UInt8(ascii: "\""))
+        out.append(UInt8(ascii: ":"))
+    }
+
+    /// A string, escaped as `Logger.appendJSONString` escapes it.
+    public mutating func add(_ k: StaticString, _ v: String) {
+        key(k)
+        out.append(UInt8(ascii: "\""))
+        var v = v
+        v.withUTF8 { u in
+            var run = 0 // start of the bytes not written yet
+            for (i, c) in u.enumerated() where c < 0x20 || c == 0x22 || c == 0x5C {
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: u[run..<i]))
+                run = i + 1
+                out.append(UInt8(ascii: "\\"))
+                switch c {
+                case 0x22, 0x5C: out.append(c)
+                case 0x0A: out.append(UInt8(ascii: "n"))
+                case 0x0D: out.append(UInt8(ascii: "r"))
+                case 0x09: out.append(UInt8(ascii: "t"))
+                default:
+                    let hex: StaticString = "0123456789abcdef"
+                    out.append(contentsOf: [UInt8(ascii: "u"), 0x30, 0x30, hex.utf8Start[Int(c >> 4)], hex.utf8Start[Int(c & 0xF)]])
+                }
+            }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: u[run...]))
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    /// An integer, written as `JSONValue(Int(v))` is (through a Double).
+    public mutating func add(_ k: StaticString, _ v: Int64) {
+        key(k)
+        guard v > -1_000_000_000_000_000, v < 1_000_000_000_000_000 else {
+            var text = ""
+            JSONValue.writeNumber(Double(v), into: &text)
+            out.append(contentsOf: text.utf8)
+            return
+        }
+        if v < 0 { out.append(UInt8(ascii: "-")) }
+        var m = v.magnitude, digits = 1
+        while m >= 10 { m /= 10; digits += 1 }
+        let end = out.count + digits
+        out.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: digits))
+        m = v.magnitude
+        for i in stride(from: end - 1, through: end - digits, by: -1) {
+            out[i] = UInt8(truncatingIfNeeded: m % 10) &+ 0x30
+            m /= 10
+        }
+    }
+
+    public mutating func add(_ k: StaticString, _ v: Bool) {
+        key(k)
+        let word: StaticString = v ? "true" : "false"
+        out.append(contentsOf: UnsafeBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount))
+    }
+
+    public mutating func add(_ k: StaticString, _ v: JSONValue) {
+        key(k)
+        var text = ""
+        v.write(into: &text)
+        out.append(contentsOf: text.utf8)
+    }
+
+    /// The object's text; the writer is done.
+    public consuming func finish() -> String {
+        out.append(UInt8(ascii: "}"))
+        return String(decoding: out, as: UTF8.self)
     }
 }
 

@@ -155,6 +155,13 @@ public final class SignallingCore {
     func answer(_ reply: SignallingReply, _ result: Result<[String: JSONValue], SignallingError>) {
         guard let c = connections[reply.connection], !c.closed else { return }
         switch result {
+        case .success(let fields) where fields.isEmpty:
+            // The common bare `ok` (chat.ack), written without a dictionary.
+            var w = JSONObjectWriter(capacity: 64)
+            w.add("id", reply.id)
+            w.add("ok", true)
+            w.add("type", reply.type)
+            c.transport.send(text: w.finish())
         case .success(let fields):
             send(c, signallingReply(id: reply.id, type: reply.type, fields))
         case .failure(var e):
@@ -163,6 +170,12 @@ public final class SignallingCore {
             send(c, e.json)
             if let code = e.code.closeCode { close(c, code: code, reason: e.code.rawValue) }
         }
+    }
+
+    /// Sends a reply the feature wrote itself (`SignallingReply.ok(text:)`).
+    func answer(_ reply: SignallingReply, text: String) {
+        guard let c = connections[reply.connection], !c.closed else { return }
+        c.transport.send(text: text)
     }
 
     // MARK: Sessions

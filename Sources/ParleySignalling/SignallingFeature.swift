@@ -92,6 +92,10 @@ public struct SignallingReply {
 
     /// Replies `{"id": …, "type": …, "ok": true, …fields}`.
     public func ok(_ fields: [String: JSONValue] = [:]) { core.answer(self, .success(fields)) }
+    /// Replies with `text`, the whole reply as the caller wrote it (with a
+    /// `JSONObjectWriter`, for a reply made once per chat message): it must be
+    /// what `ok` would write, this reply's `id` and `type` and `"ok": true` included.
+    public func ok(text: String) { core.answer(self, text: text) }
     /// Replies with an `error` (and closes the connection if the code says so).
     public func fail(_ error: SignallingError) { core.answer(self, .failure(error)) }
 

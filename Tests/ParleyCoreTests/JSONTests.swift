@@ -41,4 +41,42 @@ final class JSONTests: XCTestCase {
             XCTAssertNoThrow(try JSONValue.parse(ok), ok)
         }
     }
+
+    /// Numbers read without text conversion (integers of up to 15 digits) equal the ones read through it.
+    func testNumbersAndStringsReadInPlace() throws {
+        for n in ["0", "-0", "7", "-42", "123456789012345", "-123456789012345", "1234567890123456", "9007199254740993",
+                  "1.5", "-2e3", "1E2", "0.1", "10e-1"] {
+            XCTAssertEqual(try JSONValue.parse(n), .number(Double(n)!), n)
+        }
+        XCTAssertEqual(try JSONValue.parse("[1,-2,3.5,40]"), [1, -2, 3.5, 40])
+        for bad in ["-", "-a", "00", "-01", "1e", "1.e3"] {
+            XCTAssertThrowsError(try JSONValue.parse(bad), bad)
+        }
+        XCTAssertEqual(try JSONValue.parse(#"["", "plain ☃", "a\"b", "x\u0041y\n", "tab\tend"]"#),
+                       ["", "plain ☃", "a\"b", "xAy\n", "tab\tend"])
+        XCTAssertThrowsError(try JSONValue.parse("\"ctl\u{01}\""))
+        XCTAssertThrowsError(try JSONValue.parse("\"open"))
+        XCTAssertThrowsError(try JSONValue.parse("nul"))
+        XCTAssertThrowsError(try JSONValue.parse("trUe"))
+    }
+
+    /// A `JSONObjectWriter` writes what the `JSONValue.object` of the same members serializes to.
+    func testObjectWriterMatchesSerialized() {
+        var w = JSONObjectWriter()
+        w.add("a", "x\"y\n\u{01}\u{1f}\r\t\\é😀/")
+        w.add("b", Int64(1_733_000_000_123))
+        w.add("big", Int64(4_000_000_000_000_000))
+        w.add("neg", Int64(-5))
+        w.add("neg2", Int64(-999_999_999_999_999))
+        w.add("neg3", Int64(-1_000_000_000_000_000))
+        w.add("nested", ["z": 1, "y": [true, .null]])
+        w.add("t", false)
+        w.add("u", true)
+        w.add("zero", Int64(0))
+        let v: JSONValue = ["zero": 0, "u": true, "t": false, "nested": ["z": 1, "y": [true, .null]], "neg": -5,
+                            "neg2": JSONValue(-999_999_999_999_999), "neg3": JSONValue(-1_000_000_000_000_000),
+                            "big": JSONValue(4_000_000_000_000_000), "b": JSONValue(1_733_000_000_123), "a": "x\"y\n\u{01}\u{1f}\r\t\\é😀/"]
+        XCTAssertEqual(w.finish(), v.serialized)
+        XCTAssertEqual(JSONObjectWriter().finish(), JSONValue.object([:]).serialized)
+    }
 }

@@ -97,6 +97,9 @@ public final class EventLoop: @unchecked Sendable, CustomStringConvertible {
     private let queue = Mutex<TaskQueue>(TaskQueue())
     private var draining: [@Sendable () -> Void] = []
     private let wakePending = Atomic<Bool>(false)
+    /// `execute` calls writing the eventfd right now (after the queue's
+    /// lock): the loop closes it only once none is left.
+    private let wakeWriters = Atomic<Int>(0)
 
     private var heap: [TimerEntry] = []
     private var timers: [UInt64: TimerRecord] = [:]
@@ -182,18 +185,26 @@ public final class EventLoop: @unchecked Sendable, CustomStringConvertible {
     /// one consumer: a mutex-guarded array swapped out by the loop, plus an
     /// eventfd write only when no wake-up is already pending. Returns false
     /// (and drops the task) once the loop has stopped.
+    ///
+    /// The eventfd is written after the lock is released: the loop it wakes
+    /// (on another core) takes the same lock at once to drain, and would
+    /// otherwise spin on it for the length of this thread's syscall.
     @discardableResult
     public func execute(_ task: @escaping @Sendable () -> Void) -> Bool {
-        queue.withLock { q in
-            if q.stopped { return false }
+        let posted = queue.withLock { q -> (queued: Bool, wake: Bool) in
+            if q.stopped { return (false, false) }
             q.tasks.append(task)
-            // Written under the lock so the loop cannot close the eventfd in between.
-            if !wakePending.exchange(true, ordering: .acquiringAndReleasing) {
-                var one: UInt64 = 1
-                _ = Glibc.write(wakeFD, &one, 8)
-            }
-            return true
+            guard !wakePending.exchange(true, ordering: .acquiringAndReleasing) else { return (true, false) }
+            // Counted under the lock: once the loop has set `stopped`, it waits for these before closing the eventfd.
+            wakeWriters.add(1, ordering: .relaxed)
+            return (true, true)
         }
+        if posted.wake {
+            var one: UInt64 = 1
+            _ = Glibc.write(wakeFD, &one, 8)
+            wakeWriters.subtract(1, ordering: .releasing)
+        }
+        return posted.queued
     }
 
     /// Runs `body` on the loop and blocks the calling thread until it returns.
@@ -408,6 +419,8 @@ public final class EventLoop: @unchecked Sendable, CustomStringConvertible {
         heap.removeAll()
         timers.removeAll()
         closeFD(epfd)
+        // No new writer can start (`stopped`); let those under way finish.
+        while wakeWriters.load(ordering: .acquiring) > 0 { sched_yield() }
         closeFD(wakeFD)
         // pthread_t values are reused once this thread is joined: a later
         // thread (a dispatch worker, say) must not pass for this loop.

@@ -27,8 +27,9 @@ With --leave the last page, once every page decodes, presses Leave; the
 script waits until each other page shows one tile fewer and no empty tile
 (it offered again on participant_left): "left" in the output has the
 leaver's user and status and what the others showed then ("others").
-Then a new page joins (the next user number) and the script waits until
-every page decodes all the others again, in as many tiles, and samples.
+Then the leaver presses Enter again (the same user, a new call) and the
+script waits until every page decodes all the others again, in as many
+tiles, and samples.
 
 Exit status 0 when every page's video framesDecoded and packetsReceived grew
 (--expect audio: its audio packetsReceived grew and audioLevel > 0: a room
@@ -64,16 +65,12 @@ def main() -> int:
         udp_off = int(opts["--udp-off-pages"])
         tcp_browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
                                         args=ARGS + ["--webrtc-ip-handling-policy=disable_non_proxied_udp"]) if udp_off else None
-        pages, users = [], []
-
-        def join(user, b):
-            page = b.new_context(ignore_https_errors=True).new_page()  # the self-signed certificate over https:// and wss://
-            page.goto(f"{base}/?room={opts['--room']}&user={user}&autojoin=1" + ("&simulcast=1" if simulcast else ""))
-            pages.append(page)
-            users.append(user)
-
+        pages, users = [], [f"page{k}" for k in range(n)]
         for k in range(n):
-            join(f"page{k}", tcp_browser if k >= n - udp_off else browser)
+            b = tcp_browser if k >= n - udp_off else browser
+            page = b.new_context(ignore_https_errors=True).new_page()  # the self-signed certificate over https:// and wss://
+            page.goto(f"{base}/?room={opts['--room']}&user={users[k]}&autojoin=1" + ("&simulcast=1" if simulcast else ""))
+            pages.append(page)
 
         def stats(page):
             return page.evaluate("() => window.parley && window.parley.stats") or {}
@@ -104,7 +101,9 @@ def main() -> int:
             n -= 1
             until(tidy)
             left = {"user": user, "status": leaver.inner_text("#status"), "others": [stats(pg) for pg in pages]}
-            join(f"page{n + 1}", browser)
+            leaver.click("#enter button")
+            pages.append(leaver)
+            users.append(user)
             n += 1
             until(lambda pg: decoding(pg) and tidy(pg))
         quality = None

@@ -98,7 +98,8 @@ final class ChatDurabilityTests: XCTestCase {
         let acked = burst.acked.withLock { $0 }
         XCTAssertLessThan(acked.count, 50_000, "the kill came mid-burst")
 
-        let bob = try connect(try startServer(), user: "bob")
+        let port2 = try startServer()
+        let bob = try connect(port2, user: "bob")
         let got = try receiveSync(bob)
         let seqs = got.map(\.seq)
         XCTAssertEqual(seqs, Array(1...max(1, got.count)), "in order, none twice, no gaps")
@@ -106,6 +107,13 @@ final class ChatDurabilityTests: XCTestCase {
         let lost = acked.filter { received[$0.key] != $0.value }
         XCTAssertEqual(lost.count, 0, "\(lost.count) of \(acked.count) acknowledged messages lost")
         XCTAssertGreaterThanOrEqual(got.count, acked.count)
+        // The conversation's last seq is its newest message's (conversations.last_seq is not written per
+        // message): after the kill, the next message follows the last one stored, none reused, none skipped.
+        let again = try connect(port2, user: "alice").call(.chatSend(to: "bob", clientId: "after the kill", text: "after"))
+        XCTAssertEqual(again["seq"]?.intValue, got.count + 1)
+        let first = got.first { $0.text == "message 0" }?.seq
+        XCTAssertEqual(try connect(port2, user: "alice").call(.chatSend(to: "bob", clientId: "m0", text: "message 0"))["seq"]?.intValue, first,
+                       "a client id sent before the kill is still known: the same message, not a new one")
     }
 }
 

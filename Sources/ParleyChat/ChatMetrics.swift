@@ -1,7 +1,9 @@
 import ParleyCore
 
-/// Chat's counters (`/metrics`), built from a registry.
-public struct ChatMetrics: Sendable {
+/// Chat's counters (`/metrics`), built from a registry. A class: a store
+/// operation's closure captures it, and copying a struct of 20 counters
+/// cost 20 retains and releases per message.
+public final class ChatMetrics: Sendable {
     /// Messages stored and acknowledged `sent`.
     public let messages: Counter
     /// Resends of a known `clientId` (answered with the first ack, nothing stored).

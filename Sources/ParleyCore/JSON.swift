@@ -136,9 +136,10 @@ public enum JSONValue: Sendable, Equatable {
             switch bytes[i] {
             case UInt8(ascii: "{"):
                 i += 1
-                var o: [String: JSONValue] = [:]
                 skipSpace()
-                if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(o) }
+                if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object([:]) }
+                // Room for a message's fields at once, rather than growing (and rehashing) 1, 2, 4, 8.
+                var o = [String: JSONValue](minimumCapacity: 8)
                 while true {
                     skipSpace()
                     guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a key") }

@@ -33,6 +33,9 @@ public struct HTTPResponseReader: Sendable {
     private var status = 0
     private var keepAlive = false
     private var trailerBytes = 0
+    /// Buffered bytes already looked through for the end of the head or
+    /// line being read (each byte once, however slowly they trickle in).
+    private var scanned = 0
 
     public init() {}
 
@@ -51,6 +54,11 @@ public struct HTTPResponseReader: Sendable {
         while true {
             switch state {
             case .head:
+                guard headEnded() else {
+                    if buffer.count > HTTPResponseHead.maxHeadLength { throw .headerFieldsTooLarge }
+                    return .needMoreData
+                }
+                scanned = 0
                 guard let (head, consumed) = try HTTPResponseHead.parse(buffer) else { return .needMoreData }
                 buffer.removeFirst(consumed)
                 let code = head.status.code
@@ -120,13 +128,28 @@ public struct HTTPResponseReader: Sendable {
         return .response(status: status, reusable: reusable)
     }
 
+    /// Whether the buffered head holds its end (an empty line after the
+    /// first: LF LF or LF CR LF) within `maxHeadLength`; only then is it
+    /// parsed, so a head that trickles in costs one pass, not one per read.
+    private mutating func headEnded() -> Bool {
+        let end = min(buffer.count, HTTPResponseHead.maxHeadLength + 1)
+        defer { scanned = end }
+        for i in scanned..<end where buffer[i] == 0x0A {
+            if i >= 1 && buffer[i - 1] == 0x0A || i >= 2 && buffer[i - 1] == 0x0D && buffer[i - 2] == 0x0A { return true }
+        }
+        return false
+    }
+
     /// The next line (without CR LF), consumed; nil while incomplete; throws
     /// once `limit` bytes hold no line end.
     private mutating func nextLine(limit: Int, _ tooLong: String) throws(HTTPParseError) -> [UInt8]? {
-        guard let lf = buffer.prefix(max(limit, 0) + 1).firstIndex(of: 0x0A) else {
+        let searched = min(buffer.count, max(limit, 0) + 1)
+        guard let lf = buffer[min(scanned, searched)..<searched].firstIndex(of: 0x0A) else {
+            scanned = searched
             if buffer.count > limit { throw .badRequest(tooLong) }
             return nil
         }
+        scanned = 0
         let end = lf > 0 && buffer[lf - 1] == 0x0D ? lf - 1 : lf
         let line = Array(buffer[..<end])
         buffer.removeFirst(lf + 1)

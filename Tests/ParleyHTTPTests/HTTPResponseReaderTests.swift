@@ -31,6 +31,9 @@ final class HTTPResponseReaderTests: XCTestCase {
             ("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", [.response(status: 200, reusable: false)], 0),
             ("HTTP/1.0 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n", [.response(status: 200, reusable: true)], 0),
             ("HTTP/1.1 204 No Content\r\n\r\n", [.response(status: 204, reusable: true)], 0),
+            // Bare LF line ends, and the two mixed: the head ends at the first empty line after the status line.
+            ("HTTP/1.1 200 OK\nContent-Length: 1\n\nx", [.response(status: 200, reusable: true)], 0),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 0\n\r\n", [.response(status: 200, reusable: true)], 0),
             ("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 1\r\n\r\nx", [.response(status: 201, reusable: true)], 0),
             // No framing, or a coding other than chunked last: the close ends the body, known as soon as the head is in.
             ("HTTP/1.1 200 OK\r\n\r\nto the close", [.response(status: 200, reusable: false)], 12),
@@ -50,6 +53,8 @@ final class HTTPResponseReaderTests: XCTestCase {
 
     func testMalformedResponsesThrow() {
         for bad in ["HTTP/1.1 101 Switching Protocols\r\n\r\n",
+                    "\r\n\r\n",
+                    "HTTP/1.1 200 OK\r\n" + String(repeating: "X-Pad: aaaa\r\n", count: 2000),
                     "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
                     "HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n",
                     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
@@ -59,6 +64,13 @@ final class HTTPResponseReaderTests: XCTestCase {
             var r = HTTPResponseReader()
             r.append(Array(bad.utf8))
             XCTAssertThrowsError(try { while try r.next() != .needMoreData {} }(), String(bad.prefix(80)).debugDescription)
+            var trickled = HTTPResponseReader()
+            XCTAssertThrowsError(try {
+                for b in bad.utf8 {
+                    trickled.append(CollectionOfOne(b))
+                    while try trickled.next() != .needMoreData {}
+                }
+            }(), "byte by byte: " + String(bad.prefix(80)).debugDescription)
         }
     }
 }

@@ -1,12 +1,14 @@
 import Foundation
 import XCTest
 import ParleyTestSupport
+import ParleyServer
 
 /// The docs name metrics, flags and message types; each must exist in what
 /// the code actually serves, so docs and code cannot drift apart unnoticed:
 /// - every `parley_…` metric in docs/ and README.md is on a running daemon's `/metrics`;
 /// - every `--flag` is in the `--help` of some `parley` command;
-/// - every signalling message `type` and error `code` is a string the code uses.
+/// - every signalling message `type` and error `code` is a string the code uses;
+/// and the other way: every metric `/metrics` serves and every config key is in the docs.
 final class DocsMatchCodeTests: XCTestCase {
     /// Flags of other programs that the docs show next to ours.
     static let foreignFlags: Set<String> = [
@@ -48,6 +50,19 @@ final class DocsMatchCodeTests: XCTestCase {
                 n.hasSuffix(s) && families.contains(String(n.dropLast(s.count))) ? String(n.dropLast(s.count)) : n
             }
             XCTAssertTrue(families.contains(base), "\(file) names metric \(name), which /metrics does not serve")
+        }
+        // And the other way: what the daemon serves, the docs name.
+        for family in families.sorted() where family.hasPrefix("parley_") && documented[family] == nil {
+            XCTFail("/metrics serves \(family), which no doc names")
+        }
+    }
+
+    /// Every key a config file may hold is in docs/operations.md's tables (the flags test reads the docs the other way).
+    func testEveryConfigKeyIsDocumented() throws {
+        let operations = try String(contentsOfFile: repositoryPath("docs/operations.md"), encoding: .utf8)
+        XCTAssertGreaterThan(ServerConfig.keys.count, 50)
+        for (key, _) in ServerConfig.keys where !operations.contains("`\(key)`") {
+            XCTFail("config key \(key) is not in docs/operations.md")
         }
     }
 

@@ -2,12 +2,13 @@ import ParleyCore
 import ParleySignalling
 
 // The chat events and replies written once per message, straight into their
-// text with a `JSONObjectWriter` (members in sorted key order): the same
-// bytes as their `JSONValue` (`StoredMessage.json`, `Receipt.json`) serialized,
-// which ChatEventTextTests checks, without building a dictionary per message.
+// text with a `JSONObjectWriter` (members in sorted key order, the bytes
+// `JSONValue.serialized` gives), without building a dictionary per message.
+// They are the one definition of these messages' shape (ChatEventTextTests
+// holds them to docs/protocol.md's fields).
 
 extension StoredMessage {
-    /// `json(ackRequested:).serialized`.
+    /// The `chat.message` event.
     func eventText(ackRequested: Bool = false) -> String {
         var w = JSONObjectWriter(capacity: 192 + body.utf8.count)
         if ackRequested { w.add("ack", true) }
@@ -27,6 +28,10 @@ extension StoredMessage {
         return w.finish()
     }
 
+    /// The `chat.message` event as a value, for a reply that carries
+    /// messages (`chat.history`).
+    var json: JSONValue { (try? JSONValue.parse(eventText())) ?? .null }
+
     /// The `sent` reply to the `chat.send` (or group change) that stored this message.
     func sentReply(_ reply: SignallingReply, duplicate: Bool) -> String {
         var w = JSONObjectWriter(capacity: 160)
@@ -44,7 +49,7 @@ extension StoredMessage {
 }
 
 extension Receipt {
-    /// `json.serialized`, with the group `summary` when there is one.
+    /// The `chat.receipt` event, with the group `summary` when there is one.
     func eventText(summary s: (seq: Int64, delivered: Int, read: Int, of: Int)? = nil) -> String {
         var w = JSONObjectWriter(capacity: 160)
         w.add("conversation", conversation)

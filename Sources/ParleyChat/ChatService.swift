@@ -267,7 +267,7 @@ public final class ChatService: SignallingFeature {
                                   completion: core.onSignallingThread { [self] result in
                     switch result {
                     case .success(let messages): reply.ok(["conversation": JSONValue(Int(conversation)),
-                                                           "messages": .array(messages.map { $0.json() })])
+                                                           "messages": .array(messages.map(\.json))])
                     case .failure(let e): reply.fail(refusal(e))
                     }
                 })

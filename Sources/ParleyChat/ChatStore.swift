@@ -28,25 +28,6 @@ public struct StoredMessage: Sendable, Equatable {
     public var attachments: String? = nil
     /// The other user of a direct conversation (from the sender's side: the recipient); nil in a group.
     public var to: String?
-
-    /// The `chat.message` event.
-    public func json(ackRequested: Bool = false) -> JSONValue {
-        var o: [String: JSONValue] = [
-            "type": "chat.message", "conversation": JSONValue(Int(conversation)), "seq": JSONValue(Int(seq)),
-            "messageId": JSONValue(Int(id)), "from": .string(sender), "fromDevice": .string(senderDevice),
-            "sentAt": JSONValue(Int(sentAt)),
-        ]
-        if let to { o["to"] = .string(to) } else { o["group"] = true }
-        switch kind {
-        case .text:
-            o["clientId"] = .string(clientId)
-            o["text"] = .string(body)
-        case .group: o["event"] = (try? JSONValue.parse(body)) ?? .null
-        }
-        if let attachments, let a = try? JSONValue.parse(attachments) { o["attachments"] = a }
-        if ackRequested { o["ack"] = true }
-        return .object(o)
-    }
 }
 
 /// A delivered/read mark of one member: everything up to `seq` of the
@@ -58,11 +39,6 @@ public struct Receipt: Sendable, Equatable {
     public var user: String
     public var status: Status
     public var seq: Int64
-
-    public var json: JSONValue {
-        ["type": "chat.receipt", "conversation": JSONValue(Int(conversation)), "user": .string(user),
-         "status": .string(status.rawValue), "seq": JSONValue(Int(seq)), "receiptId": JSONValue(Int(id))]
-    }
 }
 
 /// Why the store refused a chat operation: answered to the client.

@@ -6,9 +6,16 @@ import ParleyProtocol
 import ParleyAuth
 
 /// The events and replies chat writes once per message with a
-/// `JSONObjectWriter` are the bytes their `JSONValue` serializes to, in
-/// every shape they take.
+/// `JSONObjectWriter` carry the fields docs/protocol.md gives them (built
+/// here as a `JSONValue`, independently of the writer), in every shape
+/// they take, as the bytes `JSONValue.serialized` writes (sorted keys).
 final class ChatEventTextTests: XCTestCase {
+    /// `text` is valid JSON, equal to `expected`, in canonical form.
+    func assertText(_ text: String, is expected: JSONValue, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(text, expected.serialized, file: file, line: line)
+        XCTAssertEqual(try? JSONValue.parse(text), expected, file: file, line: line)
+    }
+
     func testMessagesAreWrittenAsTheirJSONValueSerializes() {
         let text = StoredMessage(id: 8812, conversation: 7, seq: 42, sender: "alice", senderDevice: "phone", clientId: "c-1",
                                  kind: .text, body: "hi \"bob\"\n☃ 😀", sentAt: 1_733_000_000_123, to: "bob")
@@ -26,20 +33,24 @@ final class ChatEventTextTests: XCTestCase {
         large.seq = -3
         for m in [text, group, change, unparsable, large] {
             for ack in [false, true] {
-                XCTAssertEqual(m.eventText(ackRequested: ack), m.json(ackRequested: ack).serialized)
+                assertText(m.eventText(ackRequested: ack), is: expected(m, ack: ack))
             }
         }
     }
 
     func testReceiptsAreWrittenAsTheirJSONValueSerializes() {
         let r = Receipt(id: 310, conversation: 7, user: "bob", status: .delivered, seq: 42)
-        XCTAssertEqual(r.eventText(), r.json.serialized)
+        let fields: [String: JSONValue] = ["type": "chat.receipt", "conversation": 7, "user": "bob", "seq": 42, "receiptId": 310]
+        var delivered = fields
+        delivered["status"] = "delivered"
+        assertText(r.eventText(), is: .object(delivered))
         var read = r
         read.status = .read
-        XCTAssertEqual(read.eventText(), read.json.serialized)
-        guard case .object(var o) = r.json else { return XCTFail() }
-        o["summary"] = ["seq": 41, "delivered": 48, "read": 3, "of": 49]
-        XCTAssertEqual(r.eventText(summary: (41, 48, 3, 49)), JSONValue.object(o).serialized)
+        var readFields = fields
+        readFields["status"] = "read"
+        assertText(read.eventText(), is: .object(readFields))
+        delivered["summary"] = ["seq": 41, "delivered": 48, "read": 3, "of": 49]
+        assertText(r.eventText(summary: (41, 48, 3, 49)), is: .object(delivered))
     }
 
     func testTheSentReplyIsWrittenAsTheCoreWritesAReply() {
@@ -55,5 +66,24 @@ final class ChatEventTextTests: XCTestCase {
                 XCTAssertEqual(m.sentReply(reply, duplicate: duplicate), signallingReply(id: id, type: "chat.send", fields).serialized)
             }
         }
+    }
+
+    /// The `chat.message` fields docs/protocol.md lists, for `m`.
+    private func expected(_ m: StoredMessage, ack: Bool) -> JSONValue {
+        var o: [String: JSONValue] = [
+            "type": "chat.message", "conversation": JSONValue(Int(m.conversation)), "seq": JSONValue(Int(m.seq)),
+            "messageId": JSONValue(Int(m.id)), "from": .string(m.sender), "fromDevice": .string(m.senderDevice),
+            "sentAt": JSONValue(Int(m.sentAt)),
+        ]
+        if let to = m.to { o["to"] = .string(to) } else { o["group"] = true }
+        switch m.kind {
+        case .text:
+            o["clientId"] = .string(m.clientId)
+            o["text"] = .string(m.body)
+        case .group: o["event"] = (try? JSONValue.parse(m.body)) ?? .null
+        }
+        if let attachments = m.attachments, let a = try? JSONValue.parse(attachments) { o["attachments"] = a }
+        if ack { o["ack"] = true }
+        return .object(o)
     }
 }

@@ -48,8 +48,8 @@ public struct HTTPResponseReader: Sendable {
     }
 
     /// Parses as far as the buffered bytes allow. Throws on a malformed or
-    /// oversized head, chunk line or trailer block, and on `101` (a POST
-    /// cannot switch protocols): close the connection then.
+    /// oversized head, chunk line or trailer block, on a status below 100,
+    /// and on `101` (a POST cannot switch protocols): close the connection then.
     public mutating func next() throws(HTTPParseError) -> Event {
         while true {
             switch state {
@@ -62,6 +62,7 @@ public struct HTTPResponseReader: Sendable {
                 guard let (head, consumed) = try HTTPResponseHead.parse(buffer) else { return .needMoreData }
                 buffer.removeFirst(consumed)
                 let code = head.status.code
+                if code < 100 { throw .badRequest("status code \(code) out of range") }   // not an interim response to wait past
                 if code == 101 { throw .badRequest("unexpected 101 Switching Protocols") }
                 if code < 200 { continue }   // 100, 103: the final response follows
                 status = code

@@ -54,6 +54,8 @@ final class HTTPResponseReaderTests: XCTestCase {
     func testMalformedResponsesThrow() {
         for bad in ["HTTP/1.1 101 Switching Protocols\r\n\r\n",
                     "\r\n\r\n",
+                    "HTTP/1.1 000 Zero\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+                    "HTTP/1.1 099 Low\r\n\r\n",
                     "HTTP/1.1 200 OK\r\n" + String(repeating: "X-Pad: aaaa\r\n", count: 2000),
                     "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
                     "HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n",

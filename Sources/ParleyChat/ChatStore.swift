@@ -197,24 +197,32 @@ public final class ChatStore: Sendable {
                 let message = try Self.messages(db, info, where: "seq = ?", [.integer(old.1)]).first!
                 return Sent(message: message, members: [], duplicate: true)
             }
-            let info: Conversation
-            let members: [String]
-            switch target {
-            case .user(let to):
-                let delivered: Int64
-                (info, delivered) = try Self.direct(db, sender, to)
-                members = [info.a!, info.b!]
-                // What the recipient has not had yet waits in the store: bounded per conversation.
-                guard info.last - delivered < Int64(maxUndelivered) else { throw ChatRefusal.backlogFull(limit: maxUndelivered) }
-            case .group(let id):
-                (info, members) = try Self.membership(db, user: sender, conversation: id)
-            }
-            try self.backlogBounds.check(db, info, members: members, sender: sender, limit: maxBacklog)
+            // Every check that can refuse runs before the first write: a
+            // refusal after a write would make the writer run its whole
+            // batch again (StoreWriter), at a client's will.
             var described: [JSONValue] = []
             for id in attachments {
                 guard let m = try Self.media(db, id, readableBy: sender) else { throw ChatRefusal.unknownMedia(id) }
                 described.append(["id": .string(id), "size": JSONValue(Int(m.size)), "contentType": .string(m.contentType),
                                   "thumbnail": .bool(m.thumbnail)])
+            }
+            var info: Conversation
+            let members: [String]
+            switch target {
+            case .user(let to):
+                let (a, b) = sender < to ? (sender, to) : (to, sender)
+                members = [a, b]
+                let found = try Self.direct(db, a, b, delivered: to)
+                // What the recipient has not had yet waits in the store: bounded per conversation.
+                if let (c, delivered) = found, c.last - delivered >= Int64(maxUndelivered) {
+                    throw ChatRefusal.backlogFull(limit: maxUndelivered)
+                }
+                info = found?.0 ?? Conversation(id: 0, isGroup: false, a: a, b: b, last: 0)
+                try self.backlogBounds.check(db, info, members: members, sender: sender, limit: maxBacklog)
+                if found == nil { info.id = try Self.createDirect(db, a, b) }
+            case .group(let id):
+                (info, members) = try Self.membership(db, user: sender, conversation: id)
+                try self.backlogBounds.check(db, info, members: members, sender: sender, limit: maxBacklog)
             }
             let message = try Self.append(db, info, sender: sender, device: device, clientId: clientId, kind: .text, body: text,
                                           attachments: described.isEmpty ? nil : JSONValue.array(described).serialized)
@@ -457,12 +465,6 @@ public final class ChatStore: Sendable {
     }
 
     static func ack(_ db: Database, user: String, device: String, _ acks: [ChatAck], receipt: Int64?) throws -> [Marked] {
-        if let receipt {
-            try db.run("""
-                INSERT INTO devices(user, device, receipt_cursor) VALUES (?, ?, ?)
-                ON CONFLICT(user, device) DO UPDATE SET receipt_cursor = max(receipt_cursor, excluded.receipt_cursor)
-                """, [.text(user), .text(device), .integer(receipt)])
-        }
         var highest: [Int64: Int64] = [:], order: [Int64] = []
         for a in acks {
             if let s = highest[a.conversation] { highest[a.conversation] = max(s, a.seq) } else {
@@ -470,8 +472,17 @@ public final class ChatStore: Sendable {
                 order.append(a.conversation)
             }
         }
-        return try order.map { conversation in
-            let m = try Self.member(db, user: user, conversation: conversation)
+        // Membership of every conversation is checked before the first
+        // write: a refusal after a write would make the writer run its
+        // whole batch again (StoreWriter), at a client's will.
+        let checked = try order.map { try Self.member(db, user: user, conversation: $0) }
+        if let receipt {
+            try db.run("""
+                INSERT INTO devices(user, device, receipt_cursor) VALUES (?, ?, ?)
+                ON CONFLICT(user, device) DO UPDATE SET receipt_cursor = max(receipt_cursor, excluded.receipt_cursor)
+                """, [.text(user), .text(device), .integer(receipt)])
+        }
+        return try zip(order, checked).map { conversation, m in
             let upTo = min(highest[conversation]!, m.info.last)
             try db.run("""
                 INSERT INTO cursors(user, device, conversation, delivered_seq) VALUES (?, ?, ?, ?)
@@ -686,20 +697,21 @@ public final class ChatStore: Sendable {
         }.first
     }
 
-    /// The direct conversation of two users, created on first use, and how far `y` has it delivered.
-    static func direct(_ db: Database, _ x: String, _ y: String) throws -> (Conversation, delivered: Int64) {
-        let (a, b) = x < y ? (x, y) : (y, x)
-        if let c = try db.rows("""
+    /// The direct conversation of users `a` < `b`, if they have one, and how far `recipient` has it delivered.
+    static func direct(_ db: Database, _ a: String, _ b: String, delivered recipient: String) throws -> (Conversation, delivered: Int64)? {
+        try db.rows("""
             SELECT c.id, c.kind, c.direct_a, c.direct_b, \(lastSeq), m.delivered_seq FROM conversations c
             JOIN members m ON m.conversation = c.id AND m.user = ?3 WHERE c.direct_a = ?1 AND c.direct_b = ?2
-            """, [.text(a), .text(b), .text(y)], { (Conversation(row: $0), $0.int64(5)) }).first {
-            return c
-        }
+            """, [.text(a), .text(b), .text(recipient)], { (Conversation(row: $0), $0.int64(5)) }).first
+    }
+
+    /// Creates the direct conversation of users `a` < `b` (on their first message); its id.
+    static func createDirect(_ db: Database, _ a: String, _ b: String) throws -> Int64 {
         try db.run("INSERT INTO conversations(kind, direct_a, direct_b, created_at) VALUES ('direct', ?, ?, ?)",
                    [.text(a), .text(b), .integer(nowMilliseconds())])
         let id = db.lastInsertRowID
         for u in [a, b] { try db.run("INSERT INTO members(conversation, user) VALUES (?, ?)", [.integer(id), .text(u)]) }
-        return (Conversation(id: id, isGroup: false, a: a, b: b, last: 0), 0)
+        return id
     }
 
     /// The conversation and its users; `notMember` unless `user` is one.

@@ -92,6 +92,27 @@ final class ChatTests: ChatTestCase {
         XCTAssertFalse(bobPhone.takeQueued().contains { $0["type"] == "chat.message" })
     }
 
+    /// A refused send or ack changes nothing before it is refused, so the
+    /// store writer never has to run its batch again (a client could
+    /// otherwise make it do so at will): refusals cost no reruns.
+    func testRefusedSendsAndAcksMakeTheWriterRunNoBatchTwice() throws {
+        try start()
+        let writer = server.front.chat!.writer
+        let before = writer.statistics.reruns
+        let mallory = try device("mallory")
+        for i in 0..<5 {
+            // A first message to a new user, with an attachment that does not exist.
+            XCTAssertEqual(try mallory.request(.chatSend(to: "victim\(i)", clientId: "x\(i)", text: "x", attachments: ["nope"]))["code"],
+                           "bad_request")
+            // An ack with a receipt cursor, for a conversation mallory is not in.
+            XCTAssertEqual(try mallory.request(.chatAck(conversation: 999_999, seq: 1, receipt: Int64(i + 1)))["code"], "not_member")
+        }
+        XCTAssertEqual(writer.statistics.reruns, before, "no refusal reran a batch")
+        // The refused first message created no conversation: the first one that is stored does, at seq 1.
+        let sent = try mallory.call(.chatSend(to: "victim0", clientId: "ok", text: "hello"))
+        XCTAssertEqual(sent["seq"]?.intValue, 1)
+    }
+
     func testOneAckForSeveralConversationsMovesEachAndTellsEachSender() throws {
         try start()
         let alice = try device("alice"), carol = try device("carol"), bob = try device("bob")

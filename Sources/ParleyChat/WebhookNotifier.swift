@@ -102,6 +102,8 @@ public struct NotifierMetrics: Sendable {
     public let resolves: Counter
     /// Kept-alive connections waiting for the next request.
     public let idleConnections: Gauge
+    /// Attempts that got no status, by why (`WebhookConnection.Failure.Kind`).
+    let errors: [WebhookConnection.Failure.Kind: Counter]
 
     public init(registry: MetricsRegistry) {
         let name = "parley_chat_notifications_total", help = "Offline notifications (chat webhook), by outcome"
@@ -117,6 +119,10 @@ public struct NotifierMetrics: Sendable {
         resolves = registry.counter("parley_chat_notifications_resolves_total", help: "Host-name look-ups (getaddrinfo) of the chat webhook")
         idleConnections = registry.gauge("parley_chat_notifications_idle_connections",
                                          help: "Kept-alive connections to the chat webhook waiting for the next request")
+        errors = Dictionary(uniqueKeysWithValues: WebhookConnection.Failure.Kind.allCases.map { kind in
+            (kind, registry.counter("parley_chat_notifications_errors_total", help: "Chat webhook attempts that got no status, by why",
+                                    labels: [("reason", kind.rawValue)]))
+        })
     }
 
     public static let shared = NotifierMetrics(registry: .shared)
@@ -271,7 +277,7 @@ public final class WebhookNotifier: ChatNotifier, @unchecked Sendable {
             inFlight[ObjectIdentifier(connection)] = (entry, connection)
             let address: SocketAddress
             do { address = try self.address() } catch {
-                return finished(connection, .failure(WebhookConnection.Failure("\(error)")))
+                return finished(connection, .failure(WebhookConnection.Failure("\(error)", kind: .connect)))
             }
             var options = TCPOptions()
             options.handshakeTimeout = .milliseconds(Int64(config.timeoutSeconds * 1000))
@@ -280,7 +286,7 @@ public final class WebhookNotifier: ChatNotifier, @unchecked Sendable {
                 try connection.connect(to: address, on: loop, options: options, tls: tls)
             } catch {
                 resolved = nil
-                return finished(connection, .failure(WebhookConnection.Failure("connect \(address): \(error)")))
+                return finished(connection, .failure(WebhookConnection.Failure("connect \(address): \(error)", kind: .connect)))
             }
             count("connections", metrics.connections)
         }
@@ -306,11 +312,12 @@ public final class WebhookNotifier: ChatNotifier, @unchecked Sendable {
                 connection.close()
             }
         case .failure(let f):
-            if f.connectFailed { resolved = nil }
+            if f.kind == .connect { resolved = nil }
             if f.stale {   // the receiver closed the kept-alive connection as it was reused: not an attempt
                 post(entry, fresh: true)
                 return pump()
             }
+            metrics.errors[f.kind]?.inc()
         }
         if let s = status, (200..<300).contains(s) {
             count("sent", metrics.sent)
@@ -395,14 +402,14 @@ public final class WebhookNotifier: ChatNotifier, @unchecked Sendable {
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         var list: UnsafeMutablePointer<addrinfo>?
         let r = getaddrinfo(url.host, String(url.port), &hints, &list)
-        guard r == 0, let first = list else { throw WebhookConnection.Failure("cannot resolve \(url.host): \(String(cString: gai_strerror(r)))") }
+        guard r == 0, let first = list else { throw WebhookConnection.Failure("cannot resolve \(url.host): \(String(cString: gai_strerror(r)))", kind: .connect) }
         defer { freeaddrinfo(list) }
         var p: UnsafeMutablePointer<addrinfo>? = first
         while let ai = p {
             if let sa = ai.pointee.ai_addr, let a = SocketAddress(UnsafeRawPointer(sa), length: Int(ai.pointee.ai_addrlen)) { return a }
             p = ai.pointee.ai_next
         }
-        throw WebhookConnection.Failure("cannot resolve \(url.host)")
+        throw WebhookConnection.Failure("cannot resolve \(url.host)", kind: .connect)
     }
 }
 
@@ -411,16 +418,26 @@ public final class WebhookNotifier: ChatNotifier, @unchecked Sendable {
 /// (`park`) until the next request, the receiver's close or the idle time.
 final class WebhookConnection: TCPConnectionHandler {
     struct Failure: Error, CustomStringConvertible {
+        /// Why no status came (`parley_chat_notifications_errors_total{reason}`).
+        enum Kind: String, CaseIterable, Sendable {
+            /// No connection: the name did not resolve or the connect failed (forget the resolved address).
+            case connect
+            /// The connection closed before the response's end.
+            case closed
+            /// The response broke HTTP or a bound of the reader (head, chunk-size or trailer line).
+            case badResponse = "bad_response"
+            /// No whole response within `chat-webhook-timeout-ms`.
+            case timeout
+        }
         let description: String
+        let kind: Kind
         /// The connection had carried a request before and closed before a byte of this one's response:
         /// the receiver closed it as it was reused (send again on a new connection).
         var stale = false
-        /// The TCP connect failed (forget the resolved address).
-        var connectFailed = false
-        init(_ d: String, stale: Bool = false, connectFailed: Bool = false) {
+        init(_ d: String, kind: Kind, stale: Bool = false) {
             description = d
+            self.kind = kind
             self.stale = stale
-            self.connectFailed = connectFailed
         }
     }
 
@@ -442,7 +459,7 @@ final class WebhookConnection: TCPConnectionHandler {
 
     /// Writes `request` and calls `done` once with its status (whole response read) or why not.
     func send(_ request: [UInt8], timeout: Duration, done: @escaping Done) {
-        guard let c = connection, c.isOpen else { return done(self, .failure(Failure("closed", stale: served > 0))) }
+        guard let c = connection, c.isOpen else { return done(self, .failure(Failure("closed", kind: .closed, stale: served > 0))) }
         if let t = timer { c.loop.cancelTimer(t) }
         self.done = done
         responseStarted = false
@@ -450,7 +467,7 @@ final class WebhookConnection: TCPConnectionHandler {
         timer = c.loop.scheduleTimer(after: timeout) { [weak self] in
             guard let self else { return }
             timer = nil
-            finish(.failure(Failure("timed out")))
+            finish(.failure(Failure("timed out", kind: .timeout)))
             abort()
         }
     }
@@ -484,7 +501,7 @@ final class WebhookConnection: TCPConnectionHandler {
             guard case .response(let status, let reusable) = try reader.next() else { return }
             finish(.success((status, reusable && reader.bufferedByteCount == 0)))
         } catch {
-            finish(.failure(Failure("bad response: \(error)")))
+            finish(.failure(Failure("bad response: \(error)", kind: .badResponse)))
             connection.abort()
         }
     }
@@ -495,10 +512,9 @@ final class WebhookConnection: TCPConnectionHandler {
         if done == nil {
             onIdleClose?(self)
         } else {
-            var connectFailed = false
-            if case .connectFailed = reason { connectFailed = true }
-            finish(.failure(Failure("closed before the response's end: \(reason)", stale: served > 0 && !responseStarted,
-                                    connectFailed: connectFailed)))
+            var kind = Failure.Kind.closed
+            if case .connectFailed = reason { kind = .connect }
+            finish(.failure(Failure("closed before the response's end: \(reason)", kind: kind, stale: served > 0 && !responseStarted)))
         }
         onIdleClose = nil
         self.connection = nil

@@ -117,6 +117,7 @@ final class HostileReceiver: @unchecked Sendable {
 final class WebhookHostileReceiverTests: XCTestCase {
     private var receiver: HostileReceiver?
     private var notifier: WebhookNotifier?
+    private var metrics: NotifierMetrics?
 
     override func tearDown() {
         stop()
@@ -126,6 +127,7 @@ final class WebhookHostileReceiverTests: XCTestCase {
     private func stop() {
         notifier?.close()
         notifier = nil
+        metrics = nil
         receiver?.stop()
         receiver = nil
     }
@@ -139,15 +141,17 @@ final class WebhookHostileReceiverTests: XCTestCase {
         config.attempts = 1
         config.concurrency = 1
         config.timeoutSeconds = timeoutSeconds
-        let n = try WebhookNotifier(config: config, metrics: NotifierMetrics(registry: MetricsRegistry()),
-                                    logger: Logger(label: "test", level: .error))
+        let m = NotifierMetrics(registry: MetricsRegistry())
+        metrics = m
+        let n = try WebhookNotifier(config: config, metrics: m, logger: Logger(label: "test", level: .error))
         notifier = n
         n.notify(ChatNotification(user: "bob", conversation: 1, sender: "alice", group: false))
         return r
     }
 
-    /// The notification to a receiver answering `answer` fails, and the notifier closes the connection.
-    private func notifyOnce(_ answer: HostileReceiver.Answer, timeoutSeconds: Double,
+    /// The notification to a receiver answering `answer` fails (counted with `reason`, or with a status when nil),
+    /// and the notifier closes the connection.
+    private func notifyOnce(_ answer: HostileReceiver.Answer, timeoutSeconds: Double, reason: WebhookConnection.Failure.Kind?,
                             file: StaticString = #filePath, line: UInt = #line) throws {
         let r = try notify(answer, timeoutSeconds: timeoutSeconds)
         // The wait is a hang guard only: a bounded failure comes at once, a timed one after `timeoutSeconds`.
@@ -158,6 +162,9 @@ final class WebhookHostileReceiverTests: XCTestCase {
         XCTAssertEqual(s["connections"], 1, file: file, line: line)
         XCTAssertEqual(s["idle"], 0, "nothing kept of a broken connection", file: file, line: line)
         XCTAssertEqual(r.requests, 1, file: file, line: line)
+        for kind in WebhookConnection.Failure.Kind.allCases {
+            XCTAssertEqual(metrics!.errors[kind]?.current, kind == reason ? 1 : 0, "errors{reason=\(kind.rawValue)}", file: file, line: line)
+        }
     }
 
     private func state() -> JSONValue {
@@ -171,32 +178,32 @@ final class WebhookHostileReceiverTests: XCTestCase {
     // Bounded by the reader: these fail long before the (2-minute) timeout.
 
     func testAHeadWithoutEndFailsAtTheHeadBound() throws {
-        try notifyOnce(.init(head: "HTTP/1.1 200 OK\r\n", tail: "X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"), timeoutSeconds: 120)
+        try notifyOnce(.init(head: "HTTP/1.1 200 OK\r\n", tail: "X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"), timeoutSeconds: 120, reason: .badResponse)
     }
 
     func testAStatusLineWithoutEndFailsAtTheHeadBound() throws {
-        try notifyOnce(.init(head: "HTTP/1.1 200 ", tail: "OK"), timeoutSeconds: 120)
+        try notifyOnce(.init(head: "HTTP/1.1 200 ", tail: "OK"), timeoutSeconds: 120, reason: .badResponse)
     }
 
     func testChunkSizesPastAnIntFail() throws {
         for size in ["FFFFFFFFFFFFFFFFF", "8000000000000000", "10000000000000000000000000000000000000000"] {
-            try notifyOnce(.init(head: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\(size)\r\n"), timeoutSeconds: 120)
+            try notifyOnce(.init(head: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\(size)\r\n"), timeoutSeconds: 120, reason: .badResponse)
             stop()
         }
     }
 
     func testAChunkSizeLineWithoutEndFails() throws {
-        try notifyOnce(.init(head: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1", tail: "0"), timeoutSeconds: 120)
+        try notifyOnce(.init(head: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1", tail: "0"), timeoutSeconds: 120, reason: .badResponse)
     }
 
     func testTrailersWithoutEndFail() throws {
         try notifyOnce(.init(head: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n", tail: "X-T: aaaaaaaaaaaaaaaa\r\n"),
-                       timeoutSeconds: 120)
+                       timeoutSeconds: 120, reason: .badResponse)
     }
 
     func testContentLengthsPastAnIntFail() throws {
         for length in ["9223372036854775808", "99999999999999999999999999", "-1", "1, 2"] {
-            try notifyOnce(.init(head: "HTTP/1.1 200 OK\r\nContent-Length: \(length)\r\n\r\n"), timeoutSeconds: 120)
+            try notifyOnce(.init(head: "HTTP/1.1 200 OK\r\nContent-Length: \(length)\r\n\r\n"), timeoutSeconds: 120, reason: .badResponse)
             stop()
         }
     }
@@ -205,17 +212,17 @@ final class WebhookHostileReceiverTests: XCTestCase {
 
     func testABodyThatNeverEndsIsCutAtTheTimeout() throws {
         try notifyOnce(.init(head: "HTTP/1.1 200 OK\r\nContent-Length: 999999999999999999\r\n\r\n", tail: "0123456789abcdef"),
-                       timeoutSeconds: 0.3)
+                       timeoutSeconds: 0.3, reason: .timeout)
     }
 
     func testAHugeChunkThatNeverEndsIsCutAtTheTimeout() throws {
         try notifyOnce(.init(head: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFF\r\n", tail: "0123456789abcdef"),
-                       timeoutSeconds: 0.3)
+                       timeoutSeconds: 0.3, reason: .timeout)
     }
 
     func testABodyToTheCloseThatNeverEndsIsNotWaitedFor() throws {
         // No framing: the status is known with the head, and the connection is closed, not read to its end.
-        try notifyOnce(.init(head: "HTTP/1.1 500 Oops\r\n\r\n", tail: "more"), timeoutSeconds: 120)
+        try notifyOnce(.init(head: "HTTP/1.1 500 Oops\r\n\r\n", tail: "more"), timeoutSeconds: 120, reason: nil)
     }
 
     func testBytesNobodyAskedForCloseTheConnection() throws {
@@ -229,10 +236,10 @@ final class WebhookHostileReceiverTests: XCTestCase {
     }
 
     func testATrickledHeadIsCutAtTheTimeout() throws {
-        try notifyOnce(.init(head: "HTTP/1.1 200 OK\r\n", tail: "X-A: b\r\n", piece: 1, gapMicroseconds: 2000), timeoutSeconds: 0.3)
+        try notifyOnce(.init(head: "HTTP/1.1 200 OK\r\n", tail: "X-A: b\r\n", piece: 1, gapMicroseconds: 2000), timeoutSeconds: 0.3, reason: .timeout)
     }
 
     func testEndlessInterimResponsesAreCutAtTheTimeout() throws {
-        try notifyOnce(.init(head: "", tail: "HTTP/1.1 100 Continue\r\n\r\n"), timeoutSeconds: 0.3)
+        try notifyOnce(.init(head: "", tail: "HTTP/1.1 100 Continue\r\n\r\n"), timeoutSeconds: 0.3, reason: .timeout)
     }
 }

@@ -89,11 +89,13 @@ final class EventLoopTests: XCTestCase {
             var handle: TimerHandle?
             handle = loop.scheduleRepeatingTimer(every: .milliseconds(2)) {
                 rec.count += 1
-                if rec.count == 5 { loop.cancelTimer(handle!) }
-            }
-            // Fires after the 5th tick for sure: check nothing ran after cancel.
-            loop.scheduleTimer(after: .milliseconds(60)) {
-                loop.scheduleTimer(after: .milliseconds(20)) { done.fulfill() }
+                if rec.count == 5 {
+                    loop.cancelTimer(handle!)
+                    // Due ten periods after the cancel: a tick that survived
+                    // it would be due earlier, and so run first, however late
+                    // the loop gets to them (timers run in deadline order).
+                    loop.scheduleTimer(after: .milliseconds(20)) { done.fulfill() }
+                }
             }
         }
         wait(for: [done], timeout: 30)

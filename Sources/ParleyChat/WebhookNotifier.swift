@@ -268,13 +268,12 @@ public final class WebhookNotifier: ChatNotifier, @unchecked Sendable {
     /// Sends `entry` on an idle kept-alive connection, or a new one (`fresh`, or none idle).
     private func post(_ entry: NotificationQueue.Entry, fresh: Bool = false) {
         let request = self.request(for: entry)
-        let connection: WebhookConnection
-        if !fresh, let c = idle.popLast() {
+        let reused = fresh ? nil : idle.popLast()
+        let connection = reused ?? WebhookConnection()
+        inFlight[ObjectIdentifier(connection)] = (entry, connection)
+        if reused != nil {
             metrics.idleConnections.set(idle.count)
-            connection = c
         } else {
-            connection = WebhookConnection()
-            inFlight[ObjectIdentifier(connection)] = (entry, connection)
             let address: SocketAddress
             do { address = try self.address() } catch {
                 return finished(connection, .failure(WebhookConnection.Failure("\(error)", kind: .connect)))
@@ -284,13 +283,11 @@ public final class WebhookNotifier: ChatNotifier, @unchecked Sendable {
             options.maxQueuedWriteBytes = request.count + 65536
             do {
                 try connection.connect(to: address, on: loop, options: options, tls: tls)
-            } catch {
-                resolved = nil
+            } catch {   // `finished` forgets the resolved address (a connect failure)
                 return finished(connection, .failure(WebhookConnection.Failure("connect \(address): \(error)", kind: .connect)))
             }
             count("connections", metrics.connections)
         }
-        inFlight[ObjectIdentifier(connection)] = (entry, connection)
         connection.onIdleClose = { [weak self] c in self?.dropIdle(c) }
         connection.send(request, timeout: .milliseconds(Int64(config.timeoutSeconds * 1000))) { [weak self] c, outcome in
             self?.finished(c, outcome)

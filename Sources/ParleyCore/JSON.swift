@@ -67,7 +67,51 @@ public enum JSONValue: Sendable, Equatable {
         }
     }
 
-    static func writeString(_ s: String, into out: inout String) { Logger.appendJSONString(s, to: &out) }
+    /// Appends `s` as a JSON string literal (RFC 8259): `"` and `\` escaped,
+    /// `\n` `\r` `\t` by name, other control characters as `\u00XX`,
+    /// everything else (`/` and non-ASCII too) as it is. The one JSON string
+    /// escaper: `serialized`, `JSONObjectWriter` and the logger all use it.
+    public static func appendString(_ s: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        var s = s
+        s.withUTF8 { u in
+            var run = 0 // start of the bytes not written yet
+            for (i, c) in u.enumerated() where needsEscape(c) {
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: u[run..<i]))
+                run = i + 1
+                out.append(UInt8(ascii: "\\"))
+                switch c {
+                case 0x22, 0x5C: out.append(c)
+                case 0x0A: out.append(UInt8(ascii: "n"))
+                case 0x0D: out.append(UInt8(ascii: "r"))
+                case 0x09: out.append(UInt8(ascii: "t"))
+                default:
+                    let hex: StaticString = "0123456789abcdef"
+                    out.append(contentsOf: [UInt8(ascii: "u"), 0x30, 0x30, hex.utf8Start[Int(c >> 4)], hex.utf8Start[Int(c & 0xF)]])
+                }
+            }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: u[run...]))
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    /// `appendString` into a `String`: a string with nothing to escape (most)
+    /// is appended whole, without going through bytes.
+    public static func writeString(_ s: String, into out: inout String) {
+        var copy = s
+        if copy.withUTF8({ !$0.contains(where: needsEscape) }) {
+            out += "\""
+            out += s
+            out += "\""
+            return
+        }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(s.utf8.count + 16)
+        appendString(s, to: &bytes)
+        out += String(decoding: bytes, as: UTF8.self)
+    }
+
+    @inline(__always) static func needsEscape(_ c: UInt8) -> Bool { c < 0x20 || c == 0x22 || c == 0x5C }
 
     static func writeNumber(_ d: Double, into out: inout String) {
         if d.isFinite && d == d.rounded() && abs(d) < 1e15 {
@@ -326,30 +370,10 @@ public struct JSONObjectWriter {
         out.append(UInt8(ascii: ":"))
     }
 
-    /// A string, escaped as `Logger.appendJSONString` escapes it.
+    /// A string, escaped by `JSONValue.appendString`.
     public mutating func add(_ k: StaticString, _ v: String) {
         key(k)
-        out.append(UInt8(ascii: "\""))
-        var v = v
-        v.withUTF8 { u in
-            var run = 0 // start of the bytes not written yet
-            for (i, c) in u.enumerated() where c < 0x20 || c == 0x22 || c == 0x5C {
-                out.append(contentsOf: UnsafeBufferPointer(rebasing: u[run..<i]))
-                run = i + 1
-                out.append(UInt8(ascii: "\\"))
-                switch c {
-                case 0x22, 0x5C: out.append(c)
-                case 0x0A: out.append(UInt8(ascii: "n"))
-                case 0x0D: out.append(UInt8(ascii: "r"))
-                case 0x09: out.append(UInt8(ascii: "t"))
-                default:
-                    let hex: StaticString = "0123456789abcdef"
-                    out.append(contentsOf: [UInt8(ascii: "u"), 0x30, 0x30, hex.utf8Start[Int(c >> 4)], hex.utf8Start[Int(c & 0xF)]])
-                }
-            }
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: u[run...]))
-        }
-        out.append(UInt8(ascii: "\""))
+        JSONValue.appendString(v, to: &out)
     }
 
     /// An integer, written as `JSONValue(Int(v))` is (through a Double).

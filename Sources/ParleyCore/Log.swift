@@ -46,12 +46,12 @@ public final class Logger: Sendable {
     public func log(_ level: LogLevel, _ message: String, _ fields: [String: LogValue] = [:]) {
         guard isEnabled(level) else { return }
         var line = "{\"ts\":\"\(Logger.timestamp())\",\"level\":\"\(level.name)\",\"logger\":"
-        Logger.appendJSONString(label, to: &line)
+        JSONValue.writeString(label, into: &line)
         line += ",\"msg\":"
-        Logger.appendJSONString(message, to: &line)
+        JSONValue.writeString(message, into: &line)
         for key in fields.keys.sorted() {
             line += ","
-            Logger.appendJSONString(key, to: &line)
+            JSONValue.writeString(key, into: &line)
             line += ":"
             fields[key]!.appendJSON(to: &line)
         }
@@ -86,36 +86,6 @@ public final class Logger: Sendable {
         let msS = String(ms)
         return "\(p(tmv.tm_year + 1900, 4))-\(p(tmv.tm_mon + 1, 2))-\(p(tmv.tm_mday, 2))T\(p(tmv.tm_hour, 2)):\(p(tmv.tm_min, 2)):\(p(tmv.tm_sec, 2)).\(String(repeating: "0", count: 3 - msS.count))\(msS)Z"
     }
-
-    /// Appends `s` as a JSON string literal (RFC 8259 escaping).
-    public static func appendJSONString(_ s: String, to out: inout String) {
-        out += "\""
-        // Most strings need no escape: append them whole.
-        var copy = s
-        let plain = copy.withUTF8 { u in !u.contains { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C } }
-        if plain {
-            out += s
-            out += "\""
-            return
-        }
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    let h = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        out += "\""
-    }
 }
 
 /// A value in a log line's fields.
@@ -133,7 +103,7 @@ public enum LogValue: Sendable, ExpressibleByStringLiteral, ExpressibleByInteger
 
     func appendJSON(to out: inout String) {
         switch self {
-        case .string(let s): Logger.appendJSONString(s, to: &out)
+        case .string(let s): JSONValue.writeString(s, into: &out)
         case .int(let i): out += String(i)
         case .double(let d): out += d.isFinite ? String(d) : "null"
         case .bool(let b): out += b ? "true" : "false"

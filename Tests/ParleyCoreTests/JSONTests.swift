@@ -60,6 +60,21 @@ final class JSONTests: XCTestCase {
         XCTAssertThrowsError(try JSONValue.parse("trUe"))
     }
 
+    /// One escaper, two outputs: into bytes (`JSONObjectWriter`) and into a `String`
+    /// (`serialized`, the logger), with the same text, which parses back to the string.
+    func testStringEscapingIsTheSameIntoBytesAndIntoAString() throws {
+        let cases = ["", "plain", "é😀/", "x\"y\n\u{01}\u{1f}\r\t\\é😀/", "\u{7f}\u{0}", "\\\"", "end\n"]
+        let expected = [#""""#, #""plain""#, #""é😀/""#, #""x\"y\n\u0001\u001f\r\t\\é😀/""#, "\"\u{7f}\\u0000\"", #""\\\"""#, #""end\n""#]
+        for (s, e) in zip(cases, expected) {
+            var text = "", bytes: [UInt8] = []
+            JSONValue.writeString(s, into: &text)
+            JSONValue.appendString(s, to: &bytes)
+            XCTAssertEqual(text, e)
+            XCTAssertEqual(String(decoding: bytes, as: UTF8.self), e)
+            XCTAssertEqual(try JSONValue.parse(text), .string(s))
+        }
+    }
+
     /// A `JSONObjectWriter` writes what the `JSONValue.object` of the same members serializes to.
     func testObjectWriterMatchesSerialized() {
         var w = JSONObjectWriter()

@@ -76,7 +76,9 @@ public final class ChatStore: Sendable {
         config.capacity = queueCapacity
         config.commitDelay = commitDelay
         // The WAL is copied back into chat.db (and fsynced) on a thread of its own: the writer never waits for it.
-        config.checkpointInterval = .milliseconds(100)
+        // Once a second: a page written many times in between is copied once (every 100 ms cost the checkpointer
+        // 5 µs per message at 2,000 messages/s, every second 2).
+        config.checkpointInterval = .seconds(1)
         writer = try StoreWriter(path: path, config: config, migrations: Self.migrations)
         self.metrics = metrics
     }

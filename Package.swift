@@ -86,6 +86,7 @@ let package = Package(
         .testTarget(name: "ParleyLoadTests", dependencies: ["ParleyLoad", "ParleyCore", "ParleyTestSupport"]),
         .testTarget(name: "ParleyServerTests", dependencies: ["ParleyServer", "ParleyCore", "ParleyIO", "ParleyHTTP", "ParleyAuth",
                                                          "ParleyWeb", "ParleyProtocol", "ParleySignalling", "ParleyRelay",
-                                                         "ParleySRTP", "ParleySTUN", "ParleyTranscode", "ParleyRecord", "COpus", "ParleyTestSupport", "ParleyRTP", "ParleyChat"]),
+                                                         "ParleySRTP", "ParleySTUN", "ParleyTranscode", "ParleyRecord", "COpus", "ParleyTestSupport", "ParleyRTP", "ParleyChat",
+                                                         "ParleyStore"]),
     ]
 )

@@ -3,8 +3,7 @@ import ParleyStore
 import Synchronization
 
 /// The store's bounds that are not one conversation's: a recipient's
-/// backlog over all its conversations, receipts no longer needed, and
-/// media per user (docs/security.md "Chat").
+/// backlog over all its conversations, and media per user (docs/security.md "Chat").
 extension ChatStore {
     /// Messages stored that `user` has not had yet, over all its conversations (groups included).
     static func backlog(_ db: Database, of user: String) throws -> Int64 {
@@ -75,31 +74,6 @@ final class BacklogBounds: Sendable {
     }
 
     func forgetAll() { bounds.withLock { $0.removeAll(keepingCapacity: true) } }
-}
-
-extension ChatStore {
-    /// Deletes receipts another receipt of the same member, conversation and
-    /// status has superseded (a device's sync sends only the latest of each);
-    /// returns how many. What remains is at most two per member of each conversation.
-    public func pruneReceipts(completion: @escaping @Sendable (Result<Int, Error>) -> Void) throws {
-        try submit({ db in
-            try db.run("""
-                DELETE FROM receipts WHERE EXISTS (SELECT 1 FROM receipts newer WHERE newer.conversation = receipts.conversation
-                    AND newer.user = receipts.user AND newer.status = receipts.status AND newer.id > receipts.id)
-                """)
-        }, completion: completion)
-    }
-
-    /// Receipts stored (tests and the admin view).
-    public func receiptCount(completion: @escaping @Sendable (Result<Int, Error>) -> Void) throws {
-        try submit({ db in Int(try db.rows("SELECT count(*) FROM receipts") { $0.int64(0) }.first ?? 0) }, completion: completion)
-    }
-}
-
-/// Counters of the store's bounds (on `/metrics` once chat starts).
-public enum ChatBoundsMetrics {
-    public static let receiptsPruned = MetricsRegistry.shared.counter("parley_chat_receipts_pruned_total",
-                                                                      help: "Chat receipts deleted because a newer one of the same member, conversation and status superseded them")
 }
 
 // MARK: Media per user, and deletion

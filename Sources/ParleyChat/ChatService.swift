@@ -107,9 +107,6 @@ public final class ChatService: SignallingFeature {
             case .failure(let e): log.warn("chat prune failed", ["error": .string("\(e)")])
             }
         }
-        try? store.pruneReceipts { result in
-            if case .success(let n) = result { ChatBoundsMetrics.receiptsPruned.inc(n) }
-        }
         core.scheduler.schedule(afterSeconds: config.pruneIntervalSeconds) { [weak self] in self?.prune() }
     }
 

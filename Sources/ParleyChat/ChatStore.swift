@@ -63,6 +63,7 @@ public enum ChatRefusal: Error, Sendable, Equatable {
 public final class ChatStore: Sendable {
     public let writer: StoreWriter
     let metrics: ChatMetrics
+    let receiptIds = ReceiptIds()
     /// Upper bounds of users' backlogs (`chat-max-backlog`), so a send need
     /// not sum a recipient's conversations each time (ChatBounds.swift).
     let backlogBounds = BacklogBounds()
@@ -172,6 +173,22 @@ public final class ChatStore: Sendable {
         // conversations.last_seq is no longer written per message (see lastSeq): nothing to change, but an
         // older build, which takes last_seq as the last seq, must not open the database again.
         Migration("last seq from messages") { _ in },
+        // A receipt was a row appended to a log (a table and an index, two pages written per receipt) that a
+        // prune thinned to the latest of each member, conversation and status. Now that latest is the one row,
+        // upserted in place: its id (a device's receipt cursor counts in them) is the next receipt id
+        // (ReceiptIds), so what a device has not acknowledged is still the rows with a greater id.
+        Migration("receipts one row per member and status") { db in
+            try db.execute("""
+            CREATE TABLE receipts_new(
+                conversation INTEGER NOT NULL, user TEXT NOT NULL, status TEXT NOT NULL,
+                id INTEGER NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL,
+                PRIMARY KEY(conversation, user, status)) WITHOUT ROWID;
+            INSERT INTO receipts_new SELECT conversation, user, status, max(id), max(seq), max(at) FROM receipts
+                GROUP BY conversation, user, status;
+            DROP TABLE receipts;
+            ALTER TABLE receipts_new RENAME TO receipts;
+            """)
+        },
     ]
 
     // MARK: Messages
@@ -453,7 +470,7 @@ public final class ChatStore: Sendable {
     public func ack(user: String, device: String, conversation: Int64, seq: Int64, receipt: Int64?,
                     completion: @escaping @Sendable (Result<Marked, Error>) -> Void) throws {
         try submit({ db in
-            try Self.ack(db, user: user, device: device, [ChatAck(conversation: conversation, seq: seq)], receipt: receipt)[0]
+            try Self.ack(db, self.receiptIds, user: user, device: device, [ChatAck(conversation: conversation, seq: seq)], receipt: receipt)[0]
         }, completion: completion)
     }
 
@@ -463,10 +480,10 @@ public final class ChatStore: Sendable {
     /// them: `notMember`, and none of them is applied.
     public func ack(user: String, device: String, acks: [ChatAck], receipt: Int64?,
                     completion: @escaping @Sendable (Result<[Marked], Error>) -> Void) throws {
-        try submit({ db in try Self.ack(db, user: user, device: device, acks, receipt: receipt) }, completion: completion)
+        try submit({ db in try Self.ack(db, self.receiptIds, user: user, device: device, acks, receipt: receipt) }, completion: completion)
     }
 
-    static func ack(_ db: Database, user: String, device: String, _ acks: [ChatAck], receipt: Int64?) throws -> [Marked] {
+    static func ack(_ db: Database, _ ids: ReceiptIds, user: String, device: String, _ acks: [ChatAck], receipt: Int64?) throws -> [Marked] {
         var highest: [Int64: Int64] = [:], order: [Int64] = []
         for a in acks {
             if let s = highest[a.conversation] { highest[a.conversation] = max(s, a.seq) } else {
@@ -490,8 +507,13 @@ public final class ChatStore: Sendable {
                 INSERT INTO cursors(user, device, conversation, delivered_seq) VALUES (?, ?, ?, ?)
                 ON CONFLICT(user, device, conversation) DO UPDATE SET delivered_seq = max(delivered_seq, excluded.delivered_seq)
                 """, [.text(user), .text(device), .integer(conversation), .integer(upTo)])
-            return try Self.mark(db, .delivered, m.info, m.members, user: user, seq: upTo, old: m.delivered)
+            return try Self.mark(db, ids, .delivered, m.info, m.members, user: user, seq: upTo, old: m.delivered)
         }
+    }
+
+    /// Receipts stored (tests and the admin view): one per member of a conversation and status at most.
+    public func receiptCount(completion: @escaping @Sendable (Result<Int, Error>) -> Void) throws {
+        try submit({ db in Int(try db.rows("SELECT count(*) FROM receipts") { $0.int64(0) }.first ?? 0) }, completion: completion)
     }
 
     /// `user` has read `conversation` up to `seq` (which also counts as delivered).
@@ -502,7 +524,7 @@ public final class ChatStore: Sendable {
             let upTo = min(seq, m.info.last)
             try db.run("UPDATE members SET delivered_seq = max(delivered_seq, ?) WHERE conversation = ? AND user = ?",
                        [.integer(upTo), .integer(conversation), .text(user)])
-            return try Self.mark(db, .read, m.info, m.members, user: user, seq: upTo, old: m.read)
+            return try Self.mark(db, self.receiptIds, .read, m.info, m.members, user: user, seq: upTo, old: m.read)
         }, completion: completion)
     }
 
@@ -557,9 +579,9 @@ public final class ChatStore: Sendable {
             let cursor = try db.rows("SELECT receipt_cursor FROM devices WHERE user = ? AND device = ?",
                                      [.text(user), .text(device)]) { $0.int64(0) }.first ?? 0
             return try db.rows("""
-                SELECT max(r.id), r.conversation, r.user, r.status, max(r.seq) FROM receipts r
+                SELECT r.id, r.conversation, r.user, r.status, r.seq FROM receipts r
                 JOIN members mb ON mb.conversation = r.conversation AND mb.user = ?
-                WHERE r.id > ? AND r.user != ? GROUP BY r.conversation, r.user, r.status ORDER BY max(r.id)
+                WHERE r.id > ? AND r.user != ? ORDER BY r.id
                 """, [.text(user), .integer(cursor), .text(user)]) { r in
                 Receipt(id: r.int64(0), conversation: r.int64(1), user: r.string(2) ?? "",
                         status: Receipt.Status(rawValue: r.string(3) ?? "") ?? .delivered, seq: r.int64(4))
@@ -769,18 +791,21 @@ public final class ChatStore: Sendable {
     }
 
     /// Moves `user`'s delivered or read mark up to `seq`. When it moved:
-    /// records a receipt, and says who to tell: the other user of a direct
+    /// records a receipt (the member's one row of that status, with the next id), and says who to tell: the other user of a direct
     /// conversation; in a group, each member whose messages it passed, with
     /// a count for their latest one.
     /// `old`: the mark before (from `member`, read in the same operation).
-    static func mark(_ db: Database, _ status: Receipt.Status, _ c: Conversation, _ members: [String],
+    static func mark(_ db: Database, _ ids: ReceiptIds, _ status: Receipt.Status, _ c: Conversation, _ members: [String],
                      user: String, seq: Int64, old: Int64) throws -> Marked {
         let column = status == .delivered ? "delivered_seq" : "read_seq"
         guard seq > old else { return Marked(receipt: nil, notify: []) }
         try db.run("UPDATE members SET \(column) = ? WHERE conversation = ? AND user = ?", [.integer(seq), .integer(c.id), .text(user)])
-        try db.run("INSERT INTO receipts(conversation, user, status, seq, at) VALUES (?, ?, ?, ?, ?)",
-                   [.integer(c.id), .text(user), .text(status.rawValue), .integer(seq), .integer(nowMilliseconds())])
-        let receipt = Receipt(id: db.lastInsertRowID, conversation: c.id, user: user, status: status, seq: seq)
+        let id = try ids.next(db)
+        try db.run("""
+            INSERT INTO receipts(conversation, user, status, id, seq, at) VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT(conversation, user, status) DO UPDATE SET id = excluded.id, seq = excluded.seq, at = excluded.at
+            """, [.integer(c.id), .text(user), .text(status.rawValue), .integer(id), .integer(seq), .integer(nowMilliseconds())])
+        let receipt = Receipt(id: id, conversation: c.id, user: user, status: status, seq: seq)
         guard c.isGroup else { return Marked(receipt: receipt, notify: members.filter { $0 != user }.map { Notice(user: $0) }) }
         let senders = try db.rows("""
             SELECT sender, max(seq) FROM messages WHERE conversation = ? AND seq > ? AND seq <= ? AND sender != ? AND kind = 'text'
@@ -813,5 +838,23 @@ public final class ChatStore: Sendable {
             completion(result)
         }
         metrics.writerQueue.set(writer.queued)
+    }
+}
+
+/// Receipt ids: each receipt (a moved mark) takes the next, so they grow
+/// with commit order and a device's receipt cursor says which it has. Kept
+/// by the writer thread: the largest stored is read once, at the first
+/// receipt after the store opens (a receipt's row keeps its latest id, so
+/// that largest never goes back). An id taken by a write that a rerun or a
+/// failed commit undid is skipped, never given twice.
+final class ReceiptIds: Sendable {
+    private let last = Mutex<Int64?>(nil)
+
+    func next(_ db: Database) throws -> Int64 {
+        try last.withLock { last in
+            let id = try (last ?? db.rows("SELECT coalesce(max(id), 0) FROM receipts") { $0.int64(0) }.first ?? 0) + 1
+            last = id
+            return id
+        }
     }
 }

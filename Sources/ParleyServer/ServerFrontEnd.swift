@@ -117,7 +117,7 @@ public final class ServerFrontEnd: Sendable {
             }
             let chatConfig = config.chatConfig, level = config.logLevel
             let notifier: WebhookNotifier?
-            _ = (NotifierMetrics.shared, ChatBoundsMetrics.receiptsPruned)  // on /metrics from the start
+            _ = NotifierMetrics.shared  // on /metrics from the start
             do {
                 notifier = try config.chatWebhook().map { try WebhookNotifier(config: $0, logger: Logger(label: "parley.chat.notify", level: level)) }
             } catch {

@@ -91,12 +91,11 @@ public final class EventLoop: @unchecked Sendable, CustomStringConvertible {
     public private(set) var registrationCount = 0
 
     private struct TaskQueue {
-        var tasks: [@Sendable () -> Void] = []
+        var tasks = Handoff<@Sendable () -> Void>()
         var stopped = false
     }
     private let queue = Mutex<TaskQueue>(TaskQueue())
     private var draining: [@Sendable () -> Void] = []
-    private let wakePending = Atomic<Bool>(false)
     /// `execute` calls writing the eventfd right now (after the queue's
     /// lock): the loop closes it only once none is left.
     private let wakeWriters = Atomic<Int>(0)
@@ -139,8 +138,12 @@ public final class EventLoop: @unchecked Sendable, CustomStringConvertible {
         }
         eventBuffer = UnsafeMutableRawPointer.allocate(byteCount: Int(maxEvents) * parley_epoll_event_size(), alignment: 16)
         readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
-        // id 0 marks the wake-up eventfd.
-        _ = try? syscall("epoll_ctl") { parley_epoll_ctl(epfd, EPOLL_CTL_ADD, wakeFD, UInt32(EPOLLIN.rawValue), UInt64(UInt32(bitPattern: wakeFD))) }
+        // id 0 marks the wake-up eventfd. Edge-triggered: every write is one
+        // event, so the loop never reads it (one syscall less per wake-up). Its
+        // counter grows by at most one per wake-up; it would take 2^64 of them to fill.
+        _ = try? syscall("epoll_ctl") {
+            parley_epoll_ctl(epfd, EPOLL_CTL_ADD, wakeFD, UInt32(EPOLLIN.rawValue) | UInt32(EPOLLET.rawValue), UInt64(UInt32(bitPattern: wakeFD)))
+        }
     }
 
     deinit {
@@ -182,8 +185,8 @@ public final class EventLoop: @unchecked Sendable, CustomStringConvertible {
     /// Runs `task` on the loop's thread, soon. **The only method that may be
     /// called from any thread** (the others are loop-only unless noted). Tasks
     /// run in the order they were posted from one thread. Multiple producers,
-    /// one consumer: a mutex-guarded array swapped out by the loop, plus an
-    /// eventfd write only when no wake-up is already pending. Returns false
+    /// one consumer: a ``Handoff`` under a mutex, swapped out by the loop, plus
+    /// an eventfd write only when no wake-up is already pending. Returns false
     /// (and drops the task) once the loop has stopped.
     ///
     /// The eventfd is written after the lock is released: the loop it wakes
@@ -193,8 +196,7 @@ public final class EventLoop: @unchecked Sendable, CustomStringConvertible {
     public func execute(_ task: @escaping @Sendable () -> Void) -> Bool {
         let posted = queue.withLock { q -> (queued: Bool, wake: Bool) in
             if q.stopped { return (false, false) }
-            q.tasks.append(task)
-            guard !wakePending.exchange(true, ordering: .acquiringAndReleasing) else { return (true, false) }
+            guard q.tasks.add(task) else { return (true, false) }
             // Counted under the lock: once the loop has set `stopped`, it waits for these before closing the eventfd.
             wakeWriters.add(1, ordering: .relaxed)
             return (true, true)
@@ -222,10 +224,7 @@ public final class EventLoop: @unchecked Sendable, CustomStringConvertible {
     }
 
     private func drainTasks() {
-        var one: UInt64 = 0
-        _ = Glibc.read(wakeFD, &one, 8)
-        wakePending.store(false, ordering: .sequentiallyConsistent)
-        queue.withLock { swap(&$0.tasks, &draining) }
+        queue.withLock { $0.tasks.take(into: &draining) }
         for task in draining { task() }
         draining.removeAll(keepingCapacity: true)
     }
@@ -409,10 +408,10 @@ public final class EventLoop: @unchecked Sendable, CustomStringConvertible {
         // Run what was posted before we stopped (later posts are refused),
         // then close our descriptors.
         drainTasks()
-        let late = queue.withLock { q -> [@Sendable () -> Void] in
+        var late: [@Sendable () -> Void] = []
+        queue.withLock { q in
             q.stopped = true
-            defer { q.tasks.removeAll() }
-            return q.tasks
+            q.tasks.take(into: &late)
         }
         for task in late { task() }
         stateValue.store(State.stopped.rawValue, ordering: .releasing)

@@ -2,7 +2,7 @@ import ParleyProtocol
 import ParleyAuth
 import Foundation
 import ParleyCore
-import Synchronization
+import ParleyIO
 
 /// The signalling state machine: connections, sessions, and the registry
 /// of feature services that answer requests.
@@ -61,6 +61,7 @@ public final class SignallingCore {
         self.graceSeconds = graceSeconds
         self.log = logger
         self.clock = clock
+        arrivals = Inbox(post: { [scheduler] in scheduler.execute($0) }, handle: { tasks in for task in tasks { task() } })
     }
 
     /// Adds a feature; its message types must be new.
@@ -75,16 +76,15 @@ public final class SignallingCore {
     /// Wraps `body` so that calling the result on any thread runs `body` on
     /// the signalling thread: how a completion from another thread (the
     /// relay's loops, the chat store's writer) comes back to the state
-    /// machine. Completions queue up in arrival order, and only the first
-    /// of those waiting posts to the signalling loop, so a store batch's
-    /// completions cost the loop one hop, not one each.
+    /// machine. Completions queue up in arrival order in an `Inbox`, so a
+    /// store batch's completions cost the loop one hop, not one each.
     public func onSignallingThread<T: Sendable>(_ body: @escaping (T) -> Void) -> @Sendable (T) -> Void {
         nonisolated(unsafe) let b = body // runs on the signalling thread only
-        let scheduler = self.scheduler, arrivals = self.arrivals
-        return { value in arrivals.add({ b(value) }, via: scheduler) }
+        let arrivals = self.arrivals
+        return { value in arrivals.add({ b(value) }) }
     }
 
-    private let arrivals = Arrivals()
+    private let arrivals: Inbox<@Sendable () -> Void>
 
     // MARK: Connection events
 
@@ -298,31 +298,4 @@ struct SignallingMetrics {
     let errors = MetricsRegistry.shared.counter("parley_signalling_errors_total", help: "Requests answered with an error")
     let rateLimited = MetricsRegistry.shared.counter("parley_signalling_rate_limited_total", help: "Requests refused with rate_limited")
     let rateLimitClosed = MetricsRegistry.shared.counter("parley_signalling_rate_limit_closed_total", help: "Connections closed (4029) for sending on while rate limited")
-}
-
-/// Completions waiting for the signalling thread (`onSignallingThread`), in
-/// the order they came, and whether a hop that runs them is posted.
-private final class Arrivals: Sendable {
-    private let waiting = Mutex<(tasks: [@Sendable () -> Void], posted: Bool)>(([], false))
-
-    /// Any thread.
-    func add(_ task: @escaping @Sendable () -> Void, via scheduler: any SignallingScheduler) {
-        let post = waiting.withLock { w -> Bool in
-            w.tasks.append(task)
-            defer { w.posted = true }
-            return !w.posted
-        }
-        // A stopped loop runs nothing more, as before: drop what waits.
-        if post && !scheduler.execute({ self.run() }) { waiting.withLock { $0 = ([], false) } }
-    }
-
-    /// On the signalling thread: what arrived until now; later ones post again.
-    private func run() {
-        let tasks = waiting.withLock { w -> [@Sendable () -> Void] in
-            w.posted = false
-            defer { w.tasks = [] }
-            return w.tasks
-        }
-        for task in tasks { task() }
-    }
 }

@@ -34,6 +34,15 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
     public let requestBurst: Int
     let metrics = SignallingMetrics()
 
+    /// What the connections' loops hand the signalling thread, in the order
+    /// each loop saw it: what gathers while the thread is busy is one hop.
+    enum Arrival: Sendable {
+        case opened(WebSocketConnection)
+        case message(WebSocketConnection, String)
+        case closed(WebSocketConnection)
+    }
+    private let arrivals: Inbox<Arrival>
+
     /// Starts the signalling thread. Stop it with `shutdown()`.
     public init(backend: any MediaBackend, verifier: any TokenVerifying, graceSeconds: Double = 15,
                 maxParticipantsPerRoom: Int = 100, requestRate: Int = 50, requestBurst: Int = 200,
@@ -49,6 +58,15 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
         let calls = CallService(core: core, backend: backend, maxParticipantsPerRoom: maxParticipantsPerRoom)
         self.calls = calls
         recording = recorder.map { [core] in RecordingService(core: core, calls: calls, backend: $0, autoRecord: autoRecord) }
+        arrivals = Inbox(post: { [loop] in loop.execute($0) }, handle: { [core] batch in
+            for a in batch {
+                switch a {
+                case .opened(let ws): core.connectionOpened(ws.id, transport: ws)
+                case .message(let ws, let text): core.received(text, from: ws.id)
+                case .closed(let ws): core.connectionClosed(ws.id)
+                }
+            }
+        })
     }
 
     /// Stops the signalling thread (after what was posted to it); what is
@@ -71,7 +89,7 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
 
     public func webSocketOpened(_ ws: WebSocketConnection, request: HTTPServerRequest) {
         ws.requestBudget = TokenBucket(rate: Double(requestRate), burst: Double(requestBurst), now: MonotonicTime.now().nanoseconds)
-        loop.execute { self.core.connectionOpened(ws.id, transport: ws) }
+        arrivals.add(.opened(ws))
     }
 
     public func webSocket(_ ws: WebSocketConnection, received text: String) {
@@ -82,7 +100,7 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
             return
         }
         ws.refusedInARow = 0
-        loop.execute { self.core.received(text, from: ws.id) }
+        arrivals.add(.message(ws, text))
     }
 
     /// Answers a request over the budget with `rate_limited` (on the
@@ -106,7 +124,7 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
     }
 
     public func webSocketClosed(_ ws: WebSocketConnection) {
-        loop.execute { self.core.connectionClosed(ws.id) }
+        arrivals.add(.closed(ws))
     }
 
     // MARK: Server events and admin

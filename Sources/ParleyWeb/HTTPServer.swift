@@ -47,6 +47,8 @@ public final class HTTPServer: Sendable {
     let logger: Logger
     let options: TCPOptions
     let counts = ConnectionCounts()
+    /// Per loop, what other threads send to its WebSocket connections (`WebSocketConnection.send`).
+    let outboxes: [Inbox<WebSocketConnection.Sent>]
     private let listener = Mutex<TCPListener?>(nil)
 
     public init(group: EventLoopGroup, router: HTTPRouter, tls: TLSContext?, limits: Limits = Limits(),
@@ -64,6 +66,7 @@ public final class HTTPServer: Sendable {
         o.highWaterMark = limits.maxQueuedBytes / 2
         o.lowWaterMark = limits.maxQueuedBytes / 8
         self.options = o
+        outboxes = group.loops.map { loop in Inbox(post: { loop.execute($0) }, handle: WebSocketConnection.write) }
     }
 
     /// Binds and starts accepting. Returns the bound address (the real port
@@ -89,7 +92,9 @@ public final class HTTPServer: Sendable {
         }
         let target = group.next()
         let adopt: @Sendable () -> Void = { [self] in
-            let h = HTTPConnectionHandler(router: router, logger: logger, limits: limits) { [counts] in counts.release(ip) }
+            let h = HTTPConnectionHandler(router: router, logger: logger, limits: limits, outbox: outboxes[target.index]) { [counts] in
+                counts.release(ip)
+            }
             do { try TCPConnection.adopt(sock, on: target, options: options, tls: tls, handler: h) } catch {
                 counts.release(ip)
                 logger.warn("adopt failed", ["error": .string("\(error)")])
@@ -154,17 +159,23 @@ public final class WebSocketConnection: @unchecked Sendable {
     /// Messages refused in a row by `requestBudget`; loop-confined.
     public var refusedInARow = 0
 
-    init(loop: EventLoop, tcp: TCPConnection) {
+    init(loop: EventLoop, tcp: TCPConnection, outbox: Inbox<Sent>) {
         self.id = connectionIDs.wrappingAdd(1, ordering: .relaxed).newValue
         self.loop = loop
         self.tcp = tcp
         self.remoteAddress = tcp.remoteAddress
+        self.outbox = outbox
     }
 
-    /// Frames sent from other threads, waiting for the loop: whatever
-    /// gathers before the loop gets to it goes out in one write (one
-    /// syscall, fewer packets). Holds nothing while the connection is idle.
-    private let outbox = Mutex<(frames: [UInt8], posted: Bool)>(([], false))
+    /// A message sent from another thread, waiting for the connection's loop.
+    typealias Sent = (connection: WebSocketConnection, text: String)
+
+    /// The loop's messages from other threads, for all its connections: what
+    /// gathers before the loop gets to it costs the loop one hop, and each
+    /// connection one write (one syscall, fewer packets).
+    private let outbox: Inbox<Sent>
+    /// Frames of the batch being written; loop-confined, empty between batches.
+    private var frames: [UInt8] = []
 
     /// Sends one text message. A message that would take the bytes queued
     /// for the peer past ``HTTPServer/Limits/maxQueuedBytes`` is not sent:
@@ -172,27 +183,36 @@ public final class WebSocketConnection: @unchecked Sendable {
     public func send(text: String) {
         if loop.inEventLoop {
             flushOutbox()
-            var frame: [UInt8] = []
-            encoder.appendText(text, to: &frame)
-            write(frame)
+            encoder.appendText(text, to: &frames)
+            writeFrames()
             return
         }
-        let post = outbox.withLock { o -> Bool in
-            encoder.appendText(text, to: &o.frames)
-            defer { o.posted = true }
-            return !o.posted
-        }
-        if post { loop.execute { self.flushOutbox() } }
+        outbox.add((self, text))
     }
 
-    /// Writes what other threads sent, in the order they sent it. Loop only.
-    private func flushOutbox() {
-        let frames = outbox.withLock { o -> [UInt8] in
-            o.posted = false
-            defer { o.frames = [] }
-            return o.frames
+    /// Writes a batch of messages from other threads, each connection's in
+    /// the order they were sent and in one write. Loop only.
+    static func write(_ batch: [Sent]) {
+        var touched: [WebSocketConnection] = []
+        for (ws, text) in batch {
+            if ws.frames.isEmpty { touched.append(ws) }
+            ws.encoder.appendText(text, to: &ws.frames)
         }
-        if !frames.isEmpty { write(frames) }
+        for ws in touched { ws.writeFrames() }
+    }
+
+    /// Writes what other threads sent to this loop's connections until now, this one's first. Loop only.
+    private func flushOutbox() {
+        writeFrames()
+        outbox.run()
+    }
+
+    /// Writes `frames`. Loop only.
+    private func writeFrames() {
+        guard !frames.isEmpty else { return }
+        let f = frames
+        frames = []
+        write(f)
     }
 
     /// Writes encoded frames, or closes a connection whose peer leaves them unread. Loop only.
@@ -271,8 +291,13 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
 
     static let metrics = HTTPMetrics()
 
-    init(router: HTTPRouter, logger: Logger, limits: HTTPServer.Limits, released: @escaping () -> Void) {
+    /// The loop's WebSocket outbox (see `WebSocketConnection.send`).
+    let outbox: Inbox<WebSocketConnection.Sent>
+
+    init(router: HTTPRouter, logger: Logger, limits: HTTPServer.Limits, outbox: Inbox<WebSocketConnection.Sent>,
+         released: @escaping () -> Void) {
         self.router = router
+        self.outbox = outbox
         self.logger = logger
         self.requestHeadTimeout = limits.requestHeadTimeout
         self.released = released
@@ -564,7 +589,7 @@ final class HTTPConnectionHandler: TCPConnectionHandler, @unchecked Sendable {
         c.write(response.serialized(keepAlive: true))
         mode = .websocket
         Self.metrics.upgrades.inc()
-        let ws = WebSocketConnection(loop: c.loop, tcp: c)
+        let ws = WebSocketConnection(loop: c.loop, tcp: c, outbox: outbox)
         self.ws = ws
         self.wsService = service
         // Ping at a third of the idle timeout (keeps NAT bindings, draws pongs);

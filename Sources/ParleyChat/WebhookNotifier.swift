@@ -137,7 +137,9 @@ public struct NotifierMetrics: Sendable {
 /// its connections alive (TLS for https:// with the peer's certificate and
 /// name checked): each request reads its whole response (`HTTPResponseReader`)
 /// and leaves the connection idle for the next, at most `concurrency` of
-/// them and each for at most `idleSeconds`. A connection the receiver closed
+/// them and each for at most `idleSeconds`; a connection still sending a
+/// request that was answered is aborted, not kept, so a connection queues
+/// at most the one request in flight. A connection the receiver closed
 /// is dropped; a request that found its kept-alive connection closed before
 /// any byte of a response is sent again at once on a new one, without
 /// counting an attempt. A host name is resolved on this thread (getaddrinfo,
@@ -280,7 +282,6 @@ public final class WebhookNotifier: ChatNotifier, @unchecked Sendable {
             }
             var options = TCPOptions()
             options.handshakeTimeout = .milliseconds(Int64(config.timeoutSeconds * 1000))
-            options.maxQueuedWriteBytes = request.count + 65536
             do {
                 try connection.connect(to: address, on: loop, options: options, tls: tls)
             } catch {   // `finished` forgets the resolved address (a connect failure)
@@ -301,12 +302,14 @@ public final class WebhookNotifier: ChatNotifier, @unchecked Sendable {
         switch outcome {
         case .success(let r):
             status = r.status
-            if r.reusable && config.idleSeconds > 0 && idle.count < config.concurrency {
+            if r.reusable && connection.sentAll && config.idleSeconds > 0 && idle.count < config.concurrency {
                 connection.park(idleFor: .milliseconds(Int64(config.idleSeconds * 1000)))
                 idle.append(connection)
                 metrics.idleConnections.set(idle.count)
-            } else {
+            } else if connection.sentAll {
                 connection.close()
+            } else {
+                connection.abort()   // answered before all of the request was sent: the rest is not needed
             }
         case .failure(let f):
             if f.kind == .connect { resolved = nil }
@@ -481,6 +484,11 @@ final class WebhookConnection: TCPConnectionHandler {
 
     func close() { connection?.close() }
     func abort() { connection?.abort() }
+
+    /// Nothing of the request is left to send (a receiver may answer before it has read all of it). Only such a
+    /// connection is kept for the next request (else it is aborted), so its write queue never holds more than the
+    /// request in flight and needs no cap of its own (`TCPOptions.maxQueuedWriteBytes`).
+    var sentAll: Bool { connection?.pendingWriteBytes == 0 }
 
     private func finish(_ outcome: Result<(status: Int, reusable: Bool), Failure>) {
         if let t = timer, let c = connection { c.loop.cancelTimer(t) }

@@ -20,7 +20,8 @@ import ParleyTestSupport
 /// the receiver closes the connection; those in `reset` are read and not
 /// answered at all, the connection closed (a receiver closing a kept-alive
 /// connection as a request arrives). With `hold`, the first request waits
-/// until the test creates the gate file.
+/// until the test creates the gate file; the requests numbered in `stall`
+/// (counted as their heads arrive) wait for it before their body is read.
 final class WebhookReceiver {
     let process: Process
     let port: Int
@@ -32,15 +33,22 @@ final class WebhookReceiver {
     import threading
     secret, log, plan, gate, framing = sys.argv[1].encode(), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
     statuses = [int(x) for x in plan.split(",") if x]
-    close, drop, reset = [{int(x) for x in a.split(",") if x} for a in (sys.argv[6], sys.argv[7], sys.argv[8])]
+    close, drop, reset, held, stall = [{int(x) for x in a.split(",") if x} for a in sys.argv[6:11]]
     seen = 0
+    arrived = 0
     lock = threading.Lock()
     def record(o):
         with open(log, "a") as f: f.write(json.dumps(o) + "\\n")
     class H(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         def do_POST(self):
-            global seen
+            global seen, arrived
+            with lock:
+                arrived += 1
+                a = arrived
+            if a in stall:
+                record({"holding": True})
+                while not os.path.exists(gate): time.sleep(0.005)
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             ts = self.headers.get("X-Parley-Timestamp", "")
             mac = hmac.new(secret, ts.encode() + b"." + body, hashlib.sha256).hexdigest()
@@ -52,7 +60,7 @@ final class WebhookReceiver {
             if n in reset:
                 self.close_connection = True
                 return
-            if gate != "-" and n == 1:
+            if n in held:
                 record({"holding": True})
                 while not os.path.exists(gate): time.sleep(0.005)
             status = (statuses[n - 1] if n <= len(statuses) else 200) if ok else 401
@@ -73,9 +81,9 @@ final class WebhookReceiver {
         def log_message(self, *args): pass
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
     server.daemon_threads = True
-    if len(sys.argv) > 10:
+    if len(sys.argv) > 12:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(sys.argv[9], sys.argv[10])
+        context.load_cert_chain(sys.argv[11], sys.argv[12])
         server.socket = context.wrap_socket(server.socket, server_side=True)
     print(server.server_address[1], flush=True)
     server.serve_forever()
@@ -85,7 +93,7 @@ final class WebhookReceiver {
 
     /// With `tls` (certificate and key files), the receiver speaks HTTPS.
     init(secret: String, plan: [Int] = [], hold: Bool = false, chunked: Bool = false, close: [Int] = [], drop: [Int] = [],
-         reset: [Int] = [], tls: (cert: String, key: String)? = nil) throws {
+         reset: [Int] = [], stall: [Int] = [], tls: (cert: String, key: String)? = nil) throws {
         secure = tls != nil
         let dir = tempDir("webhook")
         let scriptPath = dir + "/receiver.py"
@@ -95,8 +103,8 @@ final class WebhookReceiver {
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         let list = { (a: [Int]) in a.map(String.init).joined(separator: ",") }
-        process.arguments = ["python3", scriptPath, secret, log, list(plan), hold ? gate : "-", chunked ? "chunked" : "length",
-                             list(close), list(drop), list(reset)] + (tls.map { [$0.cert, $0.key] } ?? [])
+        process.arguments = ["python3", scriptPath, secret, log, list(plan), gate, chunked ? "chunked" : "length",
+                             list(close), list(drop), list(reset), hold ? "1" : "", list(stall)] + (tls.map { [$0.cert, $0.key] } ?? [])
         let out = Pipe()
         process.standardOutput = out
         try process.run()
@@ -269,6 +277,51 @@ final class ChatNotifierTests: ChatTestCase {
         XCTAssertEqual(Set(receiver!.requests.compactMap { $0["port"]?.intValue }).count, 1, "one TLS connection kept for both")
         XCTAssertEqual(notifierState()["connections"], 1)
         XCTAssertEqual(notifierState()["url"]?.stringValue, "https://localhost:\(receiver!.port)")
+    }
+
+    /// A notifier of its own (no server) posting to `r` over TLS, one request at a time, one attempt each.
+    func directNotifier(_ r: WebhookReceiver, caFile: String) throws -> (WebhookNotifier, NotifierMetrics, () -> JSONValue) {
+        var config = WebhookConfig(url: try WebhookURL(r.url), secret: Array(secret.utf8))
+        config.caFile = caFile
+        config.intervalSeconds = 0
+        config.concurrency = 1
+        config.attempts = 1
+        config.timeoutSeconds = 120
+        let metrics = NotifierMetrics(registry: MetricsRegistry())
+        let notifier = try WebhookNotifier(config: config, metrics: metrics, logger: Logger(label: "test", level: .error))
+        let state = { () -> JSONValue in
+            let box = Mutex<JSONValue>(.null)
+            let done = DispatchSemaphore(value: 0)
+            notifier.state { s in box.withLock { $0 = s }; done.signal() }
+            done.wait()
+            return box.withLock { $0 }
+        }
+        return (notifier, metrics, state)
+    }
+
+    /// A later request far larger than the first, on the kept-alive TLS connection, to a receiver that reads its
+    /// body only after the notifier has handed all of it to the connection: the same connection carries it. (A
+    /// request is one write, and a write cap refuses a write only when it finds more than the cap already queued.)
+    func testALaterLargerRequestStaysOnItsKeptAliveConnection() throws {
+        let cert = try TLSCertificate.generateSelfSigned(directory: tempDir("webhook-tls"))
+        let r = try WebhookReceiver(secret: secret, stall: [2], tls: (cert.certificateFile, cert.privateKeyFile))
+        receiver = r
+        let (notifier, metrics, state) = try directNotifier(r, caFile: cert.certificateFile)
+        defer { notifier.close() }
+        notifier.notify(ChatNotification(user: "bob", conversation: 1, sender: "alice", group: false))
+        waitUntil("the first sent") { state()["sent"] == 1 }
+        // A user name of 16 MiB: far more than the loopback socket buffers hold for a receiver that does not read.
+        notifier.notify(ChatNotification(user: String(repeating: "u", count: 16 << 20), conversation: 1, sender: "alice", group: false))
+        waitUntil("the second request's head at the receiver") { r.holding }
+        // The notifier's loop runs one task at a time, and the request's write had begun (its head arrived): this
+        // state is taken after the write returned, with most of the 16 MiB queued.
+        XCTAssertEqual(state()["connections"], 1)
+        r.open()
+        waitUntil("the second sent") { state()["sent"] == 2 }
+        let s = state()
+        XCTAssertEqual(s["connections"], 1, "one connection carried both")
+        XCTAssertEqual(s["failed"], 0)
+        for kind in WebhookConnection.Failure.Kind.allCases { XCTAssertEqual(metrics.errors[kind]?.current, 0, kind.rawValue) }
     }
 
     func testAnIdleConnectionIsClosedAfterTheIdleTime() throws {

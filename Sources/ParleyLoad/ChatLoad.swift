@@ -79,13 +79,15 @@ struct ChatCounters: Sendable {
     var errors: [String: Int] = [:]
     var sentAck = LatencyHistogram()
     var delivery = LatencyHistogram()
+    /// How late each send was against its place in the schedule (the generator's own delay).
+    var sendLag = LatencyHistogram()
 
     mutating func add(_ o: ChatCounters) {
         users += o.users; ready += o.ready; groupsCreated += o.groupsCreated; reconnects += o.reconnects; syncs += o.syncs
         sent += o.sent; acked += o.acked; duplicateAcks += o.duplicateAcks; expectedDeliveries += o.expectedDeliveries
         delivered += o.delivered; duplicates += o.duplicates; acks += o.acks
         for (k, v) in o.errors { errors[k, default: 0] += v }
-        sentAck.add(o.sentAck); delivery.add(o.delivery)
+        sentAck.add(o.sentAck); delivery.add(o.delivery); sendLag.add(o.sendLag)
     }
     var errorCount: Int { errors.values.reduce(0, +) }
 }
@@ -111,6 +113,8 @@ final class ChatUser: SignallingClientHandler {
     private(set) var groups: [(conversation: Int, members: Int)] = []
     private var nextClientID = 0
     var wantsOffline = false
+    /// In the worker's list of ready users (it stays there while offline until drawn).
+    var listed = false
 
     init(worker: ChatWorker, index: Int, name: String, token: String) {
         self.worker = worker
@@ -210,9 +214,8 @@ final class ChatUser: SignallingClientHandler {
     func send(to: String?, group: (conversation: Int, members: Int)?) {
         guard client != nil, ready else { return }
         nextClientID += 1
-        let sentAt = realtimeNanoseconds()
-        var text = "t=\(sentAt) "
-        text += String(repeating: "x", count: max(0, worker.textBytes - text.utf8.count))
+        var text = "t=\(realtimeNanoseconds()) "
+        text += worker.padding(to: worker.textBytes - text.utf8.count)
         let clientID = "\(name)-\(nextClientID)"
         var fields: [String: JSONValue] = ["clientId": .string(clientID), "text": .string(text)]
         if let group { fields["group"] = JSONValue(group.conversation) } else { fields["to"] = .string(to ?? "") }
@@ -258,9 +261,14 @@ final class ChatUser: SignallingClientHandler {
     }
 }
 
-/// One loop's chat users and the timer that paces their sends (its share
-/// of the total rate, to random ready users, half to groups when there are
-/// any) and flushes their acks.
+/// One loop's chat users and the timer that paces their sends and flushes
+/// their acks. Its share of the run's messages goes out on a fixed
+/// schedule from `startSending` (message k at k / rate), each to a random
+/// ready user, half to groups when there are any: a tick sends every
+/// message due by then, however late it runs, and records how late each
+/// was (`sendLag`), so a busy generator shows as lag instead of as a lower
+/// rate; `finishSending` sends what is still due, so a run sends its share
+/// exactly.
 final class ChatWorker {
     let loop: EventLoop
     let plan: ChatPlan
@@ -270,21 +278,32 @@ final class ChatWorker {
     var users: [ChatUser] = []
     private var readyUsers: [ChatUser] = []
     private var timer: TimerHandle?
-    private var credit = 0.0
-    private var last: UInt64 = 0
     private var lastAckFlush: UInt64 = 0
-    var sending = false
-    let ratePerSecond: Double
+    /// Messages this worker sends in the run, over `sendNanoseconds`.
+    let share: Int
+    let sendNanoseconds: UInt64
+    private var sendStart: UInt64?
+    private var scheduled = 0
     let allUsers: Int
     let prefix: String
+    private var pad = ""
+    /// Picks senders and recipients: no system call per draw, as the system generator's is.
+    private var random = SplitMix64(seed: UInt64.random(in: 0...UInt64.max))
 
-    init(loop: EventLoop, plan: ChatPlan, ratePerSecond: Double, allUsers: Int, prefix: String, textBytes: Int) {
+    init(loop: EventLoop, plan: ChatPlan, share: Int, sendNanoseconds: UInt64, allUsers: Int, prefix: String, textBytes: Int) {
         self.loop = loop
         self.plan = plan
-        self.ratePerSecond = ratePerSecond
+        self.share = share
+        self.sendNanoseconds = max(1, sendNanoseconds)
         self.allUsers = allUsers
         self.prefix = prefix
         self.textBytes = textBytes
+    }
+
+    /// `n` bytes of text padding (one string kept, not one built per message).
+    func padding(to n: Int) -> Substring {
+        if pad.utf8.count < n { pad = String(repeating: "x", count: n) }
+        return pad.prefix(max(0, n))
     }
 
     func error(_ what: String, _ e: SignallingClientError) {
@@ -298,31 +317,57 @@ final class ChatWorker {
         c.errors[kind, default: 0] += 1
     }
 
-    func userReady(_ u: ChatUser) { readyUsers.append(u) }
+    func userReady(_ u: ChatUser) {
+        if !u.listed { u.listed = true; readyUsers.append(u) }
+    }
 
     func start() {
-        last = MonotonicTime.now().nanoseconds
-        timer = loop.scheduleRepeatingTimer(every: .milliseconds(5)) { [unowned self] in self.tick() }
+        // 1 ms: at 20,000 messages a second a tick sends 20, not a burst of 100 that deliveries wait behind.
+        timer = loop.scheduleRepeatingTimer(every: .milliseconds(1)) { [unowned self] in self.tick() }
+    }
+
+    func startSending() {
+        sendStart = MonotonicTime.now().nanoseconds
+    }
+
+    /// Sends every message of the share still due, then no more.
+    func finishSending() {
+        sendDue(share, now: MonotonicTime.now().nanoseconds)
+        sendStart = nil
+    }
+
+    /// Sends messages until `due` of the share have been scheduled.
+    private func sendDue(_ due: Int, now: UInt64) {
+        guard let start = sendStart else { return }
+        while scheduled < due {
+            let at = start + UInt64(Double(scheduled) * Double(sendNanoseconds) / Double(share))
+            scheduled += 1
+            c.sendLag.record(now > at ? now - at : 0)
+            // A user who went offline leaves the list when drawn (not by a scan of all users per tick).
+            var pick: ChatUser?
+            while pick == nil && !readyUsers.isEmpty {
+                let i = Int.random(in: 0..<readyUsers.count, using: &random)
+                if readyUsers[i].ready { pick = readyUsers[i] } else { readyUsers.swapAt(i, readyUsers.count - 1); readyUsers.removeLast().listed = false }
+            }
+            guard let u = pick else {
+                c.errors["send: no user ready", default: 0] += 1
+                continue
+            }
+            if !u.groups.isEmpty && Bool.random(using: &random) {
+                u.send(to: nil, group: u.groups[Int.random(in: 0..<u.groups.count, using: &random)])
+            } else {
+                var other = Int.random(in: 0..<(allUsers - 1), using: &random)
+                if other >= u.index { other += 1 }
+                u.send(to: "\(prefix)-u\(other)", group: nil)
+            }
+        }
     }
 
     private func tick() {
         let now = MonotonicTime.now().nanoseconds
-        let dt = Double(now - last) / 1e9
-        last = now
-        readyUsers.removeAll { !$0.ready }
-        if sending && !readyUsers.isEmpty {
-            credit = min(credit + ratePerSecond * dt, max(1, ratePerSecond * 0.1))
-            while credit >= 1 {
-                credit -= 1
-                let u = readyUsers[Int.random(in: 0..<readyUsers.count)]
-                if !u.groups.isEmpty && Bool.random() {
-                    u.send(to: nil, group: u.groups[Int.random(in: 0..<u.groups.count)])
-                } else {
-                    var other = Int.random(in: 0..<(allUsers - 1))
-                    if other >= u.index { other += 1 }
-                    u.send(to: "\(prefix)-u\(other)", group: nil)
-                }
-            }
+        if let start = sendStart, share > 0 {
+            let elapsed = min(now > start ? now - start : 0, sendNanoseconds)
+            sendDue(Int(Double(elapsed) / Double(sendNanoseconds) * Double(share)), now: now)
         }
         if now - lastAckFlush >= 500_000_000 {
             lastAckFlush = now
@@ -360,3 +405,17 @@ final class ChatPlan: @unchecked Sendable {
 }
 
 struct ChatWorkerBox: @unchecked Sendable { let worker: ChatWorker }
+
+/// SplitMix64 (Steele, Lea, Flood 2014): a fast generator for the load's
+/// choices of users, which are not secrets.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

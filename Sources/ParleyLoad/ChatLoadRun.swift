@@ -18,10 +18,15 @@ public enum ChatLoad {
         let group = try EventLoopGroup(numberOfThreads: o.base.loops, logger: Logger(label: "parley.load", level: .error))
         defer { group.syncShutdownGracefully() }
         let prefix = o.base.roomPrefix
-        let perLoopRate = Double(o.rate) / Double(group.loops.count)
-        let workers = try group.loops.map { loop in
+        // The run's messages (rate × duration), shared out over the loops.
+        let messages = Int((Double(o.rate) * o.base.duration.seconds).rounded())
+        let sendNanoseconds = UInt64(max(0, o.base.duration.seconds) * 1e9)
+        let loops = group.loops.count
+        let workers = try group.loops.enumerated().map { k, loop in
             try loop.submit { () -> ChatWorkerBox in
-                let w = ChatWorker(loop: loop, plan: plan, ratePerSecond: perLoopRate, allUsers: o.users, prefix: prefix, textBytes: o.textBytes)
+                let share = messages * (k + 1) / loops - messages * k / loops
+                let w = ChatWorker(loop: loop, plan: plan, share: share, sendNanoseconds: sendNanoseconds, allUsers: o.users,
+                                   prefix: prefix, textBytes: o.textBytes)
                 w.start()
                 return ChatWorkerBox(worker: w)
             }
@@ -104,7 +109,7 @@ public enum ChatLoad {
         }
         // Send for the duration; the offline users are away for its middle third.
         let sendStart = MonotonicTime.now()
-        for w in workers { _ = w.worker.loop.execute { w.worker.sending = true } }
+        for w in workers { _ = w.worker.loop.execute { w.worker.startSending() } }
         let third = Duration.nanoseconds(Int64(o.base.duration.seconds * 1e9 / 3))
         let offline = Int(Double(o.users) * o.offline)
         func offlineUsers(_ body: @escaping @Sendable (ChatUser) -> Void) {
@@ -122,7 +127,7 @@ public enum ChatLoad {
         offlineUsers { u in u.worker.c.reconnects += 1; u.connect() }
         wait(until: sendStart.adding(o.base.duration), phase: "send") { _ in false }
         let sendSeconds = MonotonicTime.now().since(sendStart).seconds
-        for w in workers { _ = w.worker.loop.execute { w.worker.sending = false } }
+        for w in workers { _ = w.worker.loop.execute { w.worker.finishSending() } }
         // Drain: until every acked message reached every recipient, or 15 s.
         wait(until: MonotonicTime.now().adding(.seconds(15)), phase: "drain") { s in
             s.delivered >= s.expectedDeliveries && s.ready >= s.users - (s.errors["connect"] ?? 0) - (s.errors["auth: closed"] ?? 0)
@@ -209,6 +214,7 @@ public struct ChatLoadReport: Sendable {
                          "ackedPerSecond": .number((Double(c.acked) / max(sendSeconds, 1e-3)).rounded())],
             "undeliveredPercent": .number(undeliveredFraction * 100),
             "sentAckMs": Self.percentiles(c.sentAck),
+            "sendLagMs": Self.percentiles(c.sendLag),
             "deliveryMs": Self.percentiles(c.delivery),
             "errors": ["total": JSONValue(c.errorCount), "byKind": .object(errors)],
             "generator": ["cpuSeconds": .number(generatorCPUSeconds), "wallSeconds": .number(wallSeconds),
@@ -235,6 +241,7 @@ public struct ChatLoadReport: Sendable {
         s += "              " + ["p50", "p90", "p99", "p99.9", "max"].map { $0.padded(9) }.joined() + " (ms)\n"
         s += "send → sent   " + row(c.sentAck) + "\n"
         s += "send → deliv. " + row(c.delivery) + "\n"
+        s += "send lag      " + row(c.sendLag) + " (late against the schedule)\n"
         s += "errors        \(c.errorCount)" + (c.errors.isEmpty ? "" : " (" + c.errors.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ") + ")") + "\n"
         s += String(format: "generator     %.2f CPU-s in %.1f s\n", generatorCPUSeconds, wallSeconds)
         s += passed ? "result        pass\n" : "result        FAIL: " + failures.joined(separator: "; ") + "\n"

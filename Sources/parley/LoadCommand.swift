@@ -28,7 +28,8 @@ enum LoadCommand {
     --groups, half of them to groups) at R per second in total for
     --duration; --offline P% of them go offline for the middle third and
     must get everything on their return. Measures send -> `sent` ack and
-    send -> delivered latency, throughput, undelivered and repeated messages.
+    send -> delivered latency, throughput, undelivered and repeated messages,
+    and how late the generator sent against its schedule (send lag).
     Chat options (besides --url, --secret-file, --token-file, --insecure,
     --fingerprint, --bind, --loops, --duration, --ramp, --json, --html,
     --quiet):

@@ -23,6 +23,8 @@ final class ChatLoadTests: XCTestCase {
         XCTAssertEqual(c["users"]?["ready"], 12, "everyone is back at the end")
         XCTAssertEqual(c["users"]?["reconnects"], 3)
         XCTAssertEqual(c["users"]?["groupsCreated"], 2)
+        XCTAssertEqual(c["messages"]?["sent"], 180, "60/s for 3 s: the schedule's messages, however late the generator ran")
+        XCTAssertEqual(c["sendLagMs"]?["count"], 180)
         let acked = try XCTUnwrap(c["messages"]?["acked"]?.intValue)
         let expected = try XCTUnwrap(c["messages"]?["expectedDeliveries"]?.intValue)
         XCTAssertGreaterThan(acked, 0)

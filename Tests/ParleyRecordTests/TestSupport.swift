@@ -1,5 +1,6 @@
 import CFFmpeg
 import Foundation
+import ParleyCore
 import ParleyMedia
 import ParleyRecord
 import ParleyRTP
@@ -186,7 +187,7 @@ func videoTrack(_ s: Sender, frames: [(data: [UInt8], keyframe: Bool)], timestam
 
 /// Drops `lossRate` of the RTP packets and swaps neighbours at `reorderRate`, from a fixed seed.
 func impair(_ packets: [Sent], lossRate: Double, reorderRate: Double, seed: UInt64) -> [Sent] {
-    var rng = SplitMix(seed)
+    var rng = SplitMix64(seed: seed)
     var out = packets.filter { $0.rtcp || Double(rng.next() % 10_000) / 10_000 >= lossRate }
     var i = 0
     while i + 1 < out.count {
@@ -198,18 +199,6 @@ func impair(_ packets: [Sent], lossRate: Double, reorderRate: Double, seed: UInt
         } else { i += 1 }
     }
     return out
-}
-
-struct SplitMix {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 /// Feeds packets to a recording in arrival order; returns how many it refused.

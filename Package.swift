@@ -71,7 +71,7 @@ let package = Package(
         .testTarget(name: "SystemLibsTests", dependencies: ["CLinux", "COpus", "CFFmpeg", "CSRTP", "COpenSSL", "CSQLite"]),
         .testTarget(name: "ParleyCoreTests", dependencies: ["ParleyCore"]),
         .testTarget(name: "ParleyIOTests", dependencies: ["ParleyIO", "ParleyCore", "CLinux", "ParleyTestSupport"]),
-        .testTarget(name: "ParleyStoreTests", dependencies: ["ParleyStore", "ParleyTestSupport"]),
+        .testTarget(name: "ParleyStoreTests", dependencies: ["ParleyStore", "ParleyCore", "ParleyTestSupport"]),
         .testTarget(name: "ParleyRTPTests", dependencies: ["ParleyRTP", "ParleyTestSupport"]),
         .testTarget(name: "ParleySTUNTests", dependencies: ["ParleySTUN", "COpenSSL", "ParleyTestSupport"]),
         .testTarget(name: "ParleySRTPTests", dependencies: ["ParleySRTP", "CSRTP", "ParleyTestSupport"]),

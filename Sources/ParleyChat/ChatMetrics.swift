@@ -33,6 +33,8 @@ public final class ChatMetrics: Sendable {
     public let commitSeconds: Histogram
     /// Operations waiting for the store's writer thread.
     public let writerQueue: Gauge
+    /// Batches the writer rolled back and ran again, an operation in them having failed after changing rows.
+    public let writerReruns: Counter
 
     public init(registry: MetricsRegistry) {
         messages = registry.counter("parley_chat_messages_total", help: "Chat messages stored and acknowledged sent")
@@ -59,6 +61,8 @@ public final class ChatMetrics: Sendable {
                                            help: "Chat store operations from submit to group commit",
                                            bounds: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1])
         writerQueue = registry.gauge("parley_chat_writer_queue", help: "Chat store operations waiting for the writer thread")
+        writerReruns = registry.counter("parley_chat_writer_reruns_total",
+                                        help: "Chat store batches rolled back and run again with a savepoint per operation (one failed after changing rows)")
     }
 
     public static let shared = ChatMetrics(registry: .shared)

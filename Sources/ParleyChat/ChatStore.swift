@@ -80,6 +80,7 @@ public final class ChatStore: Sendable {
         // Once a second: a page written many times in between is copied once (every 100 ms cost the checkpointer
         // 5 µs per message at 2,000 messages/s, every second 2).
         config.checkpointInterval = .seconds(1)
+        config.reruns = metrics.writerReruns
         writer = try StoreWriter(path: path, config: config, migrations: Self.migrations)
         self.metrics = metrics
     }

@@ -1,6 +1,7 @@
 import CLinux
 import CSQLite
 import Foundation
+import ParleyCore
 
 /// A database's writer thread, with group commit.
 ///
@@ -51,6 +52,8 @@ public final class StoreWriter: @unchecked Sendable {
         /// With `checkpointInterval`: the WAL's size (4 KiB pages) past which
         /// the writer checkpoints itself.
         public var maxWALPages = 16_384
+        /// Counts `Statistics.reruns` too, for `/metrics`.
+        public var reruns: Counter? = nil
         public init() {}
     }
 
@@ -99,6 +102,7 @@ public final class StoreWriter: @unchecked Sendable {
     public let capacity: Int
     private let maxBatch: Int
     private let commitDelay: Duration
+    private let rerunCounter: Counter?
     private let database: Database
     private let condition = NSCondition()
     // Guarded by `condition`:
@@ -117,6 +121,7 @@ public final class StoreWriter: @unchecked Sendable {
         capacity = config.capacity
         maxBatch = config.maxBatch
         commitDelay = config.commitDelay
+        rerunCounter = config.reruns
         database = try Database(path: path, options: config.options)
         try database.migrate(migrations)
         if let interval = config.checkpointInterval {
@@ -189,6 +194,7 @@ public final class StoreWriter: @unchecked Sendable {
                 var rerun = false
                 do { try commit(batch, savepoints: false) } catch StoreWriterRerun.needed {
                     rerun = true
+                    rerunCounter?.inc()
                     try commit(batch, savepoints: true)
                 }
                 condition.lock(); stats.commits += 1; stats.writes += batch.count; stats.reruns += rerun ? 1 : 0; condition.unlock()

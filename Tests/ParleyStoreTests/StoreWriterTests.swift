@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import ParleyTestSupport
+import ParleyCore
 import ParleyStore
 
 /// `StoreWriter`: group commit, completions after the commit, the queue bound.
@@ -11,11 +12,12 @@ final class StoreWriterTests: XCTestCase {
 
     static let schema = [Migration("messages") { try $0.execute("CREATE TABLE messages (id INTEGER PRIMARY KEY, body TEXT NOT NULL)") }]
 
-    func writer(capacity: Int = 10_000, maxBatch: Int = 1_000, commitDelay: Duration = .zero) throws -> StoreWriter {
+    func writer(capacity: Int = 10_000, maxBatch: Int = 1_000, commitDelay: Duration = .zero, reruns: Counter? = nil) throws -> StoreWriter {
         var config = StoreWriter.Config()
         config.capacity = capacity
         config.maxBatch = maxBatch
         config.commitDelay = commitDelay
+        config.reruns = reruns
         return try StoreWriter(path: dir + "/w.db", config: config, migrations: Self.schema)
     }
 
@@ -151,7 +153,8 @@ final class StoreWriterTests: XCTestCase {
     }
 
     func testARerunLeavesNothingHalfAppliedAndRunsEachWriteAgain() throws {
-        let w = try writer()
+        let reruns = Counter()
+        let w = try writer(reruns: reruns)
         let (runs, results) = try batch(w, 4) { i, db in
             try db.run("INSERT INTO messages(id, body) VALUES (?, 'x')", [.integer(Int64(i * 10))])
             try db.run("UPDATE messages SET body = 'y' WHERE id = ?", [.integer(Int64(i * 10))])
@@ -161,6 +164,7 @@ final class StoreWriterTests: XCTestCase {
         // The first pass stopped at the second write and was rolled back; the rerun ran all four.
         XCTAssertEqual(runs, [1: 2, 2: 2, 3: 1, 4: 1])
         XCTAssertEqual(w.statistics, StoreWriter.Statistics(commits: 2, writes: 5, reruns: 1))
+        XCTAssertEqual(reruns.current, 1, "the metric counts it too")
         w.close()
         let db = try Database(path: w.path)
         XCTAssertEqual(try db.rows("SELECT id, body FROM messages ORDER BY id") { "\($0.int64(0)) \($0.string(1) ?? "")" },

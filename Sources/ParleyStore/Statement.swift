@@ -38,13 +38,20 @@ public final class Statement {
     /// (`?` is 1, the next 2, …); parameters not given are NULL.
     public func bind(_ values: [SQLValue]) throws {
         sqlite3_reset(handle)
-        sqlite3_clear_bindings(handle)
+        if values.count < sqlite3_bind_parameter_count(handle) { sqlite3_clear_bindings(handle) }
         for (i, value) in values.enumerated() {
             let n = Int32(i + 1)
             let rc: Int32 = switch value {
             case .integer(let x): sqlite3_bind_int64(handle, n, x)
             case .real(let x): sqlite3_bind_double(handle, n, x)
-            case .text(let s): sqlite3_bind_text(handle, n, s, -1, parley_sqlite_transient())
+            case .text(var s):
+                // The string's own UTF-8, with its length (passing `s` as a C string copied it into a new array first).
+                s.withUTF8 { u in
+                    guard let p = u.baseAddress else { return sqlite3_bind_text(handle, n, "", 0, parley_sqlite_transient()) }
+                    return p.withMemoryRebound(to: CChar.self, capacity: u.count) {
+                        sqlite3_bind_text(handle, n, $0, Int32(u.count), parley_sqlite_transient())
+                    }
+                }
             case .blob(let b): b.withUnsafeBytes { sqlite3_bind_blob64(handle, n, $0.baseAddress, UInt64($0.count), parley_sqlite_transient()) }
             case .null: sqlite3_bind_null(handle, n)
             }

@@ -8,7 +8,9 @@ public protocol RecordingBackend: AnyObject {
     /// Starts recording `room`, whose call is open, and answers with the
     /// recording's id, on any thread (the feature hops back).
     func start(room: String, completion: @escaping @Sendable (Result<String, SignallingError>) -> Void)
-    /// Stops recording `id` of `room`: its files are finished and exported
+    /// Stops recording `id` of `room` (an id `start` answered with: a stop
+    /// asked for while the start runs waits for it, `RecordingService`'s
+    /// `starting` state): its files are finished and exported
     /// off the loops. A recording that stops on its own (a disk limit, a
     /// write error, the room closing) is reported back with
     /// `RecordingService.ended(room:id:reason:)`.
@@ -32,10 +34,12 @@ public final class RecordingService: SignallingFeature {
     public var autoRecord: [String]
 
     private enum State {
-        /// Asked the backend; these are waiting for the answer.
-        case starting(waiters: [(Result<String, SignallingError>) -> Void], stop: Bool)
+        /// Asked the backend; `waiters` wait for the answer. `stoppers` (nil: not asked to stop) get the id once it
+        /// has started and been stopped.
+        case starting(waiters: [Answer], stoppers: [Answer]?)
         case recording(id: String)
     }
+    public typealias Answer = (Result<String, SignallingError>) -> Void
     private var rooms: [String: State] = [:]
 
     /// Creates the feature, registers it with `core` and listens to `calls` for rooms opening and closing.
@@ -62,22 +66,17 @@ public final class RecordingService: SignallingFeature {
             guard session.claims.canRecord || session.claims.isAdmin else {
                 throw SignallingError(.forbidden, "this token may not record (parley token --can-record)")
             }
-            switch r {
-            case .start(let requested):
-                let room = try room(requested, session)
-                start(room: room, by: session.user) { result in
-                    switch result {
-                    case .success(let id): reply.ok(["room": .string(room), "recording": .string(id)])
-                    case .failure(let e): reply.fail(e)
-                    }
-                }
-            case .stop(let requested):
-                let room = try room(requested, session)
-                guard let id = stop(room: room, by: session.user) else {
-                    throw SignallingError(.badRequest, "room \(room) is not being recorded")
-                }
-                reply.ok(["room": .string(room), "recording": .string(id)])
+            let (room, start) = switch r {
+            case .start(let requested): (try room(requested, session), true)
+            case .stop(let requested): (try room(requested, session), false)
             }
+            let answer: Answer = { result in
+                switch result {
+                case .success(let id): reply.ok(["room": .string(room), "recording": .string(id)])
+                case .failure(let e): reply.fail(e)
+                }
+            }
+            if start { self.start(room: room, by: session.user, done: answer) } else { stop(room: room, by: session.user, answer: answer) }
         } catch {
             reply.fail(error)
         }
@@ -100,15 +99,15 @@ public final class RecordingService: SignallingFeature {
         switch rooms[room] {
         case .recording(let id):
             done(.success(id))
-        case .starting(var waiters, let stop):
+        case .starting(var waiters, let stoppers):
             waiters.append(done)
-            rooms[room] = .starting(waiters: waiters, stop: stop)
+            rooms[room] = .starting(waiters: waiters, stoppers: stoppers)
         case nil:
             guard calls.hasCall(room) else {
                 done(.failure(SignallingError(.badRequest, "room \(room) has no call to record")))
                 return
             }
-            rooms[room] = .starting(waiters: [done], stop: false)
+            rooms[room] = .starting(waiters: [done], stoppers: nil)
             core.log.info("recording requested", ["room": .string(room), "by": .string(who)])
             backend.start(room: room, completion: core.onSignallingThread { [weak self] (result: Result<String, SignallingError>) in
                 self?.started(room: room, result)
@@ -117,13 +116,15 @@ public final class RecordingService: SignallingFeature {
     }
 
     private func started(room: String, _ result: Result<String, SignallingError>) {
-        guard case .starting(let waiters, let stop) = rooms[room] else { return }
+        guard case .starting(let waiters, let stoppers) = rooms[room] else { return }
         switch result {
-        case .success(let id) where stop || !calls.hasCall(room):
+        case .success(let id) where stoppers != nil || !calls.hasCall(room):
             // Stopped, or the call closed, while it started.
             backend.stop(room: room, id: id)
             rooms[room] = nil
+            core.log.info("recording stopped as it started", ["room": .string(room), "recording": .string(id)])
             for w in waiters { w(.failure(SignallingError(.badRequest, "room \(room)'s recording was stopped as it started"))) }
+            for s in stoppers ?? [] { s(.success(id)) }
         case .success(let id):
             rooms[room] = .recording(id: id)
             core.log.info("recording started", ["room": .string(room), "recording": .string(id)])
@@ -132,25 +133,28 @@ public final class RecordingService: SignallingFeature {
         case .failure(let e):
             rooms[room] = nil
             core.log.warn("recording failed to start", ["room": .string(room), "error": .string(e.message)])
-            for w in waiters { w(.failure(e)) }
+            for w in waiters + (stoppers ?? []) { w(.failure(e)) }
         }
     }
 
     /// Stops recording `room`; returns its id, nil when it was not recording
-    /// (one still starting stops as soon as it has started).
+    /// (one still starting stops as soon as it has started). `answer` gets
+    /// the id, once the start has answered for one still starting.
     @discardableResult
-    public func stop(room: String, by who: String) -> String? {
+    public func stop(room: String, by who: String, answer: Answer? = nil) -> String? {
         switch rooms[room] {
         case .recording(let id):
             rooms[room] = nil
             backend.stop(room: room, id: id)
             core.log.info("recording stopped", ["room": .string(room), "recording": .string(id), "by": .string(who)])
             calls.setRecording(room: room, false)
+            answer?(.success(id))
             return id
-        case .starting(let waiters, _):
-            rooms[room] = .starting(waiters: waiters, stop: true)
+        case .starting(let waiters, let stoppers):
+            rooms[room] = .starting(waiters: waiters, stoppers: (stoppers ?? []) + (answer.map { [$0] } ?? []))
             return nil
         case nil:
+            answer?(.failure(SignallingError(.badRequest, "room \(room) is not being recorded")))
             return nil
         }
     }

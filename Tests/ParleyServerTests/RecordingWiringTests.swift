@@ -1,5 +1,6 @@
 import XCTest
 import Foundation
+import Synchronization
 import ParleyCore
 import ParleyRTP
 import ParleyRecord
@@ -256,6 +257,63 @@ final class RecordingWiringTests: XCTestCase {
         try call.exchange(20)
         XCTAssertEqual(call.got, call.sent, "every packet forwarded, before and after the guard stopped the recording")
         call.close()
+    }
+
+    /// A `stop_recording` that arrives while the start is in flight (the
+    /// blocking pool, which creates the recording's directory, held busy):
+    /// it is answered, with the recording's id, once the start has run, and
+    /// the recording is stopped at once; the start is answered that it was
+    /// stopped as it started; nobody hears `recording_started`; the
+    /// recording's files are finished and its slot freed (the room records
+    /// again). The stop used to be answered at once that the room was not
+    /// being recorded, though the recording it stopped was starting.
+    func testAStopWhileTheStartIsInFlightStopsTheRecordingOnceStartedAndAnswersWithItsID() throws {
+        fx = try RelayServerFixture(recording: true) { $0.recordMaxRunning = 1 }
+        let alice = try fx.connect()
+        try alice.call(.auth(token: fx.token("alice"), room: nil))
+        _ = try alice.call(.join(room: nil, publish: true, subscribe: true, suite: nil))
+        let bob = try fx.connect()
+        try bob.call(.auth(token: fx.token("bob", publish: false, record: true), room: nil))
+        _ = try bob.call(.join(room: nil, publish: false, subscribe: true, suite: nil))
+
+        // Both of the pool's threads wait for the gate, so the recorder's start waits behind them.
+        let recorder = try XCTUnwrap(fx.recording)
+        let gate = DispatchSemaphore(value: 0)
+        for _ in 0..<2 { try recorder.pool.run(on: fx.group.next(), { gate.wait() }, then: { _ in }) }
+        let answers = Mutex<[String: Result<JSONValue, SignallingClientError>]>([:])
+        for (name, request) in [("start", ClientRequest.startRecording()), ("stop", .stopRecording())] {
+            try bob.onLoop { client in
+                client.request(request) { result in answers.withLock { $0[name] = result } }
+            }
+        }
+        try bob.call(.ping)   // answered after the two before it: both have been handled
+        XCTAssertTrue(answers.withLock { $0.isEmpty }, "neither answered while the start is in flight")
+
+        gate.signal()
+        gate.signal()
+        waitUntil("both answered") { answers.withLock { $0.count } == 2 }
+        let (start, stop) = answers.withLock { ($0["start"]!, $0["stop"]!) }
+        guard case .failure(.refused(_, let refusal)) = start else { return XCTFail("the start: \(start)") }
+        XCTAssertEqual(refusal.code, .badRequest)
+        XCTAssertTrue(refusal.message.contains("stopped as it started"), refusal.message)
+        let id = try XCTUnwrap(try stop.get()["recording"]?.stringValue)
+        XCTAssertEqual(try stop.get()["room"]?.stringValue, "call")
+        let dir = fx.dataDir + "/recordings/" + id
+        waitUntil("the recording is finished") { (try? RecordingIndex.read(directory: dir))?.stoppedAtMillis != nil }
+        XCTAssertThrowsError(try bob.call(.stopRecording()), "nothing left to stop")
+        XCTAssertTrue(alice.takeQueued().allSatisfy { $0["type"]?.stringValue != "recording_started" })
+
+        // Its slot (record-max-running 1) is freed once the recorder has told it finished (after the index is
+        // written): the room records again. A start refused for the slot changes nothing.
+        var again: String?
+        waitUntil("the room records again") {
+            again = try? bob.call(.startRecording())["recording"]?.stringValue
+            return again != nil
+        }
+        XCTAssertNotEqual(again, id)
+        XCTAssertEqual(try alice.nextEvent("recording_started")["room"]?.stringValue, "call")
+        alice.close()
+        bob.close()
     }
 
     func testAdminAPIStartsAndStopsAndRecordRoomsRecordsMatchingCallsUntilTheyClose() throws {

@@ -96,6 +96,8 @@ public final class EventLoop: @unchecked Sendable, CustomStringConvertible {
     }
     private let queue = Mutex<TaskQueue>(TaskQueue())
     private var draining: [@Sendable () -> Void] = []
+    private var iterationEnd: [() -> Void] = []
+    private var endingIteration: [() -> Void] = []
     /// `execute` calls writing the eventfd right now (after the queue's
     /// lock): the loop closes it only once none is left.
     private let wakeWriters = Atomic<Int>(0)
@@ -227,6 +229,26 @@ public final class EventLoop: @unchecked Sendable, CustomStringConvertible {
         queue.withLock { $0.tasks.take(into: &draining) }
         for task in draining { task() }
         draining.removeAll(keepingCapacity: true)
+    }
+
+    /// The loop whose thread this is (in ``run()``), if any. Any thread.
+    public static var current: EventLoop? {
+        pthread_getspecific(currentLoopKey).map { Unmanaged<EventLoop>.fromOpaque($0).takeUnretainedValue() }
+    }
+
+    /// Runs `body` once this iteration's I/O events, timers and tasks are
+    /// done, before the loop waits again. Loop only.
+    public func atIterationEnd(_ body: @escaping () -> Void) {
+        assertInLoop()
+        iterationEnd.append(body)
+    }
+
+    private func runIterationEnd() {
+        while !iterationEnd.isEmpty {
+            swap(&iterationEnd, &endingIteration)
+            for body in endingIteration { body() }
+            endingIteration.removeAll(keepingCapacity: true)
+        }
     }
 
     // MARK: Registration (loop only)
@@ -365,6 +387,7 @@ public final class EventLoop: @unchecked Sendable, CustomStringConvertible {
     /// ``EventLoopGroup``; call it yourself only for a loop you created.
     public func run() {
         threadID.store(UInt(pthread_self()), ordering: .releasing)
+        pthread_setspecific(currentLoopKey, Unmanaged.passUnretained(self).toOpaque())
         stateValue.store(State.running.rawValue, ordering: .releasing)
         while true {
             var timeout = nextTimeout()
@@ -404,6 +427,7 @@ public final class EventLoop: @unchecked Sendable, CustomStringConvertible {
             }
             runDueTimers()
             if wake { drainTasks() }
+            runIterationEnd()
         }
         // Run what was posted before we stopped (later posts are refused),
         // then close our descriptors.
@@ -414,6 +438,7 @@ public final class EventLoop: @unchecked Sendable, CustomStringConvertible {
             q.tasks.take(into: &late)
         }
         for task in late { task() }
+        runIterationEnd()
         stateValue.store(State.stopped.rawValue, ordering: .releasing)
         heap.removeAll()
         timers.removeAll()
@@ -424,6 +449,7 @@ public final class EventLoop: @unchecked Sendable, CustomStringConvertible {
         // pthread_t values are reused once this thread is joined: a later
         // thread (a dispatch worker, say) must not pass for this loop.
         threadID.store(0, ordering: .releasing)
+        pthread_setspecific(currentLoopKey, nil)
     }
 
     private func liveHandlers() -> [any EventLoopIOHandler] {
@@ -443,6 +469,13 @@ public final class EventLoop: @unchecked Sendable, CustomStringConvertible {
         }
     }
 }
+
+/// `EventLoop.current`: the loop running on this thread.
+private let currentLoopKey: pthread_key_t = {
+    var key = pthread_key_t()
+    precondition(pthread_key_create(&key, nil) == 0)
+    return key
+}()
 
 /// Blocking hand-off for ``EventLoop/submit(_:)``.
 final class SubmitBox<T>: @unchecked Sendable {

@@ -9,13 +9,13 @@ import Synchronization
 /// everything that gathered meanwhile, and the next add tells it again. A
 /// burst costs the consumer one wake-up and one lock, not one per item.
 public struct Handoff<Item> {
-    private var items: [Item] = []
-    private var told = false
+    @usableFromInline var items: [Item] = []
+    @usableFromInline var told = false
 
-    public init() {}
+    @inlinable public init() {}
 
     /// Adds `item`; true when the caller must now tell the consumer.
-    public mutating func add(_ item: Item) -> Bool {
+    @inlinable public mutating func add(_ item: Item) -> Bool {
         items.append(item)
         defer { told = true }
         return !told
@@ -23,13 +23,13 @@ public struct Handoff<Item> {
 
     /// Swaps what waits into `batch` (empty: its capacity is kept for the
     /// next batch); the next add tells the consumer again.
-    public mutating func take(into batch: inout [Item]) {
+    @inlinable public mutating func take(into batch: inout [Item]) {
         swap(&items, &batch)
         told = false
     }
 
     /// Drops what waits (the consumer is gone).
-    public mutating func drop() {
+    @inlinable public mutating func drop() {
         items = []
         told = false
     }
@@ -41,14 +41,20 @@ public struct Handoff<Item> {
 /// So a store batch's completions, or the frames the signalling thread sends
 /// to one loop's connections, cost that thread one hop.
 ///
-/// Order: items are handled in the order added (per producer thread). An
-/// item added before the same thread posts another task to the same loop is
-/// handled before that task runs: either its own task is queued ahead of it,
-/// or a task already queued (or running) takes it.
+/// A producer that is itself an event loop posts at the end of its current
+/// iteration (``EventLoop/atIterationEnd(_:)``): what one wake-up of a
+/// connection's loop reads for the signalling thread, or what one batch of
+/// the signalling thread sends to a loop, is one hop.
+///
+/// Order: items are handled in the order added (per producer thread). A task
+/// that must run after items added before it goes into the same inbox, or
+/// calls ``run()`` first on the consumer's thread: a task posted directly may
+/// overtake them (their post may wait for the producer's iteration end).
 public final class Inbox<Item: Sendable>: Sendable {
-    private let waiting = Mutex<Handoff<Item>>(Handoff())
-    private let post: @Sendable (@escaping @Sendable () -> Void) -> Bool
-    nonisolated(unsafe) private let handle: ([Item]) -> Void
+    // Inlinable: generic code called across modules would look up its metadata on every call.
+    @usableFromInline let waiting = Mutex<Handoff<Item>>(Handoff())
+    @usableFromInline let post: @Sendable (@escaping @Sendable () -> Void) -> Bool
+    @usableFromInline nonisolated(unsafe) let handle: ([Item]) -> Void
 
     /// `post` runs a task on the consumer's thread (false once that thread
     /// has stopped: what waits is dropped); `handle` gets each batch there.
@@ -58,14 +64,18 @@ public final class Inbox<Item: Sendable>: Sendable {
     }
 
     /// Any thread.
-    public func add(_ item: Item) {
+    @inlinable public func add(_ item: Item) {
         guard waiting.withLock({ $0.add(item) }) else { return }
+        if let here = EventLoop.current { here.atIterationEnd { self.wake() } } else { wake() }
+    }
+
+    @usableFromInline func wake() {
         if !post({ self.run() }) { waiting.withLock { $0.drop() } }
     }
 
     /// On the consumer's thread: handles what waits now (also early, before
     /// something that must come after it; the posted task then finds less).
-    public func run() {
+    @inlinable public func run() {
         var batch: [Item] = []
         waiting.withLock { $0.take(into: &batch) }
         if !batch.isEmpty { handle(batch) }

@@ -40,6 +40,8 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
         case opened(WebSocketConnection)
         case message(WebSocketConnection, String)
         case closed(WebSocketConnection)
+        /// Sent on regardless of its rate limit: closed after what it was allowed.
+        case overLimit(WebSocketConnection)
     }
     private let arrivals: Inbox<Arrival>
 
@@ -64,6 +66,7 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
                 case .opened(let ws): core.connectionOpened(ws.id, transport: ws)
                 case .message(let ws, let text): core.received(text, from: ws.id)
                 case .closed(let ws): core.connectionClosed(ws.id)
+                case .overLimit(let ws): core.close(ws.id, code: SignallingCloseCode.rateLimited, reason: "rate limit exceeded")
                 }
             }
         })
@@ -106,7 +109,7 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
     /// Answers a request over the budget with `rate_limited` (on the
     /// connection's loop: it may overtake replies to earlier requests still
     /// waiting for the signalling thread). A connection that keeps on
-    /// regardless is closed through the signalling thread, so
+    /// regardless is closed through the signalling thread (its `Inbox`, after its messages), so
     /// the requests it was allowed are answered first; what it sends after
     /// that is not read.
     private func refuse(_ text: String, on ws: WebSocketConnection, now: UInt64) {
@@ -119,7 +122,7 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
         ws.refusedInARow += 1
         if ws.refusedInARow > requestBurst {
             metrics.rateLimitClosed.inc()
-            loop.execute { self.core.close(ws.id, code: SignallingCloseCode.rateLimited, reason: "rate limit exceeded") }
+            arrivals.add(.overLimit(ws))
         }
     }
 

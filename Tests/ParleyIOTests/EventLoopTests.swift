@@ -155,6 +155,41 @@ final class EventLoopTests: XCTestCase {
         try loop.submit { for h in handlers.value { h.close(loop) } }
     }
 
+    func testAtIterationEndRunsAfterTheIterationsTasks() throws {
+        let group = try EventLoopGroup(numberOfThreads: 1)
+        defer { group.syncShutdownGracefully() }
+        let loop = group.next()
+        let rec = Recorder()
+        try loop.submit {
+            XCTAssertTrue(EventLoop.current === loop)
+            loop.atIterationEnd { rec.fired.append(2) }
+            rec.fired.append(1)
+        }
+        XCTAssertEqual(try loop.submit { rec.fired }, [1, 2])
+        XCTAssertNil(EventLoop.current)
+    }
+
+    /// Items an event loop adds to an `Inbox` in one iteration reach the
+    /// consumer as one batch: the post waits for the producer's iteration end.
+    /// A thread that is no loop posts at once.
+    func testInboxGetsOneLoopIterationsItemsInOneBatch() throws {
+        let group = try EventLoopGroup(numberOfThreads: 2)
+        defer { group.syncShutdownGracefully() }
+        let producer = group.loops[0], consumer = group.loops[1]
+        let batches = Mutex<[[Int]]>([])
+        let arrived = DispatchSemaphore(value: 0)
+        let inbox = Inbox<Int>(post: { consumer.execute($0) }, handle: { batch in
+            XCTAssertTrue(consumer.inEventLoop)
+            batches.withLock { $0.append(batch) }
+            arrived.signal()
+        })
+        try producer.submit { for i in 0..<5 { inbox.add(i) } }
+        XCTAssertEqual(arrived.wait(timeout: .now() + 30), .success)
+        inbox.add(5)
+        XCTAssertEqual(arrived.wait(timeout: .now() + 30), .success)
+        XCTAssertEqual(batches.withLock { $0 }, [[0, 1, 2, 3, 4], [5]])
+    }
+
     func testExecuteAfterStopIsRefusedAndSubmitThrows() throws {
         let group = try EventLoopGroup(numberOfThreads: 1)
         let loop = group.next()

@@ -23,14 +23,8 @@ public struct RTCPReceiverReport: Equatable, Sendable, RTCPPacketCodable {
     public init(_ view: RTCPPacketView) throws(RTPError) {
         try expect(view, type: RTCP.PacketType.receiverReport)
         let b = view.body
-        let rc = Int(view.count)
-        let need = 4 + RTCP.reportBlockSize * rc
-        guard b.count >= need else { throw .badRTCPBody(type: view.packetType, reason: "shorter than its report count") }
+        (reports, profileExtension) = try RTCPReportBlock.read(b, count: Int(view.count), from: 4, type: view.packetType)
         ssrc = b.u32(0)
-        reports = []
-        reports.reserveCapacity(rc)
-        for i in 0..<rc { reports.append(RTCPReportBlock(b, at: 4 + RTCP.reportBlockSize * i)) }
-        profileExtension = Array(b.slice(need..<b.count))
     }
 
     public var encodedSize: Int { RTCP.headerSize + 4 + RTCP.reportBlockSize * reports.count + padded4(profileExtension.count) }
@@ -40,13 +34,7 @@ public struct RTCPReceiverReport: Equatable, Sendable, RTCPPacketCodable {
         let size = encodedSize
         try writeRTCPHeader(buffer, count: reports.count, type: RTCP.PacketType.receiverReport, size: size)
         buffer.put32(ssrc, at: 4)
-        var off = 8
-        for r in reports {
-            r.write(buffer, at: off)
-            off += RTCP.reportBlockSize
-        }
-        buffer.putBytes(profileExtension, at: off)
-        finishRTCPPadding(buffer, content: off + profileExtension.count, size: size)
+        RTCPReportBlock.write(reports, profileExtension: profileExtension, into: buffer, from: 8, size: size)
         return size
     }
 }

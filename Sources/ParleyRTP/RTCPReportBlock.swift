@@ -67,4 +67,29 @@ public struct RTCPReportBlock: Equatable, Sendable {
         b.put32(lastSenderReport, at: o + 16)
         b.put32(delaySinceLastSenderReport, at: o + 20)
     }
+
+    /// A report's `count` blocks from `start` of its body, and the profile-specific extension after them (RR
+    /// and SR). Throws when the body is shorter than the blocks.
+    static func read(_ b: UnsafeRawBufferPointer, count: Int, from start: Int, type: UInt8) throws(RTPError)
+        -> (blocks: [RTCPReportBlock], profileExtension: [UInt8]) {
+        let end = start + RTCP.reportBlockSize * count
+        guard b.count >= end else { throw .badRTCPBody(type: type, reason: "shorter than its report count") }
+        var blocks: [RTCPReportBlock] = []
+        blocks.reserveCapacity(count)
+        for i in 0..<count { blocks.append(RTCPReportBlock(b, at: start + RTCP.reportBlockSize * i)) }
+        return (blocks, Array(b.slice(end..<b.count)))
+    }
+
+    /// Writes a report's `blocks` from `start`, then its profile-specific extension, then the padding up to
+    /// `size` (RR and SR).
+    static func write(_ blocks: [RTCPReportBlock], profileExtension: [UInt8], into buffer: UnsafeMutableRawBufferPointer,
+                      from start: Int, size: Int) {
+        var off = start
+        for r in blocks {
+            r.write(buffer, at: off)
+            off += RTCP.reportBlockSize
+        }
+        buffer.putBytes(profileExtension, at: off)
+        finishRTCPPadding(buffer, content: off + profileExtension.count, size: size)
+    }
 }

@@ -41,18 +41,13 @@ public struct RTCPSenderReport: Equatable, Sendable, RTCPPacketCodable {
     public init(_ view: RTCPPacketView) throws(RTPError) {
         try expect(view, type: RTCP.PacketType.senderReport)
         let b = view.body
-        let rc = Int(view.count)
-        let need = RTCPSenderReport.senderInfoSize + RTCP.reportBlockSize * rc
-        guard b.count >= need else { throw .badRTCPBody(type: view.packetType, reason: "shorter than its report count") }
+        (reports, profileExtension) = try RTCPReportBlock.read(b, count: Int(view.count), from: RTCPSenderReport.senderInfoSize,
+                                                               type: view.packetType)
         ssrc = b.u32(0)
         ntpTimestamp = b.u64(4)
         rtpTimestamp = b.u32(12)
         packetCount = b.u32(16)
         octetCount = b.u32(20)
-        reports = []
-        reports.reserveCapacity(rc)
-        for i in 0..<rc { reports.append(RTCPReportBlock(b, at: RTCPSenderReport.senderInfoSize + RTCP.reportBlockSize * i)) }
-        profileExtension = Array(b.slice(need..<b.count))
     }
 
     public var encodedSize: Int {
@@ -68,13 +63,7 @@ public struct RTCPSenderReport: Equatable, Sendable, RTCPPacketCodable {
         buffer.put32(rtpTimestamp, at: 16)
         buffer.put32(packetCount, at: 20)
         buffer.put32(octetCount, at: 24)
-        var off = 28
-        for r in reports {
-            r.write(buffer, at: off)
-            off += RTCP.reportBlockSize
-        }
-        buffer.putBytes(profileExtension, at: off)
-        finishRTCPPadding(buffer, content: off + profileExtension.count, size: size)
+        RTCPReportBlock.write(reports, profileExtension: profileExtension, into: buffer, from: 28, size: size)
         return size
     }
 }

@@ -66,7 +66,7 @@ public enum SRTPBench {
         let server = try DTLSContext(certificate: .generate(), profiles: [suite])
         let client = try DTLSContext(certificate: .generate(), profiles: [suite])
         var lines = ""
-        func hex(_ k: SRTPKeyMaterial) -> String { k.keyAndSalt.map { String(format: "%02x", $0) }.joined() }
+        func hex(_ k: SRTPKeyMaterial) -> String { Hex.encode(k.keyAndSalt) }
         for i in 0..<per {
             let ssrc = UInt32(ssrcBase + i)
             let spec: TrackDescription = kind == "video" ? .video(ssrc: ssrc) : .opus(ssrc: ssrc)

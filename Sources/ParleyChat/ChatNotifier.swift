@@ -160,5 +160,5 @@ public struct NotificationQueue: Sendable {
         old.priority = priority
     }
 
-    static func deliveryID() -> String { SHA256.hex(SecureRandom.bytes(12)) }
+    static func deliveryID() -> String { Hex.encode(SecureRandom.bytes(12)) }
 }

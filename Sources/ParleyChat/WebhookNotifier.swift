@@ -371,7 +371,7 @@ public final class WebhookNotifier: ChatNotifier, @unchecked Sendable {
 
     /// Lowercase hex HMAC-SHA256 of `timestamp + "." + body`.
     public static func signature(secret: [UInt8], timestamp: String, body: [UInt8]) -> String {
-        SHA256.hex(MAC.hmacSHA256(key: secret, data: Array(timestamp.utf8) + [0x2E] + body))
+        Hex.encode(MAC.hmacSHA256(key: secret, data: Array(timestamp.utf8) + [0x2E] + body))
     }
 
     /// The longest prefix of `s` of at most `n` UTF-8 bytes that ends on a character.

@@ -25,4 +25,18 @@ public enum Hex {
         }
         return out
     }
+
+    /// Two hex digits per byte, lower case (or upper), with `separator`
+    /// between bytes when given (`"AB:CD:…"`, a certificate fingerprint).
+    public static func encode<C: Collection<UInt8>>(_ bytes: C, uppercase: Bool = false, separator: UInt8? = nil) -> String {
+        let digits: StaticString = uppercase ? "0123456789ABCDEF" : "0123456789abcdef"
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count * 3)
+        for b in bytes {
+            if let separator, !out.isEmpty { out.append(separator) }
+            out.append(digits.utf8Start[Int(b >> 4)])
+            out.append(digits.utf8Start[Int(b & 15)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
 }

@@ -59,18 +59,7 @@ public final class DTLSCertificate: @unchecked Sendable {
 /// Fingerprints as SDP writes them (RFC 8122 §5: hash name, then upper-case
 /// hex pairs joined by ':'). Only sha-256 is used.
 public enum DTLSFingerprint {
-    static let hex = Array("0123456789ABCDEF".utf8)
-
-    public static func format(_ digest: [UInt8]) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity(digest.count * 3)
-        for (i, b) in digest.enumerated() {
-            if i > 0 { out.append(UInt8(ascii: ":")) }
-            out.append(hex[Int(b >> 4)])
-            out.append(hex[Int(b & 15)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    public static func format(_ digest: [UInt8]) -> String { Hex.encode(digest, uppercase: true, separator: UInt8(ascii: ":")) }
 
     /// Parses `AB:CD:…` (either case) into 32 bytes; nil when it is not a SHA-256 fingerprint.
     public static func parse(_ text: String) -> [UInt8]? {

@@ -29,13 +29,4 @@ public final class SHA256 {
         precondition(ok == 1 && len == 32, "EVP_DigestFinal_ex failed")
         return out
     }
-
-    /// Lowercase hex of `bytes` (how upload ids are written).
-    public static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var s = [UInt8]()
-        s.reserveCapacity(bytes.count * 2)
-        for b in bytes { s.append(digits[Int(b >> 4)]); s.append(digits[Int(b & 15)]) }
-        return String(decoding: s, as: UTF8.self)
-    }
 }

@@ -588,9 +588,6 @@ public enum TLSCertificate {
         var md = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
         var mdLen: UInt32 = 0
         guard X509_digest(x, EVP_sha256(), &md, &mdLen) == 1 else { throw TLSError.fromQueue("X509_digest") }
-        let digits = Array("0123456789ABCDEF".utf8)
-        return md.prefix(Int(mdLen)).map { b in
-            String(decoding: [digits[Int(b >> 4)], digits[Int(b & 15)]], as: UTF8.self)
-        }.joined(separator: ":")
+        return Hex.encode(md.prefix(Int(mdLen)), uppercase: true, separator: UInt8(ascii: ":"))
     }
 }

@@ -306,7 +306,7 @@ final class HashingFileWriter {
     /// The open file (the caller fsyncs and closes it), the content's id (hex SHA-256) and size.
     func finish() -> (fd: Int32, id: String, size: Int) {
         defer { fd = -1 }
-        return (fd, SHA256.hex(hasher.finish()), size)
+        return (fd, Hex.encode(hasher.finish()), size)
     }
 
     /// Closes and removes the partial file (unless `finish` handed it over).

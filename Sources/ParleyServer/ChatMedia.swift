@@ -175,8 +175,6 @@ final class MediaSink: HTTPBodySink {
     let pool: BlockingPool
     let loop: EventLoop
     private let file: HashingFileWriter
-    private var reserved: Int
-    private var settled = false
 
     static let stored = MetricsRegistry.shared.counter("parley_chat_media_total", help: "Chat attachments stored by PUT /media (new bytes)")
     static let deduplicated = MetricsRegistry.shared.counter("parley_chat_media_deduplicated_total",
@@ -188,29 +186,14 @@ final class MediaSink: HTTPBodySink {
 
     init(space: MediaSpace, chat: ChatStore, owner: String, quota: Int, contentType: String, expected: Int, pool: BlockingPool, loop: EventLoop) throws {
         (self.space, self.chat, self.owner, self.quota, self.contentType, self.pool, self.loop) = (space, chat, owner, quota, contentType, pool, loop)
-        try space.reserve(expected)
-        reserved = expected
-        do { file = try HashingFileWriter(directory: space.dir) } catch {
-            space.release(expected)
-            settled = true
-            throw error
-        }
+        file = try HashingFileWriter(directory: space.dir, expected: expected, reserve: { try space.reserve($0) }, release: { space.release($0) })
     }
 
-    deinit { if !settled { abort() } }
-
-    func write(_ bytes: [UInt8]) throws {
-        if file.size + bytes.count > reserved {
-            try space.reserve(file.size + bytes.count - reserved)
-            reserved = file.size + bytes.count
-        }
-        try file.write(bytes)
-    }
+    func write(_ bytes: [UInt8]) throws { try file.write(bytes) }
 
     func finish(_ responder: HTTPResponder) {
-        settled = true
-        let (fd, id, size) = file.finish()
-        let (partial, space, reserved, dir, type, chat, owner, quota) = (file.partial, space, reserved, space.dir, contentType, chat, owner, quota)
+        let (fd, id, size, reserved) = file.finish()
+        let (partial, space, dir, type, chat, owner, quota) = (file.partial, space, space.dir, contentType, chat, owner, quota)
         do {
             try pool.run(on: loop, { () throws -> (existed: Bool, thumbnail: Bool) in
                 defer { close(fd) }
@@ -265,10 +248,5 @@ final class MediaSink: HTTPBodySink {
         }
     }
 
-    func abort() {
-        settled = true
-        file.discard()
-        space.release(reserved)
-        reserved = 0
-    }
+    func abort() { file.discard() }
 }

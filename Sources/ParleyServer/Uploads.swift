@@ -188,11 +188,6 @@ final class UploadSink: HTTPBodySink {
     let loop: EventLoop
     let subject: String
     private let file: HashingFileWriter
-    private var size: Int { file.size }
-    /// Bytes held against the caps for this upload.
-    private var reserved = 0
-    /// `finish` or `abort` ran.
-    private var settled = false
 
     static let uploaded = MetricsRegistry.shared.counter("parley_uploads_total", help: "Uploads stored (PUT /uploads)")
     static let bytes = MetricsRegistry.shared.counter("parley_upload_bytes_total", help: "Bytes received in upload bodies")
@@ -204,31 +199,19 @@ final class UploadSink: HTTPBodySink {
         self.pool = pool
         self.loop = loop
         self.subject = subject
-        try store.reserve(expected, for: subject)
-        reserved = expected
-        do { file = try HashingFileWriter(directory: store.dir) } catch {
-            store.release(expected, for: subject)
-            settled = true
-            throw error
-        }
+        file = try HashingFileWriter(directory: store.dir, expected: expected, reserve: { try store.reserve($0, for: subject) },
+                                     release: { store.release($0, for: subject) })
     }
-
-    deinit { if !settled { abort() } }
 
     // On the connection's loop: the writes are to a local file, at most one read's worth each.
     func write(_ bytes: [UInt8]) throws {
-        if size + bytes.count > reserved {
-            try store.reserve(size + bytes.count - reserved, for: subject)
-            reserved = size + bytes.count
-        }
-        Self.bytes.inc(bytes.count)
         try file.write(bytes)
+        Self.bytes.inc(bytes.count)
     }
 
     func finish(_ responder: HTTPResponder) {
-        settled = true
-        let (fd, id, size) = file.finish()
-        let (reserved, partial, store, subject) = (self.reserved, file.partial, self.store, self.subject)
+        let (fd, id, size, reserved) = file.finish()
+        let (partial, store, subject) = (file.partial, self.store, self.subject)
         @Sendable func discard() {
             close(fd)
             unlink(partial)
@@ -257,12 +240,7 @@ final class UploadSink: HTTPBodySink {
         }
     }
 
-    func abort() {
-        settled = true
-        file.discard()
-        store.release(reserved, for: subject)
-        reserved = 0
-    }
+    func abort() { file.discard() }
 
     /// Whether `id` has the form of an upload id (64 lowercase hex digits).
     static func isUploadID(_ id: String) -> Bool {
@@ -272,24 +250,40 @@ final class UploadSink: HTTPBodySink {
 
 /// A request body streamed to a new partial file in `directory` while its
 /// SHA-256 is computed, on the connection's loop (local writes of at most
-/// one read each): the part that content-addressed uploads share
-/// (`PUT /uploads`, `PUT /media`). The owner finishes it (fsync, rename to
-/// the id) off the loop, or discards it.
+/// one read each), with the bytes it holds reserved against the store's
+/// caps as they come (`reserve` throws the refusal when they do not fit;
+/// all of a promised Content-Length at once): the part that
+/// content-addressed uploads share (`PUT /uploads`, `PUT /media`). The
+/// owner finishes it (fsync, rename to the id, the reservation settled) off
+/// the loop, or discards it (the file removed, the reservation released).
 final class HashingFileWriter {
     let partial: String
     private var fd: Int32
     private let hasher = SHA256()
     private(set) var size = 0
+    /// Bytes held against the caps.
+    private var reserved: Int
+    private let reserve: (Int) throws -> Void
+    private let release: (Int) -> Void
 
-    init(directory: String) throws {
+    init(directory: String, expected: Int, reserve: @escaping (Int) throws -> Void, release: @escaping (Int) -> Void) throws {
+        try reserve(expected)
+        (reserved, self.reserve, self.release) = (expected, reserve, release)
         partial = directory + "/.partial-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
         fd = open(partial, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw HTTPRefusal(.internalServerError, "cannot create \(partial): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            release(expected)
+            throw HTTPRefusal(.internalServerError, "cannot create \(partial): \(String(cString: strerror(errno)))")
+        }
     }
 
     deinit { discard() }
 
     func write(_ bytes: [UInt8]) throws {
+        if size + bytes.count > reserved {
+            try reserve(size + bytes.count - reserved)
+            reserved = size + bytes.count
+        }
         hasher.update(bytes)
         size += bytes.count
         try bytes.withUnsafeBytes { b in
@@ -303,18 +297,20 @@ final class HashingFileWriter {
         }
     }
 
-    /// The open file (the caller fsyncs and closes it), the content's id (hex SHA-256) and size.
-    func finish() -> (fd: Int32, id: String, size: Int) {
+    /// The open file (the caller fsyncs and closes it), the content's id (hex SHA-256) and size, and the bytes
+    /// reserved (the caller settles them).
+    func finish() -> (fd: Int32, id: String, size: Int, reserved: Int) {
         defer { fd = -1 }
-        return (fd, Hex.encode(hasher.finish()), size)
+        return (fd, Hex.encode(hasher.finish()), size, reserved)
     }
 
-    /// Closes and removes the partial file (unless `finish` handed it over).
+    /// Closes and removes the partial file and releases the reservation (unless `finish` handed them over).
     func discard() {
         guard fd >= 0 else { return }
         close(fd)
         fd = -1
         unlink(partial)
+        release(reserved)
     }
 }
 

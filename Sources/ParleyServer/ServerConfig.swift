@@ -171,8 +171,8 @@ public struct ServerConfig: Sendable, Equatable {
     public var chatPresenceDebounceMs = 2000
     /// Chat store operations that may wait for its writer thread before chat answers `busy`.
     public var chatQueue = 10_000
-    /// Milliseconds the chat store's writer lets operations gather before a group commit.
-    public var chatCommitDelayMs = 1
+    /// Milliseconds the chat store's writer lets operations gather before a group commit, when they come that fast.
+    public var chatCommitDelayMs = 3
     /// `process`: a `sent` message survives the server process dying; `fsync`: it survives power loss (one fsync per group commit).
     public var chatDurability = "process"
     /// Offline notifications: POST signed JSON here (empty: none); see docs/protocol.md "Offline notifications".
@@ -285,7 +285,7 @@ public struct ServerConfig: Sendable, Equatable {
         ("chat-media-max-bytes-per-user", "bytes of chat attachments one user may own (uploaded, not deleted with DELETE /media/{id}); PUT /media answers 507 past it (default 1073741824)"),
         ("chat-presence-debounce-ms", "milliseconds a chat user must stay offline before its contacts are told (default 2000)"),
         ("chat-queue", "chat store operations waiting for the writer thread before chat answers busy (default 10000)"),
-        ("chat-commit-delay-ms", "milliseconds the chat store waits for more operations to share a group commit; 0 commits at once (default 1)"),
+        ("chat-commit-delay-ms", "milliseconds the chat store waits for more operations to share a group commit, when the previous one came less than that before; 0 commits at once (default 3)"),
         ("chat-durability", "process: a sent message survives the server dying; fsync: it survives power loss, one fsync per group commit (default process)"),
         ("chat-webhook-url", "offline notifications: POST signed JSON to this http:// or https:// URL when a message's recipient has no chat device connected (default none)"),
         ("chat-webhook-secret", "the HMAC-SHA256 key signing each webhook request (X-Parley-Signature); required with chat-webhook-url unless chat-webhook-secret-file is set"),

@@ -39,8 +39,11 @@ public final class StoreWriter: @unchecked Sendable {
         /// arrived, for more to join it before it begins the transaction
         /// (unless `maxBatch` are waiting already): a commit costs the same
         /// page writes (and with `.full` the same fsync) for one write as for
-        /// many, so under a steady trickle of writes a short wait saves most
-        /// of them, at the price of that much latency. Zero: commit at once.
+        /// many, so under a steady stream of writes a short wait saves most
+        /// of them, at the price of that much latency. It waits only when
+        /// writes come that fast: when the batch's first write came less
+        /// than `commitDelay` after the write before it. A write after a
+        /// quiet spell commits at once. Zero: always at once.
         public var commitDelay: Duration = .zero
         /// Checkpoints (copying the WAL back into the database, with the
         /// fsyncs that takes) run every this long on a thread and connection
@@ -102,11 +105,16 @@ public final class StoreWriter: @unchecked Sendable {
     public let capacity: Int
     private let maxBatch: Int
     private let commitDelay: Duration
+    private let delayNanoseconds: UInt64
     private let rerunCounter: Counter?
     private let database: Database
     private let condition = NSCondition()
     // Guarded by `condition`:
     private var queue: [PendingWrite] = []
+    /// When the last write was submitted, and how long before it the one
+    /// before came, as of the queue's first write (uptime nanoseconds).
+    private var lastArrival: UInt64 = 0
+    private var gapBeforeFirst = UInt64.max
     private var closing = false
     private var stats = Statistics()
     private let stopped = DispatchSemaphore(value: 0)
@@ -121,6 +129,8 @@ public final class StoreWriter: @unchecked Sendable {
         capacity = config.capacity
         maxBatch = config.maxBatch
         commitDelay = config.commitDelay
+        let (delayS, delayAtto) = config.commitDelay.components
+        delayNanoseconds = UInt64(delayS) * 1_000_000_000 + UInt64(delayAtto / 1_000_000_000)
         rerunCounter = config.reruns
         database = try Database(path: path, options: config.options)
         try database.migrate(migrations)
@@ -163,6 +173,11 @@ public final class StoreWriter: @unchecked Sendable {
         defer { condition.unlock() }
         guard !closing else { throw StoreError.closed }
         guard queue.count < capacity else { throw StoreError.queueFull(capacity: capacity) }
+        if commitDelay > .zero {
+            let now = DispatchTime.now().uptimeNanoseconds
+            if queue.isEmpty { gapBeforeFirst = lastArrival == 0 ? UInt64.max : now - lastArrival }
+            lastArrival = now
+        }
         queue.append(Pending(write, completion))
         // The writer waits for a first write, or (during `commitDelay`) for a full batch.
         if queue.count == 1 || queue.count >= maxBatch { condition.signal() }
@@ -231,8 +246,8 @@ public final class StoreWriter: @unchecked Sendable {
             if closing { return nil }
             condition.wait()
         }
-        if commitDelay > .zero {
-            // Let a few more writes join this commit.
+        if commitDelay > .zero && gapBeforeFirst < delayNanoseconds {
+            // Writes are coming faster than one per commitDelay: let a few more join this commit.
             let (s, atto) = commitDelay.components
             let until = Date(timeIntervalSinceNow: Double(s) + Double(atto) / 1e18)
             while queue.count < maxBatch && !closing && condition.wait(until: until) {}
@@ -240,6 +255,7 @@ public final class StoreWriter: @unchecked Sendable {
         let n = min(queue.count, maxBatch)
         let batch = Array(queue.prefix(n))
         queue.removeFirst(n)
+        if !queue.isEmpty { gapBeforeFirst = 0 }  // more than a batch waiting: writes are coming fast
         return batch
     }
 }

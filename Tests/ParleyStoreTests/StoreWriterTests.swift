@@ -210,23 +210,42 @@ final class StoreWriterTests: XCTestCase {
     }
 
     func testACommitDelayGathersWritesAndAFullBatchDoesNotWaitItOut() throws {
-        // The writer wakes for the first write and waits (up to ten minutes) for more: the fifth fills the batch.
+        // Writes come fast (the first right after the gate's): the writer waits (up to ten minutes) for more,
+        // and the fifth fills the batch. (Had it not waited, the first would have committed alone: 3 commits.)
         let w = try writer(maxBatch: 5, commitDelay: .seconds(600))
+        let gate = Gate()
+        try gate.hold(w)
         let done = DispatchGroup()
-        for i in 0..<5 {
+        func insert(_ i: Int) throws {
             done.enter()
             try w.submit({ try $0.run("INSERT INTO messages(id, body) VALUES (?, 'x')", [.integer(Int64(i))]) }, completion: { _ in done.leave() })
         }
+        try insert(0)
+        gate.open.signal()
+        for i in 1..<5 { try insert(i) }
         XCTAssertEqual(done.wait(timeout: .now() + 60), .success)
-        XCTAssertEqual(w.statistics, StoreWriter.Statistics(commits: 1, writes: 5))
+        XCTAssertEqual(w.statistics, StoreWriter.Statistics(commits: 2, writes: 6))
+        w.close()
+    }
+
+    func testAWriteAfterAQuietSpellDoesNotWaitOutTheCommitDelay() throws {
+        // No write came before this one (a quiet spell): waiting would gather nothing, it commits at once.
+        let w = try writer(commitDelay: .seconds(600))
+        let done = DispatchSemaphore(value: 0)
+        try w.submit({ try $0.run("INSERT INTO messages(id, body) VALUES (1, 'x')") }, completion: { _ in done.signal() })
+        XCTAssertEqual(done.wait(timeout: .now() + 60), .success, "committed without the ten minutes' wait")
         w.close()
     }
 
     func testCloseDoesNotWaitOutTheCommitDelay() throws {
         let w = try writer(commitDelay: .seconds(600))
+        // Right after another write, so the writer waits for more.
+        let gate = Gate()
+        try gate.hold(w)
         let completed = Mutexed(0)
         try w.submit({ try $0.run("INSERT INTO messages(id, body) VALUES (1, 'x')") },
                      completion: { r in if (try? r.get()) != nil { completed.update { $0 += 1 } } })
+        gate.open.signal()
         let closed = DispatchSemaphore(value: 0)
         DispatchQueue.global().async { w.close(); closed.signal() }
         XCTAssertEqual(closed.wait(timeout: .now() + 60), .success, "close commits what waits at once")

@@ -130,19 +130,19 @@ public struct ClientMessage: Sendable, Equatable {
         let v: JSONValue
         do { v = try JSONValue.parse(text) } catch { throw SignallingError(.badRequest, "\(error)") }
         guard case .object(var o) = v else { throw SignallingError(.badRequest, "a message must be a JSON object") }
-        guard let id = requestID(o) else {
+        guard let id = requestID(o.removeValue(forKey: "id")) else {
             throw SignallingError(.badRequest, "id must be an integer or a string of at most 64 bytes")
         }
-        guard let type = o["type"]?.stringValue else { throw SignallingError(.badRequest, "missing string field \"type\"", id: id) }
+        guard let type = o.removeValue(forKey: "type")?.stringValue else {
+            throw SignallingError(.badRequest, "missing string field \"type\"", id: id)
+        }
         guard id != .null else { throw SignallingError(.badRequest, "missing field \"id\"", id: id) }
-        o["id"] = nil
-        o["type"] = nil
         return ClientMessage(id: id, request: ClientRequest(type: type, fields: o))
     }
 
-    /// The `id` of a message object: null when absent, nil when not a valid id.
-    private static func requestID(_ o: [String: JSONValue]) -> JSONValue? {
-        guard let raw = o["id"] else { return .null }
+    /// A message's `id` member: null when absent, nil when not a valid id.
+    private static func requestID(_ member: JSONValue?) -> JSONValue? {
+        guard let raw = member else { return .null }
         switch raw {
         case .string(let s) where s.utf8.count <= 64: return raw
         case .number where raw.intValue != nil: return raw
@@ -154,7 +154,7 @@ public struct ClientMessage: Sendable, Equatable {
     /// error still names the request; null when there is none to find.
     public static func requestID(in text: String) -> JSONValue {
         guard text.utf8.count <= maxSize, case .object(let o)? = try? JSONValue.parse(text) else { return .null }
-        return requestID(o) ?? .null
+        return requestID(o["id"]) ?? .null
     }
 
     /// The JSON text of this message (what a client sends).

@@ -155,13 +155,6 @@ public final class SignallingCore {
     func answer(_ reply: SignallingReply, _ result: Result<[String: JSONValue], SignallingError>) {
         guard let c = connections[reply.connection], !c.closed else { return }
         switch result {
-        case .success(let fields) where fields.isEmpty:
-            // The common bare `ok` (chat.ack), written without a dictionary.
-            var w = JSONObjectWriter(capacity: 64)
-            w.add("id", reply.id)
-            w.add("ok", true)
-            w.add("type", reply.type)
-            c.transport.send(text: w.finish())
         case .success(let fields):
             send(c, signallingReply(id: reply.id, type: reply.type, fields))
         case .failure(var e):

@@ -84,14 +84,25 @@ public final class SignallingSession {
 /// The one answer to one request. Call it once, on the signalling thread;
 /// it goes to the connection that asked, if that is still open.
 public struct SignallingReply {
-    unowned let core: SignallingCore
+    /// Strong: a reply lives until answered, and an unowned reference costs
+    /// an atomic on the side table at each copy and each use.
+    let core: SignallingCore
     let connection: SignallingCore.ConnectionID
     /// The request's `id` and `type`, which the answer carries.
     public let id: JSONValue
     public let type: String
 
     /// Replies `{"id": …, "type": …, "ok": true, …fields}`.
-    public func ok(_ fields: [String: JSONValue] = [:]) { core.answer(self, .success(fields)) }
+    public func ok(_ fields: [String: JSONValue]) { core.answer(self, .success(fields)) }
+    /// Replies `{"id": …, "ok": true, "type": …}` (a chat.ack's: written
+    /// without a dictionary).
+    public func ok() {
+        var w = JSONObjectWriter(capacity: 64)
+        w.add("id", id)
+        w.add("ok", true)
+        w.add("type", type)
+        ok(text: w.finish())
+    }
     /// Replies with `text`, the whole reply as the caller wrote it (with a
     /// `JSONObjectWriter`, for a reply made once per chat message): it must be
     /// what `ok` would write, this reply's `id` and `type` and `"ok": true` included.

@@ -28,28 +28,7 @@ public struct AuthClaims: Sendable, Equatable {
     }
 }
 
-/// Why a token was refused.
-public enum AuthFailure: Error, Sendable, Equatable, CustomStringConvertible {
-    /// Not a JWT, or claims missing or of the wrong type.
-    case malformed(String)
-    /// The HMAC does not match the server secret.
-    case badSignature
-    /// `exp` is in the past.
-    case expired
-    /// `nbf` is in the future.
-    case notYetValid
-
-    public var description: String {
-        switch self {
-        case .malformed(let m): return "token is malformed: \(m)"
-        case .badSignature: return "token signature does not verify"
-        case .expired: return "token has expired"
-        case .notYetValid: return "token is not valid yet"
-        }
-    }
-}
-
 /// Checks a bearer token and returns its claims.
 public protocol TokenVerifying: Sendable {
-    func verify(_ token: String) -> Result<AuthClaims, AuthFailure>
+    func verify(_ token: String) -> Result<AuthClaims, TokenError>
 }

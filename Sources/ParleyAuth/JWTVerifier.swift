@@ -10,7 +10,7 @@ public struct JWTVerifier: TokenVerifying {
 
     public init(secret: [UInt8]) { self.secret = secret }
 
-    public func verify(_ token: String) -> Result<AuthClaims, AuthFailure> {
+    public func verify(_ token: String) -> Result<AuthClaims, TokenError> {
         do {
             let c = try JWT.verify(token, secret: secret, now: Int64(Date().timeIntervalSince1970), leeway: leeway)
             let room = c.room == "*" ? nil : c.room
@@ -18,13 +18,7 @@ public struct JWTVerifier: TokenVerifying {
                                        canPublish: c.canPublish || c.isAdmin, canRecord: c.canRecord || c.isAdmin,
                                        isAdmin: c.isAdmin, canTranscode: c.canTranscode || c.isAdmin))
         } catch {
-            switch error {
-            case .expired: return .failure(.expired)
-            case .notYetValid: return .failure(.notYetValid)
-            case .badSignature: return .failure(.badSignature)
-            case .malformed(let m): return .failure(.malformed(m))
-            case .wrongAlgorithm(let a): return .failure(.malformed("algorithm \(a) is not HS256"))
-            }
+            return .failure(error)
         }
     }
 }

@@ -27,7 +27,7 @@ extension AuthClaims {
     public func mayJoin(_ requested: String) -> Bool { room == nil || room == requested || isAdmin }
 }
 
-extension AuthFailure {
+extension TokenError {
     public var signallingError: SignallingError {
         SignallingError(self == .expired ? .tokenExpired : .invalidToken, description)
     }

@@ -59,7 +59,7 @@ final class SignallingCoreTests: XCTestCase {
     /// with `admin` is an administrator, with `viewer` may not publish), or
     /// `expired`, `forged`, so these tests need no JWT.
     struct Verifier: TokenVerifying {
-        func verify(_ token: String) -> Result<AuthClaims, AuthFailure> {
+        func verify(_ token: String) -> Result<AuthClaims, TokenError> {
             if token == "expired" { return .failure(.expired) }
             if token == "forged" { return .failure(.badSignature) }
             let p = token.split(separator: "@")

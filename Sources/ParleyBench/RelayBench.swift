@@ -199,13 +199,4 @@ private final class ResidenceControl: EventLoopIOHandler {
     }
 }
 
-func writeStdout(_ s: String) { writeAll(1, s) }
-private func writeAll(_ fd: Int32, _ s: String) {
-    var bytes = Array(s.utf8)
-    var off = 0
-    while off < bytes.count {
-        let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + off, $0.count - off) }
-        if n <= 0 { if errno == EINTR { continue }; return }
-        off += n
-    }
-}
+func writeStdout(_ s: String) { _ = writeAll(1, Array(s.utf8)) }

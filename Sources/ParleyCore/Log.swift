@@ -56,15 +56,7 @@ public final class Logger: Sendable {
             fields[key]!.appendJSON(to: &line)
         }
         line += "}\n"
-        var bytes = Array(line.utf8)
-        bytes.withUnsafeMutableBytes { buf in
-            var off = 0
-            while off < buf.count {
-                let n = write(fd, buf.baseAddress! + off, buf.count - off)
-                if n < 0 { if errno == EINTR { continue }; return }
-                off += n
-            }
-        }
+        _ = writeAll(fd, Array(line.utf8))
     }
 
     public func debug(_ m: String, _ f: [String: LogValue] = [:]) { log(.debug, m, f) }

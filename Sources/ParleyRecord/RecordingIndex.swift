@@ -183,23 +183,6 @@ func writeFileDurably(_ path: String, _ bytes: [UInt8]) throws {
     guard fsync(fd) == 0 else { throw RecordError.system(function: "fsync", path: path, errno: errno) }
 }
 
-/// Writes every byte, retrying on EINTR and short writes; the errno on failure.
-func writeAll(_ fd: Int32, _ bytes: ArraySlice<UInt8>) -> Int32? {
-    bytes.withUnsafeBytes { writeAll(fd, $0) }
-}
-
-/// Writes all of `bytes` to `fd`; the errno of a failed write, or nil.
-func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32? {
-    var done = 0
-    while done < bytes.count {
-        let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
-        if n < 0 { if errno == EINTR { continue }; return errno }
-        if n == 0 { return EIO }
-        done += n
-    }
-    return nil
-}
-
 /// fsyncs a directory so a rename or a new file in it survives a crash.
 func syncDirectory(_ path: String) {
     let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)

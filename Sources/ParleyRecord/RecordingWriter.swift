@@ -1,4 +1,5 @@
 import Glibc
+import ParleyCore
 import ParleyRTP
 
 /// The files of one running recording; recorder thread only. Packets are

@@ -286,15 +286,7 @@ final class HashingFileWriter {
         }
         hasher.update(bytes)
         size += bytes.count
-        try bytes.withUnsafeBytes { b in
-            var off = 0
-            while off < b.count {
-                let n = Glibc.write(fd, b.baseAddress! + off, b.count - off)
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { throw HTTPRefusal(.internalServerError, "writing the upload: \(String(cString: strerror(errno)))") }
-                off += n
-            }
-        }
+        if let e = writeAll(fd, bytes) { throw HTTPRefusal(.internalServerError, "writing the upload: \(String(cString: strerror(e)))") }
     }
 
     /// The open file (the caller fsyncs and closes it), the content's id (hex SHA-256) and size, and the bytes

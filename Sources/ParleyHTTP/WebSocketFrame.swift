@@ -172,8 +172,10 @@ public struct WebSocketFrameDecoder: Sendable {
     /// Largest frame payload accepted; larger is close 1009.
     public let maxPayloadSize: Int
 
-    private var buffer: [UInt8] = []
-    private var readIndex = 0
+    // Inlinable `append`: called from other modules with the loop's read buffer,
+    // the unspecialized generic copied through witness calls and metadata lookups.
+    @usableFromInline var buffer: [UInt8] = []
+    @usableFromInline var readIndex = 0
     private var failure: WebSocketError?
 
     public init(role: WebSocketRole, maxPayloadSize: Int = 1 << 20) {
@@ -183,7 +185,7 @@ public struct WebSocketFrameDecoder: Sendable {
 
     public var bufferedByteCount: Int { buffer.count - readIndex }
 
-    public mutating func append<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+    @inlinable public mutating func append<C: Collection>(_ bytes: C) where C.Element == UInt8 {
         if readIndex > 0 && (readIndex == buffer.count || readIndex * 2 >= buffer.count) {
             buffer.removeSubrange(0..<readIndex)
             readIndex = 0

@@ -22,7 +22,7 @@ public enum WebSocketMessage: Sendable, Equatable {
 /// One instance per connection, used from one thread at a time.
 public struct WebSocketMessageDecoder: Sendable {
     public let maxMessageSize: Int
-    private var frames: WebSocketFrameDecoder
+    @usableFromInline var frames: WebSocketFrameDecoder
     private var fragmentOpcode: WebSocketOpcode?
     private var fragments: [UInt8] = []
     private var utf8 = UTF8Validator()
@@ -37,7 +37,7 @@ public struct WebSocketMessageDecoder: Sendable {
         self.frames = WebSocketFrameDecoder(role: role, maxPayloadSize: maxMessageSize)
     }
 
-    public mutating func append<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+    @inlinable public mutating func append<C: Collection>(_ bytes: C) where C.Element == UInt8 {
         if closeReceived { return }
         frames.append(bytes)
     }

@@ -17,7 +17,7 @@ final class ChatStoreMigrationTests: XCTestCase {
     func testAReceiptLogBecomesTheLatestRowOfEachAndIdsGoOnGrowing() throws {
         let path = dir + "/chat.db"
         let old = Array(ChatStore.migrations.prefix { $0.name != "receipts one row per member and status" })
-        XCTAssertEqual(old.count, ChatStore.migrations.count - 1)
+        XCTAssertLessThan(old.count, ChatStore.migrations.count)
         do {
             let db = try Database(path: path)
             try db.migrate(old)
@@ -51,5 +51,22 @@ final class ChatStoreMigrationTests: XCTestCase {
         XCTAssertEqual(try waitFor { done in try! store.receiptCount(completion: done) }, 2, "the delivered row moved in place")
         let after = try waitFor { done in try! store.pendingReceipts(user: "alice", device: "laptop", completion: done) }
         XCTAssertEqual(after.map { "\($0.status.rawValue) \($0.seq) #\($0.id)" }, ["read 3 #5", "delivered 4 #6"])
+    }
+
+    /// The prune's questions about each message are searches, not scans: without an index on
+    /// cursors(conversation) every message scanned every device cursor (20 s of the writer for 120,000
+    /// messages), so a chat.db from before gets it.
+    func testThePruneSearchesAConversationsCursorsByIndex() throws {
+        let path = dir + "/chat.db"
+        do {
+            let db = try Database(path: path)
+            try db.migrate(Array(ChatStore.migrations.prefix { $0.name != "cursors by conversation" }))
+        }
+        try ChatStore(path: path).close()
+        let db = try Database(path: path)
+        let plan = try db.rows("EXPLAIN QUERY PLAN " + ChatStore.pruneSQL, [.integer(1), .integer(0)]) { $0.string(3) ?? "" }
+        XCTAssertFalse(plan.isEmpty)
+        XCTAssertEqual(plan.filter { $0.hasPrefix("SCAN") }, [], "\(plan)")
+        XCTAssertTrue(plan.contains { $0.contains("cursors_by_conversation") }, "\(plan)")
     }
 }

@@ -199,13 +199,17 @@ public final class SignallingService: WebSocketService, @unchecked Sendable {
     }
 
     /// `DELETE /admin/rooms/{room}/recording`: 200 with the id of the
-    /// recording stopped, 404 when the room was not being recorded.
+    /// recording stopped (one still starting: once it has started), 404
+    /// when the room was not being recorded.
     private func stopRecording(room: String, _ responder: HTTPResponder) {
         loop.execute { [self] in
-            guard let id = recording?.stop(room: room, by: "admin") else {
-                return responder.respond(.error(.notFound, "room \(room) is not being recorded"))
+            guard let recording else { return responder.respond(.error(.notFound, "room \(room) is not being recorded")) }
+            recording.stop(room: room, by: "admin") { result in
+                switch result {
+                case .success(let id): responder.respond(.json(.ok, ["room": .string(room), "recording": .string(id)]))
+                case .failure(let e): responder.respond(.error(.notFound, e.message))
+                }
             }
-            responder.respond(.json(.ok, ["room": .string(room), "recording": .string(id)]))
         }
     }
 }

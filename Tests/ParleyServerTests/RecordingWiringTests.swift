@@ -316,6 +316,50 @@ final class RecordingWiringTests: XCTestCase {
         bob.close()
     }
 
+    /// The admin API's stop while the start is in flight (the pool held, as
+    /// above): answered 200 with the recording's id once the start has run
+    /// (it was 404, "not being recorded", though the stop took effect).
+    func testAnAdminStopWhileTheStartIsInFlightAnswersWithTheRecordingsID() throws {
+        fx = try RelayServerFixture(recording: true)
+        let alice = try fx.connect()
+        try alice.call(.auth(token: fx.token("alice"), room: nil))
+        _ = try alice.call(.join(room: nil, publish: true, subscribe: true, suite: nil))
+        let recorder = try XCTUnwrap(fx.recording)
+        let gate = DispatchSemaphore(value: 0)
+        for _ in 0..<2 { try recorder.pool.run(on: fx.group.next(), { gate.wait() }, then: { _ in }) }
+        let bob = try fx.connect()
+        try bob.call(.auth(token: fx.token("bob", publish: false, record: true), room: nil))
+        _ = try bob.call(.join(room: nil, publish: false, subscribe: true, suite: nil))
+        let started = Mutex<Result<JSONValue, SignallingClientError>?>(nil)
+        try bob.onLoop { client in client.request(.startRecording()) { r in started.withLock { $0 = r } } }
+        try bob.call(.ping)   // the start has been handled: it waits for the pool
+
+        let admin = "Authorization: Bearer \(fx.token("ops", room: nil, admin: true))"
+        let port = Int(fx.front.address.port)
+        let requests = MetricsRegistry.shared.counter("parley_http_requests_total", help: "HTTP requests received")
+        let before = requests.current
+        let stop = Mutex<String?>(nil)
+        DispatchQueue.global().async {
+            let answer = (try? httpRequest(port, "DELETE", "/admin/rooms/call/recording", headers: [admin])) ?? "no answer"
+            stop.withLock { $0 = answer }
+        }
+        // The DELETE reached the server before the pool runs (if it came after, it would stop a running
+        // recording and answer the same; the test would then only not catch the old 404).
+        waitUntil("the DELETE received") { requests.current > before }
+        gate.signal()
+        gate.signal()
+        waitUntil("the stop answered") { stop.withLock { $0 } != nil }
+        let answer = try XCTUnwrap(stop.withLock { $0 })
+        XCTAssertTrue(answer.hasPrefix("HTTP/1.1 200"), answer)
+        waitUntil("the start answered") { started.withLock { $0 } != nil }
+        let idLine = answer.split(separator: "\r\n\r\n").last.map(String.init) ?? ""
+        let id = try XCTUnwrap(try JSONValue.parse(idLine)["recording"]?.stringValue)
+        let dir = fx.dataDir + "/recordings/" + id
+        waitUntil("the recording is finished") { (try? RecordingIndex.read(directory: dir))?.stoppedAtMillis != nil }
+        alice.close()
+        bob.close()
+    }
+
     func testAdminAPIStartsAndStopsAndRecordRoomsRecordsMatchingCallsUntilTheyClose() throws {
         fx = try RelayServerFixture(recording: true) { $0.recordRooms = ["auto-*"] }
         let admin = "Authorization: Bearer \(fx.token("ops", room: nil, admin: true))"

@@ -119,11 +119,10 @@ public final class TLSContext: @unchecked Sendable {
                               pinnedSHA256: String? = nil) throws(TLSError) -> TLSContext {
         var pin: String?
         if let p = pinnedSHA256 {
-            let hex = Array(p.uppercased().filter { $0 != ":" })
-            guard hex.count == 64, hex.allSatisfy(\.isHexDigit) else {
+            guard let digest = Hex.decode(p.utf8.filter { $0 != UInt8(ascii: ":") }), digest.count == 32 else {
                 throw TLSError("a SHA-256 fingerprint is 64 hex digits (colons optional), got \"\(p)\"")
             }
-            pin = stride(from: 0, to: 64, by: 2).map { String(hex[$0..<$0 + 2]) }.joined(separator: ":")
+            pin = Hex.encode(digest, uppercase: true, separator: UInt8(ascii: ":"))
         }
         let ctx = try newContext(server: false)
         if let file = trustedCertificatesFile {

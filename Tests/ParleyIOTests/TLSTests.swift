@@ -7,6 +7,16 @@ import ParleyTestSupport
 final class TLSTests: XCTestCase {
     var dir = ""
 
+    /// A pin is 64 hex digits, either case, colons optional; it is kept as `openssl x509 -fingerprint` prints it.
+    func testAPinIs64HexDigitsColonsOptional() throws {
+        let printed = String(repeating: "AB:", count: 31) + "AB"
+        XCTAssertEqual(try TLSContext.client(pinnedSHA256: String(repeating: "ab", count: 32)).pinnedSHA256, printed)
+        XCTAssertEqual(try TLSContext.client(pinnedSHA256: printed.lowercased()).pinnedSHA256, printed)
+        for bad in [String(repeating: "ab", count: 31), String(repeating: "zz", count: 32), printed + ":AB", "A" + printed] {
+            XCTAssertThrowsError(try TLSContext.client(pinnedSHA256: bad), bad)
+        }
+    }
+
     override func setUpWithError() throws {
         raiseFDLimit()
         dir = NSTemporaryDirectory() + "parley-tls-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"

@@ -53,7 +53,7 @@ public final class RecordingService: SignallingFeature {
             guard autoRecord.contains(where: { Self.matches(room, pattern: $0) }) else { return }
             start(room: room, by: "auto") { _ in }
         }
-        calls.onRoomClosed = { [unowned self] room in _ = stop(room: room, by: "room_closed") }
+        calls.onRoomClosed = { [unowned self] room in stop(room: room, by: "room_closed") }
     }
 
     // MARK: SignallingFeature
@@ -137,11 +137,11 @@ public final class RecordingService: SignallingFeature {
         }
     }
 
-    /// Stops recording `room`; returns its id, nil when it was not recording
-    /// (one still starting stops as soon as it has started). `answer` gets
-    /// the id, once the start has answered for one still starting.
-    @discardableResult
-    public func stop(room: String, by who: String, answer: Answer? = nil) -> String? {
+    /// Stops recording `room` (one still starting stops as soon as it has
+    /// started). `answer` gets the recording's id (for one still starting,
+    /// once the start has answered), or `bad_request` when the room was not
+    /// being recorded.
+    public func stop(room: String, by who: String, answer: Answer? = nil) {
         switch rooms[room] {
         case .recording(let id):
             rooms[room] = nil
@@ -149,13 +149,10 @@ public final class RecordingService: SignallingFeature {
             core.log.info("recording stopped", ["room": .string(room), "recording": .string(id), "by": .string(who)])
             calls.setRecording(room: room, false)
             answer?(.success(id))
-            return id
         case .starting(let waiters, let stoppers):
             rooms[room] = .starting(waiters: waiters, stoppers: (stoppers ?? []) + (answer.map { [$0] } ?? []))
-            return nil
         case nil:
             answer?(.failure(SignallingError(.badRequest, "room \(room) is not being recorded")))
-            return nil
         }
     }
 
